@@ -1,0 +1,1 @@
+//! Deterministic simulation suites for oxetcd (compiled with `--cfg madsim`).

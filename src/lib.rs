@@ -1,0 +1,3 @@
+//! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
+
+pub mod proto;
