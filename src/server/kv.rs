@@ -1,0 +1,120 @@
+//! `etcdserverpb.KV`: Range, Put, DeleteRange, Txn, Compact.
+//!
+//! Writes are validated here (size limits, etcd's pre-proposal checks), proposed through raft
+//! and answered from the applied result. Linearizable ranges pass the read-index barrier first;
+//! serializable ranges read the local applied state directly.
+//!
+//! Invariant: no write is answered before raft applied it; a failed proposal that may have been
+//! applied (timeout) is never reported as "not applied".
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::error::{check_size, kv_status, propose_status};
+use super::Ctx;
+use crate::apply::{validate, Command, Outcome};
+use crate::proto::etcdserverpb::kv_server::Kv;
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+
+/// The KV service.
+pub struct KvService {
+    ctx: Arc<Ctx>,
+}
+
+impl KvService {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        KvService { ctx }
+    }
+
+    async fn write(&self, encoded_bytes: usize, cmd: Command) -> Result<Outcome, Status> {
+        check_size(encoded_bytes, self.ctx.limits.max_request_bytes, self.ctx.limits.grpc_max_recv_bytes)?;
+        validate(&cmd, self.ctx.limits.max_txn_ops).map_err(|e| kv_status(&e))?;
+        let applied = self.ctx.node.propose(cmd).await.map_err(|e| propose_status(&e))?;
+        applied.result.clone().map_err(|e| kv_status(&e))
+    }
+}
+
+fn unexpected(what: &str) -> Status {
+    // apply answers every command with the outcome of its own kind; anything else is a bug.
+    Status::internal(format!("etcdserver: unexpected apply outcome for {what}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        let limits = &self.ctx.limits;
+        check_size(req.encoded_len(), limits.max_request_bytes, limits.grpc_max_recv_bytes)?;
+        if req.key.is_empty() {
+            return Err(kv_status(&crate::mvcc::KvError::EmptyKey));
+        }
+        if !req.serializable {
+            self.ctx.node.read_index().await.map_err(|e| propose_status(&e))?;
+        }
+        let mut resp = {
+            let sm = self.ctx.node.state().read();
+            sm.state.kv.range(&req).map_err(|e| kv_status(&e))?
+        };
+        resp.header = Some(self.ctx.header(&resp.header));
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        match self.write(req.encoded_len(), Command::Put(req)).await? {
+            Outcome::Put(mut resp) => {
+                resp.header = Some(self.ctx.header(&resp.header));
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("put")),
+        }
+    }
+
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        match self.write(req.encoded_len(), Command::DeleteRange(req)).await? {
+            Outcome::DeleteRange(mut resp) => {
+                resp.header = Some(self.ctx.header(&resp.header));
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("delete range")),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        match self.write(req.encoded_len(), Command::Txn(req)).await? {
+            Outcome::Txn(mut resp) => {
+                resp.header = Some(self.ctx.header(&resp.header));
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("txn")),
+        }
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        match self.write(req.encoded_len(), Command::Compact(req)).await? {
+            Outcome::Compact(mut resp) => {
+                resp.header = Some(self.ctx.header(&resp.header));
+                Ok(Response::new(resp))
+            }
+            _ => Err(unexpected("compact")),
+        }
+    }
+}
+
+/// Keeps the revision the state machine put in `partial` and fills in the member's identity.
+pub(crate) fn full_header(ctx: &Ctx, partial: &Option<ResponseHeader>) -> ResponseHeader {
+    ResponseHeader {
+        cluster_id: ctx.node.cluster_id(),
+        member_id: ctx.node.member_id(),
+        revision: partial.as_ref().map_or(0, |h| h.revision),
+        raft_term: ctx.node.term(),
+    }
+}

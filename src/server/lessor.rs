@@ -1,0 +1,128 @@
+//! Lease deadlines: the clock side of leases, kept by the leader only.
+//!
+//! The lease table itself (IDs, granted TTLs, attached keys) is replicated state in `lease/`.
+//! Deadlines are not: like etcd (without lease checkpoints), the leader keeps them in memory and,
+//! when it takes office or restarts, gives every lease its full granted TTL again. Expiry is never
+//! applied locally: an expired lease is revoked by proposing `LeaseRevoke` through raft, so every
+//! member deletes the keys at the same revision.
+//!
+//! Invariant: a lease is proposed for revocation at most once at a time (`revoking`).
+//! Invariant: keys are deleted only by applying a committed revoke, never from a clock here.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    ttl_s: i64,
+    expires_at: Instant,
+    revoking: bool,
+}
+
+/// The leader's lease clock.
+#[derive(Debug, Default)]
+pub struct Lessor {
+    deadlines: Mutex<HashMap<i64, Deadline>>,
+}
+
+fn ttl_duration(ttl_s: i64) -> Duration {
+    Duration::from_secs(u64::try_from(ttl_s).unwrap_or(0))
+}
+
+impl Lessor {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Deadline>> {
+        self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A grant was applied: the lease runs for its full TTL from now.
+    pub fn granted(&self, id: i64, ttl_s: i64, now: Instant) {
+        let expires_at = now + ttl_duration(ttl_s);
+        self.lock().insert(id, Deadline { ttl_s, expires_at, revoking: false });
+    }
+
+    /// A revoke was applied (by a client or by expiry).
+    pub fn revoked(&self, id: i64) {
+        self.lock().remove(&id);
+    }
+
+    /// This member became leader (or started): every lease restarts from its granted TTL.
+    pub fn promote(&self, leases: impl Iterator<Item = (i64, i64)>, now: Instant) {
+        let mut map = self.lock();
+        map.clear();
+        for (id, ttl_s) in leases {
+            map.insert(id, Deadline { ttl_s, expires_at: now + ttl_duration(ttl_s), revoking: false });
+        }
+    }
+
+    /// Renews a lease; `None` when it is unknown or already being revoked.
+    pub fn keep_alive(&self, id: i64, now: Instant) -> Option<i64> {
+        let mut map = self.lock();
+        let d = map.get_mut(&id)?;
+        if d.revoking || d.expires_at <= now {
+            return None;
+        }
+        d.expires_at = now + ttl_duration(d.ttl_s);
+        Some(d.ttl_s)
+    }
+
+    /// Whole seconds left (etcd truncates), `None` when unknown.
+    pub fn remaining_s(&self, id: i64, now: Instant) -> Option<i64> {
+        let map = self.lock();
+        let d = map.get(&id)?;
+        let left = d.expires_at.saturating_duration_since(now);
+        Some(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// Leases whose deadline passed and that are not being revoked yet; marks them revoking.
+    pub fn take_expired(&self, now: Instant) -> Vec<i64> {
+        let mut map = self.lock();
+        let mut out: Vec<i64> = map
+            .iter_mut()
+            .filter(|(_, d)| !d.revoking && d.expires_at <= now)
+            .map(|(id, d)| {
+                d.revoking = true;
+                *id
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The revoke proposal for `id` failed; try again on the next pass.
+    pub fn revoke_failed(&self, id: i64) {
+        if let Some(d) = self.lock().get_mut(&id) {
+            d.revoking = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_keepalive_and_promotion() {
+        let l = Lessor::default();
+        let t0 = Instant::now();
+        l.granted(1, 5, t0);
+        l.granted(2, 10, t0);
+        assert_eq!(l.remaining_s(1, t0 + Duration::from_millis(1500)), Some(3));
+        assert!(l.take_expired(t0 + Duration::from_secs(4)).is_empty());
+        // Keep-alive at 4 s pushes lease 1 to 9 s.
+        assert_eq!(l.keep_alive(1, t0 + Duration::from_secs(4)), Some(5));
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(8)), Vec::<i64>::new());
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(10)), vec![1, 2]);
+        // Being revoked: not handed out twice, not renewable.
+        assert!(l.take_expired(t0 + Duration::from_secs(11)).is_empty());
+        assert_eq!(l.keep_alive(1, t0 + Duration::from_secs(11)), None);
+        l.revoke_failed(2);
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(12)), vec![2]);
+        // A new leader restarts every lease from its full TTL.
+        l.promote([(2, 10)].into_iter(), t0 + Duration::from_secs(20));
+        assert_eq!(l.remaining_s(2, t0 + Duration::from_secs(20)), Some(10));
+        assert_eq!(l.remaining_s(1, t0 + Duration::from_secs(20)), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! `etcdserverpb.Maintenance`: Status, HashKV, Hash and Alarm for a member.
+//!
+//! Methods that belong to later work (Snapshot streaming, MoveLeader, Downgrade, Defragment)
+//! answer `Unimplemented` rather than pretending to succeed.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::error::kv_status;
+use super::Ctx;
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use crate::server::stream::ChannelStream;
+
+/// The etcd version we report. Kubernetes parses it as semver to switch features on; see
+/// docs/compatibility.md for why this one.
+pub const ETCD_VERSION: &str = "3.5.17";
+
+/// The Maintenance service.
+pub struct MaintenanceService {
+    ctx: Arc<Ctx>,
+}
+
+impl MaintenanceService {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        MaintenanceService { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        let req = request.into_inner();
+        if req.action != 0 {
+            return Err(Status::unimplemented("alarm activation is not supported yet"));
+        }
+        // No alarm can be raised yet (no space quota, no corruption check), so the list is empty.
+        let header = self.ctx.header(&None);
+        Ok(Response::new(AlarmResponse { header: Some(header), alarms: Vec::new() }))
+    }
+
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let m = self.ctx.node.metrics();
+        let (revision, db_size) = {
+            let sm = self.ctx.node.state().read();
+            (sm.state.kv.current_revision(), sm.state.kv.approximate_bytes() as i64)
+        };
+        let mut header = self.ctx.header(&None);
+        header.revision = revision;
+        let mut errors = Vec::new();
+        if m.current_leader.is_none() {
+            errors.push(super::error::NO_LEADER.to_string());
+        }
+        Ok(Response::new(StatusResponse {
+            header: Some(header),
+            version: ETCD_VERSION.to_string(),
+            db_size,
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
+            raft_applied_index: m.last_applied.map_or(0, |l| l.index),
+            errors,
+            db_size_in_use: db_size,
+            is_learner: false,
+        }))
+    }
+
+    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        Err(Status::unimplemented("defragment is not supported yet"))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let (hash, revision) = {
+            let sm = self.ctx.node.state().read();
+            let rev = sm.state.kv.current_revision();
+            let (h, _) = sm.state.kv.hash_kv(0).map_err(|e| kv_status(&e))?;
+            (h, rev)
+        };
+        let mut header = self.ctx.header(&None);
+        header.revision = revision;
+        Ok(Response::new(HashResponse { header: Some(header), hash }))
+    }
+
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        let req = request.into_inner();
+        let (hash, compact_revision, revision) = {
+            let sm = self.ctx.node.state().read();
+            let rev = sm.state.kv.current_revision();
+            let (h, c) = sm.state.kv.hash_kv(req.revision).map_err(|e| kv_status(&e))?;
+            (h, c, rev)
+        };
+        let mut header = self.ctx.header(&None);
+        header.revision = revision;
+        let hash_revision = if req.revision == 0 { revision } else { req.revision };
+        Ok(Response::new(HashKvResponse { header: Some(header), hash, compact_revision, hash_revision }))
+    }
+
+    type SnapshotStream = ChannelStream<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("snapshot streaming is not supported yet"))
+    }
+
+    async fn move_leader(&self, _request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        Err(Status::unimplemented("move-leader is not supported yet"))
+    }
+
+    async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented("downgrade is not supported yet"))
+    }
+}

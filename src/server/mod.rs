@@ -1,0 +1,157 @@
+//! server/ — everything that knows tonic (and later HTTP and TLS).
+//!
+//! It binds the client URLs, registers the gRPC services (KV, Maintenance, health), enforces
+//! request-size limits and maps internal errors to etcd's codes and texts (`error`). Handlers
+//! are thin: validate, then either propose through [`RaftNode::propose`] or read the applied
+//! state after [`RaftNode::read_index`].
+//!
+//! Invariant: this is the only module that turns an internal error into a gRPC status.
+//! Invariant: no handler holds the state machine lock across an `.await`.
+
+pub mod error;
+pub mod health;
+pub mod kv;
+pub mod lease;
+pub mod lessor;
+pub mod maintenance;
+pub mod stream;
+pub mod watch;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use crate::apply::{Applied, Command};
+use crate::proto::etcdserverpb::kv_server::KvServer;
+use crate::proto::etcdserverpb::lease_server::LeaseServer;
+use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::raft::state_machine::ApplyObserver;
+use crate::watch::Hub;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::proto::etcdserverpb::ResponseHeader;
+use crate::proto::health::health_server::HealthServer;
+use crate::raft::node::RaftNode;
+
+/// Request limits enforced by the server (etcd's defaults come from `config`).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub max_request_bytes: usize,
+    pub grpc_max_recv_bytes: usize,
+    pub max_txn_ops: usize,
+}
+
+/// What every handler needs.
+pub struct Ctx {
+    pub node: Arc<RaftNode>,
+    pub limits: ServerLimits,
+}
+
+/// Member-wide services that live beside the node: the watch hub and the lease clock.
+pub struct Services {
+    pub hub: Arc<Hub>,
+    pub lessor: Arc<lessor::Lessor>,
+    pub lease_ttl_min_s: i64,
+    pub progress_notify_interval: Duration,
+}
+
+/// Feeds applied commands to the watch hub and the lease clock, in log order.
+pub struct MemberObserver {
+    pub hub: Arc<Hub>,
+    pub lessor: Arc<lessor::Lessor>,
+}
+
+impl ApplyObserver for MemberObserver {
+    fn applied(&self, _index: u64, cmd: &Command, applied: &Applied) {
+        if !applied.events.is_empty() {
+            self.hub.publish(applied.revision, &applied.events);
+        }
+        match cmd {
+            Command::LeaseGrant { id, ttl } if applied.result.is_ok() => {
+                self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
+            }
+            Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            _ => {}
+        }
+    }
+}
+
+impl Ctx {
+    /// A full response header around the revision the state machine reported.
+    pub fn header(&self, partial: &Option<ResponseHeader>) -> ResponseHeader {
+        kv::full_header(self, partial)
+    }
+}
+
+/// Transport-level ceiling for one decoded message. Requests above the gRPC limit are rejected
+/// by the handlers with grpc-go's exact text, so the transport must let them through first.
+const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Router {
+    let kv = KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
+        .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
+    let watch = WatchServer::new(watch::WatchService::new(
+        ctx.clone(),
+        services.hub.clone(),
+        services.progress_notify_interval,
+    ))
+    .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
+    let lease = LeaseServer::new(lease::LeaseService::new(
+        ctx.clone(),
+        services.lessor.clone(),
+        services.lease_ttl_min_s,
+    ));
+    tonic::transport::Server::builder()
+        .add_service(kv)
+        .add_service(watch)
+        .add_service(lease)
+        .add_service(maintenance)
+        .add_service(HealthServer::new(health::HealthService))
+}
+
+/// A bound client listener, ready to serve.
+pub struct ClientListener {
+    addr: SocketAddr,
+    #[cfg(not(madsim))]
+    incoming: tonic::transport::server::TcpIncoming,
+}
+
+impl ClientListener {
+    /// Binds `addr` now, so that a port conflict is reported at startup.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        #[cfg(not(madsim))]
+        {
+            let incoming = tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+            let addr = incoming.local_addr()?;
+            Ok(ClientListener { addr, incoming })
+        }
+        #[cfg(madsim)]
+        {
+            Ok(ClientListener { addr })
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves the client API on this listener until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        ctx: Arc<Ctx>,
+        services: Arc<Services>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let router = router(&ctx, &services);
+        #[cfg(not(madsim))]
+        {
+            router.serve_with_incoming_shutdown(self.incoming, shutdown).await
+        }
+        #[cfg(madsim)]
+        {
+            router.serve_with_shutdown(self.addr, shutdown).await
+        }
+    }
+}
