@@ -1,3 +1,4 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
+pub mod io;
 pub mod proto;
