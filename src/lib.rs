@@ -1,3 +1,12 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
+pub mod apply;
+pub mod io;
+pub mod lease;
+pub mod mvcc;
 pub mod proto;
+pub mod raft;
+pub mod server;
+pub mod snap;
+pub mod wal;
+pub mod watch;

@@ -1,0 +1,236 @@
+//! The replicated state machine: `Command`s (the raft log payload) applied to `State` (the KV
+//! store and the lease table), deterministically.
+//!
+//! Owns: the command set and its encoding, the glue between the KV store and the lease table
+//! (lease existence for puts, key attachment, revoke = delete keys + drop lease), the snapshot
+//! image of the whole state. Knows nothing of raft, time or I/O.
+//!
+//! Invariant: `apply` is a function of (state, command): the same sequence of commands from the
+//!            same state gives byte-identical `encode()` output on every member.
+//! Invariant: a command that fails changes nothing and produces no events.
+//! Invariant: a key is attached to lease L in the table exactly when it is live with lease L in
+//!            the KV store (`State::check`).
+
+mod codec;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lease::{LeaseError, LeaseTable, LEASE_TTL_SECONDS_MAX};
+use crate::mvcc::{self, validate, KvError, Written};
+use crate::proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader, TxnRequest, TxnResponse,
+};
+use crate::proto::mvccpb::{event::EventType, Event};
+
+pub use codec::CodecError;
+
+/// One replicated state change, as proposed to raft. Protobuf requests are carried as their
+/// protobuf encoding inside the serde (bincode) encoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Put(#[serde(with = "codec::proto_bytes")] PutRequest),
+    DeleteRange(#[serde(with = "codec::proto_bytes")] DeleteRangeRequest),
+    Txn(#[serde(with = "codec::proto_bytes")] TxnRequest),
+    Compact(#[serde(with = "codec::proto_bytes")] CompactionRequest),
+    /// `id` is never 0 here: the proposer picks a fresh ID first. `ttl` is in seconds, already
+    /// raised to the minimum TTL.
+    LeaseGrant { id: i64, ttl: i64 },
+    /// A client revoke or the leader's expiry of the lease.
+    LeaseRevoke { id: i64 },
+}
+
+/// The successful result of a command. Headers carry only `revision`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+}
+
+/// What applying one command did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub result: Result<Outcome, KvError>,
+    /// The events of the new revision (empty if the revision did not move), `prev_kv` filled.
+    pub events: Vec<Event>,
+    /// The store revision after the command.
+    pub revision: i64,
+}
+
+/// The whole replicated state. `Clone` is O(1), so a snapshot is encoded from a clone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    pub kv: mvcc::Store,
+    pub leases: LeaseTable,
+}
+
+impl State {
+    /// An empty state: store at revision 1, no leases.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one committed command.
+    pub fn apply(&mut self, cmd: &Command) -> Applied {
+        let result = self.apply_command(cmd);
+        let revision = self.kv.current_revision();
+        match result {
+            Ok((outcome, events)) => Applied { result: Ok(outcome), events, revision },
+            Err(err) => Applied { result: Err(err), events: Vec::new(), revision },
+        }
+    }
+
+    fn apply_command(&mut self, cmd: &Command) -> Result<(Outcome, Vec<Event>), KvError> {
+        let leases = &self.leases;
+        let lease_exists = |id: i64| leases.contains(id);
+        match cmd {
+            Command::Put(req) => {
+                let written = self.kv.put(req, &lease_exists)?;
+                Ok(self.attach_leases(written, Outcome::Put))
+            }
+            Command::DeleteRange(req) => {
+                let written = self.kv.delete_range(req)?;
+                Ok(self.attach_leases(written, Outcome::DeleteRange))
+            }
+            Command::Txn(req) => {
+                let written = self.kv.txn(req, &lease_exists)?;
+                Ok(self.attach_leases(written, Outcome::Txn))
+            }
+            Command::Compact(req) => Ok((Outcome::Compact(self.kv.compact(req.revision)?), Vec::new())),
+            Command::LeaseGrant { id, ttl } => {
+                self.leases.grant(*id, *ttl)?;
+                let response = LeaseGrantResponse { header: self.header(), id: *id, ttl: *ttl, error: String::new() };
+                Ok((Outcome::LeaseGrant(response), Vec::new()))
+            }
+            Command::LeaseRevoke { id } => self.revoke(*id),
+        }
+    }
+
+    /// Deletes the lease's keys in one revision, then drops the lease.
+    fn revoke(&mut self, id: i64) -> Result<(Outcome, Vec<Event>), KvError> {
+        let keys = self.leases.keys(id).ok_or(KvError::LeaseNotFound { id })?;
+        let written = self.kv.delete_keys(&keys);
+        debug_assert_eq!(written.response, keys.len() as i64, "lease {id} had keys that are not live");
+        let (_, events) = self.attach_leases(written, |deleted| deleted);
+        self.leases.revoke(id)?;
+        let response = LeaseRevokeResponse { header: self.header() };
+        Ok((Outcome::LeaseRevoke(response), events))
+    }
+
+    /// Moves lease attachments to match a write: per key, from its lease before the write (the
+    /// first event's `prev_kv`) to its lease after it (the last event).
+    fn attach_leases<T, O>(&mut self, written: Written<T>, wrap: impl FnOnce(T) -> O) -> (O, Vec<Event>) {
+        let mut moves: BTreeMap<&[u8], (i64, i64)> = BTreeMap::new();
+        for event in &written.events {
+            let Some(kv) = &event.kv else { continue };
+            let after = if event.r#type == EventType::Put as i32 { kv.lease } else { 0 };
+            let before = event.prev_kv.as_ref().map_or(0, |prev| prev.lease);
+            moves.entry(&kv.key).and_modify(|m| m.1 = after).or_insert((before, after));
+        }
+        for (key, (before, after)) in moves.into_iter().filter(|(_, (b, a))| b != a) {
+            if before != 0 {
+                let detached = self.leases.detach(before, key);
+                debug_assert!(detached, "key {key:?} was not attached to lease {before}");
+            }
+            if after != 0 {
+                let attached = self.leases.attach(after, key);
+                debug_assert!(attached, "key {key:?} put with missing lease {after}");
+            }
+        }
+        #[cfg(debug_assertions)]
+        for event in &written.events {
+            let Some(key) = event.kv.as_ref().map(|kv| kv.key.as_slice()) else { continue };
+            let lease = self.kv.get(key).map_or(0, |kv| kv.lease);
+            debug_assert!(lease == 0 || self.leases.is_attached(lease, key), "key {key:?} not attached to {lease}");
+        }
+        (wrap(written.response), written.events)
+    }
+
+    fn header(&self) -> Option<ResponseHeader> {
+        Some(ResponseHeader { revision: self.kv.current_revision(), ..ResponseHeader::default() })
+    }
+
+    /// Checks the KV store's invariants and that lease attachments match the store; O(size).
+    pub fn check(&self) -> Result<(), String> {
+        self.kv.check()?;
+        let in_store: Vec<(i64, &[u8])> = {
+            let mut pairs: Vec<_> = self.kv.leased_keys().map(|(key, lease)| (lease, key)).collect();
+            pairs.sort_unstable();
+            pairs
+        };
+        let in_table: Vec<(i64, &[u8])> = self.leases.attachments().collect();
+        if in_store != in_table {
+            return Err(format!(
+                "lease attachments differ: store has {} leased keys, table {}",
+                in_store.len(),
+                in_table.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Encodes the whole state (the state machine part of a raft snapshot).
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        bincode::serialize(self).map_err(CodecError::Encode)
+    }
+
+    /// Encodes the whole state into `writer`, without building it in memory first.
+    pub fn encode_into<W: std::io::Write>(&self, writer: W) -> Result<(), CodecError> {
+        bincode::serialize_into(writer, self).map_err(CodecError::Encode)
+    }
+
+    /// Decodes a state written by `encode`, checking every invariant.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        bincode::deserialize(bytes).map_err(CodecError::Decode)
+    }
+}
+
+impl Command {
+    /// The log entry payload for this command.
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        bincode::serialize(self).map_err(CodecError::Encode)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        bincode::deserialize(bytes).map_err(CodecError::Decode)
+    }
+}
+
+impl From<LeaseError> for KvError {
+    fn from(err: LeaseError) -> Self {
+        match err {
+            LeaseError::NotFound { id } => KvError::LeaseNotFound { id },
+            LeaseError::Exists { id } => KvError::LeaseExists { id },
+            LeaseError::TtlTooLarge { ttl_seconds } => KvError::LeaseTtlTooLarge { ttl_seconds },
+        }
+    }
+}
+
+/// The checks etcd makes before proposing `cmd`, with `max_txn_ops` as `--max-txn-ops`. Apply
+/// repeats all of them except the op budget.
+pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
+    match cmd {
+        Command::Put(req) => validate::check_put(req),
+        Command::DeleteRange(req) => validate::check_delete_range(req),
+        Command::Txn(req) => validate::check_txn(req, max_txn_ops),
+        Command::Compact(_) | Command::LeaseRevoke { .. } => Ok(()),
+        Command::LeaseGrant { ttl, .. } if *ttl > LEASE_TTL_SECONDS_MAX => {
+            Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
+        }
+        Command::LeaseGrant { .. } => Ok(()),
+    }
+}
+
+/// The checks etcd makes on a range before serving it (it is not a command: reads do not go
+/// through the log).
+pub fn validate_range(req: &RangeRequest) -> Result<(), KvError> {
+    validate::check_range(req)
+}

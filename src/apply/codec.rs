@@ -1,0 +1,106 @@
+//! Encoding of `Command` and `State`: bincode over serde, with protobuf requests embedded as
+//! their protobuf bytes, and the state written as an image that `decode` rebuilds and checks.
+//!
+//! ```text
+//! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)>   (store: see mvcc/codec.rs)
+//! ```
+//! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
+//!
+//! Invariant: a decoded `State` passes `State::check`.
+
+use std::fmt;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::State;
+use crate::lease::LeaseTable;
+use crate::mvcc::Store;
+
+/// Version of the state layout above.
+const STATE_FORMAT: u32 = 1;
+
+/// Failure to encode or decode a command or state.
+#[derive(Debug)]
+pub enum CodecError {
+    Encode(bincode::Error),
+    Decode(bincode::Error),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::Encode(err) => write!(f, "encode: {err}"),
+            CodecError::Decode(err) => write!(f, "decode: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodecError::Encode(err) | CodecError::Decode(err) => Some(err.as_ref()),
+        }
+    }
+}
+
+/// Serde helpers carrying a prost message as its protobuf bytes.
+pub(super) mod proto_bytes {
+    use serde::de::Error as _;
+    use serde::{Deserializer, Serializer};
+
+    use crate::mvcc::bytes_serde;
+
+    pub fn serialize<S: Serializer, M: prost::Message>(msg: &M, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&msg.encode_to_vec())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, M: prost::Message + Default>(
+        deserializer: D,
+    ) -> Result<M, D::Error> {
+        let bytes: Vec<u8> = bytes_serde::deserialize(deserializer)?;
+        M::decode(bytes.as_slice()).map_err(D::Error::custom)
+    }
+}
+
+#[derive(Serialize)]
+struct StateImageRef<'a> {
+    format: u32,
+    kv: &'a Store,
+    leases: Vec<(i64, i64)>,
+}
+
+#[derive(Deserialize)]
+struct StateImage {
+    format: u32,
+    kv: Store,
+    leases: Vec<(i64, i64)>,
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let image = StateImageRef { format: STATE_FORMAT, kv: &self.kv, leases: self.leases.leases().collect() };
+        image.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let image = StateImage::deserialize(deserializer)?;
+        if image.format != STATE_FORMAT {
+            return Err(D::Error::custom(format!("unknown state format {}", image.format)));
+        }
+        let mut leases = LeaseTable::new();
+        for (id, ttl) in image.leases {
+            leases.grant(id, ttl).map_err(D::Error::custom)?;
+        }
+        for (key, lease) in image.kv.leased_keys() {
+            if !leases.attach(lease, key) {
+                return Err(D::Error::custom(format!("key {key:?} has unknown lease {lease}")));
+            }
+        }
+        let state = State { kv: image.kv, leases };
+        state.check().map_err(D::Error::custom)?;
+        Ok(state)
+    }
+}
