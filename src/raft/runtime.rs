@@ -59,7 +59,7 @@ impl<T> fmt::Debug for OneshotTx<T> {
     }
 }
 
-impl<T: OptionalSend> openraft::AsyncOneshotSendExt<T> for OneshotTx<T> {
+impl<T: OptionalSend> openraft::async_runtime::AsyncOneshotSendExt<T> for OneshotTx<T> {
     fn send(self, t: T) -> Result<(), T> {
         self.0.send(t)
     }

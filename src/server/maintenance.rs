@@ -48,7 +48,7 @@ impl Maintenance for MaintenanceService {
         let m = self.ctx.node.metrics();
         let (revision, db_size) = {
             let sm = self.ctx.node.state().read();
-            (sm.state.kv.current_revision(), sm.state.kv.approximate_bytes() as i64)
+            (sm.state.kv.current_revision(), sm.state.kv.record_count() as i64)
         };
         let mut header = self.ctx.header(&None);
         header.revision = revision;
