@@ -2,4 +2,5 @@
 
 pub mod io;
 pub mod proto;
+pub mod snap;
 pub mod wal;
