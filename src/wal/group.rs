@@ -237,3 +237,251 @@ impl Inner {
         self.wal.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Condvar;
+
+    use super::*;
+    use crate::io::sim::SimDisk;
+    use crate::io::{Disk, DiskFile, FileBytes, OpenOptions};
+    use crate::wal::WalConfig;
+
+    /// A disk whose file syncs are counted and can be held at a gate, so a test can queue
+    /// operations while the writer is inside a sync.
+    #[derive(Debug, Clone)]
+    struct GatedDisk {
+        inner: SimDisk,
+        syncs: Arc<AtomicU64>,
+        /// Syncs that found the gate closed and waited.
+        parked: Arc<AtomicU64>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    struct GatedFile {
+        inner: Box<dyn DiskFile>,
+        disk: GatedDisk,
+    }
+
+    impl GatedDisk {
+        fn set_gate(&self, open: bool) {
+            let (lock, cvar) = &*self.gate;
+            *lock.lock().unwrap() = open;
+            cvar.notify_all();
+        }
+    }
+
+    impl Disk for GatedDisk {
+        fn open(&self, path: &Path, options: OpenOptions) -> std::io::Result<Box<dyn DiskFile>> {
+            let inner = self.inner.open(path, options)?;
+            Ok(Box::new(GatedFile {
+                inner,
+                disk: self.clone(),
+            }))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> std::io::Result<()> {
+            self.inner.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.sync_dir(dir)
+        }
+        fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+            self.inner.list(dir)
+        }
+        fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+            self.inner.create_dir_all(dir)
+        }
+        fn exists(&self, path: &Path) -> std::io::Result<bool> {
+            self.inner.exists(path)
+        }
+    }
+
+    impl DiskFile for GatedFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.inner.write_at(buf, offset)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            let (lock, cvar) = &*self.disk.gate;
+            let mut open = lock.lock().unwrap();
+            if !*open {
+                self.disk.parked.fetch_add(1, Ordering::SeqCst);
+            }
+            while !*open {
+                open = cvar.wait(open).unwrap();
+            }
+            drop(open);
+            self.disk.syncs.fetch_add(1, Ordering::SeqCst);
+            self.inner.sync_data()
+        }
+        fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
+            self.inner.set_len(len_bytes)
+        }
+        fn allocate(&self, len_bytes: u64) -> std::io::Result<()> {
+            self.inner.allocate(len_bytes)
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+        fn read_all(&self) -> std::io::Result<FileBytes> {
+            self.inner.read_all()
+        }
+    }
+
+    fn setup() -> (GatedDisk, PathBuf, GroupCommit) {
+        let disk = GatedDisk {
+            inner: SimDisk::new(1),
+            syncs: Arc::new(AtomicU64::new(0)),
+            parked: Arc::new(AtomicU64::new(0)),
+            gate: Arc::new((Mutex::new(true), Condvar::new())),
+        };
+        let dir = PathBuf::from("/g/wal");
+        let cfg = WalConfig {
+            segment_bytes: 1 << 20,
+            ..WalConfig::default()
+        };
+        let (wal, _) = Wal::open(Arc::new(disk.clone()), &dir, cfg).unwrap();
+        (disk, dir, GroupCommit::new(wal))
+    }
+
+    fn entry(index: u64) -> LogRecord {
+        LogRecord {
+            index,
+            term: 1,
+            payload: index.to_le_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn queued_operations_share_one_sync_and_report_in_order_after_it() {
+        let (disk, dir, group) = setup();
+        let syncs_before = disk.syncs.load(Ordering::SeqCst);
+        let (tx, rx) = std::sync::mpsc::channel();
+        disk.set_gate(false);
+        // The first append enters its sync and blocks at the gate,
+        let report = |tx: std::sync::mpsc::Sender<(u64, Result<(), WalError>, u64)>,
+                      disk: GatedDisk,
+                      i: u64| {
+            Box::new(move |r| {
+                tx.send((i, r, disk.syncs.load(Ordering::SeqCst))).unwrap();
+            }) as Done
+        };
+        group.submit(
+            WalOp::Append(vec![entry(1)]),
+            report(tx.clone(), disk.clone(), 1),
+        );
+        // ...wait until the writer is really parked in that sync...
+        while disk.parked.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // ...while 49 more operations from several threads queue up behind it.
+        let threads: Vec<_> = (0..7u64)
+            .map(|t| {
+                let group = group.clone();
+                let tx = tx.clone();
+                let disk = disk.clone();
+                std::thread::spawn(move || {
+                    for k in 0..7u64 {
+                        let i = 2 + t * 7 + k;
+                        group.submit(
+                            WalOp::SaveVote(i.to_le_bytes().to_vec()),
+                            report(tx.clone(), disk.clone(), i),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(rx.try_recv().is_err(), "no report while the sync is held");
+        disk.set_gate(true);
+        let reports: Vec<(u64, Result<(), WalError>, u64)> =
+            (0..50).map(|_| rx.recv().unwrap()).collect();
+        assert!(reports.iter().all(|(_, r, _)| r.is_ok()));
+        // The first op got its own sync; all 49 queued ones shared exactly one more.
+        let synced_first = reports.iter().find(|r| r.0 == 1).unwrap().2;
+        assert_eq!(synced_first, syncs_before + 1);
+        assert!(reports.iter().all(|r| r.0 == 1 || r.2 == syncs_before + 2));
+        assert_eq!(disk.syncs.load(Ordering::SeqCst), syncs_before + 2);
+        // Submission order is kept: op 1 first, and each thread's ops in the order it sent them.
+        assert_eq!(reports[0].0, 1);
+        for t in 0..7u64 {
+            let mine: Vec<u64> = reports
+                .iter()
+                .map(|r| r.0)
+                .filter(|i| *i >= 2 && (i - 2) / 7 == t)
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+            assert_eq!(mine.len(), 7);
+        }
+        let wal = group.shutdown().unwrap();
+        assert_eq!(wal.last_index(), Some(1));
+        drop(wal);
+        let (_, recovered) = Wal::open(Arc::new(disk.clone()), &dir, WalConfig::default()).unwrap();
+        assert_eq!(recovered.entries, vec![entry(1)]);
+        assert!(recovered.vote.is_some());
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_whole_batch_and_poisons_later_submissions() {
+        let (disk, _dir, group) = setup();
+        disk.inner.fail_next_syncs(1);
+        let first = block_on(group.run(WalOp::Append(vec![entry(1)])));
+        assert!(
+            matches!(
+                first,
+                Err(WalError::Io {
+                    op: "fdatasync",
+                    ..
+                })
+            ),
+            "{first:?}"
+        );
+        let later = block_on(group.run(WalOp::Sync));
+        assert!(matches!(later, Err(WalError::Poisoned { .. })), "{later:?}");
+    }
+
+    #[test]
+    fn invalid_operations_fail_alone_and_shutdown_closes_the_writer() {
+        let (_disk, _dir, group) = setup();
+        assert!(block_on(group.run(WalOp::Append(vec![entry(5)]))).is_ok());
+        let gap = block_on(group.run(WalOp::Append(vec![entry(9)])));
+        assert!(matches!(
+            gap,
+            Err(WalError::NotContiguous {
+                expected: 6,
+                found: 9
+            })
+        ));
+        assert!(block_on(group.run(WalOp::TruncateFrom(5))).is_ok());
+        assert!(block_on(group.run(WalOp::PurgeUpto {
+            index: 3,
+            marker: vec![]
+        }))
+        .is_ok());
+        let wal = group.shutdown().unwrap();
+        assert_eq!(wal.last_index(), None);
+        assert_eq!(wal.purged_upto(), Some(3));
+        assert!(group.shutdown().is_none());
+        assert!(matches!(
+            block_on(group.run(WalOp::Sync)),
+            Err(WalError::Closed)
+        ));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}

@@ -176,7 +176,7 @@ impl Wal {
     /// failure poisons the WAL: a failed fsync is never retried.
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.check_usable()?;
-        self.flush()?;
+        self.write_buffer()?;
         if self.dirty {
             if let Err(e) = self.active.sync_data() {
                 let path = self.active_path();
@@ -266,13 +266,20 @@ impl Wal {
             }
         }
         if self.buf.len() >= WRITE_BUFFER_BYTES {
-            self.flush()?;
+            self.write_buffer()?;
         }
         Ok(())
     }
 
+    /// Hands buffered frames to the OS without syncing (`sync` does this itself). Useful to
+    /// bound memory, and for tests that crash between write and sync.
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        self.check_usable()?;
+        self.write_buffer()
+    }
+
     /// Writes the buffered frames at `write_offset`.
-    fn flush(&mut self) -> Result<(), WalError> {
+    fn write_buffer(&mut self) -> Result<(), WalError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -291,7 +298,7 @@ impl Wal {
     /// Seals the active segment and starts the next one, sized to hold at least the state
     /// records and a frame of `next_frame_bytes`.
     fn cut(&mut self, next_frame_bytes: u64) -> Result<(), WalError> {
-        self.flush()?;
+        self.write_buffer()?;
         if let Err(e) = self.active.sync_data() {
             let path = self.active_path();
             return Err(self.poison(WalError::io("fdatasync", path, e)));
@@ -303,10 +310,10 @@ impl Wal {
             first_index: self.next_index_hint(),
             crc_seed: self.crc,
         };
-        let state_bytes = self.state_frame_bytes();
-        let needed = SEGMENT_HEADER_BYTES + state_bytes + next_frame_bytes;
+        let (state, crc) = self.encode_state_records();
+        let needed = SEGMENT_HEADER_BYTES + state.len() as u64 + next_frame_bytes;
         let len = sector_round_up(self.cfg.segment_bytes.max(needed));
-        let (file, path) = match create_segment(&self.disk, &self.dir, &header, len) {
+        let (file, path) = match create_segment(&self.disk, &self.dir, &header, &state, len) {
             Ok(created) => created,
             Err(e) => return Err(self.poison(e)),
         };
@@ -319,10 +326,10 @@ impl Wal {
         });
         self.active = file;
         self.active_len = len;
-        self.write_offset = SEGMENT_HEADER_BYTES;
+        self.write_offset = SEGMENT_HEADER_BYTES + state.len() as u64;
+        self.crc = crc;
         self.retention_due = true;
-        self.write_state_records();
-        debug_assert_eq!(self.buf.len() as u64, state_bytes);
+        debug_assert_eq!(self.write_offset % 8, 0);
         Ok(())
     }
 
@@ -334,38 +341,21 @@ impl Wal {
             .unwrap_or(0)
     }
 
-    fn state_frame_bytes(&self) -> u64 {
-        let vote = self
-            .vote
-            .as_ref()
-            .map_or(0, |v| frame_bytes(v.len() as u64));
-        let committed = self
-            .committed
-            .as_ref()
-            .map_or(0, |c| frame_bytes(c.len() as u64));
-        let purge = self
-            .purged_marker
-            .as_ref()
-            .map_or(0, |m| frame_bytes(8 + m.len() as u64));
-        vote + committed + purge
-    }
-
-    /// Writes the current vote, committed and purge markers at the start of a new segment.
-    fn write_state_records(&mut self) {
-        debug_assert!(self.buf.is_empty());
-        let mut buf = std::mem::take(&mut self.buf);
+    /// Frames of the current vote, committed and purge markers, chained from the running
+    /// checksum; they open every new segment so deleting older segments never loses state.
+    fn encode_state_records(&self) -> (Vec<u8>, u32) {
+        let mut out = Vec::new();
+        let mut crc = self.crc;
         if let Some(vote) = &self.vote {
-            self.crc = encode_frame(&Record::Vote(vote), self.crc, &mut buf);
+            crc = encode_frame(&Record::Vote(vote), crc, &mut out);
         }
         if let Some(committed) = &self.committed {
-            self.crc = encode_frame(&Record::Committed(committed), self.crc, &mut buf);
+            crc = encode_frame(&Record::Committed(committed), crc, &mut out);
         }
         if let (Some(marker), Some(index)) = (&self.purged_marker, self.bounds.purged_upto()) {
-            let record = Record::Purge { index, marker };
-            self.crc = encode_frame(&record, self.crc, &mut buf);
+            crc = encode_frame(&Record::Purge { index, marker }, crc, &mut out);
         }
-        self.dirty |= !buf.is_empty();
-        self.buf = buf;
+        (out, crc)
     }
 
     /// Deletes old segments under the `max_wals` rule. Failures are logged and retried after

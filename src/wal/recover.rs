@@ -8,9 +8,13 @@
 //! - every frame verifies (see `scan`); the records obey the index rules (see `replay`);
 //! - only the last segment may end in a torn write.
 //!
-//! Invariant: when recovery returns, every record it reported is durable (the last segment is
-//! fdatasynced even when nothing was repaired: after a process crash the recovered tail may
-//! still sit only in the page cache, and raft will act on it).
+//! Invariant: when recovery returns, every record it reported is durable. After a process
+//! crash the recovered tail may still sit only in the page cache, and raft will act on it, so
+//! the last segment is always fdatasynced. Worse, after a failed fdatasync Linux marks the
+//! unwritten pages clean: a new process reads them back, but no later fsync writes them. So the
+//! records of the last segment are rewritten (same bytes, read back through the cache) before
+//! that fdatasync. Sealed segments need none of this: they were synced successfully before
+//! their successor existed.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -37,7 +41,7 @@ pub(super) struct RecoveredLog {
     pub torn_tail: Option<TornTail>,
 }
 
-/// Zeroing a torn tail writes at most this much per call.
+/// Repairs write at most this much per call.
 const ZERO_CHUNK_BYTES: usize = 64 * 1024;
 
 pub(super) fn recover(
@@ -89,6 +93,12 @@ pub(super) fn recover(
     let Some((active, path, outcome)) = tail else {
         unreachable!("the loop visits the last segment");
     };
+    rewrite_range(
+        active.as_ref(),
+        &path,
+        SEGMENT_HEADER_BYTES,
+        outcome.end_offset,
+    )?;
     let torn_tail = match outcome.torn_zero_range {
         Some((offset, zero_end)) => {
             zero_range(active.as_ref(), &path, offset, zero_end)?;
@@ -151,7 +161,7 @@ fn create_first(
         crc_seed: 0,
     };
     let len = sector_round_up(cfg.segment_bytes);
-    let (active, path) = create_segment(disk, dir, &header, len)?;
+    let (active, path) = create_segment(disk, dir, &header, &[], len)?;
     Ok(RecoveredLog {
         replay: Replay::default(),
         segments: VecDeque::from([SegmentMeta {
@@ -287,6 +297,22 @@ fn nonzero_end(bytes: &[u8], from: u64) -> u64 {
         Some(at) => sector_round_up((start + at + 1) as u64).min(bytes.len() as u64),
         None => from,
     }
+}
+
+/// Writes `[from, to)` back with the bytes it already holds, so a sync covers them.
+fn rewrite_range(file: &dyn DiskFile, path: &Path, from: u64, to: u64) -> Result<(), WalError> {
+    debug_assert!(from <= to);
+    let mut chunk = vec![0u8; ZERO_CHUNK_BYTES];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_CHUNK_BYTES as u64) as usize;
+        crate::io::read_exact_at(file, &mut chunk[..n], at)
+            .map_err(|e| WalError::io("read back", path, e))?;
+        file.write_at(&chunk[..n], at)
+            .map_err(|e| WalError::io("rewrite", path, e))?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 fn zero_range(file: &dyn DiskFile, path: &Path, from: u64, to: u64) -> Result<(), WalError> {

@@ -1,7 +1,7 @@
 //! Segment files: names, creation, and the in-memory description of a retained segment.
 //!
 //! A segment is `{seq:016x}-{first_index:016x}.wal` in the WAL directory. It is built under
-//! `<name>.tmp` (header written, space allocated, fdatasync), renamed to its final name, and the
+//! `<name>.tmp` (header and initial state records written, space allocated, fdatasync), renamed to its final name, and the
 //! directory is fsynced, so a segment with its final name always has a complete, durable header
 //! and its full preallocated length. Leftover `.tmp` files are removed on open.
 //!
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::WalError;
-use super::format::SegmentHeader;
+use super::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::io::{Disk, DiskFile, OpenOptions, SECTOR_BYTES};
 
 /// Suffix of segment files.
@@ -51,15 +51,18 @@ pub fn sector_round_up(len_bytes: u64) -> u64 {
     len_bytes.div_ceil(SECTOR_BYTES) * SECTOR_BYTES
 }
 
-/// Creates a segment durably (temp name, allocate, fdatasync, rename, fsync dir) and returns
-/// it open for writing.
+/// Creates a segment durably (temp name, header and `initial` frames, allocate, fdatasync,
+/// rename, fsync dir) and returns it open for writing.
 pub fn create_segment(
     disk: &Arc<dyn Disk>,
     dir: &Path,
     header: &SegmentHeader,
+    initial: &[u8],
     len_bytes: u64,
 ) -> Result<(Box<dyn DiskFile>, PathBuf), WalError> {
     debug_assert_eq!(len_bytes % SECTOR_BYTES, 0);
+    debug_assert_eq!(initial.len() % 8, 0);
+    debug_assert!(SEGMENT_HEADER_BYTES + initial.len() as u64 <= len_bytes);
     let name = segment_name(header.seq, header.first_index);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -75,6 +78,10 @@ pub fn create_segment(
         .map_err(|e| WalError::io("create", &tmp, e))?;
     file.write_at(&header.encode(), 0)
         .map_err(|e| WalError::io("write", &tmp, e))?;
+    if !initial.is_empty() {
+        file.write_at(initial, SEGMENT_HEADER_BYTES)
+            .map_err(|e| WalError::io("write", &tmp, e))?;
+    }
     file.allocate(len_bytes)
         .map_err(|e| WalError::io("allocate", &tmp, e))?;
     file.sync_data()
