@@ -198,3 +198,115 @@ impl Store {
         Written { response: deleted, events }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mvcc::range_tests::{delete, fixture, put};
+
+    fn put_req(key: &str, value: &str) -> PutRequest {
+        PutRequest { key: key.into(), value: value.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn revisions_move_once_per_change_and_not_for_no_ops() {
+        let mut store = Store::new();
+        assert_eq!(store.current_revision(), 1, "an empty store is at revision 1");
+        assert_eq!(put(&mut store, "a", "x"), 2);
+        assert_eq!(put(&mut store, "a", "x"), 3, "a put of the same value still moves the revision");
+        assert_eq!(delete(&mut store, "zz", ""), 0);
+        assert_eq!(store.current_revision(), 3, "deleting nothing keeps the revision");
+        let noop = store.delete_range(&DeleteRangeRequest { key: b"zz".to_vec(), ..Default::default() }).unwrap();
+        assert_eq!(noop.response.header.unwrap().revision, 3);
+        assert!(noop.events.is_empty());
+        put(&mut store, "b", "y");
+        assert_eq!(delete(&mut store, "a", "c"), 2);
+        assert_eq!(store.current_revision(), 5, "one revision for a multi-key delete");
+        assert_eq!(store.delete_keys(&[]).response, 0);
+        assert_eq!(store.current_revision(), 5);
+    }
+
+    #[test]
+    fn put_options() {
+        let mut store = Store::new();
+        let leased = PutRequest { lease: 5, ..put_req("k", "v1") };
+        store.put(&leased, &|id| id == 5).unwrap();
+        // ignore_value keeps the value, ignore_lease the lease; prev_kv returns the old pair.
+        let keep_value = PutRequest { ignore_value: true, prev_kv: true, lease: 5, ..put_req("k", "") };
+        let done = store.put(&keep_value, &|id| id == 5).unwrap();
+        assert_eq!(done.response.prev_kv.unwrap().value, b"v1");
+        let now = store.get(b"k").unwrap();
+        assert_eq!((now.value.as_slice(), now.lease, now.version), (&b"v1"[..], 5, 2));
+        let keep_lease = PutRequest { ignore_lease: true, ..put_req("k", "v2") };
+        store.put(&keep_lease, &|_| false).unwrap();
+        assert_eq!(store.get(b"k").unwrap().lease, 5, "ignore_lease needs no lease lookup");
+        // A plain put detaches the lease.
+        store.put(&put_req("k", "v3"), &|_| false).unwrap();
+        assert_eq!(store.get(b"k").unwrap().lease, 0);
+        let no_prev = store.put(&put_req("k", "v4"), &|_| false).unwrap();
+        assert_eq!(no_prev.response.prev_kv, None, "prev_kv only when asked");
+        // Errors, each leaving the store as it was.
+        let before = store.clone();
+        let cases = [
+            (PutRequest { ignore_value: true, ..put_req("missing", "") }, KvError::KeyNotFound),
+            (PutRequest { ignore_lease: true, ..put_req("missing", "v") }, KvError::KeyNotFound),
+            (PutRequest { ignore_value: true, ..put_req("k", "v") }, KvError::ValueProvided),
+            (PutRequest { ignore_lease: true, lease: 5, ..put_req("k", "v") }, KvError::LeaseProvided),
+            (PutRequest { lease: 6, ..put_req("k", "v") }, KvError::LeaseNotFound { id: 6 }),
+            (put_req("", "v"), KvError::EmptyKey),
+            // A plain put checks the lease before the key (a txn does the opposite).
+            (PutRequest { ignore_value: true, lease: 6, ..put_req("missing", "") }, KvError::LeaseNotFound { id: 6 }),
+        ];
+        for (req, want) in cases {
+            assert_eq!(store.put(&req, &|id| id == 5).unwrap_err(), want, "{req:?}");
+            assert_eq!(store, before);
+        }
+        let empty_value = store.put(&put_req("e", ""), &|_| true).unwrap();
+        assert_eq!(empty_value.events[0].kv.as_ref().unwrap().value, b"", "empty values are allowed");
+    }
+
+    #[test]
+    fn delete_range_options_and_events() {
+        let mut store = fixture();
+        let req = DeleteRangeRequest { key: b"a".to_vec(), range_end: b"c".to_vec(), prev_kv: true };
+        let done = store.delete_range(&req).unwrap();
+        assert_eq!(done.response.deleted, 2);
+        assert_eq!(done.response.header.unwrap().revision, 10);
+        let prev: Vec<&[u8]> = done.response.prev_kvs.iter().map(|kv| kv.value.as_slice()).collect();
+        assert_eq!(prev, vec![&b"4444"[..], &b"66"[..]]);
+        // DELETE events carry only key and mod_revision, plus prev_kv for the watcher to strip.
+        let first = &done.events[0];
+        assert_eq!(first.r#type, EventType::Delete as i32);
+        assert_eq!(first.kv, Some(KeyValue { key: b"a".to_vec(), mod_revision: 10, ..Default::default() }));
+        assert_eq!(first.prev_kv.as_ref().unwrap().mod_revision, 5);
+        let without_prev = store.delete_range(&DeleteRangeRequest { key: b"c".to_vec(), ..Default::default() }).unwrap();
+        assert!(without_prev.response.prev_kvs.is_empty());
+        assert_eq!(store.delete_range(&DeleteRangeRequest::default()).unwrap_err(), KvError::EmptyKey);
+        store.check().unwrap();
+    }
+
+    #[test]
+    fn put_events() {
+        let mut store = Store::new();
+        let created = store.put(&put_req("k", "1"), &|_| true).unwrap();
+        let event = &created.events[0];
+        assert_eq!(event.r#type, EventType::Put as i32);
+        assert_eq!(event.prev_kv, None, "a creation has no prev_kv");
+        let kv = event.kv.as_ref().unwrap();
+        assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 2, 1));
+        let updated = store.put(&put_req("k", "2"), &|_| true).unwrap();
+        assert_eq!(updated.events[0].prev_kv.as_ref().unwrap().value, b"1");
+        assert_eq!(updated.events[0].kv.as_ref().unwrap().version, 2);
+    }
+
+    #[test]
+    fn delete_keys_is_one_revision_in_key_order() {
+        let mut store = fixture();
+        let keys = vec![b"d".to_vec(), b"a".to_vec(), b"missing".to_vec(), b"a".to_vec()];
+        let done = store.delete_keys(&keys);
+        assert_eq!(done.response, 2);
+        assert_eq!(store.current_revision(), 10);
+        let order: Vec<&[u8]> = done.events.iter().map(|e| e.kv.as_ref().unwrap().key.as_slice()).collect();
+        assert_eq!(order, vec![&b"a"[..], &b"d"[..]]);
+    }
+}
