@@ -1,1 +1,182 @@
-fn main() {}
+//! The `oxetcd` binary: one etcd-compatible cluster member.
+//!
+//! Parses etcd's flags and `ETCD_*` variables, starts the member from its data dir (bootstrapping
+//! a new cluster when the dir is empty), serves the client API on every `--listen-client-urls`
+//! address, runs the leader's lease expiry, and shuts down cleanly on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oxetcd::config::{Config, Parsed};
+use oxetcd::io::os::OsDisk;
+use oxetcd::io::Disk;
+use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::server::lessor::Lessor;
+use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
+use oxetcd::watch::{Hub, HubLimits};
+
+/// WAL segment size (etcd preallocates 64,000,000-byte segments; we use 64 MiB).
+const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::parse(&args, &env) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Help(text)) | Ok(Parsed::Version(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(u8::try_from(Config::exit_code_for(&e)).unwrap_or(1));
+        }
+    };
+    if let Err(e) = oxetcd::logging::init(config.log_level.to_tracing()) {
+        eprintln!("oxetcd: cannot start logging: {e}");
+        return ExitCode::from(1);
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(*config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("oxetcd: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Node options from the configuration; bootstrap IDs are derived only for an empty data dir.
+fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String> {
+    let identity = config.data_dir.join("member").join("identity");
+    let has_data = disk.exists(&identity).map_err(|e| format!("{}: {e}", identity.display()))?;
+    let (member_id, cluster_id) = if has_data {
+        (0, 0)
+    } else {
+        let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
+        if boot.members.len() > 1 {
+            return Err("clusters with more than one member are not supported yet \
+                        (--initial-cluster lists several members)"
+                .into());
+        }
+        (boot.local_member_id, boot.cluster_id)
+    };
+    let limits = config.limits();
+    Ok(NodeOptions {
+        data_dir: config.data_dir.clone(),
+        name: config.name.clone(),
+        bootstrap_member_id: member_id,
+        bootstrap_cluster_id: cluster_id,
+        peer_urls: config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect(),
+        client_urls: config.advertise_client_urls.iter().map(ToString::to_string).collect(),
+        heartbeat_ms: config.heartbeat_interval_ms,
+        election_timeout_ms: config.election_timeout_ms,
+        snapshot_count: config.snapshot_count,
+        max_snapshots: usize::try_from(limits.max_snapshots).unwrap_or(usize::MAX),
+        max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
+        wal_segment_bytes: WAL_SEGMENT_BYTES,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+    let opts = node_options(&config, disk.as_ref())?;
+    let limits = config.limits();
+
+    let hub = Arc::new(Hub::new(HubLimits {
+        queued_responses_max: usize::try_from(limits.watch_event_queue_len).unwrap_or(1024),
+        catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
+    }));
+    let lessor = Arc::new(Lessor::default());
+    let observer = Arc::new(MemberObserver { hub: hub.clone(), lessor: lessor.clone() });
+    let node = RaftNode::start(disk, opts, observer).await.map_err(|e| e.to_string())?;
+    let node = Arc::new(node);
+    if !node.wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10)).await {
+        tracing::warn!("no leader elected yet; serving anyway");
+    }
+
+    let ctx = Arc::new(Ctx {
+        node: node.clone(),
+        limits: ServerLimits {
+            max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
+            grpc_max_recv_bytes: usize::try_from(limits.grpc_max_recv_bytes).unwrap_or(usize::MAX),
+            max_txn_ops: usize::try_from(limits.max_txn_ops).unwrap_or(usize::MAX),
+        },
+    });
+    let services = Arc::new(Services {
+        hub,
+        lessor: lessor.clone(),
+        lease_ttl_min_s: limits.lease_ttl_min_s,
+        progress_notify_interval: config.experimental_watch_progress_notify_interval,
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for url in &config.listen_client_urls {
+        let addr = url.bind_addr().ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
+        let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+        tracing::info!(address = %listener.local_addr(), "serving client traffic insecurely; this is strongly discouraged!");
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        servers.push(tokio::spawn(listener.serve(ctx.clone(), services.clone(), shutdown)));
+    }
+    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(ctx.clone(), lessor, stop_rx.clone()));
+    tracing::info!(
+        name = %config.name,
+        data_dir = %Path::new(&config.data_dir).display(),
+        member_id = %format!("{:x}", node.member_id()),
+        cluster_id = %format!("{:x}", node.cluster_id()),
+        "ready to serve client requests"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("received a stop signal; shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        match s.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "client server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "client server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    let _ = expiry.await;
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

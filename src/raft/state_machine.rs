@@ -136,7 +136,7 @@ impl StateMachineStore {
             },
             Some(snap) => {
                 let image: SnapshotImage =
-                    bincode::deserialize(&snap.data).map_err(|e| SmRecoveryError::Decode {
+                    bincode::deserialize(snap.data()).map_err(|e| SmRecoveryError::Decode {
                         file_index: snap.index,
                         reason: e.to_string(),
                     })?;
@@ -247,8 +247,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(snap) = self.snaps.load_newest(|_| false).map_err(read_err)? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta<NodeId, MemberNode> = bincode::deserialize(&snap.data)
+        let meta: SnapshotMeta<NodeId, MemberNode> = bincode::deserialize(snap.data())
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(snap.data.to_vec())) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(snap.data().to_vec())) }))
     }
 }
