@@ -207,9 +207,9 @@ fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut
     let grants_lease = words.len() >= 2 && words[0] == b"lease" && words[1] == b"grant";
     let mut step_ok = true;
     for (n, &variant) in step.variants.iter().enumerate() {
-        let (r_out, c_out, c_time) = run_both(step, variant, reference, candidate);
+        let (r_out, c_out, times) = run_both(step, variant, reference, candidate);
         tally.runs += 1;
-        if c_time > SLOW_RUN {
+        if times.candidate > SLOW_RUN && times.reference < SLOW_RUN {
             tally.slow_runs += 1;
         }
         if grants_lease {
@@ -269,27 +269,44 @@ fn capture(name: &str, id: Option<u64>, side: &mut Side) {
     }
 }
 
-/// Runs one variant on both servers at the same time; returns the candidate's duration too.
+/// How long one etcdctl run took on each server.
+struct RunTimes {
+    reference: Duration,
+    candidate: Duration,
+}
+
+/// Runs one variant on both servers at the same time.
 fn run_both(
     step: &Step,
     variant: Variant,
     reference: &Side,
     candidate: &Side,
-) -> (CtlOutput, CtlOutput, Duration) {
+) -> (CtlOutput, CtlOutput, RunTimes) {
     let (r_args, r_stdin) = reference.args_for(step, variant);
     let (c_args, c_stdin) = candidate.args_for(step, variant);
     let r_endpoint = reference.server.endpoint.as_str();
     let c_endpoint = candidate.server.endpoint.as_str();
     thread::scope(|s| {
-        let r = s.spawn(|| etcdctl(variant.ctl, r_endpoint, &r_args, &r_stdin));
+        let r = s.spawn(|| {
+            let started = Instant::now();
+            let out = etcdctl(variant.ctl, r_endpoint, &r_args, &r_stdin);
+            (out, started.elapsed())
+        });
         let started = Instant::now();
         let c = etcdctl(variant.ctl, c_endpoint, &c_args, &c_stdin);
-        let c_time = started.elapsed();
-        let r = match r.join() {
+        let candidate = started.elapsed();
+        let (r, reference) = match r.join() {
             Ok(out) => out,
             Err(_) => panic!("running etcdctl against the reference panicked"),
         };
-        (r, c, c_time)
+        (
+            r,
+            c,
+            RunTimes {
+                reference,
+                candidate,
+            },
+        )
     })
 }
 
