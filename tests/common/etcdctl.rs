@@ -1,0 +1,145 @@
+//! Running the real etcdctl (3.4 or 3.5) against one endpoint.
+//!
+//! Invariant: etcdctl runs with an empty environment plus `ETCDCTL_API=3`, so no `ETCDCTL_*`
+//! variable of the developer's shell (endpoints, certificates, credentials) leaks into a test.
+//! Invariant: a call never blocks a test forever: after `ETCDCTL_DEADLINE` the process is killed
+//! and the output says so.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::tools::{etcd_tools, EtcdTools};
+
+/// Wall-clock limit for one etcdctl run (its own --command-timeout is 5 s by default).
+pub const ETCDCTL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Which etcdctl binary to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtlVersion {
+    V34,
+    V35,
+}
+
+impl CtlVersion {
+    pub fn label(self) -> &'static str {
+        match self {
+            CtlVersion::V34 => "etcdctl 3.4",
+            CtlVersion::V35 => "etcdctl 3.5",
+        }
+    }
+
+    pub fn path(self, tools: &EtcdTools) -> &Path {
+        match self {
+            CtlVersion::V34 => &tools.etcdctl34,
+            CtlVersion::V35 => &tools.etcdctl35,
+        }
+    }
+}
+
+/// What one etcdctl run produced. `code` is the exit code, or 128 + signal number when the
+/// process was killed by a signal (shell convention).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CtlOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub code: i32,
+    pub timed_out: bool,
+}
+
+impl CtlOutput {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs `etcdctl --endpoints=<endpoint> <args...>` with `stdin` fed to it and closed.
+///
+/// Panics when the etcd tools were not resolved: callers check `require_etcd_tools` first.
+pub fn etcdctl(version: CtlVersion, endpoint: &str, args: &[OsString], stdin: &[u8]) -> CtlOutput {
+    let tools = match etcd_tools() {
+        Ok(tools) => tools,
+        Err(reason) => panic!("etcdctl requested but the etcd tools are missing: {reason}"),
+    };
+    let mut command = Command::new(version.path(tools));
+    command
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => panic!("cannot spawn {}: {e}", version.path(tools).display()),
+    };
+    run_to_end(child, stdin.to_vec(), ETCDCTL_DEADLINE)
+}
+
+/// Feeds stdin, drains stdout/stderr on helper threads, and waits up to `deadline`.
+fn run_to_end(mut child: Child, stdin: Vec<u8>, deadline: Duration) -> CtlOutput {
+    let stdin_pipe = child.stdin.take();
+    let writer = thread::spawn(move || {
+        if let Some(mut pipe) = stdin_pipe {
+            // etcdctl may exit without reading its input; a broken pipe is not an error here.
+            let _ = pipe.write_all(&stdin);
+        }
+    });
+    let stdout_reader = drain(child.stdout.take());
+    let stderr_reader = drain(child.stderr.take());
+
+    let started = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() > deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(1)),
+            Err(_) => break None,
+        }
+    };
+    let _ = writer.join();
+    let stdout = stdout_reader.join().unwrap_or_default();
+    let mut stderr = stderr_reader.join().unwrap_or_default();
+    if timed_out {
+        let note = format!("\n[test harness: etcdctl killed after {deadline:?}]\n");
+        stderr.extend_from_slice(note.as_bytes());
+    }
+    CtlOutput {
+        stdout,
+        stderr,
+        code: status.map_or(-1, exit_code),
+        timed_out,
+    }
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    }
+}
