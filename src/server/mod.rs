@@ -8,6 +8,7 @@
 //! Invariant: this is the only module that turns an internal error into a gRPC status.
 //! Invariant: no handler holds the state machine lock across an `.await`.
 
+pub mod cluster;
 pub mod error;
 pub mod health;
 pub mod kv;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::{Applied, Command};
+use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
@@ -108,6 +110,7 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
         .add_service(watch)
         .add_service(lease)
         .add_service(maintenance)
+        .add_service(ClusterServer::new(cluster::ClusterService::new(ctx.clone())))
         .add_service(HealthServer::new(health::HealthService))
 }
 
