@@ -1,3 +1,6 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
+pub mod config;
+pub mod ids;
+pub mod logging;
 pub mod proto;
