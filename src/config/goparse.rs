@@ -405,4 +405,24 @@ mod tests {
             Some(std::time::Duration::from_secs(2))
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn rendered_durations_parse_back(nanos in proptest::num::i64::ANY) {
+            let d = GoDuration { nanos };
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,24}") {
+            let _ = parse_duration(&s);
+            let _ = parse_int(&s);
+            let _ = parse_uint(&s);
+        }
+
+        #[test]
+        fn decimal_integers_round_trip(n in proptest::num::i64::ANY) {
+            proptest::prop_assert_eq!(parse_int(&n.to_string()), Ok(n));
+        }
+    }
 }

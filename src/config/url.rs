@@ -410,4 +410,22 @@ mod tests {
         assert_eq!(b("http://example.com:2379"), None);
         assert_eq!(b("http://:2379"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_form_parses_back(
+            host in "[a-z][a-z0-9.-]{0,20}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            port in 1u16..,
+            tls in proptest::bool::ANY,
+        ) {
+            let scheme = if tls { Scheme::Https } else { Scheme::Http };
+            let u = Url { scheme, host, port };
+            proptest::prop_assert_eq!(Url::parse(&u.to_string()), Ok(u));
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,40}") {
+            let _ = Url::parse_list(&s);
+        }
+    }
 }
