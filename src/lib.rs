@@ -1,8 +1,11 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
 pub mod apply;
+pub mod config;
+pub mod ids;
 pub mod io;
 pub mod lease;
+pub mod logging;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

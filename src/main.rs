@@ -30,17 +30,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(u8::try_from(Config::exit_code_for(&e)).unwrap_or(1));
+            let code = oxetcd::config::report_error(&e);
+            return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };
     if let Err(e) = oxetcd::logging::init(config.log_level.to_tracing()) {
         eprintln!("oxetcd: cannot start logging: {e}");
         return ExitCode::from(1);
     }
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
+    config.log_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,0 +1,543 @@
+//! Server configuration: etcd 3.5's flags and `ETCD_*` environment variables, parsed into a
+//! typed `Config`, validated with etcd's rules and texts, plus `Limits` (every size, count
+//! and timeout limit in one place).
+//!
+//! Stages: `flags::scan` (Go flag syntax, exit 2 on errors) → leftover arguments and
+//! `--version` → `flags::merge_env` → unsupported flags (`flags::UNSUPPORTED_FLAGS`) →
+//! typed build → `validate` (exit 1 on errors).
+//!
+//! Invariant: `Config::parse` is pure: no I/O, no clock; input is the argument list
+//! (without the program name) and the environment as key/value pairs.
+//! Invariant: a returned `Config` has passed every check etcd makes before it starts
+//! serving, except the bootstrap checks of `bootstrap_cluster` (etcd makes those only for a
+//! member without data, and so must the caller).
+
+mod cluster;
+mod error;
+pub mod flags;
+pub mod goparse;
+mod help;
+mod limits;
+mod report;
+mod table;
+mod url;
+mod validate;
+
+pub use cluster::{BootstrapCluster, BootstrapMember, InitialMember};
+pub use error::{ConfigError, ConfigWarning, ENV_CONFLICT_MSG};
+pub use goparse::{format_duration, parse_duration, DurationError, GoDuration};
+pub use help::{help_text, version_text, USAGE_SHORT};
+pub use limits::{lease_ttl_min_s, Limits, GRPC_OVERHEAD_BYTES};
+pub use report::report_error;
+pub use url::{join_urls, sort_urls, Scheme, Url, UrlError};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flags::{Kind, Scan, Settings};
+
+/// etcd refuses election timeouts above this many milliseconds.
+pub const ELECTION_TIMEOUT_MS_MAX: u64 = 50_000;
+/// `--quota-backend-bytes 0` means this (2 GiB).
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+/// Quotas above this (8 GiB) only draw a warning.
+pub const QUOTA_BACKEND_BYTES_WARN: u64 = 8 * 1024 * 1024 * 1024;
+/// `--initial-cluster`'s default; replaced by `<name>=<peer urls>` when only `--name` is set.
+pub const DEFAULT_INITIAL_CLUSTER: &str = "default=http://localhost:2380";
+/// Default `--name`.
+pub const DEFAULT_NAME: &str = "default";
+/// etcd API line this server speaks, shown by `--version`.
+pub const ETCD_API_VERSION: &str = "3.5";
+
+/// What the command line asks for.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    /// Start the server.
+    Run(Box<Config>),
+    /// `-h`/`--help`: print the text on stdout, exit 0.
+    Help(String),
+    /// `--version`: print the text on stdout, exit 0.
+    Version(String),
+}
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// `--auto-compaction-mode` with `--auto-compaction-retention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Retention 0.
+    Off,
+    /// Keep this much history (bare numbers are hours).
+    Periodic { retention: Duration },
+    /// Keep this many revisions.
+    Revision { retention_revisions: u64 },
+}
+
+/// `--log-level`; `dpanic`, `panic` and `fatal` keep only error-level output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` level with the same meaning.
+    pub fn to_tracing(self) -> tracing::Level {
+        match self {
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// `--metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsLevel {
+    Basic,
+    Extensive,
+}
+
+/// `--auth-token` type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthTokenKind {
+    Simple,
+}
+
+/// `--cors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// `*` (or empty): every origin.
+    Any,
+    Origins(Vec<Url>),
+}
+
+/// TLS files of one listener (client or peer). Parsed, not yet served: the flags are in
+/// `flags::UNSUPPORTED_FLAGS`, so a returned `Config` has them all empty/false.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub trusted_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+}
+
+/// The validated server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    // member
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub snapshot_count: u64,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub listen_peer_urls: Vec<Url>,
+    pub listen_client_urls: Vec<Url>,
+    /// Snapshot files kept (0 = unlimited).
+    pub max_snapshots: u64,
+    /// WAL segment files kept (0 = unlimited).
+    pub max_wals: u64,
+    /// Raw flag: 0 = 2 GiB, negative = no quota (see `Limits::quota_backend_bytes`).
+    pub quota_backend_bytes: i64,
+    pub max_txn_ops: u64,
+    pub max_request_bytes: u64,
+    pub grpc_keepalive_min_time: Duration,
+    pub grpc_keepalive_interval: Duration,
+    pub grpc_keepalive_timeout: Duration,
+    // clustering
+    pub initial_advertise_peer_urls: Vec<Url>,
+    /// `name=url,...` after etcd's defaulting (`<name>=<advertise peer urls>` when only
+    /// `--name` was given); parsed by `initial_cluster_members`.
+    pub initial_cluster: String,
+    pub initial_cluster_state: ClusterState,
+    pub initial_cluster_token: String,
+    pub advertise_client_urls: Vec<Url>,
+    pub strict_reconfig_check: bool,
+    pub auto_compaction: AutoCompaction,
+    pub enable_v2: bool,
+    // security
+    pub client_tls: TlsFiles,
+    pub peer_tls: TlsFiles,
+    pub cors: Cors,
+    // auth
+    pub auth_token: AuthTokenKind,
+    pub auth_token_ttl_s: u64,
+    /// 4..=31 (out-of-range input falls back to 10 with a warning, as etcd does).
+    pub bcrypt_cost: u32,
+    // monitoring and logging
+    pub metrics: MetricsLevel,
+    pub listen_metrics_urls: Vec<Url>,
+    pub log_level: LogLevel,
+    // experimental and unsafe
+    pub experimental_enable_lease_checkpoint: bool,
+    pub experimental_watch_progress_notify_interval: Duration,
+    pub experimental_warning_apply_duration: Duration,
+    pub force_new_cluster: bool,
+    /// Flags given on the command line or through `ETCD_*`, in flag-table order.
+    pub flags_explicitly_set: Vec<&'static str>,
+    /// Warnings for the caller to log once logging is up.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl Config {
+    /// Parses `args` (without the program name) and `env` like etcd 3.5 does.
+    pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, ConfigError> {
+        if let Some(first) = args.first() {
+            if first == "gateway" || first == "grpc-proxy" {
+                return Err(ConfigError::UnsupportedCommand {
+                    name: first.clone(),
+                });
+            }
+        }
+        let (mut settings, rest) = match flags::scan(args)? {
+            Scan::Help => return Ok(Parsed::Help(help_text())),
+            Scan::Flags { settings, rest } => (settings, rest),
+        };
+        if let Some(arg) = rest.first() {
+            return Err(ConfigError::NotAFlag { arg: arg.clone() });
+        }
+        if read_bool(&settings, "version")? {
+            return Ok(Parsed::Version(version_text()));
+        }
+        let mut warnings = Vec::new();
+        flags::merge_env(&mut settings, env, &mut warnings)?;
+        if let Some(e) = flags::first_unsupported(&settings) {
+            return Err(e);
+        }
+        let config = build(&settings, warnings)?;
+        validate::validate(&config)?;
+        Ok(Parsed::Run(Box::new(config)))
+    }
+
+    /// Process exit status for a configuration error (1, or 2 for command-line syntax).
+    pub fn exit_code_for(err: &ConfigError) -> i32 {
+        err.exit_code()
+    }
+
+    /// Every limit, derived from this configuration.
+    pub fn limits(&self) -> Limits {
+        Limits::from_config(self)
+    }
+
+    /// Whether `name` (e.g. "listen-client-urls") was given explicitly.
+    pub fn is_explicit(&self, name: &str) -> bool {
+        self.flags_explicitly_set.contains(&name)
+    }
+}
+
+impl Default for Config {
+    /// The configuration etcd runs with when given no flags and no environment.
+    fn default() -> Config {
+        match Config::parse(&[], &[]) {
+            Ok(Parsed::Run(config)) => *config,
+            other => panic!("etcd's defaults must form a valid configuration: {other:?}"),
+        }
+    }
+}
+
+fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config, ConfigError> {
+    let name = settings.raw("name").to_string();
+    let data_dir = match settings.raw("data-dir") {
+        "" | "${name}.etcd" => {
+            let dir = format!("{name}.etcd");
+            warnings.push(ConfigWarning::DataDirDefault {
+                data_dir: dir.clone(),
+            });
+            PathBuf::from(dir)
+        }
+        dir => PathBuf::from(dir),
+    };
+    let initial_advertise_peer_urls = read_urls(settings, "initial-advertise-peer-urls")?;
+    let advertise_client_urls =
+        if settings.is_set("listen-client-urls") && !settings.is_set("advertise-client-urls") {
+            Vec::new()
+        } else {
+            read_urls(settings, "advertise-client-urls")?
+        };
+    let bcrypt_given = read_uint(settings, "bcrypt-cost")?;
+    let bcrypt_cost = match u32::try_from(bcrypt_given) {
+        Ok(c @ 4..=31) => c,
+        _ => {
+            warnings.push(ConfigWarning::BcryptCostDefault {
+                given: bcrypt_given,
+            });
+            10
+        }
+    };
+    let quota_backend_bytes = read_int(settings, "quota-backend-bytes")?;
+    if u64::try_from(quota_backend_bytes).is_ok_and(|q| q > QUOTA_BACKEND_BYTES_WARN) {
+        warnings.push(ConfigWarning::QuotaTooLarge {
+            bytes: quota_backend_bytes.unsigned_abs(),
+        });
+    }
+    Ok(Config {
+        initial_cluster: initial_cluster_raw(settings, &name, &initial_advertise_peer_urls),
+        name,
+        data_dir,
+        snapshot_count: read_uint(settings, "snapshot-count")?,
+        heartbeat_interval_ms: read_uint(settings, "heartbeat-interval")?,
+        election_timeout_ms: read_uint(settings, "election-timeout")?,
+        listen_peer_urls: read_urls(settings, "listen-peer-urls")?,
+        listen_client_urls: read_urls(settings, "listen-client-urls")?,
+        max_snapshots: read_uint(settings, "max-snapshots")?,
+        max_wals: read_uint(settings, "max-wals")?,
+        quota_backend_bytes,
+        max_txn_ops: read_uint(settings, "max-txn-ops")?,
+        max_request_bytes: read_uint(settings, "max-request-bytes")?,
+        grpc_keepalive_min_time: read_duration(settings, "grpc-keepalive-min-time")?,
+        grpc_keepalive_interval: read_duration(settings, "grpc-keepalive-interval")?,
+        grpc_keepalive_timeout: read_duration(settings, "grpc-keepalive-timeout")?,
+        initial_advertise_peer_urls,
+        initial_cluster_state: match settings.raw("initial-cluster-state") {
+            "existing" => ClusterState::Existing,
+            _ => ClusterState::New,
+        },
+        initial_cluster_token: settings.raw("initial-cluster-token").to_string(),
+        advertise_client_urls,
+        strict_reconfig_check: read_bool(settings, "strict-reconfig-check")?,
+        auto_compaction: read_auto_compaction(settings)?,
+        enable_v2: read_bool(settings, "enable-v2")?,
+        client_tls: read_tls(settings, "")?,
+        peer_tls: read_tls(settings, "peer-")?,
+        cors: read_cors(settings)?,
+        auth_token: read_auth_token(settings)?,
+        auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
+        bcrypt_cost,
+        metrics: match settings.raw("metrics") {
+            "basic" => MetricsLevel::Basic,
+            "extensive" => MetricsLevel::Extensive,
+            other => {
+                return Err(ConfigError::UnknownMetrics {
+                    metrics: other.into(),
+                })
+            }
+        },
+        listen_metrics_urls: read_urls(settings, "listen-metrics-urls")?,
+        log_level: read_logging(settings)?,
+        experimental_enable_lease_checkpoint: read_bool(
+            settings,
+            "experimental-enable-lease-checkpoint",
+        )?,
+        experimental_watch_progress_notify_interval: read_duration(
+            settings,
+            "experimental-watch-progress-notify-interval",
+        )?,
+        experimental_warning_apply_duration: read_duration(
+            settings,
+            "experimental-warning-apply-duration",
+        )?,
+        force_new_cluster: read_bool(settings, "force-new-cluster")?,
+        flags_explicitly_set: settings.explicit_names(),
+        warnings,
+    })
+}
+
+/// The error for a value that passed the scan-time syntax check but not the typed parse;
+/// only reachable if a kind's `check` and its reader disagree.
+fn value_error(settings: &Settings, name: &str, reason: String) -> ConfigError {
+    let value = settings.raw(name).to_string();
+    match settings.explicit(name).map(|s| &s.origin) {
+        Some(flags::Origin::Env(key)) => ConfigError::InvalidEnvValue {
+            key: key.clone(),
+            value,
+            reason,
+        },
+        _ => ConfigError::InvalidValue {
+            name: name.into(),
+            value,
+            reason,
+        },
+    }
+}
+
+fn read_bool(settings: &Settings, name: &str) -> Result<bool, ConfigError> {
+    goparse::parse_bool(settings.raw(name))
+        .ok_or_else(|| value_error(settings, name, "parse error".into()))
+}
+
+fn read_uint(settings: &Settings, name: &str) -> Result<u64, ConfigError> {
+    goparse::parse_uint(settings.raw(name)).map_err(|e| value_error(settings, name, e.to_string()))
+}
+
+fn read_int(settings: &Settings, name: &str) -> Result<i64, ConfigError> {
+    goparse::parse_int(settings.raw(name)).map_err(|e| value_error(settings, name, e.to_string()))
+}
+
+fn read_duration(settings: &Settings, name: &'static str) -> Result<Duration, ConfigError> {
+    let raw = settings.raw(name);
+    let d = parse_duration(raw).map_err(|_| value_error(settings, name, "parse error".into()))?;
+    d.to_std().ok_or_else(|| ConfigError::NegativeDuration {
+        flag: name,
+        value: raw.into(),
+    })
+}
+
+/// A URL list flag; an empty value keeps etcd's default. https and unix URLs are
+/// rejected until TLS / unix listeners exist.
+fn read_urls(settings: &Settings, name: &str) -> Result<Vec<Url>, ConfigError> {
+    let spec = flags::spec(name);
+    debug_assert_eq!(spec.kind, Kind::Urls, "{name} is not a URL list flag");
+    let mut raw = settings.raw(name);
+    if raw.is_empty() {
+        raw = spec.default;
+    }
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    let urls = Url::parse_list(raw).map_err(|e| value_error(settings, name, e.to_string()))?;
+    check_url_support(name, &urls)?;
+    Ok(urls)
+}
+
+/// Rejects URL schemes we cannot serve yet.
+pub(crate) fn check_url_support(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
+    for url in urls {
+        let why = match url.scheme {
+            Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKETS_SUPPORTED => {
+                "unix socket URLs are not implemented"
+            }
+            Scheme::Https | Scheme::Unixs if !flags::TLS_SUPPORTED => "TLS is not implemented",
+            _ => continue,
+        };
+        return Err(ConfigError::UnsupportedValue {
+            flag: flag.into(),
+            value: url.to_string(),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// etcd 3.5: when `--initial-cluster` still holds its default and `--name` does not,
+/// the cluster is this member alone under its name and advertised peer URLs.
+fn initial_cluster_raw(settings: &Settings, name: &str, apurls: &[Url]) -> String {
+    let raw = settings.raw("initial-cluster");
+    if name == DEFAULT_NAME || raw != DEFAULT_INITIAL_CLUSTER {
+        return raw.to_string();
+    }
+    apurls
+        .iter()
+        .map(|u| format!("{name}={u}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// etcd's rule: a non-negative base-10 integer is hours (periodic) or revisions
+/// (revision); anything else must be a Go duration (periodic only).
+fn read_auto_compaction(settings: &Settings) -> Result<AutoCompaction, ConfigError> {
+    let mode = settings.raw("auto-compaction-mode");
+    let retention = settings.raw("auto-compaction-retention");
+    let whole = retention.parse::<i64>().ok().filter(|n| *n >= 0);
+    let periodic = match mode {
+        "periodic" | "" => true,
+        "revision" => false,
+        other => {
+            return Err(ConfigError::UnknownCompactionMode { mode: other.into() });
+        }
+    };
+    let compaction = match (periodic, whole) {
+        (_, Some(0)) => AutoCompaction::Off,
+        (false, Some(n)) => AutoCompaction::Revision {
+            retention_revisions: n.unsigned_abs(),
+        },
+        (true, Some(hours)) => AutoCompaction::Periodic {
+            retention: Duration::from_secs(hours.unsigned_abs().saturating_mul(3600)),
+        },
+        (periodic, None) => {
+            let d = parse_duration(retention).map_err(|e| ConfigError::CompactionRetention {
+                reason: e.to_string(),
+            })?;
+            let Some(retention) = d.to_std() else {
+                return Err(ConfigError::CompactionRetention {
+                    reason: format!("negative retention {retention:?}"),
+                });
+            };
+            if !periodic {
+                return Err(ConfigError::CompactionRetention {
+                    reason: format!("revision retention must be a revision count: {retention:?}"),
+                });
+            }
+            if retention.is_zero() {
+                AutoCompaction::Off
+            } else {
+                AutoCompaction::Periodic { retention }
+            }
+        }
+    };
+    Ok(compaction)
+}
+
+fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> {
+    let path = |flag: &str| {
+        let v = settings.raw(&format!("{prefix}{flag}"));
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    };
+    Ok(TlsFiles {
+        cert_file: path("cert-file"),
+        key_file: path("key-file"),
+        trusted_ca_file: path("trusted-ca-file"),
+        client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
+    })
+}
+
+fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {
+    match settings.raw("cors") {
+        "" | "*" => Ok(Cors::Any),
+        raw => Url::parse_list(raw)
+            .map(Cors::Origins)
+            .map_err(|e| value_error(settings, "cors", e.to_string())),
+    }
+}
+
+fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {
+    let raw = settings.raw("auth-token");
+    match raw.split(',').next().unwrap_or("") {
+        "simple" => Ok(AuthTokenKind::Simple),
+        "jwt" => Err(ConfigError::UnsupportedValue {
+            flag: "auth-token".into(),
+            value: raw.into(),
+            why: "JWT tokens are not implemented",
+        }),
+        _ => Err(ConfigError::InvalidAuthOptions { token: raw.into() }),
+    }
+}
+
+/// `--logger`, `--log-outputs` and `--log-level` (etcd checks them first in Validate).
+fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
+    match settings.raw("logger") {
+        "zap" => {}
+        "capnslog" => return Err(ConfigError::LoggerRemoved),
+        other => {
+            return Err(ConfigError::UnknownLogger {
+                logger: other.into(),
+            })
+        }
+    }
+    let outputs = settings.raw("log-outputs");
+    for output in outputs.split(',') {
+        if output != "default" && output != "stderr" {
+            return Err(ConfigError::UnsupportedValue {
+                flag: "log-outputs".into(),
+                value: outputs.into(),
+                why: "only 'default' and 'stderr' are implemented",
+            });
+        }
+    }
+    Ok(match settings.raw("log-level") {
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" => LogLevel::Warn,
+        _ => LogLevel::Error,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,689 @@
+//! End-to-end tests of `Config::parse`, checked against the behaviour of the real etcd
+//! 3.5.1 binary (texts and exit codes were observed on it).
+
+use super::*;
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn env(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn run(list: &[&str], vars: &[(&str, &str)]) -> Config {
+    match Config::parse(&args(list), &env(vars)) {
+        Ok(Parsed::Run(c)) => *c,
+        other => panic!("{list:?}: {other:?}"),
+    }
+}
+
+fn fail(list: &[&str], vars: &[(&str, &str)]) -> ConfigError {
+    match Config::parse(&args(list), &env(vars)) {
+        Err(e) => e,
+        Ok(other) => panic!("{list:?} parsed: {other:?}"),
+    }
+}
+
+fn url(s: &str) -> Url {
+    Url::parse(s).unwrap()
+}
+
+/// Defaults as `etcd --help` (3.5.1) prints them.
+#[test]
+fn defaults_match_etcd_help() {
+    let c = Config::default();
+    assert_eq!(c.name, "default");
+    assert_eq!(c.data_dir, PathBuf::from("default.etcd"));
+    assert_eq!(c.snapshot_count, 100_000);
+    assert_eq!(c.heartbeat_interval_ms, 100);
+    assert_eq!(c.election_timeout_ms, 1000);
+    assert_eq!(c.listen_peer_urls, vec![url("http://localhost:2380")]);
+    assert_eq!(c.listen_client_urls, vec![url("http://localhost:2379")]);
+    assert_eq!(c.max_snapshots, 5);
+    assert_eq!(c.max_wals, 5);
+    assert_eq!(c.quota_backend_bytes, 0);
+    assert_eq!(c.max_txn_ops, 128);
+    assert_eq!(c.max_request_bytes, 1_572_864);
+    assert_eq!(c.grpc_keepalive_min_time, Duration::from_secs(5));
+    assert_eq!(c.grpc_keepalive_interval, Duration::from_secs(2 * 3600));
+    assert_eq!(c.grpc_keepalive_timeout, Duration::from_secs(20));
+    assert_eq!(
+        c.initial_advertise_peer_urls,
+        vec![url("http://localhost:2380")]
+    );
+    assert_eq!(c.initial_cluster, "default=http://localhost:2380");
+    assert_eq!(c.initial_cluster_state, ClusterState::New);
+    assert_eq!(c.initial_cluster_token, "etcd-cluster");
+    assert_eq!(c.advertise_client_urls, vec![url("http://localhost:2379")]);
+    assert!(c.strict_reconfig_check);
+    assert_eq!(c.auto_compaction, AutoCompaction::Off);
+    assert!(!c.enable_v2);
+    assert_eq!(c.client_tls, TlsFiles::default());
+    assert_eq!(c.peer_tls, TlsFiles::default());
+    assert_eq!(c.cors, Cors::Any);
+    assert_eq!(c.auth_token, AuthTokenKind::Simple);
+    assert_eq!(c.auth_token_ttl_s, 300);
+    assert_eq!(c.bcrypt_cost, 10);
+    assert_eq!(c.metrics, MetricsLevel::Basic);
+    assert!(c.listen_metrics_urls.is_empty());
+    assert_eq!(c.log_level, LogLevel::Info);
+    assert!(!c.experimental_enable_lease_checkpoint);
+    assert_eq!(
+        c.experimental_watch_progress_notify_interval,
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        c.experimental_warning_apply_duration,
+        Duration::from_millis(100)
+    );
+    assert!(!c.force_new_cluster);
+    assert!(c.flags_explicitly_set.is_empty());
+    assert_eq!(
+        c.warnings,
+        vec![ConfigWarning::DataDirDefault {
+            data_dir: "default.etcd".into()
+        }]
+    );
+}
+
+/// Every default in our table equals the one `etcd --help` (3.5.1) prints.
+#[test]
+fn table_defaults_match_etcd_help_text() {
+    let etcd_help: &[(&str, &str)] = &[
+        ("name", "default"),
+        ("data-dir", "${name}.etcd"),
+        ("wal-dir", ""),
+        ("snapshot-count", "100000"),
+        ("heartbeat-interval", "100"),
+        ("election-timeout", "1000"),
+        ("initial-election-tick-advance", "true"),
+        ("listen-peer-urls", "http://localhost:2380"),
+        ("listen-client-urls", "http://localhost:2379"),
+        ("max-snapshots", "5"),
+        ("max-wals", "5"),
+        ("quota-backend-bytes", "0"),
+        ("backend-bbolt-freelist-type", "map"),
+        ("backend-batch-limit", "0"),
+        ("max-txn-ops", "128"),
+        ("max-request-bytes", "1572864"),
+        ("grpc-keepalive-min-time", "5s"),
+        ("grpc-keepalive-interval", "2h"),
+        ("grpc-keepalive-timeout", "20s"),
+        ("initial-advertise-peer-urls", "http://localhost:2380"),
+        ("initial-cluster", "default=http://localhost:2380"),
+        ("initial-cluster-state", "new"),
+        ("initial-cluster-token", "etcd-cluster"),
+        ("advertise-client-urls", "http://localhost:2379"),
+        ("discovery-fallback", "proxy"),
+        ("strict-reconfig-check", "true"),
+        ("pre-vote", "true"),
+        ("auto-compaction-retention", "0"),
+        ("auto-compaction-mode", "periodic"),
+        ("enable-v2", "false"),
+        ("v2-deprecation", "not-yet"),
+        ("client-cert-auth", "false"),
+        ("self-signed-cert-validity", "1"),
+        ("cors", "*"),
+        ("host-whitelist", "*"),
+        ("auth-token", "simple"),
+        ("bcrypt-cost", "10"),
+        ("auth-token-ttl", "300"),
+        ("metrics", "basic"),
+        ("listen-metrics-urls", ""),
+        ("logger", "zap"),
+        ("log-outputs", "default"),
+        ("log-level", "info"),
+        ("proxy", "off"),
+        ("proxy-failure-wait", "5000"),
+        ("proxy-refresh-interval", "30000"),
+        ("proxy-dial-timeout", "1000"),
+        ("proxy-write-timeout", "5000"),
+        ("proxy-read-timeout", "0"),
+        ("experimental-corrupt-check-time", "0s"),
+        ("experimental-enable-lease-checkpoint", "false"),
+        ("experimental-compaction-batch-limit", "1000"),
+        ("experimental-watch-progress-notify-interval", "10m"),
+        ("experimental-warning-apply-duration", "100ms"),
+        ("experimental-txn-mode-write-with-shared-buffer", "true"),
+        ("force-new-cluster", "false"),
+        ("unsafe-no-fsync", "false"),
+    ];
+    for (name, default) in etcd_help {
+        assert_eq!(flags::spec(name).default, *default, "{name}");
+    }
+}
+
+#[test]
+fn flag_syntaxes_reach_the_config() {
+    let c = run(
+        &[
+            "-name=n1",
+            "--data-dir",
+            "/var/lib/x",
+            "--snapshot-count=0x10",
+            "-enable-v2",
+            "--strict-reconfig-check=F",
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout=250",
+            "--log-level",
+            "debug",
+            "--experimental-watch-progress-notify-interval=1m30s",
+            "--quota-backend-bytes=-1",
+        ],
+        &[],
+    );
+    assert_eq!(c.name, "n1");
+    assert_eq!(c.data_dir, PathBuf::from("/var/lib/x"));
+    assert_eq!(c.snapshot_count, 16);
+    assert!(c.enable_v2);
+    assert!(!c.strict_reconfig_check);
+    assert_eq!((c.heartbeat_interval_ms, c.election_timeout_ms), (50, 250));
+    assert_eq!(c.log_level, LogLevel::Debug);
+    assert_eq!(
+        c.experimental_watch_progress_notify_interval,
+        Duration::from_secs(90)
+    );
+    assert_eq!(c.limits().quota_backend_bytes, None);
+    assert!(c.is_explicit("enable-v2"));
+    assert!(!c.is_explicit("max-wals"));
+    assert!(c.warnings.is_empty());
+}
+
+#[test]
+fn env_variables_set_flags() {
+    let c = run(
+        &[],
+        &[
+            ("ETCD_NAME", "envname"),
+            ("ETCD_ENABLE_V2", "true"),
+            ("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:12379"),
+            ("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:12379"),
+            ("ETCD_AUTO_COMPACTION_RETENTION", "5m"),
+            ("ETCD_UNKNOWN_THING", "x"),
+        ],
+    );
+    assert_eq!(c.name, "envname");
+    assert_eq!(c.data_dir, PathBuf::from("envname.etcd"));
+    assert!(c.enable_v2);
+    assert_eq!(c.listen_client_urls, vec![url("http://127.0.0.1:12379")]);
+    assert_eq!(
+        c.auto_compaction,
+        AutoCompaction::Periodic {
+            retention: Duration::from_secs(300)
+        }
+    );
+    assert!(c.warnings.contains(&ConfigWarning::UnrecognizedEnv {
+        entry: "ETCD_UNKNOWN_THING=x".into()
+    }));
+}
+
+#[test]
+fn env_conflict_is_fatal_with_etcd_text() {
+    let e = fail(&["--name", "bar"], &[("ETCD_NAME", "foo")]);
+    assert_eq!(
+        e,
+        ConfigError::EnvConflict {
+            key: "ETCD_NAME".into()
+        }
+    );
+    assert_eq!(Config::exit_code_for(&e), 1);
+    assert_eq!(e.to_string(), ENV_CONFLICT_MSG);
+}
+
+#[test]
+fn bad_env_value_exits_one() {
+    let e = fail(&[], &[("ETCD_ENABLE_V2", "maybe")]);
+    assert_eq!(
+        e.to_string(),
+        r#"invalid value "maybe" for ETCD_ENABLE_V2: parse error"#
+    );
+    assert_eq!(Config::exit_code_for(&e), 1);
+}
+
+#[test]
+fn unknown_flag_exits_two() {
+    let e = fail(&["--bogus"], &[]);
+    assert_eq!(e.to_string(), "flag provided but not defined: -bogus");
+    assert_eq!(Config::exit_code_for(&e), 2);
+    assert_eq!(
+        Config::exit_code_for(&fail(&["--snapshot-count", "abc"], &[])),
+        2
+    );
+}
+
+#[test]
+fn positional_argument_is_not_a_flag() {
+    let e = fail(&["--name", "a", "extra"], &[]);
+    assert_eq!(e.to_string(), "'extra' is not a valid flag");
+    assert_eq!(e.exit_code(), 1);
+    assert_eq!(
+        fail(&["--", "--name", "x"], &[]).to_string(),
+        "'--name' is not a valid flag"
+    );
+}
+
+#[test]
+fn help_and_version_outcomes() {
+    for h in ["-h", "--help"] {
+        match Config::parse(&args(&[h]), &[]).unwrap() {
+            Parsed::Help(text) => assert!(text.contains("--listen-client-urls")),
+            other => panic!("{other:?}"),
+        }
+    }
+    // --version wins over the environment, which etcd reads only afterwards.
+    match Config::parse(&args(&["--version"]), &env(&[("ETCD_NAME", "x")])).unwrap() {
+        Parsed::Version(text) => assert!(text.starts_with("oxetcd Version:")),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Config::parse(&args(&["--version=false"]), &[]).unwrap(),
+        Parsed::Run(_)
+    ));
+    assert_eq!(
+        fail(&["--version", "--bogus"], &[]).to_string(),
+        "flag provided but not defined: -bogus"
+    );
+}
+
+#[test]
+fn unsupported_flags_and_values_exit_one() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet"),
+        (&["--cert-file", "c.pem"], &[], "oxetcd: flag --cert-file is not supported yet"),
+        (&["--peer-client-cert-auth"], &[], "oxetcd: flag --peer-client-cert-auth is not supported yet"),
+        (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet"),
+        (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet"),
+        (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet"),
+        (
+            &["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379"],
+            &[],
+            "oxetcd: --listen-client-urls=https://127.0.0.1:2379 is not supported yet (TLS is not implemented)",
+        ),
+        (
+            &["--listen-peer-urls", "unix://localhost:2380"],
+            &[],
+            "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented)",
+        ),
+        (
+            &["--auth-token", "jwt,sign-method=RS256"],
+            &[],
+            "oxetcd: --auth-token=jwt,sign-method=RS256 is not supported yet (JWT tokens are not implemented)",
+        ),
+        (
+            &["--log-outputs", "stdout"],
+            &[],
+            "oxetcd: --log-outputs=stdout is not supported yet (only 'default' and 'stderr' are implemented)",
+        ),
+        (&["gateway", "start"], &[], "oxetcd: command \"gateway\" is not supported yet"),
+    ];
+    for (list, vars, text) in cases {
+        let e = fail(list, vars);
+        assert_eq!(e.to_string(), *text, "{list:?}");
+        assert_eq!(e.exit_code(), 1, "{list:?}");
+    }
+    // Defaults of unsupported flags change nothing and are accepted.
+    run(
+        &["--pre-vote=true", "--wal-dir=", "--client-cert-auth=false"],
+        &[],
+    );
+    run(&["--log-outputs", "stderr"], &[]);
+}
+
+#[test]
+fn validation_errors_use_etcd_texts() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--heartbeat-interval", "100", "--election-timeout", "400"],
+            "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]",
+        ),
+        (&["--heartbeat-interval", "0"], "--heartbeat-interval must be >0 (set to 0ms)"),
+        (&["--election-timeout", "0"], "--election-timeout must be >0 (set to 0ms)"),
+        (
+            &["--election-timeout", "50001"],
+            "--election-timeout[50001ms] is too long, and should be set less than 50000ms",
+        ),
+        (
+            &["--listen-client-urls", "http://localhost:23792"],
+            "--advertise-client-urls is required when --listen-client-urls is set explicitly",
+        ),
+        (
+            &["--listen-peer-urls", "http://example.com:2380"],
+            "expected IP in URL for binding (http://example.com:2380)",
+        ),
+        (
+            &["--listen-client-urls", "http://:23796", "--advertise-client-urls", "http://127.0.0.1:2379"],
+            "expected IP in URL for binding (http://:23796)",
+        ),
+        (
+            &["--advertise-client-urls", "http://:2379"],
+            r#"--advertise-client-urls "http://:2379" must be "host:port" (unexpected empty host (http://:2379))"#,
+        ),
+        (
+            &["--initial-advertise-peer-urls", "http://:2380"],
+            r#"--initial-advertise-peer-urls "http://:2380" must be "host:port" (unexpected empty host (http://:2380))"#,
+        ),
+        (&["--auto-compaction-mode", "bogus"], r#"unknown auto-compaction-mode "bogus""#),
+        (
+            &["--auto-compaction-retention", "-1"],
+            r#"error parsing CompactionRetention: time: missing unit in duration "-1""#,
+        ),
+        (
+            &["--auto-compaction-retention", "1.5"],
+            r#"error parsing CompactionRetention: time: missing unit in duration "1.5""#,
+        ),
+        (&["--logger", "capnslog"], "--logger=capnslog is removed in v3.5"),
+        (&["--logger", "abc"], r#"unknown logger option "abc""#),
+        (&["--auth-token", "bogus"], "auth: invalid auth options"),
+        (&["--grpc-keepalive-timeout", "-1s"], "--grpc-keepalive-timeout must not be negative (set to -1s)"),
+    ];
+    for (list, text) in cases {
+        let e = fail(list, &[]);
+        assert_eq!(e.to_string(), *text, "{list:?}");
+        assert_eq!(e.exit_code(), 1, "{list:?}");
+    }
+}
+
+#[test]
+fn log_level_values() {
+    for (raw, level) in [
+        ("debug", LogLevel::Debug),
+        ("info", LogLevel::Info),
+        ("warn", LogLevel::Warn),
+        ("error", LogLevel::Error),
+        ("panic", LogLevel::Error),
+        ("fatal", LogLevel::Error),
+    ] {
+        assert_eq!(run(&["--log-level", raw], &[]).log_level, level);
+    }
+    let e = fail(&["--log-level", "bogus"], &[]);
+    assert_eq!(e.exit_code(), 2);
+    assert_eq!(LogLevel::Warn.to_tracing(), tracing::Level::WARN);
+}
+
+#[test]
+fn auto_compaction_forms() {
+    let ac = |mode: &str, retention: &str| {
+        run(
+            &[
+                "--auto-compaction-mode",
+                mode,
+                "--auto-compaction-retention",
+                retention,
+            ],
+            &[],
+        )
+        .auto_compaction
+    };
+    let hours = |h: u64| AutoCompaction::Periodic {
+        retention: Duration::from_secs(h * 3600),
+    };
+    assert_eq!(ac("periodic", "1"), hours(1));
+    assert_eq!(ac("periodic", "72"), hours(72));
+    assert_eq!(
+        ac("periodic", "90m"),
+        AutoCompaction::Periodic {
+            retention: Duration::from_secs(5400)
+        }
+    );
+    assert_eq!(ac("periodic", "0"), AutoCompaction::Off);
+    assert_eq!(ac("periodic", "0s"), AutoCompaction::Off);
+    assert_eq!(
+        ac("revision", "1000"),
+        AutoCompaction::Revision {
+            retention_revisions: 1000
+        }
+    );
+    assert_eq!(ac("revision", "0"), AutoCompaction::Off);
+    let e = fail(
+        &[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "5m",
+        ],
+        &[],
+    );
+    assert!(matches!(e, ConfigError::CompactionRetention { .. }));
+    assert!(matches!(
+        fail(&["--auto-compaction-retention", "-5m"], &[]),
+        ConfigError::CompactionRetention { .. }
+    ));
+}
+
+#[test]
+fn url_lists_are_sorted_and_empty_keeps_default() {
+    let c = run(
+        &[
+            "--listen-client-urls",
+            "http://[::1]:23796,http://127.0.0.1:23796",
+            "--advertise-client-urls",
+            "http://127.0.0.1:23796",
+        ],
+        &[],
+    );
+    let shown: Vec<String> = c.listen_client_urls.iter().map(Url::to_string).collect();
+    assert_eq!(shown, ["http://127.0.0.1:23796", "http://[::1]:23796"]);
+    assert_eq!(
+        c.listen_client_urls[1].bind_addr(),
+        Some("[::1]:23796".parse().unwrap())
+    );
+    let c = run(&["--listen-peer-urls", ""], &[]);
+    assert_eq!(c.listen_peer_urls, vec![url("http://localhost:2380")]);
+}
+
+#[test]
+fn cors_values() {
+    assert_eq!(run(&["--cors", "*"], &[]).cors, Cors::Any);
+    assert_eq!(
+        run(&["--cors", "http://a.example:80"], &[]).cors,
+        Cors::Origins(vec![url("http://a.example:80")])
+    );
+    assert_eq!(
+        fail(&["--cors", "http://a.example:80,*"], &[]).exit_code(),
+        2
+    );
+}
+
+#[test]
+fn bcrypt_cost_out_of_range_falls_back_with_warning() {
+    let c = run(&["--bcrypt-cost", "3"], &[]);
+    assert_eq!(c.bcrypt_cost, 10);
+    assert!(c
+        .warnings
+        .contains(&ConfigWarning::BcryptCostDefault { given: 3 }));
+    assert_eq!(run(&["--bcrypt-cost", "31"], &[]).bcrypt_cost, 31);
+}
+
+#[test]
+fn large_quota_warns() {
+    let c = run(&["--quota-backend-bytes", "9000000000"], &[]);
+    assert!(c.warnings.contains(&ConfigWarning::QuotaTooLarge {
+        bytes: 9_000_000_000
+    }));
+    assert_eq!(c.limits().quota_backend_bytes, Some(9_000_000_000));
+}
+
+#[test]
+fn limits_follow_flags() {
+    let c = run(
+        &[
+            "--max-request-bytes",
+            "1000",
+            "--max-txn-ops",
+            "7",
+            "--election-timeout",
+            "3000",
+        ],
+        &[],
+    );
+    let l = c.limits();
+    assert_eq!(l.max_request_bytes, 1000);
+    assert_eq!(l.grpc_max_recv_bytes, 1000 + 512 * 1024);
+    assert_eq!(l.max_txn_ops, 7);
+    assert_eq!(l.lease_ttl_min_s, 5);
+    assert_eq!(l.request_timeout, Duration::from_secs(11));
+}
+
+// ---- initial cluster and bootstrap ----
+
+fn peer_flags<'a>(name: &'a str, apurl: &'a str, cluster: &'a str) -> Vec<&'a str> {
+    vec![
+        "--name",
+        name,
+        "--initial-advertise-peer-urls",
+        apurl,
+        "--listen-peer-urls",
+        apurl,
+        "--initial-cluster",
+        cluster,
+    ]
+}
+
+#[test]
+fn initial_cluster_defaults_to_name_and_advertised_urls() {
+    let c = run(
+        &[
+            "--name",
+            "n3",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.2:23806,http://127.0.0.1:23805",
+        ],
+        &[],
+    );
+    assert_eq!(
+        c.initial_cluster,
+        "n3=http://127.0.0.1:23805,n3=http://127.0.0.2:23806"
+    );
+    let b = c.bootstrap_cluster().unwrap();
+    assert_eq!(b.local_member_id, 0xb943f78e167dcc06);
+    assert_eq!(b.cluster_id, 0xd73afae13fc748ff);
+    // The default name keeps the default cluster (and then fails to match, as in etcd).
+    let c = run(
+        &["--initial-advertise-peer-urls", "http://127.0.0.1:23805"],
+        &[],
+    );
+    assert_eq!(c.initial_cluster, DEFAULT_INITIAL_CLUSTER);
+    assert_eq!(
+        c.bootstrap_cluster().unwrap_err().to_string(),
+        "--initial-cluster has default=http://localhost:2380 but missing from \
+         --initial-advertise-peer-urls=http://127.0.0.1:23805 (\"http://127.0.0.1:23805\"\
+         (resolved from \"http://127.0.0.1:23805\") != \"http://localhost:2380\"\
+         (resolved from \"http://localhost:2380\"))"
+    );
+}
+
+#[test]
+fn default_bootstrap_matches_etcd() {
+    let b = Config::default().bootstrap_cluster().unwrap();
+    assert_eq!(b.members.len(), 1);
+    assert_eq!(b.members[0].name, "default");
+    assert_eq!(b.local_member_id, b.members[0].id);
+}
+
+#[test]
+fn three_member_bootstrap_ids() {
+    let cluster = "n3=http://127.0.0.1:23805,n4=http://127.0.0.1:23806,n5=http://127.0.0.1:23807";
+    let c = run(&peer_flags("n3", "http://127.0.0.1:23805", cluster), &[]);
+    let b = c.bootstrap_cluster().unwrap();
+    assert_eq!(b.local_member_id, 0x7d07b6b9bfeb346a);
+    assert_eq!(b.cluster_id, 0xe2fc15a10162105f);
+    assert_eq!(b.members.len(), 3);
+    assert!(b.members.windows(2).all(|w| w[0].id < w[1].id));
+    let names: Vec<String> = c
+        .initial_cluster_members()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["n3", "n4", "n5"]);
+}
+
+#[test]
+fn bootstrap_token_changes_ids() {
+    let mut flags = peer_flags("n3", "http://127.0.0.1:23805", "n3=http://127.0.0.1:23805");
+    flags.extend(["--initial-cluster-token", "tok-A"]);
+    let b = run(&flags, &[]).bootstrap_cluster().unwrap();
+    assert_eq!(b.local_member_id, 0x501e8c99b110c84c);
+    assert_eq!(b.cluster_id, 0x15bda362da8201d7);
+}
+
+#[test]
+fn bootstrap_errors_use_etcd_texts() {
+    let err = |name: &str, apurl: &str, cluster: &str| {
+        run(&peer_flags(name, apurl, cluster), &[])
+            .bootstrap_cluster()
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("n3", "http://127.0.0.1:23805", "n4=http://127.0.0.1:23805"),
+        r#"couldn't find local name "n3" in the initial cluster configuration"#
+    );
+    assert_eq!(
+        err("n3", "http://127.0.0.1:23805", ""),
+        r#"couldn't find local name "n3" in the initial cluster configuration"#
+    );
+    assert_eq!(
+        err("n3", "http://127.0.0.1:23805", "n3=http://127.0.0.1:23806"),
+        "--initial-cluster has n3=http://127.0.0.1:23806 but missing from \
+         --initial-advertise-peer-urls=http://127.0.0.1:23805 (\"http://127.0.0.1:23805\"\
+         (resolved from \"http://127.0.0.1:23805\") != \"http://127.0.0.1:23806\"\
+         (resolved from \"http://127.0.0.1:23806\"))"
+    );
+    assert_eq!(
+        err(
+            "n3",
+            "http://127.0.0.1:23805",
+            "n3=http://127.0.0.1:23805,n3=http://127.0.0.1:23805"
+        ),
+        "failed to resolve http://127.0.0.1:23805 to match \
+         --initial-cluster=n3=http://127.0.0.1:23805,n3=http://127.0.0.1:23805 \
+         (len([\"http://127.0.0.1:23805\"]) != len([\"http://127.0.0.1:23805\" \
+         \"http://127.0.0.1:23805\"]))"
+    );
+    assert_eq!(
+        err(
+            "a",
+            "http://127.0.0.1:2380",
+            "a=http://127.0.0.1:2380,b=http://127.0.0.1:2380"
+        ),
+        "initial cluster a=http://127.0.0.1:2380,b=http://127.0.0.1:2380 has duplicate url"
+    );
+    assert_eq!(
+        err("a", "http://127.0.0.1:2380", "bad"),
+        "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: "
+    );
+    assert_eq!(
+        err("a", "http://127.0.0.1:2380", "a=http://127.0.0.1:2380,b=https://127.0.0.1:2381"),
+        "oxetcd: --initial-cluster=https://127.0.0.1:2381 is not supported yet (TLS is not implemented)"
+    );
+    assert_eq!(
+        err(
+            "a",
+            "http://127.0.0.1:2380,http://127.0.0.1:2381",
+            "a=http://127.0.0.1:2380"
+        ),
+        "--initial-advertise-peer-urls has http://127.0.0.1:2381 but missing from \
+         --initial-cluster=a=http://127.0.0.1:2380"
+    );
+}
+
+#[test]
+fn report_error_returns_exit_codes() {
+    assert_eq!(
+        report_error(&ConfigError::UnknownFlag { name: "x".into() }),
+        2
+    );
+    assert_eq!(report_error(&ConfigError::HeartbeatZero), 1);
+    assert_eq!(
+        report_error(&ConfigError::EnvConflict {
+            key: "ETCD_NAME".into()
+        }),
+        1
+    );
+}
