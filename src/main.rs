@@ -20,6 +20,15 @@ use oxetcd::watch::{Hub, HubLimits};
 /// WAL segment size (etcd preallocates 64,000,000-byte segments; we use 64 MiB).
 const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Test knob, not an etcd flag: smaller WAL segments so retention can be observed on disk
+/// without writing gigabytes. Read from `OXETCD_WAL_SEGMENT_BYTES`.
+fn wal_segment_bytes() -> Result<u64, String> {
+    match std::env::var("OXETCD_WAL_SEGMENT_BYTES") {
+        Err(_) => Ok(WAL_SEGMENT_BYTES),
+        Ok(v) => v.parse::<u64>().map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -84,7 +93,7 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         snapshot_count: config.snapshot_count,
         max_snapshots: usize::try_from(limits.max_snapshots).unwrap_or(usize::MAX),
         max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
-        wal_segment_bytes: WAL_SEGMENT_BYTES,
+        wal_segment_bytes: wal_segment_bytes()?,
     })
 }
 
