@@ -25,7 +25,9 @@ const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 fn wal_segment_bytes() -> Result<u64, String> {
     match std::env::var("OXETCD_WAL_SEGMENT_BYTES") {
         Err(_) => Ok(WAL_SEGMENT_BYTES),
-        Ok(v) => v.parse::<u64>().map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
+        Ok(v) => v
+            .parse::<u64>()
+            .map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
     }
 }
 
@@ -48,7 +50,10 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     config.log_warnings();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -68,7 +73,9 @@ fn main() -> ExitCode {
 /// Node options from the configuration; bootstrap IDs are derived only for an empty data dir.
 fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String> {
     let identity = config.data_dir.join("member").join("identity");
-    let has_data = disk.exists(&identity).map_err(|e| format!("{}: {e}", identity.display()))?;
+    let has_data = disk
+        .exists(&identity)
+        .map_err(|e| format!("{}: {e}", identity.display()))?;
     let (member_id, cluster_id) = if has_data {
         (0, 0)
     } else {
@@ -86,8 +93,16 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         name: config.name.clone(),
         bootstrap_member_id: member_id,
         bootstrap_cluster_id: cluster_id,
-        peer_urls: config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect(),
-        client_urls: config.advertise_client_urls.iter().map(ToString::to_string).collect(),
+        peer_urls: config
+            .initial_advertise_peer_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        client_urls: config
+            .advertise_client_urls
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         heartbeat_ms: config.heartbeat_interval_ms,
         election_timeout_ms: config.election_timeout_ms,
         snapshot_count: config.snapshot_count,
@@ -129,10 +144,18 @@ async fn run(config: Config) -> Result<(), String> {
         catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
     }));
     let lessor = Arc::new(Lessor::default());
-    let observer = Arc::new(MemberObserver { hub: hub.clone(), lessor: lessor.clone() });
-    let node = RaftNode::start(disk, opts, observer).await.map_err(|e| e.to_string())?;
+    let observer = Arc::new(MemberObserver {
+        hub: hub.clone(),
+        lessor: lessor.clone(),
+    });
+    let node = RaftNode::start(disk, opts, observer)
+        .await
+        .map_err(|e| e.to_string())?;
     let node = Arc::new(node);
-    if !node.wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10)).await {
+    if !node
+        .wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10))
+        .await
+    {
         tracing::warn!("no leader elected yet; serving anyway");
     }
 
@@ -154,16 +177,26 @@ async fn run(config: Config) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
-        let addr = url.bind_addr().ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
+        let addr = url
+            .bind_addr()
+            .ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
         let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
         tracing::info!(address = %listener.local_addr(), "serving client traffic insecurely; this is strongly discouraged!");
         let mut stop = stop_rx.clone();
         let shutdown = async move {
             let _ = stop.changed().await;
         };
-        servers.push(tokio::spawn(listener.serve(ctx.clone(), services.clone(), shutdown)));
+        servers.push(tokio::spawn(listener.serve(
+            ctx.clone(),
+            services.clone(),
+            shutdown,
+        )));
     }
-    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(ctx.clone(), lessor, stop_rx.clone()));
+    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
+        ctx.clone(),
+        lessor,
+        stop_rx.clone(),
+    ));
     tracing::info!(
         name = %config.name,
         data_dir = %Path::new(&config.data_dir).display(),

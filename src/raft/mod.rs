@@ -10,6 +10,9 @@
 //! Invariant: the state machine is changed only by applying committed entries in log order or
 //!   by installing a snapshot; reads never mutate it.
 
+// openraft's StorageError is large by design and every storage trait method returns it.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod node;
@@ -49,13 +52,17 @@ pub enum Reply {
 
 impl Serialize for Reply {
     fn serialize<S: serde::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("raft replies are process-local and never serialized"))
+        Err(serde::ser::Error::custom(
+            "raft replies are process-local and never serialized",
+        ))
     }
 }
 
 impl<'de> Deserialize<'de> for Reply {
     fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("raft replies are process-local and never deserialized"))
+        Err(serde::de::Error::custom(
+            "raft replies are process-local and never deserialized",
+        ))
     }
 }
 

@@ -47,8 +47,14 @@ pub struct NodeOptions {
 /// Why a member could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Io { path: PathBuf, error: std::io::Error },
-    Identity { path: PathBuf, reason: String },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    Identity {
+        path: PathBuf,
+        reason: String,
+    },
     Wal(crate::wal::WalError),
     Snap(crate::snap::SnapError),
     LogRecovery(super::log_store::LogRecoveryError),
@@ -106,7 +112,10 @@ fn encode_identity(member_id: u64, cluster_id: u64) -> Vec<u8> {
 
 fn decode_identity(bytes: &[u8]) -> Result<(u64, u64), String> {
     if bytes.len() != 28 {
-        return Err(format!("identity file has {} bytes, expected 28", bytes.len()));
+        return Err(format!(
+            "identity file has {} bytes, expected 28",
+            bytes.len()
+        ));
     }
     if &bytes[..8] != IDENTITY_MAGIC {
         return Err("identity file has a bad magic (offset 0)".into());
@@ -135,16 +144,29 @@ fn write_synced(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> std::io::Result<(
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
-    move |error| StartError::Io { path: path.to_path_buf(), error }
+    move |error| StartError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 /// Reads the identity file, or writes it (atomically) when this is a fresh data dir.
 /// Returns `(member_id, cluster_id, fresh)`.
-fn load_or_create_identity(disk: &Arc<dyn Disk>, member_dir: &Path, opts: &NodeOptions) -> Result<(u64, u64, bool), StartError> {
+fn load_or_create_identity(
+    disk: &Arc<dyn Disk>,
+    member_dir: &Path,
+    opts: &NodeOptions,
+) -> Result<(u64, u64, bool), StartError> {
     let path = member_dir.join("identity");
     if disk.exists(&path).map_err(io_err(&path))? {
-        let bytes = disk.open(&path, OpenOptions::read_only()).and_then(|f| f.read_all()).map_err(io_err(&path))?;
-        let (m, c) = decode_identity(&bytes).map_err(|reason| StartError::Identity { path: path.clone(), reason })?;
+        let bytes = disk
+            .open(&path, OpenOptions::read_only())
+            .and_then(|f| f.read_all())
+            .map_err(io_err(&path))?;
+        let (m, c) = decode_identity(&bytes).map_err(|reason| StartError::Identity {
+            path: path.clone(),
+            reason,
+        })?;
         return Ok((m, c, false));
     }
     let tmp = member_dir.join("identity.tmp");
@@ -173,9 +195,14 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
 
 impl RaftNode {
     /// Opens (or bootstraps) the member in `opts.data_dir` and starts raft.
-    pub async fn start(disk: Arc<dyn Disk>, opts: NodeOptions, observer: Arc<dyn ApplyObserver>) -> Result<Self, StartError> {
+    pub async fn start(
+        disk: Arc<dyn Disk>,
+        opts: NodeOptions,
+        observer: Arc<dyn ApplyObserver>,
+    ) -> Result<Self, StartError> {
         let member_dir = opts.data_dir.join("member");
-        disk.create_dir_all(&member_dir).map_err(io_err(&member_dir))?;
+        disk.create_dir_all(&member_dir)
+            .map_err(io_err(&member_dir))?;
         let (member_id, cluster_id, fresh) = load_or_create_identity(&disk, &member_dir, &opts)?;
 
         let wal_cfg = WalConfig {
@@ -183,23 +210,34 @@ impl RaftNode {
             max_wals: opts.max_wals,
             ..WalConfig::default()
         };
-        let (wal, recovered) = Wal::open(disk.clone(), &member_dir.join("wal"), wal_cfg).map_err(StartError::Wal)?;
+        let (wal, recovered) =
+            Wal::open(disk.clone(), &member_dir.join("wal"), wal_cfg).map_err(StartError::Wal)?;
         if let Some(torn) = &recovered.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, "repaired a torn WAL tail");
         }
         let log_first_index = recovered.entries.first().map(|r| r.index);
-        let log_store = LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        let log_store =
+            LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
 
-        let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots).map_err(StartError::Snap)?;
-        let sm = StateMachineStore::recover(snaps, log_first_index, observer).map_err(StartError::StateRecovery)?;
+        let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
+            .map_err(StartError::Snap)?;
+        let sm = StateMachineStore::recover(snaps, log_first_index, observer)
+            .map_err(StartError::StateRecovery)?;
         let shared = sm.shared();
 
-        let config = Arc::new(raft_config(&opts).validate().map_err(|e| StartError::Raft(e.to_string()))?);
+        let config = Arc::new(
+            raft_config(&opts)
+                .validate()
+                .map_err(|e| StartError::Raft(e.to_string()))?,
+        );
         let raft = Raft::new(member_id, config, NoPeers, log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
-        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
             let me = MemberNode {
                 name: opts.name.clone(),
@@ -207,11 +245,19 @@ impl RaftNode {
                 client_urls: opts.client_urls.clone(),
             };
             let members: BTreeMap<NodeId, MemberNode> = BTreeMap::from([(member_id, me)]);
-            raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))?;
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "bootstrapped a new cluster");
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
-        Ok(RaftNode { raft, sm: shared, member_id, cluster_id, request_timeout })
+        Ok(RaftNode {
+            raft,
+            sm: shared,
+            member_id,
+            cluster_id,
+            request_timeout,
+        })
     }
 
     /// Waits (bounded) until some member is leader; used before serving clients.
@@ -257,8 +303,12 @@ impl RaftNode {
                 // A normal entry always yields `Applied`; anything else is a broken invariant.
                 Reply::None => unreachable!("a client command applied without a result"),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ProposeError::NoLeader),
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_))) => Err(ProposeError::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ProposeError::NoLeader)
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_))) => {
+                Err(ProposeError::NoLeader)
+            }
             Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
         }
     }
@@ -290,11 +340,17 @@ mod tests {
     #[test]
     fn identity_round_trips_and_detects_damage() {
         let bytes = encode_identity(0x2e1259d415f2a040, 0x48276a8f75b6a87);
-        assert_eq!(decode_identity(&bytes), Ok((0x2e1259d415f2a040, 0x48276a8f75b6a87)));
+        assert_eq!(
+            decode_identity(&bytes),
+            Ok((0x2e1259d415f2a040, 0x48276a8f75b6a87))
+        );
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(decode_identity(&bad).is_err(), "flip at byte {i} not detected");
+            assert!(
+                decode_identity(&bad).is_err(),
+                "flip at byte {i} not detected"
+            );
         }
         assert!(decode_identity(&bytes[..27]).is_err());
     }
