@@ -230,11 +230,9 @@ fn kill9_rounds_keep_every_durable_entry() {
         let torn = round % 5 == 4 && tear_tail(&dir, &mut rng);
         let (wal, recovered) = open(&dir);
         if torn {
-            // Synced bytes were destroyed on purpose: only the prefix rules can hold.
-            assert!(
-                recovered.torn_tail.is_some(),
-                "seed {seed}: tear not noticed"
-            );
+            // Synced bytes were destroyed on purpose: only the prefix rules can hold. (A cut
+            // that lands exactly between two records leaves a clean end, not a torn one.)
+            torn_tails_repaired += u64::from(recovered.torn_tail.is_some());
             check(&recovered, None, seed);
         } else {
             check(&recovered, reported, seed);
