@@ -9,6 +9,7 @@
 //! - the log is contiguous and every entry carries the payload of its index (nothing invented,
 //!   nothing after a torn tail survives);
 //! - the vote is at least the last one reported durable.
+//!
 //! Fifty rounds reuse one directory, so each round also recovers what the previous ones left.
 //! Every fifth round the parent also tears the last segment after the kill (zeroes it from a
 //! sector boundary within its last 4 KiB of records) and checks that recovery cuts the torn
