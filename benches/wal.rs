@@ -46,7 +46,8 @@ fn append_sync(c: &mut Criterion) {
                 wal.append(&entries).expect("append");
                 next += batch;
                 if next % KEEP_ENTRIES < batch && next > KEEP_ENTRIES {
-                    wal.purge_upto(next - KEEP_ENTRIES, b"bench").expect("purge");
+                    wal.purge_upto(next - KEEP_ENTRIES, b"bench")
+                        .expect("purge");
                 }
                 wal.sync().expect("sync");
             })
