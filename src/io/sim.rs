@@ -301,7 +301,7 @@ impl Disk for SimDisk {
     fn open(&self, path: &Path, options: OpenOptions) -> io::Result<Box<dyn DiskFile>> {
         let mut state = lock(&self.state);
         if state.dirs.contains(path) {
-            return Err(io::Error::new(io::ErrorKind::Other, "is a directory"));
+            return Err(io::Error::other("is a directory"));
         }
         let inode = match state.names.get(path).copied() {
             Some(_) if options.create_new => {

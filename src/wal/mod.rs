@@ -24,6 +24,8 @@ pub mod scan;
 mod segment;
 
 #[cfg(test)]
+mod tests_corpus;
+#[cfg(test)]
 mod tests_crash;
 #[cfg(test)]
 mod tests_props;
