@@ -1,6 +1,6 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
-pub mod proto;
 pub mod apply;
 pub mod lease;
 pub mod mvcc;
+pub mod proto;
