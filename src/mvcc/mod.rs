@@ -161,6 +161,9 @@ pub(crate) enum KeySpan<'a> {
     Nothing,
 }
 
+/// Lower and upper bound of a key span, as map range arguments.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 impl<'a> KeySpan<'a> {
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
         match range_end {
@@ -180,7 +183,7 @@ impl<'a> KeySpan<'a> {
         }
     }
 
-    fn bounds(&self) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+    fn bounds(&self) -> Option<KeyBounds<'a>> {
         match *self {
             KeySpan::One(one) => Some((Bound::Included(one), Bound::Included(one))),
             KeySpan::From(start) => Some((Bound::Included(start), Bound::Unbounded)),
@@ -249,6 +252,27 @@ impl Store {
     /// Number of retained records (live values, older versions and tombstones).
     pub fn record_count(&self) -> usize {
         self.records.len()
+    }
+
+    /// Bytes the retained history takes, counted as keys + values + a fixed per-record
+    /// overhead for revision and metadata. This is what `Status.dbSize` reports: oxetcd has no
+    /// backend file, so the logical size is the honest equivalent: the two revision counters
+    /// plus every record. O(records).
+    pub fn logical_bytes(&self) -> u64 {
+        const RECORD_OVERHEAD_BYTES: u64 = 48;
+        const COUNTERS_BYTES: u64 = 16;
+        COUNTERS_BYTES
+            + self
+                .records
+                .values()
+                .map(|r| {
+                    let value_bytes = match r.as_ref() {
+                        Record::Put { value, .. } => value.len() as u64,
+                        Record::Tombstone { .. } => 0,
+                    };
+                    r.key().len() as u64 + value_bytes + RECORD_OVERHEAD_BYTES
+                })
+                .sum::<u64>()
     }
 
     /// The live pair for `key`, if the key exists now.

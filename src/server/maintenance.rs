@@ -61,7 +61,7 @@ impl Maintenance for MaintenanceService {
             let sm = self.ctx.node.state().read();
             (
                 sm.state.kv.current_revision(),
-                sm.state.kv.record_count() as i64,
+                i64::try_from(sm.state.kv.logical_bytes()).unwrap_or(i64::MAX),
             )
         };
         let mut header = self.ctx.header(&None);
