@@ -148,6 +148,9 @@ impl Record {
     }
 }
 
+/// Lower and upper bound of a key span, as the ordered maps take them.
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 /// Which keys a request addresses, from its `key` and `range_end` (etcd's rules).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KeySpan<'a> {
