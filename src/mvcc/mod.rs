@@ -164,9 +164,6 @@ pub(crate) enum KeySpan<'a> {
     Nothing,
 }
 
-/// Lower and upper bound of a key span, as map range arguments.
-type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
-
 impl<'a> KeySpan<'a> {
     pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Self {
         match range_end {
