@@ -136,6 +136,19 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// User plus system CPU time of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks_per_s > 0).then(|| (utime + stime) as f64 / ticks_per_s as f64)
+}
+
 /// Bytes allocated on disk under `path` (512-byte blocks, as `du`).
 fn disk_usage_bytes(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -239,7 +252,11 @@ async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError
     for round in 1..=opts.rounds {
         for (i, server) in servers.iter().enumerate() {
             tokio::time::sleep(SETTLE_BETWEEN_RUNS).await;
+            let cpu_before = cpu_seconds(server.child.id());
             let summary = load::run(opts, std::slice::from_ref(&server.endpoint)).await?;
+            let cpu_s = cpu_before
+                .zip(cpu_seconds(server.child.id()))
+                .map(|(a, b)| b - a);
             println!(
                 "{} round {round} {} {}:",
                 opts.workload.name(),
@@ -247,8 +264,15 @@ async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError
                 server.endpoint
             );
             print!("{}", summary.render(crate::unit(opts)));
+            if let Some(cpu) = cpu_s {
+                let per_op_ms = 1000.0 * cpu / summary.ok.max(1) as f64;
+                let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
+                println!(
+                    "  server CPU {cpu:.3} s: {per_op_ms:.3} ms per op, {busy:.0}% of one core"
+                );
+            }
             if let Some(csv) = &opts.csv {
-                append_csv(csv, &label(opts, &server.label, round), &summary)?;
+                append_csv(csv, &label(opts, &server.label, round, cpu_s), &summary)?;
             }
             results[i].push(summary);
         }
@@ -267,7 +291,7 @@ async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError
     Ok(())
 }
 
-fn label(opts: &Opts, server: &str, round: u32) -> RunLabel {
+fn label(opts: &Opts, server: &str, round: u32, server_cpu_s: Option<f64>) -> RunLabel {
     RunLabel {
         server: server.to_string(),
         workload: crate::workload_label(opts),
@@ -277,6 +301,7 @@ fn label(opts: &Opts, server: &str, round: u32) -> RunLabel {
         total: opts.total,
         key_size: opts.key_size,
         val_size: opts.val_size,
+        server_cpu_s,
     }
 }
 
@@ -339,5 +364,10 @@ mod tests {
         std::fs::write(dir.path().join("f"), vec![1u8; 64 * 1024]).unwrap();
         assert!(disk_usage_bytes(dir.path()) >= 64 * 1024);
         assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_seconds(std::process::id()).is_some_and(|s| s > 0.0));
     }
 }

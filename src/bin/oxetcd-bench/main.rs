@@ -61,6 +61,7 @@ async fn run(opts: &args::Opts) -> Result<(), error::BenchError> {
             total: opts.total,
             key_size: opts.key_size,
             val_size: opts.val_size,
+            server_cpu_s: None,
         };
         stats::append_csv(csv, &label, &summary)?;
     }

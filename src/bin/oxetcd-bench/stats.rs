@@ -120,13 +120,15 @@ pub struct RunLabel {
     pub total: u64,
     pub key_size: usize,
     pub val_size: usize,
+    /// CPU time the server process used during the run (compare only).
+    pub server_cpu_s: Option<f64>,
 }
 
-pub const CSV_HEADER: &str = "unix_time_s,server,workload,round,conns,clients,total,key_size_bytes,val_size_bytes,ok,errors,seconds,per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms";
+pub const CSV_HEADER: &str = "unix_time_s,server,workload,round,conns,clients,total,key_size_bytes,val_size_bytes,ok,errors,seconds,per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,server_cpu_s";
 
 pub fn csv_row(unix_time_s: u64, label: &RunLabel, s: &Summary) -> String {
     format!(
-        "{unix_time_s},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{:.4},{:.4},{:.4},{:.4},{:.4}",
+        "{unix_time_s},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{:.4},{:.4},{:.4},{:.4},{:.4},{}",
         label.server.replace(',', ";"),
         label.workload,
         label.round,
@@ -143,7 +145,10 @@ pub fn csv_row(unix_time_s: u64, label: &RunLabel, s: &Summary) -> String {
         s.p90_ms,
         s.p99_ms,
         s.p999_ms,
-        s.max_ms
+        s.max_ms,
+        label
+            .server_cpu_s
+            .map_or(String::new(), |c| format!("{c:.3}"))
     )
 }
 
@@ -215,6 +220,7 @@ mod tests {
             total: 20,
             key_size: 8,
             val_size: 256,
+            server_cpu_s: Some(1.5),
         };
         let mut r = Recorder::default();
         r.ok(Duration::from_millis(1));
@@ -228,5 +234,6 @@ mod tests {
         let columns = CSV_HEADER.split(',').count();
         assert!(lines[1..].iter().all(|l| l.split(',').count() == columns));
         assert!(lines[1].contains(",etcd; 3.5.1,put,1,10,100,20,8,256,1,0,"));
+        assert!(lines[1].ends_with(",1.500"));
     }
 }
