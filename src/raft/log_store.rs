@@ -217,19 +217,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(lock(&self.cache).vote)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let Some(log_id) = committed else {
-            return Ok(());
-        };
-        let bytes = encode(&log_id)?;
-        lock(&self.cache).committed = Some(log_id);
-        // Not awaited for durability: a lost committed marker only means re-applying from the
-        // snapshot after a restart waits for the leader to commit again.
-        self.wal
-            .submit(WalOp::SaveCommitted(bytes), Box::new(|_| {}));
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
+        // Kept in memory only. Writing it to the WAL cost one extra fdatasync per commit (the
+        // group-commit writer syncs every batch it drains), halving write throughput; losing it
+        // on a crash only means that after a restart the committed tail is re-applied once the
+        // leader commits again (a single member does so right after its election).
+        if let Some(log_id) = committed {
+            lock(&self.cache).committed = Some(log_id);
+        }
         Ok(())
     }
 
