@@ -191,8 +191,10 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         cluster_name: "oxetcd".into(),
         heartbeat_interval: opts.heartbeat_ms,
         election_timeout_min: opts.election_timeout_ms,
-        // etcd randomizes the election timeout in [timeout, 2 * timeout).
-        election_timeout_max: opts.election_timeout_ms * 2,
+        // etcd randomizes the election timeout in [timeout, 2 * timeout). openraft also uses the
+        // upper bound as the leader lease during which followers refuse to vote, so a crashed
+        // leader is replaced only after it; 1.5x keeps the randomization and shortens failover.
+        election_timeout_max: opts.election_timeout_ms + opts.election_timeout_ms / 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_count),
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,

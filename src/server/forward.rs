@@ -113,10 +113,27 @@ impl Forwarder {
 pub async fn propose_or_forward(ctx: &Ctx, cmd: Command) -> Result<Outcome, Status> {
     match ctx.node.propose(cmd.clone()).await {
         Ok(applied) => applied.result.clone().map_err(|e| kv_status(&e)),
-        Err(ProposeError::NoLeader) => match ctx.node.remote_leader() {
-            Some((_, leader)) => ctx.forward.write(&leader, cmd).await,
+        Err(ProposeError::NoLeader) => match published_leader(ctx).await {
+            Some(leader) => ctx.forward.write(&leader, cmd).await,
             None => Err(propose_status(&ProposeError::NoLeader)),
         },
         Err(e) => Err(propose_status(&e)),
+    }
+}
+
+/// How long a follower waits for a just-elected leader to publish its client URLs.
+const PUBLISH_WAIT: Duration = Duration::from_secs(3);
+const PUBLISH_POLL: Duration = Duration::from_millis(50);
+
+/// The remote leader's membership entry once it carries client URLs; `None` when there is no
+/// remote leader (or it did not publish its URLs within `PUBLISH_WAIT`).
+pub(crate) async fn published_leader(ctx: &Ctx) -> Option<MemberNode> {
+    let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
+    loop {
+        let (_, leader) = ctx.node.remote_leader()?;
+        if !leader.client_urls.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Some(leader);
+        }
+        tokio::time::sleep(PUBLISH_POLL).await;
     }
 }

@@ -119,9 +119,9 @@ impl Lease for LeaseService {
         let (ctx, lessor) = (self.ctx.clone(), self.lessor.clone());
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
-                let ttl = match ctx.node.remote_leader() {
+                let ttl = match super::forward::published_leader(&ctx).await {
                     // Deadlines live on the leader: a follower forwards each keep-alive there.
-                    Some((_, leader)) => match ctx.forward.keep_alive(&leader, req.id).await {
+                    Some(leader) => match ctx.forward.keep_alive(&leader, req.id).await {
                         Ok(ttl) => ttl,
                         Err(status) => {
                             let _ = tx.send(Err(status)).await;
