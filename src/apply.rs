@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::lease::{LeaseError, LeaseTable, LEASE_TTL_SECONDS_MAX};
 use crate::mvcc::{self, validate, KvError, Written};
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader,
-    TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::{event::EventType, Event};
 
@@ -40,14 +39,9 @@ pub enum Command {
     Compact(#[serde(with = "codec::proto_bytes")] CompactionRequest),
     /// `id` is never 0 here: the proposer picks a fresh ID first. `ttl` is in seconds, already
     /// raised to the minimum TTL.
-    LeaseGrant {
-        id: i64,
-        ttl: i64,
-    },
+    LeaseGrant { id: i64, ttl: i64 },
     /// A client revoke or the leader's expiry of the lease.
-    LeaseRevoke {
-        id: i64,
-    },
+    LeaseRevoke { id: i64 },
 }
 
 /// The successful result of a command. Headers carry only `revision`.
@@ -89,16 +83,8 @@ impl State {
         let result = self.apply_command(cmd);
         let revision = self.kv.current_revision();
         match result {
-            Ok((outcome, events)) => Applied {
-                result: Ok(outcome),
-                events,
-                revision,
-            },
-            Err(err) => Applied {
-                result: Err(err),
-                events: Vec::new(),
-                revision,
-            },
+            Ok((outcome, events)) => Applied { result: Ok(outcome), events, revision },
+            Err(err) => Applied { result: Err(err), events: Vec::new(), revision },
         }
     }
 
@@ -118,17 +104,10 @@ impl State {
                 let written = self.kv.txn(req, &lease_exists)?;
                 Ok(self.attach_leases(written, Outcome::Txn))
             }
-            Command::Compact(req) => {
-                Ok((Outcome::Compact(self.kv.compact(req.revision)?), Vec::new()))
-            }
+            Command::Compact(req) => Ok((Outcome::Compact(self.kv.compact(req.revision)?), Vec::new())),
             Command::LeaseGrant { id, ttl } => {
                 self.leases.grant(*id, *ttl)?;
-                let response = LeaseGrantResponse {
-                    header: self.header(),
-                    id: *id,
-                    ttl: *ttl,
-                    error: String::new(),
-                };
+                let response = LeaseGrantResponse { header: self.header(), id: *id, ttl: *ttl, error: String::new() };
                 Ok((Outcome::LeaseGrant(response), Vec::new()))
             }
             Command::LeaseRevoke { id } => self.revoke(*id),
@@ -139,39 +118,22 @@ impl State {
     fn revoke(&mut self, id: i64) -> Result<(Outcome, Vec<Event>), KvError> {
         let keys = self.leases.keys(id).ok_or(KvError::LeaseNotFound { id })?;
         let written = self.kv.delete_keys(&keys);
-        debug_assert_eq!(
-            written.response,
-            keys.len() as i64,
-            "lease {id} had keys that are not live"
-        );
+        debug_assert_eq!(written.response, keys.len() as i64, "lease {id} had keys that are not live");
         let (_, events) = self.attach_leases(written, |deleted| deleted);
         self.leases.revoke(id)?;
-        let response = LeaseRevokeResponse {
-            header: self.header(),
-        };
+        let response = LeaseRevokeResponse { header: self.header() };
         Ok((Outcome::LeaseRevoke(response), events))
     }
 
     /// Moves lease attachments to match a write: per key, from its lease before the write (the
     /// first event's `prev_kv`) to its lease after it (the last event).
-    fn attach_leases<T, O>(
-        &mut self,
-        written: Written<T>,
-        wrap: impl FnOnce(T) -> O,
-    ) -> (O, Vec<Event>) {
+    fn attach_leases<T, O>(&mut self, written: Written<T>, wrap: impl FnOnce(T) -> O) -> (O, Vec<Event>) {
         let mut moves: BTreeMap<&[u8], (i64, i64)> = BTreeMap::new();
         for event in &written.events {
             let Some(kv) = &event.kv else { continue };
-            let after = if event.r#type == EventType::Put as i32 {
-                kv.lease
-            } else {
-                0
-            };
+            let after = if event.r#type == EventType::Put as i32 { kv.lease } else { 0 };
             let before = event.prev_kv.as_ref().map_or(0, |prev| prev.lease);
-            moves
-                .entry(&kv.key)
-                .and_modify(|m| m.1 = after)
-                .or_insert((before, after));
+            moves.entry(&kv.key).and_modify(|m| m.1 = after).or_insert((before, after));
         }
         for (key, (before, after)) in moves.into_iter().filter(|(_, (b, a))| b != a) {
             if before != 0 {
@@ -185,34 +147,22 @@ impl State {
         }
         #[cfg(debug_assertions)]
         for event in &written.events {
-            let Some(key) = event.kv.as_ref().map(|kv| kv.key.as_slice()) else {
-                continue;
-            };
+            let Some(key) = event.kv.as_ref().map(|kv| kv.key.as_slice()) else { continue };
             let lease = self.kv.get(key).map_or(0, |kv| kv.lease);
-            debug_assert!(
-                lease == 0 || self.leases.is_attached(lease, key),
-                "key {key:?} not attached to {lease}"
-            );
+            debug_assert!(lease == 0 || self.leases.is_attached(lease, key), "key {key:?} not attached to {lease}");
         }
         (wrap(written.response), written.events)
     }
 
     fn header(&self) -> Option<ResponseHeader> {
-        Some(ResponseHeader {
-            revision: self.kv.current_revision(),
-            ..ResponseHeader::default()
-        })
+        Some(ResponseHeader { revision: self.kv.current_revision(), ..ResponseHeader::default() })
     }
 
     /// Checks the KV store's invariants and that lease attachments match the store; O(size).
     pub fn check(&self) -> Result<(), String> {
         self.kv.check()?;
         let in_store: Vec<(i64, &[u8])> = {
-            let mut pairs: Vec<_> = self
-                .kv
-                .leased_keys()
-                .map(|(key, lease)| (lease, key))
-                .collect();
+            let mut pairs: Vec<_> = self.kv.leased_keys().map(|(key, lease)| (lease, key)).collect();
             pairs.sort_unstable();
             pairs
         };

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxetcd::config::{ClusterState, Config, Parsed};
+use oxetcd::config::{BootstrapCluster, ClusterState, Config, Parsed};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
 use oxetcd::raft::node::{NodeOptions, RaftNode};
@@ -28,9 +28,7 @@ const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 fn wal_segment_bytes() -> Result<u64, String> {
     match std::env::var("OXETCD_WAL_SEGMENT_BYTES") {
         Err(_) => Ok(WAL_SEGMENT_BYTES),
-        Ok(v) => v
-            .parse::<u64>()
-            .map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
+        Ok(v) => v.parse::<u64>().map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
     }
 }
 
@@ -53,10 +51,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     config.log_warnings();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -76,9 +71,7 @@ fn main() -> ExitCode {
 /// Node options from the configuration; bootstrap IDs are derived only for an empty data dir.
 fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String> {
     let identity = config.data_dir.join("member").join("identity");
-    let has_data = disk
-        .exists(&identity)
-        .map_err(|e| format!("{}: {e}", identity.display()))?;
+    let has_data = disk.exists(&identity).map_err(|e| format!("{}: {e}", identity.display()))?;
     let (member_id, cluster_id, members) = if has_data {
         (0, 0, Vec::new())
     } else {
@@ -88,22 +81,7 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
                 .into());
         }
         let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
-        let members = if boot.members.len() > 1 {
-            boot.members
-                .iter()
-                .map(|m| {
-                    let node = MemberNode {
-                        name: m.name.clone(),
-                        peer_urls: m.peer_urls.iter().map(ToString::to_string).collect(),
-                        client_urls: Vec::new(),
-                    };
-                    (m.id, node)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        (boot.local_member_id, boot.cluster_id, members)
+        (boot.local_member_id, boot.cluster_id, bootstrap_members(&boot))
     };
     let limits = config.limits();
     Ok(NodeOptions {
@@ -111,16 +89,8 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         name: config.name.clone(),
         bootstrap_member_id: member_id,
         bootstrap_cluster_id: cluster_id,
-        peer_urls: config
-            .initial_advertise_peer_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        client_urls: config
-            .advertise_client_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        peer_urls: config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect(),
+        client_urls: config.advertise_client_urls.iter().map(ToString::to_string).collect(),
         heartbeat_ms: config.heartbeat_interval_ms,
         election_timeout_ms: config.election_timeout_ms,
         snapshot_count: config.snapshot_count,
@@ -129,6 +99,26 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         wal_segment_bytes: wal_segment_bytes()?,
         bootstrap_members: members,
     })
+}
+
+/// The raft membership a new cluster starts with: every `--initial-cluster` member with its name
+/// and peer URLs (client URLs are published by the leader once each member runs). A one-member
+/// cluster is left empty so the node registers itself with its client URLs right away.
+fn bootstrap_members(boot: &BootstrapCluster) -> Vec<(u64, MemberNode)> {
+    if boot.members.len() <= 1 {
+        return Vec::new();
+    }
+    boot.members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.iter().map(ToString::to_string).collect(),
+                client_urls: Vec::new(),
+            };
+            (m.id, node)
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {
@@ -163,20 +153,13 @@ async fn run(config: Config) -> Result<(), String> {
         catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
     }));
     let lessor = Arc::new(Lessor::default());
-    let observer = Arc::new(MemberObserver {
-        hub: hub.clone(),
-        lessor: lessor.clone(),
-    });
-    let node = RaftNode::start(disk, opts, observer)
-        .await
-        .map_err(|e| e.to_string())?;
+    let observer = Arc::new(MemberObserver { hub: hub.clone(), lessor: lessor.clone() });
+    let node = RaftNode::start(disk, opts, observer).await.map_err(|e| e.to_string())?;
     let node = Arc::new(node);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut peer_servers = Vec::new();
     for url in &config.listen_peer_urls {
-        let addr = url
-            .bind_addr()
-            .ok_or_else(|| format!("cannot resolve listen peer URL {url}"))?;
+        let addr = url.bind_addr().ok_or_else(|| format!("cannot resolve listen peer URL {url}"))?;
         let listener = PeerListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
         tracing::info!(address = %listener.local_addr(), "serving peer traffic insecurely; this is strongly discouraged!");
         let mut stop = stop_rx.clone();
@@ -185,10 +168,7 @@ async fn run(config: Config) -> Result<(), String> {
         };
         peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
     }
-    if !node
-        .wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10))
-        .await
-    {
+    if !node.wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10)).await {
         tracing::warn!("no leader elected yet; serving anyway");
     }
 
@@ -210,26 +190,16 @@ async fn run(config: Config) -> Result<(), String> {
 
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
-        let addr = url
-            .bind_addr()
-            .ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
+        let addr = url.bind_addr().ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
         let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
         tracing::info!(address = %listener.local_addr(), "serving client traffic insecurely; this is strongly discouraged!");
         let mut stop = stop_rx.clone();
         let shutdown = async move {
             let _ = stop.changed().await;
         };
-        servers.push(tokio::spawn(listener.serve(
-            ctx.clone(),
-            services.clone(),
-            shutdown,
-        )));
+        servers.push(tokio::spawn(listener.serve(ctx.clone(), services.clone(), shutdown)));
     }
-    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
-        ctx.clone(),
-        lessor,
-        stop_rx.clone(),
-    ));
+    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(ctx.clone(), lessor, stop_rx.clone()));
     tracing::info!(
         name = %config.name,
         data_dir = %Path::new(&config.data_dir).display(),

@@ -51,10 +51,7 @@ pub(super) mod proto_bytes {
 
     use crate::mvcc::bytes_serde;
 
-    pub fn serialize<S: Serializer, M: prost::Message>(
-        msg: &M,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, M: prost::Message>(msg: &M, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(&msg.encode_to_vec())
     }
 
@@ -82,11 +79,7 @@ struct StateImage {
 
 impl Serialize for State {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let image = StateImageRef {
-            format: STATE_FORMAT,
-            kv: &self.kv,
-            leases: self.leases.leases().collect(),
-        };
+        let image = StateImageRef { format: STATE_FORMAT, kv: &self.kv, leases: self.leases.leases().collect() };
         image.serialize(serializer)
     }
 }
@@ -95,10 +88,7 @@ impl<'de> Deserialize<'de> for State {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StateImage::deserialize(deserializer)?;
         if image.format != STATE_FORMAT {
-            return Err(D::Error::custom(format!(
-                "unknown state format {}",
-                image.format
-            )));
+            return Err(D::Error::custom(format!("unknown state format {}", image.format)));
         }
         let mut leases = LeaseTable::new();
         for (id, ttl) in image.leases {
@@ -106,15 +96,10 @@ impl<'de> Deserialize<'de> for State {
         }
         for (key, lease) in image.kv.leased_keys() {
             if !leases.attach(lease, key) {
-                return Err(D::Error::custom(format!(
-                    "key {key:?} has unknown lease {lease}"
-                )));
+                return Err(D::Error::custom(format!("key {key:?} has unknown lease {lease}")));
             }
         }
-        let state = State {
-            kv: image.kv,
-            leases,
-        };
+        let state = State { kv: image.kv, leases };
         state.check().map_err(D::Error::custom)?;
         Ok(state)
     }

@@ -71,23 +71,14 @@ impl LeaseTable {
         if self.leases.contains_key(&id) {
             return Err(LeaseError::Exists { id });
         }
-        self.leases.insert(
-            id,
-            Lease {
-                ttl_seconds,
-                keys: OrdSet::new(),
-            },
-        );
+        self.leases.insert(id, Lease { ttl_seconds, keys: OrdSet::new() });
         Ok(())
     }
 
     /// Removes lease `id`, which must have no keys left (the caller deletes them first).
     pub fn revoke(&mut self, id: i64) -> Result<(), LeaseError> {
         let lease = self.leases.remove(&id).ok_or(LeaseError::NotFound { id })?;
-        debug_assert!(
-            lease.keys.is_empty(),
-            "lease {id} revoked with keys attached"
-        );
+        debug_assert!(lease.keys.is_empty(), "lease {id} revoked with keys attached");
         Ok(())
     }
 
@@ -102,16 +93,12 @@ impl LeaseTable {
 
     /// The keys attached to lease `id`, in key order.
     pub fn keys(&self, id: i64) -> Option<Vec<Vec<u8>>> {
-        self.leases
-            .get(&id)
-            .map(|lease| lease.keys.iter().map(|k| k.to_vec()).collect())
+        self.leases.get(&id).map(|lease| lease.keys.iter().map(|k| k.to_vec()).collect())
     }
 
     /// Every lease as (ID, granted TTL), in ID order.
     pub fn leases(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.leases
-            .iter()
-            .map(|(id, lease)| (*id, lease.ttl_seconds))
+        self.leases.iter().map(|(id, lease)| (*id, lease.ttl_seconds))
     }
 
     pub fn len(&self) -> usize {
@@ -135,23 +122,17 @@ impl LeaseTable {
 
     /// Detaches `key` from lease `id`. Returns false if it was not attached.
     pub fn detach(&mut self, id: i64, key: &[u8]) -> bool {
-        self.leases
-            .get_mut(&id)
-            .is_some_and(|lease| lease.keys.remove(key).is_some())
+        self.leases.get_mut(&id).is_some_and(|lease| lease.keys.remove(key).is_some())
     }
 
     /// Whether `key` is attached to lease `id`.
     pub fn is_attached(&self, id: i64, key: &[u8]) -> bool {
-        self.leases
-            .get(&id)
-            .is_some_and(|lease| lease.keys.contains(key))
+        self.leases.get(&id).is_some_and(|lease| lease.keys.contains(key))
     }
 
     /// Every attachment as (lease ID, key), by lease then key.
     pub fn attachments(&self) -> impl Iterator<Item = (i64, &[u8])> + '_ {
-        self.leases
-            .iter()
-            .flat_map(|(id, lease)| lease.keys.iter().map(move |key| (*id, key.as_ref())))
+        self.leases.iter().flat_map(|(id, lease)| lease.keys.iter().map(move |key| (*id, key.as_ref())))
     }
 
     /// Number of keys attached to any lease.
@@ -173,14 +154,9 @@ mod tests {
         assert_eq!(table.grant(8, LEASE_TTL_SECONDS_MAX), Ok(()));
         assert_eq!(
             table.grant(9, LEASE_TTL_SECONDS_MAX + 1),
-            Err(LeaseError::TtlTooLarge {
-                ttl_seconds: LEASE_TTL_SECONDS_MAX + 1
-            })
+            Err(LeaseError::TtlTooLarge { ttl_seconds: LEASE_TTL_SECONDS_MAX + 1 })
         );
-        assert_eq!(
-            table.leases().collect::<Vec<_>>(),
-            vec![(7, 10), (8, LEASE_TTL_SECONDS_MAX)]
-        );
+        assert_eq!(table.leases().collect::<Vec<_>>(), vec![(7, 10), (8, LEASE_TTL_SECONDS_MAX)]);
         assert_eq!(table.granted_ttl(7), Some(10));
         assert_eq!(table.granted_ttl(9), None);
     }

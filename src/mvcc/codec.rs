@@ -30,16 +30,11 @@ pub(crate) mod bytes_serde {
     use serde::{Deserializer, Serializer};
     use std::fmt;
 
-    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(
-        bytes: &B,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, B: AsRef<[u8]>>(bytes: &B, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(bytes.as_ref())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(
-        deserializer: D,
-    ) -> Result<B, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>, B: From<Vec<u8>>>(deserializer: D) -> Result<B, D::Error> {
         deserializer.deserialize_byte_buf(BytesVisitor).map(B::from)
     }
 
@@ -91,13 +86,7 @@ struct PutImage<'a> {
 impl<'a> RecordImage<'a> {
     fn borrow(rev: Revision, record: &'a Record) -> Self {
         let put = match record {
-            Record::Put {
-                value,
-                create_revision,
-                version,
-                lease,
-                ..
-            } => Some(PutImage {
+            Record::Put { value, create_revision, version, lease, .. } => Some(PutImage {
                 value: Cow::Borrowed(value),
                 create_revision: *create_revision,
                 version: *version,
@@ -105,12 +94,7 @@ impl<'a> RecordImage<'a> {
             }),
             Record::Tombstone { .. } => None,
         };
-        RecordImage {
-            main: rev.main,
-            sub: rev.sub,
-            key: Cow::Borrowed(record.key()),
-            put,
-        }
+        RecordImage { main: rev.main, sub: rev.sub, key: Cow::Borrowed(record.key()), put }
     }
 }
 
@@ -149,10 +133,7 @@ impl<'de> Deserialize<'de> for Store {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StoreImage::deserialize(deserializer)?;
         if image.format != STORE_FORMAT {
-            return Err(D::Error::custom(format!(
-                "unknown store format {}",
-                image.format
-            )));
+            return Err(D::Error::custom(format!("unknown store format {}", image.format)));
         }
         Store::from_image(image).map_err(D::Error::custom)
     }
@@ -182,11 +163,7 @@ impl Store {
             Some((shared, _)) => Arc::clone(shared),
             None => Arc::from(image.key.into_owned()),
         };
-        let live = self
-            .index
-            .get(key.as_ref())
-            .and_then(|h| h.live())
-            .is_some();
+        let live = self.index.get(key.as_ref()).and_then(|h| h.live()).is_some();
         let history = Arc::make_mut(self.index.entry(Arc::clone(&key)).or_default());
         let record = match image.put {
             Some(put) => {

@@ -30,19 +30,12 @@ impl Store {
         let changed: Vec<_> = self
             .index
             .iter()
-            .filter_map(|(key, history)| {
-                history
-                    .compact(revision)
-                    .map(|done| (Arc::clone(key), done))
-            })
+            .filter_map(|(key, history)| history.compact(revision).map(|done| (Arc::clone(key), done)))
             .collect();
         for (key, done) in changed {
             for rev in &done.removed {
                 let removed = self.records.remove(rev);
-                debug_assert!(
-                    removed.is_some(),
-                    "compaction dropped a revision {rev} without record"
-                );
+                debug_assert!(removed.is_some(), "compaction dropped a revision {rev} without record");
             }
             match done.remaining {
                 Some(history) => {
@@ -55,9 +48,7 @@ impl Store {
         }
         self.compact_revision = revision;
         debug_assert_eq!(self.check(), Ok(()));
-        Ok(CompactionResponse {
-            header: header(self.current_revision),
-        })
+        Ok(CompactionResponse { header: header(self.current_revision) })
     }
 
     /// CRC-32 (IEEE) over every retained record at or below `revision` (0 = current), in
@@ -72,13 +63,7 @@ impl Store {
             hasher.update(&rev.sub.to_be_bytes());
             let key = record.key();
             match record.as_ref() {
-                Record::Put {
-                    value,
-                    create_revision,
-                    version,
-                    lease,
-                    ..
-                } => {
+                Record::Put { value, create_revision, version, lease, .. } => {
                     hasher.update(&[1]);
                     hash_bytes(&mut hasher, key);
                     hash_bytes(&mut hasher, value);
@@ -165,28 +150,16 @@ mod tests {
     }
 
     fn value_at(store: &Store, key: &str, revision: i64) -> Result<Option<String>, KvError> {
-        let req = RangeRequest {
-            key: key.into(),
-            revision,
-            ..Default::default()
-        };
+        let req = RangeRequest { key: key.into(), revision, ..Default::default() };
         let response = store.range(&req)?;
-        Ok(response
-            .kvs
-            .first()
-            .map(|kv| String::from_utf8(kv.value.clone()).unwrap()))
+        Ok(response.kvs.first().map(|kv| String::from_utf8(kv.value.clone()).unwrap()))
     }
 
     #[test]
     fn worked_example() {
         // (compact at, records of k that remain)
-        let table: [(i64, &[i64]); 5] = [
-            (3, &[2, 4, 6, 8, 10]),
-            (5, &[4, 6, 8, 10]),
-            (7, &[8, 10]),
-            (9, &[8, 10]),
-            (10, &[10]),
-        ];
+        let table: [(i64, &[i64]); 5] =
+            [(3, &[2, 4, 6, 8, 10]), (5, &[4, 6, 8, 10]), (7, &[8, 10]), (9, &[8, 10]), (10, &[10])];
         let full = example();
         for (at, remaining) in table {
             let mut store = full.clone();
@@ -200,17 +173,10 @@ mod tests {
                 .collect();
             assert_eq!(k_revisions, remaining, "compact at {at}");
             for read in at..=10 {
-                assert_eq!(
-                    value_at(&store, "k", read),
-                    value_at(&full, "k", read),
-                    "read {read}"
-                );
+                assert_eq!(value_at(&store, "k", read), value_at(&full, "k", read), "read {read}");
             }
             if at > 1 {
-                assert!(matches!(
-                    value_at(&store, "k", at - 1),
-                    Err(KvError::Compacted { .. })
-                ));
+                assert!(matches!(value_at(&store, "k", at - 1), Err(KvError::Compacted { .. })));
             }
         }
         assert_eq!(full.compact_revision(), NEVER_COMPACTED);
@@ -219,35 +185,13 @@ mod tests {
     #[test]
     fn compaction_errors_and_revision() {
         let mut store = fixture();
-        assert_eq!(
-            store.compact(10).unwrap_err(),
-            KvError::FutureRev {
-                requested: 10,
-                current_revision: 9
-            }
-        );
+        assert_eq!(store.compact(10).unwrap_err(), KvError::FutureRev { requested: 10, current_revision: 9 });
         let done = store.compact(5).unwrap();
-        assert_eq!(
-            done.header.unwrap().revision,
-            9,
-            "compaction does not move the revision"
-        );
+        assert_eq!(done.header.unwrap().revision, 9, "compaction does not move the revision");
         assert_eq!(store.current_revision(), 9);
         assert_eq!(store.compact_revision(), 5);
-        assert_eq!(
-            store.compact(5).unwrap_err(),
-            KvError::Compacted {
-                requested: 5,
-                compact_revision: 5
-            }
-        );
-        assert_eq!(
-            store.compact(4).unwrap_err(),
-            KvError::Compacted {
-                requested: 4,
-                compact_revision: 5
-            }
-        );
+        assert_eq!(store.compact(5).unwrap_err(), KvError::Compacted { requested: 5, compact_revision: 5 });
+        assert_eq!(store.compact(4).unwrap_err(), KvError::Compacted { requested: 4, compact_revision: 5 });
         store.compact(9).unwrap();
         assert_eq!(store.record_count(), 5, "only the live pairs remain");
         // A key deleted before the compaction point leaves no trace.
@@ -265,13 +209,7 @@ mod tests {
         assert_eq!(compacted, NEVER_COMPACTED);
         assert_eq!(store.hash_kv(9).unwrap().0, at_9, "0 means current");
         assert_ne!(store.hash_kv(8).unwrap().0, at_9);
-        assert_eq!(
-            store.hash_kv(10).unwrap_err(),
-            KvError::FutureRev {
-                requested: 10,
-                current_revision: 9
-            }
-        );
+        assert_eq!(store.hash_kv(10).unwrap_err(), KvError::FutureRev { requested: 10, current_revision: 9 });
         // Writes after r do not change hash_kv(r).
         let (at_8, _) = store.hash_kv(8).unwrap();
         put(&mut store, "new", "1");
@@ -284,13 +222,7 @@ mod tests {
         twin.compact(6).unwrap();
         assert_eq!(store.hash_kv(7), twin.hash_kv(7));
         assert_eq!(store.hash_kv(7).unwrap().1, 6);
-        assert_eq!(
-            store.hash_kv(5).unwrap_err(),
-            KvError::Compacted {
-                requested: 5,
-                compact_revision: 6
-            }
-        );
+        assert_eq!(store.hash_kv(5).unwrap_err(), KvError::Compacted { requested: 5, compact_revision: 6 });
         let mut other = fixture();
         put(&mut other, "new", "2");
         assert_ne!(other.hash_kv(0).unwrap().0, fixture().hash_kv(0).unwrap().0);
@@ -301,27 +233,15 @@ mod tests {
         let mut store = fixture();
         let all = store.events_since(1, b"\0", b"\0", usize::MAX).unwrap();
         assert_eq!(all.len(), 8, "one event per change since revision 2");
-        let revisions: Vec<i64> = all
-            .iter()
-            .map(|e| e.kv.as_ref().unwrap().mod_revision)
-            .collect();
+        let revisions: Vec<i64> = all.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
         assert_eq!(revisions, vec![2, 3, 4, 5, 6, 7, 8, 9]);
         // Key filter and prev_kv: b was created at 3, deleted at 6, created again at 8.
         let b = store.events_since(2, b"b", b"", usize::MAX).unwrap();
         let shape: Vec<(i32, i64, Option<Vec<u8>>)> = b
             .iter()
-            .map(|e| {
-                (
-                    e.r#type,
-                    e.kv.as_ref().unwrap().mod_revision,
-                    e.prev_kv.as_ref().map(|p| p.value.clone()),
-                )
-            })
+            .map(|e| (e.r#type, e.kv.as_ref().unwrap().mod_revision, e.prev_kv.as_ref().map(|p| p.value.clone())))
             .collect();
-        assert_eq!(
-            shape,
-            vec![(0, 3, None), (1, 6, Some(b"22".to_vec())), (0, 8, None)]
-        );
+        assert_eq!(shape, vec![(0, 3, None), (1, 6, Some(b"22".to_vec())), (0, 8, None)]);
         // Batches stop at revision boundaries.
         let mut txn_store = Store::new();
         put(&mut txn_store, "x", "1");
@@ -333,32 +253,16 @@ mod tests {
         assert_eq!(batch.len(), 3);
         let rest = txn_store.events_since(5, b"\0", b"\0", 3).unwrap();
         assert_eq!(rest.len(), 2, "both deletes of revision 5 come together");
-        assert!(txn_store
-            .events_since(5, b"\0", b"\0", 0)
-            .unwrap()
-            .is_empty());
-        assert!(
-            txn_store
-                .events_since(6, b"\0", b"\0", 10)
-                .unwrap()
-                .is_empty(),
-            "nothing yet"
-        );
+        assert!(txn_store.events_since(5, b"\0", b"\0", 0).unwrap().is_empty());
+        assert!(txn_store.events_since(6, b"\0", b"\0", 10).unwrap().is_empty(), "nothing yet");
         // Compaction: replay from the compaction point works, from before it fails.
         store.compact(6).unwrap();
         assert_eq!(
             store.events_since(5, b"\0", b"\0", 10).unwrap_err(),
-            KvError::Compacted {
-                requested: 5,
-                compact_revision: 6
-            }
+            KvError::Compacted { requested: 5, compact_revision: 6 }
         );
         let resumed = store.events_since(7, b"\0", b"\0", 10).unwrap();
-        assert_eq!(
-            resumed,
-            all[5..].to_vec(),
-            "events after the compaction point are intact"
-        );
+        assert_eq!(resumed, all[5..].to_vec(), "events after the compaction point are intact");
         assert!(store.events_since(6, b"\0", b"\0", 10).is_ok());
     }
 }

@@ -12,15 +12,9 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvError {
     /// The requested revision was removed by compaction (`compact_revision` is the current one).
-    Compacted {
-        requested: i64,
-        compact_revision: i64,
-    },
+    Compacted { requested: i64, compact_revision: i64 },
     /// The requested revision has not been written yet.
-    FutureRev {
-        requested: i64,
-        current_revision: i64,
-    },
+    FutureRev { requested: i64, current_revision: i64 },
     /// A request without a key (range, put, delete or a txn compare).
     EmptyKey,
     /// `ignore_value`/`ignore_lease` on a missing key, or an empty `RequestOp` in a txn.
@@ -67,19 +61,10 @@ impl fmt::Display for KvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.etcd_message())?;
         match self {
-            KvError::Compacted {
-                requested,
-                compact_revision,
-            } => {
-                write!(
-                    f,
-                    " (requested {requested}, compacted at {compact_revision})"
-                )
+            KvError::Compacted { requested, compact_revision } => {
+                write!(f, " (requested {requested}, compacted at {compact_revision})")
             }
-            KvError::FutureRev {
-                requested,
-                current_revision,
-            } => {
+            KvError::FutureRev { requested, current_revision } => {
                 write!(f, " (requested {requested}, current {current_revision})")
             }
             KvError::TooManyOps { ops, ops_max } => write!(f, " ({ops} > {ops_max})"),
@@ -101,17 +86,11 @@ mod tests {
     fn messages_match_etcd() {
         let table: &[(KvError, &str)] = &[
             (
-                KvError::Compacted {
-                    requested: 1,
-                    compact_revision: 2,
-                },
+                KvError::Compacted { requested: 1, compact_revision: 2 },
                 "etcdserver: mvcc: required revision has been compacted",
             ),
             (
-                KvError::FutureRev {
-                    requested: 9,
-                    current_revision: 2,
-                },
+                KvError::FutureRev { requested: 9, current_revision: 2 },
                 "etcdserver: mvcc: required revision is a future revision",
             ),
             (KvError::EmptyKey, "etcdserver: key is not provided"),
@@ -119,34 +98,14 @@ mod tests {
             (KvError::ValueProvided, "etcdserver: value is provided"),
             (KvError::LeaseProvided, "etcdserver: lease is provided"),
             (
-                KvError::TooManyOps {
-                    ops: 129,
-                    ops_max: 128,
-                },
+                KvError::TooManyOps { ops: 129, ops_max: 128 },
                 "etcdserver: too many operations in txn request",
             ),
-            (
-                KvError::DuplicateKey,
-                "etcdserver: duplicate key given in txn request",
-            ),
-            (
-                KvError::InvalidSortOption,
-                "etcdserver: invalid sort option",
-            ),
-            (
-                KvError::LeaseNotFound { id: 7 },
-                "etcdserver: requested lease not found",
-            ),
-            (
-                KvError::LeaseExists { id: 7 },
-                "etcdserver: lease already exists",
-            ),
-            (
-                KvError::LeaseTtlTooLarge {
-                    ttl_seconds: 9_000_000_001,
-                },
-                "etcdserver: too large lease TTL",
-            ),
+            (KvError::DuplicateKey, "etcdserver: duplicate key given in txn request"),
+            (KvError::InvalidSortOption, "etcdserver: invalid sort option"),
+            (KvError::LeaseNotFound { id: 7 }, "etcdserver: requested lease not found"),
+            (KvError::LeaseExists { id: 7 }, "etcdserver: lease already exists"),
+            (KvError::LeaseTtlTooLarge { ttl_seconds: 9_000_000_001 }, "etcdserver: too large lease TTL"),
         ];
         for (err, text) in table {
             assert_eq!(err.etcd_message(), *text);

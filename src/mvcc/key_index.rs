@@ -25,10 +25,7 @@ impl Revision {
     /// The last change a write with revision `main` can make: reading "at `main`" means reading
     /// everything at or before this point.
     pub const fn end_of(main: i64) -> Self {
-        Revision {
-            main,
-            sub: i64::MAX,
-        }
+        Revision { main, sub: i64::MAX }
     }
 }
 
@@ -82,38 +79,23 @@ impl KeyHistory {
             return None;
         }
         let seen = generation.puts.partition_point(|r| *r <= bound);
-        debug_assert!(
-            seen >= 1,
-            "the first put of a started generation is visible"
-        );
+        debug_assert!(seen >= 1, "the first put of a started generation is visible");
         generation.puts.get(seen.checked_sub(1)?).copied()
     }
 
     /// Records a put at `rev`: continues the live generation or starts a new one.
     pub fn record_put(&mut self, rev: Revision) {
-        debug_assert!(
-            self.last_revision().is_none_or(|last| last < rev),
-            "put {rev} out of order"
-        );
+        debug_assert!(self.last_revision().is_none_or(|last| last < rev), "put {rev} out of order");
         match self.generations.last_mut() {
             Some(open) if open.tombstone.is_none() => open.puts.push(rev),
-            _ => self.generations.push(Generation {
-                puts: vec![rev],
-                tombstone: None,
-            }),
+            _ => self.generations.push(Generation { puts: vec![rev], tombstone: None }),
         }
     }
 
     /// Records a delete at `rev`. Precondition: the key is live.
     pub fn record_delete(&mut self, rev: Revision) {
-        debug_assert!(
-            self.last_revision().is_none_or(|last| last < rev),
-            "delete {rev} out of order"
-        );
-        let open = self
-            .generations
-            .last_mut()
-            .filter(|g| g.tombstone.is_none());
+        debug_assert!(self.last_revision().is_none_or(|last| last < rev), "delete {rev} out of order");
+        let open = self.generations.last_mut().filter(|g| g.tombstone.is_none());
         debug_assert!(open.is_some(), "delete {rev} of a key that is not live");
         if let Some(open) = open {
             open.tombstone = Some(rev);
@@ -150,9 +132,7 @@ impl KeyHistory {
 
     /// Every retained revision of this key, ascending.
     pub fn revisions(&self) -> impl Iterator<Item = Revision> + '_ {
-        self.generations
-            .iter()
-            .flat_map(|g| g.puts.iter().copied().chain(g.tombstone))
+        self.generations.iter().flat_map(|g| g.puts.iter().copied().chain(g.tombstone))
     }
 
     fn last_revision(&self) -> Option<Revision> {
@@ -207,21 +187,8 @@ mod tests {
     #[test]
     fn visible_at_follows_generations() {
         let history = example();
-        let table = [
-            (1, None),
-            (2, Some(2)),
-            (3, Some(2)),
-            (4, Some(4)),
-            (5, Some(4)),
-            (6, None),
-        ];
-        let table2 = [
-            (7, None),
-            (8, Some(8)),
-            (9, Some(8)),
-            (10, Some(10)),
-            (99, Some(10)),
-        ];
+        let table = [(1, None), (2, Some(2)), (3, Some(2)), (4, Some(4)), (5, Some(4)), (6, None)];
+        let table2 = [(7, None), (8, Some(8)), (9, Some(8)), (10, Some(10)), (99, Some(10))];
         for (at, want) in table.into_iter().chain(table2) {
             assert_eq!(history.visible_at(at), want.map(rev), "read at {at}");
         }
@@ -249,56 +216,16 @@ mod tests {
             removed: &'static [i64],
         }
         let cases = [
-            Case {
-                at: 1,
-                remaining: &[2, 4, 6, 8, 10],
-                removed: &[],
-            },
-            Case {
-                at: 2,
-                remaining: &[2, 4, 6, 8, 10],
-                removed: &[],
-            },
-            Case {
-                at: 3,
-                remaining: &[2, 4, 6, 8, 10],
-                removed: &[],
-            },
-            Case {
-                at: 4,
-                remaining: &[4, 6, 8, 10],
-                removed: &[2],
-            },
-            Case {
-                at: 5,
-                remaining: &[4, 6, 8, 10],
-                removed: &[2],
-            },
-            Case {
-                at: 6,
-                remaining: &[8, 10],
-                removed: &[2, 4, 6],
-            },
-            Case {
-                at: 7,
-                remaining: &[8, 10],
-                removed: &[2, 4, 6],
-            },
-            Case {
-                at: 9,
-                remaining: &[8, 10],
-                removed: &[2, 4, 6],
-            },
-            Case {
-                at: 10,
-                remaining: &[10],
-                removed: &[2, 4, 6, 8],
-            },
-            Case {
-                at: 50,
-                remaining: &[10],
-                removed: &[2, 4, 6, 8],
-            },
+            Case { at: 1, remaining: &[2, 4, 6, 8, 10], removed: &[] },
+            Case { at: 2, remaining: &[2, 4, 6, 8, 10], removed: &[] },
+            Case { at: 3, remaining: &[2, 4, 6, 8, 10], removed: &[] },
+            Case { at: 4, remaining: &[4, 6, 8, 10], removed: &[2] },
+            Case { at: 5, remaining: &[4, 6, 8, 10], removed: &[2] },
+            Case { at: 6, remaining: &[8, 10], removed: &[2, 4, 6] },
+            Case { at: 7, remaining: &[8, 10], removed: &[2, 4, 6] },
+            Case { at: 9, remaining: &[8, 10], removed: &[2, 4, 6] },
+            Case { at: 10, remaining: &[10], removed: &[2, 4, 6, 8] },
+            Case { at: 50, remaining: &[10], removed: &[2, 4, 6, 8] },
         ];
         for case in cases {
             let history = example();
@@ -312,11 +239,7 @@ mod tests {
                     after.check().unwrap();
                     assert_eq!(after.revisions().collect::<Vec<_>>(), remaining);
                     for read in case.at..12 {
-                        assert_eq!(
-                            after.visible_at(read),
-                            history.visible_at(read),
-                            "read {read}"
-                        );
+                        assert_eq!(after.visible_at(read), history.visible_at(read), "read {read}");
                     }
                 }
             }
@@ -328,11 +251,7 @@ mod tests {
         let mut history = KeyHistory::default();
         history.record_put(rev(2));
         history.record_delete(rev(3));
-        assert_eq!(
-            history.compact(2),
-            None,
-            "the put at 2 is still visible at 2"
-        );
+        assert_eq!(history.compact(2), None, "the put at 2 is still visible at 2");
         let done = history.compact(3).unwrap();
         assert_eq!(done.remaining, None);
         assert_eq!(done.removed, vec![rev(2), rev(3)]);
@@ -342,22 +261,13 @@ mod tests {
     fn check_rejects_broken_histories() {
         let open_not_last = KeyHistory {
             generations: vec![
-                Generation {
-                    puts: vec![rev(2)],
-                    tombstone: None,
-                },
-                Generation {
-                    puts: vec![rev(3)],
-                    tombstone: None,
-                },
+                Generation { puts: vec![rev(2)], tombstone: None },
+                Generation { puts: vec![rev(3)], tombstone: None },
             ],
         };
         assert!(open_not_last.check().is_err());
         let unordered = KeyHistory {
-            generations: vec![Generation {
-                puts: vec![rev(4), rev(3)],
-                tombstone: None,
-            }],
+            generations: vec![Generation { puts: vec![rev(4), rev(3)], tombstone: None }],
         };
         assert!(unordered.check().is_err());
         assert!(KeyHistory::default().check().is_err());

@@ -88,8 +88,8 @@ use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 pub(crate) use codec::bytes_serde;
 pub use error::KvError;
-use key_index::KeyHistory;
 pub use key_index::Revision;
+use key_index::KeyHistory;
 
 /// The revision of an empty store.
 pub const FIRST_REVISION: i64 = 1;
@@ -107,16 +107,8 @@ pub struct Written<T> {
 /// What happened at one revision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Record {
-    Put {
-        key: Arc<[u8]>,
-        value: Vec<u8>,
-        create_revision: i64,
-        version: i64,
-        lease: i64,
-    },
-    Tombstone {
-        key: Arc<[u8]>,
-    },
+    Put { key: Arc<[u8]>, value: Vec<u8>, create_revision: i64, version: i64, lease: i64 },
+    Tombstone { key: Arc<[u8]> },
 }
 
 impl Record {
@@ -129,13 +121,7 @@ impl Record {
     /// The pair as clients see it, `None` for a tombstone.
     pub fn key_value(&self, rev: Revision) -> Option<KeyValue> {
         match self {
-            Record::Put {
-                key,
-                value,
-                create_revision,
-                version,
-                lease,
-            } => Some(KeyValue {
+            Record::Put { key, value, create_revision, version, lease } => Some(KeyValue {
                 key: key.to_vec(),
                 create_revision: *create_revision,
                 mod_revision: rev.main,
@@ -192,10 +178,7 @@ impl<'a> KeySpan<'a> {
 
 /// A response header with only the revision set; the server fills in cluster, member and term.
 pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..ResponseHeader::default()
-    })
+    Some(ResponseHeader { revision, ..ResponseHeader::default() })
 }
 
 /// The revisioned key space. `Clone` is O(1): the maps are persistent, so a snapshot can be
@@ -281,10 +264,7 @@ impl Store {
 
     pub(crate) fn record(&self, rev: Revision) -> Option<&Record> {
         let record = self.records.get(&rev).map(Arc::as_ref);
-        debug_assert!(
-            record.is_some(),
-            "index names revision {rev} without a record"
-        );
+        debug_assert!(record.is_some(), "index names revision {rev} without a record");
         record
     }
 
@@ -293,39 +273,22 @@ impl Store {
         &'s self,
         span: KeySpan<'s>,
     ) -> impl Iterator<Item = (&'s Arc<[u8]>, &'s Arc<KeyHistory>)> + 's {
-        span.bounds()
-            .into_iter()
-            .flat_map(move |bounds| self.index.range::<_, [u8]>(bounds))
+        span.bounds().into_iter().flat_map(move |bounds| self.index.range::<_, [u8]>(bounds))
     }
 
     /// The watch event for the record at `rev`, with `prev_kv` as described in the module header.
     pub(crate) fn event_for(&self, rev: Revision, record: &Record) -> Event {
         match record.key_value(rev) {
             Some(kv) => {
-                let prev_kv = if kv.version > 1 {
-                    self.visible(&kv.key, rev.main - 1)
-                } else {
-                    None
-                };
-                Event {
-                    r#type: EventType::Put as i32,
-                    kv: Some(kv),
-                    prev_kv,
-                }
+                let prev_kv =
+                    if kv.version > 1 { self.visible(&kv.key, rev.main - 1) } else { None };
+                Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv }
             }
             None => {
                 let key = record.key();
-                let kv = KeyValue {
-                    key: key.to_vec(),
-                    mod_revision: rev.main,
-                    ..KeyValue::default()
-                };
+                let kv = KeyValue { key: key.to_vec(), mod_revision: rev.main, ..KeyValue::default() };
                 let prev_kv = self.visible(key, rev.main - 1);
-                Event {
-                    r#type: EventType::Delete as i32,
-                    kv: Some(kv),
-                    prev_kv,
-                }
+                Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv }
             }
         }
     }
@@ -334,10 +297,7 @@ impl Store {
     /// and by debug builds after compaction.
     pub fn check(&self) -> Result<(), String> {
         if self.current_revision < FIRST_REVISION {
-            return Err(format!(
-                "current revision {} below 1",
-                self.current_revision
-            ));
+            return Err(format!("current revision {} below 1", self.current_revision));
         }
         if self.compact_revision > self.current_revision {
             return Err(format!(
@@ -352,16 +312,12 @@ impl Store {
             named += history.revisions().count();
         }
         if named != self.records.len() {
-            return Err(format!(
-                "{} records but the index names {named}",
-                self.records.len()
-            ));
+            return Err(format!("{} records but the index names {named}", self.records.len()));
         }
         match self.records.get_max() {
-            Some((rev, _)) if rev.main > self.current_revision => Err(format!(
-                "record at {rev} beyond current {}",
-                self.current_revision
-            )),
+            Some((rev, _)) if rev.main > self.current_revision => {
+                Err(format!("record at {rev} beyond current {}", self.current_revision))
+            }
             _ => Ok(()),
         }
     }
@@ -369,19 +325,12 @@ impl Store {
     fn check_history(&self, key: &[u8], history: &KeyHistory) -> Result<(), String> {
         let mut previous: Option<(i64, i64)> = None; // (create_revision, version) of the last put
         for rev in history.revisions() {
-            let record = self
-                .records
-                .get(&rev)
-                .ok_or(format!("no record at {rev}"))?;
+            let record = self.records.get(&rev).ok_or(format!("no record at {rev}"))?;
             if record.key().as_ref() != key {
                 return Err(format!("record at {rev} is for another key"));
             }
             match record.as_ref() {
-                Record::Put {
-                    create_revision,
-                    version,
-                    ..
-                } => {
+                Record::Put { create_revision, version, .. } => {
                     let fits = match previous {
                         Some((create, prev_version)) => {
                             *create_revision == create && *version == prev_version + 1

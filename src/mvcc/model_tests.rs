@@ -34,30 +34,16 @@ fn range_end(end: Option<u8>) -> Vec<u8> {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put {
-        key: u8,
-        value: u8,
-    },
-    Delete {
-        key: u8,
-        end: Option<u8>,
-    },
+    Put { key: u8, value: u8 },
+    Delete { key: u8, end: Option<u8> },
     /// If `key`'s version equals `version`, apply `success` else `failure`; each change is a
     /// put (`Some(value)`) or a delete (`None`) of a distinct key.
-    Txn {
-        key: u8,
-        version: i64,
-        success: BTreeMap<u8, Option<u8>>,
-        failure: BTreeMap<u8, Option<u8>>,
-    },
-    Compact {
-        back: i64,
-    },
+    Txn { key: u8, version: i64, success: BTreeMap<u8, Option<u8>>, failure: BTreeMap<u8, Option<u8>> },
+    Compact { back: i64 },
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
-    let branch =
-        || proptest::collection::btree_map(0..KEYS, proptest::option::of(any::<u8>()), 0..4);
+    let branch = || proptest::collection::btree_map(0..KEYS, proptest::option::of(any::<u8>()), 0..4);
     prop_oneof![
         4 => (0..KEYS, any::<u8>()).prop_map(|(key, value)| Op::Put { key, value }),
         2 => (0..KEYS, proptest::option::of(0..=KEYS)).prop_map(|(key, end)| Op::Delete { key, end }),
@@ -75,10 +61,7 @@ struct Model {
 
 impl Model {
     fn new() -> Self {
-        Model {
-            states: vec![BTreeMap::new()],
-            compacted: NEVER_COMPACTED,
-        }
+        Model { states: vec![BTreeMap::new()], compacted: NEVER_COMPACTED }
     }
 
     fn current(&self) -> i64 {
@@ -97,9 +80,8 @@ impl Model {
         for (k, value) in changes {
             match value {
                 Some(value) => {
-                    let (create_revision, version) = next
-                        .get(k)
-                        .map_or((rev, 1), |old| (old.create_revision, old.version + 1));
+                    let (create_revision, version) =
+                        next.get(k).map_or((rev, 1), |old| (old.create_revision, old.version + 1));
                     let kv = KeyValue {
                         key: k.clone(),
                         create_revision,
@@ -120,11 +102,7 @@ impl Model {
     }
 
     fn keys_in(&self, span: KeySpan<'_>) -> Vec<Vec<u8>> {
-        self.now()
-            .keys()
-            .filter(|k| span.contains(k))
-            .cloned()
-            .collect()
+        self.now().keys().filter(|k| span.contains(k)).cloned().collect()
     }
 }
 
@@ -133,25 +111,15 @@ fn branch_ops(changes: &BTreeMap<u8, Option<u8>>) -> Vec<RequestOp> {
         .iter()
         .map(|(k, value)| RequestOp {
             request: Some(match value {
-                Some(v) => Request::RequestPut(PutRequest {
-                    key: key(*k),
-                    value: vec![*v],
-                    ..Default::default()
-                }),
-                None => Request::RequestDeleteRange(DeleteRangeRequest {
-                    key: key(*k),
-                    ..Default::default()
-                }),
+                Some(v) => Request::RequestPut(PutRequest { key: key(*k), value: vec![*v], ..Default::default() }),
+                None => Request::RequestDeleteRange(DeleteRangeRequest { key: key(*k), ..Default::default() }),
             }),
         })
         .collect()
 }
 
 fn branch_changes(changes: &BTreeMap<u8, Option<u8>>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    changes
-        .iter()
-        .map(|(k, value)| (key(*k), value.map(|v| vec![v])))
-        .collect()
+    changes.iter().map(|(k, value)| (key(*k), value.map(|v| vec![v]))).collect()
 }
 
 /// Applies `op` to both; returns an error text on disagreement. The events a write returns must
@@ -160,23 +128,12 @@ fn step(store: &mut Store, model: &mut Model, op: &Op) -> Result<(), String> {
     let mut events = Vec::new();
     match op {
         Op::Put { key: k, value } => {
-            let req = PutRequest {
-                key: key(*k),
-                value: vec![*value],
-                ..Default::default()
-            };
-            events = store
-                .put(&req, &|_| false)
-                .map_err(|e| e.to_string())?
-                .events;
+            let req = PutRequest { key: key(*k), value: vec![*value], ..Default::default() };
+            events = store.put(&req, &|_| false).map_err(|e| e.to_string())?.events;
             model.write(&[(key(*k), Some(vec![*value]))]);
         }
         Op::Delete { key: k, end } => {
-            let req = DeleteRangeRequest {
-                key: key(*k),
-                range_end: range_end(*end),
-                prev_kv: false,
-            };
+            let req = DeleteRangeRequest { key: key(*k), range_end: range_end(*end), prev_kv: false };
             let done = store.delete_range(&req).map_err(|e| e.to_string())?;
             let deleted = done.response.deleted;
             events = done.events;
@@ -186,12 +143,7 @@ fn step(store: &mut Store, model: &mut Model, op: &Op) -> Result<(), String> {
             }
             model.write(&doomed.into_iter().map(|k| (k, None)).collect::<Vec<_>>());
         }
-        Op::Txn {
-            key: k,
-            version,
-            success,
-            failure,
-        } => {
+        Op::Txn { key: k, version, success, failure } => {
             let compare = Compare {
                 key: key(*k),
                 target: CompareTarget::Version as i32,
@@ -199,18 +151,11 @@ fn step(store: &mut Store, model: &mut Model, op: &Op) -> Result<(), String> {
                 target_union: Some(TargetUnion::Version(*version)),
                 ..Default::default()
             };
-            let req = TxnRequest {
-                compare: vec![compare],
-                success: branch_ops(success),
-                failure: branch_ops(failure),
-            };
+            let req = TxnRequest { compare: vec![compare], success: branch_ops(success), failure: branch_ops(failure) };
             let done = store.txn(&req, &|_| false).map_err(|e| e.to_string())?;
             let holds = model.now().get(&key(*k)).map_or(0, |kv| kv.version) == *version;
             if done.response.succeeded != holds {
-                return Err(format!(
-                    "txn took {}, model {holds}",
-                    done.response.succeeded
-                ));
+                return Err(format!("txn took {}, model {holds}", done.response.succeeded));
             }
             events = done.events;
             model.write(&branch_changes(if holds { success } else { failure }));
@@ -220,10 +165,7 @@ fn step(store: &mut Store, model: &mut Model, op: &Op) -> Result<(), String> {
             let result = store.compact(at);
             if at <= model.compacted {
                 if !matches!(result, Err(KvError::Compacted { .. })) {
-                    return Err(format!(
-                        "compact {at} after {}: {result:?}",
-                        model.compacted
-                    ));
+                    return Err(format!("compact {at} after {}: {result:?}", model.compacted));
                 }
             } else {
                 result.map_err(|e| e.to_string())?;
@@ -232,32 +174,19 @@ fn step(store: &mut Store, model: &mut Model, op: &Op) -> Result<(), String> {
         }
     }
     if store.current_revision() != model.current() {
-        return Err(format!(
-            "revision {} vs model {}",
-            store.current_revision(),
-            model.current()
-        ));
+        return Err(format!("revision {} vs model {}", store.current_revision(), model.current()));
     }
     if !events.is_empty() {
-        let replayed = store
-            .events_since(model.current(), &[0], &[0], 1)
-            .map_err(|e| e.to_string())?;
+        let replayed = store.events_since(model.current(), &[0], &[0], 1).map_err(|e| e.to_string())?;
         if replayed != events {
-            return Err(format!(
-                "write returned {events:?}, replay gives {replayed:?}"
-            ));
+            return Err(format!("write returned {events:?}, replay gives {replayed:?}"));
         }
     }
     Ok(())
 }
 
 fn all_at(revision: i64) -> RangeRequest {
-    RangeRequest {
-        key: vec![0],
-        range_end: vec![0],
-        revision,
-        ..Default::default()
-    }
+    RangeRequest { key: vec![0], range_end: vec![0], revision, ..Default::default() }
 }
 
 /// Every read the model can answer, at every revision.
@@ -267,12 +196,7 @@ fn check_reads(store: &Store, model: &Model) -> Result<(), String> {
         if rev < model.compacted {
             match store.range(&all_at(rev)) {
                 Err(KvError::Compacted { .. }) => continue,
-                other => {
-                    return Err(format!(
-                        "read at {rev} below {}: {other:?}",
-                        model.compacted
-                    ))
-                }
+                other => return Err(format!("read at {rev} below {}: {other:?}", model.compacted)),
             }
         }
         for lo in 0..KEYS {
@@ -286,16 +210,9 @@ fn check_reads(store: &Store, model: &Model) -> Result<(), String> {
                         ..Default::default()
                     };
                     let span = KeySpan::new(&req.key, &req.range_end);
-                    let want: Vec<&KeyValue> =
-                        state.values().filter(|kv| span.contains(&kv.key)).collect();
-                    let got = store
-                        .range(&req)
-                        .map_err(|e| format!("range at {rev}: {e}"))?;
-                    let shown = if limit > 0 {
-                        want.len().min(limit as usize)
-                    } else {
-                        want.len()
-                    };
+                    let want: Vec<&KeyValue> = state.values().filter(|kv| span.contains(&kv.key)).collect();
+                    let got = store.range(&req).map_err(|e| format!("range at {rev}: {e}"))?;
+                    let shown = if limit > 0 { want.len().min(limit as usize) } else { want.len() };
                     let same = got.count == want.len() as i64
                         && got.kvs.iter().eq(want[..shown].iter().copied())
                         && got.more == (shown < want.len());
@@ -312,9 +229,7 @@ fn check_reads(store: &Store, model: &Model) -> Result<(), String> {
 /// Replaying the events of each retained revision onto the previous state gives the next one.
 fn check_events(store: &Store, model: &Model) -> Result<(), String> {
     let first = (model.compacted + 1).max(2);
-    let events = store
-        .events_since(first, &[0], &[0], usize::MAX)
-        .map_err(|e| e.to_string())?;
+    let events = store.events_since(first, &[0], &[0], usize::MAX).map_err(|e| e.to_string())?;
     let mut by_revision: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
     for event in &events {
         let kv = event.kv.as_ref().ok_or("event without kv")?;
@@ -326,16 +241,9 @@ fn check_events(store: &Store, model: &Model) -> Result<(), String> {
         for event in by_revision.get(&rev).ok_or(format!("no events at {rev}"))? {
             let kv = event.kv.clone().ok_or("event without kv")?;
             let creation = event.r#type == 0 && kv.version == 1;
-            let want_prev = if creation {
-                None
-            } else {
-                before.get(&kv.key).cloned()
-            };
+            let want_prev = if creation { None } else { before.get(&kv.key).cloned() };
             if event.prev_kv != want_prev {
-                return Err(format!(
-                    "prev_kv at {rev}: {:?} vs {want_prev:?}",
-                    event.prev_kv
-                ));
+                return Err(format!("prev_kv at {rev}: {:?} vs {want_prev:?}", event.prev_kv));
             }
             if event.r#type == 0 {
                 state.insert(kv.key.clone(), kv);

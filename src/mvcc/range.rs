@@ -31,27 +31,15 @@ impl Store {
                 current_revision: self.current_revision,
             });
         }
-        let at = if requested <= 0 {
-            self.current_revision
-        } else {
-            requested
-        };
+        let at = if requested <= 0 { self.current_revision } else { requested };
         if at < self.compact_revision {
-            return Err(KvError::Compacted {
-                requested,
-                compact_revision: self.compact_revision,
-            });
+            return Err(KvError::Compacted { requested, compact_revision: self.compact_revision });
         }
         Ok(at)
     }
 
     /// The range at revision `at` (already checked), answered with `header_revision`.
-    pub(crate) fn read_range(
-        &self,
-        req: &RangeRequest,
-        at: i64,
-        header_revision: i64,
-    ) -> RangeResponse {
+    pub(crate) fn read_range(&self, req: &RangeRequest, at: i64, header_revision: i64) -> RangeResponse {
         // etcd reads everything when it must sort or filter, otherwise one pair beyond the limit
         // to learn `more`. A sort target without a sort order sorts only what was read (etcd).
         let read_all = req.sort_order != SortOrder::None as i32 || has_revision_filters(req);
@@ -62,9 +50,7 @@ impl Store {
         let mut count = 0i64;
         let mut kvs = Vec::new();
         for (_, history) in self.keys_in(KeySpan::new(&req.key, &req.range_end)) {
-            let Some(rev) = history.visible_at(at) else {
-                continue;
-            };
+            let Some(rev) = history.visible_at(at) else { continue };
             count += 1;
             if req.count_only || kvs.len() >= read_max {
                 continue;
@@ -73,12 +59,7 @@ impl Store {
                 kvs.push(kv);
             }
         }
-        let mut response = RangeResponse {
-            header: header(header_revision),
-            kvs,
-            more: false,
-            count,
-        };
+        let mut response = RangeResponse { header: header(header_revision), kvs, more: false, count };
         if req.count_only {
             return response;
         }
@@ -108,14 +89,9 @@ fn has_revision_filters(req: &RangeRequest) -> bool {
 
 /// The inclusive min/max mod and create revision filters; 0 turns a bound off.
 fn passes_revision_filters(req: &RangeRequest, kv: &KeyValue) -> bool {
-    let within =
-        |value: i64, min: i64, max: i64| (min == 0 || value >= min) && (max == 0 || value <= max);
+    let within = |value: i64, min: i64, max: i64| (min == 0 || value >= min) && (max == 0 || value <= max);
     within(kv.mod_revision, req.min_mod_revision, req.max_mod_revision)
-        && within(
-            kv.create_revision,
-            req.min_create_revision,
-            req.max_create_revision,
-        )
+        && within(kv.create_revision, req.min_create_revision, req.max_create_revision)
 }
 
 /// What to sort by and whether descending; `None` keeps key order. A target other than KEY with

@@ -5,26 +5,12 @@ use crate::proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use crate::proto::etcdserverpb::{DeleteRangeRequest, PutRequest, RangeRequest};
 
 pub(crate) fn put(store: &mut Store, key: &str, value: &str) -> i64 {
-    let req = PutRequest {
-        key: key.into(),
-        value: value.into(),
-        ..Default::default()
-    };
-    store
-        .put(&req, &|_| true)
-        .unwrap()
-        .response
-        .header
-        .unwrap()
-        .revision
+    let req = PutRequest { key: key.into(), value: value.into(), ..Default::default() };
+    store.put(&req, &|_| true).unwrap().response.header.unwrap().revision
 }
 
 pub(crate) fn delete(store: &mut Store, key: &str, range_end: &str) -> i64 {
-    let req = DeleteRangeRequest {
-        key: key.into(),
-        range_end: range_end.into(),
-        ..Default::default()
-    };
+    let req = DeleteRangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() };
     store.delete_range(&req).unwrap().response.deleted
 }
 
@@ -47,11 +33,7 @@ pub(crate) fn fixture() -> Store {
 }
 
 fn range(key: &str, range_end: &str) -> RangeRequest {
-    RangeRequest {
-        key: key.into(),
-        range_end: range_end.into(),
-        ..Default::default()
-    }
+    RangeRequest { key: key.into(), range_end: range_end.into(), ..Default::default() }
 }
 
 fn all() -> RangeRequest {
@@ -59,11 +41,7 @@ fn all() -> RangeRequest {
 }
 
 fn sorted(target: SortTarget, order: SortOrder) -> RangeRequest {
-    RangeRequest {
-        sort_target: target as i32,
-        sort_order: order as i32,
-        ..all()
-    }
+    RangeRequest { sort_target: target as i32, sort_order: order as i32, ..all() }
 }
 
 struct Case {
@@ -80,62 +58,14 @@ fn range_table() {
     use SortTarget::{Create, Mod, Value, Version};
     let store = fixture();
     let cases = vec![
-        Case {
-            name: "single key",
-            req: range("a", ""),
-            keys: &["a"],
-            count: 1,
-            more: false,
-        },
-        Case {
-            name: "missing key",
-            req: range("zz", ""),
-            keys: &[],
-            count: 0,
-            more: false,
-        },
-        Case {
-            name: "half-open range",
-            req: range("a", "c"),
-            keys: &["a", "b"],
-            count: 2,
-            more: false,
-        },
-        Case {
-            name: "prefix",
-            req: range("a", "b"),
-            keys: &["a"],
-            count: 1,
-            more: false,
-        },
-        Case {
-            name: "from key",
-            req: range("b", "\0"),
-            keys: &["b", "c", "d", "e"],
-            count: 4,
-            more: false,
-        },
-        Case {
-            name: "everything",
-            req: all(),
-            keys: &["a", "b", "c", "d", "e"],
-            count: 5,
-            more: false,
-        },
-        Case {
-            name: "range_end before key",
-            req: range("c", "a"),
-            keys: &[],
-            count: 0,
-            more: false,
-        },
-        Case {
-            name: "range_end equals key",
-            req: range("c", "c"),
-            keys: &[],
-            count: 0,
-            more: false,
-        },
+        Case { name: "single key", req: range("a", ""), keys: &["a"], count: 1, more: false },
+        Case { name: "missing key", req: range("zz", ""), keys: &[], count: 0, more: false },
+        Case { name: "half-open range", req: range("a", "c"), keys: &["a", "b"], count: 2, more: false },
+        Case { name: "prefix", req: range("a", "b"), keys: &["a"], count: 1, more: false },
+        Case { name: "from key", req: range("b", "\0"), keys: &["b", "c", "d", "e"], count: 4, more: false },
+        Case { name: "everything", req: all(), keys: &["a", "b", "c", "d", "e"], count: 5, more: false },
+        Case { name: "range_end before key", req: range("c", "a"), keys: &[], count: 0, more: false },
+        Case { name: "range_end equals key", req: range("c", "c"), keys: &[], count: 0, more: false },
         Case {
             name: "limit below count",
             req: RangeRequest { limit: 2, ..all() },
@@ -159,40 +89,28 @@ fn range_table() {
         },
         Case {
             name: "past revision",
-            req: RangeRequest {
-                revision: 4,
-                ..all()
-            },
+            req: RangeRequest { revision: 4, ..all() },
             keys: &["a", "b", "c"],
             count: 3,
             more: false,
         },
         Case {
             name: "at the delete",
-            req: RangeRequest {
-                revision: 6,
-                ..all()
-            },
+            req: RangeRequest { revision: 6, ..all() },
             keys: &["a", "c"],
             count: 2,
             more: false,
         },
         Case {
             name: "before the first write",
-            req: RangeRequest {
-                revision: 1,
-                ..all()
-            },
+            req: RangeRequest { revision: 1, ..all() },
             keys: &[],
             count: 0,
             more: false,
         },
         Case {
             name: "negative revision is current",
-            req: RangeRequest {
-                revision: -3,
-                ..all()
-            },
+            req: RangeRequest { revision: -3, ..all() },
             keys: &["a", "b", "c", "d", "e"],
             count: 5,
             more: false,
@@ -241,10 +159,7 @@ fn range_table() {
         },
         Case {
             name: "sort happens before the limit",
-            req: RangeRequest {
-                limit: 2,
-                ..sorted(Value, Ascend)
-            },
+            req: RangeRequest { limit: 2, ..sorted(Value, Ascend) },
             keys: &["e", "c"],
             count: 5,
             more: true,
@@ -252,109 +167,69 @@ fn range_table() {
         Case {
             // etcd reads limit+1 pairs in key order when the order is NONE, then sorts those.
             name: "target without order sorts only the pairs read",
-            req: RangeRequest {
-                limit: 2,
-                ..sorted(Value, SortOrder::None)
-            },
+            req: RangeRequest { limit: 2, ..sorted(Value, SortOrder::None) },
             keys: &["c", "a"],
             count: 5,
             more: true,
         },
         Case {
             name: "min mod revision; count ignores the filter",
-            req: RangeRequest {
-                min_mod_revision: 6,
-                ..all()
-            },
+            req: RangeRequest { min_mod_revision: 6, ..all() },
             keys: &["b", "d", "e"],
             count: 5,
             more: false,
         },
         Case {
             name: "max mod revision",
-            req: RangeRequest {
-                max_mod_revision: 5,
-                ..all()
-            },
+            req: RangeRequest { max_mod_revision: 5, ..all() },
             keys: &["a", "c"],
             count: 5,
             more: false,
         },
         Case {
             name: "create revision window, inclusive",
-            req: RangeRequest {
-                min_create_revision: 4,
-                max_create_revision: 8,
-                ..all()
-            },
+            req: RangeRequest { min_create_revision: 4, max_create_revision: 8, ..all() },
             keys: &["b", "c", "d"],
             count: 5,
             more: false,
         },
         Case {
             name: "filter then limit",
-            req: RangeRequest {
-                min_mod_revision: 6,
-                limit: 1,
-                ..all()
-            },
+            req: RangeRequest { min_mod_revision: 6, limit: 1, ..all() },
             keys: &["b"],
             count: 5,
             more: true,
         },
         Case {
             name: "count only",
-            req: RangeRequest {
-                count_only: true,
-                limit: 1,
-                ..all()
-            },
+            req: RangeRequest { count_only: true, limit: 1, ..all() },
             keys: &[],
             count: 5,
             more: false,
         },
         Case {
             name: "count only at a past revision",
-            req: RangeRequest {
-                count_only: true,
-                revision: 4,
-                ..all()
-            },
+            req: RangeRequest { count_only: true, revision: 4, ..all() },
             keys: &[],
             count: 3,
             more: false,
         },
     ];
     for case in cases {
-        let response = store
-            .range(&case.req)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let keys: Vec<String> = response
-            .kvs
-            .iter()
-            .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
-            .collect();
+        let response = store.range(&case.req).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let keys: Vec<String> =
+            response.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect();
         assert_eq!(keys, case.keys, "{}", case.name);
         assert_eq!(response.count, case.count, "{}: count", case.name);
         assert_eq!(response.more, case.more, "{}: more", case.name);
-        assert_eq!(
-            response.header.unwrap().revision,
-            9,
-            "{}: header is the current revision",
-            case.name
-        );
+        assert_eq!(response.header.unwrap().revision, 9, "{}: header is the current revision", case.name);
     }
 }
 
 #[test]
 fn pairs_carry_every_field() {
     let store = fixture();
-    let at_4 = store
-        .range(&RangeRequest {
-            revision: 4,
-            ..range("a", "")
-        })
-        .unwrap();
+    let at_4 = store.range(&RangeRequest { revision: 4, ..range("a", "") }).unwrap();
     let a = KeyValue {
         key: b"a".to_vec(),
         create_revision: 2,
@@ -365,97 +240,31 @@ fn pairs_carry_every_field() {
     };
     assert_eq!(at_4.kvs, vec![a]);
     let now = store.range(&range("a", "")).unwrap();
-    assert_eq!(
-        (
-            now.kvs[0].create_revision,
-            now.kvs[0].mod_revision,
-            now.kvs[0].version
-        ),
-        (2, 5, 2)
-    );
+    assert_eq!((now.kvs[0].create_revision, now.kvs[0].mod_revision, now.kvs[0].version), (2, 5, 2));
     assert_eq!(now.kvs[0].value, b"4444");
     let recreated = store.get(b"b").unwrap();
-    assert_eq!(
-        (recreated.create_revision, recreated.version),
-        (8, 1),
-        "a delete resets the version"
-    );
-    let keys_only = store
-        .range(&RangeRequest {
-            keys_only: true,
-            ..all()
-        })
-        .unwrap();
+    assert_eq!((recreated.create_revision, recreated.version), (8, 1), "a delete resets the version");
+    let keys_only = store.range(&RangeRequest { keys_only: true, ..all() }).unwrap();
     assert!(keys_only.kvs.iter().all(|kv| kv.value.is_empty()));
-    assert_eq!(
-        keys_only.kvs[0].mod_revision, 5,
-        "keys_only keeps the revisions"
-    );
+    assert_eq!(keys_only.kvs[0].mod_revision, 5, "keys_only keeps the revisions");
 }
 
 #[test]
 fn revision_errors() {
     let mut store = fixture();
-    let future = store
-        .range(&RangeRequest {
-            revision: 10,
-            ..all()
-        })
-        .unwrap_err();
-    assert_eq!(
-        future,
-        KvError::FutureRev {
-            requested: 10,
-            current_revision: 9
-        }
-    );
-    assert_eq!(
-        future.etcd_message(),
-        "etcdserver: mvcc: required revision is a future revision"
-    );
-    assert!(store
-        .range(&RangeRequest {
-            revision: 9,
-            ..all()
-        })
-        .is_ok());
+    let future = store.range(&RangeRequest { revision: 10, ..all() }).unwrap_err();
+    assert_eq!(future, KvError::FutureRev { requested: 10, current_revision: 9 });
+    assert_eq!(future.etcd_message(), "etcdserver: mvcc: required revision is a future revision");
+    assert!(store.range(&RangeRequest { revision: 9, ..all() }).is_ok());
     store.compact(5).unwrap();
-    let compacted = store
-        .range(&RangeRequest {
-            revision: 4,
-            ..all()
-        })
-        .unwrap_err();
-    assert_eq!(
-        compacted,
-        KvError::Compacted {
-            requested: 4,
-            compact_revision: 5
-        }
-    );
-    assert_eq!(
-        compacted.etcd_message(),
-        "etcdserver: mvcc: required revision has been compacted"
-    );
-    let at_compaction = store
-        .range(&RangeRequest {
-            revision: 5,
-            ..all()
-        })
-        .unwrap();
-    assert_eq!(
-        at_compaction.count, 3,
-        "a read at exactly the compaction point works (a, b, c)"
-    );
+    let compacted = store.range(&RangeRequest { revision: 4, ..all() }).unwrap_err();
+    assert_eq!(compacted, KvError::Compacted { requested: 4, compact_revision: 5 });
+    assert_eq!(compacted.etcd_message(), "etcdserver: mvcc: required revision has been compacted");
+    let at_compaction = store.range(&RangeRequest { revision: 5, ..all() }).unwrap();
+    assert_eq!(at_compaction.count, 3, "a read at exactly the compaction point works (a, b, c)");
     assert_eq!(store.range(&range("", "")).unwrap_err(), KvError::EmptyKey);
-    let bad_sort = RangeRequest {
-        sort_order: 7,
-        ..all()
-    };
-    assert_eq!(
-        store.range(&bad_sort).unwrap_err(),
-        KvError::InvalidSortOption
-    );
+    let bad_sort = RangeRequest { sort_order: 7, ..all() };
+    assert_eq!(store.range(&bad_sort).unwrap_err(), KvError::InvalidSortOption);
 }
 
 #[test]
@@ -472,16 +281,8 @@ fn key_spans() {
     // dropped and the previous one incremented.
     let mut store = Store::new();
     put(&mut store, "a\u{7f}", "x");
-    let high = RangeRequest {
-        key: b"a\xff".to_vec(),
-        range_end: b"b".to_vec(),
-        ..Default::default()
-    };
+    let high = RangeRequest { key: b"a\xff".to_vec(), range_end: b"b".to_vec(), ..Default::default() };
     assert_eq!(store.range(&high).unwrap().count, 0);
-    let from_a = RangeRequest {
-        key: b"a".to_vec(),
-        range_end: b"b".to_vec(),
-        ..Default::default()
-    };
+    let from_a = RangeRequest { key: b"a".to_vec(), range_end: b"b".to_vec(), ..Default::default() };
     assert_eq!(store.range(&from_a).unwrap().count, 1);
 }

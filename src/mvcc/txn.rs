@@ -16,9 +16,7 @@ use crate::mvcc::validate;
 use crate::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::etcdserverpb::request_op::Request;
 use crate::proto::etcdserverpb::response_op::Response;
-use crate::proto::etcdserverpb::{
-    Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
-};
+use crate::proto::etcdserverpb::{Compare, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
 
 /// The branch a txn takes and, in op order, the paths of the nested txns in that branch.
 struct TxnPath {
@@ -55,10 +53,7 @@ impl Store {
         }
         // Only an ignore_* put can fail mid-txn (its key deleted by an earlier op the duplicate
         // check does not see, a from-key delete); keep a copy to roll back to then. O(1).
-        let backup = taken
-            .iter()
-            .any(|op| is_ignore_put(op))
-            .then(|| self.clone());
+        let backup = taken.iter().any(|op| is_ignore_put(op)).then(|| self.clone());
         let mut writer = Writer::new(self);
         match execute(&mut writer, req, &path) {
             Ok(mut response) => {
@@ -95,17 +90,8 @@ impl Store {
         let at = self.current_revision;
         let mut seen = false;
         for (_, history) in self.keys_in(KeySpan::new(&compare.key, &compare.range_end)) {
-            let Some(rev) = history.visible_at(at) else {
-                continue;
-            };
-            let Some(Record::Put {
-                value,
-                create_revision,
-                version,
-                lease,
-                ..
-            }) = self.record(rev)
-            else {
+            let Some(rev) = history.visible_at(at) else { continue };
+            let Some(Record::Put { value, create_revision, version, lease, .. }) = self.record(rev) else {
                 continue;
             };
             seen = true;
@@ -120,18 +106,11 @@ impl Store {
                 return false;
             }
         }
-        seen || (compare.target != CompareTarget::Value as i32
-            && compare_fields(compare, &Compared::default()))
+        seen || (compare.target != CompareTarget::Value as i32 && compare_fields(compare, &Compared::default()))
     }
 
-    fn check_taken_put(
-        &self,
-        op: &RequestOp,
-        lease_exists: &dyn Fn(i64) -> bool,
-    ) -> Result<(), KvError> {
-        let Some(Request::RequestPut(put)) = &op.request else {
-            return Ok(());
-        };
+    fn check_taken_put(&self, op: &RequestOp, lease_exists: &dyn Fn(i64) -> bool) -> Result<(), KvError> {
+        let Some(Request::RequestPut(put)) = &op.request else { return Ok(()) };
         if (put.ignore_value || put.ignore_lease) && self.live(&put.key).is_none() {
             return Err(KvError::KeyNotFound);
         }
@@ -144,22 +123,14 @@ impl Store {
     /// etcd's pre-check of a range inside a txn: 0 is fine, otherwise it must be neither above
     /// the current revision nor below the compaction point.
     fn check_taken_range(&self, op: &RequestOp) -> Result<(), KvError> {
-        let Some(Request::RequestRange(range)) = &op.request else {
-            return Ok(());
-        };
+        let Some(Request::RequestRange(range)) = &op.request else { return Ok(()) };
         let requested = range.revision;
         if requested == 0 {
             Ok(())
         } else if requested > self.current_revision {
-            Err(KvError::FutureRev {
-                requested,
-                current_revision: self.current_revision,
-            })
+            Err(KvError::FutureRev { requested, current_revision: self.current_revision })
         } else if requested < self.compact_revision {
-            Err(KvError::Compacted {
-                requested,
-                compact_revision: self.compact_revision,
-            })
+            Err(KvError::Compacted { requested, compact_revision: self.compact_revision })
         } else {
             Ok(())
         }
@@ -195,20 +166,14 @@ fn is_ignore_put(op: &RequestOp) -> bool {
 
 /// Runs the taken branch. Inner responses carry only the revision in their headers; a nested
 /// txn's header is empty (etcd).
-fn execute(
-    writer: &mut Writer<'_>,
-    req: &TxnRequest,
-    path: &TxnPath,
-) -> Result<TxnResponse, KvError> {
+fn execute(writer: &mut Writer<'_>, req: &TxnRequest, path: &TxnPath) -> Result<TxnResponse, KvError> {
     let ops = branch(req, path.succeeded);
     let mut nested = path.nested.iter();
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
         let response = match &op.request {
             None => None,
-            Some(Request::RequestRange(range)) => {
-                Some(Response::ResponseRange(writer.range_request(range)))
-            }
+            Some(Request::RequestRange(range)) => Some(Response::ResponseRange(writer.range_request(range))),
             Some(Request::RequestPut(put)) => Some(Response::ResponsePut(writer.put_request(put)?)),
             Some(Request::RequestDeleteRange(delete)) => {
                 Some(Response::ResponseDeleteRange(writer.delete_request(delete)))
@@ -224,11 +189,7 @@ fn execute(
         };
         responses.push(ResponseOp { response });
     }
-    Ok(TxnResponse {
-        header: None,
-        succeeded: path.succeeded,
-        responses,
-    })
+    Ok(TxnResponse { header: None, succeeded: path.succeeded, responses })
 }
 
 /// One compare against one pair. A target value of the wrong kind counts as 0 or empty; an

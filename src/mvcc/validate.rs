@@ -30,9 +30,7 @@ pub fn check_range(req: &RangeRequest) -> Result<(), KvError> {
     if req.key.is_empty() {
         return Err(KvError::EmptyKey);
     }
-    if SortOrder::try_from(req.sort_order).is_err()
-        || SortTarget::try_from(req.sort_target).is_err()
-    {
+    if SortOrder::try_from(req.sort_order).is_err() || SortTarget::try_from(req.sort_target).is_err() {
         return Err(KvError::InvalidSortOption);
     }
     Ok(())
@@ -75,11 +73,7 @@ pub(crate) fn check_txn_shape(req: &TxnRequest) -> Result<(), KvError> {
 /// The largest of the compare, success and failure list lengths must fit the budget; nested
 /// txns get what is left of it. Then every op is checked in order.
 fn check_txn_ops(req: &TxnRequest, ops_max: Option<usize>) -> Result<(), KvError> {
-    let ops = req
-        .compare
-        .len()
-        .max(req.success.len())
-        .max(req.failure.len());
+    let ops = req.compare.len().max(req.success.len()).max(req.failure.len());
     if let Some(ops_max) = ops_max {
         if ops > ops_max {
             return Err(KvError::TooManyOps { ops, ops_max });
@@ -89,10 +83,7 @@ fn check_txn_ops(req: &TxnRequest, ops_max: Option<usize>) -> Result<(), KvError
         return Err(KvError::EmptyKey);
     }
     let nested_max = ops_max.map(|max| max - ops);
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .try_for_each(|op| check_op(op, nested_max))
+    req.success.iter().chain(&req.failure).try_for_each(|op| check_op(op, nested_max))
 }
 
 fn check_op(op: &RequestOp, ops_max: Option<usize>) -> Result<(), KvError> {
@@ -149,22 +140,14 @@ impl<'a> BranchWrites<'a> {
 /// Checks one op list: its own deletes first, then each nested txn's puts (then-branch and
 /// else-branch may share keys), then its own puts.
 fn branch_writes(ops: &[RequestOp]) -> Result<BranchWrites<'_>, KvError> {
-    let mut writes = BranchWrites {
-        puts: BTreeSet::new(),
-        deletes: Vec::new(),
-    };
+    let mut writes = BranchWrites { puts: BTreeSet::new(), deletes: Vec::new() };
     for op in ops {
         if let Some(Request::RequestDeleteRange(d)) = &op.request {
-            writes.deletes.push(Deleted {
-                start: &d.key,
-                end: &d.range_end,
-            });
+            writes.deletes.push(Deleted { start: &d.key, end: &d.range_end });
         }
     }
     for op in ops {
-        let Some(Request::RequestTxn(txn)) = &op.request else {
-            continue;
-        };
+        let Some(Request::RequestTxn(txn)) = &op.request else { continue };
         let then = branch_writes(&txn.success)?;
         let otherwise = branch_writes(&txn.failure)?;
         for key in &then.puts {
@@ -214,36 +197,20 @@ mod tests {
 
     fn get(key: &str) -> RequestOp {
         RequestOp {
-            request: Some(Request::RequestRange(RangeRequest {
-                key: key.into(),
-                ..Default::default()
-            })),
+            request: Some(Request::RequestRange(RangeRequest { key: key.into(), ..Default::default() })),
         }
     }
 
     fn nested(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
-        RequestOp {
-            request: Some(Request::RequestTxn(TxnRequest {
-                compare: vec![],
-                success,
-                failure,
-            })),
-        }
+        RequestOp { request: Some(Request::RequestTxn(TxnRequest { compare: vec![], success, failure })) }
     }
 
     fn cmp(key: &str) -> Compare {
-        Compare {
-            key: key.into(),
-            ..Default::default()
-        }
+        Compare { key: key.into(), ..Default::default() }
     }
 
     fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
-        TxnRequest {
-            compare: vec![],
-            success,
-            failure,
-        }
+        TxnRequest { compare: vec![], success, failure }
     }
 
     /// Duplicate-key rules, one case per line: (name, txn, expected).
@@ -251,66 +218,18 @@ mod tests {
     fn duplicate_key_table() {
         let dup = Err(KvError::DuplicateKey);
         let cases: Vec<(&str, TxnRequest, Result<(), KvError>)> = vec![
-            (
-                "distinct puts",
-                txn(vec![put("a"), put("b")], vec![]),
-                Ok(()),
-            ),
-            (
-                "put twice",
-                txn(vec![put("a"), put("a")], vec![]),
-                dup.clone(),
-            ),
-            (
-                "put twice in failure",
-                txn(vec![], vec![put("a"), put("a")]),
-                dup.clone(),
-            ),
-            (
-                "same key in success and failure",
-                txn(vec![put("a")], vec![put("a")]),
-                Ok(()),
-            ),
-            (
-                "put then point delete",
-                txn(vec![put("a"), del("a", "")], vec![]),
-                dup.clone(),
-            ),
-            (
-                "point delete then put",
-                txn(vec![del("a", ""), put("a")], vec![]),
-                dup.clone(),
-            ),
-            (
-                "put inside deleted range",
-                txn(vec![del("a", "c"), put("b")], vec![]),
-                dup.clone(),
-            ),
-            (
-                "put at range end",
-                txn(vec![del("a", "c"), put("c")], vec![]),
-                Ok(()),
-            ),
-            (
-                "overlapping deletes",
-                txn(vec![del("a", "c"), del("b", "d")], vec![]),
-                Ok(()),
-            ),
-            (
-                "same delete twice",
-                txn(vec![del("a", ""), del("a", "")], vec![]),
-                Ok(()),
-            ),
-            (
-                "from-key delete is not a range here",
-                txn(vec![del("a", "\0"), put("b")], vec![]),
-                Ok(()),
-            ),
-            (
-                "range and put",
-                txn(vec![get("a"), put("a")], vec![]),
-                Ok(()),
-            ),
+            ("distinct puts", txn(vec![put("a"), put("b")], vec![]), Ok(())),
+            ("put twice", txn(vec![put("a"), put("a")], vec![]), dup.clone()),
+            ("put twice in failure", txn(vec![], vec![put("a"), put("a")]), dup.clone()),
+            ("same key in success and failure", txn(vec![put("a")], vec![put("a")]), Ok(())),
+            ("put then point delete", txn(vec![put("a"), del("a", "")], vec![]), dup.clone()),
+            ("point delete then put", txn(vec![del("a", ""), put("a")], vec![]), dup.clone()),
+            ("put inside deleted range", txn(vec![del("a", "c"), put("b")], vec![]), dup.clone()),
+            ("put at range end", txn(vec![del("a", "c"), put("c")], vec![]), Ok(())),
+            ("overlapping deletes", txn(vec![del("a", "c"), del("b", "d")], vec![]), Ok(())),
+            ("same delete twice", txn(vec![del("a", ""), del("a", "")], vec![]), Ok(())),
+            ("from-key delete is not a range here", txn(vec![del("a", "\0"), put("b")], vec![]), Ok(())),
+            ("range and put", txn(vec![get("a"), put("a")], vec![]), Ok(())),
             (
                 "nested put vs outer put",
                 txn(vec![put("a"), nested(vec![put("a")], vec![])], vec![]),
@@ -333,35 +252,17 @@ mod tests {
             ),
             (
                 "two nested txns put the same key",
-                txn(
-                    vec![
-                        nested(vec![put("a")], vec![]),
-                        nested(vec![], vec![put("a")]),
-                    ],
-                    vec![],
-                ),
+                txn(vec![nested(vec![put("a")], vec![]), nested(vec![], vec![put("a")])], vec![]),
                 dup.clone(),
             ),
             (
                 "earlier nested delete vs later nested put",
-                txn(
-                    vec![
-                        nested(vec![del("a", "")], vec![]),
-                        nested(vec![put("a")], vec![]),
-                    ],
-                    vec![],
-                ),
+                txn(vec![nested(vec![del("a", "")], vec![]), nested(vec![put("a")], vec![])], vec![]),
                 dup.clone(),
             ),
             (
                 "earlier nested put vs later nested delete (etcd lets it pass)",
-                txn(
-                    vec![
-                        nested(vec![put("a")], vec![]),
-                        nested(vec![del("a", "")], vec![]),
-                    ],
-                    vec![],
-                ),
+                txn(vec![nested(vec![put("a")], vec![]), nested(vec![del("a", "")], vec![])], vec![]),
                 Ok(()),
             ),
             (
@@ -371,13 +272,7 @@ mod tests {
             ),
             (
                 "doubly nested duplicate",
-                txn(
-                    vec![nested(
-                        vec![nested(vec![put("a"), put("a")], vec![])],
-                        vec![],
-                    )],
-                    vec![],
-                ),
+                txn(vec![nested(vec![nested(vec![put("a"), put("a")], vec![])], vec![])], vec![]),
                 dup.clone(),
             ),
             (
@@ -396,68 +291,33 @@ mod tests {
         let puts = |n: usize| (0..n).map(|i| put(&format!("k{i}"))).collect::<Vec<_>>();
         let at_limit = txn(puts(4), vec![]);
         assert_eq!(check_txn(&at_limit, 4), Ok(()));
-        assert_eq!(
-            check_txn(&at_limit, 3),
-            Err(KvError::TooManyOps { ops: 4, ops_max: 3 })
-        );
+        assert_eq!(check_txn(&at_limit, 3), Err(KvError::TooManyOps { ops: 4, ops_max: 3 }));
         // The largest of the three lists counts, not their sum.
-        let spread = TxnRequest {
-            compare: vec![cmp("a"), cmp("b")],
-            success: puts(3),
-            failure: puts(2),
-        };
+        let spread = TxnRequest { compare: vec![cmp("a"), cmp("b")], success: puts(3), failure: puts(2) };
         assert_eq!(check_txn(&spread, 3), Ok(()));
-        let compares = TxnRequest {
-            compare: (0..5).map(|_| cmp("a")).collect(),
-            ..Default::default()
-        };
-        assert_eq!(
-            check_txn(&compares, 4),
-            Err(KvError::TooManyOps { ops: 5, ops_max: 4 })
-        );
+        let compares = TxnRequest { compare: (0..5).map(|_| cmp("a")).collect(), ..Default::default() };
+        assert_eq!(check_txn(&compares, 4), Err(KvError::TooManyOps { ops: 5, ops_max: 4 }));
         // A nested txn gets the budget left after its parent: 4 - 2 = 2.
         let inner_fits = txn(vec![put("x"), nested(puts(2), vec![])], vec![]);
         assert_eq!(check_txn(&inner_fits, 4), Ok(()));
         let inner_too_big = txn(vec![put("x"), nested(puts(3), vec![])], vec![]);
-        assert_eq!(
-            check_txn(&inner_too_big, 4),
-            Err(KvError::TooManyOps { ops: 3, ops_max: 2 })
-        );
+        assert_eq!(check_txn(&inner_too_big, 4), Err(KvError::TooManyOps { ops: 3, ops_max: 2 }));
         // Apply does not enforce the budget.
         assert_eq!(check_txn_shape(&txn(puts(200), vec![])), Ok(()));
-        assert_eq!(
-            check_txn(&txn(puts(129), vec![]), TXN_OPS_MAX_DEFAULT)
-                .unwrap_err()
-                .etcd_message(),
-            "etcdserver: too many operations in txn request"
-        );
+        assert_eq!(check_txn(&txn(puts(129), vec![]), TXN_OPS_MAX_DEFAULT).unwrap_err().etcd_message(),
+            "etcdserver: too many operations in txn request");
     }
 
     #[test]
     fn op_shape_errors() {
         let empty_op = txn(vec![RequestOp { request: None }], vec![]);
         assert_eq!(check_txn(&empty_op, 8), Err(KvError::KeyNotFound));
-        let empty_compare = TxnRequest {
-            compare: vec![cmp("")],
-            ..Default::default()
-        };
+        let empty_compare = TxnRequest { compare: vec![cmp("")], ..Default::default() };
         assert_eq!(check_txn(&empty_compare, 8), Err(KvError::EmptyKey));
-        assert_eq!(
-            check_txn(&txn(vec![], vec![put("")]), 8),
-            Err(KvError::EmptyKey)
-        );
-        assert_eq!(
-            check_txn(&txn(vec![get("")], vec![]), 8),
-            Err(KvError::EmptyKey)
-        );
-        assert_eq!(
-            check_txn(&txn(vec![del("", "")], vec![]), 8),
-            Err(KvError::EmptyKey)
-        );
-        let nested_empty = txn(
-            vec![nested(vec![RequestOp { request: None }], vec![])],
-            vec![],
-        );
+        assert_eq!(check_txn(&txn(vec![], vec![put("")]), 8), Err(KvError::EmptyKey));
+        assert_eq!(check_txn(&txn(vec![get("")], vec![]), 8), Err(KvError::EmptyKey));
+        assert_eq!(check_txn(&txn(vec![del("", "")], vec![]), 8), Err(KvError::EmptyKey));
+        let nested_empty = txn(vec![nested(vec![RequestOp { request: None }], vec![])], vec![]);
         assert_eq!(check_txn(&nested_empty, 8), Err(KvError::KeyNotFound));
         let value_and_ignore = PutRequest {
             key: b"k".to_vec(),
@@ -466,24 +326,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check_put(&value_and_ignore), Err(KvError::ValueProvided));
-        let lease_and_ignore = PutRequest {
-            key: b"k".to_vec(),
-            lease: 5,
-            ignore_lease: true,
-            ..Default::default()
-        };
+        let lease_and_ignore =
+            PutRequest { key: b"k".to_vec(), lease: 5, ignore_lease: true, ..Default::default() };
         assert_eq!(check_put(&lease_and_ignore), Err(KvError::LeaseProvided));
-        let bad_sort = RangeRequest {
-            key: b"k".to_vec(),
-            sort_order: 3,
-            ..Default::default()
-        };
+        let bad_sort = RangeRequest { key: b"k".to_vec(), sort_order: 3, ..Default::default() };
         assert_eq!(check_range(&bad_sort), Err(KvError::InvalidSortOption));
-        let bad_target = RangeRequest {
-            key: b"k".to_vec(),
-            sort_target: 5,
-            ..Default::default()
-        };
+        let bad_target = RangeRequest { key: b"k".to_vec(), sort_target: 5, ..Default::default() };
         assert_eq!(check_range(&bad_target), Err(KvError::InvalidSortOption));
     }
 }

@@ -62,25 +62,14 @@ pub struct LogReader {
 #[derive(Debug)]
 pub enum LogRecoveryError {
     /// An entry payload, vote or marker in the WAL did not decode.
-    Decode {
-        what: &'static str,
-        index: u64,
-        reason: String,
-    },
+    Decode { what: &'static str, index: u64, reason: String },
 }
 
 impl std::fmt::Display for LogRecoveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            LogRecoveryError::Decode {
-                what,
-                index,
-                reason,
-            } => {
-                write!(
-                    f,
-                    "cannot decode {what} from the WAL (log index {index}): {reason}"
-                )
+            LogRecoveryError::Decode { what, index, reason } => {
+                write!(f, "cannot decode {what} from the WAL (log index {index}): {reason}")
             }
         }
     }
@@ -143,10 +132,7 @@ impl LogStore {
             cache.entries.insert(record.index, entry);
         }
         cache.check_contiguous();
-        Ok(LogStore {
-            cache: Arc::new(Mutex::new(cache)),
-            wal,
-        })
+        Ok(LogStore { cache: Arc::new(Mutex::new(cache)), wal })
     }
 
     /// The committed log ID recovered from disk, if any.
@@ -160,11 +146,7 @@ impl LogStore {
 }
 
 fn read_range<RB: RangeBounds<u64>>(cache: &Mutex<LogCache>, range: RB) -> Vec<Entry<TypeConfig>> {
-    lock(cache)
-        .entries
-        .range(range)
-        .map(|(_, e)| e.clone())
-        .collect()
+    lock(cache).entries.range(range).map(|(_, e)| e.clone()).collect()
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -198,9 +180,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        LogReader {
-            cache: self.cache.clone(),
-        }
+        LogReader { cache: self.cache.clone() }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
@@ -217,10 +197,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(lock(&self.cache).vote)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId>,
-    ) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
         let Some(log_id) = committed else {
             return Ok(());
         };
@@ -228,8 +205,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         lock(&self.cache).committed = Some(log_id);
         // Not awaited for durability: a lost committed marker only means re-applying from the
         // snapshot after a restart waits for the leader to commit again.
-        self.wal
-            .submit(WalOp::SaveCommitted(bytes), Box::new(|_| {}));
+        self.wal.submit(WalOp::SaveCommitted(bytes), Box::new(|_| {}));
         Ok(())
     }
 
@@ -237,11 +213,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(lock(&self.cache).committed)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -252,11 +224,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             for entry in entries {
                 let index = entry.log_id.index;
                 if let Some((last, _)) = cache.entries.last_key_value() {
-                    debug_assert_eq!(
-                        *last + 1,
-                        index,
-                        "append must extend the log without a hole"
-                    );
+                    debug_assert_eq!(*last + 1, index, "append must extend the log without a hole");
                 }
                 records.push(LogRecord {
                     index,
@@ -295,10 +263,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             cache.last_purged = Some(log_id);
             cache.check_contiguous();
         }
-        self.run(WalOp::PurgeUpto {
-            index: log_id.index,
-            marker,
-        })
-        .await
+        self.run(WalOp::PurgeUpto { index: log_id.index, marker }).await
     }
 }

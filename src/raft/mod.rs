@@ -50,17 +50,13 @@ pub enum Reply {
 
 impl Serialize for Reply {
     fn serialize<S: serde::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "raft replies are process-local and never serialized",
-        ))
+        Err(serde::ser::Error::custom("raft replies are process-local and never serialized"))
     }
 }
 
 impl<'de> Deserialize<'de> for Reply {
     fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom(
-            "raft replies are process-local and never deserialized",
-        ))
+        Err(serde::de::Error::custom("raft replies are process-local and never deserialized"))
     }
 }
 

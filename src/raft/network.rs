@@ -316,3 +316,96 @@ impl RaftNetwork<TypeConfig> for NoPeerClient {
         Err(self.unreachable())
     }
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId, Vote};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A loopback URL on which nothing listens (the port was free a moment ago).
+    fn dead_url() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[test]
+    fn raft_messages_round_trip_through_the_codec() {
+        let vote = VoteRequest::<NodeId>::new(
+            Vote::new(7, 42),
+            Some(LogId::new(CommittedLeaderId::new(6, 41), 1234)),
+        );
+        let back: VoteRequest<NodeId> = decode(&encode(&vote).unwrap()).unwrap();
+        assert_eq!(back, vote);
+        let remote: Result<VoteResponse<NodeId>, RaftError<NodeId>> =
+            Ok(VoteResponse::new(Vote::new(7, 42), None, true));
+        let back: Result<VoteResponse<NodeId>, RaftError<NodeId>> =
+            decode(&encode(&remote).unwrap()).unwrap();
+        assert_eq!(back, remote);
+        assert!(matches!(
+            decode::<VoteRequest<NodeId>>(b"\x01"),
+            Err(PeerError::Codec(_))
+        ));
+    }
+
+    #[test]
+    fn one_channel_per_peer_url() {
+        let rt = runtime();
+        rt.block_on(async {
+            let net = PeerNetwork::new(Duration::from_millis(200));
+            let url = dead_url();
+            net.channel(&url).unwrap();
+            net.channel(&url).unwrap();
+            net.channel(&dead_url()).unwrap();
+            assert_eq!(net.channels.lock().unwrap().len(), 2);
+            assert!(matches!(
+                net.channel("not a url"),
+                Err(PeerError::BadUrl(_))
+            ));
+        });
+    }
+
+    #[test]
+    fn a_dead_peer_is_unreachable_within_the_deadline() {
+        let rt = runtime();
+        rt.block_on(async {
+            let mut net = PeerNetwork::new(Duration::from_millis(200));
+            let node = MemberNode {
+                name: "b".into(),
+                peer_urls: vec![dead_url()],
+                client_urls: vec![],
+            };
+            let mut client = net.new_client(2, &node).await;
+            let started = std::time::Instant::now();
+            let rpc = VoteRequest::<NodeId>::new(Vote::new(1, 1), None);
+            let err = client
+                .vote(rpc, RPCOption::new(Duration::from_millis(500)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+            assert!(started.elapsed() < Duration::from_millis(1500));
+            let no_url = MemberNode::default();
+            let mut client = net.new_client(3, &no_url).await;
+            let rpc = VoteRequest::<NodeId>::new(Vote::new(1, 1), None);
+            let err = client
+                .vote(rpc, RPCOption::new(Duration::from_millis(500)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+            assert!(net
+                .read_index(2, &node, Duration::from_millis(500))
+                .await
+                .is_err());
+        });
+    }
+}

@@ -53,14 +53,8 @@ pub struct NodeOptions {
 /// Why a member could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Io {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    Identity {
-        path: PathBuf,
-        reason: String,
-    },
+    Io { path: PathBuf, error: std::io::Error },
+    Identity { path: PathBuf, reason: String },
     Wal(crate::wal::WalError),
     Snap(crate::snap::SnapError),
     LogRecovery(super::log_store::LogRecoveryError),
@@ -121,10 +115,7 @@ fn encode_identity(member_id: u64, cluster_id: u64) -> Vec<u8> {
 
 fn decode_identity(bytes: &[u8]) -> Result<(u64, u64), String> {
     if bytes.len() != 28 {
-        return Err(format!(
-            "identity file has {} bytes, expected 28",
-            bytes.len()
-        ));
+        return Err(format!("identity file has {} bytes, expected 28", bytes.len()));
     }
     if &bytes[..8] != IDENTITY_MAGIC {
         return Err("identity file has a bad magic (offset 0)".into());
@@ -153,29 +144,16 @@ fn write_synced(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> std::io::Result<(
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
-    move |error| StartError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
+    move |error| StartError::Io { path: path.to_path_buf(), error }
 }
 
 /// Reads the identity file, or writes it (atomically) when this is a fresh data dir.
 /// Returns `(member_id, cluster_id, fresh)`.
-fn load_or_create_identity(
-    disk: &Arc<dyn Disk>,
-    member_dir: &Path,
-    opts: &NodeOptions,
-) -> Result<(u64, u64, bool), StartError> {
+fn load_or_create_identity(disk: &Arc<dyn Disk>, member_dir: &Path, opts: &NodeOptions) -> Result<(u64, u64, bool), StartError> {
     let path = member_dir.join("identity");
     if disk.exists(&path).map_err(io_err(&path))? {
-        let bytes = disk
-            .open(&path, OpenOptions::read_only())
-            .and_then(|f| f.read_all())
-            .map_err(io_err(&path))?;
-        let (m, c) = decode_identity(&bytes).map_err(|reason| StartError::Identity {
-            path: path.clone(),
-            reason,
-        })?;
+        let bytes = disk.open(&path, OpenOptions::read_only()).and_then(|f| f.read_all()).map_err(io_err(&path))?;
+        let (m, c) = decode_identity(&bytes).map_err(|reason| StartError::Identity { path: path.clone(), reason })?;
         return Ok((m, c, false));
     }
     let tmp = member_dir.join("identity.tmp");
@@ -206,14 +184,9 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
 
 impl RaftNode {
     /// Opens (or bootstraps) the member in `opts.data_dir` and starts raft.
-    pub async fn start(
-        disk: Arc<dyn Disk>,
-        opts: NodeOptions,
-        observer: Arc<dyn ApplyObserver>,
-    ) -> Result<Self, StartError> {
+    pub async fn start(disk: Arc<dyn Disk>, opts: NodeOptions, observer: Arc<dyn ApplyObserver>) -> Result<Self, StartError> {
         let member_dir = opts.data_dir.join("member");
-        disk.create_dir_all(&member_dir)
-            .map_err(io_err(&member_dir))?;
+        disk.create_dir_all(&member_dir).map_err(io_err(&member_dir))?;
         let (member_id, cluster_id, fresh) = load_or_create_identity(&disk, &member_dir, &opts)?;
 
         let wal_cfg = WalConfig {
@@ -221,26 +194,18 @@ impl RaftNode {
             max_wals: opts.max_wals,
             ..WalConfig::default()
         };
-        let (wal, recovered) =
-            Wal::open(disk.clone(), &member_dir.join("wal"), wal_cfg).map_err(StartError::Wal)?;
+        let (wal, recovered) = Wal::open(disk.clone(), &member_dir.join("wal"), wal_cfg).map_err(StartError::Wal)?;
         if let Some(torn) = &recovered.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, "repaired a torn WAL tail");
         }
         let log_first_index = recovered.entries.first().map(|r| r.index);
-        let log_store =
-            LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        let log_store = LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
 
-        let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
-            .map_err(StartError::Snap)?;
-        let sm = StateMachineStore::recover(snaps, log_first_index, observer)
-            .map_err(StartError::StateRecovery)?;
+        let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots).map_err(StartError::Snap)?;
+        let sm = StateMachineStore::recover(snaps, log_first_index, observer).map_err(StartError::StateRecovery)?;
         let shared = sm.shared();
 
-        let config = Arc::new(
-            raft_config(&opts)
-                .validate()
-                .map_err(|e| StartError::Raft(e.to_string()))?,
-        );
+        let config = Arc::new(raft_config(&opts).validate().map_err(|e| StartError::Raft(e.to_string()))?);
         let network = PeerNetwork::new(Duration::from_millis(opts.election_timeout_ms.max(1000)));
         let raft = Raft::new(member_id, config, network.clone(), log_store, sm)
             .await
@@ -349,12 +314,8 @@ impl RaftNode {
                 // A normal entry always yields `Applied`; anything else is a broken invariant.
                 Reply::None => unreachable!("a client command applied without a result"),
             },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ProposeError::NoLeader)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ProposeError::NoLeader)
-            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ProposeError::NoLeader),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_))) => Err(ProposeError::NoLeader),
             Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
         }
     }
@@ -366,14 +327,10 @@ impl RaftNode {
         match tokio::time::timeout(self.request_timeout, fut).await {
             Err(_) => Err(ProposeError::Timeout),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(node)) if id != self.member_id => {
-                        self.read_index_via(id, &node).await
-                    }
-                    _ => Err(ProposeError::NoLeader),
-                }
-            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => match (f.leader_id, f.leader_node) {
+                (Some(id), Some(node)) if id != self.member_id => self.read_index_via(id, &node).await,
+                _ => Err(ProposeError::NoLeader),
+            },
             Ok(Err(RaftError::APIError(_))) => Err(ProposeError::NoLeader),
             Ok(Err(RaftError::Fatal(_))) => Err(ProposeError::Stopped),
         }
@@ -489,17 +446,11 @@ mod tests {
     #[test]
     fn identity_round_trips_and_detects_damage() {
         let bytes = encode_identity(0x2e1259d415f2a040, 0x48276a8f75b6a87);
-        assert_eq!(
-            decode_identity(&bytes),
-            Ok((0x2e1259d415f2a040, 0x48276a8f75b6a87))
-        );
+        assert_eq!(decode_identity(&bytes), Ok((0x2e1259d415f2a040, 0x48276a8f75b6a87)));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x01;
-            assert!(
-                decode_identity(&bad).is_err(),
-                "flip at byte {i} not detected"
-            );
+            assert!(decode_identity(&bad).is_err(), "flip at byte {i} not detected");
         }
         assert!(decode_identity(&bytes[..27]).is_err());
     }

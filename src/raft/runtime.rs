@@ -96,24 +96,15 @@ impl AsyncRuntime for OxRuntime {
         tokio::time::sleep(deadline.saturating_duration_since(TokioInstant::now()))
     }
 
-    fn timeout<R, F: Future<Output = R> + OptionalSend>(
-        duration: Duration,
-        future: F,
-    ) -> Self::Timeout<R, F> {
+    fn timeout<R, F: Future<Output = R> + OptionalSend>(duration: Duration, future: F) -> Self::Timeout<R, F> {
         Timeout {
             future: Box::pin(future),
             sleep: Box::pin(tokio::time::sleep(duration)),
         }
     }
 
-    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
-        deadline: Self::Instant,
-        future: F,
-    ) -> Self::Timeout<R, F> {
-        Self::timeout(
-            deadline.saturating_duration_since(TokioInstant::now()),
-            future,
-        )
+    fn timeout_at<R, F: Future<Output = R> + OptionalSend>(deadline: Self::Instant, future: F) -> Self::Timeout<R, F> {
+        Self::timeout(deadline.saturating_duration_since(TokioInstant::now()), future)
     }
 
     fn is_panic(join_error: &Self::JoinError) -> bool {

@@ -97,10 +97,7 @@ impl std::fmt::Display for SmRecoveryError {
         match self {
             SmRecoveryError::Snap(e) => write!(f, "{e}"),
             SmRecoveryError::Decode { file_index, reason } => {
-                write!(
-                    f,
-                    "snapshot at index {file_index} does not decode: {reason}"
-                )
+                write!(f, "snapshot at index {file_index} does not decode: {reason}")
             }
         }
     }
@@ -129,8 +126,7 @@ impl StateMachineStore {
         log_first_index: Option<u64>,
         observer: Arc<dyn ApplyObserver>,
     ) -> Result<Self, SmRecoveryError> {
-        let covered =
-            |snap_index: u64| log_first_index.is_some_and(|first| first <= snap_index + 1);
+        let covered = |snap_index: u64| log_first_index.is_some_and(|first| first <= snap_index + 1);
         let loaded = snaps.load_newest(covered).map_err(SmRecoveryError::Snap)?;
         let inner = match loaded {
             None => SmInner {
@@ -152,10 +148,7 @@ impl StateMachineStore {
             }
         };
         Ok(StateMachineStore {
-            shared: Arc::new(SmShared {
-                inner: RwLock::new(inner),
-                observer,
-            }),
+            shared: Arc::new(SmShared { inner: RwLock::new(inner), observer }),
             snaps: Arc::new(snaps),
             snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
@@ -175,10 +168,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.frozen.membership.clone(),
             snapshot_id: snapshot_id(last, self.seq),
         };
-        let image = SnapshotImage {
-            meta: meta.clone(),
-            state: self.frozen.state.clone(),
-        };
+        let image = SnapshotImage { meta: meta.clone(), state: self.frozen.state.clone() };
         let bytes = bincode::serialize(&image)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
@@ -186,19 +176,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .save(term, index, &bytes)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(index, term, bytes = bytes.len(), "saved snapshot");
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(bytes)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = SnapshotBuilder;
 
-    async fn applied_state(
-        &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError<NodeId>> {
         let inner = self.shared.read();
         Ok((inner.last_applied, inner.membership.clone()))
     }
@@ -211,9 +196,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut replies = Vec::new();
         for entry in entries {
             let mut inner = self.shared.write();
-            debug_assert!(inner
-                .last_applied
-                .map_or(true, |l| l.index < entry.log_id.index));
+            debug_assert!(inner.last_applied.map_or(true, |l| l.index < entry.log_id.index));
             inner.last_applied = Some(entry.log_id);
             let reply = match entry.payload {
                 EntryPayload::Blank => Reply::None,
@@ -223,9 +206,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
                 EntryPayload::Normal(cmd) => {
                     let applied = inner.state.apply(&cmd);
-                    self.shared
-                        .observer
-                        .applied(entry.log_id.index, &cmd, &applied);
+                    self.shared.observer.applied(entry.log_id.index, &cmd, &applied);
                     Reply::Applied(Arc::new(applied))
                 }
             };
@@ -235,19 +216,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let seq = self
-            .snapshot_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        SnapshotBuilder {
-            frozen: self.shared.read().clone(),
-            snaps: self.snaps.clone(),
-            seq,
-        }
+        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SnapshotBuilder { frozen: self.shared.read().clone(), snaps: self.snaps.clone(), seq }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -259,9 +232,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let bytes = snapshot.into_inner();
         let image: SnapshotImage = bincode::deserialize(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        let (term, index) = meta
-            .last_log_id
-            .map_or((0, 0), |l| (l.leader_id.term, l.index));
+        let (term, index) = meta.last_log_id.map_or((0, 0), |l| (l.leader_id.term, l.index));
         self.snaps
             .save(term, index, &bytes)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
@@ -272,17 +243,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let Some(snap) = self.snaps.load_newest(|_| false).map_err(read_err)? else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, MemberNode> = bincode::deserialize(snap.data())
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(snap.data().to_vec())),
-        }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(snap.data().to_vec())) }))
     }
 }

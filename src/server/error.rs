@@ -16,9 +16,7 @@ pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 /// The gRPC code etcd uses for a KV/lease error.
 pub fn kv_code(e: &KvError) -> Code {
     match e {
-        KvError::Compacted { .. }
-        | KvError::FutureRev { .. }
-        | KvError::LeaseTtlTooLarge { .. } => Code::OutOfRange,
+        KvError::Compacted { .. } | KvError::FutureRev { .. } | KvError::LeaseTtlTooLarge { .. } => Code::OutOfRange,
         KvError::LeaseNotFound { .. } => Code::NotFound,
         KvError::LeaseExists { .. } => Code::FailedPrecondition,
         _ => Code::InvalidArgument,
@@ -41,11 +39,7 @@ pub fn propose_status(e: &ProposeError) -> Status {
 
 /// Checks a request's encoded size against etcd's two limits: gRPC's receive limit (checked
 /// here rather than in the transport so the text is grpc-go's) and `--max-request-bytes`.
-pub fn check_size(
-    encoded_bytes: usize,
-    max_request_bytes: usize,
-    grpc_max_recv_bytes: usize,
-) -> Result<(), Status> {
+pub fn check_size(encoded_bytes: usize, max_request_bytes: usize, grpc_max_recv_bytes: usize) -> Result<(), Status> {
     if encoded_bytes > grpc_max_recv_bytes {
         return Err(Status::resource_exhausted(format!(
             "grpc: received message larger than max ({encoded_bytes} vs. {grpc_max_recv_bytes})"
@@ -65,35 +59,19 @@ mod tests {
     fn size_limits_use_etcds_texts_and_codes() {
         assert!(check_size(10, 100, 200).is_ok());
         assert!(check_size(100, 100, 200).is_ok());
-        let too_large = check_size(101, 100, 200)
-            .err()
-            .map(|s| (s.code(), s.message().to_string()));
-        assert_eq!(
-            too_large,
-            Some((Code::InvalidArgument, REQUEST_TOO_LARGE.to_string()))
-        );
-        let grpc = check_size(201, 100, 200)
-            .err()
-            .map(|s| (s.code(), s.message().to_string()));
+        let too_large = check_size(101, 100, 200).err().map(|s| (s.code(), s.message().to_string()));
+        assert_eq!(too_large, Some((Code::InvalidArgument, REQUEST_TOO_LARGE.to_string())));
+        let grpc = check_size(201, 100, 200).err().map(|s| (s.code(), s.message().to_string()));
         assert_eq!(
             grpc,
-            Some((
-                Code::ResourceExhausted,
-                "grpc: received message larger than max (201 vs. 200)".to_string()
-            ))
+            Some((Code::ResourceExhausted, "grpc: received message larger than max (201 vs. 200)".to_string()))
         );
     }
 
     #[test]
     fn compacted_is_out_of_range_with_etcds_text() {
-        let s = kv_status(&KvError::Compacted {
-            requested: 1,
-            compact_revision: 3,
-        });
+        let s = kv_status(&KvError::Compacted { requested: 1, compact_revision: 3 });
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(
-            s.message(),
-            "etcdserver: mvcc: required revision has been compacted"
-        );
+        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
     }
 }

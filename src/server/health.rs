@@ -15,9 +15,7 @@ pub struct HealthService;
 
 fn status_of(service: &str) -> Result<HealthCheckResponse, Status> {
     if service.is_empty() {
-        Ok(HealthCheckResponse {
-            status: ServingStatus::Serving as i32,
-        })
+        Ok(HealthCheckResponse { status: ServingStatus::Serving as i32 })
     } else {
         Err(Status::not_found("unknown service"))
     }
@@ -25,19 +23,13 @@ fn status_of(service: &str) -> Result<HealthCheckResponse, Status> {
 
 #[tonic::async_trait]
 impl Health for HealthService {
-    async fn check(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
+    async fn check(&self, request: Request<HealthCheckRequest>) -> Result<Response<HealthCheckResponse>, Status> {
         status_of(&request.get_ref().service).map(Response::new)
     }
 
     type WatchStream = ChannelStream<Result<HealthCheckResponse, Status>>;
 
-    async fn watch(
-        &self,
-        request: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(&self, request: Request<HealthCheckRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let first = status_of(&request.get_ref().service).unwrap_or(HealthCheckResponse {
             status: ServingStatus::ServiceUnknown as i32,
         });

@@ -17,8 +17,8 @@ use super::Ctx;
 use crate::apply::{validate, Command, Outcome};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 
 /// The KV service.
@@ -32,11 +32,7 @@ impl KvService {
     }
 
     async fn write(&self, encoded_bytes: usize, cmd: Command) -> Result<Outcome, Status> {
-        check_size(
-            encoded_bytes,
-            self.ctx.limits.max_request_bytes,
-            self.ctx.limits.grpc_max_recv_bytes,
-        )?;
+        check_size(encoded_bytes, self.ctx.limits.max_request_bytes, self.ctx.limits.grpc_max_recv_bytes)?;
         validate(&cmd, self.ctx.limits.max_txn_ops).map_err(|e| kv_status(&e))?;
         super::forward::propose_or_forward(&self.ctx, cmd).await
     }
@@ -49,26 +45,15 @@ fn unexpected(what: &str) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(
-        &self,
-        request: Request<RangeRequest>,
-    ) -> Result<Response<RangeResponse>, Status> {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         let limits = &self.ctx.limits;
-        check_size(
-            req.encoded_len(),
-            limits.max_request_bytes,
-            limits.grpc_max_recv_bytes,
-        )?;
+        check_size(req.encoded_len(), limits.max_request_bytes, limits.grpc_max_recv_bytes)?;
         if req.key.is_empty() {
             return Err(kv_status(&crate::mvcc::KvError::EmptyKey));
         }
         if !req.serializable {
-            self.ctx
-                .node
-                .read_index()
-                .await
-                .map_err(|e| propose_status(&e))?;
+            self.ctx.node.read_index().await.map_err(|e| propose_status(&e))?;
         }
         let mut resp = {
             let sm = self.ctx.node.state().read();
@@ -89,15 +74,9 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete_range(
-        &self,
-        request: Request<DeleteRangeRequest>,
-    ) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
-        match self
-            .write(req.encoded_len(), Command::DeleteRange(req))
-            .await?
-        {
+        match self.write(req.encoded_len(), Command::DeleteRange(req)).await? {
             Outcome::DeleteRange(mut resp) => {
                 resp.header = Some(self.ctx.header(&resp.header));
                 Ok(Response::new(resp))
@@ -117,10 +96,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn compact(
-        &self,
-        request: Request<CompactionRequest>,
-    ) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
         match self.write(req.encoded_len(), Command::Compact(req)).await? {
             Outcome::Compact(mut resp) => {

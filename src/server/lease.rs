@@ -19,9 +19,9 @@ use crate::apply::{Command, Outcome};
 use crate::mvcc::KvError;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
-    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
 };
 
 /// etcd's ceiling on a lease TTL, in seconds.
@@ -38,11 +38,7 @@ pub struct LeaseService {
 
 impl LeaseService {
     pub fn new(ctx: Arc<Ctx>, lessor: Arc<Lessor>, ttl_min_s: i64) -> Self {
-        LeaseService {
-            ctx,
-            lessor,
-            ttl_min_s,
-        }
+        LeaseService { ctx, lessor, ttl_min_s }
     }
 
     fn current_header(&self) -> crate::proto::etcdserverpb::ResponseHeader {
@@ -65,46 +61,30 @@ fn fresh_lease_id(ctx: &Ctx) -> i64 {
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(
-        &self,
-        request: Request<LeaseGrantRequest>,
-    ) -> Result<Response<LeaseGrantResponse>, Status> {
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
         let req = request.into_inner();
         if req.ttl > LEASE_TTL_MAX_S {
-            return Err(kv_status(&KvError::LeaseTtlTooLarge {
-                ttl_seconds: req.ttl,
-            }));
+            return Err(kv_status(&KvError::LeaseTtlTooLarge { ttl_seconds: req.ttl }));
         }
         let ttl = req.ttl.max(self.ttl_min_s);
-        let id = if req.id == 0 {
-            fresh_lease_id(&self.ctx)
-        } else {
-            req.id
-        };
+        let id = if req.id == 0 { fresh_lease_id(&self.ctx) } else { req.id };
         match propose_or_forward(&self.ctx, Command::LeaseGrant { id, ttl }).await? {
             Outcome::LeaseGrant(mut resp) => {
                 resp.header = Some(self.ctx.header(&resp.header));
                 Ok(Response::new(resp))
             }
-            _ => Err(Status::internal(
-                "etcdserver: unexpected apply outcome for lease grant",
-            )),
+            _ => Err(Status::internal("etcdserver: unexpected apply outcome for lease grant")),
         }
     }
 
-    async fn lease_revoke(
-        &self,
-        request: Request<LeaseRevokeRequest>,
-    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
         match propose_or_forward(&self.ctx, Command::LeaseRevoke { id }).await? {
             Outcome::LeaseRevoke(mut resp) => {
                 resp.header = Some(self.ctx.header(&resp.header));
                 Ok(Response::new(resp))
             }
-            _ => Err(Status::internal(
-                "etcdserver: unexpected apply outcome for lease revoke",
-            )),
+            _ => Err(Status::internal("etcdserver: unexpected apply outcome for lease revoke")),
         }
     }
 
@@ -128,18 +108,12 @@ impl Lease for LeaseService {
                             break;
                         }
                     },
-                    None => lessor
-                        .keep_alive(req.id, tokio::time::Instant::now())
-                        .unwrap_or(0),
+                    None => lessor.keep_alive(req.id, tokio::time::Instant::now()).unwrap_or(0),
                 };
                 let rev = ctx.node.state().read().state.kv.current_revision();
                 let mut header = ctx.header(&None);
                 header.revision = rev;
-                let resp = LeaseKeepAliveResponse {
-                    header: Some(header),
-                    id: req.id,
-                    ttl,
-                };
+                let resp = LeaseKeepAliveResponse { header: Some(header), id: req.id, ttl };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
                 }
@@ -153,62 +127,26 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        self.ctx
-            .node
-            .read_index()
-            .await
-            .map_err(|e| propose_status(&e))?;
+        self.ctx.node.read_index().await.map_err(|e| propose_status(&e))?;
         let header = Some(self.current_header());
         let (granted, keys) = {
             let sm = self.ctx.node.state().read();
-            (
-                sm.state.leases.granted_ttl(req.id),
-                sm.state.leases.keys(req.id),
-            )
+            (sm.state.leases.granted_ttl(req.id), sm.state.leases.keys(req.id))
         };
         let Some(granted_ttl) = granted else {
-            return Ok(Response::new(LeaseTimeToLiveResponse {
-                header,
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
-            }));
+            return Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, ..Default::default() }));
         };
-        let ttl = self
-            .lessor
-            .remaining_s(req.id, tokio::time::Instant::now())
-            .unwrap_or(granted_ttl);
-        let keys = if req.keys {
-            keys.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: req.id,
-            ttl,
-            granted_ttl,
-            keys,
-        }))
+        let ttl = self.lessor.remaining_s(req.id, tokio::time::Instant::now()).unwrap_or(granted_ttl);
+        let keys = if req.keys { keys.unwrap_or_default() } else { Vec::new() };
+        Ok(Response::new(LeaseTimeToLiveResponse { header, id: req.id, ttl, granted_ttl, keys }))
     }
 
-    async fn lease_leases(
-        &self,
-        _request: Request<LeaseLeasesRequest>,
-    ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        self.ctx
-            .node
-            .read_index()
-            .await
-            .map_err(|e| propose_status(&e))?;
+    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.ctx.node.read_index().await.map_err(|e| propose_status(&e))?;
         let header = Some(self.current_header());
         let mut leases: Vec<LeaseStatus> = {
             let sm = self.ctx.node.state().read();
-            sm.state
-                .leases
-                .leases()
-                .map(|(id, _)| LeaseStatus { id })
-                .collect()
+            sm.state.leases.leases().map(|(id, _)| LeaseStatus { id }).collect()
         };
         leases.sort_by_key(|l| l.id);
         Ok(Response::new(LeaseLeasesResponse { header, leases }))
@@ -216,11 +154,7 @@ impl Lease for LeaseService {
 }
 
 /// The leader's expiry loop: revokes expired leases through raft. Runs until `stop` fires.
-pub async fn run_expiry(
-    ctx: Arc<Ctx>,
-    lessor: Arc<Lessor>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run_expiry(ctx: Arc<Ctx>, lessor: Arc<Lessor>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut was_leader = false;
     loop {
         let leader = ctx.node.metrics().current_leader == Some(ctx.node.member_id());
@@ -231,11 +165,7 @@ pub async fn run_expiry(
             let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
             lessor.promote(leases.into_iter(), tokio::time::Instant::now());
         }
-        let expired = if leader {
-            lessor.take_expired(tokio::time::Instant::now())
-        } else {
-            Vec::new()
-        };
+        let expired = if leader { lessor.take_expired(tokio::time::Instant::now()) } else { Vec::new() };
         for id in expired {
             match ctx.node.propose(Command::LeaseRevoke { id }).await {
                 Ok(_) => tracing::debug!(lease = %format!("{id:016x}"), "revoked expired lease"),

@@ -40,14 +40,7 @@ impl Lessor {
     /// A grant was applied: the lease runs for its full TTL from now.
     pub fn granted(&self, id: i64, ttl_s: i64, now: Instant) {
         let expires_at = now + ttl_duration(ttl_s);
-        self.lock().insert(
-            id,
-            Deadline {
-                ttl_s,
-                expires_at,
-                revoking: false,
-            },
-        );
+        self.lock().insert(id, Deadline { ttl_s, expires_at, revoking: false });
     }
 
     /// A revoke was applied (by a client or by expiry).
@@ -60,14 +53,7 @@ impl Lessor {
         let mut map = self.lock();
         map.clear();
         for (id, ttl_s) in leases {
-            map.insert(
-                id,
-                Deadline {
-                    ttl_s,
-                    expires_at: now + ttl_duration(ttl_s),
-                    revoking: false,
-                },
-            );
+            map.insert(id, Deadline { ttl_s, expires_at: now + ttl_duration(ttl_s), revoking: false });
         }
     }
 
@@ -127,10 +113,7 @@ mod tests {
         assert!(l.take_expired(t0 + Duration::from_secs(4)).is_empty());
         // Keep-alive at 4 s pushes lease 1 to 9 s.
         assert_eq!(l.keep_alive(1, t0 + Duration::from_secs(4)), Some(5));
-        assert_eq!(
-            l.take_expired(t0 + Duration::from_secs(8)),
-            Vec::<i64>::new()
-        );
+        assert_eq!(l.take_expired(t0 + Duration::from_secs(8)), Vec::<i64>::new());
         assert_eq!(l.take_expired(t0 + Duration::from_secs(10)), vec![1, 2]);
         // Being revoked: not handed out twice, not renewable.
         assert!(l.take_expired(t0 + Duration::from_secs(11)).is_empty());

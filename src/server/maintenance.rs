@@ -11,9 +11,9 @@ use super::error::kv_status;
 use super::Ctx;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
-    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use crate::server::stream::ChannelStream;
 
@@ -34,35 +34,21 @@ impl MaintenanceService {
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(
-        &self,
-        request: Request<AlarmRequest>,
-    ) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         let req = request.into_inner();
         if req.action != 0 {
-            return Err(Status::unimplemented(
-                "alarm activation is not supported yet",
-            ));
+            return Err(Status::unimplemented("alarm activation is not supported yet"));
         }
         // No alarm can be raised yet (no space quota, no corruption check), so the list is empty.
         let header = self.ctx.header(&None);
-        Ok(Response::new(AlarmResponse {
-            header: Some(header),
-            alarms: Vec::new(),
-        }))
+        Ok(Response::new(AlarmResponse { header: Some(header), alarms: Vec::new() }))
     }
 
-    async fn status(
-        &self,
-        _request: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let m = self.ctx.node.metrics();
         let (revision, db_size) = {
             let sm = self.ctx.node.state().read();
-            (
-                sm.state.kv.current_revision(),
-                sm.state.kv.record_count() as i64,
-            )
+            (sm.state.kv.current_revision(), sm.state.kv.record_count() as i64)
         };
         let mut header = self.ctx.header(&None);
         header.revision = revision;
@@ -84,10 +70,7 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn defragment(
-        &self,
-        _request: Request<DefragmentRequest>,
-    ) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         Err(Status::unimplemented("defragment is not supported yet"))
     }
 
@@ -100,64 +83,34 @@ impl Maintenance for MaintenanceService {
         };
         let mut header = self.ctx.header(&None);
         header.revision = revision;
-        Ok(Response::new(HashResponse {
-            header: Some(header),
-            hash,
-        }))
+        Ok(Response::new(HashResponse { header: Some(header), hash }))
     }
 
-    async fn hash_kv(
-        &self,
-        request: Request<HashKvRequest>,
-    ) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let req = request.into_inner();
         let (hash, compact_revision, revision) = {
             let sm = self.ctx.node.state().read();
             let rev = sm.state.kv.current_revision();
-            let (h, c) = sm
-                .state
-                .kv
-                .hash_kv(req.revision)
-                .map_err(|e| kv_status(&e))?;
+            let (h, c) = sm.state.kv.hash_kv(req.revision).map_err(|e| kv_status(&e))?;
             (h, c, rev)
         };
         let mut header = self.ctx.header(&None);
         header.revision = revision;
-        let hash_revision = if req.revision == 0 {
-            revision
-        } else {
-            req.revision
-        };
-        Ok(Response::new(HashKvResponse {
-            header: Some(header),
-            hash,
-            compact_revision,
-            hash_revision,
-        }))
+        let hash_revision = if req.revision == 0 { revision } else { req.revision };
+        Ok(Response::new(HashKvResponse { header: Some(header), hash, compact_revision, hash_revision }))
     }
 
     type SnapshotStream = ChannelStream<Result<SnapshotResponse, Status>>;
 
-    async fn snapshot(
-        &self,
-        _request: Request<SnapshotRequest>,
-    ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented(
-            "snapshot streaming is not supported yet",
-        ))
+    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(Status::unimplemented("snapshot streaming is not supported yet"))
     }
 
-    async fn move_leader(
-        &self,
-        _request: Request<MoveLeaderRequest>,
-    ) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(&self, _request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
         Err(Status::unimplemented("move-leader is not supported yet"))
     }
 
-    async fn downgrade(
-        &self,
-        _request: Request<DowngradeRequest>,
-    ) -> Result<Response<DowngradeResponse>, Status> {
+    async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("downgrade is not supported yet"))
     }
 }

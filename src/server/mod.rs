@@ -29,13 +29,13 @@ use crate::apply::{Applied, Command};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
-use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
+use crate::raft::state_machine::ApplyObserver;
+use crate::watch::Hub;
+use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::health::health_server::HealthServer;
 use crate::raft::node::RaftNode;
-use crate::raft::state_machine::ApplyObserver;
-use crate::watch::Hub;
 
 /// Request limits enforced by the server (etcd's defaults come from `config`).
 #[derive(Debug, Clone, Copy)]
@@ -94,8 +94,7 @@ impl Ctx {
 const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Router {
-    let kv = KvServer::new(kv::KvService::new(ctx.clone()))
-        .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
+    let kv = KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let watch = WatchServer::new(watch::WatchService::new(
@@ -114,9 +113,7 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
         .add_service(watch)
         .add_service(lease)
         .add_service(maintenance)
-        .add_service(ClusterServer::new(cluster::ClusterService::new(
-            ctx.clone(),
-        )))
+        .add_service(ClusterServer::new(cluster::ClusterService::new(ctx.clone())))
         .add_service(HealthServer::new(health::HealthService))
 }
 
@@ -132,8 +129,7 @@ impl ClientListener {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         #[cfg(not(madsim))]
         {
-            let incoming =
-                tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
             let addr = incoming.local_addr()?;
             Ok(ClientListener { addr, incoming })
         }
@@ -157,9 +153,7 @@ impl ClientListener {
         let router = router(&ctx, &services);
         #[cfg(not(madsim))]
         {
-            router
-                .serve_with_incoming_shutdown(self.incoming, shutdown)
-                .await
+            router.serve_with_incoming_shutdown(self.incoming, shutdown).await
         }
         #[cfg(madsim)]
         {

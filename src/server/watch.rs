@@ -36,11 +36,7 @@ pub struct WatchService {
 
 impl WatchService {
     pub fn new(ctx: Arc<Ctx>, hub: Arc<Hub>, progress_notify_interval: Duration) -> Self {
-        WatchService {
-            ctx,
-            hub,
-            progress_notify_interval,
-        }
+        WatchService { ctx, hub, progress_notify_interval }
     }
 }
 
@@ -90,9 +86,7 @@ fn handle_request(ctx: &Ctx, hub: &Hub, id: StreamId, req: WatchRequest) {
     let src = &sm.state.kv;
     match req.request_union {
         Some(RequestUnion::CreateRequest(create)) => hub.create(id, &create, src),
-        Some(RequestUnion::CancelRequest(cancel)) => {
-            hub.cancel(id, cancel.watch_id, src.current_revision())
-        }
+        Some(RequestUnion::CancelRequest(cancel)) => hub.cancel(id, cancel.watch_id, src.current_revision()),
         Some(RequestUnion::ProgressRequest(_)) => hub.request_progress(id, src),
         None => {}
     }
@@ -102,10 +96,7 @@ fn handle_request(ctx: &Ctx, hub: &Hub, id: StreamId, req: WatchRequest) {
 impl Watch for WatchService {
     type WatchStream = WatchOut;
 
-    async fn watch(
-        &self,
-        request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<WatchOut>, Status> {
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<WatchOut>, Status> {
         let mut inbound = request.into_inner();
         let (id, output) = self.hub.open_stream();
 

@@ -45,13 +45,7 @@ pub trait EventSource {
     /// Every event with `from <= revision <= to` on keys in `[key, range_end)` (etcd's range
     /// rules), in revision order, with `prev_kv` filled where the key existed before.
     /// `Err(compact_revision)` when `from` is below the compaction point.
-    fn events_in(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<Event>, i64>;
+    fn events_in(&self, key: &[u8], range_end: &[u8], from: i64, to: i64) -> Result<Vec<Event>, i64>;
 }
 
 /// Identifies one gRPC watch stream.
@@ -68,10 +62,7 @@ pub struct HubLimits {
 
 impl Default for HubLimits {
     fn default() -> Self {
-        HubLimits {
-            queued_responses_max: 1024,
-            catch_up_revisions_max: 1000,
-        }
+        HubLimits { queued_responses_max: 1024, catch_up_revisions_max: 1000 }
     }
 }
 
@@ -186,18 +177,12 @@ pub struct Hub {
 }
 
 fn header(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..ResponseHeader::default()
-    })
+    Some(ResponseHeader { revision, ..ResponseHeader::default() })
 }
 
 impl Hub {
     pub fn new(limits: HubLimits) -> Self {
-        Hub {
-            inner: Mutex::new(Inner::default()),
-            limits,
-        }
+        Hub { inner: Mutex::new(Inner::default()), limits }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -257,11 +242,7 @@ impl Hub {
             cancel_reason: reason.to_string(),
             ..WatchResponse::default()
         };
-        let key = if req.key.is_empty() {
-            vec![0]
-        } else {
-            req.key.clone()
-        };
+        let key = if req.key.is_empty() { vec![0] } else { req.key.clone() };
         let range_end = req.range_end.clone();
         if !(range_end.is_empty() || range_end == [0] || range_end > key) {
             slot.send_control(failure(RANGE_EMPTY));
@@ -279,11 +260,7 @@ impl Hub {
         } else {
             req.watch_id
         };
-        let start = if req.start_revision == 0 {
-            current + 1
-        } else {
-            req.start_revision
-        };
+        let start = if req.start_revision == 0 { current + 1 } else { req.start_revision };
         let filters = &req.filters;
         let watcher = Watcher {
             key,
@@ -340,11 +317,7 @@ impl Hub {
     fn answer_progress_if_ready(slot: &mut StreamSlot, current: i64) {
         if slot.progress_pending && slot.all_synced() {
             slot.progress_pending = false;
-            slot.send_control(WatchResponse {
-                header: header(current),
-                watch_id: -1,
-                ..WatchResponse::default()
-            });
+            slot.send_control(WatchResponse { header: header(current), watch_id: -1, ..WatchResponse::default() });
         }
     }
 
@@ -407,17 +380,10 @@ impl Hub {
             return false;
         };
         let mut canceled = Vec::new();
-        let ids: Vec<i64> = slot
-            .watchers
-            .iter()
-            .filter(|(_, w)| !w.synced)
-            .map(|(id, _)| *id)
-            .collect();
+        let ids: Vec<i64> = slot.watchers.iter().filter(|(_, w)| !w.synced).map(|(id, _)| *id).collect();
         for watch_id in ids {
             while slot.has_room(&limits) {
-                let Some(w) = slot.watchers.get_mut(&watch_id) else {
-                    break;
-                };
+                let Some(w) = slot.watchers.get_mut(&watch_id) else { break };
                 if compacted > 0 && w.next_rev < compacted {
                     canceled.push(watch_id);
                     break;
@@ -437,12 +403,7 @@ impl Hub {
                 w.next_rev = to + 1;
                 if !events.is_empty() {
                     w.sent_since_tick = true;
-                    let resp = WatchResponse {
-                        header: header(current),
-                        watch_id,
-                        events,
-                        ..WatchResponse::default()
-                    };
+                    let resp = WatchResponse { header: header(current), watch_id, events, ..WatchResponse::default() };
                     slot.send_events(resp);
                 }
             }
@@ -476,11 +437,7 @@ impl Hub {
             w.sent_since_tick = false;
         }
         for watch_id in notify {
-            slot.send_control(WatchResponse {
-                header: header(current),
-                watch_id,
-                ..WatchResponse::default()
-            });
+            slot.send_control(WatchResponse { header: header(current), watch_id, ..WatchResponse::default() });
         }
     }
 
@@ -501,13 +458,7 @@ impl EventSource for crate::mvcc::Store {
         crate::mvcc::Store::compact_revision(self)
     }
 
-    fn events_in(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<Event>, i64> {
+    fn events_in(&self, key: &[u8], range_end: &[u8], from: i64, to: i64) -> Result<Vec<Event>, i64> {
         if to < from {
             return Ok(Vec::new());
         }
@@ -515,9 +466,6 @@ impl EventSource for crate::mvcc::Store {
         let events = self
             .events_since(from, key, range_end, window)
             .map_err(|_| crate::mvcc::Store::compact_revision(self))?;
-        Ok(events
-            .into_iter()
-            .filter(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision <= to))
-            .collect())
+        Ok(events.into_iter().filter(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision <= to)).collect())
     }
 }

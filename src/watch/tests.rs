@@ -19,11 +19,7 @@ impl FakeHistory {
         let rev = self.current() + 1;
         let ev = Event {
             r#type: EventType::Put as i32,
-            kv: Some(KeyValue {
-                key: key.as_bytes().to_vec(),
-                mod_revision: rev,
-                ..KeyValue::default()
-            }),
+            kv: Some(KeyValue { key: key.as_bytes().to_vec(), mod_revision: rev, ..KeyValue::default() }),
             prev_kv: None,
         };
         self.revisions.push((rev, vec![ev.clone()]));
@@ -41,13 +37,7 @@ impl EventSource for FakeHistory {
     fn compact_revision(&self) -> i64 {
         self.compacted
     }
-    fn events_in(
-        &self,
-        key: &[u8],
-        range_end: &[u8],
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<Event>, i64> {
+    fn events_in(&self, key: &[u8], range_end: &[u8], from: i64, to: i64) -> Result<Vec<Event>, i64> {
         if from < self.compacted {
             return Err(self.compacted);
         }
@@ -93,11 +83,7 @@ fn event_revs(resps: &[WatchResponse], watch_id: i64) -> Vec<i64> {
     resps
         .iter()
         .filter(|r| r.watch_id == watch_id)
-        .flat_map(|r| {
-            r.events
-                .iter()
-                .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
-        })
+        .flat_map(|r| r.events.iter().filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)))
         .collect()
 }
 
@@ -107,19 +93,9 @@ fn created_replies_come_in_order_with_auto_ids_from_zero() {
     let h = FakeHistory::default();
     let (sid, mut out) = hub.open_stream();
     hub.create(sid, &create("a", "", 0), &h);
-    hub.create(
-        sid,
-        &WatchCreateRequest {
-            watch_id: 1,
-            ..create("b", "", 0)
-        },
-        &h,
-    );
+    hub.create(sid, &WatchCreateRequest { watch_id: 1, ..create("b", "", 0) }, &h);
     hub.create(sid, &create("c", "", 0), &h);
-    let got: Vec<(i64, bool)> = drain(&mut out)
-        .iter()
-        .map(|r| (r.watch_id, r.created))
-        .collect();
+    let got: Vec<(i64, bool)> = drain(&mut out).iter().map(|r| (r.watch_id, r.created)).collect();
     // Auto IDs skip 1, which the client chose.
     assert_eq!(got, vec![(0, true), (1, true), (2, true)]);
 }
@@ -130,28 +106,11 @@ fn bad_creates_are_refused_with_etcds_reasons() {
     let h = FakeHistory::default();
     let (sid, mut out) = hub.open_stream();
     hub.create(sid, &create("b", "a", 0), &h);
-    hub.create(
-        sid,
-        &WatchCreateRequest {
-            watch_id: 7,
-            ..create("x", "", 0)
-        },
-        &h,
-    );
-    hub.create(
-        sid,
-        &WatchCreateRequest {
-            watch_id: 7,
-            ..create("y", "", 0)
-        },
-        &h,
-    );
+    hub.create(sid, &WatchCreateRequest { watch_id: 7, ..create("x", "", 0) }, &h);
+    hub.create(sid, &WatchCreateRequest { watch_id: 7, ..create("y", "", 0) }, &h);
     let got = drain(&mut out);
     assert_eq!(got[0].cancel_reason, RANGE_EMPTY);
-    assert_eq!(
-        (got[0].watch_id, got[0].created, got[0].canceled),
-        (-1, true, true)
-    );
+    assert_eq!((got[0].watch_id, got[0].created, got[0].canceled), (-1, true, true));
     assert_eq!(got[1].watch_id, 7);
     assert_eq!(got[2].cancel_reason, DUPLICATE_ID);
 }
@@ -177,10 +136,7 @@ fn history_then_live_events_have_no_gap_and_no_duplicate() {
 
 #[test]
 fn slow_consumer_stays_bounded_and_catches_up_exactly() {
-    let limits = HubLimits {
-        queued_responses_max: 4,
-        catch_up_revisions_max: 3,
-    };
+    let limits = HubLimits { queued_responses_max: 4, catch_up_revisions_max: 3 };
     let hub = Hub::new(limits);
     let mut h = FakeHistory::default();
     let (sid, mut out) = hub.open_stream();
@@ -233,15 +189,10 @@ fn progress_waits_until_every_watcher_is_synced() {
     hub.create(sid, &create("k", "", 1), &h);
     hub.request_progress(sid, &h);
     let before = drain(&mut out);
-    assert!(
-        before.iter().all(|r| r.watch_id != -1),
-        "progress answered while unsynced"
-    );
+    assert!(before.iter().all(|r| r.watch_id != -1), "progress answered while unsynced");
     hub.sync_stream(sid, &h);
     let after = drain(&mut out);
-    let last = after
-        .last()
-        .map(|r| (r.watch_id, r.header.as_ref().map(|h| h.revision)));
+    let last = after.last().map(|r| (r.watch_id, r.header.as_ref().map(|h| h.revision)));
     assert_eq!(last, Some((-1, Some(4))));
     // Events came before the progress reply.
     assert_eq!(event_revs(&after, 0), vec![2, 3, 4]);
@@ -257,33 +208,13 @@ fn filters_and_prev_kv_are_applied_per_watcher() {
     hub.create(sid, &req, &h);
     let put = Event {
         r#type: EventType::Put as i32,
-        kv: Some(KeyValue {
-            key: b"b".to_vec(),
-            mod_revision: 2,
-            ..KeyValue::default()
-        }),
+        kv: Some(KeyValue { key: b"b".to_vec(), mod_revision: 2, ..KeyValue::default() }),
         prev_kv: Some(KeyValue::default()),
     };
-    let del = Event {
-        r#type: EventType::Delete as i32,
-        ..put.clone()
-    };
+    let del = Event { r#type: EventType::Delete as i32, ..put.clone() };
     hub.publish(2, &[put]);
-    hub.publish(
-        3,
-        &[Event {
-            kv: Some(KeyValue {
-                key: b"b".to_vec(),
-                mod_revision: 3,
-                ..KeyValue::default()
-            }),
-            ..del
-        }],
-    );
+    hub.publish(3, &[Event { kv: Some(KeyValue { key: b"b".to_vec(), mod_revision: 3, ..KeyValue::default() }), ..del }]);
     let got = drain(&mut out);
     assert_eq!(event_revs(&got, 0), vec![3]);
-    assert!(got
-        .iter()
-        .flat_map(|r| r.events.iter())
-        .all(|e| e.prev_kv.is_none()));
+    assert!(got.iter().flat_map(|r| r.events.iter()).all(|e| e.prev_kv.is_none()));
 }
