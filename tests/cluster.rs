@@ -46,6 +46,8 @@ struct Cluster {
     kind: Kind,
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    /// Flags given to every member after the cluster flags.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -55,6 +57,10 @@ impl Cluster {
 
     /// Starts every member on the given (client, peer) ports and waits until all answer.
     fn start(kind: Kind, ports: &[(u16, u16)]) -> Cluster {
+        Cluster::start_with(kind, ports, &[])
+    }
+
+    fn start_with(kind: Kind, ports: &[(u16, u16)], extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("oxetcd-cluster-")
             .tempdir()
@@ -69,7 +75,13 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut cluster = Cluster { kind, dir, members };
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut cluster = Cluster {
+            kind,
+            dir,
+            members,
+            extra_args,
+        };
         for i in 0..cluster.members.len() {
             cluster.spawn(i);
         }
@@ -133,6 +145,7 @@ impl Cluster {
         let child = Command::new(binary)
             .env_clear()
             .args(&args)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -388,4 +401,91 @@ fn leader_failover_and_restarted_member_catches_up() {
     );
     let status = c.ctl_ok(old, &["endpoint", "status", "--cluster", "-w", "table"]);
     assert_eq!(status.matches("|      true |").count(), 1, "{status}");
+}
+
+/// Writes `total` small keys under `prefix` through `endpoint`, 16 at a time.
+fn write_many(endpoint: &str, prefix: &str, total: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap();
+        let tasks = 16;
+        let mut handles = Vec::new();
+        for t in 0..tasks {
+            let mut kv = client.kv_client();
+            let prefix = prefix.to_string();
+            handles.push(tokio::spawn(async move {
+                for i in (t..total).step_by(tasks) {
+                    kv.put(format!("{prefix}{i:06}"), vec![b'x'; 100], None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn lagging_member_catches_up_through_a_snapshot() {
+    if require_etcd_tools("lagging_member_catches_up_through_a_snapshot").is_none() {
+        return;
+    }
+    // A snapshot every 1000 entries; the leader keeps 5000 entries behind it, so 7000 writes
+    // purge the entries the stopped member lacks and it must install a snapshot.
+    let mut c = Cluster::start_with(
+        Kind::Oxetcd,
+        &Cluster::ports(),
+        &["--snapshot-count", "1000"],
+    );
+    let leader = c.leader().expect("a leader");
+    let lagging = (leader + 1) % 3;
+    c.kill(lagging);
+    let started = Instant::now();
+    write_many(&c.members[leader].endpoint(), "snap/", 7000);
+    println!(
+        "7000 writes with one member down took {:?}",
+        started.elapsed()
+    );
+    c.spawn(lagging);
+    c.wait_healthy(lagging);
+    let started = Instant::now();
+    loop {
+        let out = c.ctl_ok(
+            lagging,
+            &[
+                "get",
+                "snap/",
+                "--prefix",
+                "--count-only",
+                "--consistency=s",
+                "-w",
+                "fields",
+            ],
+        );
+        if out.lines().any(|l| l.trim() == "\"Count\" : 7000") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "lagging member did not catch up: {out}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "lagging member caught up {:?} after restart",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(c.log_path(lagging)).unwrap();
+    assert!(
+        log.contains("install_snapshot") || log.contains("InstallSnapshot"),
+        "no snapshot was installed"
+    );
 }
