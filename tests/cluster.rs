@@ -336,6 +336,9 @@ fn writes_through_every_member_are_visible_on_every_member() {
     let kept = c.ctl_ok(follower, &["lease", "keep-alive", "--once", &id]);
     assert!(kept.contains("keepalived with TTL(30)"), "{kept}");
     c.ctl_ok(follower, &["put", "leased", "x", "--lease", &id]);
+    let other = (leader + 2) % 3;
+    let ttl = c.ctl_ok(other, &["lease", "timetolive", &id]);
+    assert!(ttl.contains("granted with TTL(30s), remaining(2"), "{ttl}");
     for i in 0..3 {
         let keys = c.ctl_ok(i, &["get", "", "--prefix", "--keys-only"]);
         assert_eq!(

@@ -22,7 +22,10 @@ use super::Ctx;
 use crate::apply::{Command, Outcome};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
-use crate::proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest};
+use crate::proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+    LeaseTimeToLiveResponse,
+};
 use crate::raft::node::ProposeError;
 use crate::raft::MemberNode;
 
@@ -90,6 +93,19 @@ impl Forwarder {
             }
         };
         Ok(outcome)
+    }
+
+    /// The leader's view of a lease's remaining time (it owns the deadlines).
+    pub async fn time_to_live(
+        &self,
+        leader: &MemberNode,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        Ok(self
+            .lease(leader)?
+            .lease_time_to_live(req)
+            .await?
+            .into_inner())
     }
 
     /// One keep-alive of lease `id` on the leader; returns the TTL it answered (0: unknown).

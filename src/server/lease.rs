@@ -127,6 +127,12 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
+        if let Some(leader) = super::forward::published_leader(&self.ctx).await {
+            // Deadlines live on the leader; a follower asks it.
+            let mut resp = self.ctx.forward.time_to_live(&leader, req).await?;
+            resp.header = Some(self.ctx.header(&resp.header));
+            return Ok(Response::new(resp));
+        }
         self.ctx.node.read_index().await.map_err(|e| propose_status(&e))?;
         let header = Some(self.current_header());
         let (granted, keys) = {
