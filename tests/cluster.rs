@@ -492,3 +492,37 @@ fn lagging_member_catches_up_through_a_snapshot() {
         "no snapshot was installed"
     );
 }
+
+#[test]
+fn joining_an_existing_cluster_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_oxetcd"))
+        .env_clear()
+        .args(["--name", "infra3", "--data-dir"])
+        .arg(dir.path().join("infra3.etcd"))
+        .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+        ))
+        .arg(format!(
+            "--initial-cluster=infra0=http://127.0.0.1:1,infra3=http://127.0.0.1:{peer}"
+        ))
+        .arg("--initial-cluster-state=existing")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--initial-cluster-state=existing) is not supported yet"),
+        "{stderr}"
+    );
+    assert!(!dir
+        .path()
+        .join("infra3.etcd")
+        .join("member")
+        .join("identity")
+        .exists());
+}
