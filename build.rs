@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/election.proto",
         "proto/lock.proto",
         "proto/health.proto",
+        "proto/raft.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -9,10 +9,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oxetcd::config::{Config, Parsed};
+use oxetcd::config::{BootstrapCluster, ClusterState, Config, Parsed};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
 use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::raft::peer::PeerListener;
+use oxetcd::raft::MemberNode;
+use oxetcd::server::forward::Forwarder;
 use oxetcd::server::lessor::Lessor;
 use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
 use oxetcd::watch::{Hub, HubLimits};
@@ -76,16 +79,20 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
     let has_data = disk
         .exists(&identity)
         .map_err(|e| format!("{}: {e}", identity.display()))?;
-    let (member_id, cluster_id) = if has_data {
-        (0, 0)
+    let (member_id, cluster_id, members) = if has_data {
+        (0, 0, Vec::new())
     } else {
-        let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
-        if boot.members.len() > 1 {
-            return Err("clusters with more than one member are not supported yet \
-                        (--initial-cluster lists several members)"
+        if config.initial_cluster_state == ClusterState::Existing {
+            return Err("joining an existing cluster (--initial-cluster-state=existing) is not supported yet; \
+                        bootstrap every member with --initial-cluster-state=new"
                 .into());
         }
-        (boot.local_member_id, boot.cluster_id)
+        let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
+        (
+            boot.local_member_id,
+            boot.cluster_id,
+            bootstrap_members(&boot),
+        )
     };
     let limits = config.limits();
     Ok(NodeOptions {
@@ -109,7 +116,28 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         max_snapshots: usize::try_from(limits.max_snapshots).unwrap_or(usize::MAX),
         max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
         wal_segment_bytes: wal_segment_bytes()?,
+        bootstrap_members: members,
     })
+}
+
+/// The raft membership a new cluster starts with: every `--initial-cluster` member with its name
+/// and peer URLs (client URLs are published by the leader once each member runs). A one-member
+/// cluster is left empty so the node registers itself with its client URLs right away.
+fn bootstrap_members(boot: &BootstrapCluster) -> Vec<(u64, MemberNode)> {
+    if boot.members.len() <= 1 {
+        return Vec::new();
+    }
+    boot.members
+        .iter()
+        .map(|m| {
+            let node = MemberNode {
+                name: m.name.clone(),
+                peer_urls: m.peer_urls.iter().map(ToString::to_string).collect(),
+                client_urls: Vec::new(),
+            };
+            (m.id, node)
+        })
+        .collect()
 }
 
 async fn shutdown_signal() {
@@ -152,6 +180,20 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let node = Arc::new(node);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut peer_servers = Vec::new();
+    for url in &config.listen_peer_urls {
+        let addr = url
+            .bind_addr()
+            .ok_or_else(|| format!("cannot resolve listen peer URL {url}"))?;
+        let listener = PeerListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+        tracing::info!(address = %listener.local_addr(), "serving peer traffic insecurely; this is strongly discouraged!");
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.changed().await;
+        };
+        peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
+    }
     if !node
         .wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10))
         .await
@@ -161,6 +203,7 @@ async fn run(config: Config) -> Result<(), String> {
 
     let ctx = Arc::new(Ctx {
         node: node.clone(),
+        forward: Forwarder::default(),
         limits: ServerLimits {
             max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
             grpc_max_recv_bytes: usize::try_from(limits.grpc_max_recv_bytes).unwrap_or(usize::MAX),
@@ -174,7 +217,6 @@ async fn run(config: Config) -> Result<(), String> {
         progress_notify_interval: config.experimental_watch_progress_notify_interval,
     });
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for url in &config.listen_client_urls {
         let addr = url
@@ -216,6 +258,11 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
     let _ = expiry.await;
+    for s in peer_servers {
+        if let Ok(Err(e)) = s.await {
+            tracing::warn!(error = %e, "peer server stopped with an error");
+        }
+    }
     node.shutdown().await;
     tracing::info!("stopped");
     Ok(())

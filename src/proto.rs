@@ -20,3 +20,6 @@ pub mod v3lockpb {
 pub mod health {
     tonic::include_proto!("grpc.health.v1");
 }
+pub mod oxraftpb {
+    tonic::include_proto!("oxraftpb");
+}

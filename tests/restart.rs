@@ -31,8 +31,18 @@ fn start(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Member {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxetcd"));
     cmd.args(["--name", "r1", "--data-dir"])
         .arg(data_dir)
-        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
+        .args([
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
         .args(["--initial-cluster", &format!("r1={peer_url}")])
         .args(extra_args)
         .stdout(Stdio::null())
@@ -41,7 +51,11 @@ fn start(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Member {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("spawn oxetcd");
-    Member { child, endpoint: format!("127.0.0.1:{client}"), log }
+    Member {
+        child,
+        endpoint: format!("127.0.0.1:{client}"),
+        log,
+    }
 }
 
 impl Member {
@@ -53,7 +67,11 @@ impl Member {
                     return c;
                 }
             }
-            assert!(Instant::now() < deadline, "oxetcd did not answer; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "oxetcd did not answer; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -75,7 +93,9 @@ impl Drop for Member {
 }
 
 fn seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 /// splitmix64, so the kill moments vary per run but the test needs no extra dependency.
@@ -101,14 +121,26 @@ async fn acknowledged_writes_survive_kill_9() {
         {
             let mut c = client.clone();
             let expected = acked.lock().expect("lock").clone();
-            let resp = c.get("k", Some(GetOptions::new().with_prefix())).await.expect("get");
+            let resp = c
+                .get("k", Some(GetOptions::new().with_prefix()))
+                .await
+                .expect("get");
             let got: BTreeMap<String, String> = resp
                 .kvs()
                 .iter()
-                .map(|kv| (kv.key_str().unwrap_or("").to_string(), kv.value_str().unwrap_or("").to_string()))
+                .map(|kv| {
+                    (
+                        kv.key_str().unwrap_or("").to_string(),
+                        kv.value_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect();
             for (k, v) in &expected {
-                assert_eq!(got.get(k), Some(v), "round {round}: acknowledged write {k} lost");
+                assert_eq!(
+                    got.get(k),
+                    Some(v),
+                    "round {round}: acknowledged write {k} lost"
+                );
             }
         }
         let mut writers = Vec::new();
@@ -136,17 +168,31 @@ async fn acknowledged_writes_survive_kill_9() {
     }
     let member = start(&data, &[], &[]);
     let mut c = member.client().await;
-    let resp = c.get("k", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("count");
+    let resp = c
+        .get("k", Some(GetOptions::new().with_prefix().with_count_only()))
+        .await
+        .expect("count");
     let n = acked.lock().expect("lock").len();
-    assert!(n > 100, "the load produced too few writes to mean anything ({n})");
+    assert!(
+        n > 100,
+        "the load produced too few writes to mean anything ({n})"
+    );
     // Keys are unique per write, so every acknowledged write is one key; an unacknowledged one
     // may also have landed (its reply was lost to the kill), never the other way round.
-    assert!(resp.count() as usize >= n, "count {} < acknowledged {n}", resp.count());
+    assert!(
+        resp.count() as usize >= n,
+        "count {} < acknowledged {n}",
+        resp.count()
+    );
 }
 
 fn files_with(dir: &Path, suffix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.retain(|n| n.ends_with(suffix));
     names.sort();
@@ -157,7 +203,14 @@ fn files_with(dir: &Path, suffix: &str) -> Vec<String> {
 async fn snapshot_and_wal_retention_on_disk() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let args = ["--snapshot-count", "100", "--max-snapshots", "2", "--max-wals", "2"];
+    let args = [
+        "--snapshot-count",
+        "100",
+        "--max-snapshots",
+        "2",
+        "--max-wals",
+        "2",
+    ];
     let env = [("OXETCD_WAL_SEGMENT_BYTES", "65536")];
     let total = 7000usize;
     let revision_before;
@@ -169,7 +222,9 @@ async fn snapshot_and_wal_retention_on_disk() {
             let mut c = client.clone();
             tasks.push(tokio::spawn(async move {
                 for i in (t..total).step_by(16) {
-                    c.put(format!("key{i:05}"), vec![b'x'; 200], None).await.expect("put");
+                    c.put(format!("key{i:05}"), vec![b'x'; 200], None)
+                        .await
+                        .expect("put");
                 }
             }));
         }
@@ -179,9 +234,17 @@ async fn snapshot_and_wal_retention_on_disk() {
         // Snapshots are built in the background: give the last one a moment.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut c = client.clone();
-        revision_before = c.get("key00000", None).await.expect("get").header().map_or(0, |h| h.revision());
+        revision_before = c
+            .get("key00000", None)
+            .await
+            .expect("get")
+            .header()
+            .map_or(0, |h| h.revision());
         let snaps = files_with(&data.join("member/snap"), ".snap");
-        assert!(!snaps.is_empty() && snaps.len() <= 2, "snapshot files: {snaps:?}");
+        assert!(
+            !snaps.is_empty() && snaps.len() <= 2,
+            "snapshot files: {snaps:?}"
+        );
         let wals = files_with(&data.join("member/wal"), ".wal");
         // 7000 entries of ~300 bytes fill ~35 segments of 64 KiB; openraft keeps 5000 entries
         // after a snapshot, so the oldest segments must have been purged.
@@ -192,7 +255,13 @@ async fn snapshot_and_wal_retention_on_disk() {
     }
     let member = start(&data, &args, &env);
     let mut c = member.client().await;
-    let resp = c.get("key", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("count");
+    let resp = c
+        .get(
+            "key",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .expect("count");
     assert_eq!(resp.count() as usize, total);
     let rev = resp.header().map_or(0, |h| h.revision());
     assert_eq!(rev, revision_before, "revision changed across the restart");
@@ -207,7 +276,9 @@ async fn corrupt_sealed_wal_segment_stops_startup_with_file_and_offset() {
         let member = start(&data, &[], &env);
         let mut c = member.client().await;
         for i in 0..600 {
-            c.put(format!("k{i}"), vec![b'y'; 300], None).await.expect("put");
+            c.put(format!("k{i}"), vec![b'y'; 300], None)
+                .await
+                .expect("put");
         }
     }
     let wal_dir = data.join("member/wal");
@@ -224,12 +295,21 @@ async fn corrupt_sealed_wal_segment_stops_startup_with_file_and_offset() {
         if let Some(status) = member.child.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "oxetcd kept running on a corrupt WAL");
+        assert!(
+            Instant::now() < deadline,
+            "oxetcd kept running on a corrupt WAL"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = member.log_text();
     assert!(!status.success(), "exit status {status}");
     assert!(!log.contains("panicked"), "startup panicked:\n{log}");
-    assert!(log.contains(&wals[0]), "error does not name the file:\n{log}");
-    assert!(log.contains("offset"), "error does not name the offset:\n{log}");
+    assert!(
+        log.contains(&wals[0]),
+        "error does not name the file:\n{log}"
+    );
+    assert!(
+        log.contains("offset"),
+        "error does not name the offset:\n{log}"
+    );
 }

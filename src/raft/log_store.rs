@@ -217,7 +217,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(lock(&self.cache).vote)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> Result<(), StorageError<NodeId>> {
         // Kept in memory only. Writing it to the WAL cost one extra fdatasync per commit (the
         // group-commit writer syncs every batch it drains), halving write throughput; losing it
         // on a crash only means that after a restart the committed tail is re-applied once the

@@ -1,8 +1,8 @@
 //! raft/ — the only module that imports openraft.
 //!
 //! It owns the type configuration, the log store on top of `wal/` ([`log_store`]), the state
-//! machine on top of `apply` and `snap/` ([`state_machine`]), the peer network seam
-//! ([`network`]) and the async runtime that makes openraft run on real tokio and under madsim
+//! machine on top of `apply` and `snap/` ([`state_machine`]), the peer network: gRPC client
+//! ([`network`]) and server ([`peer`]) on `--listen-peer-urls`, and the async runtime that makes openraft run on real tokio and under madsim
 //! ([`runtime`]). [`node`] puts them together into a running member.
 //!
 //! Invariant: a write is acknowledged only after its entry is durable (fdatasync) on a quorum
@@ -16,6 +16,7 @@
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod peer;
 pub mod runtime;
 pub mod state_machine;
 

@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{Config as RaftConfig, SnapshotPolicy};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
 
 use super::log_store::LogStore;
-use super::network::NoPeers;
+use super::network::PeerNetwork;
+use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft, Reply};
 use crate::apply::{Applied, Command};
@@ -42,6 +45,9 @@ pub struct NodeOptions {
     pub max_snapshots: usize,
     pub max_wals: usize,
     pub wal_segment_bytes: u64,
+    /// Every member of the cluster a fresh start bootstraps (ID and what `--initial-cluster`
+    /// says about it); empty means a one-member cluster of this member alone.
+    pub bootstrap_members: Vec<(NodeId, MemberNode)>,
 }
 
 /// Why a member could not start.
@@ -96,6 +102,9 @@ pub struct RaftNode {
     member_id: u64,
     cluster_id: u64,
     request_timeout: Duration,
+    network: PeerNetwork,
+    me: MemberNode,
+    stopped: Arc<AtomicBool>,
 }
 
 const IDENTITY_MAGIC: &[u8; 8] = b"OXETCDID";
@@ -182,8 +191,10 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         cluster_name: "oxetcd".into(),
         heartbeat_interval: opts.heartbeat_ms,
         election_timeout_min: opts.election_timeout_ms,
-        // etcd randomizes the election timeout in [timeout, 2 * timeout).
-        election_timeout_max: opts.election_timeout_ms * 2,
+        // etcd randomizes the election timeout in [timeout, 2 * timeout). openraft also uses the
+        // upper bound as the leader lease during which followers refuse to vote, so a crashed
+        // leader is replaced only after it; 1.5x keeps the randomization and shortens failover.
+        election_timeout_max: opts.election_timeout_ms + opts.election_timeout_ms / 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_count),
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
@@ -230,34 +241,69 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let raft = Raft::new(member_id, config, NoPeers, log_store, sm)
+        let network = PeerNetwork::new(Duration::from_millis(opts.election_timeout_ms.max(1000)));
+        let raft = Raft::new(member_id, config, network.clone(), log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
 
+        let me = MemberNode {
+            name: opts.name.clone(),
+            peer_urls: opts.peer_urls.clone(),
+            client_urls: opts.client_urls.clone(),
+        };
         let initialized = raft
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized {
-            let me = MemberNode {
-                name: opts.name.clone(),
-                peer_urls: opts.peer_urls.clone(),
-                client_urls: opts.client_urls.clone(),
-            };
-            let members: BTreeMap<NodeId, MemberNode> = BTreeMap::from([(member_id, me)]);
-            raft.initialize(members)
-                .await
-                .map_err(|e| StartError::Raft(e.to_string()))?;
+            initialize(&raft, member_id, &me, &opts.bootstrap_members).await?;
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "bootstrapped a new cluster");
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
-        Ok(RaftNode {
+        let node = RaftNode {
             raft,
             sm: shared,
             member_id,
             cluster_id,
             request_timeout,
-        })
+            network,
+            me,
+            stopped: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(publish_members(
+            node.raft.clone(),
+            node.network.clone(),
+            member_id,
+            node.me.clone(),
+            node.stopped.clone(),
+        ));
+        Ok(node)
+    }
+
+    /// The peer gRPC service of this member, to serve on `--listen-peer-urls`.
+    pub fn peer_service(&self) -> PeerService {
+        PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
+    }
+
+    /// The leader's membership entry when some other member is leader (writes are forwarded
+    /// there); `None` when this member leads or no leader is known.
+    pub fn remote_leader(&self) -> Option<(NodeId, MemberNode)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader.filter(|l| *l != self.member_id)?;
+        let node = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()?;
+        Some((leader, node))
+    }
+
+    /// Whether this member is a learner (not a voter) in the current membership.
+    pub fn is_learner(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        membership.get_node(&self.member_id).is_some()
+            && !membership.voter_ids().any(|v| v == self.member_id)
     }
 
     /// Waits (bounded) until some member is leader; used before serving clients.
@@ -320,15 +366,118 @@ impl RaftNode {
         match tokio::time::timeout(self.request_timeout, fut).await {
             Err(_) => Err(ProposeError::Timeout),
             Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.member_id => {
+                        self.read_index_via(id, &node).await
+                    }
+                    _ => Err(ProposeError::NoLeader),
+                }
+            }
             Ok(Err(RaftError::APIError(_))) => Err(ProposeError::NoLeader),
             Ok(Err(RaftError::Fatal(_))) => Err(ProposeError::Stopped),
         }
     }
 
+    /// A follower's read barrier: the leader confirms its leadership and names its commit
+    /// index; this member then waits until it has applied that far.
+    async fn read_index_via(&self, leader: NodeId, node: &MemberNode) -> Result<(), ProposeError> {
+        let index = match self
+            .network
+            .read_index(leader, node, self.request_timeout)
+            .await
+        {
+            Ok(Some(index)) => index,
+            Ok(None) | Err(_) => return Err(ProposeError::NoLeader),
+        };
+        let wait = self.raft.wait(Some(self.request_timeout));
+        match wait.applied_index_at_least(Some(index), "read index").await {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(ProposeError::Stopped),
+        }
+    }
+
     /// Stops raft (flushes nothing extra: every acknowledged write is already durable).
     pub async fn shutdown(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Initializes a fresh cluster. Every bootstrap member calls this with the same membership
+/// (names and peer URLs from `--initial-cluster`, no client URLs yet), which openraft allows;
+/// a member that already received the first entries from an elected leader skips it.
+async fn initialize(
+    raft: &Raft,
+    member_id: NodeId,
+    me: &MemberNode,
+    members: &[(NodeId, MemberNode)],
+) -> Result<(), StartError> {
+    let members: BTreeMap<NodeId, MemberNode> = if members.is_empty() {
+        BTreeMap::from([(member_id, me.clone())])
+    } else {
+        members.iter().cloned().collect()
+    };
+    match raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(StartError::Raft(e.to_string())),
+    }
+}
+
+/// How often the leader looks for members whose client URLs are not yet in the membership.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The leader's publication loop: fills in the name and client URLs of every member that has
+/// not published them yet (asked over the peer protocol), through a raft membership entry, so
+/// that every member can list them and forward requests to the leader's client URL.
+async fn publish_members(
+    raft: Raft,
+    network: PeerNetwork,
+    member_id: NodeId,
+    me: MemberNode,
+    stopped: Arc<AtomicBool>,
+) {
+    while !stopped.load(Ordering::Relaxed) {
+        tokio::time::sleep(PUBLISH_INTERVAL).await;
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(member_id) {
+            continue;
+        }
+        let mut updates = BTreeMap::new();
+        for (id, node) in m.membership_config.membership().nodes() {
+            if !node.client_urls.is_empty() {
+                continue;
+            }
+            let info = if *id == member_id {
+                Ok(me.clone())
+            } else {
+                network.member_info(*id, node, Duration::from_secs(1)).await
+            };
+            match info {
+                Ok(info) if info.peer_urls == node.peer_urls => {
+                    updates.insert(*id, info);
+                }
+                Ok(_) => {
+                    tracing::warn!(member = %format!("{id:x}"), "member reports other peer URLs; not published")
+                }
+                Err(e) => {
+                    tracing::debug!(member = %format!("{id:x}"), error = %e, "member not reachable yet")
+                }
+            }
+        }
+        if updates.is_empty() {
+            continue;
+        }
+        match raft
+            .change_membership(ChangeMembers::SetNodes(updates), false)
+            .await
+        {
+            Ok(_) => tracing::info!("published member attributes"),
+            Err(e) => tracing::debug!(error = %e, "could not publish member attributes"),
         }
     }
 }

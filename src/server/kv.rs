@@ -38,13 +38,7 @@ impl KvService {
             self.ctx.limits.grpc_max_recv_bytes,
         )?;
         validate(&cmd, self.ctx.limits.max_txn_ops).map_err(|e| kv_status(&e))?;
-        let applied = self
-            .ctx
-            .node
-            .propose(cmd)
-            .await
-            .map_err(|e| propose_status(&e))?;
-        applied.result.clone().map_err(|e| kv_status(&e))
+        super::forward::propose_or_forward(&self.ctx, cmd).await
     }
 }
 

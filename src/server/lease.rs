@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::error::{kv_status, propose_status};
+use super::forward::propose_or_forward;
 use super::lessor::Lessor;
 use super::stream::ChannelStream;
 use super::Ctx;
@@ -80,13 +81,7 @@ impl Lease for LeaseService {
         } else {
             req.id
         };
-        let applied = self
-            .ctx
-            .node
-            .propose(Command::LeaseGrant { id, ttl })
-            .await
-            .map_err(|e| propose_status(&e))?;
-        match applied.result.clone().map_err(|e| kv_status(&e))? {
+        match propose_or_forward(&self.ctx, Command::LeaseGrant { id, ttl }).await? {
             Outcome::LeaseGrant(mut resp) => {
                 resp.header = Some(self.ctx.header(&resp.header));
                 Ok(Response::new(resp))
@@ -102,13 +97,7 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let id = request.into_inner().id;
-        let applied = self
-            .ctx
-            .node
-            .propose(Command::LeaseRevoke { id })
-            .await
-            .map_err(|e| propose_status(&e))?;
-        match applied.result.clone().map_err(|e| kv_status(&e))? {
+        match propose_or_forward(&self.ctx, Command::LeaseRevoke { id }).await? {
             Outcome::LeaseRevoke(mut resp) => {
                 resp.header = Some(self.ctx.header(&resp.header));
                 Ok(Response::new(resp))
@@ -130,9 +119,19 @@ impl Lease for LeaseService {
         let (ctx, lessor) = (self.ctx.clone(), self.lessor.clone());
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
-                let ttl = lessor
-                    .keep_alive(req.id, tokio::time::Instant::now())
-                    .unwrap_or(0);
+                let ttl = match super::forward::published_leader(&ctx).await {
+                    // Deadlines live on the leader: a follower forwards each keep-alive there.
+                    Some(leader) => match ctx.forward.keep_alive(&leader, req.id).await {
+                        Ok(ttl) => ttl,
+                        Err(status) => {
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
+                    },
+                    None => lessor
+                        .keep_alive(req.id, tokio::time::Instant::now())
+                        .unwrap_or(0),
+                };
                 let rev = ctx.node.state().read().state.kv.current_revision();
                 let mut header = ctx.header(&None);
                 header.revision = rev;
@@ -154,6 +153,12 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
+        if let Some(leader) = super::forward::published_leader(&self.ctx).await {
+            // Deadlines live on the leader; a follower asks it.
+            let mut resp = self.ctx.forward.time_to_live(&leader, req).await?;
+            resp.header = Some(self.ctx.header(&resp.header));
+            return Ok(Response::new(resp));
+        }
         self.ctx
             .node
             .read_index()

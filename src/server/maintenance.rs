@@ -80,7 +80,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: m.last_applied.map_or(0, |l| l.index),
             errors,
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: self.ctx.node.is_learner(),
         }))
     }
 

@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod forward;
 pub mod health;
 pub mod kv;
 pub mod lease;
@@ -47,6 +48,8 @@ pub struct ServerLimits {
 /// What every handler needs.
 pub struct Ctx {
     pub node: Arc<RaftNode>,
+    /// Channels to the leader for requests a follower cannot serve itself.
+    pub forward: forward::Forwarder,
     pub limits: ServerLimits,
 }
 

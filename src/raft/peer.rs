@@ -1,0 +1,145 @@
+//! The server side of the peer protocol (`proto/raft.proto`) on `--listen-peer-urls`: hands
+//! openraft's messages to the local raft core, answers read-index requests when leader, and
+//! tells peers this member's name and URLs.
+//!
+//! Invariant: a read index is answered only after openraft confirmed leadership with a quorum.
+//! Invariant: a request that cannot be decoded is rejected, never guessed at.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
+use super::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
+use crate::proto::oxraftpb::{
+    MemberInfoRequest, MemberInfoResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse,
+};
+
+/// The peer gRPC service of one member.
+pub struct PeerService {
+    raft: Raft,
+    id: NodeId,
+    me: MemberNode,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft, id: NodeId, me: MemberNode) -> Self {
+        PeerService { raft, id, me }
+    }
+}
+
+fn blob<T: Serialize>(value: &T) -> Result<Response<RaftBlob>, Status> {
+    let data = encode(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(RaftBlob { data }))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(req: Request<RaftBlob>) -> Result<T, Status> {
+    decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = parse(request)?;
+        blob(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
+        let rpc: VoteRequest<NodeId> = parse(request)?;
+        blob(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = parse(request)?;
+        blob(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
+        let reply = match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => ReadIndexResponse {
+                ok: true,
+                index: read.map_or(0, |l| l.index),
+            },
+            Err(_) => ReadIndexResponse {
+                ok: false,
+                index: 0,
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn member_info(
+        &self,
+        _request: Request<MemberInfoRequest>,
+    ) -> Result<Response<MemberInfoResponse>, Status> {
+        Ok(Response::new(MemberInfoResponse {
+            id: self.id,
+            name: self.me.name.clone(),
+            peer_urls: self.me.peer_urls.clone(),
+            client_urls: self.me.client_urls.clone(),
+        }))
+    }
+}
+
+/// A bound peer listener, ready to serve.
+pub struct PeerListener {
+    addr: SocketAddr,
+    #[cfg(not(madsim))]
+    incoming: tonic::transport::server::TcpIncoming,
+}
+
+impl PeerListener {
+    /// Binds `addr` now, so that a port conflict is reported at startup.
+    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        #[cfg(not(madsim))]
+        {
+            let incoming =
+                tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
+            let addr = incoming.local_addr()?;
+            Ok(PeerListener { addr, incoming })
+        }
+        #[cfg(madsim)]
+        {
+            Ok(PeerListener { addr })
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves the peer protocol until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        service: PeerService,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let svc = RaftPeerServer::new(service)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let router = tonic::transport::Server::builder().add_service(svc);
+        #[cfg(not(madsim))]
+        {
+            router
+                .serve_with_incoming_shutdown(self.incoming, shutdown)
+                .await
+        }
+        #[cfg(madsim)]
+        {
+            router.serve_with_shutdown(self.addr, shutdown).await
+        }
+    }
+}
