@@ -12,4 +12,6 @@ pub mod linear;
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
 pub mod workload;

@@ -99,6 +99,9 @@ struct Job {
 /// Writes a batch, syncs once, then reports. Returns the callbacks with their outcomes so the
 /// caller can run them after releasing any lock.
 fn commit_batch(wal: &mut Wal, batch: Vec<Job>) -> Vec<(Done, Result<(), WalError>)> {
+    // Planted bug (test-only `canary` feature): sync the previous batch, ack this one unsynced.
+    let ack_before_sync = crate::canary::active(crate::canary::Canary::AckBeforeFsync);
+    let earlier_sync = if ack_before_sync { wal.sync() } else { Ok(()) };
     let written: Vec<(Done, Result<(), WalError>)> = batch
         .into_iter()
         .map(|job| {
@@ -106,7 +109,7 @@ fn commit_batch(wal: &mut Wal, batch: Vec<Job>) -> Vec<(Done, Result<(), WalErro
             (job.done, result)
         })
         .collect();
-    let synced = wal.sync();
+    let synced = if ack_before_sync { earlier_sync } else { wal.sync() };
     written
         .into_iter()
         .map(|(done, result)| {
