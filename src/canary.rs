@@ -7,8 +7,8 @@
 //! WAL writer runs on its own thread and never sees a canary.
 //!
 //! Hooks (each a single `if canary::active(..)` at the site of the bug):
-//! - [`Canary::AckBeforeFsync`] in `wal::group::commit_batch`: a batch is reported durable
-//!   before its fdatasync; the sync runs only when the next batch arrives.
+//! - [`Canary::AckBeforeFsync`] in `wal::group::commit_batch`: batches are reported durable
+//!   without an fdatasync; only every [`SYNC_EVERY_BATCHES`]th batch syncs (a "lazy fsync").
 //! - [`Canary::SkipRecoveryCrc`] in `wal::format::read_frame`: a frame whose body does not match
 //!   its checksum is accepted.
 //!
@@ -23,9 +23,34 @@ pub enum Canary {
     SkipRecoveryCrc,
 }
 
+/// Under [`Canary::AckBeforeFsync`], one batch in this many is synced.
+pub const SYNC_EVERY_BATCHES: u64 = 16;
+
 #[cfg(feature = "canary")]
 thread_local! {
     static ACTIVE: std::cell::Cell<Option<Canary>> = const { std::cell::Cell::new(None) };
+    static BATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the lazy-fsync canary skips the sync of the current batch (counts batches).
+#[cfg(feature = "canary")]
+pub fn skip_this_sync() -> bool {
+    if !active(Canary::AckBeforeFsync) {
+        return false;
+    }
+    let n = BATCHES.with(|b| {
+        let n = b.get() + 1;
+        b.set(n);
+        n
+    });
+    n % SYNC_EVERY_BATCHES != 0
+}
+
+/// Whether the lazy-fsync canary skips this sync: never, without the `canary` feature.
+#[cfg(not(feature = "canary"))]
+#[inline(always)]
+pub fn skip_this_sync() -> bool {
+    false
 }
 
 /// Selects the canary of the current thread (`None` turns planted bugs off).
@@ -58,7 +83,10 @@ mod tests {
         assert!(!active(Canary::SkipRecoveryCrc));
         let other = std::thread::spawn(|| active(Canary::AckBeforeFsync)).join().unwrap();
         assert!(!other);
+        let skipped = (0..SYNC_EVERY_BATCHES).filter(|_| skip_this_sync()).count() as u64;
+        assert_eq!(skipped, SYNC_EVERY_BATCHES - 1);
         set(None);
         assert!(!active(Canary::AckBeforeFsync));
+        assert!(!skip_this_sync());
     }
 }
