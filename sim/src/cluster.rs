@@ -36,7 +36,12 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { members: 1, heartbeat_ms: 50, election_timeout_ms: 300, snapshot_count: 100_000 }
+        ClusterConfig {
+            members: 1,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            snapshot_count: 100_000,
+        }
     }
 }
 
@@ -80,7 +85,10 @@ fn set_state(state: &Mutex<StartState>, s: StartState) {
 impl SimCluster {
     /// Creates and starts every member.
     pub fn start(config: ClusterConfig) -> SimCluster {
-        assert_eq!(config.members, 1, "multi-member clusters need the peer network");
+        assert_eq!(
+            config.members, 1,
+            "multi-member clusters need the peer network"
+        );
         let handle = Handle::current();
         let mut members = Vec::new();
         for i in 0..config.members {
@@ -96,7 +104,13 @@ impl SimCluster {
                 .ip(ip)
                 .init(move || run_member(d.clone(), opts.clone(), s.clone()))
                 .build();
-            members.push(Member { name, ip, disk, node, state });
+            members.push(Member {
+                name,
+                ip,
+                disk,
+                node,
+                state,
+            });
         }
         SimCluster { members, config }
     }
@@ -107,7 +121,11 @@ impl SimCluster {
     }
 
     pub fn state(&self, i: usize) -> StartState {
-        self.members[i].state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.members[i]
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Kills member `i`'s process; its disk keeps even un-synced writes (page cache survives).
@@ -183,9 +201,15 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
 
 /// The body of a member's madsim node: start from the data dir, then serve forever.
 async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartState>>) {
-    let hub = Arc::new(Hub::new(HubLimits { queued_responses_max: 1024, catch_up_revisions_max: 1000 }));
+    let hub = Arc::new(Hub::new(HubLimits {
+        queued_responses_max: 1024,
+        catch_up_revisions_max: 1000,
+    }));
     let lessor = Arc::new(Lessor::default());
-    let observer = Arc::new(MemberObserver { hub: hub.clone(), lessor: lessor.clone() });
+    let observer = Arc::new(MemberObserver {
+        hub: hub.clone(),
+        lessor: lessor.clone(),
+    });
     let disk: Arc<dyn Disk> = Arc::new(disk);
     let client_url = opts.client_urls.first().cloned().unwrap_or_default();
     let node = match RaftNode::start(disk, opts, observer).await {
@@ -198,7 +222,11 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
     };
     let ctx = Arc::new(Ctx {
         node,
-        limits: ServerLimits { max_request_bytes: 1_572_864, grpc_max_recv_bytes: 2_097_152, max_txn_ops: 128 },
+        limits: ServerLimits {
+            max_request_bytes: 1_572_864,
+            grpc_max_recv_bytes: 2_097_152,
+            max_txn_ops: 128,
+        },
     });
     let services = Arc::new(Services {
         hub,
@@ -215,7 +243,11 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
         }
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(ctx.clone(), lessor, stop_rx));
+    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
+        ctx.clone(),
+        lessor,
+        stop_rx,
+    ));
     set_state(&state, StartState::Serving);
     let never = std::future::pending::<()>();
     if let Err(e) = listener.serve(ctx, services, never).await {
@@ -226,5 +258,7 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
 
 fn client_addr(url: &str) -> SocketAddr {
     let host_port = url.trim_start_matches("http://");
-    host_port.parse().unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), CLIENT_PORT))
+    host_port
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), CLIENT_PORT))
 }

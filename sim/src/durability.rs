@@ -25,20 +25,29 @@ pub struct Lost {
 
 impl fmt::Display for Lost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "acknowledged write #{} lost: {}", self.record, self.detail)
+        write!(
+            f,
+            "acknowledged write #{} lost: {}",
+            self.record, self.detail
+        )
     }
 }
 
 impl std::error::Error for Lost {}
 
 /// Checks the final state (`final_kvs`, read at header revision `final_revision`).
-pub fn check(history: &History, final_kvs: &BTreeMap<String, Seen>, final_revision: i64) -> Result<usize, Lost> {
+pub fn check(
+    history: &History,
+    final_kvs: &BTreeMap<String, Seen>,
+    final_revision: i64,
+) -> Result<usize, Lost> {
     let recs = &history.records;
     let mut last: BTreeMap<&str, (i64, usize)> = BTreeMap::new();
     for (i, r) in recs.iter().enumerate() {
         if let Some((rev, true)) = r.effect() {
             if rev > final_revision {
-                let detail = format!("it has revision {rev}, the final store is at {final_revision}");
+                let detail =
+                    format!("it has revision {rev}, the final store is at {final_revision}");
                 return Err(Lost { record: i, detail });
             }
             let slot = last.entry(r.op.key()).or_insert((rev, i));
@@ -51,9 +60,11 @@ pub fn check(history: &History, final_kvs: &BTreeMap<String, Seen>, final_revisi
         let op = &recs[i].op;
         match final_kvs.get(*key) {
             Some(now) if now.mod_revision > rev => {}
-            Some(now) if now.mod_revision == rev && Some(now.value.as_str()) == op.written_value() => {}
+            Some(now)
+                if now.mod_revision == rev && Some(now.value.as_str()) == op.written_value() => {}
             Some(now) => {
-                let detail = format!("{key:?} was written at {rev} by {op:?}, final store has {now:?}");
+                let detail =
+                    format!("{key:?} was written at {rev} by {op:?}, final store has {now:?}");
                 return Err(Lost { record: i, detail });
             }
             None if matches!(op, Op::Delete { .. }) => {}
@@ -81,20 +92,31 @@ mod tests {
     fn put(key: &str, value: &str, rev: i64, at: u64) -> Record {
         Record {
             client: 0,
-            op: Op::Put { key: key.into(), value: value.into() },
+            op: Op::Put {
+                key: key.into(),
+                value: value.into(),
+            },
             invoke_ns: at,
             complete_ns: at + 1,
-            outcome: Outcome::Put { revision: rev, prev: None },
+            outcome: Outcome::Put {
+                revision: rev,
+                prev: None,
+            },
         }
     }
 
     fn seen(value: &str, rev: i64) -> Seen {
-        Seen { value: value.into(), mod_revision: rev }
+        Seen {
+            value: value.into(),
+            mod_revision: rev,
+        }
     }
 
     #[test]
     fn lost_acknowledged_write_is_flagged() {
-        let h = History { records: vec![put("a", "v1", 2, 0), put("a", "v2", 3, 10)] };
+        let h = History {
+            records: vec![put("a", "v1", 2, 0), put("a", "v2", 3, 10)],
+        };
         // The store came back at revision 2: the write at 3 vanished in a crash.
         let kvs = BTreeMap::from([("a".to_string(), seen("v1", 2))]);
         let err = check(&h, &kvs, 2).unwrap_err();
@@ -108,8 +130,13 @@ mod tests {
 
     #[test]
     fn kept_or_superseded_writes_pass() {
-        let mut h = History { records: vec![put("a", "v1", 2, 0), put("b", "w1", 3, 10)] };
-        let kvs = BTreeMap::from([("a".to_string(), seen("v1", 2)), ("b".to_string(), seen("x", 5))]);
+        let mut h = History {
+            records: vec![put("a", "v1", 2, 0), put("b", "w1", 3, 10)],
+        };
+        let kvs = BTreeMap::from([
+            ("a".to_string(), seen("v1", 2)),
+            ("b".to_string(), seen("x", 5)),
+        ]);
         assert_eq!(check(&h, &kvs, 5), Ok(2));
         // "a" absent is fine once a delete of unknown outcome exists.
         h.records.push(Record {

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
-
 use crate::history::{History, Op, Outcome, Record, Seen};
 
 /// Search steps allowed before giving up on the ambiguous remainder.
@@ -34,33 +33,71 @@ pub const SEARCH_STEPS_MAX: u64 = 2_000_000;
 /// Why a history is not linearizable (or could not be shown to be).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Violation {
-    DuplicateRevision { revision: i64, first: usize, second: usize },
-    RealTime { earlier: usize, later: usize, detail: String },
-    UnknownValue { record: usize, value: String },
-    WrongObservation { record: usize, detail: String },
+    DuplicateRevision {
+        revision: i64,
+        first: usize,
+        second: usize,
+    },
+    RealTime {
+        earlier: usize,
+        later: usize,
+        detail: String,
+    },
+    UnknownValue {
+        record: usize,
+        value: String,
+    },
+    WrongObservation {
+        record: usize,
+        detail: String,
+    },
     /// No order of the unknown writes explains the acknowledged answers.
-    NoLinearization { revision: i64, detail: String },
-    SearchBudget { steps: u64 },
+    NoLinearization {
+        revision: i64,
+        detail: String,
+    },
+    SearchBudget {
+        steps: u64,
+    },
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Violation::DuplicateRevision { revision, first, second } => {
+            Violation::DuplicateRevision {
+                revision,
+                first,
+                second,
+            } => {
                 write!(f, "duplicated revision {revision}: records #{first} and #{second} both wrote at it")
             }
-            Violation::RealTime { earlier, later, detail } => {
+            Violation::RealTime {
+                earlier,
+                later,
+                detail,
+            } => {
                 write!(f, "real-time order broken: #{earlier} completed before #{later} began, but {detail}")
             }
             Violation::UnknownValue { record, value } => {
-                write!(f, "record #{record} observed value {value:?} that no possible write produced")
+                write!(
+                    f,
+                    "record #{record} observed value {value:?} that no possible write produced"
+                )
             }
-            Violation::WrongObservation { record, detail } => write!(f, "record #{record}: {detail}"),
+            Violation::WrongObservation { record, detail } => {
+                write!(f, "record #{record}: {detail}")
+            }
             Violation::NoLinearization { revision, detail } => {
-                write!(f, "no linearization (deepest contradiction at revision {revision}): {detail}")
+                write!(
+                    f,
+                    "no linearization (deepest contradiction at revision {revision}): {detail}"
+                )
             }
             Violation::SearchBudget { steps } => {
-                write!(f, "checker gave up after {steps} search steps (counts as a failure)")
+                write!(
+                    f,
+                    "checker gave up after {steps} search steps (counts as a failure)"
+                )
             }
         }
     }
@@ -94,7 +131,9 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
             reads_at.entry(rev).or_default().push(i);
         }
     }
-    let unknown: Vec<usize> = (0..recs.len()).filter(|&i| recs[i].unknown_write()).collect();
+    let unknown: Vec<usize> = (0..recs.len())
+        .filter(|&i| recs[i].unknown_write())
+        .collect();
     let mut search = Search {
         recs,
         writes_at: &writes_at,
@@ -115,7 +154,10 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
     }
     let state = State::new();
     if let Err(detail) = search.check_reads(initial_revision, &state) {
-        return Err(Violation::NoLinearization { revision: initial_revision, detail });
+        return Err(Violation::NoLinearization {
+            revision: initial_revision,
+            detail,
+        });
     }
     match search.walk(initial_revision + 1, state, &mut used) {
         Walk::Found(applied) => Ok(Summary {
@@ -125,8 +167,13 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
             unknown_applied: applied,
             search_steps: search.steps,
         }),
-        Walk::Dead => Err(Violation::NoLinearization { revision: search.deepest.0, detail: search.deepest.1 }),
-        Walk::Budget => Err(Violation::SearchBudget { steps: search.steps }),
+        Walk::Dead => Err(Violation::NoLinearization {
+            revision: search.deepest.0,
+            detail: search.deepest.1,
+        }),
+        Walk::Budget => Err(Violation::SearchBudget {
+            steps: search.steps,
+        }),
     }
 }
 
@@ -135,7 +182,11 @@ fn acked_write_revisions(recs: &[Record]) -> Result<BTreeMap<i64, usize>, Violat
     for (i, r) in recs.iter().enumerate() {
         if let Some((rev, true)) = r.effect() {
             if let Some(&first) = at.get(&rev) {
-                return Err(Violation::DuplicateRevision { revision: rev, first, second: i });
+                return Err(Violation::DuplicateRevision {
+                    revision: rev,
+                    first,
+                    second: i,
+                });
             }
             at.insert(rev, i);
         }
@@ -160,15 +211,22 @@ fn check_real_time(recs: &[Record]) -> Result<(), Violation> {
         prefix.push(best);
     }
     for (later, r) in recs.iter().enumerate() {
-        let Some((rev, wrote)) = r.effect() else { continue };
+        let Some((rev, wrote)) = r.effect() else {
+            continue;
+        };
         let before = done.partition_point(|&(c, _, _)| c < r.invoke_ns);
         if before == 0 {
             continue;
         }
         let (max_rev, earlier) = prefix[before - 1];
         if max_rev > rev || (wrote && max_rev == rev && earlier != later) {
-            let detail = format!("#{earlier} is at revision {max_rev} and #{later} at revision {rev}");
-            return Err(Violation::RealTime { earlier, later, detail });
+            let detail =
+                format!("#{earlier} is at revision {max_rev} and #{later} at revision {rev}");
+            return Err(Violation::RealTime {
+                earlier,
+                later,
+                detail,
+            });
         }
     }
     Ok(())
@@ -187,13 +245,18 @@ fn lower_bound(recs: &[Record], i: usize) -> i64 {
 fn observations(r: &Record) -> Vec<&Seen> {
     match &r.outcome {
         Outcome::Got { kv: Some(s), .. } | Outcome::Put { prev: Some(s), .. } => vec![s],
-        Outcome::Cas { current: Some(s), .. } => vec![s],
+        Outcome::Cas {
+            current: Some(s), ..
+        } => vec![s],
         _ => Vec::new(),
     }
 }
 
 /// Pass 3: maps each revision an unknown write was observed at to that write.
-fn pin_observed_values(recs: &[Record], writes_at: &BTreeMap<i64, usize>) -> Result<BTreeMap<i64, usize>, Violation> {
+fn pin_observed_values(
+    recs: &[Record],
+    writes_at: &BTreeMap<i64, usize>,
+) -> Result<BTreeMap<i64, usize>, Violation> {
     let mut writer: HashMap<&str, usize> = HashMap::new();
     for (i, r) in recs.iter().enumerate() {
         if let Some(v) = r.op.written_value() {
@@ -205,30 +268,57 @@ fn pin_observed_values(recs: &[Record], writes_at: &BTreeMap<i64, usize>) -> Res
     for (i, r) in recs.iter().enumerate() {
         for seen in observations(r) {
             let Some(&w) = writer.get(seen.value.as_str()) else {
-                return Err(Violation::UnknownValue { record: i, value: seen.value.clone() });
+                return Err(Violation::UnknownValue {
+                    record: i,
+                    value: seen.value.clone(),
+                });
             };
             let wr = &recs[w];
             let bad = |detail: String| Err(Violation::WrongObservation { record: i, detail });
             if wr.op.key() != r.op.key() {
-                return bad(format!("saw {:?} under key {:?}, written to {:?} by #{w}", seen.value, r.op.key(), wr.op.key()));
+                return bad(format!(
+                    "saw {:?} under key {:?}, written to {:?} by #{w}",
+                    seen.value,
+                    r.op.key(),
+                    wr.op.key()
+                ));
             }
             match wr.outcome {
-                Outcome::Failed => return bad(format!("saw {:?} of #{w}, which definitely failed", seen.value)),
+                Outcome::Failed => {
+                    return bad(format!(
+                        "saw {:?} of #{w}, which definitely failed",
+                        seen.value
+                    ))
+                }
                 Outcome::Unknown => {}
                 _ => match wr.effect() {
                     Some((rev, true)) if rev == seen.mod_revision => continue,
                     Some((rev, true)) => {
-                        return bad(format!("saw {:?} at mod_revision {}, but #{w} wrote it at {rev}", seen.value, seen.mod_revision))
+                        return bad(format!(
+                            "saw {:?} at mod_revision {}, but #{w} wrote it at {rev}",
+                            seen.value, seen.mod_revision
+                        ))
                     }
-                    _ => return bad(format!("saw {:?} of #{w}, which reported that it did not write", seen.value)),
+                    _ => {
+                        return bad(format!(
+                            "saw {:?} of #{w}, which reported that it did not write",
+                            seen.value
+                        ))
+                    }
                 },
             }
             if let Some(&owner) = writes_at.get(&seen.mod_revision) {
-                return bad(format!("saw {:?} at mod_revision {}, which #{owner} owns", seen.value, seen.mod_revision));
+                return bad(format!(
+                    "saw {:?} at mod_revision {}, which #{owner} owns",
+                    seen.value, seen.mod_revision
+                ));
             }
             match pinned.insert(seen.mod_revision, w) {
                 Some(other) if other != w => {
-                    return bad(format!("revision {} observed as both #{other} and #{w}", seen.mod_revision))
+                    return bad(format!(
+                        "revision {} observed as both #{other} and #{w}",
+                        seen.mod_revision
+                    ))
                 }
                 _ => {}
             }
@@ -277,11 +367,16 @@ impl Search<'_> {
             if self.steps > SEARCH_STEPS_MAX {
                 return Walk::Budget;
             }
-            let owner = self.writes_at.get(&rev).or_else(|| self.pinned.get(&rev)).copied();
+            let owner = self
+                .writes_at
+                .get(&rev)
+                .or_else(|| self.pinned.get(&rev))
+                .copied();
             if let Some(i) = owner {
                 if let Some(pos) = self.unknown.iter().position(|&u| u == i) {
                     if self.lower_bounds[pos] >= rev {
-                        let detail = format!("#{i} was observed at revision {rev}, before it was invoked");
+                        let detail =
+                            format!("#{i} was observed at revision {rev}, before it was invoked");
                         return self.dead(rev, detail);
                     }
                 }
@@ -310,7 +405,9 @@ impl Search<'_> {
                 continue;
             }
             let mut next = state.clone();
-            if self.apply(self.unknown[pos], rev, &mut next).is_err() || self.check_reads(rev, &next).is_err() {
+            if self.apply(self.unknown[pos], rev, &mut next).is_err()
+                || self.check_reads(rev, &next).is_err()
+            {
                 continue;
             }
             any = true;
@@ -322,7 +419,10 @@ impl Search<'_> {
         }
         self.failed.insert(key);
         if !any {
-            return self.dead(rev, format!("revision {rev} was produced, but no unknown write can have produced it"));
+            return self.dead(
+                rev,
+                format!("revision {rev} was produced, but no unknown write can have produced it"),
+            );
         }
         Walk::Dead
     }
@@ -342,22 +442,47 @@ impl Search<'_> {
             (Op::Put { key, value }, outcome) => {
                 if let Outcome::Put { prev, .. } = outcome {
                     if *prev != before {
-                        return Err(format!("#{i} put reported prev {prev:?}, store had {before:?}"));
+                        return Err(format!(
+                            "#{i} put reported prev {prev:?}, store had {before:?}"
+                        ));
                     }
                 }
-                state.insert(key.clone(), Seen { value: value.clone(), mod_revision: rev });
+                state.insert(
+                    key.clone(),
+                    Seen {
+                        value: value.clone(),
+                        mod_revision: rev,
+                    },
+                );
             }
             (Op::Delete { key }, _) => {
                 if before.is_none() {
-                    return Err(format!("#{i} deleted {key:?} at {rev}, but it did not exist"));
+                    return Err(format!(
+                        "#{i} deleted {key:?} at {rev}, but it did not exist"
+                    ));
                 }
                 state.remove(key);
             }
-            (Op::Cas { key, expected, value }, _) => {
+            (
+                Op::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+                _,
+            ) => {
                 if before.as_ref().map(|s| &s.value) != Some(expected) {
-                    return Err(format!("#{i} cas succeeded at {rev}, but {key:?} was {before:?}, not {expected:?}"));
+                    return Err(format!(
+                        "#{i} cas succeeded at {rev}, but {key:?} was {before:?}, not {expected:?}"
+                    ));
                 }
-                state.insert(key.clone(), Seen { value: value.clone(), mod_revision: rev });
+                state.insert(
+                    key.clone(),
+                    Seen {
+                        value: value.clone(),
+                        mod_revision: rev,
+                    },
+                );
             }
             (Op::Get { .. }, _) => return Err(format!("#{i} is a read but owns revision {rev}")),
         }
@@ -366,7 +491,9 @@ impl Search<'_> {
 
     /// Checks every read answered at header revision `rev` against `state`.
     fn check_reads(&self, rev: i64, state: &State) -> Result<(), String> {
-        let Some(reads) = self.reads_at.get(&rev) else { return Ok(()) };
+        let Some(reads) = self.reads_at.get(&rev) else {
+            return Ok(());
+        };
         for &i in reads {
             let r = &self.recs[i];
             let now = state.get(r.op.key());
@@ -379,7 +506,10 @@ impl Search<'_> {
                 _ => false,
             };
             if !ok {
-                return Err(format!("#{i} {:?} answered {:?} at revision {rev}, but the store held {now:?}", r.op, r.outcome));
+                return Err(format!(
+                    "#{i} {:?} answered {:?} at revision {rev}, but the store held {now:?}",
+                    r.op, r.outcome
+                ));
             }
         }
         Ok(())

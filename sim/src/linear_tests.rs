@@ -2,11 +2,20 @@ use super::*;
 use crate::history::{Op, Outcome, Record, Seen};
 
 fn rec(client: u32, op: Op, invoke_ns: u64, complete_ns: u64, outcome: Outcome) -> Record {
-    Record { client, op, invoke_ns, complete_ns, outcome }
+    Record {
+        client,
+        op,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    }
 }
 
 fn put(key: &str, value: &str) -> Op {
-    Op::Put { key: key.into(), value: value.into() }
+    Op::Put {
+        key: key.into(),
+        value: value.into(),
+    }
 }
 
 fn get(key: &str) -> Op {
@@ -14,11 +23,17 @@ fn get(key: &str) -> Op {
 }
 
 fn seen(value: &str, rev: i64) -> Option<Seen> {
-    Some(Seen { value: value.into(), mod_revision: rev })
+    Some(Seen {
+        value: value.into(),
+        mod_revision: rev,
+    })
 }
 
 fn put_ok(rev: i64, prev: Option<Seen>) -> Outcome {
-    Outcome::Put { revision: rev, prev }
+    Outcome::Put {
+        revision: rev,
+        prev,
+    }
 }
 
 fn got(rev: i64, kv: Option<Seen>) -> Outcome {
@@ -35,9 +50,27 @@ fn sequential_history_passes() {
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
         rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
         rec(0, put("a", "2"), 40, 50, put_ok(3, seen("1", 2))),
-        rec(1, Op::Delete { key: "a".into() }, 60, 70, Outcome::Deleted { revision: 4, deleted: 1 }),
+        rec(
+            1,
+            Op::Delete { key: "a".into() },
+            60,
+            70,
+            Outcome::Deleted {
+                revision: 4,
+                deleted: 1,
+            },
+        ),
         rec(1, get("a"), 80, 90, got(4, None)),
-        rec(0, Op::Delete { key: "a".into() }, 95, 99, Outcome::Deleted { revision: 4, deleted: 0 }),
+        rec(
+            0,
+            Op::Delete { key: "a".into() },
+            95,
+            99,
+            Outcome::Deleted {
+                revision: 4,
+                deleted: 0,
+            },
+        ),
     ]);
     let s = check(&hist, 1).unwrap();
     assert_eq!(s.max_revision, 4);
@@ -52,14 +85,24 @@ fn stale_read_is_flagged() {
         rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
         rec(1, get("a"), 40, 50, got(2, seen("1", 2))),
     ]);
-    assert!(matches!(check(&hist, 1), Err(Violation::RealTime { earlier: 1, later: 2, .. })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::RealTime {
+            earlier: 1,
+            later: 2,
+            ..
+        })
+    ));
     // Same, but the server lies about the header revision: caught by the replay.
     let hist = h(vec![
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
         rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
         rec(1, get("a"), 40, 50, got(3, seen("1", 2))),
     ]);
-    assert!(matches!(check(&hist, 1), Err(Violation::NoLinearization { revision: 3, .. })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
 }
 
 #[test]
@@ -68,7 +111,14 @@ fn duplicated_revision_is_flagged() {
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
         rec(1, put("b", "2"), 0, 10, put_ok(2, None)),
     ]);
-    assert!(matches!(check(&hist, 1), Err(Violation::DuplicateRevision { revision: 2, first: 0, second: 1 })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::DuplicateRevision {
+            revision: 2,
+            first: 0,
+            second: 1
+        })
+    ));
 }
 
 #[test]
@@ -86,7 +136,10 @@ fn lost_write_is_flagged() {
 #[test]
 fn value_never_written_is_flagged() {
     let hist = h(vec![rec(0, get("a"), 0, 10, got(1, seen("ghost", 1)))]);
-    assert!(matches!(check(&hist, 1), Err(Violation::UnknownValue { record: 0, .. })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::UnknownValue { record: 0, .. })
+    ));
 }
 
 #[test]
@@ -95,7 +148,10 @@ fn failed_write_must_not_be_visible() {
         rec(0, put("a", "1"), 0, 10, Outcome::Failed),
         rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
     ]);
-    assert!(matches!(check(&hist, 1), Err(Violation::WrongObservation { record: 1, .. })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::WrongObservation { record: 1, .. })
+    ));
 }
 
 #[test]
@@ -127,7 +183,10 @@ fn unexplained_revision_hole_is_flagged() {
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
         rec(1, put("a", "2"), 20, 30, put_ok(4, seen("1", 2))),
     ]);
-    assert!(matches!(check(&hist, 1), Err(Violation::NoLinearization { revision: 3, .. })));
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
 }
 
 #[test]
@@ -136,7 +195,17 @@ fn search_picks_the_candidate_that_fits() {
     // read at 3 seeing key "a" unchanged... the delete of "b" does.
     let hist = h(vec![
         rec(0, put("b", "b1"), 0, 10, put_ok(2, None)),
-        rec(1, Op::Cas { key: "b".into(), expected: "nope".into(), value: "b2".into() }, 20, 30, Outcome::Unknown),
+        rec(
+            1,
+            Op::Cas {
+                key: "b".into(),
+                expected: "nope".into(),
+                value: "b2".into(),
+            },
+            20,
+            30,
+            Outcome::Unknown,
+        ),
         rec(2, Op::Delete { key: "b".into() }, 20, 30, Outcome::Unknown),
         rec(3, get("b"), 40, 50, got(3, None)),
     ]);
@@ -148,19 +217,61 @@ fn search_picks_the_candidate_that_fits() {
 fn cas_answers_are_checked() {
     let ok = h(vec![
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
-        rec(1, Op::Cas { key: "a".into(), expected: "1".into(), value: "2".into() }, 20, 30,
-            Outcome::Cas { revision: 3, succeeded: true, current: None }),
-        rec(1, Op::Cas { key: "a".into(), expected: "1".into(), value: "3".into() }, 40, 50,
-            Outcome::Cas { revision: 3, succeeded: false, current: seen("2", 3) }),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "1".into(),
+                value: "2".into(),
+            },
+            20,
+            30,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: true,
+                current: None,
+            },
+        ),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "1".into(),
+                value: "3".into(),
+            },
+            40,
+            50,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: false,
+                current: seen("2", 3),
+            },
+        ),
     ]);
     assert!(check(&ok, 1).is_ok());
     // A cas that succeeded although the value did not match.
     let bad = h(vec![
         rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
-        rec(1, Op::Cas { key: "a".into(), expected: "0".into(), value: "2".into() }, 20, 30,
-            Outcome::Cas { revision: 3, succeeded: true, current: None }),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "0".into(),
+                value: "2".into(),
+            },
+            20,
+            30,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: true,
+                current: None,
+            },
+        ),
     ]);
-    assert!(matches!(check(&bad, 1), Err(Violation::NoLinearization { revision: 3, .. })));
+    assert!(matches!(
+        check(&bad, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
 }
 
 #[test]

@@ -35,7 +35,12 @@ pub struct ScenarioConfig {
 
 impl Default for ScenarioConfig {
     fn default() -> Self {
-        ScenarioConfig { cluster: ClusterConfig::default(), workload: WorkloadConfig::default(), rot_chance_pct: 20, faults: true }
+        ScenarioConfig {
+            cluster: ClusterConfig::default(),
+            workload: WorkloadConfig::default(),
+            rot_chance_pct: 20,
+            faults: true,
+        }
     }
 }
 
@@ -65,7 +70,11 @@ impl Report {
         if self.ok() {
             return;
         }
-        let canary = if cfg!(feature = "canary") { " --features canary" } else { "" };
+        let canary = if cfg!(feature = "canary") {
+            " --features canary"
+        } else {
+            ""
+        };
         panic!(
             "simulation failed at seed {seed}:\n  {v}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
              MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 cargo sim{canary} --test {test_file} -- {test_name} --exact\n",
@@ -100,18 +109,32 @@ const START_WAIT: Duration = Duration::from_secs(10);
 /// Runs one scenario on the current madsim runtime.
 pub async fn run(cfg: ScenarioConfig) -> Report {
     let started = madsim::time::Instant::now();
-    let mut report = Report { seed: madsim::runtime::Handle::current().seed(), ..Report::default() };
+    let mut report = Report {
+        seed: madsim::runtime::Handle::current().seed(),
+        ..Report::default()
+    };
     let cluster = SimCluster::start(cfg.cluster.clone());
     if let StartState::Failed(e) = cluster.wait_started(0, START_WAIT).await {
-        report.violations.push(format!("fresh member failed to start: {e}"));
+        report
+            .violations
+            .push(format!("fresh member failed to start: {e}"));
         return report;
     }
     let rec = Recorder::new();
     let mut clients = Vec::new();
     for c in 0..cfg.workload.clients {
         let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, 1 + c as u8));
-        let node = madsim::runtime::Handle::current().create_node().name(format!("client{c}")).ip(ip).build();
-        clients.push(node.spawn(run_client(c as u32, cluster.endpoint(0), cfg.workload.clone(), rec.clone())));
+        let node = madsim::runtime::Handle::current()
+            .create_node()
+            .name(format!("client{c}"))
+            .ip(ip)
+            .build();
+        clients.push(node.spawn(run_client(
+            c as u32,
+            cluster.endpoint(0),
+            cfg.workload.clone(),
+            rec.clone(),
+        )));
     }
     let mut clients_done = false;
     while !clients_done {
@@ -133,19 +156,34 @@ pub async fn run(cfg: ScenarioConfig) -> Report {
         finish(&mut report, &rec, None, started);
         return report;
     }
-    let last = if report.violations.is_empty() { final_reads(&cluster, &rec, cfg.workload.keys).await } else { None };
+    let last = if report.violations.is_empty() {
+        final_reads(&cluster, &rec, cfg.workload.keys).await
+    } else {
+        None
+    };
     if report.violations.is_empty() && last.is_none() {
-        report.violations.push("could not read the final state".into());
+        report
+            .violations
+            .push("could not read the final state".into());
     }
     finish(&mut report, &rec, last, started);
     report
 }
 
 /// Runs the checkers on the recorded history (and the final state when there is one).
-fn finish(report: &mut Report, rec: &Recorder, last: Option<(BTreeMap<String, Seen>, i64)>, started: madsim::time::Instant) {
+fn finish(
+    report: &mut Report,
+    rec: &Recorder,
+    last: Option<(BTreeMap<String, Seen>, i64)>,
+    started: madsim::time::Instant,
+) {
     let history = rec.snapshot();
     report.ops = history.len();
-    report.unknown_ops = history.records.iter().filter(|r| r.outcome == Outcome::Unknown).count();
+    report.unknown_ops = history
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unknown)
+        .count();
     report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Err(v) = linear::check(&history, 1) {
         report.violations.push(format!("linearizability: {v}"));
@@ -163,7 +201,11 @@ fn finish(report: &mut Report, rec: &Recorder, last: Option<(BTreeMap<String, Se
 async fn nemesis_step(cluster: &SimCluster, report: &mut Report) {
     let (wait_ms, pick, pause_ms) = {
         let mut rng = madsim::rand::thread_rng();
-        (rng.gen_range(200..1500u64), rng.gen_range(0..100u32), rng.gen_range(100..1000u64))
+        (
+            rng.gen_range(200..1500u64),
+            rng.gen_range(0..100u32),
+            rng.gen_range(100..1000u64),
+        )
     };
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
     match pick {
@@ -192,8 +234,12 @@ async fn restart_checked(cluster: &SimCluster, report: &mut Report, after: &str)
     cluster.restart(0);
     match cluster.wait_started(0, START_WAIT).await {
         StartState::Serving => {}
-        StartState::Failed(e) => report.violations.push(format!("member refused to start after {after}: {e}")),
-        StartState::Starting => report.violations.push(format!("member still starting {START_WAIT:?} after {after}")),
+        StartState::Failed(e) => report
+            .violations
+            .push(format!("member refused to start after {after}: {e}")),
+        StartState::Starting => report.violations.push(format!(
+            "member still starting {START_WAIT:?} after {after}"
+        )),
     }
 }
 
@@ -211,7 +257,9 @@ async fn rot_and_restart(cluster: &SimCluster, report: &mut Report) -> bool {
             true
         }
         StartState::Failed(e) => {
-            report.violations.push(format!("member refused to start after power loss: {e}"));
+            report
+                .violations
+                .push(format!("member refused to start after power loss: {e}"));
             true
         }
         _ => false,
@@ -220,25 +268,52 @@ async fn rot_and_restart(cluster: &SimCluster, report: &mut Report) -> bool {
 
 /// Reads every key with retries from a checker node; records the reads; returns the final
 /// state and revision.
-async fn final_reads(cluster: &SimCluster, rec: &Recorder, keys: usize) -> Option<(BTreeMap<String, Seen>, i64)> {
+async fn final_reads(
+    cluster: &SimCluster,
+    rec: &Recorder,
+    keys: usize,
+) -> Option<(BTreeMap<String, Seen>, i64)> {
     let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 2, 1));
-    let node = madsim::runtime::Handle::current().create_node().name("checker").ip(ip).build();
-    node.spawn(read_all(cluster.endpoint(0), rec.clone(), keys)).await.ok().flatten()
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("checker")
+        .ip(ip)
+        .build();
+    node.spawn(read_all(cluster.endpoint(0), rec.clone(), keys))
+        .await
+        .ok()
+        .flatten()
 }
 
-async fn read_all(endpoint: String, rec: Recorder, keys: usize) -> Option<(BTreeMap<String, Seen>, i64)> {
+async fn read_all(
+    endpoint: String,
+    rec: Recorder,
+    keys: usize,
+) -> Option<(BTreeMap<String, Seen>, i64)> {
     let mut kv = kv_client(&endpoint);
     let mut kvs = BTreeMap::new();
     let mut revision = 0;
     for k in 0..keys {
-        let op = Op::Get { key: format!("k{k}") };
+        let op = Op::Get {
+            key: format!("k{k}"),
+        };
         let mut answer = None;
         for _ in 0..50 {
             let invoke_ns = rec.now_ns();
             let outcome = execute(&mut kv, &op, Duration::from_secs(2)).await;
-            if let Outcome::Got { revision: r, kv: seen } = &outcome {
+            if let Outcome::Got {
+                revision: r,
+                kv: seen,
+            } = &outcome
+            {
                 answer = Some((*r, seen.clone()));
-                rec.record(Record { client: u32::MAX, op: op.clone(), invoke_ns, complete_ns: rec.now_ns(), outcome });
+                rec.record(Record {
+                    client: u32::MAX,
+                    op: op.clone(),
+                    invoke_ns,
+                    complete_ns: rec.now_ns(),
+                    outcome,
+                });
                 break;
             }
             madsim::time::sleep(Duration::from_millis(200)).await;

@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::rand::Rng;
-use oxetcd::proto::mvccpb::KeyValue;
 use oxetcd::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use oxetcd::proto::etcdserverpb::kv_client::KvClient;
 use oxetcd::proto::etcdserverpb::request_op::Request as ReqOp;
@@ -21,6 +20,7 @@ use oxetcd::proto::etcdserverpb::response_op::Response as RespOp;
 use oxetcd::proto::etcdserverpb::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
 };
+use oxetcd::proto::mvccpb::KeyValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::history::{History, Op, Outcome, Record, Seen};
@@ -39,7 +39,13 @@ pub struct WorkloadConfig {
 
 impl Default for WorkloadConfig {
     fn default() -> Self {
-        WorkloadConfig { clients: 4, ops_per_client: 60, keys: 4, timeout_ms: (100, 1500), think_ms: (0, 40) }
+        WorkloadConfig {
+            clients: 4,
+            ops_per_client: 60,
+            keys: 4,
+            timeout_ms: (100, 1500),
+            think_ms: (0, 40),
+        }
     }
 }
 
@@ -58,7 +64,10 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn new() -> Self {
-        Recorder { origin: madsim::time::Instant::now(), history: Arc::new(Mutex::new(History::default())) }
+        Recorder {
+            origin: madsim::time::Instant::now(),
+            history: Arc::new(Mutex::new(History::default())),
+        }
     }
 
     pub fn now_ns(&self) -> u64 {
@@ -66,11 +75,17 @@ impl Recorder {
     }
 
     pub fn record(&self, record: Record) {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
     }
 
     pub fn snapshot(&self) -> History {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -107,9 +122,15 @@ pub async fn execute(kv: &mut KvClient<Channel>, op: &Op, deadline: Duration) ->
 async fn run(kv: &mut KvClient<Channel>, op: &Op) -> Option<Outcome> {
     match op {
         Op::Get { key } => {
-            let req = RangeRequest { key: key.clone().into_bytes(), ..Default::default() };
+            let req = RangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            };
             let resp = kv.range(req).await.ok()?.into_inner();
-            Some(Outcome::Got { revision: rev(&resp.header), kv: seen(resp.kvs.first()) })
+            Some(Outcome::Got {
+                revision: rev(&resp.header),
+                kv: seen(resp.kvs.first()),
+            })
         }
         Op::Put { key, value } => {
             let req = PutRequest {
@@ -119,20 +140,41 @@ async fn run(kv: &mut KvClient<Channel>, op: &Op) -> Option<Outcome> {
                 ..Default::default()
             };
             let resp = kv.put(req).await.ok()?.into_inner();
-            Some(Outcome::Put { revision: rev(&resp.header), prev: seen(resp.prev_kv.as_ref()) })
+            Some(Outcome::Put {
+                revision: rev(&resp.header),
+                prev: seen(resp.prev_kv.as_ref()),
+            })
         }
         Op::Delete { key } => {
-            let req = DeleteRangeRequest { key: key.clone().into_bytes(), ..Default::default() };
+            let req = DeleteRangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            };
             let resp = kv.delete_range(req).await.ok()?.into_inner();
-            Some(Outcome::Deleted { revision: rev(&resp.header), deleted: resp.deleted })
+            Some(Outcome::Deleted {
+                revision: rev(&resp.header),
+                deleted: resp.deleted,
+            })
         }
-        Op::Cas { key, expected, value } => {
-            let resp = kv.txn(cas_request(key, expected, value)).await.ok()?.into_inner();
+        Op::Cas {
+            key,
+            expected,
+            value,
+        } => {
+            let resp = kv
+                .txn(cas_request(key, expected, value))
+                .await
+                .ok()?
+                .into_inner();
             let current = match resp.responses.first().and_then(|r| r.response.as_ref()) {
                 Some(RespOp::ResponseRange(r)) => seen(r.kvs.first()),
                 _ => None,
             };
-            Some(Outcome::Cas { revision: rev(&resp.header), succeeded: resp.succeeded, current })
+            Some(Outcome::Cas {
+                revision: rev(&resp.header),
+                succeeded: resp.succeeded,
+                current,
+            })
         }
     }
 }
@@ -148,10 +190,17 @@ fn cas_request(key: &str, expected: &str, value: &str) -> TxnRequest {
             ..Default::default()
         }],
         success: vec![RequestOp {
-            request: Some(ReqOp::RequestPut(PutRequest { key: key.clone(), value: value.as_bytes().to_vec(), ..Default::default() })),
+            request: Some(ReqOp::RequestPut(PutRequest {
+                key: key.clone(),
+                value: value.as_bytes().to_vec(),
+                ..Default::default()
+            })),
         }],
         failure: vec![RequestOp {
-            request: Some(ReqOp::RequestRange(RangeRequest { key, ..Default::default() })),
+            request: Some(ReqOp::RequestRange(RangeRequest {
+                key,
+                ..Default::default()
+            })),
         }],
     }
 }
@@ -165,7 +214,13 @@ fn between(rng: &mut impl Rng, (lo, hi): (u64, u64)) -> u64 {
 }
 
 /// Picks the next operation of `client`; `last` is the newest value it saw per key.
-fn next_op(rng: &mut impl Rng, client: u32, n: usize, keys: usize, last: &HashMap<String, String>) -> Op {
+fn next_op(
+    rng: &mut impl Rng,
+    client: u32,
+    n: usize,
+    keys: usize,
+    last: &HashMap<String, String>,
+) -> Op {
     let key = format!("k{}", rng.gen_range(0..keys.max(1)));
     let value = format!("val-c{client}-{n}");
     match rng.gen_range(0..100) {
@@ -173,7 +228,11 @@ fn next_op(rng: &mut impl Rng, client: u32, n: usize, keys: usize, last: &HashMa
         30..=64 => Op::Put { key, value },
         65..=84 => {
             let expected = last.get(&key).cloned().unwrap_or_else(|| "absent".into());
-            Op::Cas { key, expected, value }
+            Op::Cas {
+                key,
+                expected,
+                value,
+            }
         }
         _ => Op::Delete { key },
     }
@@ -187,13 +246,23 @@ pub async fn run_client(client: u32, endpoint: String, cfg: WorkloadConfig, rec:
         let (op, deadline, think) = {
             let mut rng = madsim::rand::thread_rng();
             let op = next_op(&mut rng, client, n, cfg.keys, &last);
-            (op, between(&mut rng, cfg.timeout_ms), between(&mut rng, cfg.think_ms))
+            (
+                op,
+                between(&mut rng, cfg.timeout_ms),
+                between(&mut rng, cfg.think_ms),
+            )
         };
         let invoke_ns = rec.now_ns();
         let outcome = execute(&mut kv, &op, Duration::from_millis(deadline)).await;
         let complete_ns = rec.now_ns();
         note_seen(&mut last, &op, &outcome);
-        rec.record(Record { client, op, invoke_ns, complete_ns, outcome });
+        rec.record(Record {
+            client,
+            op,
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
         madsim::time::sleep(Duration::from_millis(think)).await;
     }
 }
@@ -201,10 +270,16 @@ pub async fn run_client(client: u32, endpoint: String, cfg: WorkloadConfig, rec:
 fn note_seen(last: &mut HashMap<String, String>, op: &Op, outcome: &Outcome) {
     let key = op.key().to_string();
     match outcome {
-        Outcome::Got { kv: Some(s), .. } | Outcome::Cas { current: Some(s), .. } => {
+        Outcome::Got { kv: Some(s), .. }
+        | Outcome::Cas {
+            current: Some(s), ..
+        } => {
             last.insert(key, s.value.clone());
         }
-        Outcome::Put { .. } | Outcome::Cas { succeeded: true, .. } => {
+        Outcome::Put { .. }
+        | Outcome::Cas {
+            succeeded: true, ..
+        } => {
             if let Some(v) = op.written_value() {
                 last.insert(key, v.to_string());
             }

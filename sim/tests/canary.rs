@@ -12,7 +12,10 @@ use sim::scenario::{self, Report, ScenarioConfig};
 const SEEDS_MAX: u64 = 200;
 
 fn first_seed() -> u64 {
-    std::env::var("MADSIM_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1)
+    std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 /// Runs seeds until one reports a violation; returns (seeds run, the catching report).
@@ -20,7 +23,8 @@ fn hunt(planted: Canary, cfg: ScenarioConfig) -> (u64, Report) {
     let start = first_seed();
     for n in 0..SEEDS_MAX {
         let seed = start + n;
-        let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        let mut rt =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.set_time_limit(Duration::from_secs(300));
         let cfg = cfg.clone();
         let report = rt.block_on(async move {
@@ -37,14 +41,28 @@ fn hunt(planted: Canary, cfg: ScenarioConfig) -> (u64, Report) {
 
 #[test]
 fn catches_ack_before_fsync() {
-    let cfg = ScenarioConfig { rot_chance_pct: 0, ..ScenarioConfig::default() };
+    let cfg = ScenarioConfig {
+        rot_chance_pct: 0,
+        ..ScenarioConfig::default()
+    };
     let (seeds, report) = hunt(Canary::AckBeforeFsync, cfg);
-    println!("canary AckBeforeFsync caught after {seeds} seed(s) at seed {}: {}", report.seed, report.violations.join("; "));
+    println!(
+        "canary AckBeforeFsync caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
 }
 
 #[test]
 fn catches_skipped_recovery_crc() {
-    let cfg = ScenarioConfig { rot_chance_pct: 100, ..ScenarioConfig::default() };
+    let cfg = ScenarioConfig {
+        rot_chance_pct: 100,
+        ..ScenarioConfig::default()
+    };
     let (seeds, report) = hunt(Canary::SkipRecoveryCrc, cfg);
-    println!("canary SkipRecoveryCrc caught after {seeds} seed(s) at seed {}: {}", report.seed, report.violations.join("; "));
+    println!(
+        "canary SkipRecoveryCrc caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
 }

@@ -14,9 +14,16 @@ async fn kv_single_member_faults() {
 
 #[madsim::test]
 async fn kv_single_member_no_faults() {
-    let cfg = ScenarioConfig { faults: false, rot_chance_pct: 0, ..ScenarioConfig::default() };
+    let cfg = ScenarioConfig {
+        faults: false,
+        rot_chance_pct: 0,
+        ..ScenarioConfig::default()
+    };
     let report = scenario::run(cfg).await;
     println!("kv_single_member_no_faults: {report}");
-    assert_eq!(report.unknown_ops, 0, "no fault, yet some calls got no answer: {report}");
+    assert_eq!(
+        report.unknown_ops, 0,
+        "no fault, yet some calls got no answer: {report}"
+    );
     report.assert_ok("kv_faults", "kv_single_member_no_faults");
 }

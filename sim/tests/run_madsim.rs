@@ -37,7 +37,9 @@ fn madsim_suite() {
     let num = env_or("MADSIM_TEST_NUM", "100");
     let limit = env_or("MADSIM_TEST_TIME_LIMIT", "300");
     let mut cmd = Command::new(env_or("CARGO", "cargo"));
-    cmd.current_dir(&root).args(["test", "-p", "sim", "--tests", "--target-dir"]).arg(&target);
+    cmd.current_dir(&root)
+        .args(["test", "-p", "sim", "--tests", "--target-dir"])
+        .arg(&target);
     if cfg!(feature = "canary") {
         cmd.args(["--features", "canary"]);
     }
@@ -48,8 +50,13 @@ fn madsim_suite() {
         .env("MADSIM_TEST_SEED", &seed)
         .env("MADSIM_TEST_NUM", &num)
         .env("MADSIM_TEST_TIME_LIMIT", &limit);
-    println!("simulation: seeds {seed}..+{num}, time limit {limit} s, target {}", target.display());
-    let status = cmd.status().expect("cannot spawn cargo for the madsim suite");
+    println!(
+        "simulation: seeds {seed}..+{num}, time limit {limit} s, target {}",
+        target.display()
+    );
+    let status = cmd
+        .status()
+        .expect("cannot spawn cargo for the madsim suite");
     assert!(
         status.success(),
         "madsim suite failed ({status}); the failing seed and its replay command are printed above"
