@@ -2,8 +2,9 @@
 //! drawn from the seed, optionally rot a WAL record, read the final state and run every checker.
 //!
 //! Faults per step of the nemesis (one step every 0.2–1.5 s of simulated time):
-//! crash + restart with power loss 35 %, kill + restart (page cache survives) 20 %, pause
-//! 0.1–1 s 20 %, nothing 25 %. Client deadlines are drawn per call (see `workload`).
+//! crash + restart with power loss 35 %, kill + restart (page cache survives) 20 %, the next
+//! fsync fails with EIO then (0.1–1 s later) power loss + restart 10 %, pause 0.1–1 s 15 %,
+//! nothing 20 %. Client deadlines are drawn per call (see `workload`).
 //! Media rot (one bit of a stored value flipped in the newest WAL segment, then a restart) runs
 //! at the end of a run with probability `rot_chance_pct`: the member must refuse to start, and if
 //! it starts anyway its answers go through the checkers.
@@ -53,6 +54,7 @@ pub struct Report {
     pub crashes: u32,
     pub kills: u32,
     pub pauses: u32,
+    pub sync_errors: u32,
     /// The end-of-run rot fault ran and the member refused to start, as it must.
     pub rot_detected: bool,
     pub simulated_ms: u64,
@@ -90,13 +92,14 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} crashes {} kills {} pauses {} rot_detected {} simulated {} ms violations {}",
+            "seed {} ops {} unknown {} crashes {} kills {} pauses {} sync_errors {} rot_detected {} simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
             self.crashes,
             self.kills,
             self.pauses,
+            self.sync_errors,
             self.rot_detected,
             self.simulated_ms,
             self.violations.len()
@@ -220,7 +223,18 @@ async fn nemesis_step(cluster: &SimCluster, report: &mut Report) {
             report.kills += 1;
             restart_checked(cluster, report, "kill").await;
         }
-        55..=74 => {
+        55..=64 => {
+            // fsync EIO: the member must fail-stop (never ack what it could not sync); a
+            // supervisor then restarts it after a power loss.
+            cluster.members[0].disk.fail_next_syncs(1);
+            report.sync_errors += 1;
+            madsim::time::sleep(Duration::from_millis(pause_ms)).await;
+            cluster.crash(0);
+            // The fault was transient: the restarted member gets a healthy disk.
+            cluster.members[0].disk.fail_next_syncs(0);
+            restart_checked(cluster, report, "fsync EIO and power loss").await;
+        }
+        65..=79 => {
             cluster.pause(0);
             report.pauses += 1;
             madsim::time::sleep(Duration::from_millis(pause_ms)).await;

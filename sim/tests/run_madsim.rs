@@ -38,7 +38,14 @@ fn madsim_suite() {
     let limit = env_or("MADSIM_TEST_TIME_LIMIT", "300");
     let mut cmd = Command::new(env_or("CARGO", "cargo"));
     cmd.current_dir(&root)
-        .args(["test", "-p", "sim", "--tests", "--no-fail-fast", "--target-dir"])
+        .args([
+            "test",
+            "-p",
+            "sim",
+            "--tests",
+            "--no-fail-fast",
+            "--target-dir",
+        ])
         .arg(&target);
     if cfg!(feature = "canary") {
         cmd.args(["--features", "canary"]);
