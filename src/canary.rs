@@ -81,7 +81,9 @@ mod tests {
         set(Some(Canary::AckBeforeFsync));
         assert!(active(Canary::AckBeforeFsync));
         assert!(!active(Canary::SkipRecoveryCrc));
-        let other = std::thread::spawn(|| active(Canary::AckBeforeFsync)).join().unwrap();
+        let other = std::thread::spawn(|| active(Canary::AckBeforeFsync))
+            .join()
+            .unwrap();
         assert!(!other);
         let skipped = (0..SYNC_EVERY_BATCHES).filter(|_| skip_this_sync()).count() as u64;
         assert_eq!(skipped, SYNC_EVERY_BATCHES - 1);
