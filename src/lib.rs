@@ -1,6 +1,7 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
 pub mod apply;
+pub mod canary;
 pub mod config;
 pub mod ids;
 pub mod io;

@@ -1,1 +1,17 @@
-//! Deterministic simulation suites for oxetcd (compiled with `--cfg madsim`).
+//! Deterministic simulation suites for oxetcd.
+//!
+//! The checkers ([`history`], [`linear`], [`durability`]) are plain code, unit-tested in every
+//! build. The harness that runs production members inside madsim ([`cluster`], [`workload`])
+//! exists only under `--cfg madsim`; the suites live in `tests/` and are `#![cfg(madsim)]`.
+//! See docs/simulation.md for the fault model and how to replay a seed.
+
+pub mod durability;
+pub mod history;
+pub mod linear;
+
+#[cfg(madsim)]
+pub mod cluster;
+#[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
+pub mod workload;

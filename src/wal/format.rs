@@ -321,7 +321,9 @@ pub fn read_frame(
     }
     let expected = u32_at(tail, 0);
     let actual = record_crc(crc_seed, record_type, body);
-    if expected != actual {
+    // Planted bug (test-only `canary` feature): accept a body that fails its checksum.
+    let skip_crc = crate::canary::active(crate::canary::Canary::SkipRecoveryCrc);
+    if expected != actual && !skip_crc {
         return FrameRead::Corrupt(CorruptReason::ChecksumMismatch { expected, actual });
     }
     FrameRead::Valid {

@@ -1,0 +1,264 @@
+//! A simulated cluster of production members (`RaftNode` + the tonic client server), each in
+//! its own madsim node with its own [`SimDisk`], plus the faults the suites inject.
+//!
+//! A member's disk lives outside its madsim node, so it survives kills: `kill` stops every task
+//! of the member (the process dies; un-synced writes stay in the page cache), `crash` also
+//! power-fails the disk (un-synced writes dropped or torn, see `oxetcd::io::sim`), `restart`
+//! re-runs the member's start-up from its data dir. Today the server is single-member; the
+//! member list is a `Vec` so peers slot in when the peer network exists.
+//!
+//! Invariant: every random choice comes from madsim's seeded RNG; no wall-clock time is read.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::runtime::{Handle, NodeHandle};
+use oxetcd::io::sim::SimDisk;
+use oxetcd::io::Disk;
+use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::server::lessor::Lessor;
+use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
+use oxetcd::watch::{Hub, HubLimits};
+
+/// The client port every member listens on.
+pub const CLIENT_PORT: u16 = 2379;
+
+/// Knobs of a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub members: usize,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_count: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            members: 1,
+            heartbeat_ms: 50,
+            election_timeout_ms: 300,
+            snapshot_count: 100_000,
+        }
+    }
+}
+
+/// What a member reported about its last start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartState {
+    Starting,
+    Serving,
+    /// The member refused to start (e.g. the WAL failed its checks).
+    Failed(String),
+}
+
+/// One member: its madsim node, disk and start state.
+pub struct Member {
+    pub name: String,
+    pub ip: IpAddr,
+    pub disk: SimDisk,
+    pub node: NodeHandle,
+    pub state: Arc<Mutex<StartState>>,
+}
+
+/// A running simulated cluster.
+pub struct SimCluster {
+    pub members: Vec<Member>,
+    pub config: ClusterConfig,
+}
+
+fn member_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + i as u8))
+}
+
+/// The data dir of every member (each member has its own disk).
+pub fn data_dir() -> PathBuf {
+    PathBuf::from("/data")
+}
+
+fn set_state(state: &Mutex<StartState>, s: StartState) {
+    *state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+}
+
+impl SimCluster {
+    /// Creates and starts every member.
+    pub fn start(config: ClusterConfig) -> SimCluster {
+        assert_eq!(
+            config.members, 1,
+            "multi-member clusters need the peer network"
+        );
+        let handle = Handle::current();
+        let mut members = Vec::new();
+        for i in 0..config.members {
+            let name = format!("m{}", i + 1);
+            let ip = member_ip(i);
+            let disk = SimDisk::new(madsim::rand::random::<u64>());
+            let state = Arc::new(Mutex::new(StartState::Starting));
+            let opts = node_options(&name, ip, i as u64, &config);
+            let (d, s) = (disk.clone(), state.clone());
+            let node = handle
+                .create_node()
+                .name(&name)
+                .ip(ip)
+                .init(move || run_member(d.clone(), opts.clone(), s.clone()))
+                .build();
+            members.push(Member {
+                name,
+                ip,
+                disk,
+                node,
+                state,
+            });
+        }
+        SimCluster { members, config }
+    }
+
+    /// The client endpoint of member `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://{}:{CLIENT_PORT}", self.members[i].ip)
+    }
+
+    pub fn state(&self, i: usize) -> StartState {
+        self.members[i]
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Kills member `i`'s process; its disk keeps even un-synced writes (page cache survives).
+    pub fn kill(&self, i: usize) {
+        Handle::current().kill(self.members[i].node.id());
+    }
+
+    /// Kills member `i` and power-fails its disk.
+    pub fn crash(&self, i: usize) -> oxetcd::io::sim::CrashReport {
+        self.kill(i);
+        self.members[i].disk.crash()
+    }
+
+    /// Starts member `i` again from its data dir.
+    pub fn restart(&self, i: usize) {
+        set_state(&self.members[i].state, StartState::Starting);
+        Handle::current().restart(self.members[i].node.id());
+    }
+
+    pub fn pause(&self, i: usize) {
+        Handle::current().pause(self.members[i].node.id());
+    }
+
+    pub fn resume(&self, i: usize) {
+        Handle::current().resume(self.members[i].node.id());
+    }
+
+    /// Waits until member `i` serves or failed to start, up to `limit` of simulated time.
+    pub async fn wait_started(&self, i: usize, limit: Duration) -> StartState {
+        let deadline = madsim::time::Instant::now() + limit;
+        loop {
+            let s = self.state(i);
+            if s != StartState::Starting || madsim::time::Instant::now() >= deadline {
+                return s;
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Flips bit `bit` of the last occurrence of `needle` (plus `skip` bytes) in member `i`'s
+    /// newest WAL segment, on the medium itself. Returns the file and offset, or `None` when
+    /// the needle is not there. The member should be down.
+    pub fn rot_wal(&self, i: usize, needle: &[u8], skip: usize, bit: u8) -> Option<(PathBuf, u64)> {
+        let disk = &self.members[i].disk;
+        let wal_dir = data_dir().join("member").join("wal");
+        let names = disk.list(&wal_dir).ok()?;
+        let newest = names.iter().rev().find(|n| n.ends_with(".wal"))?;
+        let path = wal_dir.join(newest);
+        let bytes = disk.contents(&path).ok()?;
+        let at = bytes.windows(needle.len()).rposition(|w| w == needle)? + skip;
+        disk.corrupt_durable(&path, at as u64, bit).ok()?;
+        Some((path, at as u64))
+    }
+}
+
+fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> NodeOptions {
+    let peer = format!("http://{ip}:2380");
+    NodeOptions {
+        data_dir: data_dir(),
+        name: name.to_string(),
+        bootstrap_member_id: 0x1000 + index,
+        bootstrap_cluster_id: 0xc1,
+        peer_urls: vec![peer],
+        client_urls: vec![format!("http://{ip}:{CLIENT_PORT}")],
+        heartbeat_ms: config.heartbeat_ms,
+        election_timeout_ms: config.election_timeout_ms,
+        snapshot_count: config.snapshot_count,
+        max_snapshots: 5,
+        max_wals: 5,
+        wal_segment_bytes: 1024 * 1024,
+    }
+}
+
+/// The body of a member's madsim node: start from the data dir, then serve forever.
+async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartState>>) {
+    let hub = Arc::new(Hub::new(HubLimits {
+        queued_responses_max: 1024,
+        catch_up_revisions_max: 1000,
+    }));
+    let lessor = Arc::new(Lessor::default());
+    let observer = Arc::new(MemberObserver {
+        hub: hub.clone(),
+        lessor: lessor.clone(),
+    });
+    let disk: Arc<dyn Disk> = Arc::new(disk);
+    let client_url = opts.client_urls.first().cloned().unwrap_or_default();
+    let node = match RaftNode::start(disk, opts, observer).await {
+        Ok(node) => Arc::new(node),
+        Err(e) => {
+            tracing::warn!(error = %e, "member refused to start");
+            set_state(&state, StartState::Failed(e.to_string()));
+            return;
+        }
+    };
+    let ctx = Arc::new(Ctx {
+        node,
+        limits: ServerLimits {
+            max_request_bytes: 1_572_864,
+            grpc_max_recv_bytes: 2_097_152,
+            max_txn_ops: 128,
+        },
+    });
+    let services = Arc::new(Services {
+        hub,
+        lessor: lessor.clone(),
+        lease_ttl_min_s: 2,
+        progress_notify_interval: Duration::from_secs(600),
+    });
+    let addr = client_addr(&client_url);
+    let listener = match ClientListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            set_state(&state, StartState::Failed(format!("bind {addr}: {e}")));
+            return;
+        }
+    };
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
+        ctx.clone(),
+        lessor,
+        stop_rx,
+    ));
+    set_state(&state, StartState::Serving);
+    let never = std::future::pending::<()>();
+    if let Err(e) = listener.serve(ctx, services, never).await {
+        set_state(&state, StartState::Failed(format!("serve: {e}")));
+    }
+    expiry.abort();
+}
+
+fn client_addr(url: &str) -> SocketAddr {
+    let host_port = url.trim_start_matches("http://");
+    host_port
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), CLIENT_PORT))
+}

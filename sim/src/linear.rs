@@ -1,0 +1,528 @@
+//! Linearizability of a KV history by revision-order replay.
+//!
+//! etcd gives every write request exactly one revision and every answer a header revision, so
+//! a history orders itself: replay the writes in revision order through a sequential model and
+//! check each answer against the model state at its revision. Four passes:
+//!
+//! 1. **Revisions**: no two acknowledged writes share a revision.
+//! 2. **Real time**: if A completed before B was invoked then `rev(A) <= rev(B)`, and
+//!    `rev(A) < rev(B)` when B wrote.
+//! 3. **Observed values**: every value a read returned was written by an operation that was
+//!    not definitely failed, on the same key, at the `mod_revision` the read reported. A write
+//!    with an unknown outcome that was observed is pinned to that revision.
+//! 4. **Replay**: revisions `initial+1 ..= max` are walked in order. A revision no acknowledged
+//!    write owns (a *hole*) must be filled by a write of unknown outcome; which one is decided
+//!    by a bounded depth-first search (WGL-style: try each candidate, backtrack on the first
+//!    contradiction, memoise failed (revision, used set, state) points). Unknown writes are
+//!    never assumed failed: they may fill a hole or have had no effect.
+//!
+//! A search that runs out of budget is reported as a violation (an unproven history is not a
+//! passing one).
+//!
+//! Invariant: the checker never trusts server-side state; it sees only the client history.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use crate::history::{History, Op, Outcome, Record, Seen};
+
+/// Search steps allowed before giving up on the ambiguous remainder.
+pub const SEARCH_STEPS_MAX: u64 = 2_000_000;
+
+/// Why a history is not linearizable (or could not be shown to be).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    DuplicateRevision {
+        revision: i64,
+        first: usize,
+        second: usize,
+    },
+    RealTime {
+        earlier: usize,
+        later: usize,
+        detail: String,
+    },
+    UnknownValue {
+        record: usize,
+        value: String,
+    },
+    WrongObservation {
+        record: usize,
+        detail: String,
+    },
+    /// No order of the unknown writes explains the acknowledged answers.
+    NoLinearization {
+        revision: i64,
+        detail: String,
+    },
+    SearchBudget {
+        steps: u64,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::DuplicateRevision {
+                revision,
+                first,
+                second,
+            } => {
+                write!(f, "duplicated revision {revision}: records #{first} and #{second} both wrote at it")
+            }
+            Violation::RealTime {
+                earlier,
+                later,
+                detail,
+            } => {
+                write!(f, "real-time order broken: #{earlier} completed before #{later} began, but {detail}")
+            }
+            Violation::UnknownValue { record, value } => {
+                write!(
+                    f,
+                    "record #{record} observed value {value:?} that no possible write produced"
+                )
+            }
+            Violation::WrongObservation { record, detail } => {
+                write!(f, "record #{record}: {detail}")
+            }
+            Violation::NoLinearization { revision, detail } => {
+                write!(
+                    f,
+                    "no linearization (deepest contradiction at revision {revision}): {detail}"
+                )
+            }
+            Violation::SearchBudget { steps } => {
+                write!(
+                    f,
+                    "checker gave up after {steps} search steps (counts as a failure)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// What a passing check saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub max_revision: i64,
+    pub acked_writes: usize,
+    pub unknown_writes: usize,
+    /// Unknown writes that the replay placed in the history.
+    pub unknown_applied: usize,
+    pub search_steps: u64,
+}
+
+type State = BTreeMap<String, Seen>;
+
+/// Checks `history` against a store that started empty at `initial_revision` (1 for etcd).
+pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violation> {
+    let recs = &history.records;
+    let writes_at = acked_write_revisions(recs)?;
+    check_real_time(recs)?;
+    let pinned = pin_observed_values(recs, &writes_at)?;
+    let max_revision = max_revision(recs, initial_revision);
+    let mut reads_at: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, r) in recs.iter().enumerate() {
+        if let Some((rev, false)) = r.effect() {
+            reads_at.entry(rev).or_default().push(i);
+        }
+    }
+    let unknown: Vec<usize> = (0..recs.len())
+        .filter(|&i| recs[i].unknown_write())
+        .collect();
+    let mut search = Search {
+        recs,
+        writes_at: &writes_at,
+        pinned: &pinned,
+        reads_at: &reads_at,
+        unknown: &unknown,
+        lower_bounds: unknown.iter().map(|&i| lower_bound(recs, i)).collect(),
+        max_revision,
+        steps: 0,
+        failed: HashSet::new(),
+        deepest: (initial_revision, String::from("no revision replayed")),
+    };
+    let mut used = vec![false; unknown.len()];
+    for &idx in pinned.values() {
+        if let Some(pos) = unknown.iter().position(|&u| u == idx) {
+            used[pos] = true;
+        }
+    }
+    let state = State::new();
+    if let Err(detail) = search.check_reads(initial_revision, &state) {
+        return Err(Violation::NoLinearization {
+            revision: initial_revision,
+            detail,
+        });
+    }
+    match search.walk(initial_revision + 1, state, &mut used) {
+        Walk::Found(applied) => Ok(Summary {
+            max_revision,
+            acked_writes: writes_at.len(),
+            unknown_writes: unknown.len(),
+            unknown_applied: applied,
+            search_steps: search.steps,
+        }),
+        Walk::Dead => Err(Violation::NoLinearization {
+            revision: search.deepest.0,
+            detail: search.deepest.1,
+        }),
+        Walk::Budget => Err(Violation::SearchBudget {
+            steps: search.steps,
+        }),
+    }
+}
+
+fn acked_write_revisions(recs: &[Record]) -> Result<BTreeMap<i64, usize>, Violation> {
+    let mut at: BTreeMap<i64, usize> = BTreeMap::new();
+    for (i, r) in recs.iter().enumerate() {
+        if let Some((rev, true)) = r.effect() {
+            if let Some(&first) = at.get(&rev) {
+                return Err(Violation::DuplicateRevision {
+                    revision: rev,
+                    first,
+                    second: i,
+                });
+            }
+            at.insert(rev, i);
+        }
+    }
+    Ok(at)
+}
+
+fn check_real_time(recs: &[Record]) -> Result<(), Violation> {
+    // Known operations sorted by completion; prefix maximum of their revisions.
+    let mut done: Vec<(u64, i64, usize)> = recs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.effect().map(|(rev, _)| (r.complete_ns, rev, i)))
+        .collect();
+    done.sort_unstable();
+    let mut prefix: Vec<(i64, usize)> = Vec::with_capacity(done.len());
+    for &(_, rev, i) in &done {
+        let best = match prefix.last() {
+            Some(&(m, j)) if m >= rev => (m, j),
+            _ => (rev, i),
+        };
+        prefix.push(best);
+    }
+    for (later, r) in recs.iter().enumerate() {
+        let Some((rev, wrote)) = r.effect() else {
+            continue;
+        };
+        let before = done.partition_point(|&(c, _, _)| c < r.invoke_ns);
+        if before == 0 {
+            continue;
+        }
+        let (max_rev, earlier) = prefix[before - 1];
+        if max_rev > rev || (wrote && max_rev == rev && earlier != later) {
+            let detail =
+                format!("#{earlier} is at revision {max_rev} and #{later} at revision {rev}");
+            return Err(Violation::RealTime {
+                earlier,
+                later,
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The smallest revision an unknown write invoked by `recs[i]` may take (exclusive bound).
+fn lower_bound(recs: &[Record], i: usize) -> i64 {
+    let invoke = recs[i].invoke_ns;
+    recs.iter()
+        .filter(|r| r.complete_ns < invoke)
+        .filter_map(|r| r.effect().map(|(rev, _)| rev))
+        .max()
+        .unwrap_or(i64::MIN)
+}
+
+fn observations(r: &Record) -> Vec<&Seen> {
+    match &r.outcome {
+        Outcome::Got { kv: Some(s), .. } | Outcome::Put { prev: Some(s), .. } => vec![s],
+        Outcome::Cas {
+            current: Some(s), ..
+        } => vec![s],
+        _ => Vec::new(),
+    }
+}
+
+/// Pass 3: maps each revision an unknown write was observed at to that write.
+fn pin_observed_values(
+    recs: &[Record],
+    writes_at: &BTreeMap<i64, usize>,
+) -> Result<BTreeMap<i64, usize>, Violation> {
+    let mut writer: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in recs.iter().enumerate() {
+        if let Some(v) = r.op.written_value() {
+            debug_assert!(!writer.contains_key(v), "workload must write unique values");
+            writer.insert(v, i);
+        }
+    }
+    let mut pinned: BTreeMap<i64, usize> = BTreeMap::new();
+    for (i, r) in recs.iter().enumerate() {
+        for seen in observations(r) {
+            let Some(&w) = writer.get(seen.value.as_str()) else {
+                return Err(Violation::UnknownValue {
+                    record: i,
+                    value: seen.value.clone(),
+                });
+            };
+            let wr = &recs[w];
+            let bad = |detail: String| Err(Violation::WrongObservation { record: i, detail });
+            if wr.op.key() != r.op.key() {
+                return bad(format!(
+                    "saw {:?} under key {:?}, written to {:?} by #{w}",
+                    seen.value,
+                    r.op.key(),
+                    wr.op.key()
+                ));
+            }
+            match wr.outcome {
+                Outcome::Failed => {
+                    return bad(format!(
+                        "saw {:?} of #{w}, which definitely failed",
+                        seen.value
+                    ))
+                }
+                Outcome::Unknown => {}
+                _ => match wr.effect() {
+                    Some((rev, true)) if rev == seen.mod_revision => continue,
+                    Some((rev, true)) => {
+                        return bad(format!(
+                            "saw {:?} at mod_revision {}, but #{w} wrote it at {rev}",
+                            seen.value, seen.mod_revision
+                        ))
+                    }
+                    _ => {
+                        return bad(format!(
+                            "saw {:?} of #{w}, which reported that it did not write",
+                            seen.value
+                        ))
+                    }
+                },
+            }
+            if let Some(&owner) = writes_at.get(&seen.mod_revision) {
+                return bad(format!(
+                    "saw {:?} at mod_revision {}, which #{owner} owns",
+                    seen.value, seen.mod_revision
+                ));
+            }
+            match pinned.insert(seen.mod_revision, w) {
+                Some(other) if other != w => {
+                    return bad(format!(
+                        "revision {} observed as both #{other} and #{w}",
+                        seen.mod_revision
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(pinned)
+}
+
+fn max_revision(recs: &[Record], initial: i64) -> i64 {
+    let mut max = initial;
+    for r in recs {
+        if let Some((rev, _)) = r.effect() {
+            max = max.max(rev);
+        }
+        for seen in observations(r) {
+            max = max.max(seen.mod_revision);
+        }
+    }
+    max
+}
+
+enum Walk {
+    Found(usize),
+    Dead,
+    Budget,
+}
+
+struct Search<'a> {
+    recs: &'a [Record],
+    writes_at: &'a BTreeMap<i64, usize>,
+    pinned: &'a BTreeMap<i64, usize>,
+    reads_at: &'a BTreeMap<i64, Vec<usize>>,
+    unknown: &'a [usize],
+    lower_bounds: Vec<i64>,
+    max_revision: i64,
+    steps: u64,
+    failed: HashSet<(i64, u64)>,
+    deepest: (i64, String),
+}
+
+impl Search<'_> {
+    /// Replays from revision `rev` with `state` = the store at `rev - 1`.
+    fn walk(&mut self, mut rev: i64, mut state: State, used: &mut [bool]) -> Walk {
+        while rev <= self.max_revision {
+            self.steps += 1;
+            if self.steps > SEARCH_STEPS_MAX {
+                return Walk::Budget;
+            }
+            let owner = self
+                .writes_at
+                .get(&rev)
+                .or_else(|| self.pinned.get(&rev))
+                .copied();
+            if let Some(i) = owner {
+                if let Some(pos) = self.unknown.iter().position(|&u| u == i) {
+                    if self.lower_bounds[pos] >= rev {
+                        let detail =
+                            format!("#{i} was observed at revision {rev}, before it was invoked");
+                        return self.dead(rev, detail);
+                    }
+                }
+                if let Err(detail) = self.apply(i, rev, &mut state) {
+                    return self.dead(rev, detail);
+                }
+                if let Err(detail) = self.check_reads(rev, &state) {
+                    return self.dead(rev, detail);
+                }
+                rev += 1;
+                continue;
+            }
+            return self.fill_hole(rev, state, used);
+        }
+        Walk::Found(used.iter().filter(|&&u| u).count())
+    }
+
+    fn fill_hole(&mut self, rev: i64, state: State, used: &mut [bool]) -> Walk {
+        let key = (rev, fingerprint(&state, used));
+        if self.failed.contains(&key) {
+            return Walk::Dead;
+        }
+        let mut any = false;
+        for pos in 0..self.unknown.len() {
+            if used[pos] || self.lower_bounds[pos] >= rev {
+                continue;
+            }
+            let mut next = state.clone();
+            if self.apply(self.unknown[pos], rev, &mut next).is_err()
+                || self.check_reads(rev, &next).is_err()
+            {
+                continue;
+            }
+            any = true;
+            used[pos] = true;
+            match self.walk(rev + 1, next, used) {
+                Walk::Dead => used[pos] = false,
+                done => return done,
+            }
+        }
+        self.failed.insert(key);
+        if !any {
+            return self.dead(
+                rev,
+                format!("revision {rev} was produced, but no unknown write can have produced it"),
+            );
+        }
+        Walk::Dead
+    }
+
+    fn dead(&mut self, rev: i64, detail: String) -> Walk {
+        if rev >= self.deepest.0 {
+            self.deepest = (rev, detail);
+        }
+        Walk::Dead
+    }
+
+    /// Applies the write of record `i` at `rev`, checking what its answer claimed.
+    fn apply(&self, i: usize, rev: i64, state: &mut State) -> Result<(), String> {
+        let r = &self.recs[i];
+        let before = state.get(r.op.key()).cloned();
+        match (&r.op, &r.outcome) {
+            (Op::Put { key, value }, outcome) => {
+                if let Outcome::Put { prev, .. } = outcome {
+                    if *prev != before {
+                        return Err(format!(
+                            "#{i} put reported prev {prev:?}, store had {before:?}"
+                        ));
+                    }
+                }
+                state.insert(
+                    key.clone(),
+                    Seen {
+                        value: value.clone(),
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Op::Delete { key }, _) => {
+                if before.is_none() {
+                    return Err(format!(
+                        "#{i} deleted {key:?} at {rev}, but it did not exist"
+                    ));
+                }
+                state.remove(key);
+            }
+            (
+                Op::Cas {
+                    key,
+                    expected,
+                    value,
+                },
+                _,
+            ) => {
+                if before.as_ref().map(|s| &s.value) != Some(expected) {
+                    return Err(format!(
+                        "#{i} cas succeeded at {rev}, but {key:?} was {before:?}, not {expected:?}"
+                    ));
+                }
+                state.insert(
+                    key.clone(),
+                    Seen {
+                        value: value.clone(),
+                        mod_revision: rev,
+                    },
+                );
+            }
+            (Op::Get { .. }, _) => return Err(format!("#{i} is a read but owns revision {rev}")),
+        }
+        Ok(())
+    }
+
+    /// Checks every read answered at header revision `rev` against `state`.
+    fn check_reads(&self, rev: i64, state: &State) -> Result<(), String> {
+        let Some(reads) = self.reads_at.get(&rev) else {
+            return Ok(());
+        };
+        for &i in reads {
+            let r = &self.recs[i];
+            let now = state.get(r.op.key());
+            let ok = match (&r.op, &r.outcome) {
+                (_, Outcome::Got { kv, .. }) => kv.as_ref() == now,
+                (_, Outcome::Deleted { .. }) => now.is_none(),
+                (Op::Cas { expected, .. }, Outcome::Cas { current, .. }) => {
+                    now.map(|s| &s.value) != Some(expected) && current.as_ref() == now
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!(
+                    "#{i} {:?} answered {:?} at revision {rev}, but the store held {now:?}",
+                    r.op, r.outcome
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn fingerprint(state: &State, used: &[bool]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    state.hash(&mut h);
+    used.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+#[path = "linear_tests.rs"]
+mod tests;

@@ -1,0 +1,284 @@
+use super::*;
+use crate::history::{Op, Outcome, Record, Seen};
+
+fn rec(client: u32, op: Op, invoke_ns: u64, complete_ns: u64, outcome: Outcome) -> Record {
+    Record {
+        client,
+        op,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    }
+}
+
+fn put(key: &str, value: &str) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn get(key: &str) -> Op {
+    Op::Get { key: key.into() }
+}
+
+fn seen(value: &str, rev: i64) -> Option<Seen> {
+    Some(Seen {
+        value: value.into(),
+        mod_revision: rev,
+    })
+}
+
+fn put_ok(rev: i64, prev: Option<Seen>) -> Outcome {
+    Outcome::Put {
+        revision: rev,
+        prev,
+    }
+}
+
+fn got(rev: i64, kv: Option<Seen>) -> Outcome {
+    Outcome::Got { revision: rev, kv }
+}
+
+fn h(records: Vec<Record>) -> History {
+    History { records }
+}
+
+#[test]
+fn sequential_history_passes() {
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
+        rec(0, put("a", "2"), 40, 50, put_ok(3, seen("1", 2))),
+        rec(
+            1,
+            Op::Delete { key: "a".into() },
+            60,
+            70,
+            Outcome::Deleted {
+                revision: 4,
+                deleted: 1,
+            },
+        ),
+        rec(1, get("a"), 80, 90, got(4, None)),
+        rec(
+            0,
+            Op::Delete { key: "a".into() },
+            95,
+            99,
+            Outcome::Deleted {
+                revision: 4,
+                deleted: 0,
+            },
+        ),
+    ]);
+    let s = check(&hist, 1).unwrap();
+    assert_eq!(s.max_revision, 4);
+    assert_eq!(s.acked_writes, 3);
+}
+
+#[test]
+fn stale_read_is_flagged() {
+    // The put completed before the get started, yet the get saw the old state.
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
+        rec(1, get("a"), 40, 50, got(2, seen("1", 2))),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::RealTime {
+            earlier: 1,
+            later: 2,
+            ..
+        })
+    ));
+    // Same, but the server lies about the header revision: caught by the replay.
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
+        rec(1, get("a"), 40, 50, got(3, seen("1", 2))),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
+}
+
+#[test]
+fn duplicated_revision_is_flagged() {
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(1, put("b", "2"), 0, 10, put_ok(2, None)),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::DuplicateRevision {
+            revision: 2,
+            first: 0,
+            second: 1
+        })
+    ));
+}
+
+#[test]
+fn lost_write_is_flagged() {
+    // The put of "2" was acknowledged at 3 but a later read sees "1" at revision 3.
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
+        rec(1, get("a"), 40, 50, got(3, seen("1", 2))),
+        rec(1, put("a", "3"), 60, 70, put_ok(4, seen("1", 2))),
+    ]);
+    assert!(check(&hist, 1).is_err());
+}
+
+#[test]
+fn value_never_written_is_flagged() {
+    let hist = h(vec![rec(0, get("a"), 0, 10, got(1, seen("ghost", 1)))]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::UnknownValue { record: 0, .. })
+    ));
+}
+
+#[test]
+fn failed_write_must_not_be_visible() {
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, Outcome::Failed),
+        rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::WrongObservation { record: 1, .. })
+    ));
+}
+
+#[test]
+fn unknown_write_may_have_happened_or_not() {
+    // Observed: pinned at its revision.
+    let seen_it = h(vec![
+        rec(0, put("a", "1"), 0, 10, Outcome::Unknown),
+        rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
+    ]);
+    assert_eq!(check(&seen_it, 1).unwrap().unknown_applied, 1);
+    // Not observed and no revision needs it: it had no effect.
+    let no_effect = h(vec![
+        rec(0, put("a", "1"), 0, 10, Outcome::Unknown),
+        rec(1, get("a"), 20, 30, got(1, None)),
+    ]);
+    assert_eq!(check(&no_effect, 1).unwrap().unknown_applied, 0);
+    // A hole at revision 2 explained only by the unobserved unknown put to "b".
+    let hole = h(vec![
+        rec(0, put("b", "x"), 0, 10, Outcome::Unknown),
+        rec(1, put("a", "1"), 20, 30, put_ok(3, None)),
+        rec(1, get("a"), 40, 50, got(3, seen("1", 3))),
+    ]);
+    assert_eq!(check(&hole, 1).unwrap().unknown_applied, 1);
+}
+
+#[test]
+fn unexplained_revision_hole_is_flagged() {
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(1, put("a", "2"), 20, 30, put_ok(4, seen("1", 2))),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
+}
+
+#[test]
+fn search_picks_the_candidate_that_fits() {
+    // Two unknown writes could fill the hole at 3; only the cas (expected "1") explains the
+    // read at 3 seeing key "a" unchanged... the delete of "b" does.
+    let hist = h(vec![
+        rec(0, put("b", "b1"), 0, 10, put_ok(2, None)),
+        rec(
+            1,
+            Op::Cas {
+                key: "b".into(),
+                expected: "nope".into(),
+                value: "b2".into(),
+            },
+            20,
+            30,
+            Outcome::Unknown,
+        ),
+        rec(2, Op::Delete { key: "b".into() }, 20, 30, Outcome::Unknown),
+        rec(3, get("b"), 40, 50, got(3, None)),
+    ]);
+    let s = check(&hist, 1).unwrap();
+    assert_eq!(s.unknown_applied, 1);
+}
+
+#[test]
+fn cas_answers_are_checked() {
+    let ok = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "1".into(),
+                value: "2".into(),
+            },
+            20,
+            30,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: true,
+                current: None,
+            },
+        ),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "1".into(),
+                value: "3".into(),
+            },
+            40,
+            50,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: false,
+                current: seen("2", 3),
+            },
+        ),
+    ]);
+    assert!(check(&ok, 1).is_ok());
+    // A cas that succeeded although the value did not match.
+    let bad = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(
+            1,
+            Op::Cas {
+                key: "a".into(),
+                expected: "0".into(),
+                value: "2".into(),
+            },
+            20,
+            30,
+            Outcome::Cas {
+                revision: 3,
+                succeeded: true,
+                current: None,
+            },
+        ),
+    ]);
+    assert!(matches!(
+        check(&bad, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
+}
+
+#[test]
+fn wrong_prev_kv_is_flagged() {
+    let hist = h(vec![
+        rec(0, put("a", "1"), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, None)),
+    ]);
+    assert!(check(&hist, 1).is_err());
+}

@@ -1,0 +1,289 @@
+//! Concurrent KV clients over madsim's network, using the project's generated tonic clients,
+//! recording every operation into a shared [`History`].
+//!
+//! Mix per operation: get 30 %, put 35 %, compare-and-set 20 %, delete 15 %, on a small key set;
+//! every written value is unique (`val-c<client>-<n>`). Each call has its own client-side
+//! deadline drawn per operation, so some calls give up while the server still works on them.
+//!
+//! Invariant: a write whose answer did not arrive (deadline, transport error, any error status)
+//! is recorded `Unknown`; only reads are ever recorded `Failed`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::rand::Rng;
+use oxetcd::proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use oxetcd::proto::etcdserverpb::kv_client::KvClient;
+use oxetcd::proto::etcdserverpb::request_op::Request as ReqOp;
+use oxetcd::proto::etcdserverpb::response_op::Response as RespOp;
+use oxetcd::proto::etcdserverpb::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest,
+};
+use oxetcd::proto::mvccpb::KeyValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::history::{History, Op, Outcome, Record, Seen};
+
+/// Knobs of a client workload.
+#[derive(Clone, Debug)]
+pub struct WorkloadConfig {
+    pub clients: usize,
+    pub ops_per_client: usize,
+    pub keys: usize,
+    /// Client-side deadline per call, drawn uniformly from this range (milliseconds).
+    pub timeout_ms: (u64, u64),
+    /// Pause between a client's calls (milliseconds, uniform).
+    pub think_ms: (u64, u64),
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            clients: 4,
+            ops_per_client: 60,
+            keys: 4,
+            timeout_ms: (100, 1500),
+            think_ms: (0, 40),
+        }
+    }
+}
+
+/// The shared history plus the time origin of the run.
+#[derive(Clone)]
+pub struct Recorder {
+    origin: madsim::time::Instant,
+    history: Arc<Mutex<History>>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Recorder {
+            origin: madsim::time::Instant::now(),
+            history: Arc::new(Mutex::new(History::default())),
+        }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub fn record(&self, record: Record) {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+
+    pub fn snapshot(&self) -> History {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A KV client for `endpoint` that connects per call (survives server restarts).
+pub fn kv_client(endpoint: &str) -> KvClient<Channel> {
+    let channel = match Endpoint::from_shared(endpoint.to_string()) {
+        Ok(ep) => ep.connect_lazy(),
+        Err(e) => panic!("bad endpoint {endpoint}: {e}"),
+    };
+    KvClient::new(channel)
+}
+
+fn seen(kv: Option<&KeyValue>) -> Option<Seen> {
+    kv.map(|kv| Seen {
+        value: String::from_utf8_lossy(&kv.value).into_owned(),
+        mod_revision: kv.mod_revision,
+    })
+}
+
+fn rev(h: &Option<ResponseHeader>) -> i64 {
+    h.as_ref().map_or(0, |h| h.revision)
+}
+
+/// Runs one operation with `deadline` and returns its outcome.
+pub async fn execute(kv: &mut KvClient<Channel>, op: &Op, deadline: Duration) -> Outcome {
+    let call = run(kv, op);
+    match madsim::time::timeout(deadline, call).await {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) | Err(_) if op.may_write() => Outcome::Unknown,
+        Ok(None) | Err(_) => Outcome::Failed,
+    }
+}
+
+async fn run(kv: &mut KvClient<Channel>, op: &Op) -> Option<Outcome> {
+    match op {
+        Op::Get { key } => {
+            let req = RangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            };
+            let resp = kv.range(req).await.ok()?.into_inner();
+            Some(Outcome::Got {
+                revision: rev(&resp.header),
+                kv: seen(resp.kvs.first()),
+            })
+        }
+        Op::Put { key, value } => {
+            let req = PutRequest {
+                key: key.clone().into_bytes(),
+                value: value.clone().into_bytes(),
+                prev_kv: true,
+                ..Default::default()
+            };
+            let resp = kv.put(req).await.ok()?.into_inner();
+            Some(Outcome::Put {
+                revision: rev(&resp.header),
+                prev: seen(resp.prev_kv.as_ref()),
+            })
+        }
+        Op::Delete { key } => {
+            let req = DeleteRangeRequest {
+                key: key.clone().into_bytes(),
+                ..Default::default()
+            };
+            let resp = kv.delete_range(req).await.ok()?.into_inner();
+            Some(Outcome::Deleted {
+                revision: rev(&resp.header),
+                deleted: resp.deleted,
+            })
+        }
+        Op::Cas {
+            key,
+            expected,
+            value,
+        } => {
+            let resp = kv
+                .txn(cas_request(key, expected, value))
+                .await
+                .ok()?
+                .into_inner();
+            let current = match resp.responses.first().and_then(|r| r.response.as_ref()) {
+                Some(RespOp::ResponseRange(r)) => seen(r.kvs.first()),
+                _ => None,
+            };
+            Some(Outcome::Cas {
+                revision: rev(&resp.header),
+                succeeded: resp.succeeded,
+                current,
+            })
+        }
+    }
+}
+
+fn cas_request(key: &str, expected: &str, value: &str) -> TxnRequest {
+    let key = key.as_bytes().to_vec();
+    TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Value as i32,
+            key: key.clone(),
+            target_union: Some(TargetUnion::Value(expected.as_bytes().to_vec())),
+            ..Default::default()
+        }],
+        success: vec![RequestOp {
+            request: Some(ReqOp::RequestPut(PutRequest {
+                key: key.clone(),
+                value: value.as_bytes().to_vec(),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(ReqOp::RequestRange(RangeRequest {
+                key,
+                ..Default::default()
+            })),
+        }],
+    }
+}
+
+fn between(rng: &mut impl Rng, (lo, hi): (u64, u64)) -> u64 {
+    if hi <= lo {
+        lo
+    } else {
+        rng.gen_range(lo..=hi)
+    }
+}
+
+/// Picks the next operation of `client`; `last` is the newest value it saw per key.
+fn next_op(
+    rng: &mut impl Rng,
+    client: u32,
+    n: usize,
+    keys: usize,
+    last: &HashMap<String, String>,
+) -> Op {
+    let key = format!("k{}", rng.gen_range(0..keys.max(1)));
+    let value = format!("val-c{client}-{n}");
+    match rng.gen_range(0..100) {
+        0..=29 => Op::Get { key },
+        30..=64 => Op::Put { key, value },
+        65..=84 => {
+            let expected = last.get(&key).cloned().unwrap_or_else(|| "absent".into());
+            Op::Cas {
+                key,
+                expected,
+                value,
+            }
+        }
+        _ => Op::Delete { key },
+    }
+}
+
+/// One client's loop: `cfg.ops_per_client` operations against `endpoint`.
+pub async fn run_client(client: u32, endpoint: String, cfg: WorkloadConfig, rec: Recorder) {
+    let mut kv = kv_client(&endpoint);
+    let mut last: HashMap<String, String> = HashMap::new();
+    for n in 0..cfg.ops_per_client {
+        let (op, deadline, think) = {
+            let mut rng = madsim::rand::thread_rng();
+            let op = next_op(&mut rng, client, n, cfg.keys, &last);
+            (
+                op,
+                between(&mut rng, cfg.timeout_ms),
+                between(&mut rng, cfg.think_ms),
+            )
+        };
+        let invoke_ns = rec.now_ns();
+        let outcome = execute(&mut kv, &op, Duration::from_millis(deadline)).await;
+        let complete_ns = rec.now_ns();
+        note_seen(&mut last, &op, &outcome);
+        rec.record(Record {
+            client,
+            op,
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
+        madsim::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+fn note_seen(last: &mut HashMap<String, String>, op: &Op, outcome: &Outcome) {
+    let key = op.key().to_string();
+    match outcome {
+        Outcome::Got { kv: Some(s), .. }
+        | Outcome::Cas {
+            current: Some(s), ..
+        } => {
+            last.insert(key, s.value.clone());
+        }
+        Outcome::Put { .. }
+        | Outcome::Cas {
+            succeeded: true, ..
+        } => {
+            if let Some(v) = op.written_value() {
+                last.insert(key, v.to_string());
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,94 @@
+//! Planted bugs for proving that the simulation suite catches what it claims to catch.
+//!
+//! Compiled in only with the test-only `canary` feature (off by default); without it
+//! [`active`] is a constant `false` and every hook folds away. With the feature, a simulation
+//! test picks at most one canary for its own thread with [`set`]. The selection is per thread
+//! because madsim runs a whole simulated cluster on the test's thread; in a normal build the
+//! WAL writer runs on its own thread and never sees a canary.
+//!
+//! Hooks (each a single `if canary::active(..)` at the site of the bug):
+//! - [`Canary::AckBeforeFsync`] in `wal::group::commit_batch`: batches are reported durable
+//!   without an fdatasync; only every [`SYNC_EVERY_BATCHES`]th batch syncs (a "lazy fsync").
+//! - [`Canary::SkipRecoveryCrc`] in `wal::format::read_frame`: a frame whose body does not match
+//!   its checksum is accepted.
+//!
+//! Invariant: with the feature off, no behaviour of the server depends on this module.
+
+/// A planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canary {
+    /// The WAL acknowledges appends before the covering fdatasync.
+    AckBeforeFsync,
+    /// WAL recovery does not verify record checksums.
+    SkipRecoveryCrc,
+}
+
+/// Under [`Canary::AckBeforeFsync`], one batch in this many is synced.
+pub const SYNC_EVERY_BATCHES: u64 = 16;
+
+#[cfg(feature = "canary")]
+thread_local! {
+    static ACTIVE: std::cell::Cell<Option<Canary>> = const { std::cell::Cell::new(None) };
+    static BATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the lazy-fsync canary skips the sync of the current batch (counts batches).
+#[cfg(feature = "canary")]
+pub fn skip_this_sync() -> bool {
+    if !active(Canary::AckBeforeFsync) {
+        return false;
+    }
+    let n = BATCHES.with(|b| {
+        let n = b.get() + 1;
+        b.set(n);
+        n
+    });
+    n % SYNC_EVERY_BATCHES != 0
+}
+
+/// Whether the lazy-fsync canary skips this sync: never, without the `canary` feature.
+#[cfg(not(feature = "canary"))]
+#[inline(always)]
+pub fn skip_this_sync() -> bool {
+    false
+}
+
+/// Selects the canary of the current thread (`None` turns planted bugs off).
+#[cfg(feature = "canary")]
+pub fn set(canary: Option<Canary>) {
+    ACTIVE.with(|a| a.set(canary));
+}
+
+/// Whether `canary` is planted on the current thread.
+#[cfg(feature = "canary")]
+pub fn active(canary: Canary) -> bool {
+    ACTIVE.with(|a| a.get() == Some(canary))
+}
+
+/// Whether `canary` is planted: never, without the `canary` feature.
+#[cfg(not(feature = "canary"))]
+#[inline(always)]
+pub fn active(_canary: Canary) -> bool {
+    false
+}
+
+#[cfg(all(test, feature = "canary"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selection_is_per_thread() {
+        set(Some(Canary::AckBeforeFsync));
+        assert!(active(Canary::AckBeforeFsync));
+        assert!(!active(Canary::SkipRecoveryCrc));
+        let other = std::thread::spawn(|| active(Canary::AckBeforeFsync))
+            .join()
+            .unwrap();
+        assert!(!other);
+        let skipped = (0..SYNC_EVERY_BATCHES).filter(|_| skip_this_sync()).count() as u64;
+        assert_eq!(skipped, SYNC_EVERY_BATCHES - 1);
+        set(None);
+        assert!(!active(Canary::AckBeforeFsync));
+        assert!(!skip_this_sync());
+    }
+}
