@@ -64,6 +64,18 @@ impl CtlOutput {
 ///
 /// Panics when the etcd tools were not resolved: callers check `require_etcd_tools` first.
 pub fn etcdctl(version: CtlVersion, endpoint: &str, args: &[OsString], stdin: &[u8]) -> CtlOutput {
+    etcdctl_within(version, endpoint, args, stdin, ETCDCTL_DEADLINE)
+}
+
+/// As [`etcdctl`], but the process is killed after `deadline` (for commands that stream until
+/// stopped, such as `watch`; the output says it was killed).
+pub fn etcdctl_within(
+    version: CtlVersion,
+    endpoint: &str,
+    args: &[OsString],
+    stdin: &[u8],
+    deadline: Duration,
+) -> CtlOutput {
     let tools = match etcd_tools() {
         Ok(tools) => tools,
         Err(reason) => panic!("etcdctl requested but the etcd tools are missing: {reason}"),
@@ -81,7 +93,7 @@ pub fn etcdctl(version: CtlVersion, endpoint: &str, args: &[OsString], stdin: &[
         Ok(child) => child,
         Err(e) => panic!("cannot spawn {}: {e}", version.path(tools).display()),
     };
-    run_to_end(child, stdin.to_vec(), ETCDCTL_DEADLINE)
+    run_to_end(child, stdin.to_vec(), deadline)
 }
 
 /// Feeds stdin, drains stdout/stderr on helper threads, and waits up to `deadline`.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::etcdctl::{etcdctl, CtlOutput};
+use crate::common::etcdctl::{etcdctl_within, CtlOutput, ETCDCTL_DEADLINE};
 use crate::common::server::{Server, ServerKind};
 use crate::common::tools::require_etcd_tools;
 
@@ -26,6 +26,8 @@ const REPORTS_MAX: usize = 25;
 const SLOW_RUN: Duration = Duration::from_millis(4500);
 /// Unresponsive candidate runs tolerated before the file is abandoned.
 const SLOW_RUNS_MAX: usize = 3;
+/// How long a `[stream]` step (e.g. `watch`) runs before it is stopped and its output compared.
+const STREAM_WINDOW: Duration = Duration::from_millis(1500);
 
 /// Directory of the case scripts.
 pub fn script_dir() -> PathBuf {
@@ -202,6 +204,11 @@ fn start_pair(file: &str, reference: ServerKind, candidate: ServerKind) -> (Serv
 }
 
 fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut Tally) {
+    if step.sleep_ms > 0 {
+        thread::sleep(Duration::from_millis(step.sleep_ms));
+        tally.passed += 1;
+        return;
+    }
     let kind = output_kind(&step.args);
     let words = positional_words(&step.args);
     let grants_lease = words.len() >= 2 && words[0] == b"lease" && words[1] == b"grant";
@@ -209,7 +216,7 @@ fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut
     for (n, &variant) in step.variants.iter().enumerate() {
         let (r_out, c_out, times) = run_both(step, variant, reference, candidate);
         tally.runs += 1;
-        if times.candidate > SLOW_RUN && times.reference < SLOW_RUN {
+        if !step.stream && times.candidate > SLOW_RUN && times.reference < SLOW_RUN {
             tally.slow_runs += 1;
         }
         if grants_lease {
@@ -286,14 +293,19 @@ fn run_both(
     let (c_args, c_stdin) = candidate.args_for(step, variant);
     let r_endpoint = reference.server.endpoint.as_str();
     let c_endpoint = candidate.server.endpoint.as_str();
+    let deadline = if step.stream {
+        STREAM_WINDOW
+    } else {
+        ETCDCTL_DEADLINE
+    };
     thread::scope(|s| {
         let r = s.spawn(|| {
             let started = Instant::now();
-            let out = etcdctl(variant.ctl, r_endpoint, &r_args, &r_stdin);
+            let out = etcdctl_within(variant.ctl, r_endpoint, &r_args, &r_stdin, deadline);
             (out, started.elapsed())
         });
         let started = Instant::now();
-        let c = etcdctl(variant.ctl, c_endpoint, &c_args, &c_stdin);
+        let c = etcdctl_within(variant.ctl, c_endpoint, &c_args, &c_stdin, deadline);
         let candidate = started.elapsed();
         let (r, reference) = match r.join() {
             Ok(out) => out,

@@ -5,8 +5,9 @@
 //! ```text
 //! script    = { directive | step }
 //! directive = "@skip-unless" ENV_VAR          (skip the whole file unless ENV_VAR=1)
+//!           | "@sleep" MILLISECONDS           (a step that only waits, e.g. for a lease to expire)
 //! step      = [ "[" modifier { modifier } "]" ] word { word } [ stdin ] [ "=>" NAME ]
-//! modifier  = "once" | "v34" | "v35" | "json" | "plain"
+//! modifier  = "once" | "v34" | "v35" | "json" | "plain" | "stream"
 //! word      = bare | '...' | "..."            (bare and "..." understand \xNN \n \t \0 \\ \" \'
 //!                                              and "\ "; '...' is literal)
 //! stdin     = "<<" DELIM NEWLINE { line } DELIM        (heredoc; every line ends with \n;
@@ -22,7 +23,8 @@
 //! written, etcdctl 3.5 with `-w json`, etcdctl 3.4 as written, etcdctl 3.4 with `-w json`
 //! (the `-w json` variants are dropped when the step chooses its own `-w`). Writes therefore
 //! repeat; `[once]` runs etcdctl 3.5 as written only, `[v34]`/`[v35]`/`[json]`/`[plain]`
-//! restrict the variants.
+//! restrict the variants. `[stream]` marks a command that does not end by itself (`watch`): each
+//! run is stopped after a fixed window and the output collected until then is compared.
 //!
 //! Invariant: a parsed `Step` has at least one variant, and every `${NAME}` it uses was
 //! captured by an earlier step.
@@ -58,6 +60,10 @@ pub struct Step {
     pub variants: Vec<Variant>,
     /// Name under which the lease ID granted by this step is remembered.
     pub capture: Option<String>,
+    /// The command streams until stopped (`[stream]`): every run is cut off after a fixed window.
+    pub stream: bool,
+    /// A pause instead of a command (`@sleep MS`): `args` is empty.
+    pub sleep_ms: u64,
 }
 
 /// A parsed case file.
@@ -122,6 +128,10 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
             script.skip_unless = Some(var.trim().to_string());
             continue;
         }
+        if let Some(ms) = trimmed.strip_prefix("@sleep") {
+            script.steps.push(sleep_step(ms, line_no, trimmed).map_err(err)?);
+            continue;
+        }
         let mut step = parse_step_line(trimmed, line_no)?;
         if let Some(delim) = step.heredoc.take() {
             let (body, next) = read_heredoc(&lines, index, &delim).map_err(err)?;
@@ -135,6 +145,32 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         script.steps.push(step.step);
     }
     Ok(script)
+}
+
+/// Longest pause a script may ask for.
+const SLEEP_MS_MAX: u64 = 10_000;
+
+fn sleep_step(ms: &str, line: usize, source: &str) -> Result<Step, String> {
+    let sleep_ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| "@sleep needs a number of milliseconds".to_string())?;
+    if sleep_ms == 0 || sleep_ms > SLEEP_MS_MAX {
+        return Err(format!("@sleep must be 1..={SLEEP_MS_MAX} ms"));
+    }
+    Ok(Step {
+        line,
+        source: source.to_string(),
+        args: Vec::new(),
+        stdin: Vec::new(),
+        variants: vec![Variant {
+            ctl: CtlVersion::V35,
+            json: false,
+        }],
+        capture: None,
+        stream: false,
+        sleep_ms,
+    })
 }
 
 struct ParsedLine {
@@ -196,6 +232,8 @@ fn parse_step_line(text: &str, line: usize) -> Result<ParsedLine, ParseError> {
             stdin,
             variants,
             capture,
+            stream: modifiers.iter().any(|m| m == "stream"),
+            sleep_ms: 0,
         },
         heredoc,
     })
@@ -210,7 +248,7 @@ fn split_modifiers(text: &str) -> Result<(Vec<String>, &str), String> {
     };
     let modifiers: Vec<String> = rest[..end].split_whitespace().map(String::from).collect();
     for m in &modifiers {
-        if !["once", "v34", "v35", "json", "plain"].contains(&m.as_str()) {
+        if !["once", "v34", "v35", "json", "plain", "stream"].contains(&m.as_str()) {
             return Err(format!("unknown modifier {m:?}"));
         }
     }
@@ -460,6 +498,19 @@ mod tests {
                 "etcdctl 3.4, -w json"
             ]
         );
+    }
+
+    #[test]
+    fn stream_modifier_and_sleep_directive() {
+        let step = one("[stream once] watch foo --rev=1");
+        assert!(step.stream);
+        assert_eq!(step.variants.len(), 1);
+        assert!(!one("watch foo").stream);
+        let pause = one("@sleep 2500");
+        assert_eq!(pause.sleep_ms, 2500);
+        assert!(pause.args.is_empty());
+        assert!(parse_script("@sleep soon").is_err());
+        assert!(parse_script("@sleep 0").is_err());
     }
 
     #[test]
