@@ -129,7 +129,9 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
             continue;
         }
         if let Some(ms) = trimmed.strip_prefix("@sleep") {
-            script.steps.push(sleep_step(ms, line_no, trimmed).map_err(err)?);
+            script
+                .steps
+                .push(sleep_step(ms, line_no, trimmed).map_err(err)?);
             continue;
         }
         let mut step = parse_step_line(trimmed, line_no)?;
