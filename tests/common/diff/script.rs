@@ -6,8 +6,9 @@
 //! script    = { directive | step }
 //! directive = "@skip-unless" ENV_VAR          (skip the whole file unless ENV_VAR=1)
 //!           | "@sleep" MILLISECONDS           (a step that only waits, e.g. for a lease to expire)
+//!           | "@join"                         (stop the `[background]` commands and compare them)
 //! step      = [ "[" modifier { modifier } "]" ] word { word } [ stdin ] [ "=>" NAME ]
-//! modifier  = "once" | "v34" | "v35" | "json" | "plain" | "stream"
+//! modifier  = "once" | "v34" | "v35" | "json" | "plain" | "stream" | "background"
 //! word      = bare | '...' | "..."            (bare and "..." understand \xNN \n \t \0 \\ \" \'
 //!                                              and "\ "; '...' is literal)
 //! stdin     = "<<" DELIM NEWLINE { line } DELIM        (heredoc; every line ends with \n;
@@ -25,6 +26,9 @@
 //! repeat; `[once]` runs etcdctl 3.5 as written only, `[v34]`/`[v35]`/`[json]`/`[plain]`
 //! restrict the variants. `[stream]` marks a command that does not end by itself (`watch`): each
 //! run is stopped after a fixed window and the output collected until then is compared.
+//! `[background]` starts every variant of a streaming command and goes on with the next steps
+//! while it runs; the next `@join` stops it and compares what it printed (e.g. a live `watch`
+//! seeing the writes of the steps in between).
 //!
 //! Invariant: a parsed `Step` has at least one variant, and every `${NAME}` it uses was
 //! captured by an earlier step.
@@ -64,6 +68,10 @@ pub struct Step {
     pub stream: bool,
     /// A pause instead of a command (`@sleep MS`): `args` is empty.
     pub sleep_ms: u64,
+    /// Runs in the background until the next `@join` (`[background]`).
+    pub background: bool,
+    /// Stops and compares the running background commands (`@join`): `args` is empty.
+    pub join: bool,
 }
 
 /// A parsed case file.
@@ -112,6 +120,7 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         skip_unless: None,
     };
     let mut captured = BTreeSet::new();
+    let mut background_open = false;
     let mut index = 0;
     while index < lines.len() {
         let line_no = index + 1;
@@ -126,6 +135,17 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         };
         if let Some(var) = trimmed.strip_prefix("@skip-unless") {
             script.skip_unless = Some(var.trim().to_string());
+            continue;
+        }
+        if trimmed == "@join" {
+            if !background_open {
+                return Err(err("@join without a [background] step before it".into()));
+            }
+            background_open = false;
+            let mut step = sleep_step("1", line_no, trimmed).map_err(err)?;
+            step.sleep_ms = 0;
+            step.join = true;
+            script.steps.push(step);
             continue;
         }
         if let Some(ms) = trimmed.strip_prefix("@sleep") {
@@ -144,7 +164,14 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         if let Some(name) = &step.step.capture {
             captured.insert(name.clone());
         }
+        background_open |= step.step.background;
         script.steps.push(step.step);
+    }
+    if background_open {
+        return Err(ParseError {
+            line: lines.len(),
+            message: "a [background] step is never joined (@join)".into(),
+        });
     }
     Ok(script)
 }
@@ -172,6 +199,8 @@ fn sleep_step(ms: &str, line: usize, source: &str) -> Result<Step, String> {
         capture: None,
         stream: false,
         sleep_ms,
+        background: false,
+        join: false,
     })
 }
 
@@ -236,6 +265,8 @@ fn parse_step_line(text: &str, line: usize) -> Result<ParsedLine, ParseError> {
             capture,
             stream: modifiers.iter().any(|m| m == "stream"),
             sleep_ms: 0,
+            background: modifiers.iter().any(|m| m == "background"),
+            join: false,
         },
         heredoc,
     })
@@ -250,7 +281,17 @@ fn split_modifiers(text: &str) -> Result<(Vec<String>, &str), String> {
     };
     let modifiers: Vec<String> = rest[..end].split_whitespace().map(String::from).collect();
     for m in &modifiers {
-        if !["once", "v34", "v35", "json", "plain", "stream"].contains(&m.as_str()) {
+        if ![
+            "once",
+            "v34",
+            "v35",
+            "json",
+            "plain",
+            "stream",
+            "background",
+        ]
+        .contains(&m.as_str())
+        {
             return Err(format!("unknown modifier {m:?}"));
         }
     }
@@ -513,6 +554,11 @@ mod tests {
         assert!(pause.args.is_empty());
         assert!(parse_script("@sleep soon").is_err());
         assert!(parse_script("@sleep 0").is_err());
+        let script = parse_script("[background] watch a\nput a 1\n@join").unwrap();
+        assert!(script.steps[0].background && !script.steps[1].background);
+        assert!(script.steps[2].join && script.steps[2].args.is_empty());
+        assert!(parse_script("@join").is_err());
+        assert!(parse_script("[background] watch a").is_err());
     }
 
     #[test]
