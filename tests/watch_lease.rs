@@ -670,3 +670,87 @@ async fn lease_semantics_oxetcd() {
 async fn lease_semantics_etcd() {
     lease_semantics(ServerKind::Etcd35).await;
 }
+
+/// Several watchers on one stream: auto IDs, explicit IDs, cancel, filters, duplicate IDs.
+async fn stream_multiplexing(kind: ServerKind) {
+    let Some((_server, mut client)) = start(kind, "stream_multiplexing").await else {
+        return;
+    };
+    let mut stream = client.watch("m/a", None).await.unwrap();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(first.created());
+    let mut ids = vec![first.watch_id()];
+    let nodel = WatchOptions::new().with_filters([etcd_client::WatchFilterType::NoDelete]);
+    let noput = WatchOptions::new().with_filters([etcd_client::WatchFilterType::NoPut]);
+    stream.watch("m/b", Some(noput)).await.unwrap();
+    ids.push(next_response(&mut stream).await.watch_id());
+    stream.watch("m/z", None).await.unwrap();
+    ids.push(next_response(&mut stream).await.watch_id());
+    stream.cancel(ids[2]).await.unwrap();
+    let canceled = next_response_any(&mut stream).await;
+    assert!(canceled.canceled() && canceled.watch_id() == ids[2]);
+    // Auto IDs keep counting up (0 stays on m/a, which sees nothing): a canceled watcher's ID is not handed out again.
+    stream.watch("m/c", Some(nodel)).await.unwrap();
+    ids.push(next_response(&mut stream).await.watch_id());
+    stream.watch("m/d", Some(WatchOptions::new().with_watch_id(7))).await.unwrap();
+    ids.push(next_response(&mut stream).await.watch_id());
+    stream.watch("m/d", None).await.unwrap();
+    ids.push(next_response(&mut stream).await.watch_id());
+    assert_eq!(ids, [0, 1, 2, 3, 7, 4], "watch IDs");
+    // A duplicate explicit ID is refused.
+    stream.watch("m/e", Some(WatchOptions::new().with_watch_id(7))).await.unwrap();
+    let dup = next_response_any(&mut stream).await;
+    assert!(dup.created() && dup.canceled(), "{dup:?}");
+    assert_eq!(dup.watch_id(), -1);
+    assert_eq!(dup.cancel_reason(), "mvcc: duplicate watch ID provided on the WatchStream");
+
+    for k in ["m/b", "m/c", "m/d", "m/z"] {
+        client.put(k, "1", None).await.unwrap();
+        client.delete(k, None).await.unwrap();
+    }
+    let last = client.get("m", None).await.unwrap().header().unwrap().revision();
+    let mut seen: Vec<(i64, i64, bool, Vec<u8>)> = Vec::new();
+    stream.request_progress().await.unwrap();
+    loop {
+        let resp = next_response(&mut stream).await;
+        if resp.events().is_empty() {
+            assert_eq!(resp.header().unwrap().revision(), last);
+            break;
+        }
+        for e in resp.events() {
+            let put = e.event_type() == EventType::Put;
+            let kv = e.kv().unwrap();
+            seen.push((kv.mod_revision(), resp.watch_id(), put, kv.key().to_vec()));
+        }
+    }
+    // Watchers of one revision may be served in any order (etcd keeps them in a hash map).
+    seen.sort();
+    let base = last - 8;
+    let expected = vec![
+        (base + 2, 1, false, b"m/b".to_vec()),
+        (base + 3, 3, true, b"m/c".to_vec()),
+        (base + 5, 4, true, b"m/d".to_vec()),
+        (base + 5, 7, true, b"m/d".to_vec()),
+        (base + 6, 4, false, b"m/d".to_vec()),
+        (base + 6, 7, false, b"m/d".to_vec()),
+    ];
+    assert_eq!(seen, expected);
+}
+
+async fn next_response_any(stream: &mut WatchStream) -> etcd_client::WatchResponse {
+    tokio::time::timeout(MESSAGE_WAIT, stream.message())
+        .await
+        .expect("watch stalled")
+        .unwrap()
+        .expect("watch stream ended")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_multiplexing_oxetcd() {
+    stream_multiplexing(ServerKind::Oxetcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_multiplexing_etcd() {
+    stream_multiplexing(ServerKind::Etcd35).await;
+}

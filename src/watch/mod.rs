@@ -14,8 +14,8 @@
 //! bounded and the watcher later catches up exactly from history, from its `next_rev`.
 //!
 //! Wire rules kept here (reference §1.4): created replies in request order, before any event of
-//! that watcher; auto watch IDs per stream from 0, skipping IDs in use; every event of one
-//! revision in one response; events in revision order; a start revision below the compacted
+//! that watcher; auto watch IDs per stream from 0, skipping IDs in use, never reused; every event
+//! of one revision in one response; events in revision order; a start revision below the compacted
 //! revision gets a created reply and then a cancel carrying `compact_revision`; a progress request
 //! is answered (watch_id -1) only when every watcher of the stream is synced, in order with events.
 //!
@@ -156,11 +156,15 @@ impl StreamSlot {
         self.queued.load(Ordering::Relaxed) < limits.queued_responses_max
     }
 
+    /// The next auto ID: counts up from 0, skipping IDs in use, never reusing one handed out
+    /// before (as etcd).
     fn free_auto_id(&mut self) -> i64 {
         while self.watchers.contains_key(&self.next_auto_id) {
             self.next_auto_id += 1;
         }
-        self.next_auto_id
+        let id = self.next_auto_id;
+        self.next_auto_id += 1;
+        id
     }
 }
 

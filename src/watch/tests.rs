@@ -101,6 +101,23 @@ fn created_replies_come_in_order_with_auto_ids_from_zero() {
 }
 
 #[test]
+fn auto_ids_are_not_reused_after_cancel() {
+    let hub = Hub::new(HubLimits::default());
+    let h = FakeHistory::default();
+    let (sid, mut out) = hub.open_stream();
+    hub.create(sid, &create("a", "", 0), &h);
+    hub.create(sid, &create("b", "", 0), &h);
+    hub.cancel(sid, 1, h.current());
+    hub.create(sid, &create("c", "", 0), &h);
+    hub.cancel(sid, 0, h.current());
+    hub.create(sid, &create("d", "", 0), &h);
+    let got: Vec<(i64, bool, bool)> = drain(&mut out).iter().map(|r| (r.watch_id, r.created, r.canceled)).collect();
+    // As etcd: the stream's counter only moves forward, so a late response for a canceled
+    // watcher can never be mistaken for a new watcher's.
+    assert_eq!(got, vec![(0, true, false), (1, true, false), (1, false, true), (2, true, false), (0, false, true), (3, true, false)]);
+}
+
+#[test]
 fn bad_creates_are_refused_with_etcds_reasons() {
     let hub = Hub::new(HubLimits::default());
     let h = FakeHistory::default();
