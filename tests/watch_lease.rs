@@ -692,23 +692,38 @@ async fn stream_multiplexing(kind: ServerKind) {
     // Auto IDs keep counting up (0 stays on m/a, which sees nothing): a canceled watcher's ID is not handed out again.
     stream.watch("m/c", Some(nodel)).await.unwrap();
     ids.push(next_response(&mut stream).await.watch_id());
-    stream.watch("m/d", Some(WatchOptions::new().with_watch_id(7))).await.unwrap();
+    stream
+        .watch("m/d", Some(WatchOptions::new().with_watch_id(7)))
+        .await
+        .unwrap();
     ids.push(next_response(&mut stream).await.watch_id());
     stream.watch("m/d", None).await.unwrap();
     ids.push(next_response(&mut stream).await.watch_id());
     assert_eq!(ids, [0, 1, 2, 3, 7, 4], "watch IDs");
     // A duplicate explicit ID is refused.
-    stream.watch("m/e", Some(WatchOptions::new().with_watch_id(7))).await.unwrap();
+    stream
+        .watch("m/e", Some(WatchOptions::new().with_watch_id(7)))
+        .await
+        .unwrap();
     let dup = next_response_any(&mut stream).await;
     assert!(dup.created() && dup.canceled(), "{dup:?}");
     assert_eq!(dup.watch_id(), -1);
-    assert_eq!(dup.cancel_reason(), "mvcc: duplicate watch ID provided on the WatchStream");
+    assert_eq!(
+        dup.cancel_reason(),
+        "mvcc: duplicate watch ID provided on the WatchStream"
+    );
 
     for k in ["m/b", "m/c", "m/d", "m/z"] {
         client.put(k, "1", None).await.unwrap();
         client.delete(k, None).await.unwrap();
     }
-    let last = client.get("m", None).await.unwrap().header().unwrap().revision();
+    let last = client
+        .get("m", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
     let mut seen: Vec<(i64, i64, bool, Vec<u8>)> = Vec::new();
     stream.request_progress().await.unwrap();
     loop {
@@ -753,4 +768,103 @@ async fn stream_multiplexing_oxetcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_multiplexing_etcd() {
     stream_multiplexing(ServerKind::Etcd35).await;
+}
+
+/// Lease bookkeeping details: detaching on delete and on overwrite, revoke of an empty lease,
+/// keep-alive and time-to-live of unknown leases, the TTL ceiling.
+async fn lease_details(kind: ServerKind) {
+    let Some((_server, mut client)) = start(kind, "lease_details").await else {
+        return;
+    };
+    let lease = client.lease_grant(600, None).await.unwrap().id();
+    let with_lease = || Some(PutOptions::new().with_lease(lease));
+    client.put("d/del", "1", with_lease()).await.unwrap();
+    client.put("d/over", "1", with_lease()).await.unwrap();
+    client.put("d/kept", "1", with_lease()).await.unwrap();
+    // Deleting a key and writing it again without the lease detaches it; so does an overwrite.
+    client.delete("d/del", None).await.unwrap();
+    client.put("d/del", "2", None).await.unwrap();
+    client.put("d/over", "2", None).await.unwrap();
+    let ttl = client
+        .lease_time_to_live(lease, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .unwrap();
+    assert_eq!(ttl.keys(), [b"d/kept".to_vec()]);
+    let before = client
+        .get("d", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let revoke = client.lease_revoke(lease).await.unwrap();
+    assert_eq!(revoke.header().unwrap().revision(), before + 1);
+    let left = client
+        .get("d/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let left: Vec<(&[u8], &[u8])> = left.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();
+    assert_eq!(
+        left,
+        vec![(b"d/del".as_slice(), b"2".as_slice()), (b"d/over", b"2")]
+    );
+
+    // Revoking a lease without keys writes nothing: the revision stays.
+    let empty = client.lease_grant(600, None).await.unwrap().id();
+    let revoke = client.lease_revoke(empty).await.unwrap();
+    assert_eq!(revoke.header().unwrap().revision(), before + 1);
+
+    // Keep-alive of an unknown lease answers TTL 0 (which etcd-client reports as "lease not
+    // found"); time-to-live answers -1.
+    match client.lease_keep_alive(0x5555).await {
+        Err(etcd_client::Error::LeaseKeepAliveError(m)) => assert_eq!(m, "lease not found"),
+        other => panic!("keep-alive of an unknown lease: {:?}", other.map(|_| ())),
+    }
+    let ttl = client.lease_time_to_live(0x5555, None).await.unwrap();
+    assert_eq!((ttl.ttl(), ttl.granted_ttl()), (-1, 0));
+
+    let err = client.lease_grant(9_000_000_001, None).await.unwrap_err();
+    assert_eq!(
+        grpc_error(err),
+        (
+            "OutOfRange".to_string(),
+            "etcdserver: too large lease TTL".to_string()
+        )
+    );
+    let at_max = client.lease_grant(9_000_000_000, None).await.unwrap();
+    assert_eq!(at_max.ttl(), 9_000_000_000);
+    // An explicit ID is taken as given, negative ones included; TTL 1 is raised to 2.
+    let neg = LeaseGrantOptions::new().with_id(-5);
+    let granted = client.lease_grant(1, Some(neg)).await.unwrap();
+    assert_eq!((granted.id(), granted.ttl()), (-5, 2));
+    assert_eq!(
+        client
+            .lease_time_to_live(-5, None)
+            .await
+            .unwrap()
+            .granted_ttl(),
+        2
+    );
+    // Attaching a key to an unknown lease fails.
+    let err = client
+        .put("d/x", "1", Some(PutOptions::new().with_lease(0x5555)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        grpc_error(err),
+        (
+            "NotFound".to_string(),
+            "etcdserver: requested lease not found".to_string()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_details_oxetcd() {
+    lease_details(ServerKind::Oxetcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_details_etcd() {
+    lease_details(ServerKind::Etcd35).await;
 }

@@ -114,7 +114,9 @@ fn auto_ids_are_not_reused_after_cancel() {
     let got: Vec<(i64, bool, bool)> = drain(&mut out).iter().map(|r| (r.watch_id, r.created, r.canceled)).collect();
     // As etcd: the stream's counter only moves forward, so a late response for a canceled
     // watcher can never be mistaken for a new watcher's.
-    assert_eq!(got, vec![(0, true, false), (1, true, false), (1, false, true), (2, true, false), (0, false, true), (3, true, false)]);
+    let expected =
+        vec![(0, true, false), (1, true, false), (1, false, true), (2, true, false), (0, false, true), (3, true, false)];
+    assert_eq!(got, expected);
 }
 
 #[test]
