@@ -868,3 +868,61 @@ async fn lease_details_oxetcd() {
 async fn lease_details_etcd() {
     lease_details(ServerKind::Etcd35).await;
 }
+
+/// A replay of a long history comes in responses of at most 1,000 revisions that touched the
+/// watcher's range (etcd's batch rule), however sparse the range is in the history.
+async fn catch_up_batches(kind: ServerKind) {
+    let Some((_server, mut client)) = start(kind, "catch_up_batches").await else {
+        return;
+    };
+    // 1,100 puts of c/a interleaved with 300 of c/b, from 7 writers.
+    let tasks: Vec<_> = (0..7)
+        .map(|t| {
+            let mut c = client.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    let key = if (t * 200 + i) % 14 < 11 {
+                        "c/a"
+                    } else {
+                        "c/b"
+                    };
+                    c.put(key, "v", None).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let last = client
+        .get("c", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    let range = Range {
+        key: b"c/a".to_vec(),
+        end: Vec::new(),
+    };
+    let mut stream = open_watch(&mut client, &range, Some(1)).await;
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    while total < 1100 {
+        let resp = next_response(&mut stream).await;
+        assert_eq!(resp.header().unwrap().revision(), last);
+        sizes.push(resp.events().len());
+        total += resp.events().len();
+    }
+    assert_eq!(sizes, [1000, 100]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_batches_oxetcd() {
+    catch_up_batches(ServerKind::Oxetcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_batches_etcd() {
+    catch_up_batches(ServerKind::Etcd35).await;
+}

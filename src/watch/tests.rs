@@ -180,6 +180,27 @@ fn slow_consumer_stays_bounded_and_catches_up_exactly() {
 }
 
 #[test]
+fn catch_up_responses_hold_a_number_of_revisions_that_touched_the_range() {
+    let hub = Hub::new(HubLimits { queued_responses_max: 16, catch_up_revisions_max: 3 });
+    let mut h = FakeHistory::default();
+    for i in 0..10 {
+        h.put(None, if i % 2 == 0 { "a" } else { "b" });
+    }
+    let (sid, mut out) = hub.open_stream();
+    hub.create(sid, &create("a", "", 1), &h);
+    while hub.sync_stream(sid, &h) {}
+    let resps = drain(&mut out);
+    let batches: Vec<Vec<i64>> = resps
+        .iter()
+        .filter(|r| !r.events.is_empty())
+        .map(|r| r.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).collect())
+        .collect();
+    // "a" changed at 2, 4, 6, 8, 10: three such revisions per response, as etcd batches.
+    assert_eq!(batches, vec![vec![2, 4, 6], vec![8, 10]]);
+    assert!(resps.iter().all(|r| r.header.as_ref().map(|h| h.revision) == Some(11)));
+}
+
+#[test]
 fn compacted_start_gets_created_then_cancel_with_compact_revision() {
     let hub = Hub::new(HubLimits::default());
     let mut h = FakeHistory::default();
