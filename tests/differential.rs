@@ -12,7 +12,7 @@ mod common;
 use common::diff::run_script_file;
 
 /// The case files; `every_script_has_a_test` keeps this list and the directory in step.
-const SCRIPTS: [&str; 8] = [
+const SCRIPTS: [&str; 9] = [
     "put_get.txt",
     "range.txt",
     "delete.txt",
@@ -21,6 +21,7 @@ const SCRIPTS: [&str; 8] = [
     "errors.txt",
     "status.txt",
     "lease.txt",
+    "watch.txt",
 ];
 
 #[test]
@@ -58,10 +59,14 @@ fn diff_status() {
     run_script_file("status.txt");
 }
 
-/// Lease steps belong to a later milestone: skipped unless `OXETCD_DIFF_LEASE=1`.
 #[test]
 fn diff_lease() {
     run_script_file("lease.txt");
+}
+
+#[test]
+fn diff_watch() {
+    run_script_file("watch.txt");
 }
 
 #[test]

@@ -14,8 +14,8 @@
 //! bounded and the watcher later catches up exactly from history, from its `next_rev`.
 //!
 //! Wire rules kept here (reference §1.4): created replies in request order, before any event of
-//! that watcher; auto watch IDs per stream from 0, skipping IDs in use; every event of one
-//! revision in one response; events in revision order; a start revision below the compacted
+//! that watcher; auto watch IDs per stream from 0, skipping IDs in use, never reused; every event
+//! of one revision in one response; events in revision order; a start revision below the compacted
 //! revision gets a created reply and then a cancel carrying `compact_revision`; a progress request
 //! is answered (watch_id -1) only when every watcher of the stream is synced, in order with events.
 //!
@@ -62,7 +62,8 @@ pub type StreamId = u64;
 pub struct HubLimits {
     /// Undelivered event responses per stream before synced watchers fall back to unsynced.
     pub queued_responses_max: usize,
-    /// Revisions read from history per catch-up step of one watcher.
+    /// Revisions per catch-up response of one watcher, counted among the revisions that touched
+    /// its range (etcd: 1000); also the window of one read from history.
     pub catch_up_revisions_max: i64,
 }
 
@@ -165,11 +166,15 @@ impl StreamSlot {
         self.queued.load(Ordering::Relaxed) < limits.queued_responses_max
     }
 
+    /// The next auto ID: counts up from 0, skipping IDs in use, never reusing one handed out
+    /// before (as etcd).
     fn free_auto_id(&mut self) -> i64 {
         while self.watchers.contains_key(&self.next_auto_id) {
             self.next_auto_id += 1;
         }
-        self.next_auto_id
+        let id = self.next_auto_id;
+        self.next_auto_id += 1;
+        id
     }
 }
 
@@ -426,15 +431,13 @@ impl Hub {
                     w.synced = true;
                     break;
                 }
-                let to = current.min(w.next_rev.saturating_add(limits.catch_up_revisions_max - 1));
-                let events = match src.events_in(&w.key, &w.range_end, w.next_rev, to) {
-                    Ok(events) => w.select(&events),
-                    Err(_) => {
-                        canceled.push(watch_id);
-                        break;
-                    }
+                let Ok((events, next_rev)) = catch_up_batch(w, src, current, limits.catch_up_revisions_max) else {
+                    canceled.push(watch_id);
+                    break;
                 };
-                w.next_rev = to + 1;
+                debug_assert!(next_rev > w.next_rev, "a catch-up step must make progress");
+                w.next_rev = next_rev;
+                let events = w.select(&events);
                 if !events.is_empty() {
                     w.sent_since_tick = true;
                     let resp = WatchResponse {
@@ -490,6 +493,34 @@ impl Hub {
             output_queued.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The events of `w`'s range for its next catch-up response, and the revision after them.
+///
+/// As etcd's batches: the response covers the first `revisions_max` revisions from `next_rev`
+/// that touched the range (counted before the watcher's filters), read from history in windows
+/// of `revisions_max` revisions. `Err` when the history below the compaction point is needed.
+fn catch_up_batch(w: &Watcher, src: &dyn EventSource, current: i64, revisions_max: i64) -> Result<(Vec<Event>, i64), i64> {
+    let revisions_max = revisions_max.max(1);
+    let mut batch: Vec<Event> = Vec::new();
+    let mut batch_revs = 0;
+    let mut from = w.next_rev;
+    while from <= current {
+        let to = current.min(from.saturating_add(revisions_max - 1));
+        for event in src.events_in(&w.key, &w.range_end, from, to)? {
+            let rev = event.kv.as_ref().map_or(from, |kv| kv.mod_revision);
+            let last_rev = batch.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision);
+            if last_rev != Some(rev) {
+                if batch_revs == revisions_max {
+                    return Ok((batch, rev));
+                }
+                batch_revs += 1;
+            }
+            batch.push(event);
+        }
+        from = to + 1;
+    }
+    Ok((batch, current + 1))
 }
 
 impl EventSource for crate::mvcc::Store {

@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,11 +65,70 @@ impl CtlOutput {
 ///
 /// Panics when the etcd tools were not resolved: callers check `require_etcd_tools` first.
 pub fn etcdctl(version: CtlVersion, endpoint: &str, args: &[OsString], stdin: &[u8]) -> CtlOutput {
+    etcdctl_within(version, endpoint, args, stdin, ETCDCTL_DEADLINE)
+}
+
+/// As [`etcdctl`], but the process is killed after `deadline` (for commands that stream until
+/// stopped, such as `watch`; the output says it was killed).
+pub fn etcdctl_within(
+    version: CtlVersion,
+    endpoint: &str,
+    args: &[OsString],
+    stdin: &[u8],
+    deadline: Duration,
+) -> CtlOutput {
     let tools = match etcd_tools() {
         Ok(tools) => tools,
         Err(reason) => panic!("etcdctl requested but the etcd tools are missing: {reason}"),
     };
-    let mut command = Command::new(version.path(tools));
+    let child = match ctl_command(version.path(tools), endpoint, args).spawn() {
+        Ok(child) => child,
+        Err(e) => panic!("cannot spawn {}: {e}", version.path(tools).display()),
+    };
+    run_to_end(child, stdin.to_vec(), deadline, None)
+}
+
+/// As [`etcdctl_within`], but also killed as soon as `stop` becomes true (for commands that run
+/// in the background while other commands are issued). The output notes the kill either way.
+pub fn etcdctl_until(
+    version: CtlVersion,
+    endpoint: &str,
+    args: &[OsString],
+    stdin: &[u8],
+    deadline: Duration,
+    stop: &AtomicBool,
+) -> CtlOutput {
+    let tools = match etcd_tools() {
+        Ok(tools) => tools,
+        Err(reason) => panic!("etcdctl requested but the etcd tools are missing: {reason}"),
+    };
+    let child = match ctl_command(version.path(tools), endpoint, args).spawn() {
+        Ok(child) => child,
+        Err(e) => panic!("cannot spawn {}: {e}", version.path(tools).display()),
+    };
+    let mut out = run_to_end(child, stdin.to_vec(), deadline, Some(stop));
+    if out.timed_out {
+        // Stopped on request or by the deadline: report it the same way on every server.
+        out.stderr = strip_kill_note(out.stderr);
+        out.stderr
+            .extend_from_slice(b"\n[test harness: background etcdctl stopped]\n");
+    }
+    out
+}
+
+fn strip_kill_note(mut stderr: Vec<u8>) -> Vec<u8> {
+    if let Some(at) = find(&stderr, b"\n[test harness: etcdctl killed after") {
+        stderr.truncate(at);
+    }
+    stderr
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn ctl_command(path: &Path, endpoint: &str, args: &[OsString]) -> Command {
+    let mut command = Command::new(path);
     command
         .env_clear()
         .env("ETCDCTL_API", "3")
@@ -77,15 +137,16 @@ pub fn etcdctl(version: CtlVersion, endpoint: &str, args: &[OsString], stdin: &[
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => panic!("cannot spawn {}: {e}", version.path(tools).display()),
-    };
-    run_to_end(child, stdin.to_vec(), ETCDCTL_DEADLINE)
+    command
 }
 
 /// Feeds stdin, drains stdout/stderr on helper threads, and waits up to `deadline`.
-fn run_to_end(mut child: Child, stdin: Vec<u8>, deadline: Duration) -> CtlOutput {
+fn run_to_end(
+    mut child: Child,
+    stdin: Vec<u8>,
+    deadline: Duration,
+    stop: Option<&AtomicBool>,
+) -> CtlOutput {
     let stdin_pipe = child.stdin.take();
     let writer = thread::spawn(move || {
         if let Some(mut pipe) = stdin_pipe {
@@ -101,7 +162,10 @@ fn run_to_end(mut child: Child, stdin: Vec<u8>, deadline: Duration) -> CtlOutput
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > deadline => {
+            Ok(None)
+                if started.elapsed() > deadline
+                    || stop.is_some_and(|s| s.load(Ordering::SeqCst)) =>
+            {
                 timed_out = true;
                 let _ = child.kill();
                 break child.wait().ok();

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::etcdctl::{etcdctl, CtlOutput};
+use crate::common::etcdctl::{etcdctl_until, etcdctl_within, CtlOutput, ETCDCTL_DEADLINE};
 use crate::common::server::{Server, ServerKind};
 use crate::common::tools::require_etcd_tools;
 
@@ -26,6 +26,14 @@ const REPORTS_MAX: usize = 25;
 const SLOW_RUN: Duration = Duration::from_millis(4500);
 /// Unresponsive candidate runs tolerated before the file is abandoned.
 const SLOW_RUNS_MAX: usize = 3;
+/// How long a `[stream]` step (e.g. `watch`) runs before it is stopped and its output compared.
+const STREAM_WINDOW: Duration = Duration::from_millis(1500);
+/// How long a `[background]` command runs at most (the steps up to its `@join` must fit).
+const BACKGROUND_WINDOW: Duration = Duration::from_secs(10);
+/// Time given to a `[background]` command to connect and register before the next step.
+const BACKGROUND_SETTLE: Duration = Duration::from_millis(800);
+/// Time given to a `[background]` command to print the last writes before it is stopped.
+const JOIN_SETTLE: Duration = Duration::from_millis(500);
 
 /// Directory of the case scripts.
 pub fn script_dir() -> PathBuf {
@@ -112,6 +120,44 @@ fn parse_granted_lease(stdout: &[u8]) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// The etcdctl processes of one `[background]` step, per variant: (reference, candidate).
+struct Background {
+    step: Step,
+    runs: Vec<(Variant, BackgroundRun, BackgroundRun)>,
+}
+
+/// One background etcdctl: a flag that asks it to stop, and the thread collecting its output.
+struct BackgroundRun {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<CtlOutput>,
+}
+
+fn spawn_background(side: &Side, step: &Step, variant: Variant) -> BackgroundRun {
+    let (args, stdin) = side.args_for(step, variant);
+    let endpoint = side.server.endpoint.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = thread::spawn(move || {
+        etcdctl_until(
+            variant.ctl,
+            &endpoint,
+            &args,
+            &stdin,
+            BACKGROUND_WINDOW,
+            &flag,
+        )
+    });
+    BackgroundRun { stop, thread }
+}
+
+fn join_background(run: BackgroundRun) -> CtlOutput {
+    run.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    match run.thread.join() {
+        Ok(out) => out,
+        Err(_) => panic!("a background etcdctl run panicked"),
+    }
+}
+
 /// Outcome counters and the accumulated report of one file.
 struct Tally {
     file: String,
@@ -155,8 +201,32 @@ pub fn run_script_file(file: &str) {
         aborted: None,
         slow_runs: 0,
     };
+    let mut background: Option<Background> = None;
     for step in &script.steps {
-        run_step(step, &mut reference, &mut candidate, &mut tally);
+        if step.background {
+            let runs = step
+                .variants
+                .iter()
+                .map(|&v| {
+                    let r = spawn_background(&reference, step, v);
+                    let c = spawn_background(&candidate, step, v);
+                    (v, r, c)
+                })
+                .collect();
+            background = Some(Background {
+                step: step.clone(),
+                runs,
+            });
+            thread::sleep(BACKGROUND_SETTLE);
+        } else if step.join {
+            if let Some(bg) = background.take() {
+                thread::sleep(JOIN_SETTLE);
+                join_step(bg, &mut reference, &mut candidate, &mut tally);
+            }
+            tally.passed += 1;
+        } else {
+            run_step(step, &mut reference, &mut candidate, &mut tally);
+        }
         if tally.aborted.is_none() && !candidate.server.is_running() {
             let status = candidate.server.exit_status().unwrap_or_default();
             tally.aborted = Some(format!(
@@ -202,14 +272,18 @@ fn start_pair(file: &str, reference: ServerKind, candidate: ServerKind) -> (Serv
 }
 
 fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut Tally) {
-    let kind = output_kind(&step.args);
+    if step.sleep_ms > 0 {
+        thread::sleep(Duration::from_millis(step.sleep_ms));
+        tally.passed += 1;
+        return;
+    }
     let words = positional_words(&step.args);
     let grants_lease = words.len() >= 2 && words[0] == b"lease" && words[1] == b"grant";
     let mut step_ok = true;
     for (n, &variant) in step.variants.iter().enumerate() {
         let (r_out, c_out, times) = run_both(step, variant, reference, candidate);
         tally.runs += 1;
-        if times.candidate > SLOW_RUN && times.reference < SLOW_RUN {
+        if !step.stream && times.candidate > SLOW_RUN && times.reference < SLOW_RUN {
             tally.slow_runs += 1;
         }
         if grants_lease {
@@ -220,28 +294,15 @@ fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut
                 capture(name, c_id, candidate);
             }
         }
-        let r = side_run(reference, r_out, kind);
-        let c = side_run(candidate, c_out, kind);
-        if verbose() {
-            println!(
-                "{}:{} [{}] {}\n{}{}",
-                tally.file,
-                step.line,
-                variant.label(),
-                step.source,
-                r.stdout,
-                r.stderr
-            );
-        }
-        if !r.same_as(&c) {
-            if step_ok {
-                record_mismatch(step, variant, &r, &c, tally);
-            } else if tally.failed.len() < REPORTS_MAX {
-                let also = format!("    (also differs with {})\n", variant.label());
-                tally.reports.push_str(&also);
-            }
-            step_ok = false;
-        }
+        compare_run(
+            step,
+            variant,
+            (r_out, c_out),
+            reference,
+            candidate,
+            tally,
+            &mut step_ok,
+        );
         if tally.slow_runs >= SLOW_RUNS_MAX {
             tally.aborted = Some(format!(
                 "the candidate needed more than {SLOW_RUN:?} for {SLOW_RUNS_MAX} etcdctl runs; \
@@ -251,12 +312,70 @@ fn run_step(step: &Step, reference: &mut Side, candidate: &mut Side, tally: &mut
             break;
         }
     }
+    finish_step(step, step_ok, tally);
+}
+
+/// Compares what a `[background]` step printed on both servers, variant by variant.
+fn join_step(bg: Background, reference: &mut Side, candidate: &mut Side, tally: &mut Tally) {
+    let mut step_ok = true;
+    for (variant, r, c) in bg.runs {
+        let outputs = (join_background(r), join_background(c));
+        tally.runs += 1;
+        compare_run(
+            &bg.step,
+            variant,
+            outputs,
+            reference,
+            candidate,
+            tally,
+            &mut step_ok,
+        );
+    }
+    finish_step(&bg.step, step_ok, tally);
+}
+
+fn finish_step(step: &Step, step_ok: bool, tally: &mut Tally) {
     if step_ok {
         tally.passed += 1;
     } else {
         tally
             .failed
             .push(format!("{}:{} `{}`", tally.file, step.line, step.source));
+    }
+}
+
+/// Normalises and compares one variant's outputs, recording a mismatch.
+fn compare_run(
+    step: &Step,
+    variant: Variant,
+    (r_out, c_out): (CtlOutput, CtlOutput),
+    reference: &Side,
+    candidate: &Side,
+    tally: &mut Tally,
+    step_ok: &mut bool,
+) {
+    let kind = output_kind(&step.args);
+    let r = side_run(reference, r_out, kind);
+    let c = side_run(candidate, c_out, kind);
+    if verbose() {
+        println!(
+            "{}:{} [{}] {}\n{}{}",
+            tally.file,
+            step.line,
+            variant.label(),
+            step.source,
+            r.stdout,
+            r.stderr
+        );
+    }
+    if !r.same_as(&c) {
+        if *step_ok {
+            record_mismatch(step, variant, &r, &c, tally);
+        } else if tally.failed.len() < REPORTS_MAX {
+            let also = format!("    (also differs with {})\n", variant.label());
+            tally.reports.push_str(&also);
+        }
+        *step_ok = false;
     }
 }
 
@@ -286,14 +405,19 @@ fn run_both(
     let (c_args, c_stdin) = candidate.args_for(step, variant);
     let r_endpoint = reference.server.endpoint.as_str();
     let c_endpoint = candidate.server.endpoint.as_str();
+    let deadline = if step.stream {
+        STREAM_WINDOW
+    } else {
+        ETCDCTL_DEADLINE
+    };
     thread::scope(|s| {
         let r = s.spawn(|| {
             let started = Instant::now();
-            let out = etcdctl(variant.ctl, r_endpoint, &r_args, &r_stdin);
+            let out = etcdctl_within(variant.ctl, r_endpoint, &r_args, &r_stdin, deadline);
             (out, started.elapsed())
         });
         let started = Instant::now();
-        let c = etcdctl(variant.ctl, c_endpoint, &c_args, &c_stdin);
+        let c = etcdctl_within(variant.ctl, c_endpoint, &c_args, &c_stdin, deadline);
         let candidate = started.elapsed();
         let (r, reference) = match r.join() {
             Ok(out) => out,

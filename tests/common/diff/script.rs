@@ -5,8 +5,10 @@
 //! ```text
 //! script    = { directive | step }
 //! directive = "@skip-unless" ENV_VAR          (skip the whole file unless ENV_VAR=1)
+//!           | "@sleep" MILLISECONDS           (a step that only waits, e.g. for a lease to expire)
+//!           | "@join"                         (stop the `[background]` commands and compare them)
 //! step      = [ "[" modifier { modifier } "]" ] word { word } [ stdin ] [ "=>" NAME ]
-//! modifier  = "once" | "v34" | "v35" | "json" | "plain"
+//! modifier  = "once" | "v34" | "v35" | "json" | "plain" | "stream" | "background"
 //! word      = bare | '...' | "..."            (bare and "..." understand \xNN \n \t \0 \\ \" \'
 //!                                              and "\ "; '...' is literal)
 //! stdin     = "<<" DELIM NEWLINE { line } DELIM        (heredoc; every line ends with \n;
@@ -22,7 +24,11 @@
 //! written, etcdctl 3.5 with `-w json`, etcdctl 3.4 as written, etcdctl 3.4 with `-w json`
 //! (the `-w json` variants are dropped when the step chooses its own `-w`). Writes therefore
 //! repeat; `[once]` runs etcdctl 3.5 as written only, `[v34]`/`[v35]`/`[json]`/`[plain]`
-//! restrict the variants.
+//! restrict the variants. `[stream]` marks a command that does not end by itself (`watch`): each
+//! run is stopped after a fixed window and the output collected until then is compared.
+//! `[background]` starts every variant of a streaming command and goes on with the next steps
+//! while it runs; the next `@join` stops it and compares what it printed (e.g. a live `watch`
+//! seeing the writes of the steps in between).
 //!
 //! Invariant: a parsed `Step` has at least one variant, and every `${NAME}` it uses was
 //! captured by an earlier step.
@@ -58,6 +64,14 @@ pub struct Step {
     pub variants: Vec<Variant>,
     /// Name under which the lease ID granted by this step is remembered.
     pub capture: Option<String>,
+    /// The command streams until stopped (`[stream]`): every run is cut off after a fixed window.
+    pub stream: bool,
+    /// A pause instead of a command (`@sleep MS`): `args` is empty.
+    pub sleep_ms: u64,
+    /// Runs in the background until the next `@join` (`[background]`).
+    pub background: bool,
+    /// Stops and compares the running background commands (`@join`): `args` is empty.
+    pub join: bool,
 }
 
 /// A parsed case file.
@@ -106,6 +120,7 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         skip_unless: None,
     };
     let mut captured = BTreeSet::new();
+    let mut background_open = false;
     let mut index = 0;
     while index < lines.len() {
         let line_no = index + 1;
@@ -122,6 +137,23 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
             script.skip_unless = Some(var.trim().to_string());
             continue;
         }
+        if trimmed == "@join" {
+            if !background_open {
+                return Err(err("@join without a [background] step before it".into()));
+            }
+            background_open = false;
+            let mut step = sleep_step("1", line_no, trimmed).map_err(err)?;
+            step.sleep_ms = 0;
+            step.join = true;
+            script.steps.push(step);
+            continue;
+        }
+        if let Some(ms) = trimmed.strip_prefix("@sleep") {
+            script
+                .steps
+                .push(sleep_step(ms, line_no, trimmed).map_err(err)?);
+            continue;
+        }
         let mut step = parse_step_line(trimmed, line_no)?;
         if let Some(delim) = step.heredoc.take() {
             let (body, next) = read_heredoc(&lines, index, &delim).map_err(err)?;
@@ -132,9 +164,44 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         if let Some(name) = &step.step.capture {
             captured.insert(name.clone());
         }
+        background_open |= step.step.background;
         script.steps.push(step.step);
     }
+    if background_open {
+        return Err(ParseError {
+            line: lines.len(),
+            message: "a [background] step is never joined (@join)".into(),
+        });
+    }
     Ok(script)
+}
+
+/// Longest pause a script may ask for.
+const SLEEP_MS_MAX: u64 = 10_000;
+
+fn sleep_step(ms: &str, line: usize, source: &str) -> Result<Step, String> {
+    let sleep_ms: u64 = ms
+        .trim()
+        .parse()
+        .map_err(|_| "@sleep needs a number of milliseconds".to_string())?;
+    if sleep_ms == 0 || sleep_ms > SLEEP_MS_MAX {
+        return Err(format!("@sleep must be 1..={SLEEP_MS_MAX} ms"));
+    }
+    Ok(Step {
+        line,
+        source: source.to_string(),
+        args: Vec::new(),
+        stdin: Vec::new(),
+        variants: vec![Variant {
+            ctl: CtlVersion::V35,
+            json: false,
+        }],
+        capture: None,
+        stream: false,
+        sleep_ms,
+        background: false,
+        join: false,
+    })
 }
 
 struct ParsedLine {
@@ -196,6 +263,10 @@ fn parse_step_line(text: &str, line: usize) -> Result<ParsedLine, ParseError> {
             stdin,
             variants,
             capture,
+            stream: modifiers.iter().any(|m| m == "stream"),
+            sleep_ms: 0,
+            background: modifiers.iter().any(|m| m == "background"),
+            join: false,
         },
         heredoc,
     })
@@ -210,7 +281,17 @@ fn split_modifiers(text: &str) -> Result<(Vec<String>, &str), String> {
     };
     let modifiers: Vec<String> = rest[..end].split_whitespace().map(String::from).collect();
     for m in &modifiers {
-        if !["once", "v34", "v35", "json", "plain"].contains(&m.as_str()) {
+        if ![
+            "once",
+            "v34",
+            "v35",
+            "json",
+            "plain",
+            "stream",
+            "background",
+        ]
+        .contains(&m.as_str())
+        {
             return Err(format!("unknown modifier {m:?}"));
         }
     }
@@ -460,6 +541,24 @@ mod tests {
                 "etcdctl 3.4, -w json"
             ]
         );
+    }
+
+    #[test]
+    fn stream_modifier_and_sleep_directive() {
+        let step = one("[stream once] watch foo --rev=1");
+        assert!(step.stream);
+        assert_eq!(step.variants.len(), 1);
+        assert!(!one("watch foo").stream);
+        let pause = one("@sleep 2500");
+        assert_eq!(pause.sleep_ms, 2500);
+        assert!(pause.args.is_empty());
+        assert!(parse_script("@sleep soon").is_err());
+        assert!(parse_script("@sleep 0").is_err());
+        let script = parse_script("[background] watch a\nput a 1\n@join").unwrap();
+        assert!(script.steps[0].background && !script.steps[1].background);
+        assert!(script.steps[2].join && script.steps[2].args.is_empty());
+        assert!(parse_script("@join").is_err());
+        assert!(parse_script("[background] watch a").is_err());
     }
 
     #[test]
