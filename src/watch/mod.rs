@@ -431,7 +431,9 @@ impl Hub {
                     w.synced = true;
                     break;
                 }
-                let Ok((events, next_rev)) = catch_up_batch(w, src, current, limits.catch_up_revisions_max) else {
+                let Ok((events, next_rev)) =
+                    catch_up_batch(w, src, current, limits.catch_up_revisions_max)
+                else {
                     canceled.push(watch_id);
                     break;
                 };
@@ -500,7 +502,12 @@ impl Hub {
 /// As etcd's batches: the response covers the first `revisions_max` revisions from `next_rev`
 /// that touched the range (counted before the watcher's filters), read from history in windows
 /// of `revisions_max` revisions. `Err` when the history below the compaction point is needed.
-fn catch_up_batch(w: &Watcher, src: &dyn EventSource, current: i64, revisions_max: i64) -> Result<(Vec<Event>, i64), i64> {
+fn catch_up_batch(
+    w: &Watcher,
+    src: &dyn EventSource,
+    current: i64,
+    revisions_max: i64,
+) -> Result<(Vec<Event>, i64), i64> {
     let revisions_max = revisions_max.max(1);
     let mut batch: Vec<Event> = Vec::new();
     let mut batch_revs = 0;
@@ -509,7 +516,10 @@ fn catch_up_batch(w: &Watcher, src: &dyn EventSource, current: i64, revisions_ma
         let to = current.min(from.saturating_add(revisions_max - 1));
         for event in src.events_in(&w.key, &w.range_end, from, to)? {
             let rev = event.kv.as_ref().map_or(from, |kv| kv.mod_revision);
-            let last_rev = batch.last().and_then(|e| e.kv.as_ref()).map(|kv| kv.mod_revision);
+            let last_rev = batch
+                .last()
+                .and_then(|e| e.kv.as_ref())
+                .map(|kv| kv.mod_revision);
             if last_rev != Some(rev) {
                 if batch_revs == revisions_max {
                     return Ok((batch, rev));

@@ -135,11 +135,20 @@ fn auto_ids_are_not_reused_after_cancel() {
     hub.create(sid, &create("c", "", 0), &h);
     hub.cancel(sid, 0, h.current());
     hub.create(sid, &create("d", "", 0), &h);
-    let got: Vec<(i64, bool, bool)> = drain(&mut out).iter().map(|r| (r.watch_id, r.created, r.canceled)).collect();
+    let got: Vec<(i64, bool, bool)> = drain(&mut out)
+        .iter()
+        .map(|r| (r.watch_id, r.created, r.canceled))
+        .collect();
     // As etcd: the stream's counter only moves forward, so a late response for a canceled
     // watcher can never be mistaken for a new watcher's.
-    let expected =
-        vec![(0, true, false), (1, true, false), (1, false, true), (2, true, false), (0, false, true), (3, true, false)];
+    let expected = vec![
+        (0, true, false),
+        (1, true, false),
+        (1, false, true),
+        (2, true, false),
+        (0, false, true),
+        (3, true, false),
+    ];
     assert_eq!(got, expected);
 }
 
@@ -225,7 +234,10 @@ fn slow_consumer_stays_bounded_and_catches_up_exactly() {
 
 #[test]
 fn catch_up_responses_hold_a_number_of_revisions_that_touched_the_range() {
-    let hub = Hub::new(HubLimits { queued_responses_max: 16, catch_up_revisions_max: 3 });
+    let hub = Hub::new(HubLimits {
+        queued_responses_max: 16,
+        catch_up_revisions_max: 3,
+    });
     let mut h = FakeHistory::default();
     for i in 0..10 {
         h.put(None, if i % 2 == 0 { "a" } else { "b" });
@@ -237,11 +249,19 @@ fn catch_up_responses_hold_a_number_of_revisions_that_touched_the_range() {
     let batches: Vec<Vec<i64>> = resps
         .iter()
         .filter(|r| !r.events.is_empty())
-        .map(|r| r.events.iter().filter_map(|e| e.kv.as_ref()).map(|kv| kv.mod_revision).collect())
+        .map(|r| {
+            r.events
+                .iter()
+                .filter_map(|e| e.kv.as_ref())
+                .map(|kv| kv.mod_revision)
+                .collect()
+        })
         .collect();
     // "a" changed at 2, 4, 6, 8, 10: three such revisions per response, as etcd batches.
     assert_eq!(batches, vec![vec![2, 4, 6], vec![8, 10]]);
-    assert!(resps.iter().all(|r| r.header.as_ref().map(|h| h.revision) == Some(11)));
+    assert!(resps
+        .iter()
+        .all(|r| r.header.as_ref().map(|h| h.revision) == Some(11)));
 }
 
 #[test]
