@@ -170,6 +170,7 @@ async fn run(config: Config) -> Result<(), String> {
     let hub = Arc::new(Hub::new(HubLimits {
         queued_responses_max: usize::try_from(limits.watch_event_queue_len).unwrap_or(1024),
         catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
+        fragment_bytes: usize::try_from(limits.watch_fragment_bytes).unwrap_or(usize::MAX),
     }));
     let lessor = Arc::new(Lessor::default());
     let observer = Arc::new(MemberObserver {

@@ -204,6 +204,7 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
     let hub = Arc::new(Hub::new(HubLimits {
         queued_responses_max: 1024,
         catch_up_revisions_max: 1000,
+        ..HubLimits::default()
     }));
     let lessor = Arc::new(Lessor::default());
     let observer = Arc::new(MemberObserver {

@@ -65,6 +65,9 @@ pub struct HubLimits {
     /// Revisions per catch-up response of one watcher, counted among the revisions that touched
     /// its range (etcd: 1000); also the window of one read from history.
     pub catch_up_revisions_max: i64,
+    /// A response for a watcher that asked for `fragment` is split above this many encoded
+    /// bytes (etcd: max-request-bytes + 512 KiB), never inside one event.
+    pub fragment_bytes: usize,
 }
 
 impl Default for HubLimits {
@@ -72,6 +75,7 @@ impl Default for HubLimits {
         HubLimits {
             queued_responses_max: 1024,
             catch_up_revisions_max: 1000,
+            fragment_bytes: 1_572_864 + 512 * 1024,
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct Watcher {
     no_put: bool,
     no_delete: bool,
     progress_notify: bool,
+    /// Split oversized responses into fragments.
+    fragment: bool,
     /// The next revision this watcher must see.
     next_rev: i64,
     synced: bool,
@@ -151,6 +157,46 @@ impl StreamSlot {
     fn send_control(&self, resp: WatchResponse) {
         // A closed receiver means the stream is going away; the slot is removed by close_stream.
         let _ = self.tx.send(resp);
+    }
+
+    /// Sends an event response, split into fragments when the watcher asked for them and the
+    /// response is too large: every piece but the last carries `fragment: true`.
+    fn send_events_fragmented(&self, resp: WatchResponse, fragment: bool, fragment_bytes: usize) {
+        use prost::Message;
+        if !fragment || resp.events.len() < 2 || resp.encoded_len() <= fragment_bytes {
+            self.send_events(resp);
+            return;
+        }
+        let WatchResponse {
+            header,
+            watch_id,
+            events,
+            ..
+        } = resp;
+        let mut pieces: Vec<Vec<Event>> = vec![Vec::new()];
+        let mut piece_bytes = 0usize;
+        for event in events {
+            let event_bytes = event.encoded_len() + 4;
+            let current = pieces.last().map_or(0, Vec::len);
+            if current > 0 && piece_bytes + event_bytes > fragment_bytes {
+                pieces.push(Vec::new());
+                piece_bytes = 0;
+            }
+            piece_bytes += event_bytes;
+            if let Some(last) = pieces.last_mut() {
+                last.push(event);
+            }
+        }
+        let count = pieces.len();
+        for (i, events) in pieces.into_iter().enumerate() {
+            self.send_events(WatchResponse {
+                header: header.clone(),
+                watch_id,
+                events,
+                fragment: i + 1 < count,
+                ..WatchResponse::default()
+            });
+        }
     }
 
     fn send_events(&self, resp: WatchResponse) -> bool {
@@ -297,6 +343,7 @@ impl Hub {
             no_put: filters.contains(&(FilterType::Noput as i32)),
             no_delete: filters.contains(&(FilterType::Nodelete as i32)),
             progress_notify: req.progress_notify,
+            fragment: req.fragment,
             next_rev: start,
             synced: start > current,
             sent_since_tick: false,
@@ -379,20 +426,23 @@ impl Hub {
                 if room && tx_ok {
                     w.next_rev = revision + 1;
                     w.sent_since_tick = true;
-                    outgoing.push(WatchResponse {
-                        header: header(revision),
-                        watch_id: *watch_id,
-                        events: selected,
-                        ..WatchResponse::default()
-                    });
+                    outgoing.push((
+                        WatchResponse {
+                            header: header(revision),
+                            watch_id: *watch_id,
+                            events: selected,
+                            ..WatchResponse::default()
+                        },
+                        w.fragment,
+                    ));
                 } else {
                     // Slow consumer: stop queueing, catch up from history later.
                     w.synced = false;
                     woke = true;
                 }
             }
-            for resp in outgoing {
-                slot.send_events(resp);
+            for (resp, fragment) in outgoing {
+                slot.send_events_fragmented(resp, fragment, limits.fragment_bytes);
             }
             if woke {
                 slot.wake.notify_one();
@@ -448,7 +498,8 @@ impl Hub {
                         events,
                         ..WatchResponse::default()
                     };
-                    slot.send_events(resp);
+                    let fragment = w.fragment;
+                    slot.send_events_fragmented(resp, fragment, limits.fragment_bytes);
                 }
             }
         }

@@ -58,6 +58,7 @@ impl EventSource for FakeHistory {
             no_put: false,
             no_delete: false,
             progress_notify: false,
+            fragment: false,
             next_rev: 0,
             synced: false,
             sent_since_tick: false,
@@ -208,6 +209,7 @@ fn slow_consumer_stays_bounded_and_catches_up_exactly() {
     let limits = HubLimits {
         queued_responses_max: 4,
         catch_up_revisions_max: 3,
+        ..HubLimits::default()
     };
     let hub = Hub::new(limits);
     let mut h = FakeHistory::default();
@@ -237,6 +239,7 @@ fn catch_up_responses_hold_a_number_of_revisions_that_touched_the_range() {
     let hub = Hub::new(HubLimits {
         queued_responses_max: 16,
         catch_up_revisions_max: 3,
+        ..HubLimits::default()
     });
     let mut h = FakeHistory::default();
     for i in 0..10 {
@@ -346,4 +349,63 @@ fn filters_and_prev_kv_are_applied_per_watcher() {
         .iter()
         .flat_map(|r| r.events.iter())
         .all(|e| e.prev_kv.is_none()));
+}
+
+#[test]
+fn oversized_responses_are_fragmented_only_when_asked() {
+    // Bug guarded against: a watcher asking for fragments on a huge revision (a txn or a lease
+    // revoke touching many big keys) got one response over the client's receive limit.
+    let hub = Hub::new(HubLimits {
+        fragment_bytes: 1000,
+        ..HubLimits::default()
+    });
+    let h = FakeHistory::default();
+    let (sid, mut out) = hub.open_stream();
+    hub.create(
+        sid,
+        &WatchCreateRequest {
+            fragment: true,
+            ..create("a", "z", 0)
+        },
+        &h,
+    );
+    hub.create(sid, &create("a", "z", 0), &h);
+    let big = |k: &str| Event {
+        r#type: EventType::Put as i32,
+        kv: Some(KeyValue {
+            key: k.as_bytes().to_vec(),
+            value: vec![b'x'; 300],
+            mod_revision: 2,
+            ..KeyValue::default()
+        }),
+        prev_kv: None,
+    };
+    let events: Vec<Event> = ["b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|k| big(k))
+        .collect();
+    hub.publish(2, &events);
+    let got = drain(&mut out);
+    let fragmented: Vec<&WatchResponse> = got
+        .iter()
+        .filter(|r| r.watch_id == 0 && !r.created)
+        .collect();
+    let whole: Vec<&WatchResponse> = got
+        .iter()
+        .filter(|r| r.watch_id == 1 && !r.created)
+        .collect();
+    assert_eq!(whole.len(), 1);
+    assert_eq!(whole[0].events.len(), 7);
+    assert!(
+        fragmented.len() > 1,
+        "expected several fragments, got {}",
+        fragmented.len()
+    );
+    let flags: Vec<bool> = fragmented.iter().map(|r| r.fragment).collect();
+    assert!(flags[..flags.len() - 1].iter().all(|f| *f) && !flags[flags.len() - 1]);
+    let total: usize = fragmented.iter().map(|r| r.events.len()).sum();
+    assert_eq!(total, 7, "fragments lost or duplicated events");
+    assert!(fragmented
+        .iter()
+        .all(|r| prost::Message::encoded_len(*r) <= 1000 + 400));
 }
