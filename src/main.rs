@@ -216,6 +216,7 @@ async fn run(config: Config) -> Result<(), String> {
         lessor: lessor.clone(),
         lease_ttl_min_s: limits.lease_ttl_min_s,
         progress_notify_interval: config.experimental_watch_progress_notify_interval,
+        leader_lost_watch_cancel: limits.leader_lost_watch_cancel,
     });
 
     let mut servers = Vec::new();

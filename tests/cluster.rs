@@ -526,3 +526,83 @@ fn joining_an_existing_cluster_is_refused_with_a_clear_message() {
         .join("identity")
         .exists());
 }
+
+/// Bug guarded against: a member that lost quorum kept answering `hasleader` clients (as
+/// kube-apiserver's watches are) with silence instead of failing fast, and a minority could
+/// seem to accept a write.
+#[test]
+fn minority_refuses_writes_and_hasleader_clients_fail_fast() {
+    if require_etcd_tools("minority_refuses_writes_and_hasleader_clients_fail_fast").is_none() {
+        return;
+    }
+    let mut c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    c.ctl_ok(0, &["put", "k", "before"]);
+    let leader = c.leader().expect("a leader");
+    let survivor = (leader + 1) % 3;
+    let endpoint = format!("http://{}", c.members[survivor].endpoint());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let opts = etcd_client::ConnectOptions::new().with_require_leader(true);
+        let mut client = etcd_client::Client::connect([endpoint.as_str()], Some(opts))
+            .await
+            .unwrap();
+        let mut stream = client.watch("k", None).await.unwrap();
+        for i in 0..3 {
+            if i != survivor {
+                c.kill(i);
+            }
+        }
+        // The minority never acknowledges a write.
+        let put =
+            tokio::time::timeout(Duration::from_secs(3), client.put("k", "minority", None)).await;
+        assert!(
+            !matches!(put, Ok(Ok(_))),
+            "a one-member minority acknowledged a write"
+        );
+        // Once the survivor has no leader, hasleader requests fail fast with etcd's text.
+        let started = Instant::now();
+        loop {
+            match client
+                .get(
+                    "k",
+                    Some(etcd_client::GetOptions::new().with_serializable()),
+                )
+                .await
+            {
+                Err(etcd_client::Error::GRpcStatus(s))
+                    if s.code() == tonic::Code::Unavailable
+                        && s.message() == "etcdserver: no leader" =>
+                {
+                    break
+                }
+                other => assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "hasleader read still answered without a leader: {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And the watch stream is ended with the same status (3 election timeouts later).
+        let end = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("the hasleader watch was not canceled");
+        match end {
+            Err(etcd_client::Error::GRpcStatus(s)) => {
+                assert_eq!(s.code(), tonic::Code::Unavailable);
+                assert_eq!(s.message(), "etcdserver: no leader");
+            }
+            other => panic!("watch ended with {other:?}, expected Unavailable no leader"),
+        }
+    });
+}

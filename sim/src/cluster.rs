@@ -234,6 +234,7 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
         lessor: lessor.clone(),
         lease_ttl_min_s: 2,
         progress_notify_interval: Duration::from_secs(600),
+        leader_lost_watch_cancel: Duration::from_secs(3),
     });
     let addr = client_addr(&client_url);
     let listener = match ClientListener::bind(addr) {

@@ -53,6 +53,7 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         let limits = &self.ctx.limits;
         check_size(
@@ -79,6 +80,7 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         match self.write(req.encoded_len(), Command::Put(req)).await? {
             Outcome::Put(mut resp) => {
@@ -93,6 +95,7 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         match self
             .write(req.encoded_len(), Command::DeleteRange(req))
@@ -107,6 +110,7 @@ impl Kv for KvService {
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         match self.write(req.encoded_len(), Command::Txn(req)).await? {
             Outcome::Txn(mut resp) => {
@@ -121,6 +125,7 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         match self.write(req.encoded_len(), Command::Compact(req)).await? {
             Outcome::Compact(mut resp) => {

@@ -69,6 +69,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         if req.ttl > LEASE_TTL_MAX_S {
             return Err(kv_status(&KvError::LeaseTtlTooLarge {
@@ -96,6 +97,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let id = request.into_inner().id;
         match propose_or_forward(&self.ctx, Command::LeaseRevoke { id }).await? {
             Outcome::LeaseRevoke(mut resp) => {
@@ -114,6 +116,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let (ctx, lessor) = (self.ctx.clone(), self.lessor.clone());
@@ -152,6 +155,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         let req = request.into_inner();
         if let Some(leader) = super::forward::published_leader(&self.ctx).await {
             // Deadlines live on the leader; a follower asks it.
@@ -200,8 +204,9 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _request: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.ctx.check_leader(request.metadata())?;
         self.ctx
             .node
             .read_index()

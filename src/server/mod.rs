@@ -59,6 +59,15 @@ pub struct Services {
     pub lessor: Arc<lessor::Lessor>,
     pub lease_ttl_min_s: i64,
     pub progress_notify_interval: Duration,
+    /// A watch stream opened with `hasleader` metadata is canceled with "etcdserver: no leader"
+    /// after the member has had no leader this long (etcd: 3 election timeouts).
+    pub leader_lost_watch_cancel: Duration,
+}
+
+/// Whether a client asked to fail fast without a leader (Go clientv3's `WithRequireLeader`,
+/// used by kube-apiserver and flannel watches): metadata `hasleader: true`.
+pub fn requires_leader(meta: &tonic::metadata::MetadataMap) -> bool {
+    meta.get("hasleader").and_then(|v| v.to_str().ok()) == Some("true")
 }
 
 /// Feeds applied commands to the watch hub and the lease clock, in log order.
@@ -83,6 +92,15 @@ impl ApplyObserver for MemberObserver {
 }
 
 impl Ctx {
+    /// Fails with Unavailable "etcdserver: no leader" when the request carries `hasleader`
+    /// metadata and this member knows no leader. Nothing has been proposed at this point.
+    pub fn check_leader(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
+        if requires_leader(meta) && self.node.metrics().current_leader.is_none() {
+            return Err(tonic::Status::unavailable(error::NO_LEADER));
+        }
+        Ok(())
+    }
+
     /// A full response header around the revision the state machine reported.
     pub fn header(&self, partial: &Option<ResponseHeader>) -> ResponseHeader {
         kv::full_header(self, partial)
@@ -102,6 +120,7 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
         ctx.clone(),
         services.hub.clone(),
         services.progress_notify_interval,
+        services.leader_lost_watch_cancel,
     ))
     .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let lease = LeaseServer::new(lease::LeaseService::new(

@@ -32,17 +32,27 @@ pub struct WatchService {
     ctx: Arc<Ctx>,
     hub: Arc<Hub>,
     progress_notify_interval: Duration,
+    leader_lost_cancel: Duration,
 }
 
 impl WatchService {
-    pub fn new(ctx: Arc<Ctx>, hub: Arc<Hub>, progress_notify_interval: Duration) -> Self {
+    pub fn new(
+        ctx: Arc<Ctx>,
+        hub: Arc<Hub>,
+        progress_notify_interval: Duration,
+        leader_lost_cancel: Duration,
+    ) -> Self {
         WatchService {
             ctx,
             hub,
             progress_notify_interval,
+            leader_lost_cancel,
         }
     }
 }
+
+/// Why the server ended a stream (reported to the client as the stream's final status).
+type EndReason = Arc<std::sync::Mutex<Option<Status>>>;
 
 /// The response side of one watch stream.
 pub struct WatchOut {
@@ -52,6 +62,8 @@ pub struct WatchOut {
     ctx: Arc<Ctx>,
     hub: Arc<Hub>,
     id: StreamId,
+    end: EndReason,
+    ended: bool,
 }
 
 impl Stream for WatchOut {
@@ -73,7 +85,14 @@ impl Stream for WatchOut {
                 resp.header = Some(header);
                 Poll::Ready(Some(Ok(resp)))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if self.ended {
+                    return Poll::Ready(None);
+                }
+                self.ended = true;
+                let reason = self.end.lock().unwrap_or_else(|p| p.into_inner()).take();
+                Poll::Ready(reason.map(Err))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -106,6 +125,8 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchOut>, Status> {
+        self.ctx.check_leader(request.metadata())?;
+        let require_leader = super::requires_leader(request.metadata());
         let mut inbound = request.into_inner();
         let (id, output) = self.hub.open_stream();
 
@@ -120,12 +141,31 @@ impl Watch for WatchService {
 
         let (ctx, hub, wake) = (self.ctx.clone(), self.hub.clone(), output.wake.clone());
         let interval = self.progress_notify_interval;
+        let leader_lost_cancel = self.leader_lost_cancel;
+        let end: EndReason = Arc::default();
+        let end_reason = end.clone();
         tokio::spawn(async move {
             let mut last_progress = tokio::time::Instant::now();
+            let mut leaderless_since: Option<tokio::time::Instant> = None;
             loop {
                 let _ = tokio::time::timeout(SYNC_TICK, wake.notified()).await;
                 if !hub.is_open(id) {
                     break;
+                }
+                if require_leader {
+                    if ctx.node.metrics().current_leader.is_some() {
+                        leaderless_since = None;
+                    } else {
+                        let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= leader_lost_cancel {
+                            // Closing the hub slot ends the response stream after what is
+                            // queued; the stream then reports this status.
+                            *end_reason.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(Status::unavailable(super::error::NO_LEADER));
+                            hub.close_stream(id);
+                            break;
+                        }
+                    }
                 }
                 let sm = ctx.node.state().read();
                 hub.sync_stream(id, &sm.state.kv);
@@ -143,6 +183,8 @@ impl Watch for WatchService {
             ctx: self.ctx.clone(),
             hub: self.hub.clone(),
             id,
+            end,
+            ended: false,
         }))
     }
 }
