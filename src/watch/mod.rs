@@ -190,7 +190,7 @@ impl StreamSlot {
         let count = pieces.len();
         for (i, events) in pieces.into_iter().enumerate() {
             self.send_events(WatchResponse {
-                header: header.clone(),
+                header,
                 watch_id,
                 events,
                 fragment: i + 1 < count,
