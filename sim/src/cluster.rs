@@ -196,6 +196,8 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         max_snapshots: 5,
         max_wals: 5,
         wal_segment_bytes: 1024 * 1024,
+        // One member per simulated cluster for now: no peers to bootstrap with.
+        bootstrap_members: Vec::new(),
     }
 }
 
@@ -223,6 +225,7 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
     };
     let ctx = Arc::new(Ctx {
         node,
+        forward: oxetcd::server::forward::Forwarder::default(),
         limits: ServerLimits {
             max_request_bytes: 1_572_864,
             grpc_max_recv_bytes: 2_097_152,
