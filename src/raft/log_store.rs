@@ -149,11 +149,6 @@ impl LogStore {
         })
     }
 
-    /// The committed log ID recovered from disk, if any.
-    pub fn committed(&self) -> Option<LogId> {
-        lock(&self.cache).committed
-    }
-
     async fn run(&self, op: WalOp) -> Result<(), StorageError<NodeId>> {
         self.wal.run(op).await.map_err(wal_write_error)
     }

@@ -5,7 +5,6 @@
 //! dead peer costs nothing until a message is sent to it. Each RPC is bounded by openraft's
 //! per-RPC deadline (`RPCOption::hard_ttl`, derived from the heartbeat and election settings,
 //! or `install_snapshot_timeout` for snapshot chunks). Raft messages travel as bincode bytes.
-//! [`NoPeers`] stays for tests of a lone member.
 //!
 //! Invariant: this module never fabricates a successful reply; a peer that cannot be reached,
 //! times out or answers garbage is an error to openraft.
@@ -260,60 +259,6 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
-    }
-}
-
-/// Network factory for a cluster whose only member is this node (tests of a lone member).
-#[derive(Debug, Default, Clone)]
-pub struct NoPeers;
-
-/// The (never reachable) client for one peer.
-#[derive(Debug)]
-pub struct NoPeerClient {
-    target: NodeId,
-}
-
-impl NoPeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, MemberNode, E> {
-        RPCError::Unreachable(Unreachable::new(&PeerError::NoUrl(self.target)))
-    }
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeerClient;
-
-    async fn new_client(&mut self, target: NodeId, _node: &MemberNode) -> Self::Network {
-        NoPeerClient { target }
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoPeerClient {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>>
-    {
-        Err(self.unreachable())
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, MemberNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(self.unreachable())
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>> {
-        Err(self.unreachable())
     }
 }
 

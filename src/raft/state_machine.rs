@@ -31,14 +31,6 @@ pub trait ApplyObserver: Send + Sync {
     fn applied(&self, index: u64, cmd: &Command, applied: &Applied);
 }
 
-/// An observer that ignores everything.
-#[derive(Debug, Default)]
-pub struct NoObserver;
-
-impl ApplyObserver for NoObserver {
-    fn applied(&self, _index: u64, _cmd: &Command, _applied: &Applied) {}
-}
-
 /// The mutable part of the state machine.
 #[derive(Clone)]
 pub struct SmInner {
