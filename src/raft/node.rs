@@ -186,6 +186,14 @@ fn load_or_create_identity(
     Ok((opts.bootstrap_member_id, opts.bootstrap_cluster_id, true))
 }
 
+/// openraft's snapshot trigger for `--snapshot-count`, from the one rule in
+/// `snap::SnapshotPolicy` ("more than N entries since the last snapshot"; 0 = etcd's default).
+/// openraft fires once `committed - last_snapshot >= threshold`, hence N + 1.
+fn snapshot_policy(snapshot_count: u64) -> SnapshotPolicy {
+    let policy = crate::snap::SnapshotPolicy::from_flag(snapshot_count);
+    SnapshotPolicy::LogsSinceLast(policy.snapshot_count.saturating_add(1))
+}
+
 fn raft_config(opts: &NodeOptions) -> RaftConfig {
     RaftConfig {
         cluster_name: "oxetcd".into(),
@@ -195,7 +203,7 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         // upper bound as the leader lease during which followers refuse to vote, so a crashed
         // leader is replaced only after it; 1.5x keeps the randomization and shortens failover.
         election_timeout_max: opts.election_timeout_ms + opts.election_timeout_ms / 2,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_count),
+        snapshot_policy: snapshot_policy(opts.snapshot_count),
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
         install_snapshot_timeout: 10_000,
@@ -485,6 +493,25 @@ async fn publish_members(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bug guarded against: `--snapshot-count 0` became openraft's `LogsSinceLast(0)`, a
+    /// snapshot after every entry; and openraft's `>=` fired one entry earlier than etcd's rule.
+    #[test]
+    fn openraft_trigger_matches_the_snap_policy() {
+        for count in [0u64, 1, 5, 100] {
+            let policy = crate::snap::SnapshotPolicy::from_flag(count);
+            let SnapshotPolicy::LogsSinceLast(threshold) = snapshot_policy(count) else {
+                panic!("snapshots must stay enabled for --snapshot-count {count}");
+            };
+            for since_last in 0..=policy.snapshot_count.min(200) + 2 {
+                assert_eq!(
+                    since_last >= threshold,
+                    policy.due(since_last, 0),
+                    "count {count}, {since_last} entries"
+                );
+            }
+        }
+    }
 
     #[test]
     fn identity_round_trips_and_detects_damage() {

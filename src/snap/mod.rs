@@ -105,7 +105,8 @@ impl Snapshot {
 }
 
 /// When to take a snapshot: after more than `snapshot_count` entries were applied since the
-/// last one (etcd's `--snapshot-count`, default 100000). Zero disables snapshots.
+/// last one (etcd's `--snapshot-count`, default 100000). Build it with [`SnapshotPolicy::from_flag`],
+/// which maps 0 to the default as etcd does; the raft layer derives openraft's trigger from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotPolicy {
     pub snapshot_count: u64,
@@ -120,6 +121,15 @@ impl Default for SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
+    /// The policy for a `--snapshot-count` value: etcd treats 0 as "use the default".
+    pub fn from_flag(snapshot_count: u64) -> Self {
+        if snapshot_count == 0 {
+            SnapshotPolicy::default()
+        } else {
+            SnapshotPolicy { snapshot_count }
+        }
+    }
+
     pub fn due(&self, applied_index: u64, last_snapshot_index: u64) -> bool {
         self.snapshot_count > 0
             && applied_index.saturating_sub(last_snapshot_index) > self.snapshot_count

@@ -168,6 +168,9 @@ fn policy_triggers_after_more_than_snapshot_count_entries() {
     assert!(!policy.due(5, 10));
     assert!(!SnapshotPolicy { snapshot_count: 0 }.due(u64::MAX, 0));
     assert_eq!(SnapshotPolicy::default().snapshot_count, 100_000);
+    // etcd: --snapshot-count 0 means the default, not "snapshot after every entry".
+    assert_eq!(SnapshotPolicy::from_flag(0), SnapshotPolicy::default());
+    assert_eq!(SnapshotPolicy::from_flag(7).snapshot_count, 7);
 }
 
 #[test]
