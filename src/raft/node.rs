@@ -25,7 +25,7 @@ use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft, Reply};
 use crate::apply::{Applied, Command};
-use crate::io::{Disk, OpenOptions};
+use crate::io::{le, Disk, OpenOptions};
 use crate::snap::SnapStore;
 use crate::wal::{GroupCommit, Wal, WalConfig};
 
@@ -129,17 +129,10 @@ fn decode_identity(bytes: &[u8]) -> Result<(u64, u64), String> {
     if &bytes[..8] != IDENTITY_MAGIC {
         return Err("identity file has a bad magic (offset 0)".into());
     }
-    let word = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    let mut crc = [0u8; 4];
-    crc.copy_from_slice(&bytes[24..28]);
-    if crc32fast::hash(&bytes[..24]) != u32::from_le_bytes(crc) {
+    if crc32fast::hash(&bytes[..24]) != le::u32_at(bytes, 24) {
         return Err("identity file CRC mismatch (offset 24)".into());
     }
-    Ok((word(8), word(16)))
+    Ok((le::u64_at(bytes, 8), le::u64_at(bytes, 16)))
 }
 
 /// Writes a whole new file and syncs it (a leftover file of the same name is replaced).

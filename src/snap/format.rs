@@ -14,6 +14,7 @@
 //! Invariant: validation never allocates; `data_bytes` is compared with the real file length
 //! before any slicing.
 
+use crate::io::le::{u32_at, u64_at};
 use std::fmt;
 
 pub const SNAP_MAGIC: [u8; 8] = *b"OXETCDSN";
@@ -178,18 +179,6 @@ pub fn parse_snap_name(name: &str) -> Option<(u64, u64)> {
         u64::from_str_radix(term, 16).ok()?,
         u64::from_str_radix(index, 16).ok()?,
     ))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

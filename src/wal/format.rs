@@ -36,6 +36,7 @@
 //! checked against `record_bytes_max` and the input length before it is used.
 
 use super::error::CorruptReason;
+use crate::io::le::{u16_at, u32_at, u64_at};
 
 /// First 8 bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"OXETCDWL";
@@ -370,24 +371,6 @@ pub fn looks_like_frame(bytes: &[u8], offset: u64, record_bytes_max: u32) -> boo
     }
     let tail_at = at + (total - FRAME_WORD_BYTES) as usize;
     u32_at(bytes, tail_at + 4) == TAIL_MAGIC
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    let mut word = [0u8; 2];
-    word.copy_from_slice(&bytes[at..at + 2]);
-    u16::from_le_bytes(word)
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
