@@ -337,6 +337,12 @@ impl RaftNode {
         self.raft.metrics().borrow().current_term
     }
 
+    /// The leader this member currently knows, without cloning the whole metrics (which carry
+    /// the membership and replication maps): this is on the request path.
+    pub fn current_leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
     /// Proposes `cmd` and waits until it is applied.
     pub async fn propose(&self, cmd: Command) -> Result<Arc<Applied>, ProposeError> {
         let fut = self.raft.client_write(cmd);

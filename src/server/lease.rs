@@ -234,7 +234,7 @@ pub async fn run_expiry(
 ) {
     let mut was_leader = false;
     loop {
-        let leader = ctx.node.metrics().current_leader == Some(ctx.node.member_id());
+        let leader = ctx.node.current_leader() == Some(ctx.node.member_id());
         if !leader {
             was_leader = false;
         } else if !was_leader {

@@ -95,7 +95,7 @@ impl Ctx {
     /// Fails with Unavailable "etcdserver: no leader" when the request carries `hasleader`
     /// metadata and this member knows no leader. Nothing has been proposed at this point.
     pub fn check_leader(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
-        if requires_leader(meta) && self.node.metrics().current_leader.is_none() {
+        if requires_leader(meta) && self.node.current_leader().is_none() {
             return Err(tonic::Status::unavailable(error::NO_LEADER));
         }
         Ok(())

@@ -153,7 +153,7 @@ impl Watch for WatchService {
                     break;
                 }
                 if require_leader {
-                    if ctx.node.metrics().current_leader.is_some() {
+                    if ctx.node.current_leader().is_some() {
                         leaderless_since = None;
                     } else {
                         let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
