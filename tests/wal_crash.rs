@@ -199,7 +199,7 @@ fn check(recovered: &Recovered, reported: Option<(u64, u64)>, seed: u64) {
         if index > purged {
             assert!(
                 entries.first().is_some_and(|e| e.index <= purged + 1),
-                "seed {seed}: entries after the purge point are missing"
+                "seed {seed}: entries after the purge point are missing (purged {purged}, first {:?}, durable {index})", entries.first().map(|e| e.index)
             );
         }
         assert!(vote_of(recovered) >= vote, "seed {seed}: vote went back");
