@@ -11,8 +11,16 @@
 //! # Retention (`max_wals`)
 //! After a sync has made a purge durable, the oldest segments are deleted while more than
 //! `max_wals` segment files exist and the oldest one is not the active segment and holds no
-//! entry above the purged index. With `max_wals == 0` nothing is ever deleted. Segments that
-//! still hold unpurged entries are kept even beyond `max_wals` (as etcd does).
+//! entry above the purge index in effect at the last cut. With `max_wals == 0` nothing is ever
+//! deleted. Segments that still hold unpurged entries are kept even beyond `max_wals` (as etcd
+//! does).
+//!
+//! Why the last cut and not the latest purge: the latest purge record may sit in the last
+//! sector of the active segment, and a power loss while the next append rewrites that sector
+//! can tear it even after it was synced. Recovery then cuts the torn tail and ends with an
+//! older purge index; had retention trusted the lost record, the entries between the two would
+//! be gone with nothing saying they were purged (a hole in the log). The purge index at the
+//! last cut is recorded in a sealed segment, which is never written again.
 //!
 //! Invariant: `write_offset` and every frame offset are multiples of 8.
 //! Invariant: a call that fails validation (non-contiguous, too large, ...) writes nothing.
@@ -50,6 +58,9 @@ pub struct Wal {
     vote: Option<Vec<u8>>,
     committed: Option<Vec<u8>>,
     purged_marker: Option<Vec<u8>>,
+    /// The purge index when the active segment was started, durable in a sealed segment:
+    /// the most retention may rely on (see the module docs).
+    cut_purged_upto: Option<u64>,
     /// Frames were written since the last successful sync.
     dirty: bool,
     /// A purge or cut happened: look for segments to delete after the next sync.
@@ -95,6 +106,7 @@ impl Wal {
             vote: replay.vote.clone(),
             committed: replay.committed.clone(),
             purged_marker: replay.purged_marker.clone(),
+            cut_purged_upto: log.sealed_purged_upto,
             dirty: false,
             retention_due: true,
             poisoned: None,
@@ -304,6 +316,8 @@ impl Wal {
             return Err(self.poison(WalError::io("fdatasync", path, e)));
         }
         self.dirty = false;
+        // Everything up to here is synced into a segment that is now sealed.
+        self.cut_purged_upto = self.bounds.purged_upto();
         let prev_seq = self.segments.back().map_or(0, |s| s.seq);
         let header = SegmentHeader {
             seq: prev_seq + 1,
@@ -362,9 +376,10 @@ impl Wal {
     /// the next purge; they never lose data.
     fn apply_retention(&mut self) {
         self.retention_due = false;
-        let (Some(purged), max_wals) = (self.bounds.purged_upto(), self.cfg.max_wals) else {
+        let (Some(purged), max_wals) = (self.cut_purged_upto, self.cfg.max_wals) else {
             return;
         };
+        debug_assert!(self.bounds.purged_upto() >= Some(purged));
         if max_wals == 0 {
             return;
         }

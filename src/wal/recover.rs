@@ -39,6 +39,8 @@ pub(super) struct RecoveredLog {
     pub write_offset: u64,
     pub crc: u32,
     pub torn_tail: Option<TornTail>,
+    /// The purge index after every sealed segment (all but the last) was replayed.
+    pub sealed_purged_upto: Option<u64>,
 }
 
 /// Repairs write at most this much per call.
@@ -59,8 +61,12 @@ pub(super) fn recover(
     let mut segments = VecDeque::with_capacity(found.len());
     let mut prev: Option<(u64, u32)> = None;
     let mut tail = None;
+    let mut sealed_purged_upto = None;
     for (position, (seq, first_index, path)) in found.into_iter().enumerate() {
         let is_last = position == last_position;
+        if is_last {
+            sealed_purged_upto = replay.bounds.purged_upto();
+        }
         let options = if is_last {
             OpenOptions::read_write()
         } else {
@@ -124,6 +130,7 @@ pub(super) fn recover(
         write_offset: outcome.end_offset,
         crc: outcome.last_crc,
         torn_tail,
+        sealed_purged_upto,
     })
 }
 
@@ -175,6 +182,7 @@ fn create_first(
         write_offset: SEGMENT_HEADER_BYTES,
         crc: 0,
         torn_tail: None,
+        sealed_purged_upto: None,
     })
 }
 

@@ -231,14 +231,24 @@ fn case_purge_across_segments(ctx: &Ctx) -> Expect {
     assert!(wal.segment_paths().len() > 4);
     wal.purge_upto(150, b"purged-150").unwrap();
     wal.sync().unwrap();
+    // Retention relies only on a purge sealed by a cut: nothing goes yet.
+    assert_eq!(ctx.segments().len(), wal.segment_paths().len());
+    let before = wal.segment_paths().len();
+    for chunk in 20..30u64 {
+        wal.append(&entries(chunk * 10 + 1..=chunk * 10 + 10, 1))
+            .unwrap();
+        wal.sync().unwrap();
+    }
+    assert!(wal.segment_paths().len() < before, "no segment was deleted");
     // max_wals = 2: old segments go until two are left or the oldest holds an entry > 150.
     let kept = wal.segment_paths();
     assert_eq!(ctx.segments(), kept);
     let oldest_max = ctx.entry_offsets(&kept[0]).last().map(|(i, _)| *i);
     assert!(kept.len() == 2 || oldest_max > Some(150), "{kept:?}");
-    assert!(kept.len() < 5);
+    let oldest_min = ctx.entry_offsets(&kept[0]).first().map(|(i, _)| *i);
+    assert!(oldest_min <= Some(151), "{kept:?} starts at {oldest_min:?}");
     Expect::Entries {
-        indexes: (151..=200).collect(),
+        indexes: (151..=300).collect(),
         torn_at: None,
     }
 }
@@ -415,14 +425,21 @@ fn vote_committed_and_purge_marker_survive_segment_deletion() {
     }
     wal.purge_upto(290, b"p290").unwrap();
     wal.sync().unwrap();
-    assert_eq!(wal.segment_paths().len(), 2);
+    for i in 301..=400 {
+        wal.append(&[entry(i, 1)]).unwrap();
+    }
+    wal.sync().unwrap();
+    // The segments holding the vote, committed marker and entries up to 290 are gone.
+    let kept = wal.segment_paths();
+    let oldest_min = ctx.entry_offsets(&kept[0]).first().map(|(i, _)| *i);
+    assert!(oldest_min > Some(250), "{kept:?} starts at {oldest_min:?}");
     drop(wal);
     let (_, got) = ctx.open().unwrap();
     assert_eq!(got.vote.as_deref(), Some(&b"v1"[..]));
     assert_eq!(got.committed.as_deref(), Some(&b"c1"[..]));
     assert_eq!(got.purged.as_deref(), Some(&b"p290"[..]));
     assert_eq!(got.purged_upto, Some(290));
-    assert_eq!(indexes(&got), (291..=300).collect::<Vec<_>>());
+    assert_eq!(indexes(&got), (291..=400).collect::<Vec<_>>());
 }
 
 #[test]
@@ -596,4 +613,46 @@ fn first_segment_has_the_documented_name_and_header() {
     assert!(bytes[SEGMENT_HEADER_BYTES as usize..]
         .iter()
         .all(|&b| b == 0));
+}
+
+/// A power loss can tear the last sector of the active segment even after it was synced (the
+/// next append rewrites that sector). When that sector held the latest purge record, recovery
+/// ends with an older purge index; retention must not have deleted the entries in between.
+#[test]
+fn a_torn_purge_record_never_leaves_a_hole_after_the_purge_point() {
+    let ctx = Ctx::new(9);
+    let (mut wal, _) = ctx.open().unwrap();
+    for chunk in 0..30u64 {
+        wal.append(&entries(chunk * 10 + 1..=chunk * 10 + 10, 1))
+            .unwrap();
+        if chunk >= 5 {
+            let upto = chunk * 10 - 40;
+            wal.purge_upto(upto, &upto.to_le_bytes()).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    wal.purge_upto(290, b"p290").unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let active = ctx.segments().last().unwrap().clone();
+    let bytes = ctx.disk.contents(&active).unwrap();
+    let scan = scan_segment(&bytes, ctx.cfg.record_bytes_max).unwrap();
+    let last_purge = scan
+        .records
+        .iter()
+        .rev()
+        .find(|r| matches!(r.record, Record::Purge { index: 290, .. }))
+        .map(|r| r.offset)
+        .unwrap();
+    let end = scan.end.offset();
+    ctx.poke(&active, last_purge, &vec![0u8; (end - last_purge) as usize]);
+    let (_, got) = ctx.open().unwrap();
+    let purged = got.purged_upto.unwrap();
+    assert!(purged < 290, "the torn purge record was recovered");
+    assert_eq!(
+        got.entries.first().map(|e| e.index),
+        Some(purged + 1),
+        "entries after the recovered purge point {purged} are missing"
+    );
+    assert_eq!(got.last_index(), Some(300));
 }
