@@ -187,15 +187,28 @@ fn snapshot_policy(snapshot_count: u64) -> SnapshotPolicy {
     SnapshotPolicy::LogsSinceLast(policy.snapshot_count.saturating_add(1))
 }
 
+/// openraft's `(election_timeout_min, election_timeout_max)` for etcd's `--election-timeout`.
+///
+/// An etcd follower campaigns after a randomized [timeout, 2 * timeout) without a heartbeat,
+/// and its peers refuse votes while they heard from the leader within one timeout. An openraft
+/// follower whose leader was known waits the leader lease (= `election_timeout_max`) plus a
+/// random [min, max) before it campaigns, and refuses votes during the lease. With
+/// (timeout / 3, 2 * timeout / 3) a follower campaigns after [timeout, 4/3 timeout), as early
+/// as etcd's earliest, and the lease stays above three heartbeats (etcd requires the timeout
+/// to be at least five heartbeat intervals).
+pub(crate) fn election_bounds_ms(election_timeout_ms: u64) -> (u64, u64) {
+    let min = (election_timeout_ms / 3).max(1);
+    let max = (election_timeout_ms * 2 / 3).max(min + 1);
+    debug_assert!(min < max);
+    (min, max)
+}
+
 fn raft_config(opts: &NodeOptions) -> RaftConfig {
     RaftConfig {
         cluster_name: "oxetcd".into(),
         heartbeat_interval: opts.heartbeat_ms,
-        election_timeout_min: opts.election_timeout_ms,
-        // etcd randomizes the election timeout in [timeout, 2 * timeout). openraft also uses the
-        // upper bound as the leader lease during which followers refuse to vote, so a crashed
-        // leader is replaced only after it; 1.5x keeps the randomization and shortens failover.
-        election_timeout_max: opts.election_timeout_ms + opts.election_timeout_ms / 2,
+        election_timeout_min: election_bounds_ms(opts.election_timeout_ms).0,
+        election_timeout_max: election_bounds_ms(opts.election_timeout_ms).1,
         snapshot_policy: snapshot_policy(opts.snapshot_count),
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
@@ -495,6 +508,25 @@ mod tests {
 
     /// Bug guarded against: `--snapshot-count 0` became openraft's `LogsSinceLast(0)`, a
     /// snapshot after every entry; and openraft's `>=` fired one entry earlier than etcd's rule.
+    #[test]
+    fn follower_campaign_window_starts_at_the_etcd_election_timeout() {
+        for (heartbeat, timeout) in [(100u64, 1000u64), (25, 250), (10, 50), (1, 5)] {
+            let (min, max) = election_bounds_ms(timeout);
+            assert!(min < max, "{timeout}: {min} !< {max}");
+            // openraft: lease (= max) + random [min, max).
+            let (earliest, latest) = (max + min, 2 * max);
+            assert!(
+                earliest + 2 >= timeout && earliest <= timeout,
+                "{timeout}: {earliest}"
+            );
+            assert!(latest < 2 * timeout, "{timeout}: {latest}");
+            assert!(
+                max >= 3 * heartbeat,
+                "{timeout}: lease {max} vs heartbeat {heartbeat}"
+            );
+        }
+    }
+
     #[test]
     fn openraft_trigger_matches_the_snap_policy() {
         for count in [0u64, 1, 5, 100] {
