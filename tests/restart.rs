@@ -313,3 +313,46 @@ async fn corrupt_sealed_wal_segment_stops_startup_with_file_and_offset() {
         "error does not name the offset:\n{log}"
     );
 }
+
+/// A damaged snapshot is not needed while the WAL still holds every entry after the previous
+/// one (here: from index 1). The member must start, warn, and rebuild its state from the log.
+/// Bug guarded against: startup accepted the fallback but openraft's own snapshot read (which
+/// allowed no fallback) then refused to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_only_snapshot_is_skipped_when_the_wal_covers_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let args = ["--snapshot-count", "200"];
+    {
+        let member = start(&data, &args, &[]);
+        let mut c = member.client().await;
+        for i in 0..300 {
+            c.put(format!("k{i:03}"), format!("v{i}"), None)
+                .await
+                .expect("put");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let snap_dir = data.join("member/snap");
+    let snaps = files_with(&snap_dir, ".snap");
+    assert_eq!(snaps.len(), 1, "snapshot files: {snaps:?}");
+    let path = snap_dir.join(&snaps[0]);
+    let mut bytes = std::fs::read(&path).expect("read snapshot");
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write snapshot");
+
+    let member = start(&data, &args, &[]);
+    let mut c = member.client().await;
+    let resp = c
+        .get("k", Some(GetOptions::new().with_prefix()))
+        .await
+        .expect("range");
+    assert_eq!(resp.kvs().len(), 300, "log:\n{}", member.log_text());
+    assert_eq!(resp.kvs()[299].value(), b"v299");
+    assert!(
+        member.log_text().contains("damaged"),
+        "no warning about the damaged snapshot:\n{}",
+        member.log_text()
+    );
+}

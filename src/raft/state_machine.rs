@@ -267,7 +267,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let Some(snap) = self.snaps.load_newest(|_| false).map_err(read_err)? else {
+        // Damaged snapshots are skipped: the running state never needs them (recovery already
+        // decided whether the log covers a damaged one), and what is sent to a lagging
+        // follower must be a valid image. A newer one is built at the next trigger.
+        let Some(snap) = self.snaps.load_newest(|_| true).map_err(read_err)? else {
             return Ok(None);
         };
         let meta: SnapshotMeta<NodeId, MemberNode> = bincode::deserialize(snap.data())
