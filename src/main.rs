@@ -78,7 +78,10 @@ fn main() -> ExitCode {
 const JOIN_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A joining member's IDs, learned from the members listed in `--initial-cluster`.
-async fn discover_existing(config: &Config, own_peer_urls: &[String]) -> Result<(u64, u64), String> {
+async fn discover_existing(
+    config: &Config,
+    own_peer_urls: &[String],
+) -> Result<(u64, u64), String> {
     let members = config
         .initial_cluster_members()
         .map_err(|e| e.to_string())?;
@@ -100,7 +103,10 @@ async fn discover_existing(config: &Config, own_peer_urls: &[String]) -> Result<
 
 /// Node options and start mode from the configuration; bootstrap IDs are derived (or, for
 /// `--initial-cluster-state existing`, fetched from the peers) only for an empty data dir.
-async fn node_options(config: &Config, disk: &dyn Disk) -> Result<(NodeOptions, StartMode), String> {
+async fn node_options(
+    config: &Config,
+    disk: &dyn Disk,
+) -> Result<(NodeOptions, StartMode), String> {
     let identity = config.data_dir.join("member").join("identity");
     let has_data = disk
         .exists(&identity)

@@ -643,16 +643,27 @@ fn added_member_joins_catches_up_by_snapshot_and_leaves_when_removed() {
     let (out, new) = c.member_add(follower, "infra3", false);
     assert_eq!(out.code, 0, "{}", out.stderr_text());
     let text = out.stdout_text();
-    assert!(text.starts_with("Member ") && text.contains(" added to cluster "), "{text}");
-    assert!(text.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{text}");
+    assert!(
+        text.starts_with("Member ") && text.contains(" added to cluster "),
+        "{text}"
+    );
+    assert!(
+        text.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{text}"
+    );
     // Not started yet: etcd prints it as unstarted, with no name and no client URLs.
     let list = c.ctl_ok(0, &["member", "list"]);
     let peer = format!("http://127.0.0.1:{}", c.members[new].peer_port);
-    assert!(list.contains(&format!(", unstarted, , {peer}, , false")), "{list}");
+    assert!(
+        list.contains(&format!(", unstarted, , {peer}, , false")),
+        "{list}"
+    );
     // The same peer URLs twice are refused with etcd's text.
     let again = c.ctl(0, &["member", "add", "dup", "--peer-urls", &peer]);
     assert_ne!(again.code, 0);
-    assert!(again.stderr_text().contains("etcdserver: Peer URLs already exists"));
+    assert!(again
+        .stderr_text()
+        .contains("etcdserver: Peer URLs already exists"));
 
     c.spawn(new);
     let started = Instant::now();
@@ -679,11 +690,21 @@ fn added_member_joins_catches_up_by_snapshot_and_leaves_when_removed() {
     // Remove it: the cluster goes on with three, the removed process stops by itself.
     let id = c.member_id(0, new);
     let removed = c.ctl_ok(0, &["member", "remove", &id]);
-    assert!(removed.starts_with(&format!("Member {id} removed from cluster ")), "{removed}");
+    assert!(
+        removed.starts_with(&format!("Member {id} removed from cluster ")),
+        "{removed}"
+    );
     let again = c.ctl(0, &["member", "remove", &id]);
     assert!(again.stderr_text().contains("etcdserver: member not found"));
     let started = Instant::now();
-    while c.members[new].child.as_mut().unwrap().try_wait().unwrap().is_none() {
+    while c.members[new]
+        .child
+        .as_mut()
+        .unwrap()
+        .try_wait()
+        .unwrap()
+        .is_none()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the removed member is still running"
@@ -725,14 +746,21 @@ fn learner_serves_serializable_reads_only_and_is_promoted() {
     c.spawn(learner);
     let started = Instant::now();
     loop {
-        let out = c.ctl(learner, &["get", "k", "--print-value-only", "--consistency=s"]);
+        let out = c.ctl(
+            learner,
+            &["get", "k", "--print-value-only", "--consistency=s"],
+        );
         if out.code == 0 && out.stdout_text().trim() == "v" {
             break;
         }
         assert!(started.elapsed() < READY_DEADLINE, "learner never served k");
         thread::sleep(Duration::from_millis(100));
     }
-    for args in [vec!["put", "x", "y"], vec!["get", "k"], vec!["member", "list"]] {
+    for args in [
+        vec!["put", "x", "y"],
+        vec!["get", "k"],
+        vec!["member", "list"],
+    ] {
         let out = c.ctl(learner, &args);
         assert_ne!(out.code, 0, "{args:?} succeeded on a learner");
         assert!(
@@ -783,7 +811,8 @@ fn move_leader_hands_leadership_to_the_named_member() {
     // A member that is not in the cluster is a bad transferee.
     let bad = c.ctl(0, &[&endpoints, "move-leader", "1234"]);
     assert!(
-        bad.stderr_text().contains("etcdserver: bad leader transferee"),
+        bad.stderr_text()
+            .contains("etcdserver: bad leader transferee"),
         "{}",
         bad.stderr_text()
     );
@@ -867,4 +896,113 @@ fn minority_refuses_writes_and_hasleader_clients_fail_fast() {
             other => panic!("watch ended with {other:?}, expected Unavailable no leader"),
         }
     });
+}
+
+/// `--force-new-cluster` on one member's data after the cluster is lost: the member comes back
+/// alone with every key and revision and takes writes.
+#[test]
+fn force_new_cluster_recovers_a_members_data_as_a_one_member_cluster() {
+    if require_etcd_tools("force_new_cluster_recovers_a_members_data_as_a_one_member_cluster")
+        .is_none()
+    {
+        return;
+    }
+    let mut c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    for n in 0..20 {
+        c.ctl_ok(n % 3, &["put", &format!("k{n:02}"), "v"]);
+    }
+    let rev = |c: &Cluster, i: usize| -> u64 {
+        let out = c.ctl_ok(
+            i,
+            &["get", "k", "--prefix", "--consistency=s", "-w", "json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["header"]["revision"].as_u64().unwrap()
+    };
+    // Every member has applied everything before the cluster is lost.
+    c.wait_count(0, "k", 20, Duration::from_secs(10));
+    let before = rev(&c, 0);
+    for i in 0..3 {
+        c.kill(i);
+    }
+    c.extra_args.push("--force-new-cluster".into());
+    c.spawn(0);
+    c.wait_healthy(0);
+    let list = c.ctl_ok(0, &["member", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains(", started, infra0, "), "{list}");
+    assert_eq!(rev(&c, 0), before);
+    c.wait_count(0, "k", 20, Duration::from_secs(1));
+    assert_eq!(c.ctl_ok(0, &["put", "after", "1"]).trim(), "OK");
+    assert_eq!(rev(&c, 0), before + 1);
+    // Restarting without the flag keeps the one-member cluster.
+    c.kill(0);
+    c.extra_args.pop();
+    c.spawn(0);
+    c.wait_healthy(0);
+    assert_eq!(
+        c.ctl_ok(0, &["get", "after", "--print-value-only"]).trim(),
+        "1"
+    );
+}
+
+/// Five members survive two SIGKILLed members; with three down, the remaining minority never
+/// acknowledges a write.
+#[test]
+fn five_members_survive_two_crashes_and_a_minority_never_acks() {
+    if require_etcd_tools("five_members_survive_two_crashes_and_a_minority_never_acks").is_none() {
+        return;
+    }
+    let names = ["infra0", "infra1", "infra2", "infra3", "infra4"];
+    let ports: Vec<(u16, u16)> = names.iter().map(|_| (free_port(), free_port())).collect();
+    let mut c = Cluster::start_named(Kind::Oxetcd, &names, &ports, &[]);
+    c.ctl_ok(0, &["put", "before", "1"]);
+    let leader = c.leader().expect("a leader");
+    // Kill the leader and one follower.
+    let second = (leader + 1) % 5;
+    c.kill(leader);
+    c.kill(second);
+    let survivor = (leader + 2) % 5;
+    let killed_at = Instant::now();
+    loop {
+        let out = c.ctl(survivor, &["--command-timeout=500ms", "put", "after", "2"]);
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "no write accepted with 3 of 5 up: {}",
+            out.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "5 members, 2 killed: first write accepted {:?} after SIGKILL",
+        killed_at.elapsed()
+    );
+    for i in [(leader + 3) % 5, (leader + 4) % 5] {
+        assert_eq!(
+            c.ctl_ok(i, &["get", "after", "--print-value-only"]).trim(),
+            "2"
+        );
+    }
+    // A third crash leaves two: they must never acknowledge a write.
+    c.kill((leader + 3) % 5);
+    for attempt in 0..5 {
+        let out = c.ctl(
+            survivor,
+            &[
+                "--command-timeout=1s",
+                "put",
+                "minority",
+                &attempt.to_string(),
+            ],
+        );
+        assert_ne!(out.code, 0, "a two-member minority acknowledged a write");
+    }
+    // Back to three: writes resume. (A timed-out minority write may still commit now, as in
+    // etcd: it was never acknowledged, which is all a client was promised.)
+    c.spawn((leader + 3) % 5);
+    c.wait_healthy((leader + 3) % 5);
+    assert_eq!(c.ctl_ok(survivor, &["put", "back", "3"]).trim(), "OK");
 }

@@ -251,7 +251,9 @@ impl RaftNode {
         match wait.await {
             Ok(_) => {}
             Err(openraft::metrics::WaitError::Timeout(..)) => return Err(MembershipError::Timeout),
-            Err(openraft::metrics::WaitError::ShuttingDown) => return Err(MembershipError::Stopped),
+            Err(openraft::metrics::WaitError::ShuttingDown) => {
+                return Err(MembershipError::Stopped)
+            }
         }
         // Report a refusal (e.g. another change in progress) when it comes quickly.
         match tokio::time::timeout(settle, change).await {
@@ -410,7 +412,9 @@ impl RaftNode {
                     .wait(Some(window))
                     .metrics(|m| m.current_leader == Some(target), "leader moved")
                     .await;
-                moved.map(|_| ()).map_err(|_| MembershipError::TransferTimeout)
+                moved
+                    .map(|_| ())
+                    .map_err(|_| MembershipError::TransferTimeout)
             }
             Ok(false) => Err(MembershipError::BadTransferee),
             Err(_) => Err(MembershipError::TransferTimeout),
@@ -467,7 +471,10 @@ impl RaftNode {
                 continue;
             }
             for url in &node.peer_urls {
-                let Ok(view) = self.network.membership_at(url, Duration::from_secs(1)).await
+                let Ok(view) = self
+                    .network
+                    .membership_at(url, Duration::from_secs(1))
+                    .await
                 else {
                     continue;
                 };
@@ -483,11 +490,41 @@ impl RaftNode {
     }
 }
 
+/// `--force-new-cluster`: appends a membership entry naming `me` the only member, after the
+/// last entry of the recovered log, so that raft starts with a one-voter configuration and
+/// keeps every entry and the state built from them. A log with nothing in it is left alone.
+pub async fn force_new_cluster(
+    log: &super::log_store::LogStore,
+    member_id: NodeId,
+    me: &MemberNode,
+) -> Result<(), openraft::StorageError<NodeId>> {
+    let Some(last) = log.last_log_id() else {
+        return Ok(());
+    };
+    let membership = openraft::Membership::new(
+        vec![BTreeSet::from([member_id])],
+        BTreeMap::from([(member_id, me.clone())]),
+    );
+    let entry = openraft::Entry::<super::TypeConfig> {
+        log_id: openraft::LogId::new(last.leader_id, last.index + 1),
+        payload: openraft::EntryPayload::Membership(membership),
+    };
+    log.append_before_start(entry).await?;
+    tracing::warn!(
+        index = last.index + 1,
+        "force-new-cluster: this member is now the only member of its cluster"
+    );
+    Ok(())
+}
+
 /// Why a member started with `--initial-cluster-state existing` could not join.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinError {
     /// No peer answered.
-    Unreachable { peers: Vec<String>, last_error: String },
+    Unreachable {
+        peers: Vec<String>,
+        last_error: String,
+    },
     /// The cluster does not list a member with these peer URLs.
     NotAMember { peer_urls: Vec<String> },
 }

@@ -252,6 +252,16 @@ impl RaftNode {
         let log_first_index = recovered.entries.first().map(|r| r.index);
         let log_store =
             LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        if mode == StartMode::ForceNewCluster {
+            let me = MemberNode {
+                name: opts.name.clone(),
+                peer_urls: opts.peer_urls.clone(),
+                client_urls: opts.client_urls.clone(),
+            };
+            super::membership::force_new_cluster(&log_store, member_id, &me)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
 
         let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
             .map_err(StartError::Snap)?;

@@ -16,8 +16,8 @@ use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
-    MemberInfoRequest, MemberInfoResponse, MembershipRequest, MembershipResponse, RaftBlob,
-    MemberEntry, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    MemberEntry, MemberInfoRequest, MemberInfoResponse, MembershipRequest, MembershipResponse,
+    RaftBlob, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 
 /// The peer gRPC service of one member.

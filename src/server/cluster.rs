@@ -127,12 +127,7 @@ impl Cluster for ClusterService {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         let urls = check_urls(&req.peer_ur_ls)?;
-        match self
-            .ctx
-            .node
-            .add_member(urls, req.is_learner)
-            .await
-        {
+        match self.ctx.node.add_member(urls, req.is_learner).await {
             Ok((id, entries)) => {
                 let members = to_members(&entries);
                 let member = members.iter().find(|m| m.id == id).cloned();
@@ -182,12 +177,7 @@ impl Cluster for ClusterService {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         let urls = check_urls(&req.peer_ur_ls)?;
-        match self
-            .ctx
-            .node
-            .update_member(req.id, urls)
-            .await
-        {
+        match self.ctx.node.update_member(req.id, urls).await {
             Ok(entries) => Ok(Response::new(MemberUpdateResponse {
                 header: Some(self.header()),
                 members: to_members(&entries),
