@@ -109,14 +109,16 @@ fn ready_to_add_voter(voters: &[&MemberNode]) -> bool {
     if started == 1 && members == 2 {
         return true;
     }
-    started >= members / 2 + 1
+    let quorum = members / 2 + 1;
+    started >= quorum
 }
 
 /// etcd's strict reconfiguration check for removing a voter: the started voters that remain
 /// must form a quorum of the remaining voter set.
 fn ready_to_remove_voter(remaining: &[&MemberNode]) -> bool {
     let started = remaining.iter().filter(|n| is_started(n)).count();
-    started >= remaining.len() / 2 + 1
+    let quorum = remaining.len() / 2 + 1;
+    started >= quorum
 }
 
 fn map_write_err(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> MembershipError {
