@@ -111,20 +111,7 @@ impl Ctx {
 /// by the handlers with grpc-go's exact text, so the transport must let them through first.
 const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Refuses every call of a service a learner does not serve (etcd's learners answer only
-/// Status and serializable Range; those two are checked in their handlers).
-fn learner_guard(
-    ctx: &Arc<Ctx>,
-) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
-    let ctx = ctx.clone();
-    move |req| {
-        cluster::refuse_learner(&ctx)?;
-        Ok(req)
-    }
-}
-
 fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Router {
-    use tonic::service::interceptor::InterceptedService;
     let kv = KvServer::new(kv::KvService::new(ctx.clone()))
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
@@ -143,8 +130,8 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
     ));
     tonic::transport::Server::builder()
         .add_service(kv)
-        .add_service(InterceptedService::new(watch, learner_guard(ctx)))
-        .add_service(InterceptedService::new(lease, learner_guard(ctx)))
+        .add_service(watch)
+        .add_service(lease)
         .add_service(maintenance)
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             ctx.clone(),
