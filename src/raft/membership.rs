@@ -185,30 +185,30 @@ impl RaftNode {
     ) -> Result<(NodeId, Vec<MemberEntry>), MembershipError> {
         self.require_leader()?;
         let membership = self.membership_now();
-        let taken = membership
-            .nodes()
-            .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)));
-        if taken {
-            return Err(MembershipError::PeerUrlsExist);
-        }
         let voters: Vec<&MemberNode> = membership
             .voter_ids()
             .filter_map(|v| membership.get_node(&v))
             .collect();
-        if is_learner {
-            let learners = membership.nodes().count() - voters.len();
-            if learners >= LEARNERS_MAX {
-                return Err(MembershipError::TooManyLearners);
-            }
-        } else if !ready_to_add_voter(&voters) {
+        if !is_learner && !ready_to_add_voter(&voters) {
             return Err(MembershipError::NotEnoughStarted);
         }
+        // etcd's order of checks: ID, then peer URLs, then the learner limit.
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let id = crate::ids::member_id(&peer_urls, "", Some(now_s));
         if membership.get_node(&id).is_some() {
             return Err(MembershipError::IdExists);
+        }
+        let taken = membership
+            .nodes()
+            .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(MembershipError::PeerUrlsExist);
+        }
+        let learners = membership.nodes().count() - voters.len();
+        if is_learner && learners >= LEARNERS_MAX {
+            return Err(MembershipError::TooManyLearners);
         }
         let node = MemberNode {
             name: String::new(),
