@@ -638,6 +638,31 @@ mod tests {
         assert!(ready_to_remove_voter(&[&a, &b, &u]));
     }
 
+    #[cfg(not(madsim))]
+    #[test]
+    fn discovery_without_an_answering_peer_says_so() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mine = vec!["http://127.0.0.1:2".to_string()];
+        let err = rt
+            .block_on(discover(
+                &["http://127.0.0.1:1".to_string()],
+                &mine,
+                Duration::from_millis(300),
+            ))
+            .unwrap_err();
+        assert!(matches!(err, JoinError::Unreachable { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .contains("could not retrieve cluster information from the given URLs"));
+        let none = rt
+            .block_on(discover(&[], &mine, Duration::from_millis(300)))
+            .unwrap_err();
+        assert!(matches!(none, JoinError::Unreachable { .. }));
+    }
+
     #[test]
     fn errors_carry_etcd_texts() {
         assert_eq!(
