@@ -335,7 +335,9 @@ impl RaftNode {
 
     /// Whether this member is a learner (not a voter) in the current membership.
     pub fn is_learner(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        // On the request path of every call a learner refuses: borrow, do not clone.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let membership = m.membership_config.membership();
         membership.get_node(&self.member_id).is_some()
             && !membership.voter_ids().any(|v| v == self.member_id)
