@@ -12,7 +12,8 @@ use std::time::Duration;
 use oxetcd::config::{BootstrapCluster, ClusterState, Config, Parsed};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
-use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::raft::membership;
+use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
 use oxetcd::raft::peer::PeerListener;
 use oxetcd::raft::MemberNode;
 use oxetcd::server::forward::Forwarder;
@@ -73,20 +74,62 @@ fn main() -> ExitCode {
     }
 }
 
-/// Node options from the configuration; bootstrap IDs are derived only for an empty data dir.
-fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String> {
+/// How long a joining member waits for each existing peer to describe the cluster.
+const JOIN_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A joining member's IDs, learned from the members listed in `--initial-cluster`.
+async fn discover_existing(
+    config: &Config,
+    own_peer_urls: &[String],
+) -> Result<(u64, u64), String> {
+    let members = config
+        .initial_cluster_members()
+        .map_err(|e| e.to_string())?;
+    let peers: Vec<String> = members
+        .iter()
+        .flat_map(|m| m.peer_urls.iter().map(ToString::to_string))
+        .filter(|u| !own_peer_urls.contains(u))
+        .collect();
+    let info = membership::discover(&peers, own_peer_urls, JOIN_DISCOVERY_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        member_id = %format!("{:x}", info.member_id),
+        cluster_id = %format!("{:x}", info.cluster_id),
+        "joining an existing cluster"
+    );
+    Ok((info.member_id, info.cluster_id))
+}
+
+/// Node options and start mode from the configuration; bootstrap IDs are derived (or, for
+/// `--initial-cluster-state existing`, fetched from the peers) only for an empty data dir.
+async fn node_options(
+    config: &Config,
+    disk: &dyn Disk,
+) -> Result<(NodeOptions, StartMode), String> {
     let identity = config.data_dir.join("member").join("identity");
     let has_data = disk
         .exists(&identity)
         .map_err(|e| format!("{}: {e}", identity.display()))?;
+    let peer_urls: Vec<String> = config
+        .initial_advertise_peer_urls
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let joining = config.initial_cluster_state == ClusterState::Existing;
+    let mode = if config.force_new_cluster && has_data {
+        StartMode::ForceNewCluster
+    } else if joining {
+        StartMode::Join
+    } else {
+        StartMode::Bootstrap
+    };
     let (member_id, cluster_id, members) = if has_data {
         (0, 0, Vec::new())
+    } else if joining {
+        let (member_id, cluster_id) = discover_existing(config, &peer_urls).await?;
+        (member_id, cluster_id, Vec::new())
     } else {
-        if config.initial_cluster_state == ClusterState::Existing {
-            return Err("joining an existing cluster (--initial-cluster-state=existing) is not supported yet; \
-                        bootstrap every member with --initial-cluster-state=new"
-                .into());
-        }
         let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
         (
             boot.local_member_id,
@@ -95,16 +138,12 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         )
     };
     let limits = config.limits();
-    Ok(NodeOptions {
+    let opts = NodeOptions {
         data_dir: config.data_dir.clone(),
         name: config.name.clone(),
         bootstrap_member_id: member_id,
         bootstrap_cluster_id: cluster_id,
-        peer_urls: config
-            .initial_advertise_peer_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        peer_urls,
         client_urls: config
             .advertise_client_urls
             .iter()
@@ -117,7 +156,8 @@ fn node_options(config: &Config, disk: &dyn Disk) -> Result<NodeOptions, String>
         max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
         wal_segment_bytes: wal_segment_bytes()?,
         bootstrap_members: members,
-    })
+    };
+    Ok((opts, mode))
 }
 
 /// The raft membership a new cluster starts with: every `--initial-cluster` member with its name
@@ -164,7 +204,7 @@ async fn shutdown_signal() {
 
 async fn run(config: Config) -> Result<(), String> {
     let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
-    let opts = node_options(&config, disk.as_ref())?;
+    let (opts, mode) = node_options(&config, disk.as_ref()).await?;
     let limits = config.limits();
 
     let hub = Arc::new(Hub::new(HubLimits {
@@ -177,7 +217,7 @@ async fn run(config: Config) -> Result<(), String> {
         hub: hub.clone(),
         lessor: lessor.clone(),
     });
-    let node = RaftNode::start(disk, opts, observer)
+    let node = RaftNode::start_with(disk, opts, observer, mode)
         .await
         .map_err(|e| e.to_string())?;
     let node = Arc::new(node);
@@ -249,8 +289,12 @@ async fn run(config: Config) -> Result<(), String> {
         "ready to serve client requests"
     );
 
-    shutdown_signal().await;
-    tracing::info!("received a stop signal; shutting down");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("received a stop signal; shutting down"),
+        _ = node.wait_removed() => {
+            tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+        }
+    }
     let _ = stop_tx.send(true);
     for s in servers {
         match s.await {

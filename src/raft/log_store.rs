@@ -149,6 +149,36 @@ impl LogStore {
         })
     }
 
+    /// The last log ID: the newest entry, else the purge point.
+    pub fn last_log_id(&self) -> Option<LogId> {
+        let cache = lock(&self.cache);
+        cache
+            .entries
+            .last_key_value()
+            .map(|(_, e)| e.log_id)
+            .or(cache.last_purged)
+    }
+
+    /// Appends `entry` right after the last entry and waits until it is durable. Only for use
+    /// before raft starts (`--force-new-cluster` rewrites the membership this way).
+    pub async fn append_before_start(
+        &self,
+        entry: Entry<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>> {
+        debug_assert_eq!(
+            self.last_log_id().map_or(0, |l| l.index + 1).max(1),
+            entry.log_id.index,
+            "the entry must extend the log"
+        );
+        let record = LogRecord {
+            index: entry.log_id.index,
+            term: entry.log_id.leader_id.term,
+            payload: encode(&entry)?,
+        };
+        lock(&self.cache).entries.insert(entry.log_id.index, entry);
+        self.run(WalOp::Append(vec![record])).await
+    }
+
     async fn run(&self, op: WalOp) -> Result<(), StorageError<NodeId>> {
         self.wal.run(op).await.map_err(wal_write_error)
     }

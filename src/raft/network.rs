@@ -29,7 +29,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
-use crate::proto::oxraftpb::{MemberInfoRequest, RaftBlob, ReadIndexRequest};
+use crate::proto::oxraftpb::{
+    MemberInfoRequest, MembershipRequest, MembershipResponse, RaftBlob, ReadIndexRequest,
+    TimeoutNowRequest,
+};
 
 /// Largest peer message either side accepts: a 4 MiB snapshot chunk or a batch of entries of up
 /// to `--max-request-bytes` each, with room to spare.
@@ -150,6 +153,30 @@ impl PeerNetwork {
             peer_urls: reply.peer_urls,
             client_urls: reply.client_urls,
         })
+    }
+}
+
+impl PeerNetwork {
+    /// Asks the member at peer URL `url` for its view of the cluster.
+    pub async fn membership_at(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<MembershipResponse, PeerError> {
+        let mut client = RaftPeerClient::new(self.channel(url)?);
+        with_deadline(timeout, client.membership(MembershipRequest {})).await
+    }
+
+    /// Tells member `id` to campaign at once (leadership transfer); `Ok(false)` when it refused.
+    pub async fn timeout_now(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        req: TimeoutNowRequest,
+        timeout: Duration,
+    ) -> Result<bool, PeerError> {
+        let mut client = self.client(id, node)?;
+        Ok(with_deadline(timeout, client.timeout_now(req)).await?.ok)
     }
 }
 

@@ -97,14 +97,26 @@ pub enum ProposeError {
 
 /// One running member.
 pub struct RaftNode {
-    raft: Raft,
+    pub(super) raft: Raft,
     sm: Arc<SmShared>,
-    member_id: u64,
-    cluster_id: u64,
-    request_timeout: Duration,
-    network: PeerNetwork,
+    pub(super) member_id: u64,
+    pub(super) cluster_id: u64,
+    pub(super) request_timeout: Duration,
+    pub(super) network: PeerNetwork,
     me: MemberNode,
     stopped: Arc<AtomicBool>,
+}
+
+/// How a start treats an uninitialized raft state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartMode {
+    /// Bootstrap a new cluster from `bootstrap_members` when raft has no state yet.
+    #[default]
+    Bootstrap,
+    /// `--initial-cluster-state existing`: never bootstrap; wait for the leader's entries.
+    Join,
+    /// `--force-new-cluster`: keep the data, make this member the only voter.
+    ForceNewCluster,
 }
 
 const IDENTITY_MAGIC: &[u8; 8] = b"OXETCDID";
@@ -225,6 +237,16 @@ impl RaftNode {
         opts: NodeOptions,
         observer: Arc<dyn ApplyObserver>,
     ) -> Result<Self, StartError> {
+        Self::start_with(disk, opts, observer, StartMode::Bootstrap).await
+    }
+
+    /// [`RaftNode::start`] for a member joining an existing cluster or forced into a new one.
+    pub async fn start_with(
+        disk: Arc<dyn Disk>,
+        opts: NodeOptions,
+        observer: Arc<dyn ApplyObserver>,
+        mode: StartMode,
+    ) -> Result<Self, StartError> {
         let member_dir = opts.data_dir.join("member");
         disk.create_dir_all(&member_dir)
             .map_err(io_err(&member_dir))?;
@@ -243,6 +265,16 @@ impl RaftNode {
         let log_first_index = recovered.entries.first().map(|r| r.index);
         let log_store =
             LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        if mode == StartMode::ForceNewCluster {
+            let me = MemberNode {
+                name: opts.name.clone(),
+                peer_urls: opts.peer_urls.clone(),
+                client_urls: opts.client_urls.clone(),
+            };
+            super::membership::force_new_cluster(&log_store, member_id, &me)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
 
         let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
             .map_err(StartError::Snap)?;
@@ -269,7 +301,7 @@ impl RaftNode {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized {
+        if !initialized && mode != StartMode::Join {
             initialize(&raft, member_id, &me, &opts.bootstrap_members).await?;
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "bootstrapped a new cluster");
         }
@@ -296,7 +328,9 @@ impl RaftNode {
 
     /// The peer gRPC service of this member, to serve on `--listen-peer-urls`.
     pub fn peer_service(&self) -> PeerService {
+        let campaign_window = Duration::from_millis(4 * self.raft.config().election_timeout_max);
         PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
+            .with_cluster(self.cluster_id, campaign_window)
     }
 
     /// The leader's membership entry when some other member is leader (writes are forwarded
@@ -314,7 +348,9 @@ impl RaftNode {
 
     /// Whether this member is a learner (not a voter) in the current membership.
     pub fn is_learner(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        // On the request path of every call a learner refuses: borrow, do not clone.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         let membership = m.membership_config.membership();
         membership.get_node(&self.member_id).is_some()
             && !membership.voter_ids().any(|v| v == self.member_id)

@@ -16,7 +16,8 @@ use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
-    MemberInfoRequest, MemberInfoResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse,
+    MemberEntry, MemberInfoRequest, MemberInfoResponse, MembershipRequest, MembershipResponse,
+    RaftBlob, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
 };
 
 /// The peer gRPC service of one member.
@@ -24,11 +25,27 @@ pub struct PeerService {
     raft: Raft,
     id: NodeId,
     me: MemberNode,
+    cluster_id: u64,
+    /// How long this member keeps campaigning after a leader asked it to take over.
+    campaign_window: std::time::Duration,
 }
 
 impl PeerService {
     pub fn new(raft: Raft, id: NodeId, me: MemberNode) -> Self {
-        PeerService { raft, id, me }
+        PeerService {
+            raft,
+            id,
+            me,
+            cluster_id: 0,
+            campaign_window: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// Names the cluster in membership answers and sets the leadership-transfer campaign window.
+    pub fn with_cluster(mut self, cluster_id: u64, campaign_window: std::time::Duration) -> Self {
+        self.cluster_id = cluster_id;
+        self.campaign_window = campaign_window;
+        self
     }
 }
 
@@ -92,6 +109,69 @@ impl RaftPeer for PeerService {
             client_urls: self.me.client_urls.clone(),
         }))
     }
+
+    async fn membership(
+        &self,
+        _request: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| MemberEntry {
+                id: *id,
+                name: node.name.clone(),
+                peer_urls: node.peer_urls.clone(),
+                client_urls: node.client_urls.clone(),
+                is_learner: !membership.voter_ids().any(|v| v == *id),
+            })
+            .collect();
+        Ok(Response::new(MembershipResponse {
+            cluster_id: self.cluster_id,
+            member_id: self.id,
+            leader_id: m.current_leader.unwrap_or(0),
+            membership_index: m.membership_config.log_id().map_or(0, |l| l.index),
+            members,
+        }))
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<TimeoutNowRequest>,
+    ) -> Result<Response<TimeoutNowResponse>, Status> {
+        let req = request.into_inner();
+        let m = self.raft.metrics().borrow().clone();
+        let is_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id);
+        if !is_voter || m.current_leader != Some(req.leader_id) {
+            return Ok(Response::new(TimeoutNowResponse { ok: false }));
+        }
+        tokio::spawn(campaign(self.raft.clone(), self.id, self.campaign_window));
+        Ok(Response::new(TimeoutNowResponse { ok: true }))
+    }
+}
+
+/// How often a member asked to take over leadership re-triggers its campaign.
+const CAMPAIGN_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Campaigns until this member leads or `window` passes. Each trigger starts a new term, so a
+/// competing candidate of the same term cannot block it for long.
+async fn campaign(raft: Raft, id: NodeId, window: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < deadline {
+        if raft.metrics().borrow().current_leader == Some(id) {
+            tracing::info!("took over leadership");
+            return;
+        }
+        if raft.trigger().elect().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(CAMPAIGN_RETRY).await;
+    }
+    tracing::warn!("leadership transfer campaign did not succeed in time");
 }
 
 /// A bound peer listener, ready to serve.

@@ -1,21 +1,84 @@
-//! `etcdserverpb.Cluster`: the member list from raft's membership.
+//! `etcdserverpb.Cluster`: the member list from raft's membership, and membership changes
+//! (MemberAdd/Remove/Update/Promote) made by the leader through `raft::membership`. A follower
+//! forwards a change to the leader's client URL, as etcd's followers hand proposals to theirs.
 //!
-//! Membership changes (MemberAdd/Remove/Update/Promote) belong to multi-member support and
-//! answer `Unimplemented` until it lands, rather than pretending to succeed.
+//! Invariant: a change is made only by the leader; a follower never changes anything itself.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
+use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use crate::raft::membership::{MemberEntry, MembershipError};
 
-/// The Cluster service.
+/// etcd's text when a learner receives a request it does not serve.
+pub const LEARNER_UNSUPPORTED: &str = "etcdserver: rpc not supported for learner";
+
+/// The status etcd answers for a membership error.
+pub fn membership_status(e: &MembershipError) -> Status {
+    let msg = e.etcd_message();
+    match e {
+        MembershipError::MemberNotFound => Status::not_found(msg),
+        MembershipError::Timeout
+        | MembershipError::TransferTimeout
+        | MembershipError::Stopped
+        | MembershipError::Raft(_) => Status::unavailable(msg),
+        _ => Status::failed_precondition(msg),
+    }
+}
+
+/// Fails with etcd's learner status when this member is a learner.
+pub fn refuse_learner(ctx: &Ctx) -> Result<(), Status> {
+    if ctx.node.is_learner() {
+        return Err(Status::unavailable(LEARNER_UNSUPPORTED));
+    }
+    Ok(())
+}
+
+fn to_member(e: &MemberEntry) -> Member {
+    Member {
+        id: e.id,
+        name: e.node.name.clone(),
+        peer_ur_ls: e.node.peer_urls.clone(),
+        client_ur_ls: e.node.client_urls.clone(),
+        is_learner: e.is_learner,
+    }
+}
+
+fn to_members(entries: &[MemberEntry]) -> Vec<Member> {
+    let mut out: Vec<Member> = entries.iter().map(to_member).collect();
+    out.sort_by_key(|m| m.id);
+    out
+}
+
+/// Peer URLs as etcd validates and stores them (parsed, sorted); "etcdserver: given member
+/// URLs are invalid" otherwise.
+fn check_urls(urls: &[String]) -> Result<Vec<String>, Status> {
+    let invalid = || Status::invalid_argument("etcdserver: given member URLs are invalid");
+    if urls.is_empty() {
+        return Err(invalid());
+    }
+    let mut parsed = Vec::with_capacity(urls.len());
+    for u in urls {
+        parsed.push(crate::config::Url::parse(u).map_err(|_| invalid())?);
+    }
+    crate::config::sort_urls(&mut parsed);
+    Ok(parsed.iter().map(ToString::to_string).collect())
+}
+
+/// Bound on connecting to the leader when forwarding a change.
+const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The service.
 pub struct ClusterService {
     ctx: Arc<Ctx>,
 }
@@ -25,27 +88,33 @@ impl ClusterService {
         ClusterService { ctx }
     }
 
-    /// Every member raft knows, voters and learners, ordered by ID.
+    /// Every member raft has applied, voters and learners, ordered by ID.
     fn members(&self) -> Vec<Member> {
         let sm = self.ctx.node.state().read();
-        let membership = sm.membership.membership();
-        let mut out: Vec<Member> = membership
-            .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                name: node.name.clone(),
-                peer_ur_ls: node.peer_urls.clone(),
-                client_ur_ls: node.client_urls.clone(),
-                is_learner: !membership.voter_ids().any(|v| v == *id),
-            })
-            .collect();
-        out.sort_by_key(|m| m.id);
-        out
+        let entries = crate::raft::membership::entries(sm.membership.membership());
+        to_members(&entries)
     }
 
     fn header(&self) -> crate::proto::etcdserverpb::ResponseHeader {
         // etcd's cluster responses carry no revision.
         self.ctx.header(&None)
+    }
+
+    /// A Cluster client on the leader's client URL, for a change this follower cannot make.
+    async fn leader_client(&self) -> Result<ClusterClient<Channel>, Status> {
+        let leader = super::forward::published_leader(&self.ctx)
+            .await
+            .ok_or_else(|| Status::unavailable(super::error::NO_LEADER))?;
+        let url = leader
+            .client_urls
+            .first()
+            .ok_or_else(|| Status::unavailable(super::error::NO_LEADER))?;
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|_| Status::unavailable(super::error::NO_LEADER))?;
+        let channel = endpoint
+            .connect_timeout(FORWARD_CONNECT_TIMEOUT)
+            .connect_lazy();
+        Ok(ClusterClient::new(channel))
     }
 }
 
@@ -53,33 +122,82 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn member_add(
         &self,
-        _request: Request<MemberAddRequest>,
+        request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        Err(Status::unimplemented("adding members is not supported yet"))
+        refuse_learner(&self.ctx)?;
+        let req = request.into_inner();
+        let urls = check_urls(&req.peer_ur_ls)?;
+        match self.ctx.node.add_member(urls, req.is_learner).await {
+            Ok((id, entries)) => {
+                let members = to_members(&entries);
+                let member = members.iter().find(|m| m.id == id).cloned();
+                Ok(Response::new(MemberAddResponse {
+                    header: Some(self.header()),
+                    member,
+                    members,
+                }))
+            }
+            Err(MembershipError::NotLeader) => {
+                let resp = self.leader_client().await?.member_add(req).await?;
+                Ok(Response::new(MemberAddResponse {
+                    header: Some(self.header()),
+                    ..resp.into_inner()
+                }))
+            }
+            Err(e) => Err(membership_status(&e)),
+        }
     }
 
     async fn member_remove(
         &self,
-        _request: Request<MemberRemoveRequest>,
+        request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented(
-            "removing members is not supported yet",
-        ))
+        refuse_learner(&self.ctx)?;
+        let req = request.into_inner();
+        match self.ctx.node.remove_member(req.id).await {
+            Ok(entries) => Ok(Response::new(MemberRemoveResponse {
+                header: Some(self.header()),
+                members: to_members(&entries),
+            })),
+            Err(MembershipError::NotLeader) => {
+                let resp = self.leader_client().await?.member_remove(req).await?;
+                Ok(Response::new(MemberRemoveResponse {
+                    header: Some(self.header()),
+                    ..resp.into_inner()
+                }))
+            }
+            Err(e) => Err(membership_status(&e)),
+        }
     }
 
     async fn member_update(
         &self,
-        _request: Request<MemberUpdateRequest>,
+        request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented(
-            "updating members is not supported yet",
-        ))
+        refuse_learner(&self.ctx)?;
+        let req = request.into_inner();
+        let urls = check_urls(&req.peer_ur_ls)?;
+        match self.ctx.node.update_member(req.id, urls).await {
+            Ok(entries) => Ok(Response::new(MemberUpdateResponse {
+                header: Some(self.header()),
+                members: to_members(&entries),
+            })),
+            Err(MembershipError::NotLeader) => {
+                let resp = self.leader_client().await?.member_update(req).await?;
+                Ok(Response::new(MemberUpdateResponse {
+                    header: Some(self.header()),
+                    ..resp.into_inner()
+                }))
+            }
+            Err(e) => Err(membership_status(&e)),
+        }
     }
 
     async fn member_list(
         &self,
         request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
+        refuse_learner(&self.ctx)?;
         if request.get_ref().linearizable {
             self.ctx
                 .node
@@ -95,10 +213,23 @@ impl Cluster for ClusterService {
 
     async fn member_promote(
         &self,
-        _request: Request<MemberPromoteRequest>,
+        request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented(
-            "promoting members is not supported yet",
-        ))
+        refuse_learner(&self.ctx)?;
+        let req = request.into_inner();
+        match self.ctx.node.promote_member(req.id).await {
+            Ok(entries) => Ok(Response::new(MemberPromoteResponse {
+                header: Some(self.header()),
+                members: to_members(&entries),
+            })),
+            Err(MembershipError::NotLeader) => {
+                let resp = self.leader_client().await?.member_promote(req).await?;
+                Ok(Response::new(MemberPromoteResponse {
+                    header: Some(self.header()),
+                    ..resp.into_inner()
+                }))
+            }
+            Err(e) => Err(membership_status(&e)),
+        }
     }
 }

@@ -32,6 +32,7 @@ impl KvService {
     }
 
     async fn write(&self, encoded_bytes: usize, cmd: Command) -> Result<Outcome, Status> {
+        super::cluster::refuse_learner(&self.ctx)?;
         check_size(
             encoded_bytes,
             self.ctx.limits.max_request_bytes,
@@ -65,6 +66,7 @@ impl Kv for KvService {
             return Err(kv_status(&crate::mvcc::KvError::EmptyKey));
         }
         if !req.serializable {
+            super::cluster::refuse_learner(&self.ctx)?;
             self.ctx
                 .node
                 .read_index()

@@ -70,6 +70,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         if req.ttl > LEASE_TTL_MAX_S {
             return Err(kv_status(&KvError::LeaseTtlTooLarge {
@@ -98,6 +99,7 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         let id = request.into_inner().id;
         match propose_or_forward(&self.ctx, Command::LeaseRevoke { id }).await? {
             Outcome::LeaseRevoke(mut resp) => {
@@ -117,6 +119,7 @@ impl Lease for LeaseService {
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let (ctx, lessor) = (self.ctx.clone(), self.lessor.clone());
@@ -156,6 +159,7 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         if let Some(leader) = super::forward::published_leader(&self.ctx).await {
             // Deadlines live on the leader; a follower asks it.
@@ -207,6 +211,7 @@ impl Lease for LeaseService {
         request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         self.ctx
             .node
             .read_index()

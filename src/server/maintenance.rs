@@ -38,6 +38,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        super::cluster::refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         if req.action != 0 {
             return Err(Status::unimplemented(
@@ -92,6 +93,7 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        super::cluster::refuse_learner(&self.ctx)?;
         let (hash, revision) = {
             let sm = self.ctx.node.state().read();
             let rev = sm.state.kv.current_revision();
@@ -110,6 +112,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        super::cluster::refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         let (hash, compact_revision, revision) = {
             let sm = self.ctx.node.state().read();
@@ -149,9 +152,18 @@ impl Maintenance for MaintenanceService {
 
     async fn move_leader(
         &self,
-        _request: Request<MoveLeaderRequest>,
+        request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(Status::unimplemented("move-leader is not supported yet"))
+        super::cluster::refuse_learner(&self.ctx)?;
+        let target = request.into_inner().target_id;
+        self.ctx
+            .node
+            .move_leader(target)
+            .await
+            .map_err(|e| super::cluster::membership_status(&e))?;
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.ctx.header(&None)),
+        }))
     }
 
     async fn downgrade(

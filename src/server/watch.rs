@@ -126,6 +126,7 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchOut>, Status> {
         self.ctx.check_leader(request.metadata())?;
+        super::cluster::refuse_learner(&self.ctx)?;
         let require_leader = super::requires_leader(request.metadata());
         let mut inbound = request.into_inner();
         let (id, output) = self.hub.open_stream();

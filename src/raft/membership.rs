@@ -1,0 +1,677 @@
+//! Runtime membership changes (etcd's MemberAdd/Remove/Update/Promote and MoveLeader) mapped
+//! onto openraft's membership, the discovery a member joining an existing cluster does, and the
+//! detection of this member's own removal.
+//!
+//! Mapping: an etcd learner is an openraft learner (a node outside every voter set); an etcd
+//! voter is an openraft voter. Adding a voter first adds it as a learner (without waiting for it
+//! to catch up) and then makes it a voter, as etcd counts a new voter in the quorum right away:
+//! the call returns once the new member is in the voter set the leader uses, so adding a voter
+//! that never starts costs the cluster the same fault tolerance it costs etcd.
+//!
+//! Invariant: every change is made by the leader through a raft membership entry; a member that
+//!   is not leader answers `NotLeader` and changes nothing.
+//! Invariant: a member ID is never reused: runtime IDs hash the peer URLs with the current time,
+//!   and an ID already in the membership is refused.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
+
+use super::network::PeerNetwork;
+use super::node::RaftNode;
+use super::{MemberNode, NodeId};
+use crate::proto::oxraftpb::{MembershipResponse, TimeoutNowRequest};
+
+/// One member as the Cluster API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    pub id: NodeId,
+    pub node: MemberNode,
+    pub is_learner: bool,
+}
+
+/// Why a membership change or leadership transfer was refused or did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipError {
+    /// This member is not the leader (the request belongs on the leader).
+    NotLeader,
+    MemberNotFound,
+    IdExists,
+    PeerUrlsExist,
+    NotEnoughStarted,
+    TooManyLearners,
+    NotLearner,
+    LearnerNotReady,
+    BadTransferee,
+    TransferTimeout,
+    Timeout,
+    Stopped,
+    /// Another membership change is still in progress, or openraft refused the change.
+    Raft(String),
+}
+
+impl MembershipError {
+    /// etcd's error text for this error.
+    pub fn etcd_message(&self) -> &str {
+        match self {
+            MembershipError::NotLeader => "etcdserver: not leader",
+            MembershipError::MemberNotFound => "etcdserver: member not found",
+            MembershipError::IdExists => "etcdserver: member ID already exist",
+            MembershipError::PeerUrlsExist => "etcdserver: Peer URLs already exists",
+            MembershipError::NotEnoughStarted => {
+                "etcdserver: re-configuration failed due to not enough started members"
+            }
+            MembershipError::TooManyLearners => "etcdserver: too many learner members in cluster",
+            MembershipError::NotLearner => "etcdserver: can only promote a learner member",
+            MembershipError::LearnerNotReady => {
+                "etcdserver: can only promote a learner member which is in sync with leader"
+            }
+            MembershipError::BadTransferee => "etcdserver: bad leader transferee",
+            MembershipError::TransferTimeout => {
+                "etcdserver: request timed out, leader transfer took too long"
+            }
+            MembershipError::Timeout => "etcdserver: request timed out",
+            MembershipError::Stopped => "etcdserver: server stopped",
+            MembershipError::Raft(_) => "etcdserver: unhealthy cluster",
+        }
+    }
+}
+
+impl std::fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MembershipError::Raft(detail) => write!(f, "{}: {detail}", self.etcd_message()),
+            other => f.write_str(other.etcd_message()),
+        }
+    }
+}
+
+impl std::error::Error for MembershipError {}
+
+/// etcd's limit on learners in one cluster.
+const LEARNERS_MAX: usize = 1;
+/// etcd promotes a learner only once it has matched this fraction of the leader's log.
+const LEARNER_READY_FRACTION: f64 = 0.9;
+
+/// A member counts as started once it has published its name (etcd's `IsStarted`).
+fn is_started(node: &MemberNode) -> bool {
+    !node.name.is_empty()
+}
+
+/// etcd's strict reconfiguration check for adding (or promoting) one voter: the started voters
+/// must still form a quorum of the grown voter set.
+fn ready_to_add_voter(voters: &[&MemberNode]) -> bool {
+    let members = voters.len() + 1;
+    let started = voters.iter().filter(|n| is_started(n)).count();
+    // A one-member cluster may always grow to two.
+    if started == 1 && members == 2 {
+        return true;
+    }
+    let quorum = members / 2 + 1;
+    started >= quorum
+}
+
+/// etcd's strict reconfiguration check for removing a voter: the started voters that remain
+/// must form a quorum of the remaining voter set.
+fn ready_to_remove_voter(remaining: &[&MemberNode]) -> bool {
+    let started = remaining.iter().filter(|n| is_started(n)).count();
+    let quorum = remaining.len() / 2 + 1;
+    started >= quorum
+}
+
+fn map_write_err(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> MembershipError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MembershipError::NotLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            MembershipError::Raft(c.to_string())
+        }
+        RaftError::Fatal(_) => MembershipError::Stopped,
+    }
+}
+
+/// The members of the membership the leader uses, ordered by ID.
+pub fn entries(membership: &openraft::Membership<NodeId, MemberNode>) -> Vec<MemberEntry> {
+    membership
+        .nodes()
+        .map(|(id, node)| MemberEntry {
+            id: *id,
+            node: node.clone(),
+            is_learner: !membership.voter_ids().any(|v| v == *id),
+        })
+        .collect()
+}
+
+impl RaftNode {
+    fn membership_now(&self) -> openraft::Membership<NodeId, MemberNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone()
+    }
+
+    fn require_leader(&self) -> Result<(), MembershipError> {
+        if self.current_leader() == Some(self.member_id) {
+            Ok(())
+        } else {
+            Err(MembershipError::NotLeader)
+        }
+    }
+
+    /// The members in the latest membership this member knows (voters and learners).
+    pub fn member_entries(&self) -> Vec<MemberEntry> {
+        entries(&self.membership_now())
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, MembershipError>>,
+    ) -> Result<T, MembershipError> {
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(MembershipError::Timeout),
+        }
+    }
+
+    /// etcd's MemberAdd: a new member with `peer_urls`, as a learner or a voter. Returns its ID
+    /// and the members after the change.
+    pub async fn add_member(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(NodeId, Vec<MemberEntry>), MembershipError> {
+        self.require_leader()?;
+        let membership = self.membership_now();
+        let voters: Vec<&MemberNode> = membership
+            .voter_ids()
+            .filter_map(|v| membership.get_node(&v))
+            .collect();
+        if !is_learner && !ready_to_add_voter(&voters) {
+            return Err(MembershipError::NotEnoughStarted);
+        }
+        // etcd's order of checks: ID, then peer URLs, then the learner limit.
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = crate::ids::member_id(&peer_urls, "", Some(now_s));
+        if membership.get_node(&id).is_some() {
+            return Err(MembershipError::IdExists);
+        }
+        let taken = membership
+            .nodes()
+            .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(MembershipError::PeerUrlsExist);
+        }
+        let learners = membership.nodes().count() - voters.len();
+        if is_learner && learners >= LEARNERS_MAX {
+            return Err(MembershipError::TooManyLearners);
+        }
+        let node = MemberNode {
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+        };
+        self.bounded(async {
+            self.raft
+                .add_learner(id, node, false)
+                .await
+                .map_err(map_write_err)
+        })
+        .await?;
+        if !is_learner {
+            self.make_voter(id).await?;
+        }
+        tracing::info!(member = %format!("{id:x}"), is_learner, "added member");
+        Ok((id, self.member_entries()))
+    }
+
+    /// Makes learner `id` a voter. Returns once the leader's membership counts it as a voter:
+    /// the joint configuration may need the new member itself to commit (e.g. growing one
+    /// member to two), so the change finishes in the background, as in etcd, where the cluster
+    /// waits for the new member from the moment it is added.
+    async fn make_voter(&self, id: NodeId) -> Result<(), MembershipError> {
+        let raft = self.raft.clone();
+        let change = tokio::spawn(async move {
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+        });
+        let waiter = self.raft.wait(Some(self.request_timeout));
+        let wait = waiter.metrics(
+            |m| {
+                m.membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|v| v == id)
+            },
+            "new voter in the membership",
+        );
+        let settle = Duration::from_millis(2 * self.raft.config().election_timeout_max);
+        match wait.await {
+            Ok(_) => {}
+            Err(openraft::metrics::WaitError::Timeout(..)) => return Err(MembershipError::Timeout),
+            Err(openraft::metrics::WaitError::ShuttingDown) => {
+                return Err(MembershipError::Stopped)
+            }
+        }
+        // Report a refusal (e.g. another change in progress) when it comes quickly.
+        match tokio::time::timeout(settle, change).await {
+            Ok(Ok(Err(e))) => Err(map_write_err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// etcd's MemberRemove.
+    pub async fn remove_member(&self, id: NodeId) -> Result<Vec<MemberEntry>, MembershipError> {
+        self.require_leader()?;
+        let membership = self.membership_now();
+        if membership.get_node(&id).is_none() {
+            return Err(MembershipError::MemberNotFound);
+        }
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let change = if is_voter {
+            let remaining: Vec<&MemberNode> = membership
+                .voter_ids()
+                .filter(|v| *v != id)
+                .filter_map(|v| membership.get_node(&v))
+                .collect();
+            if !ready_to_remove_voter(&remaining) {
+                return Err(MembershipError::NotEnoughStarted);
+            }
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.bounded(async {
+            self.raft
+                .change_membership(change, false)
+                .await
+                .map_err(map_write_err)
+        })
+        .await?;
+        tracing::info!(member = %format!("{id:x}"), "removed member");
+        Ok(self.member_entries())
+    }
+
+    /// etcd's MemberUpdate: new peer URLs for member `id` (name and client URLs are kept).
+    pub async fn update_member(
+        &self,
+        id: NodeId,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<MemberEntry>, MembershipError> {
+        self.require_leader()?;
+        let membership = self.membership_now();
+        let Some(current) = membership.get_node(&id) else {
+            return Err(MembershipError::MemberNotFound);
+        };
+        let taken = membership
+            .nodes()
+            .filter(|(other, _)| **other != id)
+            .any(|(_, n)| n.peer_urls.iter().any(|u| peer_urls.contains(u)));
+        if taken {
+            return Err(MembershipError::PeerUrlsExist);
+        }
+        let node = MemberNode {
+            peer_urls,
+            ..current.clone()
+        };
+        self.bounded(async {
+            self.raft
+                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+                .await
+                .map_err(map_write_err)
+        })
+        .await?;
+        Ok(self.member_entries())
+    }
+
+    /// etcd's MemberPromote: learner `id` becomes a voter once it has caught up.
+    pub async fn promote_member(&self, id: NodeId) -> Result<Vec<MemberEntry>, MembershipError> {
+        self.require_leader()?;
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Err(MembershipError::MemberNotFound);
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            return Err(MembershipError::NotLearner);
+        }
+        let voters: Vec<&MemberNode> = membership
+            .voter_ids()
+            .filter_map(|v| membership.get_node(&v))
+            .collect();
+        if !ready_to_add_voter(&voters) {
+            return Err(MembershipError::NotEnoughStarted);
+        }
+        let leader_match = m.last_log_index.unwrap_or(0);
+        let learner_match = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&id).cloned().flatten())
+            .map_or(0, |l| l.index);
+        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_FRACTION {
+            return Err(MembershipError::LearnerNotReady);
+        }
+        self.bounded(async {
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(map_write_err)
+        })
+        .await?;
+        tracing::info!(member = %format!("{id:x}"), "promoted learner");
+        Ok(self.member_entries())
+    }
+
+    /// etcd's MoveLeader: hands leadership to voter `target`. The leader waits until the target
+    /// has its whole log, pauses its own heartbeats so the followers' leader leases run out,
+    /// and asks the target to campaign; heartbeats resume whatever the outcome.
+    pub async fn move_leader(&self, target: NodeId) -> Result<(), MembershipError> {
+        self.require_leader()?;
+        if target == self.member_id {
+            return Ok(());
+        }
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let node = match membership.get_node(&target) {
+            Some(node) if membership.voter_ids().any(|v| v == target) => node.clone(),
+            _ => return Err(MembershipError::BadTransferee),
+        };
+        let window = self.request_timeout;
+        let last = m.last_log_index;
+        let waiter = self.raft.wait(Some(window));
+        let caught_up = waiter.metrics(
+            |m| {
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&target).cloned().flatten())
+                    .map(|l| l.index)
+                    >= last
+            },
+            "transferee caught up",
+        );
+        if caught_up.await.is_err() {
+            return Err(MembershipError::TransferTimeout);
+        }
+        let runtime = self.raft.runtime_config();
+        runtime.heartbeat(false);
+        runtime.elect(false);
+        let req = TimeoutNowRequest {
+            leader_id: self.member_id,
+            term: m.current_term,
+        };
+        let asked = self
+            .network
+            .timeout_now(target, &node, req, Duration::from_secs(1))
+            .await;
+        let outcome = match asked {
+            Ok(true) => {
+                let moved = self
+                    .raft
+                    .wait(Some(window))
+                    .metrics(|m| m.current_leader == Some(target), "leader moved")
+                    .await;
+                moved
+                    .map(|_| ())
+                    .map_err(|_| MembershipError::TransferTimeout)
+            }
+            Ok(false) => Err(MembershipError::BadTransferee),
+            Err(_) => Err(MembershipError::TransferTimeout),
+        };
+        runtime.heartbeat(true);
+        runtime.elect(true);
+        if outcome.is_ok() {
+            tracing::info!(from = %format!("{:x}", self.member_id), to = %format!("{target:x}"), "leadership transferred");
+        }
+        outcome
+    }
+
+    /// Resolves once this member learns that it was removed from the cluster: its membership
+    /// no longer lists it after having listed it, or (when it has no leader) a peer with a newer
+    /// membership does not list it.
+    pub async fn wait_removed(&self) {
+        let poll = Duration::from_millis(500);
+        let leaderless_max = Duration::from_millis(3 * self.raft.config().election_timeout_max);
+        let mut seen_self = false;
+        let mut leaderless_since: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::time::sleep(poll).await;
+            let m = self.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            let listed = membership.get_node(&self.member_id).is_some();
+            if listed {
+                seen_self = true;
+            } else if seen_self && membership.nodes().count() > 0 {
+                return;
+            }
+            if m.current_leader.is_some() {
+                leaderless_since = None;
+                continue;
+            }
+            let since = *leaderless_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() < leaderless_max {
+                continue;
+            }
+            let mine = m.membership_config.log_id().map_or(0, |l| l.index);
+            if self.peers_dropped_me(membership, mine).await {
+                return;
+            }
+            leaderless_since = Some(tokio::time::Instant::now());
+        }
+    }
+
+    async fn peers_dropped_me(
+        &self,
+        membership: &openraft::Membership<NodeId, MemberNode>,
+        my_index: u64,
+    ) -> bool {
+        for (id, node) in membership.nodes() {
+            if *id == self.member_id {
+                continue;
+            }
+            for url in &node.peer_urls {
+                let Ok(view) = self
+                    .network
+                    .membership_at(url, Duration::from_secs(1))
+                    .await
+                else {
+                    continue;
+                };
+                if view.cluster_id == self.cluster_id
+                    && view.membership_index > my_index
+                    && !view.members.iter().any(|m| m.id == self.member_id)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// `--force-new-cluster`: appends a membership entry naming `me` the only member, after the
+/// last entry of the recovered log, so that raft starts with a one-voter configuration and
+/// keeps every entry and the state built from them. A log with nothing in it is left alone.
+pub async fn force_new_cluster(
+    log: &super::log_store::LogStore,
+    member_id: NodeId,
+    me: &MemberNode,
+) -> Result<(), openraft::StorageError<NodeId>> {
+    let Some(last) = log.last_log_id() else {
+        return Ok(());
+    };
+    let membership = openraft::Membership::new(
+        vec![BTreeSet::from([member_id])],
+        BTreeMap::from([(member_id, me.clone())]),
+    );
+    let entry = openraft::Entry::<super::TypeConfig> {
+        log_id: openraft::LogId::new(last.leader_id, last.index + 1),
+        payload: openraft::EntryPayload::Membership(membership),
+    };
+    log.append_before_start(entry).await?;
+    tracing::warn!(
+        index = last.index + 1,
+        "force-new-cluster: this member is now the only member of its cluster"
+    );
+    Ok(())
+}
+
+/// Why a member started with `--initial-cluster-state existing` could not join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// No peer answered.
+    Unreachable {
+        peers: Vec<String>,
+        last_error: String,
+    },
+    /// The cluster does not list a member with these peer URLs.
+    NotAMember { peer_urls: Vec<String> },
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::Unreachable { peers, last_error } => write!(
+                f,
+                "cannot fetch cluster info from peer urls {peers:?}: could not retrieve cluster information from the given URLs ({last_error})"
+            ),
+            JoinError::NotAMember { peer_urls } => write!(
+                f,
+                "member with peer URLs {peer_urls:?} is not in the cluster's member list; add it first (etcdctl member add)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// What a joining member learned from the existing cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinInfo {
+    pub member_id: NodeId,
+    pub cluster_id: u64,
+}
+
+/// Asks the members at `peer_urls` (from `--initial-cluster`, without this member's own URLs)
+/// which member has `my_peer_urls`, preferring the answer of a member that knows a leader.
+pub async fn discover(
+    peer_urls: &[String],
+    my_peer_urls: &[String],
+    timeout: Duration,
+) -> Result<JoinInfo, JoinError> {
+    let network = PeerNetwork::new(timeout);
+    let mut last_error = String::from("no peer URLs besides this member's own");
+    let mut best: Option<MembershipResponse> = None;
+    for url in peer_urls {
+        match network.membership_at(url, timeout).await {
+            Ok(view) => {
+                let better = best.as_ref().is_none_or(|b| {
+                    (view.leader_id != 0, view.membership_index)
+                        > (b.leader_id != 0, b.membership_index)
+                });
+                if better {
+                    best = Some(view);
+                }
+            }
+            Err(e) => last_error = format!("{url}: {e}"),
+        }
+    }
+    let Some(view) = best else {
+        return Err(JoinError::Unreachable {
+            peers: peer_urls.to_vec(),
+            last_error,
+        });
+    };
+    let mut mine: Vec<&String> = my_peer_urls.iter().collect();
+    mine.sort();
+    let found = view.members.iter().find(|m| {
+        let mut theirs: Vec<&String> = m.peer_urls.iter().collect();
+        theirs.sort();
+        theirs == mine
+    });
+    match found {
+        Some(m) => Ok(JoinInfo {
+            member_id: m.id,
+            cluster_id: view.cluster_id,
+        }),
+        None => Err(JoinError::NotAMember {
+            peer_urls: my_peer_urls.to_vec(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> MemberNode {
+        MemberNode {
+            name: name.into(),
+            peer_urls: vec![format!("http://{name}:2380")],
+            client_urls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn strict_reconfig_add_follows_etcd() {
+        let (a, b, c, u) = (node("a"), node("b"), node("c"), node(""));
+        // One member may always grow to two.
+        assert!(ready_to_add_voter(&[&a]));
+        // Three started: a fourth is fine.
+        assert!(ready_to_add_voter(&[&a, &b, &c]));
+        // One started of two: a third would need two started.
+        assert!(!ready_to_add_voter(&[&a, &u]));
+        // Two started of three, plus one: quorum of four is three.
+        assert!(!ready_to_add_voter(&[&a, &b, &u]));
+        assert!(ready_to_add_voter(&[&a, &b]));
+    }
+
+    #[test]
+    fn strict_reconfig_remove_follows_etcd() {
+        let (a, b, u) = (node("a"), node("b"), node(""));
+        assert!(ready_to_remove_voter(&[&a, &b]));
+        assert!(ready_to_remove_voter(&[&a]));
+        assert!(!ready_to_remove_voter(&[&a, &u, &node("")]));
+        assert!(ready_to_remove_voter(&[&a, &b, &u]));
+    }
+
+    #[cfg(not(madsim))]
+    #[test]
+    fn discovery_without_an_answering_peer_says_so() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mine = vec!["http://127.0.0.1:2".to_string()];
+        let err = rt
+            .block_on(discover(
+                &["http://127.0.0.1:1".to_string()],
+                &mine,
+                Duration::from_millis(300),
+            ))
+            .unwrap_err();
+        assert!(matches!(err, JoinError::Unreachable { .. }), "{err}");
+        assert!(err
+            .to_string()
+            .contains("could not retrieve cluster information from the given URLs"));
+        let none = rt
+            .block_on(discover(&[], &mine, Duration::from_millis(300)))
+            .unwrap_err();
+        assert!(matches!(none, JoinError::Unreachable { .. }));
+    }
+
+    #[test]
+    fn errors_carry_etcd_texts() {
+        assert_eq!(
+            MembershipError::MemberNotFound.to_string(),
+            "etcdserver: member not found"
+        );
+        assert_eq!(
+            MembershipError::LearnerNotReady.to_string(),
+            "etcdserver: can only promote a learner member which is in sync with leader"
+        );
+    }
+}
