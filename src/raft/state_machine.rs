@@ -1,7 +1,8 @@
 //! The raft state machine: `apply::State` in memory, made durable by snapshot files (`snap/`)
 //! plus the raft log.
 //!
-//! Applying an entry takes the write lock on [`SmShared`] for that one entry; readers take the
+//! Applying takes the write lock on [`SmShared`] once per call from openraft (a run of entries;
+//! a batched entry applies each of its commands in order, each with its own result); readers take the
 //! read lock for the duration of one range. A snapshot is built from a clone of the state (a
 //! persistent map, so the clone is O(1)) in openraft's spawned builder task, so writes never stall
 //! behind serialization or disk I/O of a snapshot.
@@ -201,8 +202,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
+        // One write lock for everything openraft hands over at once: readers wait at most one
+        // call, and a burst of entries does not pay a lock round trip each.
+        let mut inner = self.shared.write();
         for entry in entries {
-            let mut inner = self.shared.write();
             debug_assert!(inner
                 .last_applied
                 .is_none_or(|l| l.index < entry.log_id.index));
@@ -212,6 +215,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     Reply::None
+                }
+                EntryPayload::Normal(Command::Batch(cmds)) => {
+                    let mut results = Vec::with_capacity(cmds.len());
+                    let observer = &self.shared.observer;
+                    let index = entry.log_id.index;
+                    for cmd in &cmds {
+                        inner.state.apply_each(cmd, &mut |leaf, applied| {
+                            observer.applied(index, leaf, &applied);
+                            results.push(Arc::new(applied));
+                        });
+                    }
+                    Reply::Batch(results)
                 }
                 EntryPayload::Normal(cmd) => {
                     let applied = inner.state.apply(&cmd);
