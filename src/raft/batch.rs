@@ -66,15 +66,7 @@ pub trait Sink: Send + Sync + 'static {
 struct Queued {
     cmd: Command,
     bytes: usize,
-    reply: ReplyTx,
-}
-
-/// What a caller receives: its result, or — when its command travelled alone — the wait for
-/// it, so that the caller's own task awaits raft and no extra task hand-off is paid.
-enum Delivery {
-    Done(Result<Arc<Applied>, ProposeError>),
-    /// The proposal is in raft; the permit is the in-flight slot, released when done.
-    Wait(Pending, OwnedSemaphorePermit),
+    reply: oneshot::Sender<Result<Arc<Applied>, ProposeError>>,
 }
 
 /// The handle callers use; dropping every handle stops the batching task.
@@ -98,15 +90,7 @@ impl Batcher {
         if self.tx.send(Queued { cmd, bytes, reply }).is_err() {
             return Err(ProposeError::Stopped);
         }
-        match rx.await {
-            Err(_) => Err(ProposeError::Stopped),
-            Ok(Delivery::Done(result)) => result,
-            Ok(Delivery::Wait(pending, permit)) => {
-                let outcome = pending.await;
-                drop(permit);
-                single_result(outcome)
-            }
-        }
+        rx.await.unwrap_or(Err(ProposeError::Stopped))
     }
 }
 
@@ -191,13 +175,6 @@ async fn propose_batch<S: Sink>(sink: &S, mut batch: Vec<Queued>, permit: OwnedS
     };
     match sink.send(cmd).await {
         Err(e) => fan_out(replies, Err(e)),
-        Ok(pending) if replies.len() == 1 => {
-            // The lone caller waits for its own proposal. If it has just given up, the entry
-            // stays in raft with nobody waiting, and its slot is freed now.
-            if let Some(tx) = replies.into_iter().next() {
-                let _ = tx.send(Delivery::Wait(pending, permit));
-            }
-        }
         Ok(pending) => {
             tokio::spawn(async move {
                 let outcome = pending.await;
@@ -208,20 +185,7 @@ async fn propose_batch<S: Sink>(sink: &S, mut batch: Vec<Queued>, permit: OwnedS
     }
 }
 
-type ReplyTx = oneshot::Sender<Delivery>;
-
-/// A lone command's result from its proposal's outcome.
-fn single_result(outcome: Outcome) -> Result<Arc<Applied>, ProposeError> {
-    match outcome {
-        Err(e) => Err(e),
-        Ok(Reply::Applied(applied)) => Ok(applied),
-        Ok(other) => {
-            // A normal entry of one command always yields `Applied`: a broken invariant.
-            tracing::error!(reply = ?other, "proposal reply does not match its command");
-            Err(ProposeError::Stopped)
-        }
-    }
-}
+type ReplyTx = oneshot::Sender<Result<Arc<Applied>, ProposeError>>;
 
 /// Sends each caller its own result: position `i` of a batch reply goes to caller `i`.
 fn fan_out(replies: Vec<ReplyTx>, outcome: Outcome) {
@@ -229,17 +193,17 @@ fn fan_out(replies: Vec<ReplyTx>, outcome: Outcome) {
     match outcome {
         Err(e) => {
             for tx in replies {
-                let _ = tx.send(Delivery::Done(Err(e.clone())));
+                let _ = tx.send(Err(e.clone()));
             }
         }
         Ok(Reply::Applied(applied)) if replies.len() == 1 => {
             for tx in replies {
-                let _ = tx.send(Delivery::Done(Ok(applied.clone())));
+                let _ = tx.send(Ok(applied.clone()));
             }
         }
         Ok(Reply::Batch(results)) if results.len() == replies.len() => {
             for (tx, applied) in replies.into_iter().zip(results) {
-                let _ = tx.send(Delivery::Done(Ok(applied)));
+                let _ = tx.send(Ok(applied));
             }
         }
         Ok(other) => {
@@ -247,7 +211,7 @@ fn fan_out(replies: Vec<ReplyTx>, outcome: Outcome) {
             // invariant of the state machine. Report it as a stopped member, not a success.
             tracing::error!(commands = replies.len(), reply = ?other, "proposal reply does not match its batch");
             for tx in replies {
-                let _ = tx.send(Delivery::Done(Err(ProposeError::Stopped)));
+                let _ = tx.send(Err(ProposeError::Stopped));
             }
         }
     }
