@@ -82,6 +82,31 @@ fn bench_apply(c: &mut Criterion) {
             started.elapsed()
         })
     });
+    // A batched entry of 64 puts (what the proposer sends under load), per entry; compare with
+    // 64 times `put_256B_over_10k_keys`.
+    group.bench_function("batch_of_64_puts_over_10k_keys", |b| {
+        const BATCH: u64 = 64;
+        let batches: Vec<Command> = (0..KEYS / BATCH)
+            .map(|j| {
+                Command::Batch(
+                    (0..BATCH)
+                        .map(|k| put((j * BATCH + k) * 7919 % KEYS))
+                        .collect(),
+                )
+            })
+            .collect();
+        b.iter_custom(|iters| {
+            let mut state = base.clone();
+            let started = Instant::now();
+            for i in 0..iters {
+                let batch = &batches[(i % (KEYS / BATCH)) as usize];
+                state.apply_each(batch, &mut |_, applied| {
+                    black_box(applied);
+                });
+            }
+            started.elapsed()
+        })
+    });
     group.bench_function("txn_4ops_over_10k_keys", |b| {
         let cmds: Vec<Command> = (0..KEYS).map(|i| txn((i * 7919) % KEYS, KEYS)).collect();
         let probe = base.clone().apply(&cmds[0]);

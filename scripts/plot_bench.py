@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Plot put throughput against client count for each server from an oxetcd-bench CSV.
 
-usage: scripts/plot_bench.py RESULTS.csv OUT.png [--workload put]
+usage: scripts/plot_bench.py RESULTS.csv OUT.png [--workload put] [--split-at UNIX_TIME]
 
 Reads the rows `oxetcd-bench --csv` appends, keeps one workload, takes the median
 `per_second` over the rounds of each (server, clients) pair and draws one line per server
-on a log-scaled client axis. Needs matplotlib (pip install matplotlib); CI does not run this.
+on a log-scaled client axis. With --split-at, rows older than UNIX_TIME are an earlier build:
+oxetcd's become a separate "oxetcd (before)" line and etcd's are left out (etcd is drawn
+from the newer rows only). Needs matplotlib (pip install matplotlib); CI does not run this.
 """
 import argparse
 import csv
@@ -14,14 +16,19 @@ import sys
 from collections import defaultdict
 
 
-def load(path, workload):
+def load(path, workload, split_at=None):
     """{server: {clients: [per_second, ...]}} for the rows of one workload."""
     series = defaultdict(lambda: defaultdict(list))
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
             if row["workload"] != workload or int(row["errors"]) != 0:
                 continue
-            series[row["server"]][int(row["clients"])].append(float(row["per_second"]))
+            server = row["server"]
+            if split_at is not None and int(row["unix_time_s"]) < split_at:
+                if server == "etcd":
+                    continue
+                server = f"{server} (before)"
+            series[server][int(row["clients"])].append(float(row["per_second"]))
     return series
 
 
@@ -63,8 +70,9 @@ def main():
     parser.add_argument("csv")
     parser.add_argument("png")
     parser.add_argument("--workload", default="put")
+    parser.add_argument("--split-at", type=int, default=None)
     args = parser.parse_args()
-    points = medians(load(args.csv, args.workload))
+    points = medians(load(args.csv, args.workload, args.split_at))
     if not points:
         sys.exit(f"no error-free {args.workload} rows in {args.csv}")
     for server, pts in sorted(points.items()):

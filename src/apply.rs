@@ -48,6 +48,10 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// Several client commands proposed as one log entry (see `raft::batch`). Each member is
+    /// applied in order as if it had its own entry: its own revision, its own result.
+    /// Never nested by the proposer; a nested batch is flattened in order.
+    Batch(Vec<Command>),
 }
 
 /// The successful result of a command. Headers carry only `revision`.
@@ -84,8 +88,39 @@ impl State {
         Self::default()
     }
 
-    /// Applies one committed command.
+    /// Applies one committed command. For a batch, applies every member in order and returns
+    /// the last member's result (an empty batch changes nothing); use [`State::apply_each`] to
+    /// see every member's result.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
+        if let Command::Batch(_) = cmd {
+            let mut last = None;
+            self.apply_each(cmd, &mut |_, applied| last = Some(applied));
+            return last.unwrap_or_else(|| Applied {
+                result: Err(KvError::KeyNotFound),
+                events: Vec::new(),
+                revision: self.kv.current_revision(),
+            });
+        }
+        self.apply_one(cmd)
+    }
+
+    /// Applies `cmd` — a plain command, or each member of a batch in order — and hands every
+    /// plain command with its result to `each`, in the order applied.
+    pub fn apply_each(&mut self, cmd: &Command, each: &mut impl FnMut(&Command, Applied)) {
+        match cmd {
+            Command::Batch(cmds) => {
+                for member in cmds {
+                    self.apply_each(member, each);
+                }
+            }
+            plain => {
+                let applied = self.apply_one(plain);
+                each(plain, applied);
+            }
+        }
+    }
+
+    fn apply_one(&mut self, cmd: &Command) -> Applied {
         let result = self.apply_command(cmd);
         let revision = self.kv.current_revision();
         match result {
@@ -132,6 +167,8 @@ impl State {
                 Ok((Outcome::LeaseGrant(response), Vec::new()))
             }
             Command::LeaseRevoke { id } => self.revoke(*id),
+            // `apply_one` is only called with plain commands; a batch changes nothing here.
+            Command::Batch(_) => Err(KvError::KeyNotFound),
         }
     }
 
@@ -276,6 +313,7 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
             Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
         }
         Command::LeaseGrant { .. } => Ok(()),
+        Command::Batch(cmds) => cmds.iter().try_for_each(|c| validate(c, max_txn_ops)),
     }
 }
 

@@ -13,6 +13,7 @@
 // openraft's StorageError is large by design and every storage trait method returns it.
 #![allow(clippy::result_large_err)]
 
+pub mod batch;
 pub mod log_store;
 pub mod membership;
 pub mod network;
@@ -50,6 +51,8 @@ pub enum Reply {
     None,
     /// A client command was applied.
     Applied(Arc<Applied>),
+    /// A `Command::Batch` was applied: one result per member, in the batch's order.
+    Batch(Vec<Arc<Applied>>),
 }
 
 impl Serialize for Reply {

@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
 
+use super::batch::{Accepted, BatchLimits, Batcher, Sink};
 use super::log_store::LogStore;
 use super::network::PeerNetwork;
 use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
-use super::{MemberNode, NodeId, Raft, Reply};
+use super::{MemberNode, NodeId, Raft};
 use crate::apply::{Applied, Command};
 use crate::io::{le, Disk, OpenOptions};
 use crate::snap::SnapStore;
@@ -105,6 +106,8 @@ pub struct RaftNode {
     pub(super) network: PeerNetwork,
     me: MemberNode,
     stopped: Arc<AtomicBool>,
+    /// Packs concurrent proposals into batched entries (see `batch`).
+    batcher: Batcher,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -307,7 +310,7 @@ impl RaftNode {
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
         let node = RaftNode {
-            raft,
+            raft: raft.clone(),
             sm: shared,
             member_id,
             cluster_id,
@@ -315,7 +318,16 @@ impl RaftNode {
             network,
             me,
             stopped: Arc::new(AtomicBool::new(false)),
+            batcher: Batcher::start(RaftSink(raft.clone()), BatchLimits::default()),
         };
+        node.sm.set_snapshot_commands(
+            crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
+        );
+        tokio::spawn(super::state_machine::snapshot_by_commands(
+            node.raft.clone(),
+            node.sm.clone(),
+            node.stopped.clone(),
+        ));
         tokio::spawn(publish_members(
             node.raft.clone(),
             node.network.clone(),
@@ -392,26 +404,12 @@ impl RaftNode {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Proposes `cmd` and waits until it is applied.
+    /// Proposes `cmd` and waits until it is applied. Concurrent proposals share log entries
+    /// (see `batch`); each still gets its own result.
     pub async fn propose(&self, cmd: Command) -> Result<Arc<Applied>, ProposeError> {
-        let fut = self.raft.client_write(cmd);
-        let res = match tokio::time::timeout(self.request_timeout, fut).await {
-            Err(_) => return Err(ProposeError::Timeout),
+        match tokio::time::timeout(self.request_timeout, self.batcher.propose(cmd)).await {
+            Err(_) => Err(ProposeError::Timeout),
             Ok(r) => r,
-        };
-        match res {
-            Ok(resp) => match resp.data {
-                Reply::Applied(a) => Ok(a),
-                // A normal entry always yields `Applied`; anything else is a broken invariant.
-                Reply::None => unreachable!("a client command applied without a result"),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ProposeError::NoLeader)
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(_))) => {
-                Err(ProposeError::NoLeader)
-            }
-            Err(RaftError::Fatal(_)) => Err(ProposeError::Stopped),
         }
     }
 
@@ -460,6 +458,38 @@ impl RaftNode {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// The batcher's way into raft: `client_write_ff` queues the entry in call order; the returned
+/// future waits for its applied result.
+struct RaftSink(Raft);
+
+fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ProposeError::NoLeader,
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => ProposeError::NoLeader,
+        RaftError::Fatal(_) => ProposeError::Stopped,
+    }
+}
+
+impl Sink for RaftSink {
+    fn send(&self, cmd: Command) -> Accepted<'_> {
+        Box::pin(async move {
+            let rx = self
+                .0
+                .client_write_ff(cmd)
+                .await
+                .map_err(|_| ProposeError::Stopped)?;
+            let pending: super::batch::Pending = Box::pin(async move {
+                match rx.await {
+                    Err(_) => Err(ProposeError::Stopped),
+                    Ok(Ok(resp)) => Ok(resp.data),
+                    Ok(Err(e)) => Err(client_write_error(RaftError::APIError(e))),
+                }
+            });
+            Ok(pending)
+        })
     }
 }
 

@@ -1,7 +1,8 @@
 //! The raft state machine: `apply::State` in memory, made durable by snapshot files (`snap/`)
 //! plus the raft log.
 //!
-//! Applying an entry takes the write lock on [`SmShared`] for that one entry; readers take the
+//! Applying takes the write lock on [`SmShared`] once per call from openraft (a run of entries;
+//! a batched entry applies each of its commands in order, each with its own result); readers take the
 //! read lock for the duration of one range. A snapshot is built from a clone of the state (a
 //! persistent map, so the clone is O(1)) in openraft's spawned builder task, so writes never stall
 //! behind serialization or disk I/O of a snapshot.
@@ -14,8 +15,11 @@
 //! Invariant: every applied entry is reported to the [`ApplyObserver`] in log order, under the
 //!   same write lock that applied it, so observers see revisions in order without gaps.
 
+use std::collections::VecDeque;
 use std::io::Cursor;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
@@ -43,6 +47,45 @@ pub struct SmInner {
 pub struct SmShared {
     inner: RwLock<SmInner>,
     observer: Arc<dyn ApplyObserver>,
+    /// Client commands applied since the last snapshot build started (a batched entry counts
+    /// each of its commands, as etcd counts requests for `--snapshot-count`).
+    commands_since_snapshot: AtomicU64,
+    /// Snapshot once more than this many commands were applied; 0 = never by count.
+    snapshot_commands: AtomicU64,
+    snapshot_due: tokio::sync::Notify,
+    /// Recent `(log index, commands applied up to and including it)` marks: enough to find the
+    /// newest entry with at least [`LOG_COMMANDS_TO_KEEP`] commands after it.
+    marks: Mutex<CommandMarks>,
+}
+
+/// Client commands the log keeps behind a snapshot for slow followers (etcd keeps 5000
+/// entries, one request each; a batched entry holds many, so count commands instead).
+pub const LOG_COMMANDS_TO_KEEP: u64 = 5000;
+
+#[derive(Default)]
+struct CommandMarks {
+    total: u64,
+    marks: VecDeque<(u64, u64)>,
+}
+
+impl CommandMarks {
+    fn record(&mut self, index: u64, commands: u64) {
+        self.total += commands;
+        self.marks.push_back((index, self.total));
+        let limit = self.total.saturating_sub(LOG_COMMANDS_TO_KEEP);
+        while self.marks.len() > 1 && self.marks[1].1 <= limit {
+            self.marks.pop_front();
+        }
+    }
+
+    /// The newest log index with at least `LOG_COMMANDS_TO_KEEP` commands applied after it.
+    fn purge_point(&self) -> Option<u64> {
+        let limit = self.total.checked_sub(LOG_COMMANDS_TO_KEEP)?;
+        self.marks
+            .front()
+            .filter(|(_, upto)| *upto <= limit)
+            .map(|(index, _)| *index)
+    }
 }
 
 impl SmShared {
@@ -53,6 +96,75 @@ impl SmShared {
 
     fn write(&self) -> RwLockWriteGuard<'_, SmInner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the `--snapshot-count` rule in client commands (0 = off).
+    pub fn set_snapshot_commands(&self, snapshot_commands: u64) {
+        self.snapshot_commands
+            .store(snapshot_commands, Ordering::Relaxed);
+    }
+
+    /// Returns once more than the configured number of commands were applied since the last
+    /// snapshot build started (or `wait` passed: `false` then).
+    pub async fn snapshot_due(&self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.snapshot_due.notified())
+            .await
+            .is_ok()
+    }
+
+    /// The log index up to which the log may be purged by the command rule (see
+    /// [`LOG_COMMANDS_TO_KEEP`]); openraft caps it at the last snapshot.
+    pub fn purge_point(&self) -> Option<u64> {
+        self.marks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .purge_point()
+    }
+
+    fn count_applied(&self, commands: u64) {
+        if commands == 0 {
+            return;
+        }
+        let since = self
+            .commands_since_snapshot
+            .fetch_add(commands, Ordering::Relaxed)
+            + commands;
+        let threshold = self.snapshot_commands.load(Ordering::Relaxed);
+        if threshold > 0 && since > threshold {
+            self.snapshot_due.notify_one();
+        }
+    }
+}
+
+/// Asks raft for a snapshot whenever more than `--snapshot-count` client commands were applied
+/// since the last one, and then to purge the log to [`LOG_COMMANDS_TO_KEEP`] commands. openraft's own policy counts log entries, and a batched entry carries
+/// many commands, so without this the log (and the replay at restart) could grow to hundreds of
+/// times etcd's bound. Runs until `stopped`.
+pub async fn snapshot_by_commands(
+    raft: super::Raft,
+    shared: Arc<SmShared>,
+    stopped: Arc<AtomicBool>,
+) {
+    const POLL: Duration = Duration::from_millis(500);
+    const TRIGGER_GAP: Duration = Duration::from_millis(200);
+    while !stopped.load(Ordering::Relaxed) {
+        if !shared.snapshot_due(POLL).await {
+            continue;
+        }
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        // A snapshot already being built swallows the trigger; the count is reset when a build
+        // starts, so only re-check after a pause.
+        tokio::time::sleep(TRIGGER_GAP).await;
+        // openraft keeps `max_in_snapshot_log_to_keep` entries, which with batched entries can
+        // be far more than etcd's 5000 requests; purge by commands too (capped by openraft at
+        // the newest snapshot, so this catches up one snapshot later at worst).
+        if let Some(upto) = shared.purge_point() {
+            if raft.trigger().purge_log(upto).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -67,7 +179,7 @@ struct SnapshotImage {
 pub struct StateMachineStore {
     shared: Arc<SmShared>,
     snaps: Arc<SnapStore>,
-    snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+    snapshot_seq: Arc<AtomicU64>,
 }
 
 /// The builder handed to openraft: a frozen copy of the state at one applied index.
@@ -147,9 +259,13 @@ impl StateMachineStore {
             shared: Arc::new(SmShared {
                 inner: RwLock::new(inner),
                 observer,
+                commands_since_snapshot: AtomicU64::new(0),
+                snapshot_commands: AtomicU64::new(0),
+                snapshot_due: tokio::sync::Notify::new(),
+                marks: Mutex::new(CommandMarks::default()),
             }),
             snaps: Arc::new(snaps),
-            snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -201,35 +317,68 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
+        let mut commands = 0u64;
+        let mut marks = Vec::new();
+        // One write lock for everything openraft hands over at once: readers wait at most one
+        // call, and a burst of entries does not pay a lock round trip each.
+        let mut inner = self.shared.write();
         for entry in entries {
-            let mut inner = self.shared.write();
             debug_assert!(inner
                 .last_applied
                 .is_none_or(|l| l.index < entry.log_id.index));
             inner.last_applied = Some(entry.log_id);
+            let entry_index = entry.log_id.index;
             let reply = match entry.payload {
                 EntryPayload::Blank => Reply::None,
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     Reply::None
                 }
+                EntryPayload::Normal(Command::Batch(cmds)) => {
+                    let mut results = Vec::with_capacity(cmds.len());
+                    let observer = &self.shared.observer;
+                    let index = entry.log_id.index;
+                    for cmd in &cmds {
+                        inner.state.apply_each(cmd, &mut |leaf, applied| {
+                            observer.applied(index, leaf, &applied);
+                            results.push(Arc::new(applied));
+                        });
+                    }
+                    commands += results.len() as u64;
+                    Reply::Batch(results)
+                }
                 EntryPayload::Normal(cmd) => {
                     let applied = inner.state.apply(&cmd);
                     self.shared
                         .observer
                         .applied(entry.log_id.index, &cmd, &applied);
+                    commands += 1;
                     Reply::Applied(Arc::new(applied))
                 }
             };
+            let in_entry = match &reply {
+                Reply::None => 0,
+                Reply::Applied(_) => 1,
+                Reply::Batch(results) => results.len() as u64,
+            };
+            marks.push((entry_index, in_entry));
             replies.push(reply);
         }
+        drop(inner);
+        self.shared.count_applied(commands);
+        let mut log_marks = self.shared.marks.lock().unwrap_or_else(|p| p.into_inner());
+        for (index, in_entry) in marks {
+            log_marks.record(index, in_entry);
+        }
+        drop(log_marks);
         Ok(replies)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let seq = self
-            .snapshot_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .commands_since_snapshot
+            .store(0, Ordering::Relaxed);
         SnapshotBuilder {
             frozen: self.shared.read().clone(),
             snaps: self.snaps.clone(),
@@ -279,5 +428,99 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta,
             snapshot: Box::new(Cursor::new(snap.data().to_vec())),
         }))
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry};
+
+    use super::*;
+    use crate::io::sim::SimDisk;
+    use crate::proto::etcdserverpb::PutRequest;
+
+    struct Quiet;
+    impl ApplyObserver for Quiet {
+        fn applied(&self, _index: u64, _cmd: &Command, _applied: &Applied) {}
+    }
+
+    fn put(key: &str) -> Command {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(cmd),
+        }
+    }
+
+    #[test]
+    fn the_purge_point_keeps_enough_commands_behind_it() {
+        let mut marks = CommandMarks::default();
+        assert_eq!(marks.purge_point(), None);
+        // Entries 1..=100 of 40 commands each: 4000 commands, not enough to purge anything.
+        for index in 1..=100 {
+            marks.record(index, 40);
+        }
+        assert_eq!(marks.purge_point(), None);
+        // 30 more entries (5200 commands): purging through entry 5 (200 commands) keeps 5000.
+        for index in 101..=130 {
+            marks.record(index, 40);
+        }
+        assert_eq!(marks.purge_point(), Some(5));
+        assert_eq!(marks.total - 5 * 40, LOG_COMMANDS_TO_KEEP);
+        // A blank entry counts nothing; one-command entries move the point one by one.
+        marks.record(131, 0);
+        marks.record(132, 1);
+        assert_eq!(marks.purge_point(), Some(5));
+        assert_eq!(marks.marks.len(), 128, "entries 5..=132 are kept as marks");
+        for index in 133..=20_000 {
+            marks.record(index, 1);
+        }
+        assert_eq!(marks.purge_point(), Some(20_000 - LOG_COMMANDS_TO_KEEP));
+        assert!(marks.marks.len() as u64 <= LOG_COMMANDS_TO_KEEP + 1);
+    }
+
+    /// Bug guarded against: openraft counts entries, so with batching a snapshot came only
+    /// after `--snapshot-count` entries of up to 512 commands each.
+    #[test]
+    fn batched_commands_count_toward_the_snapshot_rule_and_apply_in_order() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(3));
+            let snaps = SnapStore::open(disk, std::path::Path::new("/s/snap"), 5).unwrap();
+            let mut sm = StateMachineStore::recover(snaps, None, Arc::new(Quiet)).unwrap();
+            let shared = sm.shared();
+            shared.set_snapshot_commands(3);
+            let batch = Command::Batch(vec![put("a"), put("b"), put("a")]);
+            let replies = sm.apply([entry(1, batch)]).await.unwrap();
+            let Reply::Batch(results) = &replies[0] else {
+                panic!("a batch yields a batch reply: {replies:?}");
+            };
+            let revisions: Vec<i64> = results.iter().map(|a| a.revision).collect();
+            assert_eq!(revisions, vec![2, 3, 4]);
+            assert!(
+                !shared.snapshot_due(Duration::ZERO).await,
+                "3 is not more than 3"
+            );
+            let replies = sm.apply([entry(2, put("c"))]).await.unwrap();
+            assert!(matches!(&replies[0], Reply::Applied(a) if a.revision == 5));
+            assert!(shared.snapshot_due(Duration::ZERO).await, "4 commands > 3");
+            let _builder = sm.get_snapshot_builder().await;
+            sm.apply([entry(3, put("d"))]).await.unwrap();
+            assert!(
+                !shared.snapshot_due(Duration::ZERO).await,
+                "count restarts at a build"
+            );
+            assert_eq!(shared.read().last_applied.map(|l| l.index), Some(3));
+        });
     }
 }

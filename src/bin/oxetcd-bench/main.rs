@@ -19,11 +19,17 @@ mod stats;
 /// The CSV `workload` column: the command plus what distinguishes its variants.
 #[cfg(not(madsim))]
 fn workload_label(opts: &args::Opts) -> String {
-    match opts.workload {
+    let name = match opts.workload {
         args::Workload::Range if opts.serializable => "range-s".into(),
         args::Workload::Range => "range-l".into(),
         args::Workload::TxnPut => format!("txn-put-{}ops", opts.txn_ops),
         w => w.name().into(),
+    };
+    // A cluster comparison is a different workload in the CSV (same columns).
+    if opts.compare && opts.members > 1 {
+        format!("{name}-{}members", opts.members)
+    } else {
+        name
     }
 }
 
