@@ -7,11 +7,15 @@
 
 pub mod durability;
 pub mod history;
+pub mod invariants;
 pub mod linear;
+pub mod serial;
 
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod multi;
 #[cfg(madsim)]
 pub mod workload;

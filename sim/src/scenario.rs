@@ -58,6 +58,13 @@ pub struct Report {
     /// The end-of-run rot fault ran and the member refused to start, as it must.
     pub rot_detected: bool,
     pub simulated_ms: u64,
+    /// Multi-member runs: drawn cluster knobs, network faults, compactions, serializable
+    /// reads checked, and how long the first write after healing took.
+    pub setup: String,
+    pub partitions: u32,
+    pub compactions: u32,
+    pub serial_reads: usize,
+    pub liveness_ms: u64,
     pub violations: Vec<String>,
     pub history_dump: String,
 }
@@ -78,9 +85,10 @@ impl Report {
             ""
         };
         panic!(
-            "simulation failed at seed {seed}:\n  {v}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
+            "simulation failed at seed {seed} ({setup}):\n  {v}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
              MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 cargo sim{canary} --test {test_file} -- {test_name} --exact\n",
             seed = self.seed,
+            setup = self.setup,
             v = self.violations.join("\n  "),
             ops = self.ops,
             dump = self.history_dump,
@@ -92,15 +100,19 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} crashes {} kills {} pauses {} sync_errors {} rot_detected {} simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
+            self.serial_reads,
             self.crashes,
             self.kills,
             self.pauses,
+            self.partitions,
+            self.compactions,
             self.sync_errors,
             self.rot_detected,
+            self.liveness_ms,
             self.simulated_ms,
             self.violations.len()
         )

@@ -24,6 +24,7 @@ use oxetcd::proto::mvccpb::KeyValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::history::{History, Op, Outcome, Record, Seen};
+use crate::serial::SerialRead;
 
 /// Knobs of a client workload.
 #[derive(Clone, Debug)]
@@ -54,6 +55,7 @@ impl Default for WorkloadConfig {
 pub struct Recorder {
     origin: madsim::time::Instant,
     history: Arc<Mutex<History>>,
+    serial: Arc<Mutex<Vec<SerialRead>>>,
 }
 
 impl Default for Recorder {
@@ -67,6 +69,7 @@ impl Recorder {
         Recorder {
             origin: madsim::time::Instant::now(),
             history: Arc::new(Mutex::new(History::default())),
+            serial: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -79,6 +82,20 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
+    }
+
+    pub fn record_serial(&self, read: SerialRead) {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(read);
+    }
+
+    pub fn serial_reads(&self) -> Vec<SerialRead> {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn snapshot(&self) -> History {
@@ -285,5 +302,89 @@ fn note_seen(last: &mut HashMap<String, String>, op: &Op, outcome: &Outcome) {
             }
         }
         _ => {}
+    }
+}
+
+/// A serializable single-key read on `kv` (answered from the member's own applied state).
+pub async fn serial_get(
+    kv: &mut KvClient<Channel>,
+    member: usize,
+    key: &str,
+    deadline: Duration,
+) -> Option<SerialRead> {
+    let req = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        serializable: true,
+        ..Default::default()
+    };
+    let resp = madsim::time::timeout(deadline, kv.range(req))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    Some(SerialRead {
+        member,
+        key: key.to_string(),
+        revision: rev(&resp.header),
+        seen: seen(resp.kvs.first()),
+    })
+}
+
+/// A client of a multi-member cluster: talks to one member and moves to another (drawn from
+/// the seed) after an answer it did not get; runs until `stop_at` or `cfg.ops_per_client`.
+/// One operation in ten is a serializable read, recorded apart from the history.
+pub async fn run_cluster_client(
+    client: u32,
+    endpoints: Vec<String>,
+    cfg: WorkloadConfig,
+    rec: Recorder,
+    stop_at: madsim::time::Instant,
+) {
+    let pick = |rng: &mut madsim::rand::GlobalRng| rng.gen_range(0..endpoints.len());
+    let mut member = pick(&mut madsim::rand::thread_rng());
+    let mut kv = kv_client(&endpoints[member]);
+    let mut last: HashMap<String, String> = HashMap::new();
+    for n in 0..cfg.ops_per_client {
+        if madsim::time::Instant::now() >= stop_at {
+            break;
+        }
+        let (op, deadline, think, serial) = {
+            let mut rng = madsim::rand::thread_rng();
+            let op = next_op(&mut rng, client, n, cfg.keys, &last);
+            (
+                op,
+                between(&mut rng, cfg.timeout_ms),
+                between(&mut rng, cfg.think_ms),
+                rng.gen_range(0..10) == 0,
+            )
+        };
+        let deadline = Duration::from_millis(deadline);
+        let answered = if serial {
+            let read = serial_get(&mut kv, member, op.key(), deadline).await;
+            let ok = read.is_some();
+            if let Some(read) = read {
+                rec.record_serial(read);
+            }
+            ok
+        } else {
+            let invoke_ns = rec.now_ns();
+            let outcome = execute(&mut kv, &op, deadline).await;
+            let complete_ns = rec.now_ns();
+            note_seen(&mut last, &op, &outcome);
+            let ok = !matches!(outcome, Outcome::Unknown | Outcome::Failed);
+            rec.record(Record {
+                client,
+                op,
+                invoke_ns,
+                complete_ns,
+                outcome,
+            });
+            ok
+        };
+        if !answered {
+            member = pick(&mut madsim::rand::thread_rng());
+            kv = kv_client(&endpoints[member]);
+        }
+        madsim::time::sleep(Duration::from_millis(think)).await;
     }
 }
