@@ -82,6 +82,8 @@ pub struct SimCluster {
     pub members: Vec<Member>,
     pub config: ClusterConfig,
     pub samples: Samples,
+    /// The time origin of the samples.
+    pub origin: madsim::time::Instant,
 }
 
 fn member_ip(i: usize) -> IpAddr {
@@ -142,6 +144,7 @@ impl SimCluster {
             members,
             config,
             samples,
+            origin,
         }
     }
 
@@ -324,7 +327,7 @@ async fn sample_metrics(
             incarnation,
             at_ms: u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
             term: m.current_term,
-            leader: m.current_leader == Some(m.id),
+            leader: m.state == openraft::ServerState::Leader,
             applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
         };
@@ -376,7 +379,13 @@ async fn run_member(m: MemberCtx) {
             return;
         }
     };
-    tokio::spawn(sample_metrics(node.clone(), index, incarnation, origin, samples));
+    tokio::spawn(sample_metrics(
+        node.clone(),
+        index,
+        incarnation,
+        origin,
+        samples,
+    ));
     let peers = match PeerListener::bind(peer_addr) {
         Ok(l) => l,
         Err(e) => {

@@ -2,8 +2,14 @@
 //! stores after healing. Pure code over plain data, unit-tested in every build.
 //!
 //! Raft invariants (from `RaftNode::metrics()` samples, 50 ms apart per member):
-//! - at most one member claims leadership in any term;
-//! - a member's applied index never decreases while its process lives (one incarnation);
+//! - leader completeness: a member leading term T holds in its log every index a member had
+//!   applied while in a term below T (the entry was committed by a leader of a term at most
+//!   the applier's, and every leader of a later term has it; a deposed leader of an older term
+//!   that has not heard of its successor is no violation). (openraft orders leaders by (term, node id), so
+//!   two members may lead in one term one after the other; "one leader per term" is not an
+//!   invariant of this raft, completeness is.)
+//! - a member's term and applied index never decrease while its process lives (one
+//!   incarnation);
 //! - a member never reports applied > its last log index (a snapshot install raises both).
 //!
 //! Convergence: after healing, every member reports the same revision and the same HashKV.
@@ -25,27 +31,12 @@ pub struct Sample {
     pub last_log: u64,
 }
 
-/// Checks the raft invariants over `samples` (in the order they were taken).
+/// Checks the raft invariants over `samples` (in the order they were taken, i.e. time order).
 pub fn check_raft(samples: &[Sample]) -> Result<(), String> {
-    let mut leaders: BTreeMap<u64, &Sample> = BTreeMap::new();
-    let mut applied: BTreeMap<(usize, u32), &Sample> = BTreeMap::new();
+    let mut last: BTreeMap<(usize, u32), &Sample> = BTreeMap::new();
+    // Per term: the sample with the highest applied index taken by a member in that term.
+    let mut applied_in_term: BTreeMap<u64, &Sample> = BTreeMap::new();
     for s in samples {
-        if s.leader {
-            if let Some(other) = leaders.get(&s.term) {
-                if other.member != s.member {
-                    return Err(format!(
-                        "two leaders in term {}: m{} (at {} ms) and m{} (at {} ms)",
-                        s.term,
-                        other.member + 1,
-                        other.at_ms,
-                        s.member + 1,
-                        s.at_ms
-                    ));
-                }
-            } else {
-                leaders.insert(s.term, s);
-            }
-        }
         if s.applied > s.last_log {
             return Err(format!(
                 "m{} applied {} beyond its last log index {} at {} ms",
@@ -55,22 +46,64 @@ pub fn check_raft(samples: &[Sample]) -> Result<(), String> {
                 s.at_ms
             ));
         }
-        let slot = (s.member, s.incarnation);
-        if let Some(prev) = applied.get(&slot) {
-            if s.applied < prev.applied {
+        let older = applied_in_term.range(..s.term).map(|(_, t)| *t);
+        let top = older.max_by_key(|t| t.applied);
+        if let Some(top) = top.filter(|top| s.leader && s.last_log < top.applied) {
+            return Err(format!(
+                "m{} leads term {} at {} ms with last log index {}, but m{} had applied (so a leader of term <= {} had committed) {} at {} ms",
+                s.member + 1,
+                s.term,
+                s.at_ms,
+                s.last_log,
+                top.member + 1,
+                top.term,
+                top.applied,
+                top.at_ms
+            ));
+        }
+        if let Some(prev) = last.get(&(s.member, s.incarnation)) {
+            if s.applied < prev.applied || s.term < prev.term {
                 return Err(format!(
-                    "m{} applied index went back from {} (at {} ms) to {} (at {} ms)",
+                    "m{} went back from term {} applied {} (at {} ms) to term {} applied {} (at {} ms)",
                     s.member + 1,
+                    prev.term,
                     prev.applied,
                     prev.at_ms,
+                    s.term,
                     s.applied,
                     s.at_ms
                 ));
             }
         }
-        applied.insert(slot, s);
+        last.insert((s.member, s.incarnation), s);
+        let slot = applied_in_term.entry(s.term).or_insert(s);
+        if s.applied > slot.applied {
+            *slot = s;
+        }
     }
     Ok(())
+}
+
+/// The samples where a member's (incarnation, term, leadership) changed, one per line.
+pub fn timeline(samples: &[Sample]) -> String {
+    let mut last: BTreeMap<usize, (u32, u64, bool)> = BTreeMap::new();
+    let mut out = String::new();
+    for s in samples {
+        let now = (s.incarnation, s.term, s.leader);
+        if last.insert(s.member, now) != Some(now) {
+            out.push_str(&format!(
+                "{} ms m{} start {} term {} {} applied {} last_log {}\n",
+                s.at_ms,
+                s.member + 1,
+                s.incarnation,
+                s.term,
+                if s.leader { "LEADER" } else { "-" },
+                s.applied,
+                s.last_log
+            ));
+        }
+    }
+    out
 }
 
 /// What `Maintenance.HashKV` said on one member.
@@ -91,9 +124,7 @@ pub fn caught_up(hashes: &[MemberHash]) -> bool {
 pub fn check_converged(hashes: &[MemberHash]) -> Result<(), String> {
     for w in hashes.windows(2) {
         let (a, b) = (&w[0], &w[1]);
-        if a.revision == b.revision
-            && a.compact_revision == b.compact_revision
-            && a.hash != b.hash
+        if a.revision == b.revision && a.compact_revision == b.compact_revision && a.hash != b.hash
         {
             return Err(format!(
                 "m{} and m{} differ at revision {} (compacted at {}): HashKV {:#x} vs {:#x}",
@@ -138,10 +169,23 @@ mod tests {
     }
 
     #[test]
-    fn two_leaders_in_one_term_are_caught() {
-        let h = [s(0, 1, 3, true, 1, 1), s(2, 1, 3, true, 1, 1)];
+    fn a_leader_missing_committed_entries_is_caught() {
+        let stale_leader = [s(0, 1, 4, false, 5, 5), s(2, 1, 3, true, 1, 4)];
+        assert_eq!(check_raft(&stale_leader), Ok(()));
+        let h = [s(0, 1, 3, true, 5, 5), s(2, 1, 4, true, 1, 4)];
         let e = check_raft(&h).unwrap_err();
-        assert!(e.contains("two leaders in term 3"), "{e}");
+        assert!(
+            e.contains("m3 leads term 4") && e.contains("m1 had applied"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_term_going_back_is_caught() {
+        let h = [s(1, 1, 4, false, 1, 1), s(1, 1, 3, false, 1, 1)];
+        assert!(check_raft(&h)
+            .unwrap_err()
+            .contains("went back from term 4"));
     }
 
     #[test]
@@ -176,6 +220,8 @@ mod tests {
         assert!(!caught_up(&behind));
         assert_eq!(check_converged(&behind), Ok(()));
         let diverged = [mh(0, 10, 5), mh(1, 10, 6)];
-        assert!(check_converged(&diverged).unwrap_err().contains("m1 and m2 differ"));
+        assert!(check_converged(&diverged)
+            .unwrap_err()
+            .contains("m1 and m2 differ"));
     }
 }

@@ -10,12 +10,13 @@ pub mod history;
 pub mod invariants;
 pub mod linear;
 pub mod serial;
+pub mod watchcheck;
 
 #[cfg(madsim)]
 pub mod cluster;
 #[cfg(madsim)]
-pub mod scenario;
-#[cfg(madsim)]
 pub mod multi;
+#[cfg(madsim)]
+pub mod scenario;
 #[cfg(madsim)]
 pub mod workload;

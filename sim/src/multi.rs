@@ -2,7 +2,7 @@
 //! peer transport, clients on every member, and a nemesis that draws network, process and
 //! timing faults from the seed; then heal, and check everything.
 //!
-//! Drawn per seed: heartbeat 25/50/100 ms, election timeout 5x or 10x the heartbeat (the bounds
+//! Drawn per seed: heartbeat 50/100 ms, election timeout 5x or 10x the heartbeat (the bounds
 //! etcd accepts), `--snapshot-count` 50/100/1000 (small counts make the leader send snapshots
 //! to members that fell behind), a base network latency of 0–(heartbeat / 2) ms.
 //!
@@ -15,7 +15,9 @@
 //! After `run_secs` of simulated time: heal every link, restore the network config, then check
 //! liveness (a put commits within [`LIVENESS_LIMIT`]), read every key linearizably, wait for
 //! every member to reach the same revision and compare `Maintenance.HashKV`, and run the
-//! linearizability, durability, serializable-read and raft-invariant checkers.
+//! linearizability, durability, serializable-read, watch and raft-invariant checkers. One
+//! watcher (prefix `k`, `prev_kv`, from revision 1 or from "now", drawn) follows the whole run,
+//! resuming on another member whenever its stream breaks or is compacted away.
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG (one seed replays the run).
 
@@ -32,8 +34,10 @@ use crate::cluster::{ClusterConfig, SimCluster, StartState};
 use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::Report;
-use crate::workload::{execute, kv_client, run_cluster_client, Recorder, WorkloadConfig};
-use crate::{durability, linear, serial};
+use crate::workload::{
+    execute, kv_client, run_cluster_client, run_watcher, Recorder, WatchLog, WorkloadConfig,
+};
+use crate::{durability, linear, serial, watchcheck};
 
 /// After healing, a write must commit within this much simulated time.
 pub const LIVENESS_LIMIT: Duration = Duration::from_secs(20);
@@ -71,7 +75,7 @@ impl MultiConfig {
 /// Draws the timers and snapshot count of this seed.
 fn draw_cluster(members: usize) -> ClusterConfig {
     let mut rng = madsim::rand::thread_rng();
-    let heartbeat_ms = [25, 50, 100][rng.gen_range(0..3)];
+    let heartbeat_ms = [50, 100][rng.gen_range(0..2)];
     let election_timeout_ms = heartbeat_ms * [5, 10][rng.gen_range(0..2)];
     let snapshot_count = [50, 100, 1000][rng.gen_range(0..3)];
     ClusterConfig {
@@ -103,7 +107,9 @@ pub async fn run(cfg: MultiConfig) -> Report {
     set_latency(base_latency_ms);
     for i in 0..cfg.members {
         if let StartState::Failed(e) = cluster.wait_started(i, START_WAIT).await {
-            report.violations.push(format!("m{} failed to start: {e}", i + 1));
+            report
+                .violations
+                .push(format!("m{} failed to start: {e}", i + 1));
             return report;
         }
     }
@@ -121,6 +127,14 @@ pub async fn run(cfg: MultiConfig) -> Report {
             stop_at,
         )));
     }
+    let watch_log = WatchLog::default();
+    let first_start = [0, 1][madsim::rand::thread_rng().gen_range(0..2)];
+    let watcher = node_at("watcher", [10, 0, 2, 3]).spawn(run_watcher(
+        endpoints.clone(),
+        first_start,
+        watch_log.clone(),
+        stop_at,
+    ));
     let ops_node = node_at("nemesis", [10, 0, 2, 2]);
     while madsim::time::Instant::now() < stop_at {
         if cfg.faults {
@@ -135,6 +149,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
     for c in clients {
         let _ = c.await;
     }
+    let _ = watcher.await;
     cluster.heal();
     set_latency(base_latency_ms);
     let checker = node_at("checker", [10, 0, 2, 1]);
@@ -151,7 +166,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
         )),
     }
     let last = checker
-        .spawn(read_all(endpoints[0].clone(), rec.clone(), cfg.workload.keys))
+        .spawn(read_all(
+            endpoints[0].clone(),
+            rec.clone(),
+            cfg.workload.keys,
+        ))
         .await
         .ok()
         .flatten();
@@ -160,7 +179,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
             .violations
             .push("final reads: could not read every key after healing".into());
     }
-    let hashes = checker.spawn(converge(endpoints.clone())).await.ok().flatten();
+    let hashes = checker
+        .spawn(converge(endpoints.clone()))
+        .await
+        .ok()
+        .flatten();
     match hashes {
         Some(h) => {
             if let Err(v) = invariants::check_converged(&h) {
@@ -172,13 +195,23 @@ pub async fn run(cfg: MultiConfig) -> Report {
         )),
     }
     tracing::info!(after = ?healed.elapsed(), "post-heal checks done");
+    let segments = watch_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.watch_events = segments.iter().map(|s| s.responses.len()).sum();
+    report.watch_segments = segments.len();
+    if let Err(v) = watchcheck::check(&rec.snapshot(), &segments) {
+        report.violations.push(format!("watch: {v}"));
+    }
     finish(&cluster, &rec, last, started, &mut report);
     report
 }
 
+fn report_ms(cluster: &SimCluster) -> u64 {
+    u64::try_from(cluster.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 fn set_latency(ms: u64) {
     madsim::net::NetSim::current().update_config(|c| {
-        c.send_latency = Duration::from_millis(1)..Duration::from_millis(1 + ms);
+        c.send_latency = Duration::from_millis(1)..Duration::from_millis(2 + ms);
     });
 }
 
@@ -223,6 +256,10 @@ fn finish(
         .clone();
     if let Err(v) = invariants::check_raft(&samples) {
         report.violations.push(format!("raft: {v}"));
+        report.fault_log.push(format!(
+            "raft timeline:\n{}",
+            invariants::timeline(&samples)
+        ));
     }
     if !report.ok() {
         report.history_dump = history.dump();
@@ -296,6 +333,13 @@ async fn nemesis_step(
     };
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
     tracing::info!(?fault, victim, "nemesis");
+    let at_ms = report_ms(cluster);
+    report.fault_log.push(format!(
+        "{at_ms} ms: {fault:?} victim m{} other m{} minority {minority:?} hold {hold_ms} ms pause {pause_ms} ms down {down_ms} ms leader {:?}",
+        victim + 1,
+        other + 1,
+        cluster.leader().map(|l| l + 1)
+    ));
     let hold = Duration::from_millis(hold_ms);
     match fault {
         Fault::IsolateLeader => {

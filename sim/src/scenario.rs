@@ -65,6 +65,10 @@ pub struct Report {
     pub compactions: u32,
     pub serial_reads: usize,
     pub liveness_ms: u64,
+    pub watch_events: usize,
+    pub watch_segments: usize,
+    /// What the nemesis did and when (printed on failure).
+    pub fault_log: Vec<String>,
     pub violations: Vec<String>,
     pub history_dump: String,
 }
@@ -85,10 +89,11 @@ impl Report {
             ""
         };
         panic!(
-            "simulation failed at seed {seed} ({setup}):\n  {v}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
+            "simulation failed at seed {seed} ({setup}):\n  {v}\nfaults:\n  {faults}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
              MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 cargo sim{canary} --test {test_file} -- {test_name} --exact\n",
             seed = self.seed,
             setup = self.setup,
+            faults = self.fault_log.join("\n  "),
             v = self.violations.join("\n  "),
             ops = self.ops,
             dump = self.history_dump,
@@ -100,11 +105,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
             self.serial_reads,
+            self.watch_events,
+            self.watch_segments,
             self.crashes,
             self.kills,
             self.pauses,

@@ -388,3 +388,119 @@ pub async fn run_cluster_client(
         madsim::time::sleep(Duration::from_millis(think)).await;
     }
 }
+
+/// A request stream that sends one request and then stays open (closing the request side
+/// would end the watch).
+struct OneRequest(Option<oxetcd::proto::etcdserverpb::WatchRequest>);
+
+impl futures_core::Stream for OneRequest {
+    type Item = oxetcd::proto::etcdserverpb::WatchRequest;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.0.take() {
+            Some(r) => std::task::Poll::Ready(Some(r)),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// The watch log of one watcher, shared with the scenario.
+pub type WatchLog = Arc<Mutex<Vec<crate::watchcheck::Segment>>>;
+
+/// One watcher on the key prefix `k`, with `prev_kv`, from `first_start` (0 = current),
+/// resuming after every broken stream from the revision after the last one delivered, on a
+/// member drawn from the seed; until `stop_at`.
+pub async fn run_watcher(
+    endpoints: Vec<String>,
+    first_start: i64,
+    log: WatchLog,
+    stop_at: madsim::time::Instant,
+) {
+    use oxetcd::proto::etcdserverpb::watch_client::WatchClient;
+    use oxetcd::proto::etcdserverpb::watch_request::RequestUnion;
+    use oxetcd::proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    let mut next = first_start;
+    let mut after_compaction = false;
+    while madsim::time::Instant::now() < stop_at {
+        let member = madsim::rand::thread_rng().gen_range(0..endpoints.len());
+        let channel = match Endpoint::from_shared(endpoints[member].clone()) {
+            Ok(ep) => ep.connect_lazy(),
+            Err(_) => return,
+        };
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                start_revision: next,
+                prev_kv: true,
+                ..Default::default()
+            })),
+        };
+        let seg = crate::watchcheck::Segment {
+            start_revision: next,
+            responses: Vec::new(),
+            after_compaction,
+        };
+        let index = {
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            l.push(seg);
+            l.len() - 1
+        };
+        after_compaction = false;
+        let mut client = WatchClient::new(channel);
+        let left = stop_at.saturating_duration_since(madsim::time::Instant::now());
+        let call = client.watch(OneRequest(Some(create)));
+        let Ok(Ok(resp)) = madsim::time::timeout(left.min(Duration::from_secs(2)), call).await
+        else {
+            madsim::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut stream = resp.into_inner();
+        loop {
+            let left = stop_at.saturating_duration_since(madsim::time::Instant::now());
+            // A silent stream for long is treated as broken (its member may be cut off).
+            let wait = left.min(Duration::from_secs(5));
+            let Ok(Ok(Some(msg))) = madsim::time::timeout(wait, stream.message()).await else {
+                break;
+            };
+            if msg.compact_revision > 0 {
+                next = msg.compact_revision;
+                after_compaction = true;
+                break;
+            }
+            if msg.canceled {
+                break;
+            }
+            if msg.created && next == 0 {
+                // From "now": the watch covers the revisions after the creation header's.
+                next = rev(&msg.header) + 1;
+                log.lock().unwrap_or_else(|p| p.into_inner())[index].start_revision = next;
+            }
+            let events: Vec<crate::watchcheck::WatchEvent> = msg
+                .events
+                .iter()
+                .filter_map(|e| {
+                    let kv = e.kv.as_ref()?;
+                    let put = e.r#type == oxetcd::proto::mvccpb::event::EventType::Put as i32;
+                    Some(crate::watchcheck::WatchEvent {
+                        revision: kv.mod_revision,
+                        key: String::from_utf8_lossy(&kv.key).into_owned(),
+                        value: put.then(|| String::from_utf8_lossy(&kv.value).into_owned()),
+                        prev: seen(e.prev_kv.as_ref()),
+                    })
+                })
+                .collect();
+            if let Some(last) = events.last() {
+                next = last.revision + 1;
+            }
+            if !events.is_empty() {
+                log.lock().unwrap_or_else(|p| p.into_inner())[index]
+                    .responses
+                    .push(events);
+            }
+        }
+    }
+}

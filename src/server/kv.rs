@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use super::error::{check_size, kv_status, propose_status};
 use super::Ctx;
 use crate::apply::{validate, Command, Outcome};
+use crate::canary::{self, Canary};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -64,7 +65,9 @@ impl Kv for KvService {
         if req.key.is_empty() {
             return Err(kv_status(&crate::mvcc::KvError::EmptyKey));
         }
-        if !req.serializable {
+        let follower = self.ctx.node.current_leader() != Some(self.ctx.node.member_id());
+        let planted = follower && canary::active(Canary::FollowerReadWithoutReadIndex);
+        if !req.serializable && !planted {
             self.ctx
                 .node
                 .read_index()
