@@ -33,7 +33,7 @@ pub const CLIENT_PORT: u16 = 2379;
 /// The peer port every member listens on.
 pub const PEER_PORT: u16 = 2380;
 /// How often a member samples its raft metrics.
-const SAMPLE_EVERY: Duration = Duration::from_millis(50);
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// The shared sample log of a cluster.
 pub type Samples = Arc<Mutex<Vec<Sample>>>;

@@ -1,7 +1,7 @@
 //! Cluster-level checkers: raft invariants over sampled metrics, and convergence of the members'
 //! stores after healing. Pure code over plain data, unit-tested in every build.
 //!
-//! Raft invariants (from `RaftNode::metrics()` samples, 50 ms apart per member):
+//! Raft invariants (from `RaftNode::metrics()` samples, 100 ms apart per member):
 //! - leader completeness: a member leading term T holds in its log every index a member had
 //!   applied while in a term below T (the entry was committed by a leader of a term at most
 //!   the applier's, and every leader of a later term has it; a deposed leader of an older term
