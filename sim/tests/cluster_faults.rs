@@ -23,7 +23,7 @@ async fn cluster3_faults() {
 
 #[madsim::test]
 async fn cluster5_faults_even_seeds() {
-    if seed() % 2 == 1 {
+    if !seed().is_multiple_of(2) {
         return;
     }
     let report = multi::run(MultiConfig::new(5)).await;
@@ -33,7 +33,7 @@ async fn cluster5_faults_even_seeds() {
 
 #[madsim::test]
 async fn cluster5_faults_odd_seeds() {
-    if seed() % 2 == 0 {
+    if seed().is_multiple_of(2) {
         return;
     }
     let report = multi::run(MultiConfig::new(5)).await;
