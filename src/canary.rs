@@ -15,6 +15,8 @@
 //!   leader answers a linearizable range from its own applied state, skipping the read index.
 //! - [`Canary::DropWatchEvent`] in `watch::Hub::publish`: the event of one revision in
 //!   [`DROP_EVENT_EVERY`] is not sent to live watchers.
+//! - [`Canary::LeaseExpiryFromFollowerClock`] in `server::lessor::Lessor::promote`: a member
+//!   taking office expires leases by the deadlines its follower clock computed at grant time.
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -29,6 +31,9 @@ pub enum Canary {
     FollowerReadWithoutReadIndex,
     /// Live watchers miss the events of some revisions.
     DropWatchEvent,
+    /// A new leader keeps the lease deadlines it computed as a follower (grant time + TTL,
+    /// never renewed by keep-alives) instead of restarting every lease's TTL.
+    LeaseExpiryFromFollowerClock,
 }
 
 /// Under [`Canary::DropWatchEvent`], revisions divisible by this lose their live events.

@@ -8,6 +8,7 @@
 pub mod durability;
 pub mod history;
 pub mod invariants;
+pub mod leasecheck;
 pub mod linear;
 pub mod serial;
 pub mod watchcheck;

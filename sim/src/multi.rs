@@ -17,7 +17,9 @@
 //! every member to reach the same revision and compare `Maintenance.HashKV`, and run the
 //! linearizability, durability, serializable-read, watch and raft-invariant checkers. One
 //! watcher (prefix `k`, `prev_kv`, from revision 1 or from "now", drawn) follows the whole run,
-//! resuming on another member whenever its stream breaks or is compacted away.
+//! resuming on another member whenever its stream breaks or is compacted away. One lease client
+//! keeps a 15 s lease alive every 5 s (`leasecheck`: never revoked more than [`LEASE_SLACK`]
+//! before its TTL ran out after the last successful keep-alive).
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG (one seed replays the run).
 
@@ -35,15 +37,21 @@ use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::Report;
 use crate::workload::{
-    execute, kv_client, run_cluster_client, run_watcher, Recorder, WatchLog, WorkloadConfig,
+    execute, kv_client, run_cluster_client, run_lease_client, run_watcher, LeaseLog, Recorder,
+    WatchLog, WorkloadConfig,
 };
-use crate::{durability, linear, serial, watchcheck};
+use crate::{durability, leasecheck, linear, serial, watchcheck};
 
 /// After healing, a write must commit within this much simulated time.
 pub const LIVENESS_LIMIT: Duration = Duration::from_secs(20);
 /// After healing, members must reach the same revision within this much simulated time.
 pub const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 const START_WAIT: Duration = Duration::from_secs(20);
+/// The TTL of the lease client's leases (kept alive every third of it).
+pub const LEASE_TTL_S: i64 = 15;
+/// How long a deposed leader may keep renewing leases in its own memory: the longest network
+/// fault (5 s) plus an election (at most 1 s).
+pub const LEASE_SLACK: Duration = Duration::from_secs(6);
 
 /// Knobs of a multi-member run.
 #[derive(Clone, Debug)]
@@ -135,6 +143,14 @@ pub async fn run(cfg: MultiConfig) -> Report {
         watch_log.clone(),
         stop_at,
     ));
+    let lease_log = LeaseLog::default();
+    let leases = node_at("leases", [10, 0, 2, 4]).spawn(run_lease_client(
+        endpoints.clone(),
+        LEASE_TTL_S,
+        rec.clone(),
+        lease_log.clone(),
+        stop_at,
+    ));
     let ops_node = node_at("nemesis", [10, 0, 2, 2]);
     while madsim::time::Instant::now() < stop_at {
         if cfg.faults {
@@ -150,6 +166,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
         let _ = c.await;
     }
     let _ = watcher.await;
+    let _ = leases.await;
     cluster.heal();
     set_latency(base_latency_ms);
     let checker = node_at("checker", [10, 0, 2, 1]);
@@ -200,6 +217,12 @@ pub async fn run(cfg: MultiConfig) -> Report {
     report.watch_segments = segments.len();
     if let Err(v) = watchcheck::check(&rec.snapshot(), &segments) {
         report.violations.push(format!("watch: {v}"));
+    }
+    let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.leases = lives.len();
+    report.leases_expired = lives.iter().filter(|l| l.gone_ns.is_some()).count();
+    if let Err(v) = leasecheck::check(&lives, LEASE_SLACK.as_nanos() as u64) {
+        report.violations.push(format!("lease: {v}"));
     }
     finish(&cluster, &rec, last, started, &mut report);
     report
@@ -256,13 +279,13 @@ fn finish(
         .clone();
     if let Err(v) = invariants::check_raft(&samples) {
         report.violations.push(format!("raft: {v}"));
+    }
+    if !report.ok() {
+        report.history_dump = history.dump();
         report.fault_log.push(format!(
             "raft timeline:\n{}",
             invariants::timeline(&samples)
         ));
-    }
-    if !report.ok() {
-        report.history_dump = history.dump();
     }
 }
 

@@ -67,6 +67,8 @@ pub struct Report {
     pub liveness_ms: u64,
     pub watch_events: usize,
     pub watch_segments: usize,
+    pub leases: usize,
+    pub leases_expired: usize,
     /// What the nemesis did and when (printed on failure).
     pub fault_log: Vec<String>,
     pub violations: Vec<String>,
@@ -105,13 +107,15 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
             self.serial_reads,
             self.watch_events,
             self.watch_segments,
+            self.leases,
+            self.leases_expired,
             self.crashes,
             self.kills,
             self.pauses,

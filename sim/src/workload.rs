@@ -504,3 +504,96 @@ pub async fn run_watcher(
         }
     }
 }
+
+/// A keep-alive request stream fed from a channel.
+struct ChanStream(tokio::sync::mpsc::Receiver<oxetcd::proto::etcdserverpb::LeaseKeepAliveRequest>);
+
+impl futures_core::Stream for ChanStream {
+    type Item = oxetcd::proto::etcdserverpb::LeaseKeepAliveRequest;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The leases of one lease client, shared with the scenario.
+pub type LeaseLog = Arc<Mutex<Vec<crate::leasecheck::LeaseLife>>>;
+
+/// One lease client: grants a `ttl_s` lease, keeps it alive every `ttl_s / 3` seconds over a
+/// keep-alive stream (to a member drawn from the seed, another one after a broken stream), and
+/// grants a new lease once an answer says the lease is gone; until `stop_at`.
+pub async fn run_lease_client(
+    endpoints: Vec<String>,
+    ttl_s: i64,
+    rec: Recorder,
+    log: LeaseLog,
+    stop_at: madsim::time::Instant,
+) {
+    use oxetcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxetcd::proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+    let every = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(3) * 1000 / 3);
+    let mut lease: Option<usize> = None;
+    while madsim::time::Instant::now() < stop_at {
+        let member = madsim::rand::thread_rng().gen_range(0..endpoints.len());
+        let Ok(ep) = Endpoint::from_shared(endpoints[member].clone()) else {
+            return;
+        };
+        let mut client = LeaseClient::new(ep.connect_lazy());
+        let index = match lease {
+            Some(i) => i,
+            None => {
+                let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id: 0 });
+                let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), grant).await
+                else {
+                    madsim::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                };
+                let i = {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    l.push(crate::leasecheck::LeaseLife {
+                        id: resp.into_inner().id,
+                        ttl_s,
+                        ..Default::default()
+                    });
+                    l.len() - 1
+                };
+                lease = Some(i);
+                i
+            }
+        };
+        let id = log.lock().unwrap_or_else(|p| p.into_inner())[index].id;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let open = client.lease_keep_alive(ChanStream(rx));
+        let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), open).await else {
+            madsim::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let mut stream = resp.into_inner();
+        while madsim::time::Instant::now() < stop_at {
+            let invoke_ns = rec.now_ns();
+            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                break;
+            }
+            let answer = madsim::time::timeout(Duration::from_secs(1), stream.message()).await;
+            let Ok(Ok(Some(msg))) = answer else { break };
+            let complete_ns = rec.now_ns();
+            let alive = msg.ttl > 0;
+            {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                if alive {
+                    l[index].renewed.push((invoke_ns, complete_ns));
+                } else {
+                    l[index].gone_ns = Some(complete_ns);
+                }
+            }
+            if !alive {
+                lease = None;
+                break;
+            }
+            madsim::time::sleep(every).await;
+        }
+    }
+}

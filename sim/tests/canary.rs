@@ -104,3 +104,13 @@ fn catches_dropped_watch_event() {
         report.violations.join("; ")
     );
 }
+
+#[test]
+fn catches_lease_expiry_from_follower_clock() {
+    let (seeds, report) = hunt_cluster(Canary::LeaseExpiryFromFollowerClock);
+    println!(
+        "canary LeaseExpiryFromFollowerClock caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}

@@ -23,6 +23,7 @@ use crate::proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use crate::raft::node::ProposeError;
 
 /// etcd's ceiling on a lease TTL, in seconds.
 pub const LEASE_TTL_MAX_S: i64 = 9_000_000_000;
@@ -131,6 +132,15 @@ impl Lease for LeaseService {
                             break;
                         }
                     },
+                    // Only the leader's deadlines count: a member that knows no leader, or
+                    // whose expiry loop has not restarted the deadlines for its term yet,
+                    // must not answer from those it noted as a follower (never renewed).
+                    None if ctx.node.current_leader() != Some(ctx.node.member_id())
+                        || !lessor.promoted_for(ctx.node.term()) =>
+                    {
+                        let _ = tx.send(Err(propose_status(&ProposeError::NoLeader))).await;
+                        break;
+                    }
                     None => lessor
                         .keep_alive(req.id, tokio::time::Instant::now())
                         .unwrap_or(0),
@@ -237,10 +247,13 @@ pub async fn run_expiry(
         let leader = ctx.node.current_leader() == Some(ctx.node.member_id());
         if !leader {
             was_leader = false;
-        } else if !was_leader {
+        } else if !was_leader || !lessor.promoted_for(ctx.node.term()) {
+            // Also when leadership was lost and regained between two ticks (a new term).
             was_leader = true;
+            let term = ctx.node.term();
             let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
             lessor.promote(leases.into_iter(), tokio::time::Instant::now());
+            lessor.mark_promoted(term);
         }
         let expired = if leader {
             lessor.take_expired(tokio::time::Instant::now())
