@@ -545,7 +545,10 @@ pub async fn run_lease_client(
         let index = match lease {
             Some(i) => i,
             None => {
-                let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id: 0 });
+                // The client picks the ID: the server would draw it from the OS RNG, outside
+                // the seed (the run would not replay).
+                let id = madsim::rand::thread_rng().gen_range(1..i64::MAX);
+                let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id });
                 let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), grant).await
                 else {
                     madsim::time::sleep(Duration::from_millis(300)).await;
