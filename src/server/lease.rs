@@ -132,18 +132,19 @@ impl Lease for LeaseService {
                             break;
                         }
                     },
-                    // Only the leader's deadlines count: a member that knows no leader, or
-                    // whose expiry loop has not restarted the deadlines for its term yet,
-                    // must not answer from those it noted as a follower (never renewed).
-                    None if ctx.node.current_leader() != Some(ctx.node.member_id())
-                        || !lessor.promoted_for(ctx.node.term()) =>
-                    {
+                    // Only the leader's deadlines count: a member that knows no leader must
+                    // not answer from those it noted as a follower (never renewed), and a new
+                    // leader restarts them before its first answer.
+                    None if ctx.node.current_leader() != Some(ctx.node.member_id()) => {
                         let _ = tx.send(Err(propose_status(&ProposeError::NoLeader))).await;
                         break;
                     }
-                    None => lessor
-                        .keep_alive(req.id, tokio::time::Instant::now())
-                        .unwrap_or(0),
+                    None => {
+                        promote_if_new_term(&ctx, &lessor);
+                        lessor
+                            .keep_alive(req.id, tokio::time::Instant::now())
+                            .unwrap_or(0)
+                    }
                 };
                 let rev = ctx.node.state().read().state.kv.current_revision();
                 let mut header = ctx.header(&None);
@@ -236,24 +237,28 @@ impl Lease for LeaseService {
     }
 }
 
+/// Restarts every lease's deadline when this leader has not done so for its current term.
+fn promote_if_new_term(ctx: &Ctx, lessor: &Lessor) {
+    let term = ctx.node.term();
+    if lessor.promoted_for(term) {
+        return;
+    }
+    let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
+    lessor.promote(leases.into_iter(), tokio::time::Instant::now());
+    lessor.mark_promoted(term);
+}
+
 /// The leader's expiry loop: revokes expired leases through raft. Runs until `stop` fires.
 pub async fn run_expiry(
     ctx: Arc<Ctx>,
     lessor: Arc<Lessor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut was_leader = false;
     loop {
         let leader = ctx.node.current_leader() == Some(ctx.node.member_id());
-        if !leader {
-            was_leader = false;
-        } else if !was_leader || !lessor.promoted_for(ctx.node.term()) {
-            // Also when leadership was lost and regained between two ticks (a new term).
-            was_leader = true;
-            let term = ctx.node.term();
-            let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
-            lessor.promote(leases.into_iter(), tokio::time::Instant::now());
-            lessor.mark_promoted(term);
+        if leader {
+            // Once per term, also when leadership was lost and regained between two ticks.
+            promote_if_new_term(&ctx, &lessor);
         }
         let expired = if leader {
             lessor.take_expired(tokio::time::Instant::now())
