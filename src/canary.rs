@@ -11,6 +11,12 @@
 //!   without an fdatasync; only every [`SYNC_EVERY_BATCHES`]th batch syncs (a "lazy fsync").
 //! - [`Canary::SkipRecoveryCrc`] in `wal::format::read_frame`: a frame whose body does not match
 //!   its checksum is accepted.
+//! - [`Canary::FollowerReadWithoutReadIndex`] in `server::kv` (range): a member that is not the
+//!   leader answers a linearizable range from its own applied state, skipping the read index.
+//! - [`Canary::DropWatchEvent`] in `watch::Hub::publish`: the event of one revision in
+//!   [`DROP_EVENT_EVERY`] is not sent to live watchers.
+//! - [`Canary::LeaseExpiryFromFollowerClock`] in `server::lessor::Lessor::promote`: a member
+//!   taking office expires leases by the deadlines its follower clock computed at grant time.
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -21,7 +27,17 @@ pub enum Canary {
     AckBeforeFsync,
     /// WAL recovery does not verify record checksums.
     SkipRecoveryCrc,
+    /// A follower serves linearizable reads without the read index.
+    FollowerReadWithoutReadIndex,
+    /// Live watchers miss the events of some revisions.
+    DropWatchEvent,
+    /// A new leader keeps the lease deadlines it computed as a follower (grant time + TTL,
+    /// never renewed by keep-alives) instead of restarting every lease's TTL.
+    LeaseExpiryFromFollowerClock,
 }
+
+/// Under [`Canary::DropWatchEvent`], revisions divisible by this lose their live events.
+pub const DROP_EVENT_EVERY: i64 = 7;
 
 /// Under [`Canary::AckBeforeFsync`], one batch in this many is synced.
 pub const SYNC_EVERY_BATCHES: u64 = 16;

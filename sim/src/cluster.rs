@@ -4,8 +4,10 @@
 //! A member's disk lives outside its madsim node, so it survives kills: `kill` stops every task
 //! of the member (the process dies; un-synced writes stay in the page cache), `crash` also
 //! power-fails the disk (un-synced writes dropped or torn, see `oxetcd::io::sim`), `restart`
-//! re-runs the member's start-up from its data dir. Today the server is single-member; the
-//! member list is a `Vec` so peers slot in when the peer network exists.
+//! re-runs the member's start-up from its data dir. With more than one member, each member also
+//! serves the real peer transport (`PeerListener` on port 2380) and the cluster is bootstrapped
+//! with every member in `bootstrap_members`, as `oxetcd --initial-cluster` does.
+//! Every member samples its raft metrics into [`SimCluster::samples`] for the raft checker.
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG; no wall-clock time is read.
 
@@ -18,12 +20,23 @@ use madsim::runtime::{Handle, NodeHandle};
 use oxetcd::io::sim::SimDisk;
 use oxetcd::io::Disk;
 use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::raft::peer::PeerListener;
+use oxetcd::raft::MemberNode;
 use oxetcd::server::lessor::Lessor;
 use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
 use oxetcd::watch::{Hub, HubLimits};
 
+pub use crate::invariants::Sample;
+
 /// The client port every member listens on.
 pub const CLIENT_PORT: u16 = 2379;
+/// The peer port every member listens on.
+pub const PEER_PORT: u16 = 2380;
+/// How often a member samples its raft metrics.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// The shared sample log of a cluster.
+pub type Samples = Arc<Mutex<Vec<Sample>>>;
 
 /// Knobs of a simulated cluster.
 #[derive(Clone, Debug)]
@@ -61,12 +74,16 @@ pub struct Member {
     pub disk: SimDisk,
     pub node: NodeHandle,
     pub state: Arc<Mutex<StartState>>,
+    pub incarnation: Arc<Mutex<u32>>,
 }
 
 /// A running simulated cluster.
 pub struct SimCluster {
     pub members: Vec<Member>,
     pub config: ClusterConfig,
+    pub samples: Samples,
+    /// The time origin of the samples.
+    pub origin: madsim::time::Instant,
 }
 
 fn member_ip(i: usize) -> IpAddr {
@@ -85,24 +102,34 @@ fn set_state(state: &Mutex<StartState>, s: StartState) {
 impl SimCluster {
     /// Creates and starts every member.
     pub fn start(config: ClusterConfig) -> SimCluster {
-        assert_eq!(
-            config.members, 1,
-            "multi-member clusters need the peer network"
-        );
+        assert!(config.members >= 1, "a cluster needs a member");
         let handle = Handle::current();
+        let samples: Samples = Arc::new(Mutex::new(Vec::new()));
+        let boot = bootstrap_members(config.members);
+        let origin = madsim::time::Instant::now();
         let mut members = Vec::new();
         for i in 0..config.members {
             let name = format!("m{}", i + 1);
             let ip = member_ip(i);
             let disk = SimDisk::new(madsim::rand::random::<u64>());
             let state = Arc::new(Mutex::new(StartState::Starting));
-            let opts = node_options(&name, ip, i as u64, &config);
-            let (d, s) = (disk.clone(), state.clone());
+            let incarnation = Arc::new(Mutex::new(0u32));
+            let mut opts = node_options(&name, ip, i as u64, &config);
+            opts.bootstrap_members = boot.clone();
+            let ctx = MemberCtx {
+                index: i,
+                disk: disk.clone(),
+                opts,
+                state: state.clone(),
+                incarnation: incarnation.clone(),
+                samples: samples.clone(),
+                origin,
+            };
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(ip)
-                .init(move || run_member(d.clone(), opts.clone(), s.clone()))
+                .init(move || run_member(ctx.clone()))
                 .build();
             members.push(Member {
                 name,
@@ -110,9 +137,15 @@ impl SimCluster {
                 disk,
                 node,
                 state,
+                incarnation,
             });
         }
-        SimCluster { members, config }
+        SimCluster {
+            members,
+            config,
+            samples,
+            origin,
+        }
     }
 
     /// The client endpoint of member `i`.
@@ -151,6 +184,56 @@ impl SimCluster {
 
     pub fn resume(&self, i: usize) {
         Handle::current().resume(self.members[i].node.id());
+    }
+
+    /// Cuts every link between a member of `side` and a member outside it (both directions).
+    pub fn partition(&self, side: &[usize]) {
+        let net = madsim::net::NetSim::current();
+        for a in side {
+            for b in (0..self.members.len()).filter(|b| !side.contains(b)) {
+                let (na, nb) = (self.members[*a].node.id(), self.members[b].node.id());
+                net.clog_link(na, nb);
+                net.clog_link(nb, na);
+            }
+        }
+    }
+
+    /// Cuts the link from member `src` to member `dst` only.
+    pub fn clog_one_way(&self, src: usize, dst: usize) {
+        let net = madsim::net::NetSim::current();
+        net.clog_link(self.members[src].node.id(), self.members[dst].node.id());
+    }
+
+    /// Restores every link between members.
+    pub fn heal(&self) {
+        let net = madsim::net::NetSim::current();
+        for a in &self.members {
+            for b in &self.members {
+                if a.node.id() != b.node.id() {
+                    net.unclog_link(a.node.id(), b.node.id());
+                }
+            }
+        }
+    }
+
+    /// The member the newest samples name leader, if any (from the metrics samples).
+    pub fn leader(&self) -> Option<usize> {
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        let mut newest: Vec<Option<&Sample>> = vec![None; self.members.len()];
+        for s in samples.iter().rev() {
+            if newest[s.member].is_none() {
+                newest[s.member] = Some(s);
+            }
+            if newest.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        newest
+            .iter()
+            .flatten()
+            .filter(|s| s.leader)
+            .max_by_key(|s| s.term)
+            .map(|s| s.member)
     }
 
     /// Waits until member `i` serves or failed to start, up to `limit` of simulated time.
@@ -196,13 +279,86 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         max_snapshots: 5,
         max_wals: 5,
         wal_segment_bytes: 1024 * 1024,
-        // One member per simulated cluster for now: no peers to bootstrap with.
         bootstrap_members: Vec::new(),
     }
 }
 
+/// The initial membership of an `n`-member cluster (empty for one member, as `oxetcd` does).
+fn bootstrap_members(n: usize) -> Vec<(u64, MemberNode)> {
+    if n <= 1 {
+        return Vec::new();
+    }
+    (0..n)
+        .map(|i| {
+            let node = MemberNode {
+                name: format!("m{}", i + 1),
+                peer_urls: vec![format!("http://{}:{PEER_PORT}", member_ip(i))],
+                client_urls: Vec::new(),
+            };
+            (0x1000 + i as u64, node)
+        })
+        .collect()
+}
+
+/// Everything a member's madsim node needs to (re)start.
+#[derive(Clone)]
+struct MemberCtx {
+    index: usize,
+    disk: SimDisk,
+    opts: NodeOptions,
+    state: Arc<Mutex<StartState>>,
+    incarnation: Arc<Mutex<u32>>,
+    samples: Samples,
+    origin: madsim::time::Instant,
+}
+
+/// Samples the member's raft metrics until its node dies.
+async fn sample_metrics(
+    node: Arc<RaftNode>,
+    member: usize,
+    incarnation: u32,
+    origin: madsim::time::Instant,
+    samples: Samples,
+) {
+    loop {
+        let m = node.metrics();
+        let sample = Sample {
+            member,
+            incarnation,
+            at_ms: u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX),
+            term: m.current_term,
+            leader: m.state == openraft::ServerState::Leader,
+            applied: m.last_applied.map_or(0, |l| l.index),
+            last_log: m.last_log_index.unwrap_or(0),
+        };
+        samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sample);
+        madsim::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
 /// The body of a member's madsim node: start from the data dir, then serve forever.
-async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartState>>) {
+async fn run_member(m: MemberCtx) {
+    let MemberCtx {
+        index,
+        disk,
+        opts,
+        state,
+        incarnation,
+        samples,
+        origin,
+    } = m;
+    let incarnation = {
+        let mut n = incarnation.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        *n
+    };
+    let peer_addr = SocketAddr::new(
+        client_addr(opts.client_urls.first().map_or("", String::as_str)).ip(),
+        PEER_PORT,
+    );
     let hub = Arc::new(Hub::new(HubLimits {
         queued_responses_max: 1024,
         catch_up_revisions_max: 1000,
@@ -223,6 +379,21 @@ async fn run_member(disk: SimDisk, opts: NodeOptions, state: Arc<Mutex<StartStat
             return;
         }
     };
+    tokio::spawn(sample_metrics(
+        node.clone(),
+        index,
+        incarnation,
+        origin,
+        samples,
+    ));
+    let peers = match PeerListener::bind(peer_addr) {
+        Ok(l) => l,
+        Err(e) => {
+            set_state(&state, StartState::Failed(format!("bind {peer_addr}: {e}")));
+            return;
+        }
+    };
+    tokio::spawn(peers.serve(node.peer_service(), std::future::pending::<()>()));
     let ctx = Arc::new(Ctx {
         node,
         forward: oxetcd::server::forward::Forwarder::default(),

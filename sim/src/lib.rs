@@ -1,16 +1,24 @@
 //! Deterministic simulation suites for oxetcd.
 //!
-//! The checkers ([`history`], [`linear`], [`durability`]) are plain code, unit-tested in every
-//! build. The harness that runs production members inside madsim ([`cluster`], [`workload`])
-//! exists only under `--cfg madsim`; the suites live in `tests/` and are `#![cfg(madsim)]`.
+//! The checkers ([`history`], [`linear`], [`durability`], [`serial`], [`watchcheck`],
+//! [`leasecheck`], [`invariants`]) are plain code, unit-tested in every build. The harness that
+//! runs production members inside madsim (`cluster`, `workload`, `scenario` for one member with
+//! disk faults, `multi` for 3 and 5 members with network faults) exists only under
+//! `--cfg madsim`; the suites live in `tests/` and are `#![cfg(madsim)]`.
 //! See docs/simulation.md for the fault model and how to replay a seed.
 
 pub mod durability;
 pub mod history;
+pub mod invariants;
+pub mod leasecheck;
 pub mod linear;
+pub mod serial;
+pub mod watchcheck;
 
 #[cfg(madsim)]
 pub mod cluster;
+#[cfg(madsim)]
+pub mod multi;
 #[cfg(madsim)]
 pub mod scenario;
 #[cfg(madsim)]

@@ -28,7 +28,7 @@ use std::hash::{Hash, Hasher};
 use crate::history::{History, Op, Outcome, Record, Seen};
 
 /// Search steps allowed before giving up on the ambiguous remainder.
-pub const SEARCH_STEPS_MAX: u64 = 2_000_000;
+pub const SEARCH_STEPS_MAX: u64 = 20_000_000;
 
 /// Why a history is not linearizable (or could not be shown to be).
 #[derive(Clone, Debug, PartialEq, Eq)]

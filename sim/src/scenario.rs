@@ -58,6 +58,19 @@ pub struct Report {
     /// The end-of-run rot fault ran and the member refused to start, as it must.
     pub rot_detected: bool,
     pub simulated_ms: u64,
+    /// Multi-member runs: drawn cluster knobs, network faults, compactions, serializable
+    /// reads checked, and how long the first write after healing took.
+    pub setup: String,
+    pub partitions: u32,
+    pub compactions: u32,
+    pub serial_reads: usize,
+    pub liveness_ms: u64,
+    pub watch_events: usize,
+    pub watch_segments: usize,
+    pub leases: usize,
+    pub leases_expired: usize,
+    /// What the nemesis did and when (printed on failure).
+    pub fault_log: Vec<String>,
     pub violations: Vec<String>,
     pub history_dump: String,
 }
@@ -78,9 +91,11 @@ impl Report {
             ""
         };
         panic!(
-            "simulation failed at seed {seed}:\n  {v}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
+            "simulation failed at seed {seed} ({setup}):\n  {v}\nfaults:\n  {faults}\nhistory ({ops} ops):\n{dump}\nreplay with:\n  \
              MADSIM_TEST_SEED={seed} MADSIM_TEST_NUM=1 cargo sim{canary} --test {test_file} -- {test_name} --exact\n",
             seed = self.seed,
+            setup = self.setup,
+            faults = self.fault_log.join("\n  "),
             v = self.violations.join("\n  "),
             ops = self.ops,
             dump = self.history_dump,
@@ -92,15 +107,23 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} crashes {} kills {} pauses {} sync_errors {} rot_detected {} simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
+            self.serial_reads,
+            self.watch_events,
+            self.watch_segments,
+            self.leases,
+            self.leases_expired,
             self.crashes,
             self.kills,
             self.pauses,
+            self.partitions,
+            self.compactions,
             self.sync_errors,
             self.rot_detected,
+            self.liveness_ms,
             self.simulated_ms,
             self.violations.len()
         )

@@ -24,6 +24,7 @@ use oxetcd::proto::mvccpb::KeyValue;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::history::{History, Op, Outcome, Record, Seen};
+use crate::serial::SerialRead;
 
 /// Knobs of a client workload.
 #[derive(Clone, Debug)]
@@ -54,6 +55,7 @@ impl Default for WorkloadConfig {
 pub struct Recorder {
     origin: madsim::time::Instant,
     history: Arc<Mutex<History>>,
+    serial: Arc<Mutex<Vec<SerialRead>>>,
 }
 
 impl Default for Recorder {
@@ -67,6 +69,7 @@ impl Recorder {
         Recorder {
             origin: madsim::time::Instant::now(),
             history: Arc::new(Mutex::new(History::default())),
+            serial: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -79,6 +82,20 @@ impl Recorder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(record);
+    }
+
+    pub fn record_serial(&self, read: SerialRead) {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(read);
+    }
+
+    pub fn serial_reads(&self) -> Vec<SerialRead> {
+        self.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn snapshot(&self) -> History {
@@ -285,5 +302,301 @@ fn note_seen(last: &mut HashMap<String, String>, op: &Op, outcome: &Outcome) {
             }
         }
         _ => {}
+    }
+}
+
+/// A serializable single-key read on `kv` (answered from the member's own applied state).
+pub async fn serial_get(
+    kv: &mut KvClient<Channel>,
+    member: usize,
+    key: &str,
+    deadline: Duration,
+) -> Option<SerialRead> {
+    let req = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        serializable: true,
+        ..Default::default()
+    };
+    let resp = madsim::time::timeout(deadline, kv.range(req))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    Some(SerialRead {
+        member,
+        key: key.to_string(),
+        revision: rev(&resp.header),
+        seen: seen(resp.kvs.first()),
+    })
+}
+
+/// A client of a multi-member cluster: talks to one member and moves to another (drawn from
+/// the seed) after an answer it did not get; runs until `stop_at` or `cfg.ops_per_client`.
+/// One operation in ten is a serializable read, recorded apart from the history.
+pub async fn run_cluster_client(
+    client: u32,
+    endpoints: Vec<String>,
+    cfg: WorkloadConfig,
+    rec: Recorder,
+    stop_at: madsim::time::Instant,
+) {
+    let pick = |rng: &mut madsim::rand::GlobalRng| rng.gen_range(0..endpoints.len());
+    let mut member = pick(&mut madsim::rand::thread_rng());
+    let mut kv = kv_client(&endpoints[member]);
+    let mut last: HashMap<String, String> = HashMap::new();
+    for n in 0..cfg.ops_per_client {
+        if madsim::time::Instant::now() >= stop_at {
+            break;
+        }
+        let (op, deadline, think, serial) = {
+            let mut rng = madsim::rand::thread_rng();
+            let op = next_op(&mut rng, client, n, cfg.keys, &last);
+            (
+                op,
+                between(&mut rng, cfg.timeout_ms),
+                between(&mut rng, cfg.think_ms),
+                rng.gen_range(0..10) == 0,
+            )
+        };
+        let deadline = Duration::from_millis(deadline);
+        let answered = if serial {
+            let read = serial_get(&mut kv, member, op.key(), deadline).await;
+            let ok = read.is_some();
+            if let Some(read) = read {
+                rec.record_serial(read);
+            }
+            ok
+        } else {
+            let invoke_ns = rec.now_ns();
+            let outcome = execute(&mut kv, &op, deadline).await;
+            let complete_ns = rec.now_ns();
+            note_seen(&mut last, &op, &outcome);
+            let ok = !matches!(outcome, Outcome::Unknown | Outcome::Failed);
+            rec.record(Record {
+                client,
+                op,
+                invoke_ns,
+                complete_ns,
+                outcome,
+            });
+            ok
+        };
+        if !answered {
+            member = pick(&mut madsim::rand::thread_rng());
+            kv = kv_client(&endpoints[member]);
+        }
+        madsim::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+/// A request stream that sends one request and then stays open (closing the request side
+/// would end the watch).
+struct OneRequest(Option<oxetcd::proto::etcdserverpb::WatchRequest>);
+
+impl futures_core::Stream for OneRequest {
+    type Item = oxetcd::proto::etcdserverpb::WatchRequest;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.0.take() {
+            Some(r) => std::task::Poll::Ready(Some(r)),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// The watch log of one watcher, shared with the scenario.
+pub type WatchLog = Arc<Mutex<Vec<crate::watchcheck::Segment>>>;
+
+/// One watcher on the key prefix `k`, with `prev_kv`, from `first_start` (0 = current),
+/// resuming after every broken stream from the revision after the last one delivered, on a
+/// member drawn from the seed; until `stop_at`.
+pub async fn run_watcher(
+    endpoints: Vec<String>,
+    first_start: i64,
+    log: WatchLog,
+    stop_at: madsim::time::Instant,
+) {
+    use oxetcd::proto::etcdserverpb::watch_client::WatchClient;
+    use oxetcd::proto::etcdserverpb::watch_request::RequestUnion;
+    use oxetcd::proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    let mut next = first_start;
+    let mut after_compaction = false;
+    while madsim::time::Instant::now() < stop_at {
+        let member = madsim::rand::thread_rng().gen_range(0..endpoints.len());
+        let channel = match Endpoint::from_shared(endpoints[member].clone()) {
+            Ok(ep) => ep.connect_lazy(),
+            Err(_) => return,
+        };
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"k".to_vec(),
+                range_end: b"l".to_vec(),
+                start_revision: next,
+                prev_kv: true,
+                ..Default::default()
+            })),
+        };
+        let seg = crate::watchcheck::Segment {
+            start_revision: next,
+            responses: Vec::new(),
+            after_compaction,
+        };
+        let index = {
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            l.push(seg);
+            l.len() - 1
+        };
+        after_compaction = false;
+        let mut client = WatchClient::new(channel);
+        let left = stop_at.saturating_duration_since(madsim::time::Instant::now());
+        let call = client.watch(OneRequest(Some(create)));
+        let Ok(Ok(resp)) = madsim::time::timeout(left.min(Duration::from_secs(2)), call).await
+        else {
+            madsim::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut stream = resp.into_inner();
+        loop {
+            let left = stop_at.saturating_duration_since(madsim::time::Instant::now());
+            // A silent stream for long is treated as broken (its member may be cut off).
+            let wait = left.min(Duration::from_secs(5));
+            let Ok(Ok(Some(msg))) = madsim::time::timeout(wait, stream.message()).await else {
+                break;
+            };
+            if msg.compact_revision > 0 {
+                next = msg.compact_revision;
+                after_compaction = true;
+                break;
+            }
+            if msg.canceled {
+                break;
+            }
+            if msg.created && next == 0 {
+                // From "now": the watch covers the revisions after the creation header's.
+                next = rev(&msg.header) + 1;
+                log.lock().unwrap_or_else(|p| p.into_inner())[index].start_revision = next;
+            }
+            let events: Vec<crate::watchcheck::WatchEvent> = msg
+                .events
+                .iter()
+                .filter_map(|e| {
+                    let kv = e.kv.as_ref()?;
+                    let put = e.r#type == oxetcd::proto::mvccpb::event::EventType::Put as i32;
+                    Some(crate::watchcheck::WatchEvent {
+                        revision: kv.mod_revision,
+                        key: String::from_utf8_lossy(&kv.key).into_owned(),
+                        value: put.then(|| String::from_utf8_lossy(&kv.value).into_owned()),
+                        prev: seen(e.prev_kv.as_ref()),
+                    })
+                })
+                .collect();
+            if let Some(last) = events.last() {
+                next = last.revision + 1;
+            }
+            if !events.is_empty() {
+                log.lock().unwrap_or_else(|p| p.into_inner())[index]
+                    .responses
+                    .push(events);
+            }
+        }
+    }
+}
+
+/// A keep-alive request stream fed from a channel.
+struct ChanStream(tokio::sync::mpsc::Receiver<oxetcd::proto::etcdserverpb::LeaseKeepAliveRequest>);
+
+impl futures_core::Stream for ChanStream {
+    type Item = oxetcd::proto::etcdserverpb::LeaseKeepAliveRequest;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// The leases of one lease client, shared with the scenario.
+pub type LeaseLog = Arc<Mutex<Vec<crate::leasecheck::LeaseLife>>>;
+
+/// One lease client: grants a `ttl_s` lease, keeps it alive every `ttl_s / 3` seconds over a
+/// keep-alive stream (to a member drawn from the seed, another one after a broken stream), and
+/// grants a new lease once an answer says the lease is gone; until `stop_at`.
+pub async fn run_lease_client(
+    endpoints: Vec<String>,
+    ttl_s: i64,
+    rec: Recorder,
+    log: LeaseLog,
+    stop_at: madsim::time::Instant,
+) {
+    use oxetcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxetcd::proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
+    let every = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(3) * 1000 / 3);
+    let mut lease: Option<usize> = None;
+    while madsim::time::Instant::now() < stop_at {
+        let member = madsim::rand::thread_rng().gen_range(0..endpoints.len());
+        let Ok(ep) = Endpoint::from_shared(endpoints[member].clone()) else {
+            return;
+        };
+        let mut client = LeaseClient::new(ep.connect_lazy());
+        let index = match lease {
+            Some(i) => i,
+            None => {
+                // The client picks the ID: the server would draw it from the OS RNG, outside
+                // the seed (the run would not replay).
+                let id = madsim::rand::thread_rng().gen_range(1..i64::MAX);
+                let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id });
+                let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), grant).await
+                else {
+                    madsim::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                };
+                let i = {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    l.push(crate::leasecheck::LeaseLife {
+                        id: resp.into_inner().id,
+                        ttl_s,
+                        ..Default::default()
+                    });
+                    l.len() - 1
+                };
+                lease = Some(i);
+                i
+            }
+        };
+        let id = log.lock().unwrap_or_else(|p| p.into_inner())[index].id;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let open = client.lease_keep_alive(ChanStream(rx));
+        let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), open).await else {
+            madsim::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let mut stream = resp.into_inner();
+        while madsim::time::Instant::now() < stop_at {
+            let invoke_ns = rec.now_ns();
+            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                break;
+            }
+            let answer = madsim::time::timeout(Duration::from_secs(1), stream.message()).await;
+            let Ok(Ok(Some(msg))) = answer else { break };
+            let complete_ns = rec.now_ns();
+            let alive = msg.ttl > 0;
+            {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                if alive {
+                    l[index].renewed.push((invoke_ns, complete_ns));
+                } else {
+                    l[index].gone_ns = Some(complete_ns);
+                }
+            }
+            if !alive {
+                lease = None;
+                break;
+            }
+            madsim::time::sleep(every).await;
+        }
     }
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use oxetcd::canary::{self, Canary};
+use sim::multi::{self, MultiConfig};
 use sim::scenario::{self, Report, ScenarioConfig};
 
 const SEEDS_MAX: u64 = 200;
@@ -20,16 +21,33 @@ fn first_seed() -> u64 {
 
 /// Runs seeds until one reports a violation; returns (seeds run, the catching report).
 fn hunt(planted: Canary, cfg: ScenarioConfig) -> (u64, Report) {
+    hunt_with(planted, move || scenario::run(cfg.clone()))
+}
+
+/// A 3-member run, shorter than the CI suite's (a canary shows early or not at all).
+fn hunt_cluster(planted: Canary) -> (u64, Report) {
+    let cfg = MultiConfig {
+        run_secs: 20,
+        ..MultiConfig::new(3)
+    };
+    hunt_with(planted, move || multi::run(cfg.clone()))
+}
+
+fn hunt_with<F, Fut>(planted: Canary, run: F) -> (u64, Report)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Report>,
+{
     let start = first_seed();
     for n in 0..SEEDS_MAX {
         let seed = start + n;
         let mut rt =
             madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.set_time_limit(Duration::from_secs(300));
-        let cfg = cfg.clone();
+        let fut = run();
         let report = rt.block_on(async move {
             canary::set(Some(planted));
-            scenario::run(cfg).await
+            fut.await
         });
         canary::set(None);
         if !report.ok() {
@@ -62,6 +80,36 @@ fn catches_skipped_recovery_crc() {
     let (seeds, report) = hunt(Canary::SkipRecoveryCrc, cfg);
     println!(
         "canary SkipRecoveryCrc caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}
+
+#[test]
+fn catches_follower_read_without_read_index() {
+    let (seeds, report) = hunt_cluster(Canary::FollowerReadWithoutReadIndex);
+    println!(
+        "canary FollowerReadWithoutReadIndex caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}
+
+#[test]
+fn catches_dropped_watch_event() {
+    let (seeds, report) = hunt_cluster(Canary::DropWatchEvent);
+    println!(
+        "canary DropWatchEvent caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}
+
+#[test]
+fn catches_lease_expiry_from_follower_clock() {
+    let (seeds, report) = hunt_cluster(Canary::LeaseExpiryFromFollowerClock);
+    println!(
+        "canary LeaseExpiryFromFollowerClock caught after {seeds} seed(s) at seed {}: {}",
         report.seed,
         report.violations.join("; ")
     );

@@ -4,7 +4,7 @@
 //! madsim-tokio and madsim-tonic choose simulated code by that cfg in their own source), so a
 //! nested cargo with RUSTFLAGS is the honest way.
 //!
-//! Environment: MADSIM_TEST_SEED (default 1), MADSIM_TEST_NUM (default 100 seeds per test),
+//! Environment: MADSIM_TEST_SEED (default 1), MADSIM_TEST_NUM (default 128 seeds per test),
 //! MADSIM_TEST_TIME_LIMIT (default 300 simulated seconds per seed: a hang fails instead of
 //! spinning), OXETCD_SIM_TARGET_DIR (default `<workspace>/target/madsim`). With the `canary`
 //! feature the nested run also builds the planted bugs and runs tests/canary.rs.
@@ -34,7 +34,7 @@ fn madsim_suite() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target").join("madsim"));
     let seed = env_or("MADSIM_TEST_SEED", "1");
-    let num = env_or("MADSIM_TEST_NUM", "100");
+    let num = env_or("MADSIM_TEST_NUM", "128");
     let limit = env_or("MADSIM_TEST_TIME_LIMIT", "300");
     let mut cmd = Command::new(env_or("CARGO", "cargo"));
     cmd.current_dir(&root)

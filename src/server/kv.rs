@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use super::error::{check_size, kv_status, propose_status};
 use super::Ctx;
 use crate::apply::{validate, Command, Outcome};
+use crate::canary::{self, Canary};
 use crate::proto::etcdserverpb::kv_server::Kv;
 use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -67,11 +68,16 @@ impl Kv for KvService {
         }
         if !req.serializable {
             super::cluster::refuse_learner(&self.ctx)?;
-            self.ctx
-                .node
-                .read_index()
-                .await
-                .map_err(|e| propose_status(&e))?;
+            // Planted bug (canary builds only): a follower answers without the read index.
+            let planted = canary::active(Canary::FollowerReadWithoutReadIndex)
+                && self.ctx.node.current_leader() != Some(self.ctx.node.member_id());
+            if !planted {
+                self.ctx
+                    .node
+                    .read_index()
+                    .await
+                    .map_err(|e| propose_status(&e))?;
+            }
         }
         let mut resp = {
             let sm = self.ctx.node.state().read();

@@ -23,6 +23,7 @@ use crate::proto::etcdserverpb::{
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use crate::raft::node::ProposeError;
 
 /// etcd's ceiling on a lease TTL, in seconds.
 pub const LEASE_TTL_MAX_S: i64 = 9_000_000_000;
@@ -134,9 +135,19 @@ impl Lease for LeaseService {
                             break;
                         }
                     },
-                    None => lessor
-                        .keep_alive(req.id, tokio::time::Instant::now())
-                        .unwrap_or(0),
+                    // Only the leader's deadlines count: a member that knows no leader must
+                    // not answer from those it noted as a follower (never renewed), and a new
+                    // leader restarts them before its first answer.
+                    None if ctx.node.current_leader() != Some(ctx.node.member_id()) => {
+                        let _ = tx.send(Err(propose_status(&ProposeError::NoLeader))).await;
+                        break;
+                    }
+                    None => {
+                        promote_if_new_term(&ctx, &lessor);
+                        lessor
+                            .keep_alive(req.id, tokio::time::Instant::now())
+                            .unwrap_or(0)
+                    }
                 };
                 let rev = ctx.node.state().read().state.kv.current_revision();
                 let mut header = ctx.header(&None);
@@ -231,21 +242,28 @@ impl Lease for LeaseService {
     }
 }
 
+/// Restarts every lease's deadline when this leader has not done so for its current term.
+fn promote_if_new_term(ctx: &Ctx, lessor: &Lessor) {
+    let term = ctx.node.term();
+    if lessor.promoted_for(term) {
+        return;
+    }
+    let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
+    lessor.promote(leases.into_iter(), tokio::time::Instant::now());
+    lessor.mark_promoted(term);
+}
+
 /// The leader's expiry loop: revokes expired leases through raft. Runs until `stop` fires.
 pub async fn run_expiry(
     ctx: Arc<Ctx>,
     lessor: Arc<Lessor>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut was_leader = false;
     loop {
         let leader = ctx.node.current_leader() == Some(ctx.node.member_id());
-        if !leader {
-            was_leader = false;
-        } else if !was_leader {
-            was_leader = true;
-            let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
-            lessor.promote(leases.into_iter(), tokio::time::Instant::now());
+        if leader {
+            // Once per term, also when leadership was lost and regained between two ticks.
+            promote_if_new_term(&ctx, &lessor);
         }
         let expired = if leader {
             lessor.take_expired(tokio::time::Instant::now())

@@ -26,6 +26,9 @@ struct Deadline {
 #[derive(Debug, Default)]
 pub struct Lessor {
     deadlines: Mutex<HashMap<i64, Deadline>>,
+    /// The raft term of the last [`Lessor::promote`]: until it matches the member's term as
+    /// leader, the deadlines are a follower's (never renewed) and must not answer keep-alives.
+    promoted_term: std::sync::atomic::AtomicU64,
 }
 
 fn ttl_duration(ttl_s: i64) -> Duration {
@@ -58,17 +61,32 @@ impl Lessor {
     /// This member became leader (or started): every lease restarts from its granted TTL.
     pub fn promote(&self, leases: impl Iterator<Item = (i64, i64)>, now: Instant) {
         let mut map = self.lock();
-        map.clear();
+        let old = std::mem::take(&mut *map);
+        let planted = crate::canary::active(crate::canary::Canary::LeaseExpiryFromFollowerClock);
         for (id, ttl_s) in leases {
+            let kept = old.get(&id).filter(|_| planted).map(|d| d.expires_at);
             map.insert(
                 id,
                 Deadline {
                     ttl_s,
-                    expires_at: now + ttl_duration(ttl_s),
+                    expires_at: kept.unwrap_or(now + ttl_duration(ttl_s)),
                     revoking: false,
                 },
             );
         }
+    }
+
+    /// Records that the deadlines were restarted for leadership in `term`.
+    pub fn mark_promoted(&self, term: u64) {
+        self.promoted_term
+            .store(term, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the deadlines belong to leadership in `term` (see `promoted_term`).
+    pub fn promoted_for(&self, term: u64) -> bool {
+        self.promoted_term
+            .load(std::sync::atomic::Ordering::Acquire)
+            == term
     }
 
     /// Renews a lease; `None` when it is unknown or already being revoked.
@@ -141,5 +159,14 @@ mod tests {
         l.promote([(2, 10)].into_iter(), t0 + Duration::from_secs(20));
         assert_eq!(l.remaining_s(2, t0 + Duration::from_secs(20)), Some(10));
         assert_eq!(l.remaining_s(1, t0 + Duration::from_secs(20)), None);
+    }
+
+    #[test]
+    fn deadlines_answer_only_for_the_promoted_term() {
+        let l = Lessor::default();
+        assert!(!l.promoted_for(3));
+        l.mark_promoted(3);
+        assert!(l.promoted_for(3));
+        assert!(!l.promoted_for(4), "a new term needs a new promotion");
     }
 }

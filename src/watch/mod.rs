@@ -406,6 +406,8 @@ impl Hub {
         if events.is_empty() {
             return;
         }
+        let planted = crate::canary::active(crate::canary::Canary::DropWatchEvent)
+            && revision % crate::canary::DROP_EVENT_EVERY == 0;
         let limits = self.limits;
         let mut inner = self.lock();
         for slot in inner.streams.values_mut() {
@@ -419,7 +421,7 @@ impl Hub {
                 }
                 debug_assert_eq!(w.next_rev, revision, "synced watcher skipped a revision");
                 let selected = w.select(events);
-                if selected.is_empty() {
+                if selected.is_empty() || planted {
                     w.next_rev = revision + 1;
                     continue;
                 }

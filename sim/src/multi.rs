@@ -1,0 +1,560 @@
+//! One simulated run of a multi-member cluster: 3 or 5 production members talking over the real
+//! peer transport, clients on every member, and a nemesis that draws network, process and
+//! timing faults from the seed; then heal, and check everything.
+//!
+//! Drawn per seed: heartbeat 50/100 ms, election timeout 5x or 10x the heartbeat (the bounds
+//! etcd accepts), `--snapshot-count` 50/100/1000 (small counts make the leader send snapshots
+//! to members that fell behind), a base network latency of 0–(heartbeat / 2) ms.
+//!
+//! Nemesis, one fault at a time, one step every 0.5–3 s, each fault lasting 1–5 s (pauses:
+//! 1–3 election timeouts): isolate the leader 14 %, partition off a random minority 12 %,
+//! partition off a random majority side (the rest keeps the minority) 6 %, one-way clogged link
+//! 8 %, crash with power loss of any member 14 %, kill 8 %, pause 10 %, latency burst (up to
+//! 4 heartbeats) 8 %, compaction during traffic 10 %, nothing 10 %.
+//!
+//! After `run_secs` of simulated time: heal every link, restore the network config, then check
+//! liveness (a put commits within [`LIVENESS_LIMIT`]), read every key linearizably, wait for
+//! every member to reach the same revision and compare `Maintenance.HashKV`, and run the
+//! linearizability, durability, serializable-read, watch and raft-invariant checkers. One
+//! watcher (prefix `k`, `prev_kv`, from revision 1 or from "now", drawn) follows the whole run,
+//! resuming on another member whenever its stream breaks or is compacted away. One lease client
+//! keeps a 15 s lease alive every 5 s (`leasecheck`: never revoked more than [`LEASE_SLACK`]
+//! before its TTL ran out after the last successful keep-alive).
+//!
+//! Invariant: every random choice comes from madsim's seeded RNG (one seed replays the run).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use madsim::rand::Rng;
+use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd::proto::etcdserverpb::{CompactionRequest, HashKvRequest, RangeRequest};
+use tonic::transport::Endpoint;
+
+use crate::cluster::{ClusterConfig, SimCluster, StartState};
+use crate::history::{Op, Outcome, Record, Seen};
+use crate::invariants::{self, MemberHash};
+use crate::scenario::Report;
+use crate::workload::{
+    execute, kv_client, run_cluster_client, run_lease_client, run_watcher, LeaseLog, Recorder,
+    WatchLog, WorkloadConfig,
+};
+use crate::{durability, leasecheck, linear, serial, watchcheck};
+
+/// After healing, a write must commit within this much simulated time.
+pub const LIVENESS_LIMIT: Duration = Duration::from_secs(20);
+/// After healing, members must reach the same revision within this much simulated time.
+pub const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
+const START_WAIT: Duration = Duration::from_secs(20);
+/// The TTL of the lease client's leases (kept alive every third of it).
+pub const LEASE_TTL_S: i64 = 15;
+/// How long a deposed leader may keep renewing leases in its own memory: the longest network
+/// fault (5 s) plus an election (at most 1 s).
+pub const LEASE_SLACK: Duration = Duration::from_secs(6);
+
+/// Knobs of a multi-member run.
+#[derive(Clone, Debug)]
+pub struct MultiConfig {
+    pub members: usize,
+    pub workload: WorkloadConfig,
+    /// Simulated seconds of faults and traffic before healing.
+    pub run_secs: u64,
+    pub faults: bool,
+}
+
+impl MultiConfig {
+    pub fn new(members: usize) -> Self {
+        MultiConfig {
+            members,
+            workload: WorkloadConfig {
+                clients: 4,
+                ops_per_client: 100_000,
+                keys: 4,
+                timeout_ms: (300, 3000),
+                think_ms: (100, 400),
+            },
+            run_secs: 60,
+            faults: true,
+        }
+    }
+}
+
+/// Draws the timers and snapshot count of this seed.
+fn draw_cluster(members: usize) -> ClusterConfig {
+    let mut rng = madsim::rand::thread_rng();
+    let heartbeat_ms = [50, 100][rng.gen_range(0..2)];
+    let election_timeout_ms = heartbeat_ms * [5, 10][rng.gen_range(0..2)];
+    let snapshot_count = [50, 100, 1000][rng.gen_range(0..3)];
+    ClusterConfig {
+        members,
+        heartbeat_ms,
+        election_timeout_ms,
+        snapshot_count,
+    }
+}
+
+fn node_at(name: &str, ip: [u8; 4]) -> madsim::runtime::NodeHandle {
+    madsim::runtime::Handle::current()
+        .create_node()
+        .name(name)
+        .ip(IpAddr::V4(Ipv4Addr::from(ip)))
+        .build()
+}
+
+/// Runs one multi-member scenario on the current madsim runtime.
+pub async fn run(cfg: MultiConfig) -> Report {
+    let started = madsim::time::Instant::now();
+    let mut report = Report {
+        seed: madsim::runtime::Handle::current().seed(),
+        ..Report::default()
+    };
+    let cluster = SimCluster::start(draw_cluster(cfg.members));
+    report.setup = format!("{:?}", cluster.config);
+    let base_latency_ms = madsim::rand::thread_rng().gen_range(0..=cluster.config.heartbeat_ms / 2);
+    set_latency(base_latency_ms);
+    for i in 0..cfg.members {
+        if let StartState::Failed(e) = cluster.wait_started(i, START_WAIT).await {
+            report
+                .violations
+                .push(format!("m{} failed to start: {e}", i + 1));
+            return report;
+        }
+    }
+    let endpoints: Vec<String> = (0..cfg.members).map(|i| cluster.endpoint(i)).collect();
+    let rec = Recorder::new();
+    let stop_at = started + Duration::from_secs(cfg.run_secs);
+    let mut clients = Vec::new();
+    for c in 0..cfg.workload.clients {
+        let node = node_at(&format!("client{c}"), [10, 0, 1, 1 + c as u8]);
+        clients.push(node.spawn(run_cluster_client(
+            c as u32,
+            endpoints.clone(),
+            cfg.workload.clone(),
+            rec.clone(),
+            stop_at,
+        )));
+    }
+    let watch_log = WatchLog::default();
+    let first_start = [0, 1][madsim::rand::thread_rng().gen_range(0..2)];
+    let watcher = node_at("watcher", [10, 0, 2, 3]).spawn(run_watcher(
+        endpoints.clone(),
+        first_start,
+        watch_log.clone(),
+        stop_at,
+    ));
+    let lease_log = LeaseLog::default();
+    let leases = node_at("leases", [10, 0, 2, 4]).spawn(run_lease_client(
+        endpoints.clone(),
+        LEASE_TTL_S,
+        rec.clone(),
+        lease_log.clone(),
+        stop_at,
+    ));
+    let ops_node = node_at("nemesis", [10, 0, 2, 2]);
+    while madsim::time::Instant::now() < stop_at {
+        if cfg.faults {
+            nemesis_step(&cluster, &ops_node, &mut report, base_latency_ms).await;
+        } else {
+            madsim::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !report.violations.is_empty() {
+            break;
+        }
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    let _ = watcher.await;
+    let _ = leases.await;
+    cluster.heal();
+    set_latency(base_latency_ms);
+    let checker = node_at("checker", [10, 0, 2, 1]);
+    let healed = madsim::time::Instant::now();
+    let live = checker
+        .spawn(liveness_put(endpoints.clone(), rec.clone()))
+        .await
+        .ok()
+        .flatten();
+    match live {
+        Some(d) => report.liveness_ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        None => report.violations.push(format!(
+            "liveness: no write committed within {LIVENESS_LIMIT:?} after healing"
+        )),
+    }
+    let last = checker
+        .spawn(read_all(
+            endpoints[0].clone(),
+            rec.clone(),
+            cfg.workload.keys,
+        ))
+        .await
+        .ok()
+        .flatten();
+    if last.is_none() {
+        report
+            .violations
+            .push("final reads: could not read every key after healing".into());
+    }
+    let hashes = checker
+        .spawn(converge(endpoints.clone()))
+        .await
+        .ok()
+        .flatten();
+    match hashes {
+        Some(h) => {
+            if let Err(v) = invariants::check_converged(&h) {
+                report.violations.push(format!("convergence: {v}"));
+            }
+        }
+        None => report.violations.push(format!(
+            "convergence: members did not reach one revision within {CONVERGE_LIMIT:?} of healing"
+        )),
+    }
+    tracing::info!(after = ?healed.elapsed(), "post-heal checks done");
+    let segments = watch_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.watch_events = segments.iter().map(|s| s.responses.len()).sum();
+    report.watch_segments = segments.len();
+    if let Err(v) = watchcheck::check(&rec.snapshot(), &segments) {
+        report.violations.push(format!("watch: {v}"));
+    }
+    let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.leases = lives.len();
+    report.leases_expired = lives.iter().filter(|l| l.gone_ns.is_some()).count();
+    if let Err(v) = leasecheck::check(&lives, LEASE_SLACK.as_nanos() as u64) {
+        report.violations.push(format!("lease: {v}"));
+    }
+    finish(&cluster, &rec, last, started, &mut report);
+    report
+}
+
+fn report_ms(cluster: &SimCluster) -> u64 {
+    u64::try_from(cluster.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn set_latency(ms: u64) {
+    madsim::net::NetSim::current().update_config(|c| {
+        c.send_latency = Duration::from_millis(1)..Duration::from_millis(2 + ms);
+    });
+}
+
+fn finish(
+    cluster: &SimCluster,
+    rec: &Recorder,
+    last: Option<(BTreeMap<String, Seen>, i64)>,
+    started: madsim::time::Instant,
+    report: &mut Report,
+) {
+    let history = rec.snapshot();
+    report.ops = history.len();
+    report.unknown_ops = history
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unknown)
+        .count();
+    report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Err(v) = linear::check(&history, 1) {
+        report.violations.push(format!("linearizability: {v}"));
+    }
+    let committed_max = history
+        .records
+        .iter()
+        .filter_map(|r| r.effect().map(|(rev, _)| rev))
+        .max()
+        .unwrap_or(1);
+    if let Some((kvs, revision)) = &last {
+        if let Err(v) = durability::check(&history, kvs, *revision) {
+            report.violations.push(format!("durability: {v}"));
+        }
+    }
+    let reads = rec.serial_reads();
+    report.serial_reads = reads.len();
+    if let Err(v) = serial::check(&history, &reads, committed_max) {
+        report.violations.push(format!("serializable reads: {v}"));
+    }
+    let samples = cluster
+        .samples
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Err(v) = invariants::check_raft(&samples) {
+        report.violations.push(format!("raft: {v}"));
+    }
+    if !report.ok() {
+        report.history_dump = history.dump();
+        report.fault_log.push(format!(
+            "raft timeline:\n{}",
+            invariants::timeline(&samples)
+        ));
+    }
+}
+
+/// Which fault the nemesis injects this step.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    IsolateLeader,
+    Minority,
+    Majority,
+    OneWay,
+    Crash,
+    Kill,
+    Pause,
+    Latency,
+    Compact,
+    Nothing,
+}
+
+fn draw_fault(rng: &mut impl Rng) -> Fault {
+    match rng.gen_range(0..100u32) {
+        0..=13 => Fault::IsolateLeader,
+        14..=25 => Fault::Minority,
+        26..=31 => Fault::Majority,
+        32..=39 => Fault::OneWay,
+        40..=53 => Fault::Crash,
+        54..=61 => Fault::Kill,
+        62..=71 => Fault::Pause,
+        72..=79 => Fault::Latency,
+        80..=89 => Fault::Compact,
+        _ => Fault::Nothing,
+    }
+}
+
+/// `k` distinct members drawn from `n`.
+fn draw_members(rng: &mut impl Rng, n: usize, k: usize) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    for i in 0..k.min(n) {
+        let j = rng.gen_range(i..n);
+        all.swap(i, j);
+    }
+    all.truncate(k);
+    all
+}
+
+async fn nemesis_step(
+    cluster: &SimCluster,
+    ops_node: &madsim::runtime::NodeHandle,
+    report: &mut Report,
+    base_latency_ms: u64,
+) {
+    let n = cluster.members.len();
+    let election_ms = cluster.config.election_timeout_ms;
+    let (wait_ms, fault, hold_ms, pause_ms, victim, other, minority, down_ms) = {
+        let mut rng = madsim::rand::thread_rng();
+        let victim = rng.gen_range(0..n);
+        let other = (victim + rng.gen_range(1..n)) % n;
+        let minority_len = rng.gen_range(1..=(n - 1) / 2);
+        (
+            rng.gen_range(500..3000u64),
+            draw_fault(&mut rng),
+            rng.gen_range(1000..5000u64),
+            rng.gen_range(election_ms..=3 * election_ms),
+            victim,
+            other,
+            draw_members(&mut rng, n, minority_len),
+            rng.gen_range(0..3000u64),
+        )
+    };
+    madsim::time::sleep(Duration::from_millis(wait_ms)).await;
+    tracing::info!(?fault, victim, "nemesis");
+    let at_ms = report_ms(cluster);
+    report.fault_log.push(format!(
+        "{at_ms} ms: {fault:?} victim m{} other m{} minority {minority:?} hold {hold_ms} ms pause {pause_ms} ms down {down_ms} ms leader {:?}",
+        victim + 1,
+        other + 1,
+        cluster.leader().map(|l| l + 1)
+    ));
+    let hold = Duration::from_millis(hold_ms);
+    match fault {
+        Fault::IsolateLeader => {
+            let leader = cluster.leader().unwrap_or(victim);
+            cluster.partition(&[leader]);
+            report.partitions += 1;
+            madsim::time::sleep(hold).await;
+            cluster.heal();
+        }
+        Fault::Minority | Fault::Majority => {
+            // Both sides of a split are cut alike; "majority" draws which side the leader is
+            // likelier to be on by cutting the minority's complement.
+            let side: Vec<usize> = match fault {
+                Fault::Majority => (0..n).filter(|m| !minority.contains(m)).collect(),
+                _ => minority,
+            };
+            cluster.partition(&side);
+            report.partitions += 1;
+            madsim::time::sleep(hold).await;
+            cluster.heal();
+        }
+        Fault::OneWay => {
+            cluster.clog_one_way(victim, other);
+            report.partitions += 1;
+            madsim::time::sleep(hold).await;
+            cluster.heal();
+        }
+        Fault::Crash | Fault::Kill => {
+            if matches!(fault, Fault::Crash) {
+                cluster.crash(victim);
+                report.crashes += 1;
+            } else {
+                cluster.kill(victim);
+                report.kills += 1;
+            }
+            madsim::time::sleep(Duration::from_millis(down_ms)).await;
+            cluster.restart(victim);
+            match cluster.wait_started(victim, START_WAIT).await {
+                StartState::Serving => {}
+                other => report.violations.push(format!(
+                    "m{} did not come back after {fault:?}: {other:?}",
+                    victim + 1
+                )),
+            }
+        }
+        Fault::Pause => {
+            cluster.pause(victim);
+            report.pauses += 1;
+            madsim::time::sleep(Duration::from_millis(pause_ms)).await;
+            cluster.resume(victim);
+        }
+        Fault::Latency => {
+            set_latency(cluster.config.heartbeat_ms * 4);
+            madsim::time::sleep(hold).await;
+            set_latency(base_latency_ms);
+        }
+        Fault::Compact => {
+            let endpoint = cluster.endpoint(victim);
+            let done = ops_node.spawn(compact_behind(endpoint)).await;
+            if matches!(done, Ok(true)) {
+                report.compactions += 1;
+            }
+        }
+        Fault::Nothing => {}
+    }
+}
+
+/// Compacts at a revision a few writes behind the current one (what a client sees).
+async fn compact_behind(endpoint: String) -> bool {
+    let mut kv = kv_client(&endpoint);
+    let call = kv.range(RangeRequest {
+        key: b"k0".to_vec(),
+        serializable: true,
+        ..Default::default()
+    });
+    let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(1), call).await else {
+        return false;
+    };
+    let revision = resp.into_inner().header.map_or(0, |h| h.revision) - 5;
+    if revision < 2 {
+        return false;
+    }
+    let call = kv.compact(CompactionRequest {
+        revision,
+        physical: false,
+    });
+    matches!(
+        madsim::time::timeout(Duration::from_secs(2), call).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Puts a fresh key through each member in turn until one commits; returns how long it took.
+async fn liveness_put(endpoints: Vec<String>, rec: Recorder) -> Option<Duration> {
+    let start = madsim::time::Instant::now();
+    let mut n = 0usize;
+    while start.elapsed() < LIVENESS_LIMIT {
+        let mut kv = kv_client(&endpoints[n % endpoints.len()]);
+        let op = Op::Put {
+            key: "k0".into(),
+            value: format!("val-live-{n}"),
+        };
+        let invoke_ns = rec.now_ns();
+        let outcome = execute(&mut kv, &op, Duration::from_secs(2)).await;
+        let acked = matches!(outcome, Outcome::Put { .. });
+        rec.record(Record {
+            client: u32::MAX - 1,
+            op,
+            invoke_ns,
+            complete_ns: rec.now_ns(),
+            outcome,
+        });
+        if acked {
+            return Some(start.elapsed());
+        }
+        n += 1;
+        madsim::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+async fn read_all(
+    endpoint: String,
+    rec: Recorder,
+    keys: usize,
+) -> Option<(BTreeMap<String, Seen>, i64)> {
+    let mut kv = kv_client(&endpoint);
+    let mut kvs = BTreeMap::new();
+    let mut revision = 0;
+    for k in 0..keys {
+        let op = Op::Get {
+            key: format!("k{k}"),
+        };
+        let mut answer = None;
+        for _ in 0..50 {
+            let invoke_ns = rec.now_ns();
+            let outcome = execute(&mut kv, &op, Duration::from_secs(2)).await;
+            if let Outcome::Got { revision: r, kv: s } = &outcome {
+                answer = Some((*r, s.clone()));
+                rec.record(Record {
+                    client: u32::MAX,
+                    op: op.clone(),
+                    invoke_ns,
+                    complete_ns: rec.now_ns(),
+                    outcome,
+                });
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (r, seen) = answer?;
+        revision = revision.max(r);
+        if let Some(s) = seen {
+            kvs.insert(op.key().to_string(), s);
+        }
+    }
+    Some((kvs, revision))
+}
+
+/// Polls `Maintenance.HashKV` on every member until all report one revision.
+async fn converge(endpoints: Vec<String>) -> Option<Vec<MemberHash>> {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < CONVERGE_LIMIT {
+        let mut hashes = Vec::new();
+        for (member, ep) in endpoints.iter().enumerate() {
+            if let Some(h) = hash_kv(member, ep).await {
+                hashes.push(h);
+            }
+        }
+        if hashes.len() == endpoints.len() && invariants::caught_up(&hashes) {
+            return Some(hashes);
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+async fn hash_kv(member: usize, endpoint: &str) -> Option<MemberHash> {
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect_lazy();
+    let mut m = MaintenanceClient::new(channel);
+    let call = m.hash_kv(HashKvRequest { revision: 0 });
+    let resp = madsim::time::timeout(Duration::from_secs(1), call)
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    Some(MemberHash {
+        member,
+        revision: resp.header.map_or(0, |h| h.revision),
+        compact_revision: resp.compact_revision,
+        hash: resp.hash,
+    })
+}
