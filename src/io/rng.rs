@@ -16,13 +16,21 @@ pub trait Rng: Send + fmt::Debug {
     }
 }
 
-/// Random words from the operating system's generator.
+/// Random words from the operating system's generator (under `--cfg madsim`, from the
+/// simulator's seeded generator, so a simulated run replays).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemRng;
 
 impl Rng for SystemRng {
     fn next_u64(&mut self) -> u64 {
-        rand::random::<u64>()
+        #[cfg(madsim)]
+        {
+            madsim::rand::random::<u64>()
+        }
+        #[cfg(not(madsim))]
+        {
+            rand::random::<u64>()
+        }
     }
 }
 

@@ -57,7 +57,8 @@ impl LeaseService {
 /// A fresh positive 63-bit lease ID not in use (chosen before proposing so apply stays pure).
 fn fresh_lease_id(ctx: &Ctx) -> i64 {
     loop {
-        let id = rand::random::<i64>() & i64::MAX;
+        // Server-chosen IDs come from the io seam so simulated runs replay them.
+        let id = (crate::io::Rng::next_u64(&mut crate::io::SystemRng) & i64::MAX as u64) as i64;
         if id != 0 && !ctx.node.state().read().state.leases.contains(id) {
             return id;
         }
