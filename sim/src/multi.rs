@@ -35,7 +35,7 @@ use tonic::transport::Endpoint;
 use crate::cluster::{ClusterConfig, SimCluster, StartState};
 use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
-use crate::scenario::Report;
+use crate::scenario::{read_all, Report};
 use crate::workload::{
     execute, kv_client, run_cluster_client, run_lease_client, run_watcher, LeaseLog, Recorder,
     WatchLog, WorkloadConfig,
@@ -482,44 +482,6 @@ async fn liveness_put(endpoints: Vec<String>, rec: Recorder) -> Option<Duration>
         madsim::time::sleep(Duration::from_millis(100)).await;
     }
     None
-}
-
-async fn read_all(
-    endpoint: String,
-    rec: Recorder,
-    keys: usize,
-) -> Option<(BTreeMap<String, Seen>, i64)> {
-    let mut kv = kv_client(&endpoint);
-    let mut kvs = BTreeMap::new();
-    let mut revision = 0;
-    for k in 0..keys {
-        let op = Op::Get {
-            key: format!("k{k}"),
-        };
-        let mut answer = None;
-        for _ in 0..50 {
-            let invoke_ns = rec.now_ns();
-            let outcome = execute(&mut kv, &op, Duration::from_secs(2)).await;
-            if let Outcome::Got { revision: r, kv: s } = &outcome {
-                answer = Some((*r, s.clone()));
-                rec.record(Record {
-                    client: u32::MAX,
-                    op: op.clone(),
-                    invoke_ns,
-                    complete_ns: rec.now_ns(),
-                    outcome,
-                });
-                break;
-            }
-            madsim::time::sleep(Duration::from_millis(200)).await;
-        }
-        let (r, seen) = answer?;
-        revision = revision.max(r);
-        if let Some(s) = seen {
-            kvs.insert(op.key().to_string(), s);
-        }
-    }
-    Some((kvs, revision))
 }
 
 /// Polls `Maintenance.HashKV` on every member until all report one revision.

@@ -322,7 +322,9 @@ async fn final_reads(
         .flatten()
 }
 
-async fn read_all(
+/// Reads every workload key with linearizable gets (recorded in the history, retried up to 50
+/// times) and returns the values seen and the highest header revision.
+pub(crate) async fn read_all(
     endpoint: String,
     rec: Recorder,
     keys: usize,
