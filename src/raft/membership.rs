@@ -381,24 +381,38 @@ impl RaftNode {
             _ => return Err(MembershipError::BadTransferee),
         };
         let window = self.request_timeout;
-        let last = m.last_log_index;
-        let waiter = self.raft.wait(Some(window));
-        let caught_up = waiter.metrics(
-            |m| {
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&target).cloned().flatten())
-                    .map(|l| l.index)
-                    >= last
-            },
-            "transferee caught up",
-        );
-        if caught_up.await.is_err() {
+        // The transferee must hold the leader's whole log, judged on the live metrics (entries
+        // appended after the call started, e.g. a member publishing itself, count too), or its
+        // campaign cannot win. Checked again once heartbeats are paused, right before asking.
+        let has_whole_log = move |m: &openraft::RaftMetrics<NodeId, MemberNode>| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten())
+                .map(|l| l.index)
+                >= m.last_log_index
+        };
+        let caught_up = self
+            .raft
+            .wait(Some(window))
+            .metrics(has_whole_log, "transferee caught up")
+            .await;
+        if caught_up.is_err() {
             return Err(MembershipError::TransferTimeout);
         }
         let runtime = self.raft.runtime_config();
         runtime.heartbeat(false);
         runtime.elect(false);
+        let still_caught_up = self
+            .raft
+            .wait(Some(window))
+            .metrics(has_whole_log, "transferee caught up")
+            .await;
+        if still_caught_up.is_err() {
+            runtime.heartbeat(true);
+            runtime.elect(true);
+            return Err(MembershipError::TransferTimeout);
+        }
+        let m = self.raft.metrics().borrow().clone();
         let req = TimeoutNowRequest {
             leader_id: self.member_id,
             term: m.current_term,
