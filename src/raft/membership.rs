@@ -366,9 +366,10 @@ impl RaftNode {
         Ok(self.member_entries())
     }
 
-    /// etcd's MoveLeader: hands leadership to voter `target`. The leader waits until the target
-    /// has its whole log, pauses its own heartbeats so the followers' leader leases run out,
-    /// and asks the target to campaign; heartbeats resume whatever the outcome.
+    /// etcd's MoveLeader: hands leadership to voter `target`. As raft's leadership transfer
+    /// does, the leader first stops taking proposals (they wait and then go to whichever member
+    /// leads), waits until the target holds its whole log, pauses its own heartbeats and
+    /// elections, and asks the target to campaign; everything resumes whatever the outcome.
     pub async fn move_leader(&self, target: NodeId) -> Result<(), MembershipError> {
         self.require_leader()?;
         if target == self.member_id {
@@ -380,10 +381,37 @@ impl RaftNode {
             Some(node) if membership.voter_ids().any(|v| v == target) => node.clone(),
             _ => return Err(MembershipError::BadTransferee),
         };
-        let window = self.request_timeout;
-        // The transferee must hold the leader's whole log, judged on the live metrics (entries
-        // appended after the call started, e.g. a member publishing itself, count too), or its
-        // campaign cannot win. Checked again once heartbeats are paused, right before asking.
+        let _paused = TransferPause::begin(self);
+        let last_log_index = self.settled_last_log_index(target).await?;
+        let runtime = self.raft.runtime_config();
+        runtime.heartbeat(false);
+        runtime.elect(false);
+        let outcome = self.hand_over(target, &node, last_log_index).await;
+        runtime.heartbeat(true);
+        runtime.elect(true);
+        if outcome.is_ok() {
+            tracing::info!(from = %format!("{:x}", self.member_id), to = %format!("{target:x}"), "leadership transferred");
+        }
+        outcome
+    }
+
+    /// With proposals held back, the leader's last log index once nothing more can arrive,
+    /// after waiting until `target` has matched it.
+    ///
+    /// A proposal handed to raft just before the pause may still sit in raft's input queue;
+    /// two round trips through that queue (`with_raft_state`, processed in order after it)
+    /// make sure it was appended and that the metrics read next were published after it (the
+    /// core publishes metrics at the top of each loop turn, and the second call is taken in a
+    /// later turn than the first). Bug guarded against: an entry appended after the check left
+    /// the transferee one entry behind; its vote requests were refused and its repeated
+    /// campaigns kept anyone from leading until the call timed out.
+    async fn settled_last_log_index(&self, target: NodeId) -> Result<u64, MembershipError> {
+        for _ in 0..2 {
+            self.raft
+                .with_raft_state(|_| ())
+                .await
+                .map_err(|e| MembershipError::Raft(e.to_string()))?;
+        }
         let has_whole_log = move |m: &openraft::RaftMetrics<NodeId, MemberNode>| {
             m.replication
                 .as_ref()
@@ -393,54 +421,42 @@ impl RaftNode {
         };
         let caught_up = self
             .raft
-            .wait(Some(window))
+            .wait(Some(self.request_timeout))
             .metrics(has_whole_log, "transferee caught up")
-            .await;
-        if caught_up.is_err() {
-            return Err(MembershipError::TransferTimeout);
-        }
-        let runtime = self.raft.runtime_config();
-        runtime.heartbeat(false);
-        runtime.elect(false);
-        let still_caught_up = self
-            .raft
-            .wait(Some(window))
-            .metrics(has_whole_log, "transferee caught up")
-            .await;
-        if still_caught_up.is_err() {
-            runtime.heartbeat(true);
-            runtime.elect(true);
-            return Err(MembershipError::TransferTimeout);
-        }
-        let m = self.raft.metrics().borrow().clone();
+            .await
+            .map_err(|_| MembershipError::TransferTimeout)?;
+        self.require_leader()?;
+        Ok(caught_up.last_log_index.unwrap_or(0))
+    }
+
+    /// Asks `target` to campaign and waits until it leads.
+    async fn hand_over(
+        &self,
+        target: NodeId,
+        node: &MemberNode,
+        last_log_index: u64,
+    ) -> Result<(), MembershipError> {
+        let term = self.raft.metrics().borrow().current_term;
         let req = TimeoutNowRequest {
             leader_id: self.member_id,
-            term: m.current_term,
+            term,
+            last_log_index,
         };
         let asked = self
             .network
-            .timeout_now(target, &node, req, Duration::from_secs(1))
+            .timeout_now(target, node, req, Duration::from_secs(1))
             .await;
-        let outcome = match asked {
-            Ok(true) => {
-                let moved = self
-                    .raft
-                    .wait(Some(window))
-                    .metrics(|m| m.current_leader == Some(target), "leader moved")
-                    .await;
-                moved
-                    .map(|_| ())
-                    .map_err(|_| MembershipError::TransferTimeout)
-            }
+        match asked {
+            Ok(true) => self
+                .raft
+                .wait(Some(self.request_timeout))
+                .metrics(|m| m.current_leader == Some(target), "leader moved")
+                .await
+                .map(|_| ())
+                .map_err(|_| MembershipError::TransferTimeout),
             Ok(false) => Err(MembershipError::BadTransferee),
             Err(_) => Err(MembershipError::TransferTimeout),
-        };
-        runtime.heartbeat(true);
-        runtime.elect(true);
-        if outcome.is_ok() {
-            tracing::info!(from = %format!("{:x}", self.member_id), to = %format!("{target:x}"), "leadership transferred");
         }
-        outcome
     }
 
     /// Resolves once this member learns that it was removed from the cluster: its membership
@@ -614,6 +630,23 @@ pub async fn discover(
         None => Err(JoinError::NotAMember {
             peer_urls: my_peer_urls.to_vec(),
         }),
+    }
+}
+
+/// Holds proposals back for the life of a leadership transfer; dropping it lets them go on
+/// every return path.
+struct TransferPause<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl<'a> TransferPause<'a> {
+    fn begin(node: &'a RaftNode) -> Self {
+        node.transferring.send_replace(true);
+        TransferPause(&node.transferring)
+    }
+}
+
+impl Drop for TransferPause<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
     }
 }
 

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
+use tokio::sync::watch;
 
 use super::batch::{Accepted, BatchLimits, Batcher, Sink};
 use super::log_store::LogStore;
@@ -108,6 +109,9 @@ pub struct RaftNode {
     stopped: Arc<AtomicBool>,
     /// Packs concurrent proposals into batched entries (see `batch`).
     batcher: Batcher,
+    /// `true` while a leadership transfer runs: proposals wait before reaching raft, so the
+    /// leader's log stops growing and the transferee can hold all of it when it campaigns.
+    pub(super) transferring: watch::Sender<bool>,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -309,6 +313,7 @@ impl RaftNode {
             tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "bootstrapped a new cluster");
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
+        let (transferring, transfer_gate) = watch::channel(false);
         let node = RaftNode {
             raft: raft.clone(),
             sm: shared,
@@ -318,7 +323,14 @@ impl RaftNode {
             network,
             me,
             stopped: Arc::new(AtomicBool::new(false)),
-            batcher: Batcher::start(RaftSink(raft.clone()), BatchLimits::default()),
+            batcher: Batcher::start(
+                RaftSink {
+                    raft: raft.clone(),
+                    transfer_gate: transfer_gate.clone(),
+                },
+                BatchLimits::default(),
+            ),
+            transferring,
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -334,6 +346,7 @@ impl RaftNode {
             member_id,
             node.me.clone(),
             node.stopped.clone(),
+            transfer_gate,
         ));
         Ok(node)
     }
@@ -462,8 +475,19 @@ impl RaftNode {
 }
 
 /// The batcher's way into raft: `client_write_ff` queues the entry in call order; the returned
-/// future waits for its applied result.
-struct RaftSink(Raft);
+/// future waits for its applied result. While a leadership transfer runs, the next batch waits
+/// here (the batcher hands batches over one at a time, so the whole queue waits behind it).
+struct RaftSink {
+    raft: Raft,
+    transfer_gate: watch::Receiver<bool>,
+}
+
+/// Waits until no leadership transfer is running (returns at once when none is).
+pub(super) async fn transfer_done(gate: &watch::Receiver<bool>) {
+    let mut gate = gate.clone();
+    // An error means the node is gone; the proposal then fails on its own.
+    let _ = gate.wait_for(|busy| !*busy).await;
+}
 
 fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> ProposeError {
     match e {
@@ -476,8 +500,9 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>
 impl Sink for RaftSink {
     fn send(&self, cmd: Command) -> Accepted<'_> {
         Box::pin(async move {
+            transfer_done(&self.transfer_gate).await;
             let rx = self
-                .0
+                .raft
                 .client_write_ff(cmd)
                 .await
                 .map_err(|_| ProposeError::Stopped)?;
@@ -526,9 +551,11 @@ async fn publish_members(
     member_id: NodeId,
     me: MemberNode,
     stopped: Arc<AtomicBool>,
+    transfer_gate: watch::Receiver<bool>,
 ) {
     while !stopped.load(Ordering::Relaxed) {
         tokio::time::sleep(PUBLISH_INTERVAL).await;
+        transfer_done(&transfer_gate).await;
         let m = raft.metrics().borrow().clone();
         if m.current_leader != Some(member_id) {
             continue;

@@ -149,7 +149,12 @@ impl RaftPeer for PeerService {
         if !is_voter || m.current_leader != Some(req.leader_id) {
             return Ok(Response::new(TimeoutNowResponse { ok: false }));
         }
-        tokio::spawn(campaign(self.raft.clone(), self.id, self.campaign_window));
+        let handover = Handover {
+            leader_id: req.leader_id,
+            last_log_index: req.last_log_index,
+            window: self.campaign_window,
+        };
+        tokio::spawn(campaign(self.raft.clone(), self.id, handover));
         Ok(Response::new(TimeoutNowResponse { ok: true }))
     }
 }
@@ -157,13 +162,43 @@ impl RaftPeer for PeerService {
 /// How often a member asked to take over leadership re-triggers its campaign.
 const CAMPAIGN_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Campaigns until this member leads or `window` passes. Each trigger starts a new term, so a
-/// competing candidate of the same term cannot block it for long.
-async fn campaign(raft: Raft, id: NodeId, window: std::time::Duration) {
-    let deadline = tokio::time::Instant::now() + window;
+/// What the leader said when it asked this member to take over.
+struct Handover {
+    leader_id: NodeId,
+    last_log_index: u64,
+    window: std::time::Duration,
+}
+
+/// Campaigns until this member leads, another member than the old leader leads, or the window
+/// passes. It first waits until it holds the leader's log up to the announced index: a
+/// candidate with less log is refused by every member that has it, and campaigning anyway
+/// only raises the term and unseats the leader. Each retry starts a new term, so a competing
+/// candidate of the same term cannot block it, and members still inside the old leader's
+/// lease get asked again once it has run out.
+async fn campaign(raft: Raft, id: NodeId, h: Handover) {
+    let deadline = tokio::time::Instant::now() + h.window;
+    let has_log = raft
+        .wait(Some(h.window))
+        .metrics(
+            |m| m.last_log_index.unwrap_or(0) >= h.last_log_index,
+            "transferee holds the leader's log",
+        )
+        .await;
+    if has_log.is_err() {
+        tracing::warn!(
+            wanted = h.last_log_index,
+            "leadership transfer: the leader's log did not arrive; not campaigning"
+        );
+        return;
+    }
     while tokio::time::Instant::now() < deadline {
-        if raft.metrics().borrow().current_leader == Some(id) {
+        let leader = raft.metrics().borrow().current_leader;
+        if leader == Some(id) {
             tracing::info!("took over leadership");
+            return;
+        }
+        if let Some(other) = leader.filter(|l| *l != h.leader_id) {
+            tracing::info!(leader = %format!("{other:x}"), "another member took over; campaign stopped");
             return;
         }
         if raft.trigger().elect().await.is_err() {
