@@ -900,6 +900,41 @@ fn move_leader_under_concurrent_writes_keeps_every_acknowledged_write() {
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
 }
 
+/// `endpoint status` reports etcd's raftIndex, the commit index: an entry the leader appended
+/// but could not commit (its followers are down) does not count. Bug guarded against: it was
+/// the last log index.
+#[test]
+fn status_raft_index_is_the_commit_index() {
+    if require_etcd_tools("status_raft_index_is_the_commit_index").is_none() {
+        return;
+    }
+    let mut c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    c.ctl_ok(0, &["put", "k", "v"]);
+    let leader = c.leader().expect("a leader");
+    let status = |c: &Cluster| {
+        let out = c.ctl_ok(leader, &["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let s = &v[0]["Status"];
+        (s["raftIndex"].as_u64(), s["raftAppliedIndex"].as_u64())
+    };
+    let (index, applied) = status(&c);
+    assert_eq!(
+        index, applied,
+        "a quiet cluster has applied what it committed"
+    );
+    for i in 0..3 {
+        if i != leader {
+            c.kill(i);
+        }
+    }
+    let put = c.ctl(leader, &["put", "k", "uncommitted"]);
+    assert_ne!(
+        put.code, 0,
+        "a leader without followers acknowledged a write"
+    );
+    assert_eq!(status(&c), (index, applied));
+}
+
 /// Bug guarded against: a member that lost quorum kept answering `hasleader` clients (as
 /// kube-apiserver's watches are) with silence instead of failing fast, and a minority could
 /// seem to accept a write.

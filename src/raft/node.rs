@@ -407,6 +407,15 @@ impl RaftNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The highest log index this member knows to be committed (etcd's Status.raftIndex),
+    /// read from raft's own state through its input queue; `None` once raft has stopped.
+    pub async fn committed_index(&self) -> Option<u64> {
+        self.raft
+            .with_raft_state(|s| s.committed.map_or(0, |l| l.index))
+            .await
+            .ok()
+    }
+
     pub fn term(&self) -> u64 {
         self.raft.metrics().borrow().current_term
     }

@@ -58,6 +58,7 @@ impl Maintenance for MaintenanceService {
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let m = self.ctx.node.metrics();
+        let committed = self.ctx.node.committed_index().await;
         let (revision, db_size) = {
             let sm = self.ctx.node.state().read();
             (
@@ -76,7 +77,7 @@ impl Maintenance for MaintenanceService {
             version: ETCD_VERSION.to_string(),
             db_size,
             leader: m.current_leader.unwrap_or(0),
-            raft_index: m.last_log_index.unwrap_or(0),
+            raft_index: committed.unwrap_or_else(|| m.last_log_index.unwrap_or(0)),
             raft_term: m.current_term,
             raft_applied_index: m.last_applied.map_or(0, |l| l.index),
             errors,
