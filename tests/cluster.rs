@@ -900,6 +900,55 @@ fn move_leader_under_concurrent_writes_keeps_every_acknowledged_write() {
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
 }
 
+/// Two membership changes sent at the same moment both succeed, one after the other, as etcd
+/// applies them. Bug guarded against: the second one reached openraft while the first (a voter
+/// added in the background as learner, then voter) was still in its joint configuration and
+/// failed with "etcdserver: unhealthy cluster".
+#[test]
+fn concurrent_membership_changes_are_applied_in_turn() {
+    if require_etcd_tools("concurrent_membership_changes_are_applied_in_turn").is_none() {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    let urls: Vec<String> = c
+        .members
+        .iter()
+        .map(|m| format!("http://{}", m.endpoint()))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = etcd_client::Client::connect(&urls, None).await.unwrap();
+        let (mut a, mut b, mut d) = (client.clone(), client.clone(), client.clone());
+        let voter = format!("http://127.0.0.1:{}", free_port());
+        let learner = format!("http://127.0.0.1:{}", free_port());
+        let member2 = c.member_id(0, 2);
+        let member2 = u64::from_str_radix(&member2, 16).unwrap();
+        let member2_urls = vec![
+            format!("http://127.0.0.1:{}", c.members[2].peer_port),
+            format!("http://localhost:{}", c.members[2].peer_port),
+        ];
+        let (added, learned, updated) = tokio::join!(
+            a.member_add([voter.as_str()], None),
+            b.member_add(
+                [learner.as_str()],
+                Some(etcd_client::MemberAddOptions::new().with_is_learner())
+            ),
+            d.member_update(member2, member2_urls.clone()),
+        );
+        added.expect("voter added");
+        learned.expect("learner added");
+        updated.expect("peer URLs updated");
+        let list = a.member_list().await.unwrap();
+        assert_eq!(list.members().len(), 5, "{:?}", list.members());
+        let m2 = list.members().iter().find(|m| m.id() == member2).unwrap();
+        assert_eq!(m2.peer_urls(), member2_urls.as_slice());
+    });
+}
+
 /// `endpoint status` reports etcd's raftIndex, the commit index: an entry the leader appended
 /// but could not commit (its followers are down) does not count. Bug guarded against: it was
 /// the last log index.

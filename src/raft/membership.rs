@@ -10,18 +10,23 @@
 //!
 //! Invariant: every change is made by the leader through a raft membership entry; a member that
 //!   is not leader answers `NotLeader` and changes nothing.
+//! Invariant: membership calls run one at a time on the leader (checks and change under
+//!   `membership_turn`), and a change openraft refuses because the previous one is still in
+//!   its joint configuration is asked again (`in_turn`), so calls are applied in turn as etcd
+//!   applies them instead of failing.
 //! Invariant: a member ID is never reused: runtime IDs hash the peer URLs with the current time,
 //!   and an ID already in the membership is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::raft::ClientWriteResponse;
 use openraft::ChangeMembers;
 
 use super::network::PeerNetwork;
 use super::node::RaftNode;
-use super::{MemberNode, NodeId};
+use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::oxraftpb::{MembershipResponse, TimeoutNowRequest};
 
 /// One member as the Cluster API reports it.
@@ -121,13 +126,36 @@ fn ready_to_remove_voter(remaining: &[&MemberNode]) -> bool {
     started >= quorum
 }
 
-fn map_write_err(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>) -> MembershipError {
+type WriteError = RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>;
+
+fn map_write_err(e: WriteError) -> MembershipError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MembershipError::NotLeader,
         RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
             MembershipError::Raft(c.to_string())
         }
         RaftError::Fatal(_) => MembershipError::Stopped,
+    }
+}
+
+/// How long a membership change waits before asking again while the previous one is running.
+const IN_TURN_RETRY: Duration = Duration::from_millis(20);
+
+/// Runs one membership change, asking again while openraft refuses it because the previous
+/// change has not finished (its joint configuration is not committed yet): etcd applies
+/// changes one after another instead of refusing. The caller bounds the wait.
+async fn in_turn<F, Fut>(mut change: F) -> Result<ClientWriteResponse<TypeConfig>, WriteError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<ClientWriteResponse<TypeConfig>, WriteError>>,
+{
+    loop {
+        match change().await {
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(_),
+            ))) => tokio::time::sleep(IN_TURN_RETRY).await,
+            other => return other,
+        }
     }
 }
 
@@ -184,6 +212,7 @@ impl RaftNode {
         is_learner: bool,
     ) -> Result<(NodeId, Vec<MemberEntry>), MembershipError> {
         self.require_leader()?;
+        let _turn = self.membership_turn.lock().await;
         let membership = self.membership_now();
         let voters: Vec<&MemberNode> = membership
             .voter_ids()
@@ -216,8 +245,7 @@ impl RaftNode {
             client_urls: Vec::new(),
         };
         self.bounded(async {
-            self.raft
-                .add_learner(id, node, false)
+            in_turn(|| self.raft.add_learner(id, node.clone(), false))
                 .await
                 .map_err(map_write_err)
         })
@@ -236,8 +264,8 @@ impl RaftNode {
     async fn make_voter(&self, id: NodeId) -> Result<(), MembershipError> {
         let raft = self.raft.clone();
         let change = tokio::spawn(async move {
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
+            let voters = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            in_turn(|| raft.change_membership(voters.clone(), false)).await
         });
         let waiter = self.raft.wait(Some(self.request_timeout));
         let wait = waiter.metrics(
@@ -267,6 +295,7 @@ impl RaftNode {
     /// etcd's MemberRemove.
     pub async fn remove_member(&self, id: NodeId) -> Result<Vec<MemberEntry>, MembershipError> {
         self.require_leader()?;
+        let _turn = self.membership_turn.lock().await;
         let membership = self.membership_now();
         if membership.get_node(&id).is_none() {
             return Err(MembershipError::MemberNotFound);
@@ -286,8 +315,7 @@ impl RaftNode {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         self.bounded(async {
-            self.raft
-                .change_membership(change, false)
+            in_turn(|| self.raft.change_membership(change.clone(), false))
                 .await
                 .map_err(map_write_err)
         })
@@ -303,6 +331,7 @@ impl RaftNode {
         peer_urls: Vec<String>,
     ) -> Result<Vec<MemberEntry>, MembershipError> {
         self.require_leader()?;
+        let _turn = self.membership_turn.lock().await;
         let membership = self.membership_now();
         let Some(current) = membership.get_node(&id) else {
             return Err(MembershipError::MemberNotFound);
@@ -318,9 +347,9 @@ impl RaftNode {
             peer_urls,
             ..current.clone()
         };
+        let nodes = ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
         self.bounded(async {
-            self.raft
-                .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, node)])), false)
+            in_turn(|| self.raft.change_membership(nodes.clone(), false))
                 .await
                 .map_err(map_write_err)
         })
@@ -331,6 +360,7 @@ impl RaftNode {
     /// etcd's MemberPromote: learner `id` becomes a voter once it has caught up.
     pub async fn promote_member(&self, id: NodeId) -> Result<Vec<MemberEntry>, MembershipError> {
         self.require_leader()?;
+        let _turn = self.membership_turn.lock().await;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         if membership.get_node(&id).is_none() {
@@ -355,9 +385,9 @@ impl RaftNode {
         if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_FRACTION {
             return Err(MembershipError::LearnerNotReady);
         }
+        let voters = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
         self.bounded(async {
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            in_turn(|| self.raft.change_membership(voters.clone(), false))
                 .await
                 .map_err(map_write_err)
         })

@@ -112,6 +112,8 @@ pub struct RaftNode {
     /// `true` while a leadership transfer runs: proposals wait before reaching raft, so the
     /// leader's log stops growing and the transferee can hold all of it when it campaigns.
     pub(super) transferring: watch::Sender<bool>,
+    /// Serializes the runtime membership calls (checks and change), as etcd applies them.
+    pub(super) membership_turn: tokio::sync::Mutex<()>,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -331,6 +333,7 @@ impl RaftNode {
                 BatchLimits::default(),
             ),
             transferring,
+            membership_turn: tokio::sync::Mutex::new(()),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
