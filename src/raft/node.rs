@@ -113,7 +113,7 @@ pub struct RaftNode {
     /// leader's log stops growing and the transferee can hold all of it when it campaigns.
     pub(super) transferring: watch::Sender<bool>,
     /// Serializes the runtime membership calls (checks and change), as etcd applies them.
-    pub(super) membership_turn: tokio::sync::Mutex<()>,
+    pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -333,7 +333,7 @@ impl RaftNode {
                 BatchLimits::default(),
             ),
             transferring,
-            membership_turn: tokio::sync::Mutex::new(()),
+            membership_turn: Arc::new(tokio::sync::Mutex::new(())),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -350,6 +350,7 @@ impl RaftNode {
             node.me.clone(),
             node.stopped.clone(),
             transfer_gate,
+            node.membership_turn.clone(),
         ));
         Ok(node)
     }
@@ -564,6 +565,7 @@ async fn publish_members(
     me: MemberNode,
     stopped: Arc<AtomicBool>,
     transfer_gate: watch::Receiver<bool>,
+    membership_turn: Arc<tokio::sync::Mutex<()>>,
 ) {
     while !stopped.load(Ordering::Relaxed) {
         tokio::time::sleep(PUBLISH_INTERVAL).await;
@@ -583,17 +585,31 @@ async fn publish_members(
                 network.member_info(*id, node, Duration::from_secs(1)).await
             };
             match info {
-                Ok(info) if info.peer_urls == node.peer_urls => {
-                    updates.insert(*id, info);
-                }
-                Ok(_) => {
-                    tracing::warn!(member = %format!("{id:x}"), "member reports other peer URLs; not published")
+                // Like etcd's attribute publication: name and client URLs only. The peer URLs
+                // stay those of the membership (`member update` may have changed them; the
+                // member's ID was checked by `member_info`). Bug guarded against: a member
+                // whose peer URLs were updated before it published was never published.
+                Ok(info) => {
+                    let published = MemberNode {
+                        peer_urls: node.peer_urls.clone(),
+                        ..info
+                    };
+                    updates.insert(*id, published);
                 }
                 Err(e) => {
                     tracing::debug!(member = %format!("{id:x}"), error = %e, "member not reachable yet")
                 }
             }
         }
+        // In turn with the Cluster API's changes; a member changed meanwhile (e.g. by `member
+        // update`) waits for the next round rather than having the change overwritten.
+        let _turn = membership_turn.lock().await;
+        let now = raft.metrics().borrow().membership_config.clone();
+        updates.retain(|id, published| {
+            now.membership()
+                .get_node(id)
+                .is_some_and(|n| n.client_urls.is_empty() && n.peer_urls == published.peer_urls)
+        });
         if updates.is_empty() {
             continue;
         }

@@ -100,11 +100,12 @@ impl ClusterService {
         self.ctx.header(&None)
     }
 
-    /// A Cluster client on the leader's client URL, for a change this follower cannot make.
-    async fn leader_client(&self) -> Result<ClusterClient<Channel>, Status> {
-        let leader = super::forward::published_leader(&self.ctx)
-            .await
-            .ok_or_else(|| Status::unavailable(super::error::NO_LEADER))?;
+    /// A Cluster client on the leader's client URL, for a change this follower cannot make;
+    /// `None` while no other member is known to lead.
+    async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, Status> {
+        let Some(leader) = super::forward::published_leader(&self.ctx).await else {
+            return Ok(None);
+        };
         let url = leader
             .client_urls
             .first()
@@ -114,9 +115,45 @@ impl ClusterService {
         let channel = endpoint
             .connect_timeout(FORWARD_CONNECT_TIMEOUT)
             .connect_lazy();
-        Ok(ClusterClient::new(channel))
+        Ok(Some(ClusterClient::new(channel)))
+    }
+
+    /// Runs a membership call here when this member leads, or names the leader to forward it
+    /// to. While no leader is known (an election, or this member just lost or is just taking
+    /// leadership) it asks again until `LEADER_WAIT` has passed, then fails with etcd's "no
+    /// leader". Bug guarded against: a call that found no leader for an instant failed at once.
+    async fn on_leader<T, F, Fut>(&self, local: F) -> Result<Routed<T>, Status>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, MembershipError>>,
+    {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match local().await {
+                Ok(v) => return Ok(Routed::Here(v)),
+                Err(MembershipError::NotLeader) => {}
+                Err(e) => return Err(membership_status(&e)),
+            }
+            if let Some(client) = self.leader_client().await? {
+                return Ok(Routed::Leader(client));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::unavailable(super::error::NO_LEADER));
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 }
+
+/// Where a membership call ended up: done here, or to be sent to the leader.
+enum Routed<T> {
+    Here(T),
+    Leader(ClusterClient<Channel>),
+}
+
+/// How long a membership call waits for some member to lead before failing.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+const LEADER_POLL: Duration = Duration::from_millis(50);
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
@@ -127,8 +164,11 @@ impl Cluster for ClusterService {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         let urls = check_urls(&req.peer_ur_ls)?;
-        match self.ctx.node.add_member(urls, req.is_learner).await {
-            Ok((id, entries)) => {
+        let routed = self
+            .on_leader(async || self.ctx.node.add_member(urls.clone(), req.is_learner).await)
+            .await?;
+        match routed {
+            Routed::Here((id, entries)) => {
                 let members = to_members(&entries);
                 let member = members.iter().find(|m| m.id == id).cloned();
                 Ok(Response::new(MemberAddResponse {
@@ -137,14 +177,13 @@ impl Cluster for ClusterService {
                     members,
                 }))
             }
-            Err(MembershipError::NotLeader) => {
-                let resp = self.leader_client().await?.member_add(req).await?;
+            Routed::Leader(mut leader) => {
+                let resp = leader.member_add(req).await?;
                 Ok(Response::new(MemberAddResponse {
                     header: Some(self.header()),
                     ..resp.into_inner()
                 }))
             }
-            Err(e) => Err(membership_status(&e)),
         }
     }
 
@@ -154,19 +193,21 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
-        match self.ctx.node.remove_member(req.id).await {
-            Ok(entries) => Ok(Response::new(MemberRemoveResponse {
+        match self
+            .on_leader(|| self.ctx.node.remove_member(req.id))
+            .await?
+        {
+            Routed::Here(entries) => Ok(Response::new(MemberRemoveResponse {
                 header: Some(self.header()),
                 members: to_members(&entries),
             })),
-            Err(MembershipError::NotLeader) => {
-                let resp = self.leader_client().await?.member_remove(req).await?;
+            Routed::Leader(mut leader) => {
+                let resp = leader.member_remove(req).await?;
                 Ok(Response::new(MemberRemoveResponse {
                     header: Some(self.header()),
                     ..resp.into_inner()
                 }))
             }
-            Err(e) => Err(membership_status(&e)),
         }
     }
 
@@ -177,19 +218,21 @@ impl Cluster for ClusterService {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
         let urls = check_urls(&req.peer_ur_ls)?;
-        match self.ctx.node.update_member(req.id, urls).await {
-            Ok(entries) => Ok(Response::new(MemberUpdateResponse {
+        match self
+            .on_leader(|| self.ctx.node.update_member(req.id, urls.clone()))
+            .await?
+        {
+            Routed::Here(entries) => Ok(Response::new(MemberUpdateResponse {
                 header: Some(self.header()),
                 members: to_members(&entries),
             })),
-            Err(MembershipError::NotLeader) => {
-                let resp = self.leader_client().await?.member_update(req).await?;
+            Routed::Leader(mut leader) => {
+                let resp = leader.member_update(req).await?;
                 Ok(Response::new(MemberUpdateResponse {
                     header: Some(self.header()),
                     ..resp.into_inner()
                 }))
             }
-            Err(e) => Err(membership_status(&e)),
         }
     }
 
@@ -217,19 +260,21 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
-        match self.ctx.node.promote_member(req.id).await {
-            Ok(entries) => Ok(Response::new(MemberPromoteResponse {
+        match self
+            .on_leader(|| self.ctx.node.promote_member(req.id))
+            .await?
+        {
+            Routed::Here(entries) => Ok(Response::new(MemberPromoteResponse {
                 header: Some(self.header()),
                 members: to_members(&entries),
             })),
-            Err(MembershipError::NotLeader) => {
-                let resp = self.leader_client().await?.member_promote(req).await?;
+            Routed::Leader(mut leader) => {
+                let resp = leader.member_promote(req).await?;
                 Ok(Response::new(MemberPromoteResponse {
                     header: Some(self.header()),
                     ..resp.into_inner()
                 }))
             }
-            Err(e) => Err(membership_status(&e)),
         }
     }
 }
