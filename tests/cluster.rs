@@ -658,14 +658,24 @@ fn added_member_joins_catches_up_by_snapshot_and_leaves_when_removed() {
         list.contains(&format!(", unstarted, , {peer}, , false")),
         "{list}"
     );
-    // A peer URL already in use is refused with etcd's text (the very same set within the same
-    // second would hash to the same ID: "member ID already exist", as in etcd).
-    let overlapping = format!("http://127.0.0.1:1,{peer}");
-    let again = c.ctl(0, &["member", "add", "dup", "--peer-urls", &overlapping]);
-    assert_ne!(again.code, 0);
-    assert!(again
-        .stderr_text()
-        .contains("etcdserver: Peer URLs already exists"));
+    // While a voter cannot be reached, no other member may be added (etcd's check).
+    let other = c.ctl(
+        0,
+        &[
+            "member",
+            "add",
+            "other",
+            "--peer-urls",
+            "http://127.0.0.1:1",
+        ],
+    );
+    assert!(
+        other
+            .stderr_text()
+            .contains("etcdserver: unhealthy cluster"),
+        "{}",
+        other.stderr_text()
+    );
 
     c.spawn(new);
     let started = Instant::now();
@@ -688,6 +698,18 @@ fn added_member_joins_catches_up_by_snapshot_and_leaves_when_removed() {
         c.members[new].client_port
     )));
     assert_eq!(c.ctl_ok(new, &["put", "from-new", "1"]).trim(), "OK");
+    // A peer URL already in use is refused with etcd's text (the very same set within the same
+    // second would hash to the same ID: "member ID already exist", as in etcd).
+    let overlapping = format!("http://127.0.0.1:1,{peer}");
+    let again = c.ctl(0, &["member", "add", "dup", "--peer-urls", &overlapping]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again
+            .stderr_text()
+            .contains("etcdserver: Peer URLs already exists"),
+        "{}",
+        again.stderr_text()
+    );
 
     // Remove it: the cluster goes on with three, the removed process stops by itself.
     let id = c.member_id(0, new);
@@ -900,10 +922,10 @@ fn move_leader_under_concurrent_writes_keeps_every_acknowledged_write() {
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
 }
 
-/// Two membership changes sent at the same moment both succeed, one after the other, as etcd
-/// applies them. Bug guarded against: the second one reached openraft while the first (a voter
-/// added in the background as learner, then voter) was still in its joint configuration and
-/// failed with "etcdserver: unhealthy cluster".
+/// Membership changes sent at the same moment all succeed, one after the other, as etcd
+/// applies them. Bug guarded against: a change reached openraft while the previous one (a
+/// voter added as learner, then made voter in the background) was still in its joint
+/// configuration, and failed with "etcdserver: unhealthy cluster".
 #[test]
 fn concurrent_membership_changes_are_applied_in_turn() {
     if require_etcd_tools("concurrent_membership_changes_are_applied_in_turn").is_none() {
@@ -920,33 +942,84 @@ fn concurrent_membership_changes_are_applied_in_turn() {
         .enable_all()
         .build()
         .unwrap();
+    let ids: Vec<u64> = (0..3)
+        .map(|i| u64::from_str_radix(&c.member_id(0, i), 16).unwrap())
+        .collect();
+    // Each member also gets its `localhost` alias: a change that keeps it reachable.
+    let aliased = |i: usize| {
+        let port = c.members[i].peer_port;
+        vec![
+            format!("http://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+        ]
+    };
     rt.block_on(async {
         let client = etcd_client::Client::connect(&urls, None).await.unwrap();
         let (mut a, mut b, mut d) = (client.clone(), client.clone(), client.clone());
         let voter = format!("http://127.0.0.1:{}", free_port());
-        let learner = format!("http://127.0.0.1:{}", free_port());
-        let member2 = c.member_id(0, 2);
-        let member2 = u64::from_str_radix(&member2, 16).unwrap();
-        let member2_urls = vec![
-            format!("http://127.0.0.1:{}", c.members[2].peer_port),
-            format!("http://localhost:{}", c.members[2].peer_port),
-        ];
-        let (added, learned, updated) = tokio::join!(
+        let (added, updated1, updated2) = tokio::join!(
             a.member_add([voter.as_str()], None),
-            b.member_add(
-                [learner.as_str()],
-                Some(etcd_client::MemberAddOptions::new().with_is_learner())
-            ),
-            d.member_update(member2, member2_urls.clone()),
+            b.member_update(ids[1], aliased(1)),
+            d.member_update(ids[2], aliased(2)),
         );
         added.expect("voter added");
-        learned.expect("learner added");
-        updated.expect("peer URLs updated");
+        updated1.expect("peer URLs of member 1 updated");
+        updated2.expect("peer URLs of member 2 updated");
         let list = a.member_list().await.unwrap();
-        assert_eq!(list.members().len(), 5, "{:?}", list.members());
-        let m2 = list.members().iter().find(|m| m.id() == member2).unwrap();
-        assert_eq!(m2.peer_urls(), member2_urls.as_slice());
+        assert_eq!(list.members().len(), 4, "{:?}", list.members());
+        for i in [1, 2] {
+            let m = list.members().iter().find(|m| m.id() == ids[i]).unwrap();
+            assert_eq!(m.peer_urls(), aliased(i).as_slice());
+        }
     });
+}
+
+/// etcd's strict reconfiguration check on reachability: with one of three voters down, adding
+/// a member or removing a live voter is refused with "etcdserver: unhealthy cluster" (either
+/// would leave no margin), while removing the member that is down is allowed. The same script
+/// runs on etcd 3.5 first.
+#[test]
+fn membership_changes_need_the_voters_reachable() {
+    if require_etcd_tools("membership_changes_need_the_voters_reachable").is_none() {
+        return;
+    }
+    for kind in [Kind::Etcd35, Kind::Oxetcd] {
+        changes_need_the_voters_reachable(kind);
+    }
+}
+
+fn changes_need_the_voters_reachable(kind: Kind) {
+    let mut c = Cluster::start(kind, &Cluster::ports());
+    let leader = c.leader().expect("a leader");
+    let (down, live) = ((leader + 1) % 3, (leader + 2) % 3);
+    let (down_id, live_id) = (c.member_id(leader, down), c.member_id(leader, live));
+    c.kill(down);
+    // The leader learns it at its next heartbeat (100 ms).
+    thread::sleep(Duration::from_millis(1000));
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let add = c.ctl(
+        leader,
+        &["member", "add", "l1", "--learner", "--peer-urls", &url],
+    );
+    assert_ne!(add.code, 0, "{kind:?}: {}", add.stdout_text());
+    assert!(
+        add.stderr_text().contains("etcdserver: unhealthy cluster"),
+        "{}",
+        add.stderr_text()
+    );
+    let remove_live = c.ctl(leader, &["member", "remove", &live_id]);
+    assert!(
+        remove_live
+            .stderr_text()
+            .contains("etcdserver: unhealthy cluster"),
+        "{}",
+        remove_live.stderr_text()
+    );
+    let removed = c.ctl_ok(leader, &["member", "remove", &down_id]);
+    assert!(removed.contains("removed from cluster"), "{removed}");
+    let list = c.ctl_ok(leader, &["member", "list"]);
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert_eq!(c.ctl_ok(leader, &["put", "k", "v"]).trim(), "OK");
 }
 
 /// `endpoint status` reports etcd's raftIndex, the commit index: an entry the leader appended

@@ -53,7 +53,9 @@ pub enum MembershipError {
     TransferTimeout,
     Timeout,
     Stopped,
-    /// Another membership change is still in progress, or openraft refused the change.
+    /// A voter the change relies on is not reachable (etcd's strict reconfiguration check).
+    Unhealthy,
+    /// openraft refused the change.
     Raft(String),
 }
 
@@ -79,7 +81,9 @@ impl MembershipError {
             }
             MembershipError::Timeout => "etcdserver: request timed out",
             MembershipError::Stopped => "etcdserver: server stopped",
-            MembershipError::Raft(_) => "etcdserver: unhealthy cluster",
+            MembershipError::Unhealthy | MembershipError::Raft(_) => {
+                "etcdserver: unhealthy cluster"
+            }
         }
     }
 }
@@ -189,6 +193,36 @@ impl RaftNode {
         }
     }
 
+    /// Whether raft's messages currently reach every other voter (etcd refuses to add a member
+    /// otherwise). etcd asks that each stream has been up for 5 s; this asks that the latest
+    /// message got through, so a cluster that has just started can grow at once.
+    fn voters_all_reached(&self, membership: &openraft::Membership<NodeId, MemberNode>) -> bool {
+        let contacts = self.network.contacts();
+        membership
+            .voter_ids()
+            .filter(|v| *v != self.member_id)
+            .all(|v| contacts.active_since(v).is_some())
+    }
+
+    /// Whether the voters still reached after removing `removed` form a quorum of the voters
+    /// that remain (etcd refuses the removal otherwise). Removing an unreachable member is
+    /// always allowed: it is not part of the active quorum.
+    fn quorum_reached_without(
+        &self,
+        membership: &openraft::Membership<NodeId, MemberNode>,
+        removed: NodeId,
+    ) -> bool {
+        let contacts = self.network.contacts();
+        let reached = |v: NodeId| v == self.member_id || contacts.active_since(v).is_some();
+        if !reached(removed) {
+            return true;
+        }
+        let voters = membership.voter_ids().count();
+        let active = membership.voter_ids().filter(|v| reached(*v)).count();
+        // After the removal: active - 1 reached voters must be a quorum of voters - 1.
+        active > 1 + (voters - 1) / 2
+    }
+
     /// The members in the latest membership this member knows (voters and learners).
     pub fn member_entries(&self) -> Vec<MemberEntry> {
         entries(&self.membership_now())
@@ -220,6 +254,9 @@ impl RaftNode {
             .collect();
         if !is_learner && !ready_to_add_voter(&voters) {
             return Err(MembershipError::NotEnoughStarted);
+        }
+        if !self.voters_all_reached(&membership) {
+            return Err(MembershipError::Unhealthy);
         }
         // etcd's order of checks: ID, then peer URLs, then the learner limit.
         let now_s = std::time::SystemTime::now()
@@ -309,6 +346,9 @@ impl RaftNode {
                 .collect();
             if !ready_to_remove_voter(&remaining) {
                 return Err(MembershipError::NotEnoughStarted);
+            }
+            if !self.quorum_reached_without(&membership, id) {
+                return Err(MembershipError::Unhealthy);
             }
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {

@@ -80,6 +80,30 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PeerError> 
 pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
+    contact: Contacts,
+}
+
+/// Which peers raft's own messages currently reach, and since when without a failure in
+/// between (etcd's transport "active since"), for the membership pre-checks.
+#[derive(Clone, Default)]
+pub struct Contacts(Arc<Mutex<HashMap<NodeId, tokio::time::Instant>>>);
+
+impl Contacts {
+    fn record(&self, peer: NodeId, reached: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if reached {
+            map.entry(peer).or_insert_with(tokio::time::Instant::now);
+        } else {
+            map.remove(&peer);
+        }
+    }
+
+    /// Since when `peer` has answered every raft message; `None` when the last one failed or
+    /// none was sent yet.
+    pub fn active_since(&self, peer: NodeId) -> Option<tokio::time::Instant> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&peer).copied()
+    }
 }
 
 impl PeerNetwork {
@@ -88,7 +112,13 @@ impl PeerNetwork {
         PeerNetwork {
             channels: Arc::new(Mutex::new(HashMap::new())),
             connect_timeout,
+            contact: Contacts::default(),
         }
+    }
+
+    /// Which peers raft's messages currently reach.
+    pub fn contacts(&self) -> &Contacts {
+        &self.contact
     }
 
     /// The shared channel to `url`; created (not connected) on first use.
@@ -202,6 +232,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
         PeerClient {
             target,
             client: self.client(target, node),
+            contact: self.contact.clone(),
         }
     }
 }
@@ -210,6 +241,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerClient {
     target: NodeId,
     client: Result<RaftPeerClient<Channel>, PeerError>,
+    contact: Contacts,
 }
 
 #[derive(Clone, Copy)]
@@ -246,7 +278,9 @@ impl PeerClient {
                 Rpc::Snapshot => client.install_snapshot(blob).await,
             }
         };
-        let reply = match with_deadline(ttl, fut).await {
+        let reply = with_deadline(ttl, fut).await;
+        self.contact.record(target, reply.is_ok());
+        let reply = match reply {
             Ok(r) => r,
             Err(e @ PeerError::Transport(_)) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)))

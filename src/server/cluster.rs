@@ -31,6 +31,7 @@ pub fn membership_status(e: &MembershipError) -> Status {
         MembershipError::Timeout
         | MembershipError::TransferTimeout
         | MembershipError::Stopped
+        | MembershipError::Unhealthy
         | MembershipError::Raft(_) => Status::unavailable(msg),
         _ => Status::failed_precondition(msg),
     }
