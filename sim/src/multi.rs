@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use madsim::rand::Rng;
 use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use oxetcd::proto::etcdserverpb::{CompactionRequest, HashKvRequest, RangeRequest};
+use oxetcd::proto::etcdserverpb::{
+    CompactionRequest, HashKvRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
+};
 use tonic::transport::Endpoint;
 
 use crate::cluster::{ClusterConfig, SimCluster, StartState};
@@ -301,6 +303,7 @@ enum Fault {
     Pause,
     Latency,
     Compact,
+    MoveLeader,
     Nothing,
 }
 
@@ -315,6 +318,7 @@ fn draw_fault(rng: &mut impl Rng) -> Fault {
         62..=71 => Fault::Pause,
         72..=79 => Fault::Latency,
         80..=89 => Fault::Compact,
+        90..=96 => Fault::MoveLeader,
         _ => Fault::Nothing,
     }
 }
@@ -426,8 +430,50 @@ async fn nemesis_step(
                 report.compactions += 1;
             }
         }
+        Fault::MoveLeader => {
+            // Asked of the member believed to lead (it may not: then etcd's "not leader").
+            let from = cluster.leader().unwrap_or(victim);
+            let to = if other == from { (from + 1) % n } else { other };
+            let (leader_ep, target_ep) = (cluster.endpoint(from), cluster.endpoint(to));
+            report.moves_asked += 1;
+            let done = ops_node.spawn(move_leader(leader_ep, target_ep)).await;
+            if matches!(done, Ok(true)) {
+                report.moves_done += 1;
+            }
+        }
         Fault::Nothing => {}
     }
+}
+
+/// Asks the member at `leader` to hand leadership to the member at `target` (its ID read from
+/// its own Status); `true` when MoveLeader answered OK.
+async fn move_leader(leader: String, target: String) -> bool {
+    let Some(target_id) = member_id(&target).await else {
+        return false;
+    };
+    let Ok(endpoint) = Endpoint::from_shared(leader) else {
+        return false;
+    };
+    let mut m = MaintenanceClient::new(endpoint.connect_lazy());
+    let call = m.move_leader(MoveLeaderRequest { target_id });
+    matches!(
+        madsim::time::timeout(Duration::from_secs(10), call).await,
+        Ok(Ok(_))
+    )
+}
+
+async fn member_id(endpoint: &str) -> Option<u64> {
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect_lazy();
+    let mut m = MaintenanceClient::new(channel);
+    let call = m.status(StatusRequest {});
+    let resp = madsim::time::timeout(Duration::from_secs(1), call)
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    resp.header.map(|h| h.member_id)
 }
 
 /// Compacts at a revision a few writes behind the current one (what a client sees).

@@ -63,6 +63,9 @@ pub struct Report {
     pub setup: String,
     pub partitions: u32,
     pub compactions: u32,
+    /// Leadership transfers asked for / completed (MoveLeader answered OK).
+    pub moves_asked: u32,
+    pub moves_done: u32,
     pub serial_reads: usize,
     pub liveness_ms: u64,
     pub watch_events: usize,
@@ -107,7 +110,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -121,6 +124,8 @@ impl fmt::Display for Report {
             self.pauses,
             self.partitions,
             self.compactions,
+            self.moves_done,
+            self.moves_asked,
             self.sync_errors,
             self.rot_detected,
             self.liveness_ms,
