@@ -146,3 +146,21 @@ impl History {
         out
     }
 }
+
+/// An acknowledged put by client 0 at `revision` (for the checkers' unit tests).
+#[cfg(test)]
+pub(crate) fn put(key: &str, value: &str, revision: i64) -> Record {
+    Record {
+        client: 0,
+        op: Op::Put {
+            key: key.into(),
+            value: value.into(),
+        },
+        invoke_ns: 0,
+        complete_ns: 1,
+        outcome: Outcome::Put {
+            revision,
+            prev: None,
+        },
+    }
+}

@@ -42,7 +42,7 @@ use crate::workload::{
     execute, kv_client, run_cluster_client, run_lease_client, run_watcher, LeaseLog, Recorder,
     WatchLog, WorkloadConfig,
 };
-use crate::{durability, leasecheck, linear, serial, watchcheck};
+use crate::{durability, leasecheck, serial, watchcheck};
 
 /// After healing, a write must commit within this much simulated time.
 pub const LIVENESS_LIMIT: Duration = Duration::from_secs(20);
@@ -247,17 +247,7 @@ fn finish(
     started: madsim::time::Instant,
     report: &mut Report,
 ) {
-    let history = rec.snapshot();
-    report.ops = history.len();
-    report.unknown_ops = history
-        .records
-        .iter()
-        .filter(|r| r.outcome == Outcome::Unknown)
-        .count();
-    report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if let Err(v) = linear::check(&history, 1) {
-        report.violations.push(format!("linearizability: {v}"));
-    }
+    let history = report.record_history(rec, started);
     let committed_max = history
         .records
         .iter()

@@ -19,7 +19,7 @@ use std::time::Duration;
 use madsim::rand::Rng;
 
 use crate::cluster::{ClusterConfig, SimCluster, StartState};
-use crate::history::{Op, Outcome, Record, Seen};
+use crate::history::{History, Op, Outcome, Record, Seen};
 use crate::workload::{execute, kv_client, run_client, Recorder, WorkloadConfig};
 use crate::{durability, linear};
 
@@ -79,6 +79,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// Takes the recorded history, counts it into the report and checks it for
+    /// linearizability; returns it for the run's further checks.
+    pub fn record_history(&mut self, rec: &Recorder, started: madsim::time::Instant) -> History {
+        let history = rec.snapshot();
+        self.ops = history.len();
+        self.unknown_ops = history
+            .records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Unknown)
+            .count();
+        self.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if let Err(v) = linear::check(&history, 1) {
+            self.violations.push(format!("linearizability: {v}"));
+        }
+        history
+    }
+
     pub fn ok(&self) -> bool {
         self.violations.is_empty()
     }
@@ -208,17 +225,7 @@ fn finish(
     last: Option<(BTreeMap<String, Seen>, i64)>,
     started: madsim::time::Instant,
 ) {
-    let history = rec.snapshot();
-    report.ops = history.len();
-    report.unknown_ops = history
-        .records
-        .iter()
-        .filter(|r| r.outcome == Outcome::Unknown)
-        .count();
-    report.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    if let Err(v) = linear::check(&history, 1) {
-        report.violations.push(format!("linearizability: {v}"));
-    }
+    let history = report.record_history(rec, started);
     if let Some((kvs, revision)) = last {
         if let Err(v) = durability::check(&history, &kvs, revision) {
             report.violations.push(format!("durability: {v}"));

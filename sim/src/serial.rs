@@ -102,23 +102,7 @@ fn newer_acked_write(history: &History, key: &str, after: i64, upto: i64) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Outcome, Record};
-
-    fn put(key: &str, value: &str, revision: i64) -> Record {
-        Record {
-            client: 0,
-            op: Op::Put {
-                key: key.into(),
-                value: value.into(),
-            },
-            invoke_ns: 0,
-            complete_ns: 1,
-            outcome: Outcome::Put {
-                revision,
-                prev: None,
-            },
-        }
-    }
+    use crate::history::put;
 
     fn read(key: &str, revision: i64, seen: Option<(&str, i64)>) -> SerialRead {
         SerialRead {

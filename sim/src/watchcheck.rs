@@ -140,23 +140,7 @@ fn check_real(history: &History, owners: &HashMap<i64, &Op>, e: &WatchEvent) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{Outcome, Record};
-
-    fn put(key: &str, value: &str, revision: i64) -> Record {
-        Record {
-            client: 0,
-            op: Op::Put {
-                key: key.into(),
-                value: value.into(),
-            },
-            invoke_ns: 0,
-            complete_ns: 1,
-            outcome: Outcome::Put {
-                revision,
-                prev: None,
-            },
-        }
-    }
+    use crate::history::{put, Outcome, Record};
 
     fn del(key: &str, revision: i64) -> Record {
         Record {
