@@ -18,16 +18,16 @@
 use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, MemberNode, NodeId, Reply, StoredMembership, TypeConfig};
-use crate::apply::{Applied, Command, State};
-use crate::snap::SnapStore;
+use crate::apply::{Applied, Command, State, UncheckedState};
+use crate::snap::{SnapStore, StreamError};
 
 /// Receives every applied command, in log order (the watch hub implements this).
 pub trait ApplyObserver: Send + Sync {
@@ -56,6 +56,9 @@ pub struct SmShared {
     /// Recent `(log index, commands applied up to and including it)` marks: enough to find the
     /// newest entry with at least [`LOG_COMMANDS_TO_KEEP`] commands after it.
     marks: Mutex<CommandMarks>,
+    /// Set when the structural check of the image loaded at startup failed: the state is not
+    /// trustworthy and `apply` refuses to go on (see [`StateMachineStore::recover`]).
+    image_defect: OnceLock<String>,
 }
 
 /// Client commands the log keeps behind a snapshot for slow followers (etcd keeps 5000
@@ -96,6 +99,12 @@ impl SmShared {
 
     fn write(&self) -> RwLockWriteGuard<'_, SmInner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the image loaded at startup failed its structural check, if it did. Such a member
+    /// must not serve: its apply path already refuses every entry.
+    pub fn image_defect(&self) -> Option<&str> {
+        self.image_defect.get().map(String::as_str)
     }
 
     /// Sets the `--snapshot-count` rule in client commands (0 = off).
@@ -174,6 +183,31 @@ struct SnapshotImage {
     state: State,
 }
 
+/// The same bytes as [`SnapshotImage`], decoded without the store's structural check: only for
+/// a snapshot file this member wrote, once its checksum matched (the check then runs in the
+/// background, see [`StateMachineStore::recover`]).
+#[derive(Deserialize)]
+struct LocalSnapshotImage {
+    meta: SnapshotMeta<NodeId, MemberNode>,
+    state: UncheckedState,
+}
+
+/// The structural check of the image loaded at startup failed.
+#[derive(Debug)]
+struct ImageDefect(String);
+
+impl std::fmt::Display for ImageDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the snapshot loaded at startup failed its check: {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ImageDefect {}
+
 /// openraft's state machine for one member.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -223,11 +257,70 @@ fn snapshot_id(last: Option<LogId>, seq: u64) -> String {
     }
 }
 
+/// Decodes a local snapshot's data as it is streamed, never allocating past its length.
+fn decode_local_image(
+    reader: &mut crate::snap::SnapReader<'_>,
+) -> Result<LocalSnapshotImage, bincode::Error> {
+    use bincode::Options;
+    // The same encoding as `bincode::deserialize`, plus a bound on what a length may claim.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(reader.data_bytes())
+        .deserialize_from(reader)
+}
+
+/// Runs the structural check of the image loaded at startup on `state` (a copy: the maps are
+/// persistent, so writes to the live state do not disturb it), on its own thread where there is
+/// one, and records a failure in `shared`.
+fn check_loaded_image(shared: Weak<SmShared>, index: u64, state: State) {
+    #[cfg(not(madsim))]
+    {
+        let (thread_shared, thread_state) = (shared.clone(), state.clone());
+        let spawned = std::thread::Builder::new()
+            .name("snap-check".into())
+            .spawn(move || run_image_check(&thread_shared, index, thread_state));
+        if spawned.is_ok() {
+            return;
+        }
+        // No thread: check before serving, as a received snapshot is.
+    }
+    run_image_check(&shared, index, state);
+}
+
+fn run_image_check(shared: &Weak<SmShared>, index: u64, state: State) {
+    let started = Instant::now();
+    let result = state.check();
+    drop(state);
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match result {
+        Ok(()) => tracing::info!(index, elapsed_ms, "snapshot passed its structural check"),
+        Err(defect) => {
+            tracing::error!(
+                index,
+                %defect,
+                "snapshot loaded at startup FAILED its structural check; this member stops \
+                 applying entries"
+            );
+            if let Some(shared) = shared.upgrade() {
+                let _ = shared.image_defect.set(defect);
+            }
+        }
+    }
+}
+
 impl StateMachineStore {
     /// Loads the newest usable snapshot (or an empty state) and wires the observer.
     ///
     /// `log_first_index` is the first entry index still in the WAL: an older snapshot is an
     /// acceptable fallback only if the log still covers everything after it.
+    ///
+    /// The snapshot is streamed from its file and decoded as it is read. Its checksum is
+    /// trusted (this member wrote and synced the file), so the O(size) structural check of the
+    /// store does not delay the start: it runs on a copy in the background, and if it fails the
+    /// defect is logged and recorded, and `apply` refuses every later entry (a storage error,
+    /// which stops raft on this member). Snapshots received from a leader are always fully
+    /// checked before they are installed.
     pub fn recover(
         snaps: SnapStore,
         log_first_index: Option<u64>,
@@ -235,35 +328,55 @@ impl StateMachineStore {
     ) -> Result<Self, SmRecoveryError> {
         let covered =
             |snap_index: u64| log_first_index.is_some_and(|first| first <= snap_index + 1);
-        let loaded = snaps.load_newest(covered).map_err(SmRecoveryError::Snap)?;
-        let inner = match loaded {
-            None => SmInner {
-                state: State::new(),
-                last_applied: None,
-                membership: StoredMembership::default(),
-            },
-            Some(snap) => {
-                let image: SnapshotImage =
-                    bincode::deserialize(snap.data()).map_err(|e| SmRecoveryError::Decode {
-                        file_index: snap.index,
-                        reason: e.to_string(),
-                    })?;
-                SmInner {
-                    state: image.state,
+        let started = Instant::now();
+        let loaded = snaps
+            .load_newest_streamed(covered, decode_local_image)
+            .map_err(|e| match e {
+                StreamError::Snap(e) => SmRecoveryError::Snap(e),
+                StreamError::Decode { index, error } => SmRecoveryError::Decode {
+                    file_index: index,
+                    reason: error.to_string(),
+                },
+            })?;
+        let (inner, loaded_index) = match loaded {
+            None => {
+                let inner = SmInner {
+                    state: State::new(),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                };
+                (inner, None)
+            }
+            Some((header, image)) => {
+                tracing::info!(
+                    index = header.index,
+                    bytes = header.data_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded snapshot"
+                );
+                let inner = SmInner {
+                    state: image.state.0,
                     last_applied: image.meta.last_log_id,
                     membership: image.meta.last_membership,
-                }
+                };
+                (inner, Some(header.index))
             }
         };
+        let to_check = loaded_index.map(|index| (index, inner.state.clone()));
+        let shared = Arc::new(SmShared {
+            inner: RwLock::new(inner),
+            observer,
+            commands_since_snapshot: AtomicU64::new(0),
+            snapshot_commands: AtomicU64::new(0),
+            snapshot_due: tokio::sync::Notify::new(),
+            marks: Mutex::new(CommandMarks::default()),
+            image_defect: OnceLock::new(),
+        });
+        if let Some((index, state)) = to_check {
+            check_loaded_image(Arc::downgrade(&shared), index, state);
+        }
         Ok(StateMachineStore {
-            shared: Arc::new(SmShared {
-                inner: RwLock::new(inner),
-                observer,
-                commands_since_snapshot: AtomicU64::new(0),
-                snapshot_commands: AtomicU64::new(0),
-                snapshot_due: tokio::sync::Notify::new(),
-                marks: Mutex::new(CommandMarks::default()),
-            }),
+            shared,
             snaps: Arc::new(snaps),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
         })
@@ -316,6 +429,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if let Some(defect) = self.shared.image_defect.get() {
+            return Err(StorageIOError::read_state_machine(&ImageDefect(defect.clone())).into());
+        }
         let mut replies = Vec::new();
         let mut commands = 0u64;
         let mut marks = Vec::new();
@@ -521,6 +637,111 @@ mod tests {
                 "count restarts at a build"
             );
             assert_eq!(shared.read().last_applied.map(|l| l.index), Some(3));
+        });
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn snap_store(disk: &Arc<dyn crate::io::Disk>) -> SnapStore {
+        SnapStore::open(disk.clone(), std::path::Path::new("/s/snap"), 5).unwrap()
+    }
+
+    fn meta_at(index: u64) -> SnapshotMeta<NodeId, MemberNode> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{index}-0"),
+        }
+    }
+
+    /// A snapshot whose store replays but breaks an invariant: the first put of "k" (nothing
+    /// compacted) claims version 2. Written with the image's field order by hand, since no
+    /// valid `State` can encode it.
+    fn defective_image(index: u64) -> Vec<u8> {
+        type Put = (Vec<u8>, i64, i64, i64);
+        let records: Vec<(i64, i64, Vec<u8>, Option<Put>)> =
+            vec![(2, 0, b"k".to_vec(), Some((b"v".to_vec(), 2, 2, 0)))];
+        let store = (1u32, 2i64, -1i64, records);
+        let state = (1u32, store, Vec::<(i64, i64)>::new());
+        bincode::serialize(&(meta_at(index), state)).unwrap()
+    }
+
+    /// A restart from the member's own snapshot skips the check up front, and must still give
+    /// exactly the state the fully checked decoder gives.
+    #[test]
+    fn local_restart_without_the_upfront_check_yields_the_checked_state() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(21));
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            let batch = Command::Batch(vec![put("a"), put("b"), put("a")]);
+            sm.apply([entry(1, batch), entry(2, put("c"))])
+                .await
+                .unwrap();
+            let mut builder = sm.get_snapshot_builder().await;
+            builder.build_snapshot().await.unwrap();
+            let before = sm.shared().read().clone();
+
+            let restarted =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            let after = restarted.shared().read().clone();
+            let file = snap_store(&disk).load_newest(|_| false).unwrap().unwrap();
+            let checked: SnapshotImage = bincode::deserialize(file.data()).unwrap();
+            assert_eq!(after.state, checked.state);
+            assert_eq!(after.state, before.state);
+            assert_eq!(after.last_applied, before.last_applied);
+            assert_eq!(after.membership, before.membership);
+            assert_eq!(after.state.check(), Ok(()));
+        });
+    }
+
+    /// Untrusted input: a snapshot from the leader with a structural defect is refused.
+    #[test]
+    fn a_received_snapshot_with_a_structural_defect_is_rejected() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(22));
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            let bytes = defective_image(7);
+            let result = sm
+                .install_snapshot(&meta_at(7), Box::new(Cursor::new(bytes)))
+                .await;
+            assert!(result.is_err());
+            assert_eq!(sm.shared().read().last_applied, None);
+            assert!(
+                snap_store(&disk).list().unwrap().is_empty(),
+                "nothing saved"
+            );
+        });
+    }
+
+    /// A local snapshot that passes its checksum but fails the background check: the member
+    /// starts, then records the defect and refuses to apply anything more.
+    #[test]
+    fn a_local_image_failing_the_background_check_stops_apply() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(23));
+            snap_store(&disk).save(1, 7, &defective_image(7)).unwrap();
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), Some(8), Arc::new(Quiet)).unwrap();
+            let shared = sm.shared();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while shared.image_defect().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let defect = shared.image_defect().map(str::to_owned);
+            assert!(
+                defect.as_deref().is_some_and(|d| d.contains("put at 2.0")),
+                "{defect:?}"
+            );
+            assert!(sm.apply([entry(8, put("x"))]).await.is_err());
+            assert_eq!(shared.read().last_applied.map(|l| l.index), Some(7));
         });
     }
 }
