@@ -214,6 +214,9 @@ pub struct StateMachineStore {
     shared: Arc<SmShared>,
     snaps: Arc<SnapStore>,
     snapshot_seq: Arc<AtomicU64>,
+    /// The meta of the snapshot loaded at startup, for openraft's first `get_current_snapshot`
+    /// (see there); taken by that call, dropped when a newer snapshot is built or installed.
+    startup_meta: Arc<Mutex<Option<SnapshotMeta<NodeId, MemberNode>>>>,
 }
 
 /// The builder handed to openraft: a frozen copy of the state at one applied index.
@@ -279,7 +282,10 @@ fn check_loaded_image(shared: Weak<SmShared>, index: u64, state: State) {
         let (thread_shared, thread_state) = (shared.clone(), state.clone());
         let spawned = std::thread::Builder::new()
             .name("snap-check".into())
-            .spawn(move || run_image_check(&thread_shared, index, thread_state));
+            .spawn(move || {
+                yield_to_foreground();
+                run_image_check(&thread_shared, index, thread_state)
+            });
         if spawned.is_ok() {
             return;
         }
@@ -287,6 +293,19 @@ fn check_loaded_image(shared: Weak<SmShared>, index: u64, state: State) {
     }
     run_image_check(&shared, index, state);
 }
+
+/// Lowers the calling thread's CPU priority, so the background check yields to the startup
+/// work (replaying the log tail, serving) on a busy machine. Best effort.
+#[cfg(all(target_os = "linux", not(madsim)))]
+fn yield_to_foreground() {
+    const NICE: libc::c_int = 10;
+    // SAFETY: plain system call; on Linux, PRIO_PROCESS with id 0 sets the nice value of the
+    // calling thread only. A failure leaves the priority unchanged, which is harmless.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+}
+
+#[cfg(not(all(target_os = "linux", not(madsim))))]
+fn yield_to_foreground() {}
 
 fn run_image_check(shared: &Weak<SmShared>, index: u64, state: State) {
     let started = Instant::now();
@@ -338,6 +357,7 @@ impl StateMachineStore {
                     reason: error.to_string(),
                 },
             })?;
+        let mut startup_meta = None;
         let (inner, loaded_index) = match loaded {
             None => {
                 let inner = SmInner {
@@ -357,8 +377,9 @@ impl StateMachineStore {
                 let inner = SmInner {
                     state: image.state.0,
                     last_applied: image.meta.last_log_id,
-                    membership: image.meta.last_membership,
+                    membership: image.meta.last_membership.clone(),
                 };
+                startup_meta = Some(image.meta);
                 (inner, Some(header.index))
             }
         };
@@ -379,7 +400,15 @@ impl StateMachineStore {
             shared,
             snaps: Arc::new(snaps),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            startup_meta: Arc::new(Mutex::new(startup_meta)),
         })
+    }
+
+    fn take_startup_meta(&self) -> Option<SnapshotMeta<NodeId, MemberNode>> {
+        self.startup_meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The shared state for the read path.
@@ -492,6 +521,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.take_startup_meta();
         self.shared
             .commands_since_snapshot
             .store(0, Ordering::Relaxed);
@@ -513,6 +543,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, MemberNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        self.take_startup_meta();
         let bytes = snapshot.into_inner();
         let image: SnapshotImage = bincode::deserialize(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
@@ -532,6 +563,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        // openraft 0.9 calls this once while starting (`get_initial_state`) and keeps only the
+        // meta. Re-reading the file there cost a second pass over the image and a full copy in
+        // memory (the peak of a large member's restart), so that first call gets the meta of
+        // the snapshot recovery just verified, with no data. Every later call (a snapshot for a
+        // follower) reads the file; should an empty image ever reach a follower, its install
+        // fails to decode and is retried, nothing is applied.
+        if let Some(meta) = self.take_startup_meta() {
+            return Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(Vec::new())),
+            }));
+        }
         // Damaged snapshots are skipped: the running state never needs them (recovery already
         // decided whether the log covers a damaged one), and what is sent to a lagging
         // follower must be a valid image. A newer one is built at the next trigger.
@@ -742,6 +785,38 @@ mod tests {
             );
             assert!(sm.apply([entry(8, put("x"))]).await.is_err());
             assert_eq!(shared.read().last_applied.map(|l| l.index), Some(7));
+        });
+    }
+
+    /// openraft's start-up call only needs the meta: it gets the recovered meta without a
+    /// second read of the image; any later call gets the full image.
+    #[test]
+    fn the_first_current_snapshot_after_recovery_is_meta_only_and_later_ones_are_whole() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(24));
+            let mut sm = StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet))
+                .unwrap();
+            sm.apply([entry(1, put("a")), entry(2, put("b"))]).await.unwrap();
+            let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let whole = built.snapshot.into_inner();
+
+            let mut restarted =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            let first = restarted.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(first.meta, built.meta);
+            assert!(first.snapshot.get_ref().is_empty());
+            let second = restarted.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(second.meta, built.meta);
+            assert_eq!(second.snapshot.into_inner(), whole);
+
+            // A build after recovery drops the start-up meta: it is not served instead.
+            let mut again =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            again.apply([entry(3, put("c"))]).await.unwrap();
+            let newer = again.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let current = again.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(current.meta, newer.meta);
+            assert!(!current.snapshot.get_ref().is_empty());
         });
     }
 }
