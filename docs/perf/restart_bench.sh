@@ -32,7 +32,7 @@ for name in ${ONLY:-etcd oxetcd}; do
   bin=$ETCD; port=23100; [ "$name" = oxetcd ] && { bin=$OXETCD; port=23200; }
   dir=$ROOT/$name
   if [ -n "${REUSE:-}" ]; then
-    cp -a "$REUSE" "$dir"
+    cp -a "$REUSE" "$dir"; sync
     echo "$name: reusing a copy of $REUSE ($(du -sm "$dir" | cut -f1) MiB)"
   else
   pid=$(start "$bin" "$dir" $port); PIDS+=("$pid"); ready $port
