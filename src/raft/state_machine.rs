@@ -12,13 +12,16 @@
 //!
 //! Invariant: `last_applied` only grows, except when a snapshot from the leader replaces the
 //!   whole state.
+//! Invariant: a snapshot received from the leader is fully checked before it is installed; the
+//!   member's own snapshot (checksum matched) is checked in the background after the start
+//!   (`load.rs`), and a failure there stops `apply`.
 //! Invariant: every applied entry is reported to the [`ApplyObserver`] in log order, under the
 //!   same write lock that applied it, so observers see revisions in order without gaps.
 
 use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -26,8 +29,10 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, St
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, MemberNode, NodeId, Reply, StoredMembership, TypeConfig};
-use crate::apply::{Applied, Command, State, UncheckedState};
+mod load;
+use crate::apply::{Applied, Command, State};
 use crate::snap::{SnapStore, StreamError};
+use load::{check_loaded_image, decode_local_image, ImageDefect};
 
 /// Receives every applied command, in log order (the watch hub implements this).
 pub trait ApplyObserver: Send + Sync {
@@ -183,31 +188,6 @@ struct SnapshotImage {
     state: State,
 }
 
-/// The same bytes as [`SnapshotImage`], decoded without the store's structural check: only for
-/// a snapshot file this member wrote, once its checksum matched (the check then runs in the
-/// background, see [`StateMachineStore::recover`]).
-#[derive(Deserialize)]
-struct LocalSnapshotImage {
-    meta: SnapshotMeta<NodeId, MemberNode>,
-    state: UncheckedState,
-}
-
-/// The structural check of the image loaded at startup failed.
-#[derive(Debug)]
-struct ImageDefect(String);
-
-impl std::fmt::Display for ImageDefect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the snapshot loaded at startup failed its check: {}",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ImageDefect {}
-
 /// openraft's state machine for one member.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -257,74 +237,6 @@ fn snapshot_id(last: Option<LogId>, seq: u64) -> String {
     match last {
         Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
         None => format!("0-0-{seq}"),
-    }
-}
-
-/// Decodes a local snapshot's data as it is streamed, never allocating past its length.
-fn decode_local_image(
-    reader: &mut crate::snap::SnapReader<'_>,
-) -> Result<LocalSnapshotImage, bincode::Error> {
-    use bincode::Options;
-    // The same encoding as `bincode::deserialize`, plus a bound on what a length may claim.
-    bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .allow_trailing_bytes()
-        .with_limit(reader.data_bytes())
-        .deserialize_from(reader)
-}
-
-/// Runs the structural check of the image loaded at startup on `state` (a copy: the maps are
-/// persistent, so writes to the live state do not disturb it), on its own thread where there is
-/// one, and records a failure in `shared`.
-fn check_loaded_image(shared: Weak<SmShared>, index: u64, state: State) {
-    #[cfg(not(madsim))]
-    {
-        let (thread_shared, thread_state) = (shared.clone(), state.clone());
-        let spawned = std::thread::Builder::new()
-            .name("snap-check".into())
-            .spawn(move || {
-                yield_to_foreground();
-                run_image_check(&thread_shared, index, thread_state)
-            });
-        if spawned.is_ok() {
-            return;
-        }
-        // No thread: check before serving, as a received snapshot is.
-    }
-    run_image_check(&shared, index, state);
-}
-
-/// Lowers the calling thread's CPU priority, so the background check yields to the startup
-/// work (replaying the log tail, serving) on a busy machine. Best effort.
-#[cfg(all(target_os = "linux", not(madsim)))]
-fn yield_to_foreground() {
-    const NICE: libc::c_int = 10;
-    // SAFETY: plain system call; on Linux, PRIO_PROCESS with id 0 sets the nice value of the
-    // calling thread only. A failure leaves the priority unchanged, which is harmless.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-}
-
-#[cfg(not(all(target_os = "linux", not(madsim))))]
-fn yield_to_foreground() {}
-
-fn run_image_check(shared: &Weak<SmShared>, index: u64, state: State) {
-    let started = Instant::now();
-    let result = state.check();
-    drop(state);
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    match result {
-        Ok(()) => tracing::info!(index, elapsed_ms, "snapshot passed its structural check"),
-        Err(defect) => {
-            tracing::error!(
-                index,
-                %defect,
-                "snapshot loaded at startup FAILED its structural check; this member stops \
-                 applying entries"
-            );
-            if let Some(shared) = shared.upgrade() {
-                let _ = shared.image_defect.set(defect);
-            }
-        }
     }
 }
 
@@ -794,10 +706,17 @@ mod tests {
     fn the_first_current_snapshot_after_recovery_is_meta_only_and_later_ones_are_whole() {
         block_on(async {
             let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(24));
-            let mut sm = StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet))
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            sm.apply([entry(1, put("a")), entry(2, put("b"))])
+                .await
                 .unwrap();
-            sm.apply([entry(1, put("a")), entry(2, put("b"))]).await.unwrap();
-            let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let built = sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
             let whole = built.snapshot.into_inner();
 
             let mut restarted =
@@ -813,7 +732,12 @@ mod tests {
             let mut again =
                 StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
             again.apply([entry(3, put("c"))]).await.unwrap();
-            let newer = again.get_snapshot_builder().await.build_snapshot().await.unwrap();
+            let newer = again
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
             let current = again.get_current_snapshot().await.unwrap().unwrap();
             assert_eq!(current.meta, newer.meta);
             assert!(!current.snapshot.get_ref().is_empty());

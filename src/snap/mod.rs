@@ -8,8 +8,8 @@
 //! removed on open.
 //!
 //! Loading: the newest valid snapshot is returned, memory-mapped (`load_newest`), or streamed
-//! through a checksumming reader into a decoder (`load_newest_streamed`, see `stream.rs`). When the newest is damaged we
-//! may fall back to an older one only if the WAL still holds every entry after that older
+//! through a checksumming reader into a decoder (`load_newest_streamed`, see `stream.rs`).
+//! When the newest is damaged we may fall back to an older one only if the WAL still holds every entry after that older
 //! snapshot's index (`covered(index)`): otherwise entries between the two would be lost
 //! silently, so loading fails with `SnapError::Corrupt`. Falling back to "no snapshot at all"
 //! asks `covered(0)`.
