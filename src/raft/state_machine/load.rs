@@ -83,7 +83,7 @@ fn yield_to_foreground() {
     let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
 }
 
-#[cfg(not(all(target_os = "linux", not(madsim))))]
+#[cfg(all(not(target_os = "linux"), not(madsim)))]
 fn yield_to_foreground() {}
 
 fn run_image_check(shared: &Weak<SmShared>, index: u64, state: State) {
