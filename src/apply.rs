@@ -28,7 +28,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::{event::EventType, Event};
 
-pub use codec::CodecError;
+pub use codec::{CodecError, UncheckedState};
 
 /// One replicated state change, as proposed to raft. Protobuf requests are carried as their
 /// protobuf encoding inside the serde (bincode) encoding.

@@ -6,7 +6,8 @@
 //! ```
 //! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
 //!
-//! Invariant: a decoded `State` passes `State::check`.
+//! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
+//!            is the caller's (a local image with a matching checksum).
 
 use std::fmt;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::State;
 use crate::lease::LeaseTable;
-use crate::mvcc::Store;
+use crate::mvcc::{Store, UncheckedStore};
 
 /// Version of the state layout above.
 const STATE_FORMAT: u32 = 1;
@@ -73,11 +74,42 @@ struct StateImageRef<'a> {
     leases: Vec<(i64, i64)>,
 }
 
+/// The decoded image; `K` is [`Store`] (checked) or [`UncheckedStore`].
 #[derive(Deserialize)]
-struct StateImage {
+struct StateImage<K> {
     format: u32,
-    kv: Store,
+    kv: K,
     leases: Vec<(i64, i64)>,
+}
+
+/// A state decoded without the store's structural check: only for an image this member wrote
+/// itself and whose checksum matched (a local restart). The caller owns running
+/// [`State::check`]; anything received from elsewhere must decode as a plain [`State`].
+pub struct UncheckedState(pub State);
+
+impl<'de> Deserialize<'de> for UncheckedState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let image = StateImage::<UncheckedStore>::deserialize(deserializer)?;
+        let state = state_from_image(image.format, image.kv.0, image.leases);
+        state.map(UncheckedState).map_err(D::Error::custom)
+    }
+}
+
+/// Rebuilds the lease table (and its attachments, from the live keys' lease fields).
+fn state_from_image(format: u32, kv: Store, lease_ttls: Vec<(i64, i64)>) -> Result<State, String> {
+    if format != STATE_FORMAT {
+        return Err(format!("unknown state format {format}"));
+    }
+    let mut leases = LeaseTable::new();
+    for (id, ttl) in lease_ttls {
+        leases.grant(id, ttl).map_err(|e| e.to_string())?;
+    }
+    for (key, lease) in kv.live_leased_keys_by_revision() {
+        if !leases.attach(lease, key) {
+            return Err(format!("key {key:?} has unknown lease {lease}"));
+        }
+    }
+    Ok(State { kv, leases })
 }
 
 impl Serialize for State {
@@ -93,28 +125,9 @@ impl Serialize for State {
 
 impl<'de> Deserialize<'de> for State {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let image = StateImage::deserialize(deserializer)?;
-        if image.format != STATE_FORMAT {
-            return Err(D::Error::custom(format!(
-                "unknown state format {}",
-                image.format
-            )));
-        }
-        let mut leases = LeaseTable::new();
-        for (id, ttl) in image.leases {
-            leases.grant(id, ttl).map_err(D::Error::custom)?;
-        }
-        for (key, lease) in image.kv.leased_keys() {
-            if !leases.attach(lease, key) {
-                return Err(D::Error::custom(format!(
-                    "key {key:?} has unknown lease {lease}"
-                )));
-            }
-        }
-        let state = State {
-            kv: image.kv,
-            leases,
-        };
+        let image = StateImage::<Store>::deserialize(deserializer)?;
+        let state = state_from_image(image.format, image.kv, image.leases);
+        let state = state.map_err(D::Error::custom)?;
         // The store was fully checked by its own decoder and every attachment above came from
         // it, so `State::check` holds by construction; re-running it doubled the decode time of
         // a large snapshot (it walks every revision).

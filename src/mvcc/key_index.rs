@@ -155,7 +155,7 @@ impl KeyHistory {
             .flat_map(|g| g.puts.iter().copied().chain(g.tombstone))
     }
 
-    fn last_revision(&self) -> Option<Revision> {
+    pub fn last_revision(&self) -> Option<Revision> {
         let last = self.generations.last()?;
         last.tombstone.or_else(|| last.puts.last().copied())
     }

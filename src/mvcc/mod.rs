@@ -87,6 +87,7 @@ use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 pub(crate) use codec::bytes_serde;
+pub use codec::UncheckedStore;
 pub use error::KvError;
 use key_index::KeyHistory;
 pub use key_index::Revision;

@@ -356,6 +356,16 @@ fn check_codec(store: &Store) -> Result<(), String> {
     if &decoded != store || decoded.hash_kv(0) != store.hash_kv(0) {
         return Err("decoded store differs".into());
     }
+    let super::UncheckedStore(unchecked) =
+        bincode::deserialize(&bytes).map_err(|e| e.to_string())?;
+    if &unchecked != store {
+        return Err("store decoded without the check differs".into());
+    }
+    let mut by_revision: Vec<(&[u8], i64)> = store.live_leased_keys_by_revision().collect();
+    by_revision.sort();
+    if by_revision != store.leased_keys().collect::<Vec<_>>() {
+        return Err("leased keys by revision differ from leased keys by key".into());
+    }
     let again = bincode::serialize(&decoded).map_err(|e| e.to_string())?;
     if again != bytes {
         return Err("re-encoding differs".into());

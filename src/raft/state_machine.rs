@@ -12,22 +12,27 @@
 //!
 //! Invariant: `last_applied` only grows, except when a snapshot from the leader replaces the
 //!   whole state.
+//! Invariant: a snapshot received from the leader is fully checked before it is installed; the
+//!   member's own snapshot (checksum matched) is checked in the background after the start
+//!   (`load.rs`), and a failure there stops `apply`.
 //! Invariant: every applied entry is reported to the [`ApplyObserver`] in log order, under the
 //!   same write lock that applied it, so observers see revisions in order without gaps.
 
 use std::collections::VecDeque;
 use std::io::Cursor;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
 use serde::{Deserialize, Serialize};
 
 use super::{LogId, MemberNode, NodeId, Reply, StoredMembership, TypeConfig};
+mod load;
 use crate::apply::{Applied, Command, State};
-use crate::snap::SnapStore;
+use crate::snap::{SnapStore, StreamError};
+use load::{check_loaded_image, decode_local_image, ImageDefect};
 
 /// Receives every applied command, in log order (the watch hub implements this).
 pub trait ApplyObserver: Send + Sync {
@@ -56,6 +61,9 @@ pub struct SmShared {
     /// Recent `(log index, commands applied up to and including it)` marks: enough to find the
     /// newest entry with at least [`LOG_COMMANDS_TO_KEEP`] commands after it.
     marks: Mutex<CommandMarks>,
+    /// Set when the structural check of the image loaded at startup failed: the state is not
+    /// trustworthy and `apply` refuses to go on (see [`StateMachineStore::recover`]).
+    image_defect: OnceLock<String>,
 }
 
 /// Client commands the log keeps behind a snapshot for slow followers (etcd keeps 5000
@@ -96,6 +104,12 @@ impl SmShared {
 
     fn write(&self) -> RwLockWriteGuard<'_, SmInner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the image loaded at startup failed its structural check, if it did. Such a member
+    /// must not serve: its apply path already refuses every entry.
+    pub fn image_defect(&self) -> Option<&str> {
+        self.image_defect.get().map(String::as_str)
     }
 
     /// Sets the `--snapshot-count` rule in client commands (0 = off).
@@ -180,6 +194,9 @@ pub struct StateMachineStore {
     shared: Arc<SmShared>,
     snaps: Arc<SnapStore>,
     snapshot_seq: Arc<AtomicU64>,
+    /// The meta of the snapshot loaded at startup, for openraft's first `get_current_snapshot`
+    /// (see there); taken by that call, dropped when a newer snapshot is built or installed.
+    startup_meta: Arc<Mutex<Option<SnapshotMeta<NodeId, MemberNode>>>>,
 }
 
 /// The builder handed to openraft: a frozen copy of the state at one applied index.
@@ -228,6 +245,13 @@ impl StateMachineStore {
     ///
     /// `log_first_index` is the first entry index still in the WAL: an older snapshot is an
     /// acceptable fallback only if the log still covers everything after it.
+    ///
+    /// The snapshot is streamed from its file and decoded as it is read. Its checksum is
+    /// trusted (this member wrote and synced the file), so the O(size) structural check of the
+    /// store does not delay the start: it runs on a copy in the background, and if it fails the
+    /// defect is logged and recorded, and `apply` refuses every later entry (a storage error,
+    /// which stops raft on this member). Snapshots received from a leader are always fully
+    /// checked before they are installed.
     pub fn recover(
         snaps: SnapStore,
         log_first_index: Option<u64>,
@@ -235,38 +259,68 @@ impl StateMachineStore {
     ) -> Result<Self, SmRecoveryError> {
         let covered =
             |snap_index: u64| log_first_index.is_some_and(|first| first <= snap_index + 1);
-        let loaded = snaps.load_newest(covered).map_err(SmRecoveryError::Snap)?;
-        let inner = match loaded {
-            None => SmInner {
-                state: State::new(),
-                last_applied: None,
-                membership: StoredMembership::default(),
-            },
-            Some(snap) => {
-                let image: SnapshotImage =
-                    bincode::deserialize(snap.data()).map_err(|e| SmRecoveryError::Decode {
-                        file_index: snap.index,
-                        reason: e.to_string(),
-                    })?;
-                SmInner {
-                    state: image.state,
+        let started = Instant::now();
+        let loaded = snaps
+            .load_newest_streamed(covered, decode_local_image)
+            .map_err(|e| match e {
+                StreamError::Snap(e) => SmRecoveryError::Snap(e),
+                StreamError::Decode { index, error } => SmRecoveryError::Decode {
+                    file_index: index,
+                    reason: error.to_string(),
+                },
+            })?;
+        let mut startup_meta = None;
+        let (inner, loaded_index) = match loaded {
+            None => {
+                let inner = SmInner {
+                    state: State::new(),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                };
+                (inner, None)
+            }
+            Some((header, image)) => {
+                tracing::info!(
+                    index = header.index,
+                    bytes = header.data_bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "loaded snapshot"
+                );
+                let inner = SmInner {
+                    state: image.state.0,
                     last_applied: image.meta.last_log_id,
-                    membership: image.meta.last_membership,
-                }
+                    membership: image.meta.last_membership.clone(),
+                };
+                startup_meta = Some(image.meta);
+                (inner, Some(header.index))
             }
         };
+        let to_check = loaded_index.map(|index| (index, inner.state.clone()));
+        let shared = Arc::new(SmShared {
+            inner: RwLock::new(inner),
+            observer,
+            commands_since_snapshot: AtomicU64::new(0),
+            snapshot_commands: AtomicU64::new(0),
+            snapshot_due: tokio::sync::Notify::new(),
+            marks: Mutex::new(CommandMarks::default()),
+            image_defect: OnceLock::new(),
+        });
+        if let Some((index, state)) = to_check {
+            check_loaded_image(Arc::downgrade(&shared), index, state);
+        }
         Ok(StateMachineStore {
-            shared: Arc::new(SmShared {
-                inner: RwLock::new(inner),
-                observer,
-                commands_since_snapshot: AtomicU64::new(0),
-                snapshot_commands: AtomicU64::new(0),
-                snapshot_due: tokio::sync::Notify::new(),
-                marks: Mutex::new(CommandMarks::default()),
-            }),
+            shared,
             snaps: Arc::new(snaps),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
+            startup_meta: Arc::new(Mutex::new(startup_meta)),
         })
+    }
+
+    fn take_startup_meta(&self) -> Option<SnapshotMeta<NodeId, MemberNode>> {
+        self.startup_meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// The shared state for the read path.
@@ -316,6 +370,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if let Some(defect) = self.shared.image_defect.get() {
+            return Err(StorageIOError::read_state_machine(&ImageDefect(defect.clone())).into());
+        }
         let mut replies = Vec::new();
         let mut commands = 0u64;
         let mut marks = Vec::new();
@@ -376,6 +433,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.take_startup_meta();
         self.shared
             .commands_since_snapshot
             .store(0, Ordering::Relaxed);
@@ -397,6 +455,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, MemberNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        self.take_startup_meta();
         let bytes = snapshot.into_inner();
         let image: SnapshotImage = bincode::deserialize(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
@@ -416,6 +475,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        // openraft 0.9 calls this once while starting (`get_initial_state`) and keeps only the
+        // meta. Re-reading the file there cost a second pass over the image and a full copy in
+        // memory (the peak of a large member's restart), so that first call gets the meta of
+        // the snapshot recovery just verified, with no data. Every later call (a snapshot for a
+        // follower) reads the file; should an empty image ever reach a follower, its install
+        // fails to decode and is retried, nothing is applied.
+        if let Some(meta) = self.take_startup_meta() {
+            return Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(Vec::new())),
+            }));
+        }
         // Damaged snapshots are skipped: the running state never needs them (recovery already
         // decided whether the log covers a damaged one), and what is sent to a lagging
         // follower must be a valid image. A newer one is built at the next trigger.
@@ -521,6 +592,155 @@ mod tests {
                 "count restarts at a build"
             );
             assert_eq!(shared.read().last_applied.map(|l| l.index), Some(3));
+        });
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn snap_store(disk: &Arc<dyn crate::io::Disk>) -> SnapStore {
+        SnapStore::open(disk.clone(), std::path::Path::new("/s/snap"), 5).unwrap()
+    }
+
+    fn meta_at(index: u64) -> SnapshotMeta<NodeId, MemberNode> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), index)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: format!("1-{index}-0"),
+        }
+    }
+
+    /// A snapshot whose store replays but breaks an invariant: the first put of "k" (nothing
+    /// compacted) claims version 2. Written with the image's field order by hand, since no
+    /// valid `State` can encode it.
+    fn defective_image(index: u64) -> Vec<u8> {
+        type Put = (Vec<u8>, i64, i64, i64);
+        let records: Vec<(i64, i64, Vec<u8>, Option<Put>)> =
+            vec![(2, 0, b"k".to_vec(), Some((b"v".to_vec(), 2, 2, 0)))];
+        let store = (1u32, 2i64, -1i64, records);
+        let state = (1u32, store, Vec::<(i64, i64)>::new());
+        bincode::serialize(&(meta_at(index), state)).unwrap()
+    }
+
+    /// A restart from the member's own snapshot skips the check up front, and must still give
+    /// exactly the state the fully checked decoder gives.
+    #[test]
+    fn local_restart_without_the_upfront_check_yields_the_checked_state() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(21));
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            let batch = Command::Batch(vec![put("a"), put("b"), put("a")]);
+            sm.apply([entry(1, batch), entry(2, put("c"))])
+                .await
+                .unwrap();
+            let mut builder = sm.get_snapshot_builder().await;
+            builder.build_snapshot().await.unwrap();
+            let before = sm.shared().read().clone();
+
+            let restarted =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            let after = restarted.shared().read().clone();
+            let file = snap_store(&disk).load_newest(|_| false).unwrap().unwrap();
+            let checked: SnapshotImage = bincode::deserialize(file.data()).unwrap();
+            assert_eq!(after.state, checked.state);
+            assert_eq!(after.state, before.state);
+            assert_eq!(after.last_applied, before.last_applied);
+            assert_eq!(after.membership, before.membership);
+            assert_eq!(after.state.check(), Ok(()));
+        });
+    }
+
+    /// Untrusted input: a snapshot from the leader with a structural defect is refused.
+    #[test]
+    fn a_received_snapshot_with_a_structural_defect_is_rejected() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(22));
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            let bytes = defective_image(7);
+            let result = sm
+                .install_snapshot(&meta_at(7), Box::new(Cursor::new(bytes)))
+                .await;
+            assert!(result.is_err());
+            assert_eq!(sm.shared().read().last_applied, None);
+            assert!(
+                snap_store(&disk).list().unwrap().is_empty(),
+                "nothing saved"
+            );
+        });
+    }
+
+    /// A local snapshot that passes its checksum but fails the background check: the member
+    /// starts, then records the defect and refuses to apply anything more.
+    #[test]
+    fn a_local_image_failing_the_background_check_stops_apply() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(23));
+            snap_store(&disk).save(1, 7, &defective_image(7)).unwrap();
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), Some(8), Arc::new(Quiet)).unwrap();
+            let shared = sm.shared();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while shared.image_defect().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let defect = shared.image_defect().map(str::to_owned);
+            assert!(
+                defect.as_deref().is_some_and(|d| d.contains("put at 2.0")),
+                "{defect:?}"
+            );
+            assert!(sm.apply([entry(8, put("x"))]).await.is_err());
+            assert_eq!(shared.read().last_applied.map(|l| l.index), Some(7));
+        });
+    }
+
+    /// openraft's start-up call only needs the meta: it gets the recovered meta without a
+    /// second read of the image; any later call gets the full image.
+    #[test]
+    fn the_first_current_snapshot_after_recovery_is_meta_only_and_later_ones_are_whole() {
+        block_on(async {
+            let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(24));
+            let mut sm =
+                StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+            sm.apply([entry(1, put("a")), entry(2, put("b"))])
+                .await
+                .unwrap();
+            let built = sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            let whole = built.snapshot.into_inner();
+
+            let mut restarted =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            let first = restarted.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(first.meta, built.meta);
+            assert!(first.snapshot.get_ref().is_empty());
+            let second = restarted.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(second.meta, built.meta);
+            assert_eq!(second.snapshot.into_inner(), whole);
+
+            // A build after recovery drops the start-up meta: it is not served instead.
+            let mut again =
+                StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
+            again.apply([entry(3, put("c"))]).await.unwrap();
+            let newer = again
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            let current = again.get_current_snapshot().await.unwrap().unwrap();
+            assert_eq!(current.meta, newer.meta);
+            assert!(!current.snapshot.get_ref().is_empty());
         });
     }
 }

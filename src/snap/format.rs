@@ -126,6 +126,20 @@ impl SnapHeader {
             let file_bytes = file.len() as u64;
             return Err((0, SnapCorruptReason::ShortHeader { file_bytes }));
         };
+        let header = SnapHeader::validate_head(head, file.len() as u64)?;
+        header.check_data_crc(crc32fast::hash(&file[SNAP_HEADER_BYTES as usize..]))?;
+        Ok(header)
+    }
+
+    /// Validates the first [`SNAP_HEADER_BYTES`] of a file of `file_bytes` bytes: everything
+    /// but the data checksum, which the caller computes (see [`SnapHeader::check_data_crc`]).
+    pub fn validate_head(
+        head: &[u8],
+        file_bytes: u64,
+    ) -> Result<SnapHeader, (u64, SnapCorruptReason)> {
+        let Some(head) = head.get(..SNAP_HEADER_BYTES as usize) else {
+            return Err((0, SnapCorruptReason::ShortHeader { file_bytes }));
+        };
         if head[0..8] != SNAP_MAGIC {
             return Err((0, SnapCorruptReason::BadMagic));
         }
@@ -142,7 +156,6 @@ impl SnapHeader {
             index: u64_at(head, 24),
             data_bytes: u64_at(head, 32),
         };
-        let file_bytes = file.len() as u64;
         if SNAP_HEADER_BYTES.checked_add(header.data_bytes) != Some(file_bytes) {
             return Err((
                 32,
@@ -152,15 +165,19 @@ impl SnapHeader {
                 },
             ));
         }
-        let actual = crc32fast::hash(&file[SNAP_HEADER_BYTES as usize..]);
-        if actual != header.data_crc {
-            let expected = header.data_crc;
+        Ok(header)
+    }
+
+    /// Compares the checksum computed over the whole data with the stored one.
+    pub fn check_data_crc(&self, actual: u32) -> Result<(), (u64, SnapCorruptReason)> {
+        if actual != self.data_crc {
+            let expected = self.data_crc;
             return Err((
                 DATA_OFFSET,
                 SnapCorruptReason::DataChecksum { expected, actual },
             ));
         }
-        Ok(header)
+        Ok(())
     }
 }
 

@@ -7,8 +7,9 @@
 //! `max_snapshots` are deleted oldest first (by index, then term). Leftover temp files are
 //! removed on open.
 //!
-//! Loading: the newest valid snapshot is returned, memory-mapped. When the newest is damaged we
-//! may fall back to an older one only if the WAL still holds every entry after that older
+//! Loading: the newest valid snapshot is returned, memory-mapped (`load_newest`), or streamed
+//! through a checksumming reader into a decoder (`load_newest_streamed`, see `stream.rs`).
+//! When the newest is damaged we may fall back to an older one only if the WAL still holds every entry after that older
 //! snapshot's index (`covered(index)`): otherwise entries between the two would be lost
 //! silently, so loading fails with `SnapError::Corrupt`. Falling back to "no snapshot at all"
 //! asks `covered(0)`.
@@ -18,6 +19,7 @@
 //! Invariant: retention never deletes the snapshot just written.
 
 mod format;
+mod stream;
 
 use std::fmt;
 use std::io;
@@ -25,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use format::{parse_snap_name, snap_name, SnapCorruptReason, SnapHeader, SNAP_HEADER_BYTES};
+pub use stream::{SnapReader, StreamError};
 
 use crate::io::{Disk, FileBytes, OpenOptions};
 
@@ -252,17 +255,27 @@ impl SnapStore {
         &self,
         covered: impl Fn(u64) -> bool,
     ) -> Result<Option<Snapshot>, SnapError> {
+        self.newest_valid(covered, |store, meta| store.load(meta))
+    }
+
+    /// The fallback walk shared by the loaders: `load_one` returns an outer error for failures
+    /// that stop the walk and an inner one for damage (skipped while the WAL covers it).
+    fn newest_valid<T, E: From<SnapError>>(
+        &self,
+        covered: impl Fn(u64) -> bool,
+        mut load_one: impl FnMut(&Self, &SnapMeta) -> Result<Result<T, SnapError>, E>,
+    ) -> Result<Option<T>, E> {
         let metas = self.list()?;
         let mut first_damage: Option<SnapError> = None;
         for meta in metas.iter().rev() {
             if let Some(damage) = &first_damage {
                 if !covered(meta.index) {
                     // Falling back this far would skip entries the WAL no longer has.
-                    return Err(damage.clone());
+                    return Err(damage.clone().into());
                 }
             }
-            match self.load(meta)? {
-                Ok(snapshot) => return Ok(Some(snapshot)),
+            match load_one(self, meta)? {
+                Ok(loaded) => return Ok(Some(loaded)),
                 Err(damage) => {
                     tracing::warn!(error = %damage, "snap: skipping damaged snapshot");
                     first_damage.get_or_insert(damage);
@@ -270,7 +283,7 @@ impl SnapStore {
             }
         }
         match first_damage {
-            Some(damage) if !covered(0) => Err(damage),
+            Some(damage) if !covered(0) => Err(damage.into()),
             _ => Ok(None),
         }
     }
@@ -284,23 +297,12 @@ impl SnapStore {
         let bytes = file
             .read_all()
             .map_err(|e| SnapError::io("map", &meta.path, e))?;
-        let damage = |offset, reason| SnapError::Corrupt {
-            file: meta.path.clone(),
-            offset,
-            reason,
-        };
         let header = match SnapHeader::validate(&bytes) {
             Ok(header) => header,
-            Err((offset, reason)) => return Ok(Err(damage(offset, reason))),
+            Err((offset, reason)) => return Ok(Err(meta.damage(offset, reason))),
         };
-        if (header.term, header.index) != (meta.term, meta.index) {
-            let reason = SnapCorruptReason::NameMismatch {
-                name_term: meta.term,
-                name_index: meta.index,
-                term: header.term,
-                index: header.index,
-            };
-            return Ok(Err(damage(16, reason)));
+        if let Err(damage) = meta.matches(&header) {
+            return Ok(Err(damage));
         }
         Ok(Ok(Snapshot {
             term: header.term,
@@ -308,6 +310,30 @@ impl SnapStore {
             path: meta.path.clone(),
             bytes,
         }))
+    }
+}
+
+impl SnapMeta {
+    fn damage(&self, offset: u64, reason: SnapCorruptReason) -> SnapError {
+        SnapError::Corrupt {
+            file: self.path.clone(),
+            offset,
+            reason,
+        }
+    }
+
+    /// The file name and the header must name the same snapshot.
+    fn matches(&self, header: &SnapHeader) -> Result<(), SnapError> {
+        if (header.term, header.index) == (self.term, self.index) {
+            return Ok(());
+        }
+        let reason = SnapCorruptReason::NameMismatch {
+            name_term: self.term,
+            name_index: self.index,
+            term: header.term,
+            index: header.index,
+        };
+        Err(self.damage(16, reason))
     }
 }
 

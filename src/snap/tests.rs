@@ -186,3 +186,101 @@ fn real_disk_round_trip_with_mode_0600() {
     let loaded = snaps.load_newest(|_| false).unwrap().unwrap();
     assert_eq!(loaded.data(), &big[..]);
 }
+
+/// Streams the newest snapshot, reading `take` bytes of data (all of it when `None`).
+fn stream_newest(
+    snaps: &SnapStore,
+    covered: impl Fn(u64) -> bool,
+    take: Option<usize>,
+) -> Result<Option<(SnapHeader, Vec<u8>)>, StreamError<String>> {
+    use std::io::Read;
+    snaps.load_newest_streamed(covered, |reader| {
+        let mut out = Vec::new();
+        match take {
+            Some(n) => {
+                out.resize(n, 0);
+                reader.read_exact(&mut out).map_err(|e| e.to_string())?;
+            }
+            None => {
+                reader.read_to_end(&mut out).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(out)
+    })
+}
+
+#[test]
+fn streamed_load_yields_the_same_data_as_the_mapped_load() {
+    let disk = SimDisk::new(11);
+    let snaps = store(&disk, 5);
+    // Larger than one read chunk, so the reader refills and hashes across chunk boundaries.
+    let big: Vec<u8> = (0..(3 << 20) + 17).map(|i: u32| (i % 251) as u8).collect();
+    snaps.save(1, 100, &data(100)).unwrap();
+    snaps.save(2, 200, &big).unwrap();
+    let (header, streamed) = stream_newest(&snaps, |_| false, None).unwrap().unwrap();
+    assert_eq!((header.term, header.index), (2, 200));
+    assert_eq!(header.data_bytes, big.len() as u64);
+    assert_eq!(streamed, big);
+    assert_eq!(
+        snaps.load_newest(|_| false).unwrap().unwrap().data(),
+        &big[..]
+    );
+    assert!(stream_newest(&store(&SimDisk::new(12), 5), |_| false, None)
+        .unwrap()
+        .is_none());
+}
+
+/// A decoder that stops early must not hide damage after the point where it stopped.
+#[test]
+fn streamed_load_checks_the_whole_file_even_when_the_decoder_stops_early() {
+    let disk = SimDisk::new(13);
+    let snaps = store(&disk, 5);
+    snaps.save(1, 100, &data(100)).unwrap();
+    snaps.save(1, 200, &data(200)).unwrap();
+    let newest = snaps.list().unwrap().pop().unwrap().path;
+    let tail = SNAP_HEADER_BYTES + data(200).len() as u64 - 1;
+    disk.corrupt_durable(&newest, tail, 1).unwrap();
+
+    match stream_newest(&snaps, |i| i >= 150, Some(3)) {
+        Err(StreamError::Snap(SnapError::Corrupt { file, reason, .. })) => {
+            assert_eq!(file, newest);
+            assert!(matches!(reason, SnapCorruptReason::DataChecksum { .. }));
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    let (header, prefix) = stream_newest(&snaps, |i| i >= 100, Some(3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(header.index, 100);
+    assert_eq!(prefix, data(100)[..3].to_vec());
+}
+
+#[test]
+fn streamed_decode_failure_of_an_intact_file_is_a_decode_error_not_damage() {
+    let disk = SimDisk::new(14);
+    let snaps = store(&disk, 5);
+    snaps.save(1, 100, &data(100)).unwrap();
+    snaps.save(1, 200, &data(200)).unwrap();
+    let result = snaps.load_newest_streamed(|_| true, |_reader| Err::<(), _>("bad image"));
+    match result {
+        Err(StreamError::Decode { index, error }) => assert_eq!((index, error), (200, "bad image")),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    // Reading past the announced data is an error the decoder sees, not extra bytes.
+    let over = stream_newest(&snaps, |_| true, Some(data(200).len() + 1));
+    assert!(matches!(over, Err(StreamError::Decode { index: 200, .. })));
+}
+
+#[test]
+fn streamed_load_refuses_damaged_headers_and_foreign_names_like_the_mapped_load() {
+    let disk = SimDisk::new(15);
+    let snaps = store(&disk, 5);
+    snaps.save(1, 100, &data(100)).unwrap();
+    let path = snaps.list().unwrap().pop().unwrap().path;
+    disk.corrupt_durable(&path, 20, 1).unwrap();
+    assert!(matches!(
+        stream_newest(&snaps, |_| false, None),
+        Err(StreamError::Snap(SnapError::Corrupt { offset: 0, .. }))
+    ));
+    assert!(stream_newest(&snaps, |_| true, None).unwrap().is_none());
+}
