@@ -9,6 +9,8 @@ use crate::mvcc::KvError;
 use crate::raft::node::ProposeError;
 
 pub const NO_LEADER: &str = "etcdserver: no leader";
+/// etcd's text once a member's data failed a corruption check (etcd's CORRUPT alarm).
+pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 pub const SERVER_STOPPED: &str = "etcdserver: server stopped";
 pub const REQUEST_TIMED_OUT: &str = "etcdserver: request timed out";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";

@@ -93,8 +93,14 @@ impl ApplyObserver for MemberObserver {
 
 impl Ctx {
     /// Fails with Unavailable "etcdserver: no leader" when the request carries `hasleader`
-    /// metadata and this member knows no leader. Nothing has been proposed at this point.
+    /// metadata and this member knows no leader, and with DataLoss "etcdserver: corrupt
+    /// cluster" when the snapshot this member started from failed its background structural
+    /// check (its apply path already refuses every entry; reads must not be served from it
+    /// either). Nothing has been proposed at this point.
     pub fn check_leader(&self, meta: &tonic::metadata::MetadataMap) -> Result<(), tonic::Status> {
+        if self.node.state().image_defect().is_some() {
+            return Err(tonic::Status::data_loss(error::CORRUPT));
+        }
         if requires_leader(meta) && self.node.current_leader().is_none() {
             return Err(tonic::Status::unavailable(error::NO_LEADER));
         }
