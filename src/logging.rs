@@ -3,8 +3,8 @@
 //! ```text
 //! {"level":"info","ts":"2026-11-26T19:22:26.861Z","caller":"etcdserver/server.go:843","msg":"starting etcd server","local-member-id":"bdae9bbc11dd390d"}
 //! ```
-//! Key order: `level`, `ts` (UTC, milliseconds), `logger` (only `"raft"` for openraft's
-//! events), `caller` (last two path components and line), `msg`, then the fields of the
+//! Key order: `level`, `ts` (UTC, milliseconds), `logger` (`"raft"` for openraft's events and
+//! for our own raft milestones, logged with target [`RAFT_TARGET`]), `caller` (last two path components and line), `msg`, then the fields of the
 //! entered spans (outermost first), then the event's fields. Field names written with
 //! underscores in code (`local_member_id`) are printed with dashes (`local-member-id`), the
 //! way etcd names its fields.
@@ -12,6 +12,11 @@
 //! `JsonLogger` is a minimal `tracing::Subscriber`: level filter, span fields, one
 //! `write_all` per line. `emit` writes one line directly (for start-up messages whose
 //! field names are only known at run time).
+//!
+//! openraft's own info lines (whole `RaftState` structures, every vote change) are internals: they
+//! are logged as debug, so that at the default level the log carries etcd's milestone lines
+//! ("elected leader", "ready to serve client requests", ...) that operators and tools wait for.
+//! openraft's warnings and errors keep their level.
 //!
 //! Invariant: every output line is one complete JSON object followed by `\n`.
 //! Invariant: logging never panics on input and never blocks on anything but the sink.
@@ -46,6 +51,19 @@ impl fmt::Display for LoggingError {
 }
 
 impl std::error::Error for LoggingError {}
+
+/// Target of our own raft milestone lines (etcd logs them with `"logger":"raft"`).
+pub const RAFT_TARGET: &str = "raft";
+
+/// The level an event is filtered and printed at: openraft's info lines count as debug.
+fn effective_level(meta: &Metadata<'_>) -> Level {
+    let level = *meta.level();
+    if level == Level::INFO && meta.target().starts_with("openraft") {
+        Level::DEBUG
+    } else {
+        level
+    }
+}
 
 /// Level `emit` filters with; set by `init` (info until then, like etcd's early logger).
 static EMIT_LEVEL: AtomicUsize = AtomicUsize::new(level_rank(Level::INFO));
@@ -355,7 +373,10 @@ impl Subscriber for JsonLogger {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= &self.max_level
+        if metadata.is_span() {
+            return metadata.level() <= &self.max_level;
+        }
+        effective_level(metadata) <= self.max_level
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -392,14 +413,15 @@ impl Subscriber for JsonLogger {
         event.record(&mut collector);
         let mut fields = self.context_fields();
         fields.extend(collector.fields);
-        let logger = meta.target().starts_with("openraft").then_some("raft");
+        let target = meta.target();
+        let logger = (target.starts_with("openraft") || target == RAFT_TARGET).then_some("raft");
         let caller = match (meta.file(), meta.line()) {
             (Some(file), Some(line)) => caller(file, line),
             _ => meta.target().to_string(),
         };
         let msg = collector.message.unwrap_or_default();
         let line = render_line(
-            *meta.level(),
+            effective_level(meta),
             (self.clock)(),
             logger,
             &caller,
@@ -563,11 +585,35 @@ mod tests {
     #[test]
     fn openraft_events_name_the_raft_logger() {
         let lines = capture(Level::INFO, || {
-            tracing::info!(target: "openraft::core", "became leader");
+            tracing::warn!(target: "openraft::core", "failed to reach a peer");
+            tracing::info!(target: RAFT_TARGET, "raft.node: 1 elected leader 1 at term 2");
         });
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["logger"], "raft");
+            assert!(line.find("\"logger\"").unwrap() < line.find("\"caller\"").unwrap());
+        }
+    }
+
+    // Regression: openraft printed whole `RaftState` debug structures at info level, burying
+    // etcd's milestone lines. Its info lines are debug now; its warnings stay warnings.
+    #[test]
+    fn openraft_info_lines_are_debug() {
+        let lines = capture(Level::INFO, || {
+            tracing::info!(target: "openraft::engine", "startup begin: state: RaftState {{ .. }}");
+            tracing::warn!(target: "openraft::core", "peer unreachable");
+            tracing::info!(target: "oxetcd::raft::node", "ready to serve client requests");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("peer unreachable"));
+        assert!(lines[1].contains("ready to serve client requests"));
+        let lines = capture(Level::DEBUG, || {
+            tracing::info!(target: "openraft::engine", "startup begin");
+        });
+        assert_eq!(lines.len(), 1);
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(v["logger"], "raft");
-        assert!(lines[0].find("\"logger\"").unwrap() < lines[0].find("\"caller\"").unwrap());
+        assert_eq!(v["level"], "debug");
     }
 
     #[test]

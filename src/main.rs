@@ -209,8 +209,39 @@ async fn shutdown_signal() {
     }
 }
 
+/// etcd's first line of a starting member, with the settings operators look for.
+fn log_starting(config: &Config, member_initialized: bool) {
+    let urls = |list: &[oxetcd::config::Url]| {
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    tracing::info!(
+        etcd_version = oxetcd::server::maintenance::ETCD_VERSION,
+        oxetcd_version = env!("CARGO_PKG_VERSION"),
+        member_initialized = member_initialized,
+        name = %config.name,
+        data_dir = %config.data_dir.display(),
+        member_dir = %config.data_dir.join("member").display(),
+        force_new_cluster = config.force_new_cluster,
+        heartbeat_interval = %format!("{}ms", config.heartbeat_interval_ms),
+        election_timeout = %format!("{}ms", config.election_timeout_ms),
+        snapshot_count = config.snapshot_count,
+        initial_advertise_peer_urls = %urls(&config.initial_advertise_peer_urls),
+        listen_peer_urls = %urls(&config.listen_peer_urls),
+        advertise_client_urls = %urls(&config.advertise_client_urls),
+        listen_client_urls = %urls(&config.listen_client_urls),
+        "starting an etcd server"
+    );
+}
+
 async fn run(config: Config) -> Result<(), String> {
     let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+    let member_initialized = disk
+        .exists(&config.data_dir.join("member").join("identity"))
+        .unwrap_or(false);
+    log_starting(&config, member_initialized);
     let (opts, mode) = node_options(&config, disk.as_ref()).await?;
     let limits = config.limits();
 
@@ -235,7 +266,7 @@ async fn run(config: Config) -> Result<(), String> {
             .bind_addr()
             .ok_or_else(|| format!("cannot resolve listen peer URL {url}"))?;
         let listener = PeerListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        tracing::info!(address = %listener.local_addr(), "serving peer traffic insecurely; this is strongly discouraged!");
+        tracing::info!(address = %listener.local_addr(), "serving peer traffic");
         let mut stop = stop_rx.clone();
         let shutdown = async move {
             let _ = stop.changed().await;
@@ -267,12 +298,13 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let mut servers = Vec::new();
+    let mut serving = Vec::new();
     for url in &config.listen_client_urls {
         let addr = url
             .bind_addr()
             .ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
         let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        tracing::info!(address = %listener.local_addr(), "serving client traffic insecurely; this is strongly discouraged!");
+        serving.push(listener.local_addr());
         let mut stop = stop_rx.clone();
         let shutdown = async move {
             let _ = stop.changed().await;
@@ -295,6 +327,9 @@ async fn run(config: Config) -> Result<(), String> {
         cluster_id = %format!("{:x}", node.cluster_id()),
         "ready to serve client requests"
     );
+    for address in serving {
+        tracing::info!(%address, "serving client traffic insecurely; this is strongly discouraged!");
+    }
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("received a stop signal; shutting down"),
@@ -302,6 +337,11 @@ async fn run(config: Config) -> Result<(), String> {
             tracing::warn!("the member has been permanently removed from the cluster; shutting down");
         }
     }
+    tracing::info!(
+        name = %config.name,
+        data_dir = %config.data_dir.display(),
+        "closing etcd server"
+    );
     let _ = stop_tx.send(true);
     for s in servers {
         match s.await {
@@ -317,6 +357,10 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
     node.shutdown().await;
-    tracing::info!("stopped");
+    tracing::info!(
+        name = %config.name,
+        data_dir = %config.data_dir.display(),
+        "closed etcd server"
+    );
     Ok(())
 }

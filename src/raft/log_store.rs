@@ -322,6 +322,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index: log_id.index,
             marker,
         })
-        .await
+        .await?;
+        tracing::info!(compact_index = log_id.index, "compacted Raft logs");
+        Ok(())
     }
 }

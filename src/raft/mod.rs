@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod log_store;
 pub mod membership;
+pub mod milestones;
 pub mod network;
 pub mod node;
 pub mod peer;

@@ -312,7 +312,11 @@ impl RaftNode {
             .map_err(|e| StartError::Raft(e.to_string()))?;
         if !initialized && mode != StartMode::Join {
             initialize(&raft, member_id, &me, &opts.bootstrap_members).await?;
-            tracing::info!(member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "bootstrapped a new cluster");
+            tracing::info!(local_member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), fresh, "starting local member");
+        } else if initialized {
+            tracing::info!(local_member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), "restarting local member");
+        } else {
+            tracing::info!(local_member_id = %format!("{member_id:x}"), cluster_id = %format!("{cluster_id:x}"), "starting local member to join an existing cluster");
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
         let (transferring, transfer_gate) = watch::channel(false);
@@ -342,6 +346,11 @@ impl RaftNode {
             node.raft.clone(),
             node.sm.clone(),
             node.stopped.clone(),
+        ));
+        tokio::spawn(super::milestones::run(
+            node.raft.metrics(),
+            member_id,
+            cluster_id,
         ));
         tokio::spawn(publish_members(
             node.raft.clone(),

@@ -332,6 +332,10 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let last = self.frozen.last_applied;
+        tracing::info!(
+            local_member_applied_index = last.map_or(0, |l| l.index),
+            "triggering snapshot"
+        );
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: self.frozen.membership.clone(),
@@ -347,7 +351,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         self.snaps
             .save(term, index, &bytes)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        tracing::info!(index, term, bytes = bytes.len(), "saved snapshot");
+        tracing::info!(
+            snapshot_index = index,
+            snapshot_term = term,
+            snapshot_bytes = bytes.len(),
+            "saved snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),

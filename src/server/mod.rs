@@ -86,6 +86,11 @@ impl ApplyObserver for MemberObserver {
                 self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            // etcd's mvcc logs this once the compaction is done; ours is done when applied.
+            Command::Compact(req) if applied.result.is_ok() => tracing::info!(
+                compact_revision = req.revision,
+                "finished scheduled compaction"
+            ),
             _ => {}
         }
     }
