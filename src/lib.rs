@@ -7,6 +7,7 @@ pub mod ids;
 pub mod io;
 pub mod lease;
 pub mod logging;
+pub mod member;
 pub mod mvcc;
 pub mod proto;
 pub mod raft;

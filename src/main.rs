@@ -1,25 +1,16 @@
 //! The `oxetcd` binary: one etcd-compatible cluster member.
 //!
-//! Parses etcd's flags and `ETCD_*` variables, starts the member from its data dir (bootstrapping
-//! a new cluster when the dir is empty), serves the client API on every `--listen-client-urls`
-//! address, runs the leader's lease expiry, and shuts down cleanly on SIGINT/SIGTERM.
+//! Parses etcd's flags and `ETCD_*` variables, sets up logging and the runtime, and runs one
+//! member (`oxetcd::member`, the assembly the simulator uses too) from its data dir until
+//! SIGINT/SIGTERM or its removal from the cluster.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
-use oxetcd::config::{BootstrapCluster, ClusterState, Config, Parsed};
+use oxetcd::config::{Config, Parsed};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
-use oxetcd::raft::membership;
-use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
-use oxetcd::raft::peer::PeerListener;
-use oxetcd::raft::MemberNode;
-use oxetcd::server::forward::Forwarder;
-use oxetcd::server::lessor::Lessor;
-use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
-use oxetcd::watch::{Hub, HubLimits};
+use oxetcd::member::{self, Member, MemberSpec, Stopped};
 
 /// The allocator of the binary (not of the library: tests and the simulator keep the system
 /// one). Under load most allocations are short-lived gRPC request and response buffers freed
@@ -81,112 +72,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// How long a joining member waits for each existing peer to describe the cluster.
-const JOIN_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A joining member's IDs, learned from the members listed in `--initial-cluster`.
-async fn discover_existing(
-    config: &Config,
-    own_peer_urls: &[String],
-) -> Result<(u64, u64), String> {
-    let members = config
-        .initial_cluster_members()
-        .map_err(|e| e.to_string())?;
-    let peers: Vec<String> = members
-        .iter()
-        .flat_map(|m| m.peer_urls.iter().map(ToString::to_string))
-        .filter(|u| !own_peer_urls.contains(u))
-        .collect();
-    let info = membership::discover(&peers, own_peer_urls, JOIN_DISCOVERY_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        member_id = %format!("{:x}", info.member_id),
-        cluster_id = %format!("{:x}", info.cluster_id),
-        "joining an existing cluster"
-    );
-    Ok((info.member_id, info.cluster_id))
-}
-
-/// Node options and start mode from the configuration; bootstrap IDs are derived (or, for
-/// `--initial-cluster-state existing`, fetched from the peers) only for an empty data dir.
-async fn node_options(
-    config: &Config,
-    disk: &dyn Disk,
-) -> Result<(NodeOptions, StartMode), String> {
-    let identity = config.data_dir.join("member").join("identity");
-    let has_data = disk
-        .exists(&identity)
-        .map_err(|e| format!("{}: {e}", identity.display()))?;
-    let peer_urls: Vec<String> = config
-        .initial_advertise_peer_urls
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let joining = config.initial_cluster_state == ClusterState::Existing;
-    let mode = if config.force_new_cluster && has_data {
-        StartMode::ForceNewCluster
-    } else if joining {
-        StartMode::Join
-    } else {
-        StartMode::Bootstrap
-    };
-    let (member_id, cluster_id, members) = if has_data {
-        (0, 0, Vec::new())
-    } else if joining {
-        let (member_id, cluster_id) = discover_existing(config, &peer_urls).await?;
-        (member_id, cluster_id, Vec::new())
-    } else {
-        let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
-        (
-            boot.local_member_id,
-            boot.cluster_id,
-            bootstrap_members(&boot),
-        )
-    };
-    let limits = config.limits();
-    let opts = NodeOptions {
-        data_dir: config.data_dir.clone(),
-        name: config.name.clone(),
-        bootstrap_member_id: member_id,
-        bootstrap_cluster_id: cluster_id,
-        peer_urls,
-        client_urls: config
-            .advertise_client_urls
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        heartbeat_ms: config.heartbeat_interval_ms,
-        election_timeout_ms: config.election_timeout_ms,
-        snapshot_count: config.snapshot_count,
-        max_snapshots: usize::try_from(limits.max_snapshots).unwrap_or(usize::MAX),
-        max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
-        wal_segment_bytes: wal_segment_bytes()?,
-        bootstrap_members: members,
-    };
-    Ok((opts, mode))
-}
-
-/// The raft membership a new cluster starts with: every `--initial-cluster` member with its name
-/// and peer URLs (client URLs are published by the leader once each member runs). A one-member
-/// cluster is left empty so the node registers itself with its client URLs right away.
-fn bootstrap_members(boot: &BootstrapCluster) -> Vec<(u64, MemberNode)> {
-    if boot.members.len() <= 1 {
-        return Vec::new();
-    }
-    boot.members
-        .iter()
-        .map(|m| {
-            let node = MemberNode {
-                name: m.name.clone(),
-                peer_urls: m.peer_urls.iter().map(ToString::to_string).collect(),
-                client_urls: Vec::new(),
-            };
-            (m.id, node)
-        })
-        .collect()
-}
-
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -242,125 +127,15 @@ async fn run(config: Config) -> Result<(), String> {
         .exists(&config.data_dir.join("member").join("identity"))
         .unwrap_or(false);
     log_starting(&config, member_initialized);
-    let (opts, mode) = node_options(&config, disk.as_ref()).await?;
-    let limits = config.limits();
-
-    let hub = Arc::new(Hub::new(HubLimits {
-        queued_responses_max: usize::try_from(limits.watch_event_queue_len).unwrap_or(1024),
-        catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
-        fragment_bytes: usize::try_from(limits.watch_fragment_bytes).unwrap_or(usize::MAX),
-    }));
-    let lessor = Arc::new(Lessor::default());
-    let observer = Arc::new(MemberObserver {
-        hub: hub.clone(),
-        lessor: lessor.clone(),
-    });
-    let node = RaftNode::start_with(disk, opts, observer, mode)
-        .await
-        .map_err(|e| e.to_string())?;
-    let node = Arc::new(node);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut peer_servers = Vec::new();
-    for url in &config.listen_peer_urls {
-        let addr = url
-            .bind_addr()
-            .ok_or_else(|| format!("cannot resolve listen peer URL {url}"))?;
-        let listener = PeerListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        tracing::info!(address = %listener.local_addr(), "serving peer traffic");
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.changed().await;
-        };
-        peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
+    let (opts, mode) = member::node_options(&config, disk.as_ref(), wal_segment_bytes()?).await?;
+    let spec = MemberSpec::from_config(&config, opts, mode)?;
+    let member = Member::start(disk, spec).await?;
+    let stop = async {
+        shutdown_signal().await;
+        tracing::info!("received a stop signal; shutting down");
+    };
+    match member.serve_until(stop).await {
+        Stopped::ListenerFailed(e) => Err(e),
+        Stopped::Requested | Stopped::Removed => Ok(()),
     }
-    if !node
-        .wait_for_leader(Duration::from_millis(config.election_timeout_ms * 10))
-        .await
-    {
-        tracing::warn!("no leader elected yet; serving anyway");
-    }
-
-    let ctx = Arc::new(Ctx {
-        node: node.clone(),
-        forward: Forwarder::default(),
-        limits: ServerLimits {
-            max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
-            grpc_max_recv_bytes: usize::try_from(limits.grpc_max_recv_bytes).unwrap_or(usize::MAX),
-            max_txn_ops: usize::try_from(limits.max_txn_ops).unwrap_or(usize::MAX),
-        },
-    });
-    let services = Arc::new(Services {
-        hub,
-        lessor: lessor.clone(),
-        lease_ttl_min_s: limits.lease_ttl_min_s,
-        progress_notify_interval: config.experimental_watch_progress_notify_interval,
-        leader_lost_watch_cancel: limits.leader_lost_watch_cancel,
-    });
-
-    let mut servers = Vec::new();
-    let mut serving = Vec::new();
-    for url in &config.listen_client_urls {
-        let addr = url
-            .bind_addr()
-            .ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
-        let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-        serving.push(listener.local_addr());
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.changed().await;
-        };
-        servers.push(tokio::spawn(listener.serve(
-            ctx.clone(),
-            services.clone(),
-            shutdown,
-        )));
-    }
-    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
-        ctx.clone(),
-        lessor,
-        stop_rx.clone(),
-    ));
-    tracing::info!(
-        name = %config.name,
-        data_dir = %Path::new(&config.data_dir).display(),
-        member_id = %format!("{:x}", node.member_id()),
-        cluster_id = %format!("{:x}", node.cluster_id()),
-        "ready to serve client requests"
-    );
-    for address in serving {
-        tracing::info!(%address, "serving client traffic insecurely; this is strongly discouraged!");
-    }
-
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("received a stop signal; shutting down"),
-        _ = node.wait_removed() => {
-            tracing::warn!("the member has been permanently removed from the cluster; shutting down");
-        }
-    }
-    tracing::info!(
-        name = %config.name,
-        data_dir = %config.data_dir.display(),
-        "closing etcd server"
-    );
-    let _ = stop_tx.send(true);
-    for s in servers {
-        match s.await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "client server stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "client server task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
-    let _ = expiry.await;
-    for s in peer_servers {
-        if let Ok(Err(e)) = s.await {
-            tracing::warn!(error = %e, "peer server stopped with an error");
-        }
-    }
-    node.shutdown().await;
-    tracing::info!(
-        name = %config.name,
-        data_dir = %config.data_dir.display(),
-        "closed etcd server"
-    );
-    Ok(())
 }

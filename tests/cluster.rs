@@ -596,7 +596,7 @@ fn lagging_member_catches_up_through_a_snapshot() {
     );
     let log = std::fs::read_to_string(c.log_path(lagging)).unwrap();
     assert!(
-        log.contains("install_snapshot") || log.contains("InstallSnapshot"),
+        log.contains("\"msg\":\"applied snapshot\""),
         "no snapshot was installed"
     );
 }
@@ -700,7 +700,7 @@ fn added_member_joins_catches_up_by_snapshot_and_leaves_when_removed() {
     );
     let log = std::fs::read_to_string(c.log_path(new)).unwrap();
     assert!(
-        log.contains("install_snapshot") || log.contains("InstallSnapshot"),
+        log.contains("\"msg\":\"applied snapshot\""),
         "the new member did not install a snapshot"
     );
     // It published its name and client URL through raft.

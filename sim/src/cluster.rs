@@ -5,8 +5,11 @@
 //! of the member (the process dies; un-synced writes stay in the page cache), `crash` also
 //! power-fails the disk (un-synced writes dropped or torn, see `oxetcd::io::sim`), `restart`
 //! re-runs the member's start-up from its data dir. With more than one member, each member also
-//! serves the real peer transport (`PeerListener` on port 2380) and the cluster is bootstrapped
-//! with every member in `bootstrap_members`, as `oxetcd --initial-cluster` does.
+//! serves the real peer transport (port 2380) and the cluster is bootstrapped with every member
+//! in `bootstrap_members`, as `oxetcd --initial-cluster` does. A member is the production
+//! assembly (`oxetcd::member::Member`) with the spec etcd's flags give it (`member_flags`), so
+//! it runs with the production limits; only the node's IDs and WAL segment size are the
+//! simulator's.
 //! Every member samples its raft metrics into [`SimCluster::samples`] for the raft checker.
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG; no wall-clock time is read.
@@ -17,14 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
+use oxetcd::config::{Config, Parsed};
 use oxetcd::io::sim::SimDisk;
 use oxetcd::io::Disk;
-use oxetcd::raft::node::{NodeOptions, RaftNode};
-use oxetcd::raft::peer::PeerListener;
+use oxetcd::member::{Member, MemberSpec, Stopped};
+use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
 use oxetcd::raft::MemberNode;
-use oxetcd::server::lessor::Lessor;
-use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
-use oxetcd::watch::{Hub, HubLimits};
 
 pub use crate::invariants::Sample;
 
@@ -119,6 +120,7 @@ impl SimCluster {
             let ctx = MemberCtx {
                 index: i,
                 disk: disk.clone(),
+                flags: member_flags(&name, ip, &config),
                 opts,
                 state: state.clone(),
                 incarnation: incarnation.clone(),
@@ -305,6 +307,8 @@ fn bootstrap_members(n: usize) -> Vec<(u64, MemberNode)> {
 struct MemberCtx {
     index: usize,
     disk: SimDisk,
+    /// etcd's flags of this member: the serving limits come from them, as in production.
+    flags: Vec<String>,
     opts: NodeOptions,
     state: Arc<Mutex<StartState>>,
     incarnation: Arc<Mutex<u32>>,
@@ -339,11 +343,57 @@ async fn sample_metrics(
     }
 }
 
+/// etcd's flags for member `name` of the cluster: what `oxetcd` would be started with.
+fn member_flags(name: &str, ip: IpAddr, config: &ClusterConfig) -> Vec<String> {
+    let initial_cluster: Vec<String> = (0..config.members)
+        .map(|i| format!("m{}=http://{}:{PEER_PORT}", i + 1, member_ip(i)))
+        .collect();
+    let client = format!("http://{ip}:{CLIENT_PORT}");
+    let peer = format!("http://{ip}:{PEER_PORT}");
+    [
+        "--name",
+        name,
+        "--data-dir",
+        &data_dir().display().to_string(),
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--initial-cluster",
+        &initial_cluster.join(","),
+        "--heartbeat-interval",
+        &config.heartbeat_ms.to_string(),
+        "--election-timeout",
+        &config.election_timeout_ms.to_string(),
+        "--snapshot-count",
+        &config.snapshot_count.to_string(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect()
+}
+
+/// The production member spec for these flags, around the simulator's node options (fixed
+/// member IDs, small WAL segments).
+fn member_spec(flags: &[String], opts: NodeOptions) -> Result<MemberSpec, String> {
+    let config = match Config::parse(flags, &[]) {
+        Ok(Parsed::Run(config)) => config,
+        Ok(_) => return Err("the member flags asked for help or the version".into()),
+        Err(e) => return Err(format!("member flags {flags:?}: {e}")),
+    };
+    MemberSpec::from_config(&config, opts, StartMode::Bootstrap)
+}
+
 /// The body of a member's madsim node: start from the data dir, then serve forever.
 async fn run_member(m: MemberCtx) {
     let MemberCtx {
         index,
         disk,
+        flags,
         opts,
         state,
         incarnation,
@@ -355,86 +405,31 @@ async fn run_member(m: MemberCtx) {
         *n += 1;
         *n
     };
-    let peer_addr = SocketAddr::new(
-        client_addr(opts.client_urls.first().map_or("", String::as_str)).ip(),
-        PEER_PORT,
-    );
-    let hub = Arc::new(Hub::new(HubLimits {
-        queued_responses_max: 1024,
-        catch_up_revisions_max: 1000,
-        ..HubLimits::default()
-    }));
-    let lessor = Arc::new(Lessor::default());
-    let observer = Arc::new(MemberObserver {
-        hub: hub.clone(),
-        lessor: lessor.clone(),
-    });
+    let spec = match member_spec(&flags, opts) {
+        Ok(spec) => spec,
+        Err(e) => {
+            set_state(&state, StartState::Failed(e));
+            return;
+        }
+    };
     let disk: Arc<dyn Disk> = Arc::new(disk);
-    let client_url = opts.client_urls.first().cloned().unwrap_or_default();
-    let node = match RaftNode::start(disk, opts, observer).await {
-        Ok(node) => Arc::new(node),
+    let member = match Member::start(disk, spec).await {
+        Ok(member) => member,
         Err(e) => {
             tracing::warn!(error = %e, "member refused to start");
-            set_state(&state, StartState::Failed(e.to_string()));
+            set_state(&state, StartState::Failed(e));
             return;
         }
     };
     tokio::spawn(sample_metrics(
-        node.clone(),
+        member.node().clone(),
         index,
         incarnation,
         origin,
         samples,
     ));
-    let peers = match PeerListener::bind(peer_addr) {
-        Ok(l) => l,
-        Err(e) => {
-            set_state(&state, StartState::Failed(format!("bind {peer_addr}: {e}")));
-            return;
-        }
-    };
-    tokio::spawn(peers.serve(node.peer_service(), std::future::pending::<()>()));
-    let ctx = Arc::new(Ctx {
-        node,
-        forward: oxetcd::server::forward::Forwarder::default(),
-        limits: ServerLimits {
-            max_request_bytes: 1_572_864,
-            grpc_max_recv_bytes: 2_097_152,
-            max_txn_ops: 128,
-        },
-    });
-    let services = Arc::new(Services {
-        hub,
-        lessor: lessor.clone(),
-        lease_ttl_min_s: 2,
-        progress_notify_interval: Duration::from_secs(600),
-        leader_lost_watch_cancel: Duration::from_secs(3),
-    });
-    let addr = client_addr(&client_url);
-    let listener = match ClientListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            set_state(&state, StartState::Failed(format!("bind {addr}: {e}")));
-            return;
-        }
-    };
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let expiry = tokio::spawn(oxetcd::server::lease::run_expiry(
-        ctx.clone(),
-        lessor,
-        stop_rx,
-    ));
     set_state(&state, StartState::Serving);
-    let never = std::future::pending::<()>();
-    if let Err(e) = listener.serve(ctx, services, never).await {
+    if let Stopped::ListenerFailed(e) = member.serve_until(std::future::pending::<()>()).await {
         set_state(&state, StartState::Failed(format!("serve: {e}")));
     }
-    expiry.abort();
-}
-
-fn client_addr(url: &str) -> SocketAddr {
-    let host_port = url.trim_start_matches("http://");
-    host_port
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), CLIENT_PORT))
 }

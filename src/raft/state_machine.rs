@@ -465,6 +465,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         self.take_startup_meta();
+        let (incoming_term, incoming_index) = meta
+            .last_log_id
+            .map_or((0, 0), |l| (l.leader_id.term, l.index));
+        tracing::info!(
+            current_applied_index = self.shared.read().last_applied.map_or(0, |l| l.index),
+            incoming_leader_snapshot_index = incoming_index,
+            incoming_leader_snapshot_term = incoming_term,
+            "applying snapshot"
+        );
         let bytes = snapshot.into_inner();
         let image: SnapshotImage = bincode::deserialize(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
@@ -478,6 +487,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         inner.state = image.state;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
+        drop(inner);
+        tracing::info!(
+            incoming_leader_snapshot_index = incoming_index,
+            incoming_leader_snapshot_term = incoming_term,
+            "applied snapshot"
+        );
         Ok(())
     }
 

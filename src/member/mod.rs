@@ -1,0 +1,335 @@
+//! member/ — the one assembly of a running member, used by the `oxetcd` binary and by the
+//! simulator alike.
+//!
+//! [`MemberSpec`] says everything a member needs: the raft node's options, how it starts
+//! (bootstrap, join, force-new-cluster), the addresses to listen on and every serving limit.
+//! [`MemberSpec::from_config`] derives it from etcd's flags ([`Config`] and its [`Limits`]);
+//! the simulator builds its specs the same way, from flags, so simulated members run with the
+//! production limits. [`Member::start`] starts the raft node, serves the peer protocol, waits
+//! (bounded) for a leader, serves the client API and runs the leader's lease expiry;
+//! [`Member::serve_until`] runs it until a stop signal, removal from the cluster or a listener
+//! failure, and then stops everything in order.
+//!
+//! Invariant: listeners are bound before anything is served, so a port conflict is a start-up
+//!   error, never a half-started member.
+//! Invariant: a stopped member has stopped its client listeners, its lease expiry and its peer
+//!   listeners, in that order, before raft shuts down.
+
+mod options;
+
+pub use options::node_options;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Limits};
+use crate::io::Disk;
+use crate::raft::node::{NodeOptions, RaftNode, StartMode};
+use crate::raft::peer::PeerListener;
+use crate::server::forward::Forwarder;
+use crate::server::lessor::Lessor;
+use crate::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
+use crate::watch::{Hub, HubLimits};
+
+/// Everything a member needs to start.
+#[derive(Debug, Clone)]
+pub struct MemberSpec {
+    pub node: NodeOptions,
+    pub mode: StartMode,
+    pub listen_client: Vec<SocketAddr>,
+    pub listen_peer: Vec<SocketAddr>,
+    pub hub: HubLimits,
+    pub server: ServerLimits,
+    pub lease_ttl_min_s: i64,
+    pub progress_notify_interval: Duration,
+    /// Watch streams with `hasleader` are canceled after the member has had no leader this long.
+    pub leader_lost_watch_cancel: Duration,
+    /// How long to wait for a leader before serving clients anyway (etcd serves at once; the
+    /// wait only keeps the first requests from failing with "no leader").
+    pub leader_wait: Duration,
+}
+
+fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
+
+/// Resolves listen URLs to socket addresses.
+fn addrs(urls: &[crate::config::Url], what: &str) -> Result<Vec<SocketAddr>, String> {
+    urls.iter()
+        .map(|url| {
+            url.bind_addr()
+                .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))
+        })
+        .collect()
+}
+
+impl MemberSpec {
+    /// The spec etcd's flags describe, around node options already derived from them.
+    pub fn from_config(
+        config: &Config,
+        node: NodeOptions,
+        mode: StartMode,
+    ) -> Result<MemberSpec, String> {
+        let limits: Limits = config.limits();
+        Ok(MemberSpec {
+            node,
+            mode,
+            listen_client: addrs(&config.listen_client_urls, "client")?,
+            listen_peer: addrs(&config.listen_peer_urls, "peer")?,
+            hub: HubLimits {
+                queued_responses_max: usize_of(limits.watch_event_queue_len),
+                catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max)
+                    .unwrap_or(i64::MAX),
+                fragment_bytes: usize_of(limits.watch_fragment_bytes),
+            },
+            server: ServerLimits {
+                max_request_bytes: usize_of(limits.max_request_bytes),
+                grpc_max_recv_bytes: usize_of(limits.grpc_max_recv_bytes),
+                max_txn_ops: usize_of(limits.max_txn_ops),
+            },
+            lease_ttl_min_s: limits.lease_ttl_min_s,
+            progress_notify_interval: config.experimental_watch_progress_notify_interval,
+            leader_lost_watch_cancel: limits.leader_lost_watch_cancel,
+            leader_wait: Duration::from_millis(config.election_timeout_ms.saturating_mul(10)),
+        })
+    }
+}
+
+/// Why a member stopped serving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The caller's stop signal.
+    Requested,
+    /// This member was removed from the cluster.
+    Removed,
+    /// A client or peer listener failed.
+    ListenerFailed(String),
+}
+
+/// A running member.
+pub struct Member {
+    name: String,
+    data_dir: std::path::PathBuf,
+    node: Arc<RaftNode>,
+    client_addrs: Vec<SocketAddr>,
+    peer_addrs: Vec<SocketAddr>,
+    stop_tx: watch::Sender<bool>,
+    client_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
+    expiry: JoinHandle<()>,
+}
+
+/// A future that resolves when `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Member {
+    /// Starts the member from its data dir and serves it.
+    pub async fn start(disk: Arc<dyn Disk>, spec: MemberSpec) -> Result<Member, String> {
+        let hub = Arc::new(Hub::new(spec.hub));
+        let lessor = Arc::new(Lessor::default());
+        let observer = Arc::new(MemberObserver {
+            hub: hub.clone(),
+            lessor: lessor.clone(),
+        });
+        let name = spec.node.name.clone();
+        let data_dir = spec.node.data_dir.clone();
+        let node = RaftNode::start_with(disk, spec.node, observer, spec.mode)
+            .await
+            .map_err(|e| e.to_string())?;
+        let node = Arc::new(node);
+        let (stop_tx, stop_rx) = watch::channel(false);
+
+        let mut peer_listeners = Vec::new();
+        for addr in &spec.listen_peer {
+            let listener =
+                PeerListener::bind(*addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            peer_listeners.push(listener);
+        }
+        let mut peer_addrs = Vec::new();
+        let mut peer_servers = Vec::new();
+        for listener in peer_listeners {
+            let address = listener.local_addr();
+            tracing::info!(%address, "serving peer traffic");
+            peer_addrs.push(address);
+            let shutdown = stopped(stop_rx.clone());
+            peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
+        }
+        if !node.wait_for_leader(spec.leader_wait).await {
+            tracing::warn!("no leader elected yet; serving anyway");
+        }
+
+        let ctx = Arc::new(Ctx {
+            node: node.clone(),
+            forward: Forwarder::default(),
+            limits: spec.server,
+        });
+        let services = Arc::new(Services {
+            hub,
+            lessor: lessor.clone(),
+            lease_ttl_min_s: spec.lease_ttl_min_s,
+            progress_notify_interval: spec.progress_notify_interval,
+            leader_lost_watch_cancel: spec.leader_lost_watch_cancel,
+        });
+        let mut client_listeners = Vec::new();
+        for addr in &spec.listen_client {
+            let listener =
+                ClientListener::bind(*addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            client_listeners.push(listener);
+        }
+        let client_addrs: Vec<SocketAddr> =
+            client_listeners.iter().map(|l| l.local_addr()).collect();
+        let mut client_servers = Vec::new();
+        for listener in client_listeners {
+            let shutdown = stopped(stop_rx.clone());
+            client_servers.push(tokio::spawn(listener.serve(
+                ctx.clone(),
+                services.clone(),
+                shutdown,
+            )));
+        }
+        let expiry = tokio::spawn(crate::server::lease::run_expiry(
+            ctx.clone(),
+            lessor,
+            stop_rx,
+        ));
+        tracing::info!(
+            name = %name,
+            data_dir = %data_dir.display(),
+            member_id = %format!("{:x}", node.member_id()),
+            cluster_id = %format!("{:x}", node.cluster_id()),
+            "ready to serve client requests"
+        );
+        for address in &client_addrs {
+            tracing::info!(%address, "serving client traffic insecurely; this is strongly discouraged!");
+        }
+        Ok(Member {
+            name,
+            data_dir,
+            node,
+            client_addrs,
+            peer_addrs,
+            stop_tx,
+            client_servers,
+            peer_servers,
+            expiry,
+        })
+    }
+
+    pub fn node(&self) -> &Arc<RaftNode> {
+        &self.node
+    }
+
+    /// The bound client addresses (the real ports when a listen URL asked for port 0).
+    pub fn client_addrs(&self) -> &[SocketAddr] {
+        &self.client_addrs
+    }
+
+    /// The bound peer addresses.
+    pub fn peer_addrs(&self) -> &[SocketAddr] {
+        &self.peer_addrs
+    }
+
+    /// Serves until `stop` resolves, the member is removed from the cluster or a listener
+    /// fails; then stops the member and says why it stopped.
+    pub async fn serve_until(mut self, stop: impl Future<Output = ()>) -> Stopped {
+        let node = self.node.clone();
+        let mut listeners = std::mem::take(&mut self.client_servers);
+        let mut clients = listeners.len();
+        listeners.append(&mut self.peer_servers);
+        let why = {
+            // A listener task ends only on shutdown or on an error; before shutdown, any end is
+            // a failure of the member.
+            let failed = first_finished(&mut listeners);
+            tokio::select! {
+                _ = stop => Ok(Stopped::Requested),
+                _ = node.wait_removed() => {
+                    tracing::warn!("the member has been permanently removed from the cluster; shutting down");
+                    Ok(Stopped::Removed)
+                }
+                (i, result) = failed => Err((i, result)),
+            }
+        };
+        let why = match why {
+            Ok(why) => why,
+            Err((i, result)) => {
+                // That task has finished: it must not be awaited again.
+                drop(listeners.remove(i));
+                if i < clients {
+                    clients -= 1;
+                }
+                let e = match result {
+                    Ok(Ok(())) => "a listener stopped".to_string(),
+                    Ok(Err(e)) => format!("a listener failed: {e}"),
+                    Err(e) => format!("a listener task failed: {e}"),
+                };
+                tracing::error!(error = %e, "serving failed; shutting down");
+                Stopped::ListenerFailed(e)
+            }
+        };
+        let peers = listeners.split_off(clients);
+        self.client_servers = listeners;
+        self.peer_servers = peers;
+        self.shutdown().await;
+        why
+    }
+
+    /// Stops serving clients, then the lease expiry and the peers, then raft.
+    pub async fn shutdown(self) {
+        tracing::info!(
+            name = %self.name,
+            data_dir = %self.data_dir.display(),
+            "closing etcd server"
+        );
+        let _ = self.stop_tx.send(true);
+        for s in self.client_servers {
+            match s.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "client server stopped with an error"),
+                Err(e) if !e.is_cancelled() => {
+                    tracing::warn!(error = %e, "client server task failed")
+                }
+                _ => {}
+            }
+        }
+        let _ = self.expiry.await;
+        for s in self.peer_servers {
+            if let Ok(Err(e)) = s.await {
+                tracing::warn!(error = %e, "peer server stopped with an error");
+            }
+        }
+        self.node.shutdown().await;
+        tracing::info!(
+            name = %self.name,
+            data_dir = %self.data_dir.display(),
+            "closed etcd server"
+        );
+    }
+}
+
+type ListenerResult = Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>;
+
+/// The index and result of the first of `handles` to finish; pending forever when there are
+/// none.
+async fn first_finished(
+    handles: &mut [JoinHandle<Result<(), tonic::transport::Error>>],
+) -> (usize, ListenerResult) {
+    std::future::poll_fn(|cx| {
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(h).poll(cx) {
+                return std::task::Poll::Ready((i, r));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
