@@ -14,7 +14,7 @@
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG; no wall-clock time is read.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use oxetcd::config::{Config, Parsed};
 use oxetcd::io::sim::SimDisk;
 use oxetcd::io::Disk;
-use oxetcd::member::{Member, MemberSpec, Stopped};
+use oxetcd::member::{Member as ProdMember, MemberSpec, Stopped};
 use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
 use oxetcd::raft::MemberNode;
 
@@ -413,7 +413,7 @@ async fn run_member(m: MemberCtx) {
         }
     };
     let disk: Arc<dyn Disk> = Arc::new(disk);
-    let member = match Member::start(disk, spec).await {
+    let member = match ProdMember::start(disk, spec).await {
         Ok(member) => member,
         Err(e) => {
             tracing::warn!(error = %e, "member refused to start");
