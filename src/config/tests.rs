@@ -164,7 +164,7 @@ fn flag_syntaxes_reach_the_config() {
             "--data-dir",
             "/var/lib/x",
             "--snapshot-count=0x10",
-            "-enable-v2",
+            "-force-new-cluster",
             "--strict-reconfig-check=F",
             "--heartbeat-interval",
             "50",
@@ -179,7 +179,7 @@ fn flag_syntaxes_reach_the_config() {
     assert_eq!(c.name, "n1");
     assert_eq!(c.data_dir, PathBuf::from("/var/lib/x"));
     assert_eq!(c.snapshot_count, 16);
-    assert!(c.enable_v2);
+    assert!(c.force_new_cluster);
     assert!(!c.strict_reconfig_check);
     assert_eq!((c.heartbeat_interval_ms, c.election_timeout_ms), (50, 250));
     assert_eq!(c.log_level, LogLevel::Debug);
@@ -188,7 +188,7 @@ fn flag_syntaxes_reach_the_config() {
         Duration::from_secs(90)
     );
     assert_eq!(c.limits().quota_backend_bytes, None);
-    assert!(c.is_explicit("enable-v2"));
+    assert!(c.is_explicit("force-new-cluster"));
     assert!(!c.is_explicit("max-wals"));
     assert!(c.warnings.is_empty());
 }
@@ -199,7 +199,7 @@ fn env_variables_set_flags() {
         &[],
         &[
             ("ETCD_NAME", "envname"),
-            ("ETCD_ENABLE_V2", "true"),
+            ("ETCD_FORCE_NEW_CLUSTER", "true"),
             ("ETCD_LISTEN_CLIENT_URLS", "http://127.0.0.1:12379"),
             ("ETCD_ADVERTISE_CLIENT_URLS", "http://127.0.0.1:12379"),
             ("ETCD_AUTO_COMPACTION_RETENTION", "5m"),
@@ -208,7 +208,7 @@ fn env_variables_set_flags() {
     );
     assert_eq!(c.name, "envname");
     assert_eq!(c.data_dir, PathBuf::from("envname.etcd"));
-    assert!(c.enable_v2);
+    assert!(c.force_new_cluster);
     assert_eq!(c.listen_client_urls, vec![url("http://127.0.0.1:12379")]);
     assert_eq!(
         c.auto_compaction,
@@ -293,12 +293,18 @@ fn help_and_version_outcomes() {
 fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
-        (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet"),
-        (&["--cert-file", "c.pem"], &[], "oxetcd: flag --cert-file is not supported yet"),
-        (&["--peer-client-cert-auth"], &[], "oxetcd: flag --peer-client-cert-auth is not supported yet"),
-        (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet"),
-        (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet"),
-        (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet"),
+        (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"),
+        (&["--cert-file", "c.pem"], &[], "oxetcd: flag --cert-file is not supported yet (TLS is not implemented)"),
+        (&["--peer-client-cert-auth"], &[], "oxetcd: flag --peer-client-cert-auth is not supported yet (TLS is not implemented)"),
+        (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
+        (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
+        (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
+        // Regression: these were accepted and then ignored.
+        (&["--enable-v2"], &[], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
+        (&[], &[("ETCD_ENABLE_V2", "true")], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
+        (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
+        (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
+        (&["--experimental-corrupt-check-time", "5m"], &[], "oxetcd: flag --experimental-corrupt-check-time is not supported yet (periodic corruption checks are not implemented (--experimental-initial-corrupt-check is))"),
         (
             &["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379"],
             &[],
@@ -328,7 +334,15 @@ fn unsupported_flags_and_values_exit_one() {
     }
     // Defaults of unsupported flags change nothing and are accepted.
     run(
-        &["--pre-vote=true", "--wal-dir=", "--client-cert-auth=false"],
+        &[
+            "--pre-vote=true",
+            "--wal-dir=",
+            "--client-cert-auth=false",
+            "--enable-v2=false",
+            "--listen-metrics-urls=",
+            "--experimental-enable-lease-checkpoint=false",
+            "--cors=*",
+        ],
         &[],
     );
     run(&["--log-outputs", "stderr"], &[]);
@@ -479,9 +493,12 @@ fn url_lists_are_sorted_and_empty_keeps_default() {
 #[test]
 fn cors_values() {
     assert_eq!(run(&["--cors", "*"], &[]).cors, Cors::Any);
+    assert_eq!(run(&["--cors="], &[]).cors, Cors::Any);
+    // No HTTP endpoint is served yet, so a list of origins would mean nothing.
     assert_eq!(
-        run(&["--cors", "http://a.example:80"], &[]).cors,
-        Cors::Origins(vec![url("http://a.example:80")])
+        fail(&["--cors", "http://a.example:80"], &[]).to_string(),
+        "oxetcd: flag --cors is not supported yet (CORS applies to the HTTP endpoints, which \
+         are not served yet)"
     );
     assert_eq!(
         fail(&["--cors", "http://a.example:80,*"], &[]).exit_code(),
@@ -499,13 +516,59 @@ fn bcrypt_cost_out_of_range_falls_back_with_warning() {
     assert_eq!(run(&["--bcrypt-cost", "31"], &[]).bcrypt_cost, 31);
 }
 
+/// Regression: a positive quota used to be accepted and then never enforced.
 #[test]
-fn large_quota_warns() {
-    let c = run(&["--quota-backend-bytes", "9000000000"], &[]);
-    assert!(c.warnings.contains(&ConfigWarning::QuotaTooLarge {
-        bytes: 9_000_000_000
+fn positive_quota_is_refused_and_no_quota_accepted() {
+    let e = fail(&["--quota-backend-bytes", "9000000000"], &[]);
+    assert_eq!(
+        e.to_string(),
+        "oxetcd: --quota-backend-bytes=9000000000 is not supported yet (the backend space quota \
+         and its NOSPACE alarm are not enforced yet)"
+    );
+    assert_eq!(e.exit_code(), 1);
+    assert_eq!(
+        fail(&[], &[("ETCD_QUOTA_BACKEND_BYTES", "1024")]).exit_code(),
+        1
+    );
+    let c = run(&["--quota-backend-bytes", "-1"], &[]);
+    assert_eq!(c.limits().quota_backend_bytes, None);
+    run(&["--quota-backend-bytes", "0"], &[]);
+}
+
+/// Storage-engine tuning of etcd's backend is accepted with a warning saying it has no effect.
+#[test]
+fn backend_tuning_flags_warn_that_they_have_no_effect() {
+    let cases: &[(&str, &str)] = &[
+        ("--backend-bbolt-freelist-type=array", "backend-bbolt-freelist-type"),
+        ("--backend-batch-interval=10ms", "backend-batch-interval"),
+        ("--backend-batch-limit=100", "backend-batch-limit"),
+        ("--experimental-compaction-batch-limit=500", "experimental-compaction-batch-limit"),
+        ("--experimental-txn-mode-write-with-shared-buffer=false", "experimental-txn-mode-write-with-shared-buffer"),
+        ("--experimental-bootstrap-defrag-threshold-megabytes=10", "experimental-bootstrap-defrag-threshold-megabytes"),
+    ];
+    for (arg, name) in cases {
+        let c = run(&[arg], &[]);
+        let warned = c.warnings.iter().find_map(|w| match w {
+            ConfigWarning::NoEffect { flag, .. } if flag == name => Some(w.to_string()),
+            _ => None,
+        });
+        let Some(text) = warned else {
+            panic!("{arg}: no warning in {:?}", c.warnings)
+        };
+        assert!(text.starts_with("flag has no effect in oxetcd; ignoring it flag=--"), "{text}");
+        assert!(text.contains(" reason="), "{text}");
+    }
+    let c = run(&[], &[("ETCD_BACKEND_BATCH_INTERVAL", "5ms")]);
+    assert!(c.warnings.contains(&ConfigWarning::NoEffect {
+        flag: "backend-batch-interval",
+        value: "5ms".into(),
+        why: "there is no backend commit batching; every raft entry is fsynced in the WAL",
     }));
-    assert_eq!(c.limits().quota_backend_bytes, Some(9_000_000_000));
+    // Not set: no warning.
+    assert!(!Config::default()
+        .warnings
+        .iter()
+        .any(|w| matches!(w, ConfigWarning::NoEffect { .. })));
 }
 
 #[test]
