@@ -2,7 +2,8 @@
 //!
 //! Parses etcd's flags and `ETCD_*` variables, starts the member from its data dir (bootstrapping
 //! a new cluster when the dir is empty), serves the client API on every `--listen-client-urls`
-//! address, runs the leader's lease expiry, and shuts down cleanly on SIGINT/SIGTERM.
+//! address, runs the leader's lease expiry and auto compaction, and shuts down cleanly on
+//! SIGINT/SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -39,6 +40,19 @@ fn wal_segment_bytes() -> Result<u64, String> {
         Ok(v) => v
             .parse::<u64>()
             .map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
+    }
+}
+
+/// Test knob, not an etcd flag: the revision-mode auto-compaction check interval (etcd's
+/// 5 minutes) in milliseconds, so a test can watch it work. Read from
+/// `OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS`.
+fn revision_check_interval(default: Duration) -> Result<Duration, String> {
+    match std::env::var("OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS") {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS={v:?}: {e}")),
     }
 }
 
@@ -288,6 +302,12 @@ async fn run(config: Config) -> Result<(), String> {
         lessor,
         stop_rx.clone(),
     ));
+    let compactor = tokio::spawn(oxetcd::server::compactor::run(
+        node.clone(),
+        limits.auto_compaction,
+        revision_check_interval(limits.auto_compaction_revision_check_interval)?,
+        stop_rx.clone(),
+    ));
     tracing::info!(
         name = %config.name,
         data_dir = %Path::new(&config.data_dir).display(),
@@ -311,6 +331,7 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
     let _ = expiry.await;
+    let _ = compactor.await;
     for s in peer_servers {
         if let Ok(Err(e)) = s.await {
             tracing::warn!(error = %e, "peer server stopped with an error");

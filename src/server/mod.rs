@@ -9,6 +9,7 @@
 //! Invariant: no handler holds the state machine lock across an `.await`.
 
 pub mod cluster;
+pub mod compactor;
 pub mod error;
 pub mod forward;
 pub mod health;
@@ -86,6 +87,13 @@ impl ApplyObserver for MemberObserver {
                 self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            // etcd logs this on every member once its backend finished a compaction.
+            Command::Compact(req) if applied.result.is_ok() => {
+                tracing::info!(
+                    compact_revision = req.revision,
+                    "finished scheduled compaction"
+                );
+            }
             _ => {}
         }
     }
