@@ -241,6 +241,7 @@ async fn run(config: Config) -> Result<(), String> {
     let node = RaftNode::start_with(disk, opts, observer, mode)
         .await
         .map_err(|e| e.to_string())?;
+    node.set_strict_reconfig_check(config.strict_reconfig_check);
     let node = Arc::new(node);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut peer_servers = Vec::new();

@@ -114,6 +114,8 @@ pub struct RaftNode {
     pub(super) transferring: watch::Sender<bool>,
     /// Serializes the runtime membership calls (checks and change), as etcd applies them.
     pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
+    /// `--strict-reconfig-check` (etcd's default: on); see `membership::prechecks`.
+    pub(super) strict_reconfig_check: AtomicBool,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -334,6 +336,7 @@ impl RaftNode {
             ),
             transferring,
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
+            strict_reconfig_check: AtomicBool::new(true),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
