@@ -1,9 +1,9 @@
 //! The `oxetcd` binary: one etcd-compatible cluster member.
 //!
 //! Parses etcd's flags and `ETCD_*` variables, starts the member from its data dir (bootstrapping
-//! a new cluster when the dir is empty), serves the client API on every `--listen-client-urls`
-//! address, runs the leader's lease expiry and auto compaction, and shuts down cleanly on
-//! SIGINT/SIGTERM.
+//! a new cluster when the dir is empty), runs the initial corruption check when asked, serves the
+//! client API on every `--listen-client-urls` address, runs the leader's lease expiry and auto
+//! compaction, and shuts down cleanly on SIGINT/SIGTERM.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -262,6 +262,12 @@ async fn run(config: Config) -> Result<(), String> {
         .await
     {
         tracing::warn!("no leader elected yet; serving anyway");
+    }
+
+    if config.experimental_initial_corrupt_check {
+        oxetcd::raft::corrupt::initial_check(&node, limits.request_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
     }
 
     let ctx = Arc::new(Ctx {

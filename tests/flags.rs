@@ -139,3 +139,28 @@ fn periodic_auto_compaction_keeps_one_retention_of_history() {
     wait_log(&server, "\"msg\":\"starting auto periodic compaction\"");
     wait_log(&server, "\"msg\":\"completed auto periodic compaction\"");
 }
+
+/// Regression: `--experimental-initial-corrupt-check` was refused, so deployment files written
+/// for etcd did not start. A single member has no peer to compare with and passes, as in etcd.
+#[test]
+fn initial_corrupt_check_on_a_single_member_passes_and_serves() {
+    if require_etcd_tools("initial_corrupt_check_on_a_single_member_passes_and_serves").is_none() {
+        return;
+    }
+    let server = Server::start_with(
+        ServerKind::Oxetcd,
+        "default",
+        &["--experimental-initial-corrupt-check=true"],
+    )
+    .unwrap_or_else(|e| panic!("start: {e}"));
+    let log = server.log_tail(400);
+    assert!(
+        log.contains("\"msg\":\"starting initial corruption check\""),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"msg\":\"initial corruption checking passed; no corruption\""),
+        "{log}"
+    );
+    put(&server, "k", "v");
+}

@@ -363,6 +363,7 @@ impl RaftNode {
         let campaign_window = Duration::from_millis(4 * self.raft.config().election_timeout_max);
         PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
             .with_cluster(self.cluster_id, campaign_window)
+            .with_state(self.sm.clone())
     }
 
     /// The leader's membership entry when some other member is leader (writes are forwarded
