@@ -519,7 +519,8 @@ fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {
     }
 }
 
-/// `--logger`, `--log-outputs` and `--log-level` (etcd checks them first in Validate).
+/// `--logger`, `--log-outputs`, `--log-level` and etcd 3.4's `--debug` (etcd checks them first
+/// in Validate).
 fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
     match settings.raw("logger") {
         "zap" => {}
@@ -539,6 +540,10 @@ fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
                 why: "only 'default' and 'stderr' are implemented",
             });
         }
+    }
+    // etcd 3.4's --debug: debug-level logging.
+    if read_bool(settings, "debug")? {
+        return Ok(LogLevel::Debug);
     }
     Ok(match settings.raw("log-level") {
         "debug" => LogLevel::Debug,

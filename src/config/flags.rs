@@ -66,6 +66,13 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "experimental-downgrade-check-time",
     "unsafe-no-fsync",
     // serving and observability extras
+    "max-concurrent-streams",
+    "log-package-levels",
+    "metrics",
+    "experimental-warning-apply-duration",
+    // auth (parsed, waiting for the Auth service)
+    "bcrypt-cost",
+    "auth-token-ttl",
     "listen-metrics-urls",
     "cors",
     "experimental-enable-lease-checkpoint",
@@ -149,6 +156,11 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
         }
+        "max-concurrent-streams" => "a per-connection stream limit is not implemented",
+        "log-package-levels" => "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
+        "metrics" => "metrics are not served yet",
+        "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
+        "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",
         "cluster-active-size" | "cluster-remove-delay" | "cluster-sync-interval" | "config"
         | "force" | "max-result-buffer" | "max-retry-attempts" | "peer-heartbeat-interval"
         | "peer-election-timeout" | "retry-interval" | "snapshot" | "v" | "vv" => {
@@ -163,6 +175,7 @@ pub fn unsupported_reason(name: &str) -> &'static str {
 /// a startup warning that it has no effect; the text is the reason.
 pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
     ("backend-bbolt-freelist-type", "there is no bbolt backend file"),
+    ("experimental-backend-bbolt-freelist-type", "there is no bbolt backend file"),
     ("backend-batch-interval", "there is no backend commit batching; every raft entry is fsynced in the WAL"),
     ("backend-batch-limit", "there is no backend commit batching; every raft entry is fsynced in the WAL"),
     ("experimental-compaction-batch-limit", "compaction runs in memory in one step"),
