@@ -90,7 +90,7 @@ def rust_lists():
             reasons[name] = reason
     block = src[src.index("pub const NO_EFFECT_FLAGS"):]
     block = re.sub(r'\\\n\s*', "", block[: block.index("];")])
-    warned = dict(re.findall(r'\("([a-z0-9-]+)",\s*"([^"]*)"\)', block))
+    warned = dict(re.findall(r'\(\s*"([a-z0-9-]+)",\s*"([^"]*)",?\s*\)', block))
     ours = re.findall(r'^\s*f\("([a-z0-9-]+)"', table, re.M)
     return refused, reasons, warned, ours
 

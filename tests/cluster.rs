@@ -1371,11 +1371,8 @@ fn without_strict_reconfig_check_a_member_is_added_with_a_voter_down() {
         return;
     }
     for kind in [Kind::Etcd35, Kind::Oxetcd] {
-        let mut c = Cluster::start_with(
-            kind,
-            &Cluster::ports(),
-            &["--strict-reconfig-check=false"],
-        );
+        let mut c =
+            Cluster::start_with(kind, &Cluster::ports(), &["--strict-reconfig-check=false"]);
         let leader = c.leader().expect("a leader");
         let down = (leader + 1) % 3;
         c.kill(down);

@@ -79,7 +79,8 @@ fn wait_log(server: &Server, text: &str) {
 /// forever. With a retention of 3 revisions the leader compacts to `current - 3`.
 #[test]
 fn revision_auto_compaction_compacts_to_current_minus_retention() {
-    if require_etcd_tools("revision_auto_compaction_compacts_to_current_minus_retention").is_none() {
+    if require_etcd_tools("revision_auto_compaction_compacts_to_current_minus_retention").is_none()
+    {
         return;
     }
     let server = Server::start_with_env(

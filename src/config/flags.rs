@@ -174,13 +174,34 @@ pub fn unsupported_reason(name: &str) -> &'static str {
 /// lives in memory, made durable by the WAL and snapshot files). Setting one is accepted with
 /// a startup warning that it has no effect; the text is the reason.
 pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
-    ("backend-bbolt-freelist-type", "there is no bbolt backend file"),
-    ("experimental-backend-bbolt-freelist-type", "there is no bbolt backend file"),
-    ("backend-batch-interval", "there is no backend commit batching; every raft entry is fsynced in the WAL"),
-    ("backend-batch-limit", "there is no backend commit batching; every raft entry is fsynced in the WAL"),
-    ("experimental-compaction-batch-limit", "compaction runs in memory in one step"),
-    ("experimental-txn-mode-write-with-shared-buffer", "there is no backend read buffer"),
-    ("experimental-bootstrap-defrag-threshold-megabytes", "there is no backend file to defragment"),
+    (
+        "backend-bbolt-freelist-type",
+        "there is no bbolt backend file",
+    ),
+    (
+        "experimental-backend-bbolt-freelist-type",
+        "there is no bbolt backend file",
+    ),
+    (
+        "backend-batch-interval",
+        "there is no backend commit batching; every raft entry is fsynced in the WAL",
+    ),
+    (
+        "backend-batch-limit",
+        "there is no backend commit batching; every raft entry is fsynced in the WAL",
+    ),
+    (
+        "experimental-compaction-batch-limit",
+        "compaction runs in memory in one step",
+    ),
+    (
+        "experimental-txn-mode-write-with-shared-buffer",
+        "there is no backend read buffer",
+    ),
+    (
+        "experimental-bootstrap-defrag-threshold-megabytes",
+        "there is no backend file to defragment",
+    ),
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -469,11 +490,18 @@ mod tests {
         }
         for name in UNSUPPORTED_FLAGS {
             assert!(index_of(name).is_some(), "{name} is not a flag");
-            assert_ne!(unsupported_reason(name), "not implemented", "{name} has no reason");
+            assert_ne!(
+                unsupported_reason(name),
+                "not implemented",
+                "{name} has no reason"
+            );
         }
         for (name, _) in NO_EFFECT_FLAGS {
             assert!(index_of(name).is_some(), "{name} is not a flag");
-            assert!(!UNSUPPORTED_FLAGS.contains(name), "{name} is refused and warned");
+            assert!(
+                !UNSUPPORTED_FLAGS.contains(name),
+                "{name} is refused and warned"
+            );
         }
     }
 

@@ -513,16 +513,36 @@ fn flags_without_a_consumer_yet_are_refused_unless_default() {
         ("--bcrypt-cost=12", "the Auth service is not served yet"),
         ("--auth-token-ttl=60", "the Auth service is not served yet"),
         ("--metrics=extensive", "metrics are not served yet"),
-        ("--experimental-warning-apply-duration=1s", "slow-apply warnings are not implemented"),
-        ("--max-concurrent-streams=100", "a per-connection stream limit is not implemented"),
-        ("--log-package-levels=etcdserver=DEBUG", "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level"),
+        (
+            "--experimental-warning-apply-duration=1s",
+            "slow-apply warnings are not implemented",
+        ),
+        (
+            "--max-concurrent-streams=100",
+            "a per-connection stream limit is not implemented",
+        ),
+        (
+            "--log-package-levels=etcdserver=DEBUG",
+            "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
+        ),
     ];
     for (arg, why) in cases {
         let e = fail(&[arg], &[]);
-        assert!(e.to_string().ends_with(&format!("is not supported yet ({why})")), "{arg}: {e}");
+        assert!(
+            e.to_string()
+                .ends_with(&format!("is not supported yet ({why})")),
+            "{arg}: {e}"
+        );
         assert_eq!(e.exit_code(), 1, "{arg}");
     }
-    let c = run(&["--bcrypt-cost=10", "--auth-token-ttl=300", "--metrics=basic"], &[]);
+    let c = run(
+        &[
+            "--bcrypt-cost=10",
+            "--auth-token-ttl=300",
+            "--metrics=basic",
+        ],
+        &[],
+    );
     assert_eq!(c.bcrypt_cost, 10);
 }
 
@@ -543,7 +563,11 @@ fn debug_flag_of_etcd_34_means_debug_logging() {
 fn table_has_every_flag_of_etcd_34_and_35_help() {
     for (version, text) in HELP_TEXTS {
         let names = help_flag_names(text);
-        assert!(names.len() > 70, "{version}: only {} flags found", names.len());
+        assert!(
+            names.len() > 70,
+            "{version}: only {} flags found",
+            names.len()
+        );
         for name in names {
             assert!(
                 flags::index_of(&name).is_some(),
@@ -582,18 +606,28 @@ fn compatibility_table_lists_every_flag_with_the_codes_status() {
             continue;
         };
         let status = cells.split('|').nth(2).unwrap_or("").trim().to_string();
-        assert!(rows.insert(name.to_string(), status).is_none(), "--{name} twice");
+        assert!(
+            rows.insert(name.to_string(), status).is_none(),
+            "--{name} twice"
+        );
     }
     for (version, text) in HELP_TEXTS {
         for name in help_flag_names(text) {
-            assert!(rows.contains_key(&name), "--{name} of etcd {version} not in the table");
+            assert!(
+                rows.contains_key(&name),
+                "--{name} of etcd {version} not in the table"
+            );
         }
     }
     for (name, status) in &rows {
         let refused = flags::UNSUPPORTED_FLAGS.contains(&name.as_str());
         let warned = flags::NO_EFFECT_FLAGS.iter().any(|(n, _)| n == name);
         assert_eq!(status.starts_with("refused"), refused, "--{name}: {status}");
-        assert_eq!(status.starts_with("accepted with warning"), warned, "--{name}: {status}");
+        assert_eq!(
+            status.starts_with("accepted with warning"),
+            warned,
+            "--{name}: {status}"
+        );
     }
 }
 
@@ -620,12 +654,24 @@ fn positive_quota_is_refused_and_no_quota_accepted() {
 #[test]
 fn backend_tuning_flags_warn_that_they_have_no_effect() {
     let cases: &[(&str, &str)] = &[
-        ("--backend-bbolt-freelist-type=array", "backend-bbolt-freelist-type"),
+        (
+            "--backend-bbolt-freelist-type=array",
+            "backend-bbolt-freelist-type",
+        ),
         ("--backend-batch-interval=10ms", "backend-batch-interval"),
         ("--backend-batch-limit=100", "backend-batch-limit"),
-        ("--experimental-compaction-batch-limit=500", "experimental-compaction-batch-limit"),
-        ("--experimental-txn-mode-write-with-shared-buffer=false", "experimental-txn-mode-write-with-shared-buffer"),
-        ("--experimental-bootstrap-defrag-threshold-megabytes=10", "experimental-bootstrap-defrag-threshold-megabytes"),
+        (
+            "--experimental-compaction-batch-limit=500",
+            "experimental-compaction-batch-limit",
+        ),
+        (
+            "--experimental-txn-mode-write-with-shared-buffer=false",
+            "experimental-txn-mode-write-with-shared-buffer",
+        ),
+        (
+            "--experimental-bootstrap-defrag-threshold-megabytes=10",
+            "experimental-bootstrap-defrag-threshold-megabytes",
+        ),
     ];
     for (arg, name) in cases {
         let c = run(&[arg], &[]);
@@ -636,7 +682,10 @@ fn backend_tuning_flags_warn_that_they_have_no_effect() {
         let Some(text) = warned else {
             panic!("{arg}: no warning in {:?}", c.warnings)
         };
-        assert!(text.starts_with("flag has no effect in oxetcd; ignoring it flag=--"), "{text}");
+        assert!(
+            text.starts_with("flag has no effect in oxetcd; ignoring it flag=--"),
+            "{text}"
+        );
         assert!(text.contains(" reason="), "{text}");
     }
     let c = run(&[], &[("ETCD_BACKEND_BATCH_INTERVAL", "5ms")]);

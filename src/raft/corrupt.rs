@@ -90,11 +90,10 @@ pub async fn initial_check(node: &RaftNode, timeout: Duration) -> Result<(), Cor
         let kv = &sm.state.kv;
         let revision = kv.current_revision();
         let (hash, compact_revision) =
-            kv.hash_kv(revision)
-                .map_err(|e| CorruptError::LocalHash {
-                    member_id,
-                    reason: e.etcd_message().to_string(),
-                })?;
+            kv.hash_kv(revision).map_err(|e| CorruptError::LocalHash {
+                member_id,
+                reason: e.etcd_message().to_string(),
+            })?;
         LocalHash {
             hash,
             revision,

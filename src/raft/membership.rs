@@ -845,7 +845,10 @@ mod tests {
             prechecks::remove_voter(true, &[&a], unreached),
             Err(MembershipError::Unhealthy)
         );
-        assert_eq!(prechecks::remove_voter(false, &remaining, unreached), Ok(()));
+        assert_eq!(
+            prechecks::remove_voter(false, &remaining, unreached),
+            Ok(())
+        );
         assert_eq!(
             prechecks::promote(true, &[&a, &u]),
             Err(MembershipError::NotEnoughStarted)

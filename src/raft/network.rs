@@ -30,8 +30,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
 use crate::proto::oxraftpb::{
-    HashKvRequest, HashKvResponse, MemberInfoRequest, MembershipRequest, MembershipResponse, RaftBlob, ReadIndexRequest,
-    TimeoutNowRequest,
+    HashKvRequest, HashKvResponse, MemberInfoRequest, MembershipRequest, MembershipResponse,
+    RaftBlob, ReadIndexRequest, TimeoutNowRequest,
 };
 
 /// Largest peer message either side accepts: a 4 MiB snapshot chunk or a batch of entries of up

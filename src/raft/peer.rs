@@ -19,8 +19,9 @@ use crate::mvcc::KvError;
 use crate::proto::oxraftpb::hash_kv_response::Outcome as HashKvOutcome;
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
-    HashKvRequest, HashKvResponse, MemberEntry, MemberInfoRequest, MemberInfoResponse, MembershipRequest, MembershipResponse,
-    RaftBlob, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    HashKvRequest, HashKvResponse, MemberEntry, MemberInfoRequest, MemberInfoResponse,
+    MembershipRequest, MembershipResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
 };
 
 /// The peer gRPC service of one member.

@@ -334,7 +334,11 @@ mod tests {
     /// Drives a schedule like the loop does: sample, wait one tick, ask. `revision_at` gives
     /// the store's revision at a time; every due compaction succeeds. Returns `(time, revision)`
     /// of each compaction.
-    fn drive(retention: Duration, until_ms: u64, revision_at: impl Fn(u64) -> i64) -> Vec<(u64, i64)> {
+    fn drive(
+        retention: Duration,
+        until_ms: u64,
+        revision_at: impl Fn(u64) -> i64,
+    ) -> Vec<(u64, i64)> {
         let mut s = PeriodicSchedule::new(retention, 0);
         let tick = ms(s.tick());
         let mut now = 0;
@@ -356,7 +360,12 @@ mod tests {
         let done = drive(Duration::from_secs(600), 45 * MIN, |t| (t / MIN) as i64 + 1);
         assert_eq!(
             done,
-            vec![(10 * MIN, 1), (20 * MIN, 11), (30 * MIN, 21), (40 * MIN, 31)]
+            vec![
+                (10 * MIN, 1),
+                (20 * MIN, 11),
+                (30 * MIN, 21),
+                (40 * MIN, 31)
+            ]
         );
     }
 
