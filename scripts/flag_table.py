@@ -28,6 +28,8 @@ NOTES = {
     "listen-peer-urls": ("partly: https and unix URLs are refused (no TLS, no unix sockets)", ""),
     "listen-client-urls": ("partly: https and unix URLs are refused (no TLS, no unix sockets)", ""),
     "auth-token": ("partly: 'simple' only; jwt is refused", "the Auth service is not served yet"),
+    "metrics": ("partly: 'extensive' is refused (metrics are not served yet)",
+                "an unknown value fails with etcd's error"),
     "log-outputs": ("partly: 'default' and 'stderr' only", "file outputs are refused"),
     "logger": ("implemented", "'zap' only; 'capnslog' is refused as by etcd 3.5"),
     "auto-compaction-mode": ("implemented", "etcd 3.5's periodic and revision compactors, run by the leader"),

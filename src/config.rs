@@ -318,7 +318,13 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         bcrypt_cost,
         metrics: match settings.raw("metrics") {
             "basic" => MetricsLevel::Basic,
-            "extensive" => MetricsLevel::Extensive,
+            "extensive" => {
+                return Err(ConfigError::UnsupportedValue {
+                    flag: "metrics".into(),
+                    value: "extensive".into(),
+                    why: "metrics are not served yet",
+                })
+            }
             other => {
                 return Err(ConfigError::UnknownMetrics {
                     metrics: other.into(),

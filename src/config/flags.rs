@@ -68,7 +68,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // serving and observability extras
     "max-concurrent-streams",
     "log-package-levels",
-    "metrics",
     "experimental-warning-apply-duration",
     // auth (parsed, waiting for the Auth service)
     "bcrypt-cost",
@@ -158,7 +157,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         }
         "max-concurrent-streams" => "a per-connection stream limit is not implemented",
         "log-package-levels" => "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
-        "metrics" => "metrics are not served yet",
         "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
         "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",
         "cluster-active-size" | "cluster-remove-delay" | "cluster-sync-interval" | "config"
