@@ -546,6 +546,39 @@ fn flags_without_a_consumer_yet_are_refused_unless_default() {
     assert_eq!(c.bcrypt_cost, 10);
 }
 
+/// Every refused flag, set to a value other than etcd's default, stops startup with exit code 1
+/// and a message that names the flag and what is missing.
+#[test]
+fn every_refused_flag_names_its_reason_and_exits_one() {
+    for name in flags::UNSUPPORTED_FLAGS {
+        let spec = flags::spec(name);
+        let value = match spec.kind {
+            Kind::Bool if goparse::parse_bool(spec.default) == Some(true) => "false",
+            Kind::Bool | Kind::Ignored => "true",
+            Kind::Uint | Kind::Int => "12345",
+            Kind::Duration => "7s",
+            Kind::Urls | Kind::Cors => "http://127.0.0.1:1",
+            Kind::Choice(words) => words
+                .iter()
+                .find(|w| **w != spec.default)
+                .copied()
+                .unwrap_or(""),
+            Kind::Str => "x",
+        };
+        let arg = format!("--{name}={value}");
+        let e = fail(&[&arg], &[]);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "oxetcd: flag --{name} is not supported yet ({})",
+                flags::unsupported_reason(name)
+            ),
+            "{arg}"
+        );
+        assert_eq!(e.exit_code(), 1, "{arg}");
+    }
+}
+
 /// etcd 3.4's `--debug` turns on debug-level logging.
 #[test]
 fn debug_flag_of_etcd_34_means_debug_logging() {
