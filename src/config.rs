@@ -3,8 +3,9 @@
 //! and timeout limit in one place).
 //!
 //! Stages: `flags::scan` (Go flag syntax, exit 2 on errors) → leftover arguments and
-//! `--version` → `flags::merge_env` → unsupported flags (`flags::UNSUPPORTED_FLAGS`) →
-//! typed build → `validate` (exit 1 on errors).
+//! `--version` → `flags::merge_env` → unsupported flags (`flags::UNSUPPORTED_FLAGS`, refused
+//! when not at etcd's default) and flags without effect (`flags::NO_EFFECT_FLAGS`, a warning)
+//! → typed build → `validate` (exit 1 on errors).
 //!
 //! Invariant: `Config::parse` is pure: no I/O, no clock; input is the argument list
 //! (without the program name) and the environment as key/value pairs.
@@ -40,8 +41,6 @@ use flags::{Kind, Scan, Settings};
 pub const ELECTION_TIMEOUT_MS_MAX: u64 = 50_000;
 /// `--quota-backend-bytes 0` means this (2 GiB).
 pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
-/// Quotas above this (8 GiB) only draw a warning.
-pub const QUOTA_BACKEND_BYTES_WARN: u64 = 8 * 1024 * 1024 * 1024;
 /// `--initial-cluster`'s default; replaced by `<name>=<peer urls>` when only `--name` is set.
 pub const DEFAULT_INITIAL_CLUSTER: &str = "default=http://localhost:2380";
 /// Default `--name`.
@@ -177,6 +176,8 @@ pub struct Config {
     pub listen_metrics_urls: Vec<Url>,
     pub log_level: LogLevel,
     // experimental and unsafe
+    /// Compare this member's HashKV with its peers' before serving.
+    pub experimental_initial_corrupt_check: bool,
     pub experimental_enable_lease_checkpoint: bool,
     pub experimental_watch_progress_notify_interval: Duration,
     pub experimental_warning_apply_duration: Duration,
@@ -212,6 +213,7 @@ impl Config {
         if let Some(e) = flags::first_unsupported(&settings) {
             return Err(e);
         }
+        warnings.extend(flags::no_effect_warnings(&settings));
         let config = build(&settings, warnings)?;
         validate::validate(&config)?;
         Ok(Parsed::Run(Box::new(config)))
@@ -273,9 +275,12 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         }
     };
     let quota_backend_bytes = read_int(settings, "quota-backend-bytes")?;
-    if u64::try_from(quota_backend_bytes).is_ok_and(|q| q > QUOTA_BACKEND_BYTES_WARN) {
-        warnings.push(ConfigWarning::QuotaTooLarge {
-            bytes: quota_backend_bytes.unsigned_abs(),
+    // 0 (etcd's default) and negative values (no quota) describe what we do: no space quota.
+    if quota_backend_bytes > 0 {
+        return Err(ConfigError::UnsupportedValue {
+            flag: "quota-backend-bytes".into(),
+            value: settings.raw("quota-backend-bytes").into(),
+            why: "the backend space quota and its NOSPACE alarm are not enforced yet",
         });
     }
     Ok(Config {
@@ -313,7 +318,13 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         bcrypt_cost,
         metrics: match settings.raw("metrics") {
             "basic" => MetricsLevel::Basic,
-            "extensive" => MetricsLevel::Extensive,
+            "extensive" => {
+                return Err(ConfigError::UnsupportedValue {
+                    flag: "metrics".into(),
+                    value: "extensive".into(),
+                    why: "metrics are not served yet",
+                })
+            }
             other => {
                 return Err(ConfigError::UnknownMetrics {
                     metrics: other.into(),
@@ -322,6 +333,10 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         },
         listen_metrics_urls: read_urls(settings, "listen-metrics-urls")?,
         log_level: read_logging(settings)?,
+        experimental_initial_corrupt_check: read_bool(
+            settings,
+            "experimental-initial-corrupt-check",
+        )?,
         experimental_enable_lease_checkpoint: read_bool(
             settings,
             "experimental-enable-lease-checkpoint",
@@ -510,7 +525,8 @@ fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {
     }
 }
 
-/// `--logger`, `--log-outputs` and `--log-level` (etcd checks them first in Validate).
+/// `--logger`, `--log-outputs`, `--log-level` and etcd 3.4's `--debug` (etcd checks them first
+/// in Validate).
 fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
     match settings.raw("logger") {
         "zap" => {}
@@ -530,6 +546,10 @@ fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
                 why: "only 'default' and 'stderr' are implemented",
             });
         }
+    }
+    // etcd 3.4's --debug: debug-level logging.
+    if read_bool(settings, "debug")? {
+        return Ok(LogLevel::Debug);
     }
     Ok(match settings.raw("log-level") {
         "debug" => LogLevel::Debug,

@@ -1,11 +1,13 @@
 //! The `oxetcd` binary: one etcd-compatible cluster member.
 //!
 //! Parses etcd's flags and `ETCD_*` variables, sets up logging and the runtime, and runs one
-//! member (`oxetcd::member`, the assembly the simulator uses too) from its data dir until
-//! SIGINT/SIGTERM or its removal from the cluster.
+//! member (`oxetcd::member`, the assembly the simulator uses too: initial corruption check when
+//! asked, client API, lease expiry, auto compaction) from its data dir until SIGINT/SIGTERM or
+//! its removal from the cluster.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oxetcd::config::{Config, Parsed};
 use oxetcd::io::os::OsDisk;
@@ -30,6 +32,19 @@ fn wal_segment_bytes() -> Result<u64, String> {
         Ok(v) => v
             .parse::<u64>()
             .map_err(|e| format!("OXETCD_WAL_SEGMENT_BYTES={v:?}: {e}")),
+    }
+}
+
+/// Test knob, not an etcd flag: the revision-mode auto-compaction check interval (etcd's
+/// 5 minutes) in milliseconds, so a test can watch it work. Read from
+/// `OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS`.
+fn revision_check_interval(default: Duration) -> Result<Duration, String> {
+    match std::env::var("OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS") {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS={v:?}: {e}")),
     }
 }
 
@@ -128,7 +143,9 @@ async fn run(config: Config) -> Result<(), String> {
         .unwrap_or(false);
     log_starting(&config, member_initialized);
     let (opts, mode) = member::node_options(&config, disk.as_ref(), wal_segment_bytes()?).await?;
-    let spec = MemberSpec::from_config(&config, opts, mode)?;
+    let mut spec = MemberSpec::from_config(&config, opts, mode)?;
+    spec.auto_compaction_revision_check_interval =
+        revision_check_interval(spec.auto_compaction_revision_check_interval)?;
     let member = Member::start(disk, spec).await?;
     let stop = async {
         shutdown_signal().await;

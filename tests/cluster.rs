@@ -1359,3 +1359,70 @@ fn membership_commands_print_what_etcd_prints() {
     let ours = run(Kind::Oxetcd);
     assert_eq!(ours, etcd);
 }
+
+/// Regression: `--strict-reconfig-check=false` was accepted and ignored. etcd then skips its
+/// reconfiguration pre-checks, so a learner can be added while a voter is down (with the checks
+/// on, `membership_changes_need_the_voters_reachable` shows the refusal).
+#[test]
+fn without_strict_reconfig_check_a_member_is_added_with_a_voter_down() {
+    if require_etcd_tools("without_strict_reconfig_check_a_member_is_added_with_a_voter_down")
+        .is_none()
+    {
+        return;
+    }
+    for kind in [Kind::Etcd35, Kind::Oxetcd] {
+        let mut c =
+            Cluster::start_with(kind, &Cluster::ports(), &["--strict-reconfig-check=false"]);
+        let leader = c.leader().expect("a leader");
+        let down = (leader + 1) % 3;
+        c.kill(down);
+        // A committed write makes the leader send to the dead member, so its failure is known.
+        c.ctl_ok(leader, &["put", "k", "v"]);
+        let url = format!("http://127.0.0.1:{}", free_port());
+        let add = c.ctl(
+            leader,
+            &["member", "add", "l1", "--learner", "--peer-urls", &url],
+        );
+        assert_eq!(add.code, 0, "{kind:?}: {}", add.stderr_text());
+        assert!(add.stdout_text().contains("added to cluster"), "{kind:?}");
+        let list = c.ctl_ok(leader, &["member", "list"]);
+        assert_eq!(list.lines().count(), 4, "{kind:?}: {list}");
+    }
+}
+
+/// `--experimental-initial-corrupt-check`: a restarted member compares its HashKV with the
+/// live peers' before serving; equal data passes and the member serves.
+#[test]
+fn initial_corrupt_check_compares_with_peers_and_passes_on_equal_data() {
+    if require_etcd_tools("initial_corrupt_check_compares_with_peers_and_passes_on_equal_data")
+        .is_none()
+    {
+        return;
+    }
+    let mut c = Cluster::start_with(
+        Kind::Oxetcd,
+        &Cluster::ports(),
+        &["--experimental-initial-corrupt-check"],
+    );
+    for n in 0..10 {
+        c.ctl_ok(0, &["put", &format!("k{n}"), "v"]);
+    }
+    let restarted = 1;
+    c.kill(restarted);
+    let log_before = std::fs::read_to_string(c.log_path(restarted)).unwrap_or_default();
+    c.spawn(restarted);
+    c.wait_healthy(restarted);
+    let log = std::fs::read_to_string(c.log_path(restarted)).unwrap_or_default();
+    let after = &log[log_before.len().min(log.len())..];
+    assert!(
+        after.contains("\"msg\":\"starting initial corruption check\""),
+        "{after}"
+    );
+    assert!(
+        after.contains("\"msg\":\"initial corruption checking passed; no corruption\""),
+        "{after}"
+    );
+    // Both peers were up, so both answered.
+    assert!(!after.contains("failed hash kv request"), "{after}");
+    assert!(!after.contains("different hash values"), "{after}");
+}

@@ -46,9 +46,11 @@ pub enum ConfigError {
     },
 
     // ---- not implemented (exit 1) ----
-    /// A flag from `flags::UNSUPPORTED_FLAGS` set to a non-default value.
+    /// A flag from `flags::UNSUPPORTED_FLAGS` set to a non-default value; `why` names what
+    /// is missing.
     Unsupported {
         flag: String,
+        why: &'static str,
     },
     /// A supported flag with a value we cannot honour yet (https without TLS, unix sockets,
     /// jwt tokens, file log outputs).
@@ -179,7 +181,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid value {value:?} for {key}: {reason}")
             }
             EnvConflict { .. } => f.write_str(ENV_CONFLICT_MSG),
-            Unsupported { flag } => write!(f, "oxetcd: flag --{flag} is not supported yet"),
+            Unsupported { flag, why } => {
+                write!(f, "oxetcd: flag --{flag} is not supported yet ({why})")
+            }
             UnsupportedValue { flag, value, why } => {
                 write!(f, "oxetcd: --{flag}={value} is not supported yet ({why})")
             }
@@ -257,8 +261,13 @@ pub enum ConfigWarning {
     DataDirDefault { data_dir: String },
     /// `--bcrypt-cost` outside 4..=31; 10 is used.
     BcryptCostDefault { given: u64 },
-    /// `--quota-backend-bytes` above the 8 GiB etcd recommends.
-    QuotaTooLarge { bytes: u64 },
+    /// A storage-engine tuning flag (`flags::NO_EFFECT_FLAGS`) was set; `why` says why it
+    /// means nothing here.
+    NoEffect {
+        flag: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl ConfigWarning {
@@ -271,7 +280,7 @@ impl ConfigWarning {
             ConfigWarning::BcryptCostDefault { .. } => {
                 "use default bcrypt cost instead of the invalid given cost"
             }
-            ConfigWarning::QuotaTooLarge { .. } => "quota exceeds the maximum value",
+            ConfigWarning::NoEffect { .. } => "flag has no effect in oxetcd; ignoring it",
         }
     }
 
@@ -291,12 +300,10 @@ impl ConfigWarning {
                 ("default-cost", "10".into()),
                 ("given-cost", given.to_string()),
             ],
-            ConfigWarning::QuotaTooLarge { bytes } => vec![
-                ("quota-size-bytes", bytes.to_string()),
-                (
-                    "quota-maximum-size-bytes",
-                    super::QUOTA_BACKEND_BYTES_WARN.to_string(),
-                ),
+            ConfigWarning::NoEffect { flag, value, why } => vec![
+                ("flag", format!("--{flag}")),
+                ("value", value.clone()),
+                ("reason", (*why).to_string()),
             ],
         }
     }
@@ -327,6 +334,7 @@ mod tests {
             },
             ConfigError::Unsupported {
                 flag: "wal-dir".into(),
+                why: "x",
             },
             ConfigError::NotAFlag { arg: "x".into() },
             ConfigError::HeartbeatZero,

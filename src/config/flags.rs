@@ -2,7 +2,8 @@
 //! input stages: scanning the command line with Go `flag` package rules, then filling the
 //! rest from `ETCD_*` environment variables with etcd's conflict and warning rules.
 //!
-//! Invariant: a name in `UNSUPPORTED_FLAGS` is a name in `FLAGS` (checked by a test).
+//! Invariant: a name in `UNSUPPORTED_FLAGS` or `NO_EFFECT_FLAGS` is a name in `FLAGS`, in
+//! at most one of the two lists, and every refused flag has a reason (checked by a test).
 //! Invariant: after `scan` + `merge_env`, every explicit value passed its kind's syntax
 //! check, so the typed extraction in `config.rs` only fails on semantic rules.
 
@@ -16,9 +17,9 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 
 /// Flags etcd 3.5 accepts but oxetcd does not implement yet. Setting one of them (flag or
 /// `ETCD_*` variable) to anything other than etcd's default stops startup with
-/// "oxetcd: flag --X is not supported yet" (exit 1). The TLS file flags are parsed into
-/// `Config::client_tls`/`peer_tls` already; removing them here is all it takes to accept
-/// them (and set `TLS_SUPPORTED`).
+/// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
+/// `unsupported_reason`). The TLS file flags are parsed into `Config::client_tls`/`peer_tls`
+/// already; removing them here is all it takes to accept them (and set `TLS_SUPPORTED`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // TLS (parsed, waiting for the TLS listener)
     "cert-file",
@@ -56,21 +57,24 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "proxy-read-timeout",
     "v2-deprecation",
     "experimental-enable-v2v3",
+    "enable-v2",
     // raft and backend tuning without an equivalent here
     "initial-election-tick-advance",
     "pre-vote",
-    "backend-bbolt-freelist-type",
-    "backend-batch-interval",
-    "backend-batch-limit",
-    "experimental-compaction-batch-limit",
-    "experimental-txn-mode-write-with-shared-buffer",
-    "experimental-bootstrap-defrag-threshold-megabytes",
-    "experimental-initial-corrupt-check",
     "experimental-corrupt-check-time",
     "experimental-memory-mlock",
     "experimental-downgrade-check-time",
     "unsafe-no-fsync",
     // serving and observability extras
+    "max-concurrent-streams",
+    "log-package-levels",
+    "experimental-warning-apply-duration",
+    // auth (parsed, waiting for the Auth service)
+    "bcrypt-cost",
+    "auth-token-ttl",
+    "listen-metrics-urls",
+    "cors",
+    "experimental-enable-lease-checkpoint",
     "socket-reuse-port",
     "socket-reuse-address",
     "host-whitelist",
@@ -102,6 +106,101 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
 pub const TLS_SUPPORTED: bool = false;
 /// `unix://` listeners are not implemented yet.
 pub const UNIX_SOCKETS_SUPPORTED: bool = false;
+
+/// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
+pub fn unsupported_reason(name: &str) -> &'static str {
+    match name {
+        "cert-file" | "key-file" | "trusted-ca-file" | "client-cert-auth" | "peer-cert-file"
+        | "peer-key-file" | "peer-trusted-ca-file" | "peer-client-cert-auth" | "auto-tls"
+        | "peer-auto-tls" | "client-crl-file" | "peer-crl-file" | "client-cert-allowed-hostname"
+        | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" | "self-signed-cert-validity"
+        | "cipher-suites" | "experimental-peer-skip-client-san-verification" => {
+            "TLS is not implemented"
+        }
+        "wal-dir" => "a WAL directory apart from --data-dir is not implemented",
+        "config-file" => "configuration files are not read; use flags or ETCD_* variables",
+        "discovery" | "discovery-fallback" | "discovery-proxy" | "discovery-srv"
+        | "discovery-srv-name" => "discovery bootstrap is not implemented; use --initial-cluster",
+        "proxy" | "proxy-failure-wait" | "proxy-refresh-interval" | "proxy-dial-timeout"
+        | "proxy-write-timeout" | "proxy-read-timeout" => "the v2 proxy is not implemented",
+        "v2-deprecation" | "experimental-enable-v2v3" | "enable-v2" => {
+            "the v2 API is not served yet"
+        }
+        "initial-election-tick-advance" => {
+            "elections always start after a randomized election timeout; the boot-time tick \
+             advance cannot be switched off"
+        }
+        "pre-vote" => "elections without a pre-vote phase are not implemented",
+        "experimental-corrupt-check-time" => {
+            "periodic corruption checks are not implemented (--experimental-initial-corrupt-check is)"
+        }
+        "experimental-memory-mlock" => "locking the process memory is not implemented",
+        "experimental-downgrade-check-time" => "cluster downgrades are not implemented",
+        "unsafe-no-fsync" => "every write is fsynced; skipping fsync is not implemented",
+        "socket-reuse-port" | "socket-reuse-address" => {
+            "socket options on listeners are not implemented"
+        }
+        "host-whitelist" => "Host header checks need the HTTP endpoints, which are not served yet",
+        "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
+        "enable-pprof" => "runtime profiles are not served",
+        "enable-log-rotation" | "log-rotation-config-json" => {
+            "logs go to stderr only; file logs and their rotation are not implemented"
+        }
+        "experimental-enable-distributed-tracing"
+        | "experimental-distributed-tracing-address"
+        | "experimental-distributed-tracing-service-name"
+        | "experimental-distributed-tracing-instance-id" => "trace export is not implemented",
+        "listen-metrics-urls" => "the /metrics and /health listener is not implemented yet",
+        "cors" => "CORS applies to the HTTP endpoints, which are not served yet",
+        "experimental-enable-lease-checkpoint" => {
+            "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
+        }
+        "max-concurrent-streams" => "a per-connection stream limit is not implemented",
+        "log-package-levels" => "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
+        "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
+        "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",
+        "cluster-active-size" | "cluster-remove-delay" | "cluster-sync-interval" | "config"
+        | "force" | "max-result-buffer" | "max-retry-attempts" | "peer-heartbeat-interval"
+        | "peer-election-timeout" | "retry-interval" | "snapshot" | "v" | "vv" => {
+            "obsolete etcd 0.4 flag"
+        }
+        _ => "not implemented",
+    }
+}
+
+/// Storage-engine tuning of etcd's bbolt backend, which has no counterpart here (the state
+/// lives in memory, made durable by the WAL and snapshot files). Setting one is accepted with
+/// a startup warning that it has no effect; the text is the reason.
+pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
+    (
+        "backend-bbolt-freelist-type",
+        "there is no bbolt backend file",
+    ),
+    (
+        "experimental-backend-bbolt-freelist-type",
+        "there is no bbolt backend file",
+    ),
+    (
+        "backend-batch-interval",
+        "there is no backend commit batching; every raft entry is fsynced in the WAL",
+    ),
+    (
+        "backend-batch-limit",
+        "there is no backend commit batching; every raft entry is fsynced in the WAL",
+    ),
+    (
+        "experimental-compaction-batch-limit",
+        "compaction runs in memory in one step",
+    ),
+    (
+        "experimental-txn-mode-write-with-shared-buffer",
+        "there is no backend read buffer",
+    ),
+    (
+        "experimental-bootstrap-defrag-threshold-megabytes",
+        "there is no backend file to defragment",
+    ),
+];
 
 // ---------------------------------------------------------------------------------------
 
@@ -323,18 +422,39 @@ pub fn first_unsupported(settings: &Settings) -> Option<ConfigError> {
             continue;
         };
         let spec = spec(name);
-        let is_default = match spec.kind {
-            Kind::Ignored => false,
-            Kind::Bool => parse_bool(&setting.value) == parse_bool(spec.default),
-            _ => setting.value == spec.default,
-        };
-        if !is_default {
+        if !is_default(spec, &setting.value) {
             return Some(ConfigError::Unsupported {
                 flag: (*name).into(),
+                why: unsupported_reason(name),
             });
         }
     }
     None
+}
+
+/// Whether `value` means the same as etcd's default of `spec` (an empty URL list or CORS
+/// list keeps the default, as in etcd).
+fn is_default(spec: &FlagSpec, value: &str) -> bool {
+    match spec.kind {
+        Kind::Ignored => false,
+        Kind::Bool => parse_bool(value) == parse_bool(spec.default),
+        Kind::Urls | Kind::Cors if value.is_empty() => true,
+        _ => value == spec.default,
+    }
+}
+
+/// One warning for each explicitly set flag of `NO_EFFECT_FLAGS`.
+pub fn no_effect_warnings(settings: &Settings) -> Vec<ConfigWarning> {
+    NO_EFFECT_FLAGS
+        .iter()
+        .filter_map(|(name, why)| {
+            settings.explicit(name).map(|s| ConfigWarning::NoEffect {
+                flag: name,
+                value: s.value.clone(),
+                why,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -368,6 +488,18 @@ mod tests {
         }
         for name in UNSUPPORTED_FLAGS {
             assert!(index_of(name).is_some(), "{name} is not a flag");
+            assert_ne!(
+                unsupported_reason(name),
+                "not implemented",
+                "{name} has no reason"
+            );
+        }
+        for (name, _) in NO_EFFECT_FLAGS {
+            assert!(index_of(name).is_some(), "{name} is not a flag");
+            assert!(
+                !UNSUPPORTED_FLAGS.contains(name),
+                "{name} is refused and warned"
+            );
         }
     }
 
@@ -563,13 +695,15 @@ mod tests {
         assert_eq!(
             check(&["--wal-dir", "/w"]),
             Some(ConfigError::Unsupported {
-                flag: "wal-dir".into()
+                flag: "wal-dir".into(),
+                why: "a WAL directory apart from --data-dir is not implemented",
             })
         );
         assert_eq!(
             check(&["--cert-file", "/c.pem"]),
             Some(ConfigError::Unsupported {
-                flag: "cert-file".into()
+                flag: "cert-file".into(),
+                why: "TLS is not implemented",
             })
         );
         assert!(check(&["--pre-vote=false"]).is_some());
@@ -579,10 +713,12 @@ mod tests {
         assert!(check(&["--v"]).is_some());
         assert_eq!(
             ConfigError::Unsupported {
-                flag: "wal-dir".into()
+                flag: "wal-dir".into(),
+                why: "a WAL directory apart from --data-dir is not implemented",
             }
             .to_string(),
-            "oxetcd: flag --wal-dir is not supported yet"
+            "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir \
+             is not implemented)"
         );
     }
 }

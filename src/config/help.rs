@@ -2,9 +2,9 @@
 //! new flag cannot be missing from the help.
 //!
 //! Invariant: every visible flag (group other than `Hidden`) appears exactly once, and
-//! flags from `UNSUPPORTED_FLAGS` are marked as such.
+//! flags from `UNSUPPORTED_FLAGS` and `NO_EFFECT_FLAGS` are marked as such.
 
-use super::flags::{Group, Kind, FLAGS, UNSUPPORTED_FLAGS};
+use super::flags::{Group, Kind, FLAGS, NO_EFFECT_FLAGS, UNSUPPORTED_FLAGS};
 use super::ETCD_API_VERSION;
 
 /// Printed (to stderr) after a command-line syntax error, like etcd's short usage.
@@ -49,6 +49,9 @@ pub fn help_text() -> String {
             out.push_str(&format!("  --{} {default}\n    {}", spec.name, spec.help));
             if UNSUPPORTED_FLAGS.contains(&spec.name) {
                 out.push_str(" (not supported yet: only the default is accepted)");
+            }
+            if NO_EFFECT_FLAGS.iter().any(|(name, _)| *name == spec.name) {
+                out.push_str(" (accepted, no effect here)");
             }
             out.push('\n');
         }

@@ -1,5 +1,6 @@
-//! The flag table: every flag etcd 3.5 defines (plus `version`), with the Go type it is
-//! declared with, etcd's default as text, and its help section.
+//! The flag table: every flag etcd 3.5 defines (plus `version`) and the flags of etcd 3.4 that
+//! 3.5 dropped, with the Go type it is declared with, etcd's default as text, and its help
+//! section.
 //!
 //! Invariant: names are unique and every non-ignored default passes its kind's `check`
 //! (both checked by tests in `flags.rs`).
@@ -109,7 +110,8 @@ use Kind::*;
 pub const CLUSTER_STATES: &[&str] = &["new", "existing"];
 pub const LOG_LEVELS: &[&str] = &["debug", "info", "warn", "error", "dpanic", "panic", "fatal"];
 
-/// Every flag of etcd 3.5 (plus `version`); order = help order.
+/// Every flag of etcd 3.5 (plus `version`) and of etcd 3.4; order = help order. A unit test
+/// checks this against both versions' `--help` texts (`src/config/testdata/`).
 #[rustfmt::skip]
 pub const FLAGS: &[FlagSpec] = &[
     f("name", Str, "default", Member, "Human-readable name of this member."),
@@ -203,6 +205,10 @@ pub const FLAGS: &[FlagSpec] = &[
     f("experimental-memory-mlock", Bool, "false", Experimental, "Lock the process memory."),
     f("experimental-downgrade-check-time", Duration, "5s", Experimental, "Period of downgrade checks."),
     f("enable-grpc-gateway", Bool, "true", Experimental, "Serve the JSON gateway on the client port."),
+    f("max-concurrent-streams", Uint, "4294967295", Experimental, "Most concurrent streams per client connection (etcd 3.4)."),
+    f("experimental-backend-bbolt-freelist-type", Str, "array", Experimental, "Backend freelist type (etcd 3.4 name)."),
+    f("debug", Bool, "false", Logging, "Debug-level logging (etcd 3.4; same as --log-level=debug)."),
+    f("log-package-levels", Str, "", Logging, "Per-package capnslog levels (etcd 3.4)."),
     f("force-new-cluster", Bool, "false", Unsafe, "Restart from existing data as a one-member cluster."),
     f("unsafe-no-fsync", Bool, "false", Unsafe, "Skip fsync (loses data on power failure)."),
     f("config-file", Str, "", Hidden, "Configuration file."),

@@ -6,7 +6,8 @@
 //! [`MemberSpec::from_config`] derives it from etcd's flags ([`Config`] and its [`Limits`]);
 //! the simulator builds its specs the same way, from flags, so simulated members run with the
 //! production limits. [`Member::start`] starts the raft node, serves the peer protocol, waits
-//! (bounded) for a leader, serves the client API and runs the leader's lease expiry;
+//! (bounded) for a leader, runs the initial corruption check when asked, serves the client API
+//! and runs the leader's lease expiry and auto compaction;
 //! [`Member::serve_until`] runs it until a stop signal, removal from the cluster or a listener
 //! failure, and then stops everything in order.
 //!
@@ -49,6 +50,16 @@ pub struct MemberSpec {
     pub progress_notify_interval: Duration,
     /// Watch streams with `hasleader` are canceled after the member has had no leader this long.
     pub leader_lost_watch_cancel: Duration,
+    /// `--strict-reconfig-check`.
+    pub strict_reconfig_check: bool,
+    /// `--experimental-initial-corrupt-check`: compare HashKV with the peers before serving.
+    pub initial_corrupt_check: bool,
+    /// etcd's request timeout (bounds the corruption check's peer calls).
+    pub request_timeout: Duration,
+    /// `--auto-compaction-mode` / `--auto-compaction-retention`.
+    pub auto_compaction: crate::config::AutoCompaction,
+    /// How often the revision-mode compactor looks (etcd: 5 minutes).
+    pub auto_compaction_revision_check_interval: Duration,
     /// How long to wait for a leader before serving clients anyway (etcd serves at once; the
     /// wait only keeps the first requests from failing with "no leader").
     pub leader_wait: Duration,
@@ -96,6 +107,11 @@ impl MemberSpec {
             progress_notify_interval: config.experimental_watch_progress_notify_interval,
             leader_lost_watch_cancel: limits.leader_lost_watch_cancel,
             leader_wait: Duration::from_millis(config.election_timeout_ms.saturating_mul(10)),
+            strict_reconfig_check: config.strict_reconfig_check,
+            initial_corrupt_check: config.experimental_initial_corrupt_check,
+            request_timeout: limits.request_timeout,
+            auto_compaction: limits.auto_compaction,
+            auto_compaction_revision_check_interval: limits.auto_compaction_revision_check_interval,
         })
     }
 }
@@ -122,6 +138,7 @@ pub struct Member {
     client_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     expiry: JoinHandle<()>,
+    compactor: JoinHandle<()>,
 }
 
 /// A future that resolves when `stop` turns true (or its sender is gone).
@@ -147,6 +164,7 @@ impl Member {
         let node = RaftNode::start_with(disk, spec.node, observer, spec.mode)
             .await
             .map_err(|e| e.to_string())?;
+        node.set_strict_reconfig_check(spec.strict_reconfig_check);
         let node = Arc::new(node);
         let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -167,6 +185,11 @@ impl Member {
         }
         if !node.wait_for_leader(spec.leader_wait).await {
             tracing::warn!("no leader elected yet; serving anyway");
+        }
+        if spec.initial_corrupt_check {
+            crate::raft::corrupt::initial_check(&node, spec.request_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
         }
 
         let ctx = Arc::new(Ctx {
@@ -201,6 +224,12 @@ impl Member {
         let expiry = tokio::spawn(crate::server::lease::run_expiry(
             ctx.clone(),
             lessor,
+            stop_rx.clone(),
+        ));
+        let compactor = tokio::spawn(crate::server::compactor::run(
+            node.clone(),
+            spec.auto_compaction,
+            spec.auto_compaction_revision_check_interval,
             stop_rx,
         ));
         tracing::info!(
@@ -223,6 +252,7 @@ impl Member {
             client_servers,
             peer_servers,
             expiry,
+            compactor,
         })
     }
 
@@ -302,6 +332,7 @@ impl Member {
             }
         }
         let _ = self.expiry.await;
+        let _ = self.compactor.await;
         for s in self.peer_servers {
             if let Ok(Err(e)) = s.await {
                 tracing::warn!(error = %e, "peer server stopped with an error");

@@ -14,10 +14,14 @@
 //!   `membership_turn`), and a change openraft refuses because the previous one is still in
 //!   its joint configuration is asked again (`in_turn`), so calls are applied in turn as etcd
 //!   applies them instead of failing.
+//! With `--strict-reconfig-check=false` the pre-checks of `prechecks` (started-member quorum,
+//! reachability) are skipped, as etcd does; everything else is checked either way.
+//!
 //! Invariant: a member ID is never reused: runtime IDs hash the peer URLs with the current time,
 //!   and an ID already in the membership is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
@@ -130,6 +134,61 @@ fn ready_to_remove_voter(remaining: &[&MemberNode]) -> bool {
     started >= quorum
 }
 
+/// etcd's reconfiguration pre-checks. With `--strict-reconfig-check=false` (`strict` false)
+/// etcd skips them all: the started-members quorum rules and the reachability of the voters.
+/// The learner limit, ID and URL checks and a learner's readiness for promotion are not part
+/// of them and always apply.
+mod prechecks {
+    use super::{ready_to_add_voter, ready_to_remove_voter, MemberNode, MembershipError};
+
+    /// MemberAdd: a new voter must leave a quorum of started voters, and every voter must be
+    /// reachable (`all_reached`, evaluated only when it matters).
+    pub(super) fn add(
+        strict: bool,
+        is_learner: bool,
+        voters: &[&MemberNode],
+        all_reached: impl FnOnce() -> bool,
+    ) -> Result<(), MembershipError> {
+        if !strict {
+            return Ok(());
+        }
+        if !is_learner && !ready_to_add_voter(voters) {
+            return Err(MembershipError::NotEnoughStarted);
+        }
+        if !all_reached() {
+            return Err(MembershipError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// MemberRemove of a voter: the voters that remain must hold a quorum of started and of
+    /// reached members.
+    pub(super) fn remove_voter(
+        strict: bool,
+        remaining: &[&MemberNode],
+        quorum_reached: impl FnOnce() -> bool,
+    ) -> Result<(), MembershipError> {
+        if !strict {
+            return Ok(());
+        }
+        if !ready_to_remove_voter(remaining) {
+            return Err(MembershipError::NotEnoughStarted);
+        }
+        if !quorum_reached() {
+            return Err(MembershipError::Unhealthy);
+        }
+        Ok(())
+    }
+
+    /// MemberPromote: the grown voter set must keep a quorum of started voters.
+    pub(super) fn promote(strict: bool, voters: &[&MemberNode]) -> Result<(), MembershipError> {
+        if strict && !ready_to_add_voter(voters) {
+            return Err(MembershipError::NotEnoughStarted);
+        }
+        Ok(())
+    }
+}
+
 type WriteError = RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>;
 
 fn map_write_err(e: WriteError) -> MembershipError {
@@ -176,6 +235,16 @@ pub fn entries(membership: &openraft::Membership<NodeId, MemberNode>) -> Vec<Mem
 }
 
 impl RaftNode {
+    /// `--strict-reconfig-check`: whether MemberAdd/Remove/Promote run etcd's pre-checks
+    /// (on unless switched off; see `prechecks`).
+    pub fn set_strict_reconfig_check(&self, on: bool) {
+        self.strict_reconfig_check.store(on, Ordering::Relaxed);
+    }
+
+    fn strict_reconfig(&self) -> bool {
+        self.strict_reconfig_check.load(Ordering::Relaxed)
+    }
+
     fn membership_now(&self) -> openraft::Membership<NodeId, MemberNode> {
         self.raft
             .metrics()
@@ -252,12 +321,9 @@ impl RaftNode {
             .voter_ids()
             .filter_map(|v| membership.get_node(&v))
             .collect();
-        if !is_learner && !ready_to_add_voter(&voters) {
-            return Err(MembershipError::NotEnoughStarted);
-        }
-        if !self.voters_all_reached(&membership) {
-            return Err(MembershipError::Unhealthy);
-        }
+        prechecks::add(self.strict_reconfig(), is_learner, &voters, || {
+            self.voters_all_reached(&membership)
+        })?;
         // etcd's order of checks: ID, then peer URLs, then the learner limit.
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -344,12 +410,9 @@ impl RaftNode {
                 .filter(|v| *v != id)
                 .filter_map(|v| membership.get_node(&v))
                 .collect();
-            if !ready_to_remove_voter(&remaining) {
-                return Err(MembershipError::NotEnoughStarted);
-            }
-            if !self.quorum_reached_without(&membership, id) {
-                return Err(MembershipError::Unhealthy);
-            }
+            prechecks::remove_voter(self.strict_reconfig(), &remaining, || {
+                self.quorum_reached_without(&membership, id)
+            })?;
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
@@ -413,9 +476,7 @@ impl RaftNode {
             .voter_ids()
             .filter_map(|v| membership.get_node(&v))
             .collect();
-        if !ready_to_add_voter(&voters) {
-            return Err(MembershipError::NotEnoughStarted);
-        }
+        prechecks::promote(self.strict_reconfig(), &voters)?;
         let leader_match = m.last_log_index.unwrap_or(0);
         let learner_match = m
             .replication
@@ -753,6 +814,46 @@ mod tests {
         assert!(ready_to_remove_voter(&[&a]));
         assert!(!ready_to_remove_voter(&[&a, &u, &node("")]));
         assert!(ready_to_remove_voter(&[&a, &b, &u]));
+    }
+
+    /// Regression: `--strict-reconfig-check=false` was accepted and ignored; etcd then skips
+    /// every reconfiguration pre-check.
+    #[test]
+    fn prechecks_are_skipped_without_strict_reconfig_check() {
+        let (a, u) = (node("a"), node(""));
+        let unreached = || false;
+        // One started of two voters: adding a third voter needs two started.
+        assert_eq!(
+            prechecks::add(true, false, &[&a, &u], unreached),
+            Err(MembershipError::NotEnoughStarted)
+        );
+        assert_eq!(prechecks::add(false, false, &[&a, &u], unreached), Ok(()));
+        // An unreachable voter blocks even a learner, unless the checks are off.
+        assert_eq!(
+            prechecks::add(true, true, &[&a, &u], unreached),
+            Err(MembershipError::Unhealthy)
+        );
+        assert_eq!(prechecks::add(false, true, &[&a, &u], unreached), Ok(()));
+        assert_eq!(prechecks::add(true, false, &[&a], || true), Ok(()));
+        // Removing a voter so that the remaining ones lack started quorum.
+        let remaining = [&a, &u, &u];
+        assert_eq!(
+            prechecks::remove_voter(true, &remaining, || true),
+            Err(MembershipError::NotEnoughStarted)
+        );
+        assert_eq!(
+            prechecks::remove_voter(true, &[&a], unreached),
+            Err(MembershipError::Unhealthy)
+        );
+        assert_eq!(
+            prechecks::remove_voter(false, &remaining, unreached),
+            Ok(())
+        );
+        assert_eq!(
+            prechecks::promote(true, &[&a, &u]),
+            Err(MembershipError::NotEnoughStarted)
+        );
+        assert_eq!(prechecks::promote(false, &[&a, &u]), Ok(()));
     }
 
     #[cfg(not(madsim))]

@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+pub mod corrupt;
 pub mod log_store;
 pub mod membership;
 pub mod milestones;

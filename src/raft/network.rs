@@ -30,8 +30,8 @@ use tonic::transport::{Channel, Endpoint};
 use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
 use crate::proto::oxraftpb::{
-    MemberInfoRequest, MembershipRequest, MembershipResponse, RaftBlob, ReadIndexRequest,
-    TimeoutNowRequest,
+    HashKvRequest, HashKvResponse, MemberInfoRequest, MembershipRequest, MembershipResponse,
+    RaftBlob, ReadIndexRequest, TimeoutNowRequest,
 };
 
 /// Largest peer message either side accepts: a 4 MiB snapshot chunk or a batch of entries of up
@@ -195,6 +195,17 @@ impl PeerNetwork {
     ) -> Result<MembershipResponse, PeerError> {
         let mut client = RaftPeerClient::new(self.channel(url)?);
         with_deadline(timeout, client.membership(MembershipRequest {})).await
+    }
+
+    /// The HashKV of the member at `url` at `revision` (initial corruption check).
+    pub async fn hash_kv_at(
+        &self,
+        url: &str,
+        revision: i64,
+        timeout: Duration,
+    ) -> Result<HashKvResponse, PeerError> {
+        let mut client = RaftPeerClient::new(self.channel(url)?);
+        with_deadline(timeout, client.hash_kv(HashKvRequest { revision })).await
     }
 
     /// Tells member `id` to campaign at once (leadership transfer); `Ok(false)` when it refused.

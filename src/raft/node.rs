@@ -114,6 +114,8 @@ pub struct RaftNode {
     pub(super) transferring: watch::Sender<bool>,
     /// Serializes the runtime membership calls (checks and change), as etcd applies them.
     pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
+    /// `--strict-reconfig-check` (etcd's default: on); see `membership::prechecks`.
+    pub(super) strict_reconfig_check: AtomicBool,
 }
 
 /// How a start treats an uninitialized raft state.
@@ -338,6 +340,7 @@ impl RaftNode {
             ),
             transferring,
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
+            strict_reconfig_check: AtomicBool::new(true),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -369,6 +372,7 @@ impl RaftNode {
         let campaign_window = Duration::from_millis(4 * self.raft.config().election_timeout_max);
         PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
             .with_cluster(self.cluster_id, campaign_window)
+            .with_state(self.sm.clone())
     }
 
     /// The leader's membership entry when some other member is leader (writes are forwarded

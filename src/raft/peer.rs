@@ -1,6 +1,6 @@
 //! The server side of the peer protocol (`proto/raft.proto`) on `--listen-peer-urls`: hands
 //! openraft's messages to the local raft core, answers read-index requests when leader, and
-//! tells peers this member's name and URLs.
+//! tells peers this member's name and URLs and its HashKV (for the initial corruption check).
 //!
 //! Invariant: a read index is answered only after openraft confirmed leadership with a quorum.
 //! Invariant: a request that cannot be decoded is rejected, never guessed at.
@@ -13,11 +13,15 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
+use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
+use crate::mvcc::KvError;
+use crate::proto::oxraftpb::hash_kv_response::Outcome as HashKvOutcome;
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
-    MemberEntry, MemberInfoRequest, MemberInfoResponse, MembershipRequest, MembershipResponse,
-    RaftBlob, ReadIndexRequest, ReadIndexResponse, TimeoutNowRequest, TimeoutNowResponse,
+    HashKvRequest, HashKvResponse, MemberEntry, MemberInfoRequest, MemberInfoResponse,
+    MembershipRequest, MembershipResponse, RaftBlob, ReadIndexRequest, ReadIndexResponse,
+    TimeoutNowRequest, TimeoutNowResponse,
 };
 
 /// The peer gRPC service of one member.
@@ -28,6 +32,8 @@ pub struct PeerService {
     cluster_id: u64,
     /// How long this member keeps campaigning after a leader asked it to take over.
     campaign_window: std::time::Duration,
+    /// The applied state, for HashKv; `None` answers HashKv with Unavailable.
+    state: Option<std::sync::Arc<SmShared>>,
 }
 
 impl PeerService {
@@ -38,7 +44,14 @@ impl PeerService {
             me,
             cluster_id: 0,
             campaign_window: std::time::Duration::from_secs(5),
+            state: None,
         }
+    }
+
+    /// Serves HashKv from this applied state.
+    pub fn with_state(mut self, state: std::sync::Arc<SmShared>) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// Names the cluster in membership answers and sets the leadership-transfer campaign window.
@@ -156,6 +169,36 @@ impl RaftPeer for PeerService {
         };
         tokio::spawn(campaign(self.raft.clone(), self.id, handover));
         Ok(Response::new(TimeoutNowResponse { ok: true }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let Some(state) = &self.state else {
+            return Err(Status::unavailable("this member does not serve HashKv"));
+        };
+        let revision = request.into_inner().revision;
+        let sm = state.read();
+        let kv = &sm.state.kv;
+        let mut reply = HashKvResponse {
+            compact_revision: kv.compact_revision(),
+            revision: kv.current_revision(),
+            member_id: self.id,
+            ..Default::default()
+        };
+        match kv.hash_kv(revision) {
+            Ok((hash, compact_revision)) => {
+                reply.hash = hash;
+                reply.compact_revision = compact_revision;
+            }
+            Err(KvError::FutureRev { .. }) => {
+                reply.set_outcome(HashKvOutcome::FutureRevision);
+            }
+            Err(KvError::Compacted { .. }) => reply.set_outcome(HashKvOutcome::Compacted),
+            Err(e) => return Err(Status::internal(e.etcd_message())),
+        }
+        Ok(Response::new(reply))
     }
 }
 

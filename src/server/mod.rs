@@ -9,6 +9,7 @@
 //! Invariant: no handler holds the state machine lock across an `.await`.
 
 pub mod cluster;
+pub mod compactor;
 pub mod error;
 pub mod forward;
 pub mod health;

@@ -102,9 +102,20 @@ impl Server {
     /// Starts a single-member cluster with etcd's flags plus `extra_args`, retrying with fresh
     /// ports when the first ones were taken meanwhile.
     pub fn start_with(kind: ServerKind, name: &str, extra_args: &[&str]) -> Result<Server, String> {
+        Server::start_with_env(kind, name, extra_args, &[])
+    }
+
+    /// As [`Server::start_with`], with extra environment variables (the environment is
+    /// otherwise empty).
+    pub fn start_with_env(
+        kind: ServerKind,
+        name: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS_MAX {
-            match Server::start_once(kind, name, extra_args) {
+            match Server::start_once(kind, name, extra_args, env) {
                 Ok(server) => return Ok(server),
                 Err(e) if e.contains("address already in use") => last_error = e,
                 Err(e) => return Err(e),
@@ -113,7 +124,12 @@ impl Server {
         Err(last_error)
     }
 
-    fn start_once(kind: ServerKind, name: &str, extra_args: &[&str]) -> Result<Server, String> {
+    fn start_once(
+        kind: ServerKind,
+        name: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let binary = kind.binary()?;
         let dir = tempfile::Builder::new()
             .prefix("oxetcd-test-")
@@ -137,6 +153,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_dup))
             .stderr(Stdio::from(log));
+        command.envs(env.iter().copied());
         for var in ["RUST_LOG", "RUST_BACKTRACE"] {
             if let Some(value) = std::env::var_os(var) {
                 command.env(var, value);
