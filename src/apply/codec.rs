@@ -43,8 +43,8 @@ impl fmt::Display for CodecError {
             CodecError::Decode(err) => write!(f, "decode: {err}"),
             CodecError::UnknownFormat { what, tag } => write!(
                 f,
-                "unknown {what} format: tag {:02x} {:02x} {:02x} {:02x} (this build reads version 1 \
-                 and the format before versions)",
+                "unknown {what} format: tag {:02x} {:02x} {:02x} {:02x} (a newer version, or not \
+                 a {what} at all)",
                 tag[0], tag[1], tag[2], tag[3]
             ),
         }

@@ -326,3 +326,89 @@ fn nested_batches_from_a_peer_are_refused_without_recursion() {
         "{err:?}"
     );
 }
+
+/// The WAL record payload of entry `index` as written before envelopes: openraft's entry around
+/// a bare command (or a format-0 batch), no tag.
+fn format_0_entry(index: u64, proposal: &[u8]) -> Vec<u8> {
+    let mut bytes = bincode::serialize(&log_id(2, index)).unwrap();
+    bytes.extend_from_slice(&1u32.to_le_bytes()); // EntryPayload::Normal
+    bytes.extend_from_slice(proposal);
+    bytes
+}
+
+fn open_wal(disk: &crate::io::sim::SimDisk) -> (crate::wal::Wal, crate::wal::Recovered) {
+    let cfg = crate::wal::WalConfig {
+        segment_bytes: 64 * 1024,
+        ..crate::wal::WalConfig::default()
+    };
+    let dir = std::path::Path::new("/data/member/wal");
+    crate::wal::Wal::open(std::sync::Arc::new(disk.clone()), dir, cfg).unwrap()
+}
+
+fn record(index: u64, payload: Vec<u8>) -> crate::wal::LogRecord {
+    crate::wal::LogRecord {
+        index,
+        term: 2,
+        payload,
+    }
+}
+
+/// A data dir written before envelopes still loads: its entries read as envelopes with an
+/// empty header. An entry of an unknown proposal version stops the start with an error that
+/// names the log index and the tag.
+#[test]
+fn a_format_0_wal_recovers_and_an_unknown_version_is_refused() {
+    use openraft::RaftLogReader;
+
+    let disk = crate::io::sim::SimDisk::new(5);
+    let (mut wal, _) = open_wal(&disk);
+    let bare_put = bincode::serialize(&put("k", "v")).unwrap();
+    let mut bare_batch = hex("06 00 00 00  02 00 00 00 00 00 00 00");
+    bare_batch.extend_from_slice(&bare_put);
+    bare_batch.extend(hex("05 00 00 00  fc ff ff ff ff ff ff ff"));
+    let records = [
+        record(1, format_0_entry(1, &bare_put)),
+        record(2, format_0_entry(2, &bare_batch)),
+    ];
+    wal.append(&records).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+
+    let (wal, recovered) = open_wal(&disk);
+    let mut store =
+        super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let entries = runtime.block_on(store.try_get_log_entries(1..3)).unwrap();
+    let bare = |c| Envelope::new(RequestHeader::default(), c);
+    let payloads: Vec<_> = entries.into_iter().map(|e| e.payload).collect();
+    assert_eq!(
+        payloads,
+        vec![
+            EntryPayload::Normal(Proposal::One(bare(put("k", "v")))),
+            EntryPayload::Normal(Proposal::Batch(vec![
+                bare(put("k", "v")),
+                bare(Command::LeaseRevoke { id: -4 })
+            ])),
+        ]
+    );
+    drop(store);
+
+    let (mut wal, _) = open_wal(&disk);
+    let mut next_version = bincode::serialize(&entry(3, one_put())).unwrap();
+    next_version[28 + 3] = 2; // the proposal tag's version byte, after the log ID and kind
+    wal.append(&[record(3, next_version)]).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let (wal, recovered) = open_wal(&disk);
+    let err = super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("log index 3")
+                && e.contains("unknown proposal format: tag 4f 58 50 02")),
+        "{err:?}"
+    );
+}

@@ -152,7 +152,7 @@ impl RequestIds {
         Self::new(member_id, unix_ms)
     }
 
-    /// The next ID (never 0 unless the counter wrapped onto it for member ID 0).
+    /// The next ID.
     pub fn next(&self) -> u64 {
         let counter = self.counter.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         self.prefix | (counter & ((1 << Self::COUNTER_BITS) - 1))
