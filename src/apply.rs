@@ -1,17 +1,25 @@
-//! The replicated state machine: `Command`s (the raft log payload) applied to `State` (the KV
-//! store and the lease table), deterministically.
+//! The replicated state machine: `Command`s applied to `State` (the KV store and the lease
+//! table), deterministically. A raft log entry carries a [`Proposal`]: one or a batch of
+//! [`Envelope`]s, each a command with its [`RequestHeader`] (request ID, user, auth revision),
+//! encoded with a format tag (see `proposal.rs`).
 //!
-//! Owns: the command set and its encoding, the glue between the KV store and the lease table
-//! (lease existence for puts, key attachment, revoke = delete keys + drop lease), the snapshot
-//! image of the whole state. Knows nothing of raft, time or I/O.
+//! Owns: the command set, the proposal envelope and their encodings, the glue between the KV
+//! store and the lease table (lease existence for puts, key attachment, revoke = delete keys +
+//! drop lease), the snapshot image of the whole state. Knows nothing of raft, time or I/O.
 //!
 //! Invariant: `apply` is a function of (state, command): the same sequence of commands from the
-//!            same state gives byte-identical `encode()` output on every member.
+//!            same state gives byte-identical `encode()` output on every member. The request
+//!            header does not take part (yet): auth will check `user`/`auth_revision` here.
+//! Invariant: a proposal holds plain commands only; batches cannot nest (the types forbid it),
+//!            so decoding a proposal never recurses.
 //! Invariant: a command that fails changes nothing and produces no events.
 //! Invariant: a key is attached to lease L in the table exactly when it is live with lease L in
 //!            the KV store (`State::check`).
 
 mod codec;
+mod proposal;
+#[cfg(test)]
+mod proposal_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,10 +36,14 @@ use crate::proto::etcdserverpb::{
 };
 use crate::proto::mvccpb::{event::EventType, Event};
 
-pub use codec::{CodecError, UncheckedState};
+pub use codec::{decode_bounded, CodecError, UncheckedState};
+pub use proposal::{Envelope, Proposal, RequestHeader, PROPOSAL_TAG_V1};
 
-/// One replicated state change, as proposed to raft. Protobuf requests are carried as their
-/// protobuf encoding inside the serde (bincode) encoding.
+/// One replicated state change, as proposed to raft inside an [`Envelope`]. Protobuf requests
+/// are carried as their protobuf encoding inside the serde (bincode) encoding.
+///
+/// The variant order is part of the log format (bincode writes the variant index): append new
+/// variants at the end, never reorder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     Put(#[serde(with = "codec::proto_bytes")] PutRequest),
@@ -48,10 +60,6 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
-    /// Several client commands proposed as one log entry (see `raft::batch`). Each member is
-    /// applied in order as if it had its own entry: its own revision, its own result.
-    /// Never nested by the proposer; a nested batch is flattened in order.
-    Batch(Vec<Command>),
 }
 
 /// The successful result of a command. Headers carry only `revision`.
@@ -88,39 +96,9 @@ impl State {
         Self::default()
     }
 
-    /// Applies one committed command. For a batch, applies every member in order and returns
-    /// the last member's result (an empty batch changes nothing); use [`State::apply_each`] to
-    /// see every member's result.
+    /// Applies one committed command. A batched entry applies each of its commands with this,
+    /// in order, as if each had its own entry: its own revision, its own result.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
-        if let Command::Batch(_) = cmd {
-            let mut last = None;
-            self.apply_each(cmd, &mut |_, applied| last = Some(applied));
-            return last.unwrap_or_else(|| Applied {
-                result: Err(KvError::KeyNotFound),
-                events: Vec::new(),
-                revision: self.kv.current_revision(),
-            });
-        }
-        self.apply_one(cmd)
-    }
-
-    /// Applies `cmd` — a plain command, or each member of a batch in order — and hands every
-    /// plain command with its result to `each`, in the order applied.
-    pub fn apply_each(&mut self, cmd: &Command, each: &mut impl FnMut(&Command, Applied)) {
-        match cmd {
-            Command::Batch(cmds) => {
-                for member in cmds {
-                    self.apply_each(member, each);
-                }
-            }
-            plain => {
-                let applied = self.apply_one(plain);
-                each(plain, applied);
-            }
-        }
-    }
-
-    fn apply_one(&mut self, cmd: &Command) -> Applied {
         let result = self.apply_command(cmd);
         let revision = self.kv.current_revision();
         match result {
@@ -167,8 +145,6 @@ impl State {
                 Ok((Outcome::LeaseGrant(response), Vec::new()))
             }
             Command::LeaseRevoke { id } => self.revoke(*id),
-            // `apply_one` is only called with plain commands; a batch changes nothing here.
-            Command::Batch(_) => Err(KvError::KeyNotFound),
         }
     }
 
@@ -276,18 +252,7 @@ impl State {
 
     /// Decodes a state written by `encode`, checking every invariant.
     pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        bincode::deserialize(bytes).map_err(CodecError::Decode)
-    }
-}
-
-impl Command {
-    /// The log entry payload for this command.
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        bincode::serialize(self).map_err(CodecError::Encode)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
-        bincode::deserialize(bytes).map_err(CodecError::Decode)
+        decode_bounded(bytes).map_err(CodecError::Decode)
     }
 }
 
@@ -313,7 +278,6 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
             Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
         }
         Command::LeaseGrant { .. } => Ok(()),
-        Command::Batch(cmds) => cmds.iter().try_for_each(|c| validate(c, max_txn_ops)),
     }
 }
 

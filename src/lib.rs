@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod canary;
 pub mod config;
+#[cfg(test)]
+mod golden;
 pub mod ids;
 pub mod io;
 pub mod lease;

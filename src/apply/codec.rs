@@ -1,5 +1,6 @@
-//! Encoding of `Command` and `State`: bincode over serde, with protobuf requests embedded as
-//! their protobuf bytes, and the state written as an image that `decode` rebuilds and checks.
+//! Encoding of `State` and the pieces `Command` shares: bincode over serde, with protobuf
+//! requests embedded as their protobuf bytes, and the state written as an image that `decode`
+//! rebuilds and checks. (Proposals have their own module, `proposal.rs`.)
 //!
 //! ```text
 //! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)>   (store: see mvcc/codec.rs)
@@ -8,6 +9,7 @@
 //!
 //! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
 //!            is the caller's (a local image with a matching checksum).
+//! Invariant: [`decode_bounded`] never reads (or lets a length claim) more than its input.
 
 use std::fmt;
 
@@ -21,11 +23,17 @@ use crate::mvcc::{Store, UncheckedStore};
 /// Version of the state layout above.
 const STATE_FORMAT: u32 = 1;
 
-/// Failure to encode or decode a command or state.
+/// Failure to encode or decode a proposal or state.
 #[derive(Debug)]
 pub enum CodecError {
     Encode(bincode::Error),
     Decode(bincode::Error),
+    /// The format tag in front of an encoding names no format this build can read (a newer
+    /// version, or not an encoding of this kind at all).
+    UnknownFormat {
+        what: &'static str,
+        tag: [u8; 4],
+    },
 }
 
 impl fmt::Display for CodecError {
@@ -33,6 +41,12 @@ impl fmt::Display for CodecError {
         match self {
             CodecError::Encode(err) => write!(f, "encode: {err}"),
             CodecError::Decode(err) => write!(f, "decode: {err}"),
+            CodecError::UnknownFormat { what, tag } => write!(
+                f,
+                "unknown {what} format: tag {:02x} {:02x} {:02x} {:02x} (a newer version, or not \
+                 a {what} at all)",
+                tag[0], tag[1], tag[2], tag[3]
+            ),
         }
     }
 }
@@ -41,8 +55,21 @@ impl std::error::Error for CodecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CodecError::Encode(err) | CodecError::Decode(err) => Some(err.as_ref()),
+            CodecError::UnknownFormat { .. } => None,
         }
     }
+}
+
+/// Decodes `bytes` as the whole bincode encoding of a `T` (bincode's default layout, the one
+/// `bincode::serialize` writes), refusing trailing bytes and any length that claims more than
+/// the input holds before anything is allocated for it.
+pub fn decode_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> bincode::Result<T> {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .with_limit(bytes.len() as u64)
+        .deserialize(bytes)
 }
 
 /// Serde helpers carrying a prost message as its protobuf bytes.

@@ -328,14 +328,20 @@ fn command_encoding_round_trips() {
         },
         Command::LeaseRevoke { id: -4 },
     ];
-    for cmd in commands {
-        let bytes = cmd.encode().unwrap();
-        assert_eq!(Command::decode(&bytes).unwrap(), cmd);
+    for (i, cmd) in commands.into_iter().enumerate() {
+        let header = RequestHeader {
+            id: i as u64,
+            user: "root".into(),
+            auth_revision: 3,
+        };
+        let proposal = Proposal::One(Envelope::new(header, cmd));
+        let bytes = proposal.encode().unwrap();
+        assert_eq!(Proposal::decode(&bytes).unwrap(), proposal);
     }
-    assert!(Command::decode(&[9, 9, 9, 9]).is_err());
-    let mut truncated = put("k", "v", 5).encode().unwrap();
+    assert!(Proposal::decode(&[9, 9, 9, 9]).is_err());
+    let mut truncated = Proposal::from(put("k", "v", 5)).encode().unwrap();
     truncated.pop();
-    assert!(Command::decode(&truncated).is_err());
+    assert!(Proposal::decode(&truncated).is_err());
 }
 
 #[test]
@@ -367,7 +373,7 @@ fn state_encoding_round_trips_and_rejects_garbage() {
     assert!(State::decode(&wrong_format).is_err());
 }
 
-fn command_strategy() -> impl Strategy<Value = Command> {
+pub(super) fn command_strategy() -> impl Strategy<Value = Command> {
     let key = || (0u8..5).prop_map(|k| ((b'a' + k) as char).to_string());
     let lease = || prop_oneof![3 => Just(0i64), 1 => 1i64..4];
     prop_oneof![
@@ -438,23 +444,22 @@ proptest! {
                 break;
             }
             let (head, tail) = rest.split_at((*cut).min(rest.len()));
-            batches.push(Command::Batch(head.to_vec()));
+            let envelopes = head.iter().map(|c| Envelope::new(RequestHeader::default(), c.clone()));
+            batches.push(Proposal::Batch(envelopes.collect()));
             rest = tail;
         }
         let mut batched = State::new();
         let mut restored: Option<State> = None;
         let mut got = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
-            let decoded = Command::decode(&batch.encode().unwrap()).unwrap();
+            let decoded = Proposal::decode(&batch.encode().unwrap()).unwrap();
             prop_assert_eq!(&decoded, batch);
-            let mut seen = Vec::new();
-            batched.apply_each(&decoded, &mut |leaf, applied| seen.push((leaf.clone(), applied)));
-            let Command::Batch(members) = batch else { unreachable!() };
-            prop_assert_eq!(seen.iter().map(|s| &s.0).collect::<Vec<_>>(), members.iter().collect::<Vec<_>>());
-            if let Some(r) = restored.as_mut() {
-                r.apply_each(&decoded, &mut |_, _| {});
+            for envelope in decoded.envelopes() {
+                got.push(batched.apply(&envelope.command));
+                if let Some(r) = restored.as_mut() {
+                    r.apply(&envelope.command);
+                }
             }
-            got.extend(seen.into_iter().map(|s| s.1));
             if i == snapshot_after_batch {
                 restored = Some(State::decode(&batched.encode().unwrap()).unwrap());
             }
@@ -467,21 +472,4 @@ proptest! {
             prop_assert_eq!(&bytes, &r.encode().unwrap());
         }
     }
-}
-
-#[test]
-fn apply_of_a_batch_returns_the_last_result_and_validates_every_member() {
-    let mut state = State::new();
-    let batch = Command::Batch(vec![put("a", "1", 0), put("b", "2", 0), del("a", "")]);
-    let last = state.apply(&batch);
-    assert_eq!(last.revision, 4);
-    assert!(matches!(last.result, Ok(Outcome::DeleteRange(_))));
-    assert_eq!(state.kv.current_revision(), 4);
-    assert!(validate(&batch, 128).is_ok());
-    let bad = Command::Batch(vec![put("a", "1", 0), put("", "x", 0)]);
-    assert_eq!(validate(&bad, 128), Err(KvError::EmptyKey));
-    let empty = state.apply(&Command::Batch(Vec::new()));
-    assert!(empty.result.is_err());
-    assert_eq!(empty.revision, 4);
-    assert_eq!(state.kv.current_revision(), 4);
 }

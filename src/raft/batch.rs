@@ -1,6 +1,7 @@
-//! Write batching: the proposer in front of raft that packs concurrent client commands into one
-//! log entry (`Command::Batch`), so that a burst of writes costs one entry, one append and one
-//! round of raft bookkeeping instead of one each.
+//! Write batching: the proposer in front of raft that packs concurrent client commands (each in
+//! its own `Envelope`, with its own request header) into one log entry (`Proposal::Batch`), so
+//! that a burst of writes costs one entry, one append and one round of raft bookkeeping instead
+//! of one each.
 //!
 //! A single task owns the queue. While fewer than [`BatchLimits::in_flight_max`] proposals are
 //! waiting to be applied it takes whatever is queued — one command when the queue holds one, so
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::node::ProposeError;
 use super::Reply;
-use crate::apply::{Applied, Command};
+use crate::apply::{Applied, Command, Envelope, Proposal};
 
 /// How big a batch may get and how many may be in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,14 +58,14 @@ pub type Accepted<'a> = Pin<Box<dyn Future<Output = Result<Pending, ProposeError
 
 /// Where batches go: raft in a member, a fake in tests.
 pub trait Sink: Send + Sync + 'static {
-    /// Hands `cmd` to raft. Returning means raft has queued it (calls are ordered); the
+    /// Hands `proposal` to raft. Returning means raft has queued it (calls are ordered); the
     /// returned future waits for the result.
-    fn send(&self, cmd: Command) -> Accepted<'_>;
+    fn send(&self, proposal: Proposal) -> Accepted<'_>;
 }
 
 /// A command waiting for a batch, with the caller's reply channel.
 struct Queued {
-    cmd: Command,
+    envelope: Envelope,
     bytes: usize,
     reply: oneshot::Sender<Result<Arc<Applied>, ProposeError>>,
 }
@@ -83,11 +84,17 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// Queues `cmd` and waits for its own result. No deadline here: the caller bounds the wait.
-    pub async fn propose(&self, cmd: Command) -> Result<Arc<Applied>, ProposeError> {
+    /// Queues `envelope` and waits for its own result. No deadline here: the caller bounds the
+    /// wait.
+    pub async fn propose(&self, envelope: Envelope) -> Result<Arc<Applied>, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        let bytes = command_bytes(&cmd);
-        if self.tx.send(Queued { cmd, bytes, reply }).is_err() {
+        let bytes = envelope_bytes(&envelope);
+        let queued = Queued {
+            envelope,
+            bytes,
+            reply,
+        };
+        if self.tx.send(queued).is_err() {
             return Err(ProposeError::Stopped);
         }
         rx.await.unwrap_or(Err(ProposeError::Stopped))
@@ -104,8 +111,13 @@ pub fn command_bytes(cmd: &Command) -> usize {
             Command::Txn(r) => r.encoded_len(),
             Command::Compact(r) => r.encoded_len(),
             Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 16,
-            Command::Batch(cmds) => cmds.iter().map(command_bytes).sum(),
         }
+}
+
+/// An estimate of the envelope's encoded size: the command's, plus its request header.
+pub fn envelope_bytes(envelope: &Envelope) -> usize {
+    const HEADER_FIXED_BYTES: usize = 24;
+    command_bytes(&envelope.command) + HEADER_FIXED_BYTES + envelope.header.user.len()
 }
 
 /// Takes the next batch: `first`, then queued commands while the bounds allow. A command that
@@ -158,22 +170,24 @@ async fn propose_batch<S: Sink>(sink: &S, mut batch: Vec<Queued>, permit: OwnedS
     if batch.is_empty() {
         return;
     }
-    let (cmd, replies) = if batch.len() == 1 {
-        let q = batch.pop().map(|q| (q.cmd, vec![q.reply]));
+    let (proposal, replies) = if batch.len() == 1 {
+        let q = batch
+            .pop()
+            .map(|q| (Proposal::One(q.envelope), vec![q.reply]));
         match q {
             Some(pair) => pair,
             None => return,
         }
     } else {
-        let mut cmds = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for q in batch {
-            cmds.push(q.cmd);
+            envelopes.push(q.envelope);
             replies.push(q.reply);
         }
-        (Command::Batch(cmds), replies)
+        (Proposal::Batch(envelopes), replies)
     };
-    match sink.send(cmd).await {
+    match sink.send(proposal).await {
         Err(e) => fan_out(replies, Err(e)),
         Ok(pending) => {
             tokio::spawn(async move {

@@ -99,7 +99,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     index: u64,
     bytes: &[u8],
 ) -> Result<T, LogRecoveryError> {
-    bincode::deserialize(bytes).map_err(|e| LogRecoveryError::Decode {
+    crate::apply::decode_bounded(bytes).map_err(|e| LogRecoveryError::Decode {
         what,
         index,
         reason: e.to_string(),

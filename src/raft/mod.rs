@@ -15,6 +15,8 @@
 
 pub mod batch;
 pub mod corrupt;
+#[cfg(all(test, not(madsim)))]
+mod format_tests;
 pub mod log_store;
 pub mod membership;
 pub mod milestones;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::apply::{Applied, Command};
+use crate::apply::{Applied, Proposal};
 
 /// A member's raft ID: etcd's member ID (see `ids`).
 pub type NodeId = u64;
@@ -53,7 +55,7 @@ pub enum Reply {
     None,
     /// A client command was applied.
     Applied(Arc<Applied>),
-    /// A `Command::Batch` was applied: one result per member, in the batch's order.
+    /// A `Proposal::Batch` was applied: one result per command, in the batch's order.
     Batch(Vec<Arc<Applied>>),
 }
 
@@ -74,9 +76,10 @@ impl<'de> Deserialize<'de> for Reply {
 }
 
 openraft::declare_raft_types!(
-    /// oxetcd's openraft type configuration.
+    /// oxetcd's openraft type configuration. A normal entry carries a versioned
+    /// [`Proposal`] (see `apply::proposal` for its format).
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Reply,
         NodeId = NodeId,
         Node = MemberNode,

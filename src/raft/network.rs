@@ -4,7 +4,15 @@
 //! per peer URL, shared by every client of that peer, so creating a client never blocks and a
 //! dead peer costs nothing until a message is sent to it. Each RPC is bounded by openraft's
 //! per-RPC deadline (`RPCOption::hard_ttl`, derived from the heartbeat and election settings,
-//! or `install_snapshot_timeout` for snapshot chunks). Raft messages travel as bincode bytes.
+//! or `install_snapshot_timeout` for snapshot chunks).
+//!
+//! Raft messages (requests and openraft's results) travel in a `RaftBlob` as
+//! ```text
+//! blob := tag:"OXR" version:u8=1 message      ; message = bincode of the openraft type
+//! ```
+//! A blob with another tag is refused (members must speak the same peer format); decoding is
+//! bounded by the blob's length, and entries inside carry their own proposal tag
+//! (`apply::proposal`).
 //!
 //! Invariant: this module never fabricates a successful reply; a peer that cannot be reached,
 //! times out or answers garbage is an error to openraft.
@@ -67,12 +75,26 @@ impl std::fmt::Display for PeerError {
 
 impl std::error::Error for PeerError {}
 
+/// The tag in front of every raft message blob: peer format version 1.
+pub const PEER_TAG_V1: [u8; 4] = *b"OXR\x01";
+
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PeerError> {
-    bincode::serialize(value).map_err(|e| PeerError::Codec(e.to_string()))
+    let mut out = PEER_TAG_V1.to_vec();
+    bincode::serialize_into(&mut out, value).map_err(|e| PeerError::Codec(e.to_string()))?;
+    Ok(out)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PeerError> {
-    bincode::deserialize(bytes).map_err(|e| PeerError::Codec(e.to_string()))
+    let Some(message) = bytes.strip_prefix(&PEER_TAG_V1) else {
+        let mut tag = [0u8; 4];
+        let present = bytes.len().min(4);
+        tag[..present].copy_from_slice(&bytes[..present]);
+        let what = "peer message";
+        return Err(PeerError::Codec(
+            crate::apply::CodecError::UnknownFormat { what, tag }.to_string(),
+        ));
+    };
+    crate::apply::decode_bounded(message).map_err(|e| PeerError::Codec(e.to_string()))
 }
 
 /// The network factory: lazily-connected channels to peers, keyed by peer URL.

@@ -1,7 +1,8 @@
 //! A running member: opens the data dir, recovers the WAL and the newest snapshot, starts
 //! openraft, bootstraps a new cluster when the data dir is empty, and offers the two calls the
-//! server needs — [`RaftNode::propose`] (a write through the log) and
-//! [`RaftNode::read_index`] (the linearizable-read barrier).
+//! server needs — [`RaftNode::propose`] (a write through the log, in an envelope whose request
+//! ID comes from [`RaftNode::next_request_id`]) and [`RaftNode::read_index`] (the
+//! linearizable-read barrier).
 //!
 //! Data dir layout: `member/wal/` (WAL segments), `member/snap/` (snapshot files) and
 //! `member/identity` (member and cluster ID, written once at bootstrap; a restarted member reads
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
@@ -26,7 +27,7 @@ use super::network::PeerNetwork;
 use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft};
-use crate::apply::{Applied, Command};
+use crate::apply::{Applied, Envelope, Proposal};
 use crate::io::{le, Disk, OpenOptions};
 use crate::snap::SnapStore;
 use crate::wal::{GroupCommit, Wal, WalConfig};
@@ -116,6 +117,48 @@ pub struct RaftNode {
     pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
     /// `--strict-reconfig-check` (etcd's default: on); see `membership::prechecks`.
     pub(super) strict_reconfig_check: AtomicBool,
+    /// Fresh request IDs for proposal headers.
+    request_ids: RequestIds,
+}
+
+/// Request IDs unique across the cluster and across restarts, laid out as etcd's are:
+/// the low 16 bits of the member ID in the top 16 bits, then a 48-bit counter that starts at
+/// the wall-clock milliseconds at startup (low 40 bits) shifted left by 8. A restart more than
+/// a millisecond later starts above every ID the previous run could have used, unless it issued
+/// more than 256 IDs per millisecond of its life.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    const COUNTER_BITS: u32 = 48;
+    const TIME_BITS: u32 = 40;
+
+    /// Generator for `member_id` started at `unix_ms` milliseconds since the Unix epoch.
+    pub fn new(member_id: u64, unix_ms: u64) -> Self {
+        let prefix = (member_id & 0xffff) << Self::COUNTER_BITS;
+        let start = (unix_ms & ((1 << Self::TIME_BITS) - 1)) << 8;
+        RequestIds {
+            prefix,
+            counter: AtomicU64::new(start),
+        }
+    }
+
+    /// Generator for `member_id` started now (the system clock; 0 if it reads before 1970).
+    pub fn starting_now(member_id: u64) -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self::new(member_id, unix_ms)
+    }
+
+    /// The next ID.
+    pub fn next(&self) -> u64 {
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        self.prefix | (counter & ((1 << Self::COUNTER_BITS) - 1))
+    }
 }
 
 /// How a start treats an uninitialized raft state.
@@ -341,6 +384,7 @@ impl RaftNode {
             transferring,
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
             strict_reconfig_check: AtomicBool::new(true),
+            request_ids: RequestIds::starting_now(member_id),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -443,10 +487,16 @@ impl RaftNode {
         self.raft.metrics().borrow().current_leader
     }
 
-    /// Proposes `cmd` and waits until it is applied. Concurrent proposals share log entries
-    /// (see `batch`); each still gets its own result.
-    pub async fn propose(&self, cmd: Command) -> Result<Arc<Applied>, ProposeError> {
-        match tokio::time::timeout(self.request_timeout, self.batcher.propose(cmd)).await {
+    /// A fresh ID for a proposal's request header.
+    pub fn next_request_id(&self) -> u64 {
+        self.request_ids.next()
+    }
+
+    /// Proposes `envelope` and waits until it is applied. Concurrent proposals share log
+    /// entries (see `batch`); each still gets its own result.
+    pub async fn propose(&self, envelope: Envelope) -> Result<Arc<Applied>, ProposeError> {
+        let proposed = self.batcher.propose(envelope);
+        match tokio::time::timeout(self.request_timeout, proposed).await {
             Err(_) => Err(ProposeError::Timeout),
             Ok(r) => r,
         }
@@ -524,12 +574,12 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, MemberNode>>
 }
 
 impl Sink for RaftSink {
-    fn send(&self, cmd: Command) -> Accepted<'_> {
+    fn send(&self, proposal: Proposal) -> Accepted<'_> {
         Box::pin(async move {
             transfer_done(&self.transfer_gate).await;
             let rx = self
                 .raft
-                .client_write_ff(cmd)
+                .client_write_ff(proposal)
                 .await
                 .map_err(|_| ProposeError::Stopped)?;
             let pending: super::batch::Pending = Box::pin(async move {
@@ -676,6 +726,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Request IDs carry the member, grow by one, and a later start begins above them.
+    #[test]
+    fn request_ids_are_per_member_and_start_above_an_earlier_run() {
+        let ids = RequestIds::new(0x8e9e05c52164694d, 1_700_000_000_123);
+        let first = ids.next();
+        assert_eq!(first >> 48, 0x694d);
+        assert_eq!(
+            first & 0xffff_ffff_ffff,
+            ((1_700_000_000_123u64 & 0xff_ffff_ffff) << 8) + 1
+        );
+        assert_eq!(ids.next(), first + 1);
+        let later = RequestIds::new(0x8e9e05c52164694d, 1_700_000_000_124);
+        assert!(later.next() > first + 1);
+        let other = RequestIds::new(0x1234, 1_700_000_000_123);
+        assert_ne!(other.next() >> 48, first >> 48);
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! persistent map, so the clone is O(1)) in openraft's spawned builder task, so writes never stall
 //! behind serialization or disk I/O of a snapshot.
 //!
-//! Snapshot image (the payload of a `snap/` file): bincode of [`SnapshotImage`], whose first
-//! field is openraft's `SnapshotMeta` so the meta can be read without decoding the state.
+//! Snapshot image (the payload of a `snap/` file): a version tag, then openraft's
+//! `SnapshotMeta`, then the state (`image.rs`), so the meta can be read without decoding the
+//! state.
 //!
 //! Invariant: `last_applied` only grows, except when a snapshot from the leader replaces the
 //!   whole state.
@@ -26,12 +27,13 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
-use serde::{Deserialize, Serialize};
 
 use super::{LogId, MemberNode, NodeId, Reply, StoredMembership, TypeConfig};
+pub(crate) mod image;
 mod load;
-use crate::apply::{Applied, Command, State};
+use crate::apply::{Applied, Command, Proposal, State};
 use crate::snap::{SnapStore, StreamError};
+use image::SnapshotImage;
 use load::{check_loaded_image, decode_local_image, ImageDefect};
 
 /// Receives every applied command, in log order (the watch hub implements this).
@@ -180,12 +182,6 @@ pub async fn snapshot_by_commands(
             }
         }
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    meta: SnapshotMeta<NodeId, MemberNode>,
-    state: State,
 }
 
 /// openraft's state machine for one member.
@@ -400,24 +396,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     Reply::None
                 }
-                EntryPayload::Normal(Command::Batch(cmds)) => {
-                    let mut results = Vec::with_capacity(cmds.len());
-                    let observer = &self.shared.observer;
-                    let index = entry.log_id.index;
-                    for cmd in &cmds {
-                        inner.state.apply_each(cmd, &mut |leaf, applied| {
-                            observer.applied(index, leaf, &applied);
-                            results.push(Arc::new(applied));
-                        });
+                // Only the command is applied: the request header's user and auth revision are
+                // not checked yet (the auth store will refuse stale ones here).
+                EntryPayload::Normal(Proposal::Batch(envelopes)) => {
+                    let mut results = Vec::with_capacity(envelopes.len());
+                    for envelope in &envelopes {
+                        let applied = inner.state.apply(&envelope.command);
+                        self.shared
+                            .observer
+                            .applied(entry_index, &envelope.command, &applied);
+                        results.push(Arc::new(applied));
                     }
                     commands += results.len() as u64;
                     Reply::Batch(results)
                 }
-                EntryPayload::Normal(cmd) => {
-                    let applied = inner.state.apply(&cmd);
+                EntryPayload::Normal(Proposal::One(envelope)) => {
+                    let applied = inner.state.apply(&envelope.command);
                     self.shared
                         .observer
-                        .applied(entry.log_id.index, &cmd, &applied);
+                        .applied(entry_index, &envelope.command, &applied);
                     commands += 1;
                     Reply::Applied(Arc::new(applied))
                 }
@@ -475,7 +472,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             "applying snapshot"
         );
         let bytes = snapshot.into_inner();
-        let image: SnapshotImage = bincode::deserialize(&bytes)
+        let image: SnapshotImage<State> = crate::apply::decode_bounded(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         let (term, index) = meta
             .last_log_id
@@ -517,8 +514,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let Some(snap) = self.snaps.load_newest(|_| true).map_err(read_err)? else {
             return Ok(None);
         };
-        let meta: SnapshotMeta<NodeId, MemberNode> = bincode::deserialize(snap.data())
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let meta =
+            image::decode_meta(snap.data()).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(snap.data().to_vec())),
@@ -531,6 +528,7 @@ mod tests {
     use openraft::{CommittedLeaderId, Entry};
 
     use super::*;
+    use crate::apply::Envelope;
     use crate::io::sim::SimDisk;
     use crate::proto::etcdserverpb::PutRequest;
 
@@ -547,11 +545,17 @@ mod tests {
         })
     }
 
-    fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
+    fn entry(index: u64, proposal: impl Into<Proposal>) -> Entry<TypeConfig> {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(cmd),
+            payload: EntryPayload::Normal(proposal.into()),
         }
+    }
+
+    fn batch(cmds: Vec<Command>) -> Proposal {
+        let header = crate::apply::RequestHeader::default();
+        let envelopes = cmds.into_iter().map(|c| Envelope::new(header.clone(), c));
+        Proposal::Batch(envelopes.collect())
     }
 
     #[test]
@@ -595,7 +599,7 @@ mod tests {
             let mut sm = StateMachineStore::recover(snaps, None, Arc::new(Quiet)).unwrap();
             let shared = sm.shared();
             shared.set_snapshot_commands(3);
-            let batch = Command::Batch(vec![put("a"), put("b"), put("a")]);
+            let batch = batch(vec![put("a"), put("b"), put("a")]);
             let replies = sm.apply([entry(1, batch)]).await.unwrap();
             let Reply::Batch(results) = &replies[0] else {
                 panic!("a batch yields a batch reply: {replies:?}");
@@ -648,7 +652,7 @@ mod tests {
             vec![(2, 0, b"k".to_vec(), Some((b"v".to_vec(), 2, 2, 0)))];
         let store = (1u32, 2i64, -1i64, records);
         let state = (1u32, store, Vec::<(i64, i64)>::new());
-        bincode::serialize(&(meta_at(index), state)).unwrap()
+        bincode::serialize(&(image::IMAGE_TAG_V1, meta_at(index), state)).unwrap()
     }
 
     /// A restart from the member's own snapshot skips the check up front, and must still give
@@ -659,7 +663,7 @@ mod tests {
             let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(21));
             let mut sm =
                 StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
-            let batch = Command::Batch(vec![put("a"), put("b"), put("a")]);
+            let batch = batch(vec![put("a"), put("b"), put("a")]);
             sm.apply([entry(1, batch), entry(2, put("c"))])
                 .await
                 .unwrap();
@@ -671,7 +675,7 @@ mod tests {
                 StateMachineStore::recover(snap_store(&disk), Some(1), Arc::new(Quiet)).unwrap();
             let after = restarted.shared().read().clone();
             let file = snap_store(&disk).load_newest(|_| false).unwrap().unwrap();
-            let checked: SnapshotImage = bincode::deserialize(file.data()).unwrap();
+            let checked: SnapshotImage<State> = bincode::deserialize(file.data()).unwrap();
             assert_eq!(after.state, checked.state);
             assert_eq!(after.state, before.state);
             assert_eq!(after.last_applied, before.last_applied);

@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::apply::Command;
+use crate::apply::{Command, Envelope, RequestHeader};
 use crate::config::{format_duration, AutoCompaction, GoDuration};
 use crate::mvcc::KvError;
 use crate::proto::etcdserverpb::CompactionRequest;
@@ -201,7 +201,13 @@ async fn compact(node: &RaftNode, revision: i64) -> Result<(), String> {
         revision,
         physical: false,
     });
-    match node.propose(cmd).await {
+    // The compactor is the server's own caller: no user, as etcd's compactor.
+    let header = RequestHeader {
+        id: node.next_request_id(),
+        user: String::new(),
+        auth_revision: 0,
+    };
+    match node.propose(Envelope::new(header, cmd)).await {
         Ok(applied) => match &applied.result {
             Ok(_) | Err(KvError::Compacted { .. }) => Ok(()),
             Err(e) => Err(e.etcd_message().to_string()),

@@ -19,7 +19,7 @@ use tonic::Status;
 use super::error::{kv_status, propose_status, NO_LEADER};
 use super::stream::ChannelStream;
 use super::Ctx;
-use crate::apply::{Command, Outcome};
+use crate::apply::{Command, Envelope, Outcome};
 use crate::proto::etcdserverpb::kv_client::KvClient;
 use crate::proto::etcdserverpb::lease_client::LeaseClient;
 use crate::proto::etcdserverpb::{
@@ -91,8 +91,6 @@ impl Forwarder {
                 let req = LeaseRevokeRequest { id };
                 Outcome::LeaseRevoke(self.lease(leader)?.lease_revoke(req).await?.into_inner())
             }
-            // Batches are formed by the leader's proposer, never by a request handler.
-            Command::Batch(_) => return Err(Status::internal("a batch cannot be forwarded")),
         };
         Ok(outcome)
     }
@@ -126,10 +124,15 @@ impl Forwarder {
     }
 }
 
-/// Proposes `cmd` here when this member leads, or forwards it to the leader when a follower's
-/// proposal was refused because another member leads (nothing was proposed then).
+/// Proposes `cmd` here (with a fresh request header) when this member leads, or forwards it to
+/// the leader when a follower's proposal was refused because another member leads (nothing was
+/// proposed then; the leader gives it a header of its own).
 pub async fn propose_or_forward(ctx: &Ctx, cmd: Command) -> Result<Outcome, Status> {
-    match ctx.node.propose(cmd.clone()).await {
+    match ctx
+        .node
+        .propose(Envelope::new(ctx.request_header(), cmd.clone()))
+        .await
+    {
         Ok(applied) => applied.result.clone().map_err(|e| kv_status(&e)),
         Err(ProposeError::NoLeader) => match published_leader(ctx).await {
             Some(leader) => ctx.forward.write(&leader, cmd).await,

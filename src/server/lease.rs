@@ -15,7 +15,7 @@ use super::forward::propose_or_forward;
 use super::lessor::Lessor;
 use super::stream::ChannelStream;
 use super::Ctx;
-use crate::apply::{Command, Outcome};
+use crate::apply::{Command, Envelope, Outcome};
 use crate::mvcc::KvError;
 use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
@@ -272,7 +272,8 @@ pub async fn run_expiry(
             Vec::new()
         };
         for id in expired {
-            match ctx.node.propose(Command::LeaseRevoke { id }).await {
+            let revoke = Envelope::new(ctx.request_header(), Command::LeaseRevoke { id });
+            match ctx.node.propose(revoke).await {
                 Ok(_) => tracing::debug!(lease = %format!("{id:016x}"), "revoked expired lease"),
                 Err(e) => {
                     tracing::warn!(lease = %format!("{id:016x}"), error = ?e, "could not revoke expired lease");

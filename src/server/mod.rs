@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use crate::apply::{Applied, Command};
+use crate::apply::{Applied, Command, RequestHeader};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -111,6 +111,16 @@ impl Ctx {
             return Err(tonic::Status::unavailable(error::NO_LEADER));
         }
         Ok(())
+    }
+
+    /// The request header of a new proposal: a fresh request ID; no user and auth revision 0
+    /// (there is no auth store yet).
+    pub fn request_header(&self) -> RequestHeader {
+        RequestHeader {
+            id: self.node.next_request_id(),
+            user: String::new(),
+            auth_revision: 0,
+        }
     }
 
     /// A full response header around the revision the state machine reported.

@@ -209,3 +209,62 @@ fn looks_like_frame_accepts_real_frames_only() {
     assert!(!looks_like_frame(&buf, 4, MAX));
     assert!(!looks_like_frame(&buf[..buf.len() - 1], 8, MAX));
 }
+
+// Changing these bytes changes the on-disk format: bump the version and keep a decoder for the
+// old one.
+const SEGMENT_HEADER_V1: &str = "
+    4f 58 45 54 43 44 57 4c     # magic \"OXETCDWL\"
+    01 00 00 00                 # version 1
+    78 56 34 12                 # crc_seed 0x12345678
+    01 00 00 00 00 00 00 00     # seq 1
+    10 00 00 00 00 00 00 00     # first_index 16
+    bd 58 48 dc                 # header_crc = crc32(bytes 0..32)
+    00 00 00 00                 # zero
+";
+
+// Changing these bytes changes the on-disk format: bump the version and keep a decoder for the
+// old one.
+const ENTRY_FRAME_V1: &str = "
+    17 00 00 00                 # body_len 23
+    01                          # type 1: entry
+    a5                          # marker
+    10 e5                       # head_check
+    07 00 00 00 00 00 00 00     # index 7
+    02 00 00 00 00 00 00 00     # term 2
+    70 61 79 6c 6f 61 64 00     # payload \"payload\", one byte of padding
+    0a c1 6c 6d                 # crc, chained from 0x12345678 over type ++ body
+    0a 4c 41 57                 # tail magic 0x57414C0A
+";
+
+#[test]
+fn segment_header_and_frame_bytes_are_fixed() {
+    let header = SegmentHeader {
+        seq: 1,
+        first_index: 0x10,
+        crc_seed: 0x1234_5678,
+    };
+    crate::golden::assert_golden("segment header", &header.encode(), SEGMENT_HEADER_V1);
+
+    let mut frame = Vec::new();
+    let record = Record::Entry {
+        index: 7,
+        term: 2,
+        payload: b"payload",
+    };
+    let crc = encode_frame(&record, 0x1234_5678, &mut frame);
+    crate::golden::assert_golden("entry frame", &frame, ENTRY_FRAME_V1);
+    assert_eq!(crc, 0x6d6c_c10a);
+    let read = read_frame(&frame, 0, 0x1234_5678, MAX);
+    assert!(
+        matches!(
+            read,
+            FrameRead::Valid {
+                record_type: 1,
+                crc: 0x6d6c_c10a,
+                frame_bytes: 40,
+                ..
+            }
+        ),
+        "{read:?}"
+    );
+}

@@ -7,18 +7,24 @@ use super::*;
 use crate::apply::Outcome as Done;
 use crate::proto::etcdserverpb::{PutRequest, PutResponse};
 
-fn put(i: u64, value_bytes: usize) -> Command {
-    Command::Put(PutRequest {
+fn put(i: u64, value_bytes: usize) -> Envelope {
+    let cmd = Command::Put(PutRequest {
         key: format!("k{i}").into_bytes(),
         value: vec![b'v'; value_bytes],
         ..Default::default()
-    })
+    });
+    let header = crate::apply::RequestHeader {
+        id: 1000 + i,
+        ..Default::default()
+    };
+    Envelope::new(header, cmd)
 }
 
 /// The fake state machine's result for a put of `k<i>`: revision `i`, so each caller can tell
 /// whether it got its own result.
-fn applied_for(cmd: &Command) -> Arc<Applied> {
-    let Command::Put(req) = cmd else {
+fn applied_for(envelope: &Envelope) -> Arc<Applied> {
+    let Command::Put(req) = &envelope.command else {
+        let cmd = &envelope.command;
         panic!("tests only propose puts, got {cmd:?}");
     };
     let key = String::from_utf8(req.key.clone()).unwrap();
@@ -42,7 +48,7 @@ enum Mode {
 
 #[derive(Clone)]
 struct Fake {
-    log: Arc<Mutex<Vec<Command>>>,
+    log: Arc<Mutex<Vec<Proposal>>>,
     /// One permit per proposal allowed to complete.
     gate: Arc<Semaphore>,
     mode: Arc<Mutex<Mode>>,
@@ -57,13 +63,13 @@ impl Fake {
         }
     }
 
-    fn proposals(&self) -> Vec<Command> {
+    fn proposals(&self) -> Vec<Proposal> {
         self.log.lock().unwrap().clone()
     }
 }
 
 impl Sink for Fake {
-    fn send(&self, cmd: Command) -> Accepted<'_> {
+    fn send(&self, cmd: Proposal) -> Accepted<'_> {
         let mode = self.mode.lock().unwrap().clone();
         if let Mode::RefuseAtSend(e) = mode {
             return Box::pin(async move { Err(e) });
@@ -74,13 +80,13 @@ impl Sink for Fake {
             gate.acquire().await.unwrap().forget();
             match (mode, cmd) {
                 (Mode::FailAfterSend(e), _) => Err(e),
-                (Mode::ShortReply, Command::Batch(cmds)) => {
+                (Mode::ShortReply, Proposal::Batch(cmds)) => {
                     Ok(Reply::Batch(cmds[1..].iter().map(applied_for).collect()))
                 }
-                (_, Command::Batch(cmds)) => {
+                (_, Proposal::Batch(cmds)) => {
                     Ok(Reply::Batch(cmds.iter().map(applied_for).collect()))
                 }
-                (_, cmd) => Ok(Reply::Applied(applied_for(&cmd))),
+                (_, Proposal::One(cmd)) => Ok(Reply::Applied(applied_for(&cmd))),
             }
         });
         Box::pin(async move { Ok(pending) })
@@ -113,15 +119,19 @@ async fn settle() {
     }
 }
 
-fn keys(cmd: &Command) -> Vec<u64> {
-    match cmd {
-        Command::Batch(cmds) => cmds.iter().flat_map(keys).collect(),
-        Command::Put(r) => vec![String::from_utf8(r.key[1..].to_vec())
+fn keys(proposal: &Proposal) -> Vec<u64> {
+    let key = |envelope: &Envelope| match &envelope.command {
+        Command::Put(r) => String::from_utf8(r.key[1..].to_vec())
             .unwrap()
             .parse()
-            .unwrap()],
+            .unwrap(),
         other => panic!("unexpected {other:?}"),
-    }
+    };
+    proposal.envelopes().iter().map(key).collect()
+}
+
+fn proposal_bytes(proposal: &Proposal) -> usize {
+    proposal.envelopes().iter().map(envelope_bytes).sum()
 }
 
 fn limits(count_max: usize, bytes_max: usize) -> BatchLimits {
@@ -141,7 +151,7 @@ fn a_lone_command_is_proposed_at_once_and_unwrapped() {
         assert_eq!(applied.revision, 7);
         assert_eq!(
             fake.proposals(),
-            vec![put(7, 4)],
+            vec![Proposal::One(put(7, 4))],
             "a single command is not wrapped"
         );
     });
@@ -172,8 +182,18 @@ fn commands_queued_behind_a_proposal_leave_together_in_order_with_their_own_resu
         }
         let proposals = fake.proposals();
         assert_eq!(proposals.len(), 2);
-        assert!(matches!(proposals[1], Command::Batch(_)));
+        assert!(matches!(proposals[1], Proposal::Batch(_)));
         assert_eq!(keys(&proposals[1]), (2..=11).collect::<Vec<_>>());
+        let ids: Vec<u64> = proposals[1]
+            .envelopes()
+            .iter()
+            .map(|e| e.header.id)
+            .collect();
+        assert_eq!(
+            ids,
+            (1002..=1011).collect::<Vec<_>>(),
+            "each keeps its own header"
+        );
     });
 }
 
@@ -198,7 +218,7 @@ fn batches_respect_the_count_bound() {
 fn batches_respect_the_byte_bound_and_an_oversized_command_travels_alone() {
     runtime().block_on(async {
         let fake = Fake::new(false);
-        let one = command_bytes(&put(1, 100));
+        let one = envelope_bytes(&put(1, 100));
         let b = Batcher::start(fake.clone(), limits(100, 2 * one + one / 2));
         let mut handles = propose_all(&b, [0], 4).await;
         settle().await;
@@ -215,7 +235,7 @@ fn batches_respect_the_byte_bound_and_an_oversized_command_travels_alone() {
             vec![vec![0], vec![1, 2], vec![3, 4], vec![5], vec![6], vec![7]]
         );
         for p in fake.proposals().iter().filter(|p| keys(p).len() > 1) {
-            assert!(command_bytes(p) <= 2 * one + one / 2 + 16);
+            assert!(proposal_bytes(p) <= 2 * one + one / 2 + 16);
         }
     });
 }

@@ -7,21 +7,14 @@
 use std::sync::Weak;
 use std::time::Instant;
 
-use openraft::storage::SnapshotMeta;
-use serde::Deserialize;
-
-use super::{MemberNode, NodeId, SmShared};
+use super::image::SnapshotImage;
+use super::SmShared;
 use crate::apply::{State, UncheckedState};
 
-/// The same bytes as [`SnapshotImage`](super::SnapshotImage), decoded without the store's
-/// structural check: only for a snapshot file this member wrote, once its checksum matched (the
-/// check then runs in the background, see
+/// A [`SnapshotImage`] decoded without the store's structural check: only for a snapshot file
+/// this member wrote, once its checksum matched (the check then runs in the background, see
 /// [`StateMachineStore::recover`](super::StateMachineStore::recover)).
-#[derive(Deserialize)]
-pub(super) struct LocalSnapshotImage {
-    pub meta: SnapshotMeta<NodeId, MemberNode>,
-    pub state: UncheckedState,
-}
+pub(super) type LocalSnapshotImage = SnapshotImage<UncheckedState>;
 
 /// The structural check of the image loaded at startup failed.
 #[derive(Debug)]
