@@ -8,6 +8,7 @@ pub mod io;
 pub mod lease;
 pub mod logging;
 pub mod mvcc;
+pub mod net;
 pub mod proto;
 pub mod raft;
 pub mod server;

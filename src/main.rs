@@ -14,6 +14,7 @@ use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
 use oxetcd::raft::membership;
 use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
+use oxetcd::net::listener::{ListenerSettings, GRPC_KEEPALIVE_MIN_TIME_DEFAULT};
 use oxetcd::raft::peer::PeerListener;
 use oxetcd::raft::MemberNode;
 use oxetcd::server::forward::Forwarder;
@@ -267,11 +268,23 @@ async fn run(config: Config) -> Result<(), String> {
     });
 
     let mut servers = Vec::new();
+    let client_settings = ListenerSettings::grpc_client(
+        config.grpc_keepalive_interval,
+        config.grpc_keepalive_timeout,
+        config.max_concurrent_streams,
+    );
+    if config.grpc_keepalive_min_time != GRPC_KEEPALIVE_MIN_TIME_DEFAULT {
+        tracing::warn!(
+            value = ?config.grpc_keepalive_min_time,
+            "--grpc-keepalive-min-time is not enforced: clients that ping more often are not sent GOAWAY ENHANCE_YOUR_CALM"
+        );
+    }
     for url in &config.listen_client_urls {
         let addr = url
             .bind_addr()
             .ok_or_else(|| format!("cannot resolve listen client URL {url}"))?;
-        let listener = ClientListener::bind(addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+        let listener = ClientListener::bind(addr, client_settings.clone())
+            .map_err(|e| format!("listen tcp {addr}: {e}"))?;
         tracing::info!(address = %listener.local_addr(), "serving client traffic insecurely; this is strongly discouraged!");
         let mut stop = stop_rx.clone();
         let shutdown = async move {

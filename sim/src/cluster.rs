@@ -20,6 +20,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use oxetcd::io::sim::SimDisk;
 use oxetcd::io::Disk;
 use oxetcd::raft::node::{NodeOptions, RaftNode};
+use oxetcd::net::ListenerSettings;
 use oxetcd::raft::peer::PeerListener;
 use oxetcd::raft::MemberNode;
 use oxetcd::server::lessor::Lessor;
@@ -411,7 +412,7 @@ async fn run_member(m: MemberCtx) {
         leader_lost_watch_cancel: Duration::from_secs(3),
     });
     let addr = client_addr(&client_url);
-    let listener = match ClientListener::bind(addr) {
+    let listener = match ClientListener::bind(addr, ListenerSettings::default()) {
         Ok(l) => l,
         Err(e) => {
             set_state(&state, StartState::Failed(format!("bind {addr}: {e}")));
