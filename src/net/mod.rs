@@ -19,3 +19,6 @@ pub mod inbound;
 pub mod listener;
 
 pub use listener::{Listener, ListenerSettings};
+
+#[cfg(all(test, not(madsim)))]
+mod tests;
