@@ -154,3 +154,56 @@ fn port_zero_listen_urls_bind_free_ports() {
     let put = etcdctl(CtlVersion::V35, &url, &args(&["put", "k", "v"]), b"");
     assert_eq!(ok(&put, "put on the logged port"), "OK\n");
 }
+
+/// Bug guarded against: the `--grpc-keepalive-*` flags were parsed but never applied, so a
+/// client that vanished without closing its connection (host gone, cable pulled) kept the
+/// connection and its tasks forever. With the keepalive on, a client that does not answer the
+/// server's PING within the timeout is dropped.
+#[test]
+fn silent_client_is_dropped_by_the_keepalive() {
+    use std::io::{Read, Write};
+    let server = Server::start_with(
+        ServerKind::Oxetcd,
+        "default",
+        &[
+            "--grpc-keepalive-interval",
+            "200ms",
+            "--grpc-keepalive-timeout",
+            "200ms",
+        ],
+    );
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => panic!("{e}"),
+    };
+    let mut socket = match std::net::TcpStream::connect(&server.endpoint) {
+        Ok(socket) => socket,
+        Err(e) => panic!("cannot connect: {e}"),
+    };
+    // An HTTP/2 client that says hello (preface + empty SETTINGS) and then never reads.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    assert!(socket.write_all(&hello).is_ok());
+    assert!(socket.set_read_timeout(Some(Duration::from_millis(500))).is_ok());
+    // Drain what the server sends (SETTINGS, PINGs, GOAWAY) without ever answering, until
+    // it closes the connection.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server kept a client that never answers its pings"
+        );
+    }
+}
