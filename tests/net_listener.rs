@@ -39,9 +39,15 @@ fn check_scheme_endpoints(client_url: &str) {
     for version in [CtlVersion::V34, CtlVersion::V35] {
         let label = version.label();
         let status = etcdctl(version, client_url, &args(&["endpoint", "status"]), b"");
-        assert!(ok(&status, label).starts_with(client_url), "{label}: {status:?}");
+        assert!(
+            ok(&status, label).starts_with(client_url),
+            "{label}: {status:?}"
+        );
         let hash = etcdctl(version, client_url, &args(&["endpoint", "hashkv"]), b"");
-        assert!(ok(&hash, label).starts_with(client_url), "{label}: {hash:?}");
+        assert!(
+            ok(&hash, label).starts_with(client_url),
+            "{label}: {hash:?}"
+        );
         let alarms = etcdctl(version, client_url, &args(&["alarm", "list"]), b"");
         assert_eq!(ok(&alarms, label), "", "{label}: no alarm is raised");
         let put = etcdctl(version, client_url, &args(&["put", "net-key", label]), b"");
@@ -184,7 +190,9 @@ fn silent_client_is_dropped_by_the_keepalive() {
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
     assert!(socket.write_all(&hello).is_ok());
-    assert!(socket.set_read_timeout(Some(Duration::from_millis(500))).is_ok());
+    assert!(socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_ok());
     // Drain what the server sends (SETTINGS, PINGs, GOAWAY) without ever answering, until
     // it closes the connection.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -412,7 +412,10 @@ mod tests {
         // Port 0 (any free port) is accepted as etcd accepts it; it used to be refused with
         // "invalid port in URL".
         assert_eq!(b("http://0.0.0.0:0"), Some("0.0.0.0:0".parse().unwrap()));
-        assert_eq!(b("http://127.0.0.1:0"), Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(
+            b("http://127.0.0.1:0"),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
         assert_eq!(b("http://:2379"), None);
     }
 

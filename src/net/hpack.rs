@@ -43,10 +43,9 @@ impl std::fmt::Display for HpackError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HpackError::Decode(why) => write!(f, "invalid HPACK header block: {why}"),
-            HpackError::ListTooLarge => write!(
-                f,
-                "header list larger than {HEADER_LIST_BYTES_MAX} bytes"
-            ),
+            HpackError::ListTooLarge => {
+                write!(f, "header list larger than {HEADER_LIST_BYTES_MAX} bytes")
+            }
         }
     }
 }
@@ -155,7 +154,10 @@ fn encode_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u32, value: usize) 
 
 /// Index of the first static-table entry (RFC 7541 Appendix A) with this name.
 fn static_name_index(name: &[u8]) -> Option<usize> {
-    STATIC_NAMES.iter().position(|n| n.as_bytes() == name).map(|i| i + 1)
+    STATIC_NAMES
+        .iter()
+        .position(|n| n.as_bytes() == name)
+        .map(|i| i + 1)
 }
 
 /// Names of the HPACK static table, in index order starting at 1 (RFC 7541 Appendix A).
@@ -354,7 +356,11 @@ mod tests {
         );
 
         let mut client = Vec::new();
-        encode_field(&mut client, b":authority", b"#initially=[http://a:1;http://b:2]");
+        encode_field(
+            &mut client,
+            b":authority",
+            b"#initially=[http://a:1;http://b:2]",
+        );
         encode_field(&mut client, b"te", b"trailers");
         let mut out = Vec::new();
         assert_eq!(BlockRewriter::default().rewrite(&client, &mut out), Ok(()));
@@ -394,7 +400,11 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_not_panicked_on() {
-        for block in [&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..], &[0x80], &[0x00, 0x85]] {
+        for block in [
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x80],
+            &[0x00, 0x85],
+        ] {
             let mut out = Vec::new();
             assert!(BlockRewriter::default().rewrite(block, &mut out).is_err());
         }

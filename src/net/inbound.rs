@@ -44,7 +44,9 @@ const PRIORITY_BYTES: usize = 5;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundError {
     /// A header block over `HEADER_BLOCK_BYTES_MAX`.
-    BlockTooLarge { bytes: usize },
+    BlockTooLarge {
+        bytes: usize,
+    },
     /// A frame other than CONTINUATION on the same stream inside a header block, or padding
     /// longer than the frame.
     Protocol(&'static str),
@@ -217,7 +219,12 @@ impl Inbound {
         }
     }
 
-    fn on_head(&mut self, head: FrameHead, raw: &[u8], out: &mut Vec<u8>) -> Result<(), InboundError> {
+    fn on_head(
+        &mut self,
+        head: FrameHead,
+        raw: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), InboundError> {
         if let Some(open) = self.block_head {
             if head.kind != TYPE_CONTINUATION || head.stream != open.stream {
                 return Err(InboundError::Protocol("header block interrupted"));
@@ -289,7 +296,9 @@ fn split_headers_payload(
     let mut pad = 0;
     if head.flags & FLAG_PADDED != 0 {
         let Some((&n, tail)) = rest.split_first() else {
-            return Err(InboundError::Protocol("PADDED HEADERS without a pad length"));
+            return Err(InboundError::Protocol(
+                "PADDED HEADERS without a pad length",
+            ));
         };
         pad = usize::from(n);
         rest = tail;
@@ -306,7 +315,9 @@ fn split_headers_payload(
         rest = tail;
     }
     if pad > rest.len() {
-        return Err(InboundError::Protocol("padding longer than the HEADERS frame"));
+        return Err(InboundError::Protocol(
+            "padding longer than the HEADERS frame",
+        ));
     }
     let open = BlockHead {
         stream: head.stream,
@@ -334,7 +345,13 @@ fn write_block(open: BlockHead, block: &[u8], out: &mut Vec<u8>) {
     if rest.is_empty() {
         flags |= FLAG_END_HEADERS;
     }
-    FrameHead::write(out, prefix.len() + first.len(), TYPE_HEADERS, flags, open.stream);
+    FrameHead::write(
+        out,
+        prefix.len() + first.len(),
+        TYPE_HEADERS,
+        flags,
+        open.stream,
+    );
     out.extend_from_slice(prefix);
     out.extend_from_slice(first);
     while !rest.is_empty() {

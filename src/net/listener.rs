@@ -67,11 +67,13 @@ impl ListenerSettings {
         keepalive_timeout: Duration,
         max_concurrent_streams: u32,
     ) -> Self {
-        let (interval, timeout) = if !keepalive_interval.is_zero() && !keepalive_timeout.is_zero()
-        {
+        let (interval, timeout) = if !keepalive_interval.is_zero() && !keepalive_timeout.is_zero() {
             (keepalive_interval, keepalive_timeout)
         } else {
-            (GRPC_KEEPALIVE_INTERVAL_DEFAULT, GRPC_KEEPALIVE_TIMEOUT_DEFAULT)
+            (
+                GRPC_KEEPALIVE_INTERVAL_DEFAULT,
+                GRPC_KEEPALIVE_TIMEOUT_DEFAULT,
+            )
         };
         ListenerSettings {
             http2_keepalive_interval: Some(interval),

@@ -45,7 +45,8 @@ fn frames(mut bytes: &[u8]) -> Vec<Frame> {
     let mut all = Vec::new();
     while !bytes.is_empty() {
         assert!(bytes.len() >= 9, "truncated frame header");
-        let len = (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
+        let len =
+            (usize::from(bytes[0]) << 16) | (usize::from(bytes[1]) << 8) | usize::from(bytes[2]);
         assert!(bytes.len() >= 9 + len, "truncated frame payload");
         all.push(Frame {
             kind: bytes[3],
@@ -60,7 +61,10 @@ fn frames(mut bytes: &[u8]) -> Vec<Frame> {
 
 /// Joins HEADERS + CONTINUATIONs back into blocks and decodes them as the server would, with
 /// one decoder for the whole connection. Returns the header lists and the non-header frames.
-fn decode_blocks(frames: &[Frame]) -> (Vec<Vec<(String, String)>>, Vec<&Frame>) {
+/// One decoded header list.
+type HeaderList = Vec<(String, String)>;
+
+fn decode_blocks(frames: &[Frame]) -> (Vec<HeaderList>, Vec<&Frame>) {
     let mut decoder = Decoder::new();
     let mut lists = Vec::new();
     let mut others = Vec::new();
@@ -140,7 +144,13 @@ fn client_stream() -> Vec<u8> {
     payload.extend_from_slice(&[0, 0, 0, 0, 15]); // priority
     payload.extend_from_slice(&block);
     payload.extend_from_slice(&[0, 0, 0]);
-    frame(&mut s, HEADERS, END_HEADERS | PADDED | PRIORITY, 1, &payload);
+    frame(
+        &mut s,
+        HEADERS,
+        END_HEADERS | PADDED | PRIORITY,
+        1,
+        &payload,
+    );
     frame(&mut s, DATA, END_STREAM, 1, b"\0\0\0\0\x05hello");
     let second = [0x83, 0x86, 0xbf, 0xbe, 0x00, 0x02, b't', b'e', 0x08];
     let mut second = second.to_vec();
@@ -253,7 +263,14 @@ impl AsyncRead for Chunked {
 
 /// Reads a `Conn` to its end with reads of `read_size` bytes.
 fn read_through_conn(data: Vec<u8>, chunks: Vec<usize>, read_size: usize) -> io::Result<Vec<u8>> {
-    let mut conn = Conn::new(Chunked { data, at: 0, chunks }, None);
+    let mut conn = Conn::new(
+        Chunked {
+            data,
+            at: 0,
+            chunks,
+        },
+        None,
+    );
     let mut cx = Context::from_waker(Waker::noop());
     let mut out = Vec::new();
     let mut buf = vec![0; read_size];
@@ -350,7 +367,10 @@ fn oversized_blocks_are_refused() {
         Err(InboundError::BlockTooLarge { .. })
     ));
     let err = read_through_conn(input, vec![], 4096);
-    assert_eq!(err.err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+    assert_eq!(
+        err.err().map(|e| e.kind()),
+        Some(io::ErrorKind::InvalidData)
+    );
 }
 
 #[test]
@@ -378,7 +398,13 @@ fn malformed_blocks_fail_the_connection() {
     ));
     // Invalid HPACK.
     let mut input = PREFACE.to_vec();
-    frame(&mut input, HEADERS, END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    frame(
+        &mut input,
+        HEADERS,
+        END_HEADERS,
+        1,
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+    );
     assert!(matches!(
         rewrite_all(&mut Inbound::default(), &input),
         Err(InboundError::Hpack(_))
