@@ -215,3 +215,25 @@ fn silent_client_is_dropped_by_the_keepalive() {
         );
     }
 }
+
+/// `--grpc-keepalive-min-time` cannot be enforced by our HTTP/2 server; a non-default value
+/// must be reported, never accepted silently.
+#[test]
+fn unenforced_keepalive_min_time_is_reported() {
+    let server = Server::start_with(
+        ServerKind::Oxetcd,
+        "default",
+        &["--grpc-keepalive-min-time", "10s"],
+    );
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => panic!("{e}"),
+    };
+    // The warning is written before the client listener is bound, so it is in the log by now.
+    let log = server.log_tail(usize::MAX);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"level\":\"warn\"") && l.contains("--grpc-keepalive-min-time")),
+        "no startup warning in:\n{log}"
+    );
+}

@@ -244,3 +244,58 @@ mod accept {
         }
     }
 }
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use futures_core::Stream;
+    use tokio::net::TcpStream;
+
+    use super::accept::Incoming;
+    use super::{Listener, ListenerSettings};
+    use crate::net::conn::Conn;
+
+    async fn accept_one(incoming: &mut Incoming) -> Option<Conn<TcpStream>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_next(cx))
+            .await
+            .and_then(Result::ok)
+    }
+
+    /// A client opening connections in a loop gets at most `connections_max` of them served;
+    /// the next one is accepted as soon as one closes.
+    #[test]
+    fn connections_beyond_the_bound_wait_for_a_free_slot() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else {
+            panic!("cannot build a runtime");
+        };
+        rt.block_on(async {
+            let settings = ListenerSettings {
+                connections_max: 1,
+                ..ListenerSettings::default()
+            };
+            let Ok(listener) = Listener::bind(([127, 0, 0, 1], 0).into(), settings) else {
+                panic!("cannot bind");
+            };
+            let addr = listener.local_addr();
+            assert_ne!(addr.port(), 0, "the real port is reported");
+            let mut incoming = Incoming::new(listener.socket, &listener.settings);
+            let _client1 = TcpStream::connect(addr).await;
+            let first = accept_one(&mut incoming).await;
+            assert!(first.is_some(), "first connection accepted");
+            let _client2 = TcpStream::connect(addr).await;
+            let early = tokio::time::timeout(Duration::from_millis(200), accept_one(&mut incoming));
+            assert!(
+                early.await.is_err(),
+                "a second connection was served while the first held the only slot"
+            );
+            drop(first);
+            let later = tokio::time::timeout(Duration::from_secs(10), accept_one(&mut incoming));
+            assert!(matches!(later.await, Ok(Some(_))), "the freed slot is used");
+        });
+    }
+}
