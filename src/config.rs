@@ -151,6 +151,8 @@ pub struct Config {
     pub grpc_keepalive_min_time: Duration,
     pub grpc_keepalive_interval: Duration,
     pub grpc_keepalive_timeout: Duration,
+    /// HTTP/2 streams one client connection may have open (u32::MAX = unlimited).
+    pub max_concurrent_streams: u32,
     // clustering
     pub initial_advertise_peer_urls: Vec<Url>,
     /// `name=url,...` after etcd's defaulting (`<name>=<advertise peer urls>` when only
@@ -300,6 +302,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         grpc_keepalive_min_time: read_duration(settings, "grpc-keepalive-min-time")?,
         grpc_keepalive_interval: read_duration(settings, "grpc-keepalive-interval")?,
         grpc_keepalive_timeout: read_duration(settings, "grpc-keepalive-timeout")?,
+        max_concurrent_streams: read_u32(settings, "max-concurrent-streams")?,
         initial_advertise_peer_urls,
         initial_cluster_state: match settings.raw("initial-cluster-state") {
             "existing" => ClusterState::Existing,
@@ -380,6 +383,12 @@ fn read_bool(settings: &Settings, name: &str) -> Result<bool, ConfigError> {
 
 fn read_uint(settings: &Settings, name: &str) -> Result<u64, ConfigError> {
     goparse::parse_uint(settings.raw(name)).map_err(|e| value_error(settings, name, e.to_string()))
+}
+
+fn read_u32(settings: &Settings, name: &str) -> Result<u32, ConfigError> {
+    goparse::parse_uint_bounded(settings.raw(name), u64::from(u32::MAX))
+        .map(|v| v as u32)
+        .map_err(|e| value_error(settings, name, e.to_string()))
 }
 
 fn read_int(settings: &Settings, name: &str) -> Result<i64, ConfigError> {

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod logging;
 pub mod member;
 pub mod mvcc;
+pub mod net;
 pub mod proto;
 pub mod raft;
 pub mod server;

@@ -13,6 +13,7 @@ use oxetcd::config::{Config, Parsed};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
 use oxetcd::member::{self, Member, MemberSpec, Stopped};
+use oxetcd::net::listener::GRPC_KEEPALIVE_MIN_TIME_DEFAULT;
 
 /// The allocator of the binary (not of the library: tests and the simulator keep the system
 /// one). Under load most allocations are short-lived gRPC request and response buffers freed
@@ -146,6 +147,12 @@ async fn run(config: Config) -> Result<(), String> {
     let mut spec = MemberSpec::from_config(&config, opts, mode)?;
     spec.auto_compaction_revision_check_interval =
         revision_check_interval(spec.auto_compaction_revision_check_interval)?;
+    if config.grpc_keepalive_min_time != GRPC_KEEPALIVE_MIN_TIME_DEFAULT {
+        tracing::warn!(
+            value = ?config.grpc_keepalive_min_time,
+            "--grpc-keepalive-min-time is not enforced: clients that ping more often are not sent GOAWAY ENHANCE_YOUR_CALM"
+        );
+    }
     let member = Member::start(disk, spec).await?;
     let stop = async {
         shutdown_signal().await;

@@ -134,6 +134,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("grpc-keepalive-min-time", Duration, "5s", Member, "Shortest ping interval a client may use."),
     f("grpc-keepalive-interval", Duration, "2h", Member, "Server-to-client ping period (0 = off)."),
     f("grpc-keepalive-timeout", Duration, "20s", Member, "Wait for a ping answer before closing (0 = off)."),
+    f("max-concurrent-streams", Uint, "4294967295", Member, "Most concurrent streams per client connection (4294967295 = unlimited)."),
     f("socket-reuse-port", Bool, "false", Member, "Set SO_REUSEPORT on listeners."),
     f("socket-reuse-address", Bool, "false", Member, "Set SO_REUSEADDR on listeners."),
     f("initial-advertise-peer-urls", Urls, "http://localhost:2380", Clustering, "This member's peer URLs as told to the cluster."),

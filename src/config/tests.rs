@@ -913,3 +913,20 @@ fn report_error_returns_exit_codes() {
         1
     );
 }
+
+/// `--max-concurrent-streams` (etcd 3.5.2+, a uint32; 3.5.1 lacks it) was missing: etcd's default is
+/// math.MaxUint32 (unlimited); values beyond u32 are refused.
+#[test]
+fn max_concurrent_streams_is_a_u32() {
+    assert_eq!(run(&[], &[]).max_concurrent_streams, u32::MAX);
+    assert_eq!(
+        run(&["--max-concurrent-streams", "100"], &[]).max_concurrent_streams,
+        100
+    );
+    let e = fail(&["--max-concurrent-streams", "4294967296"], &[]);
+    assert_eq!(
+        e.to_string(),
+        r#"invalid value "4294967296" for flag -max-concurrent-streams: value out of range"#
+    );
+    assert_eq!(e.exit_code(), 2);
+}

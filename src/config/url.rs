@@ -10,8 +10,9 @@
 //! ```
 //! Invariant: `Url::to_string()` is the canonical form (lower-case scheme, IPv6 bracketed);
 //! member IDs are hashed over exactly this form.
-//! Invariant: a parsed `Url` of scheme http/https always has a port in 1..=65535 (port 0
-//! would bind a random port, which no etcd deployment means).
+//! Port 0 is accepted, as etcd accepts it: a listen URL with port 0 binds any free port (test
+//! harnesses use it; the listener logs the real one), and etcd does not refuse it in advertise
+//! URLs either.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -76,7 +77,7 @@ pub enum UrlError {
     HasExtras {
         input: String,
     },
-    /// A port above 65535 or port 0.
+    /// A port above 65535.
     PortRange {
         input: String,
         port: String,
@@ -166,7 +167,7 @@ impl Url {
             });
         }
         let port = match port_text.parse::<u16>() {
-            Ok(p) if p != 0 => p,
+            Ok(p) => p,
             _ => {
                 return Err(UrlError::PortRange {
                     input: input.into(),
@@ -408,6 +409,13 @@ mod tests {
         assert_eq!(b("http://[::]:2379"), Some("[::]:2379".parse().unwrap()));
         assert_eq!(b("http://[::1]:2380"), Some("[::1]:2380".parse().unwrap()));
         assert_eq!(b("http://example.com:2379"), None);
+        // Port 0 (any free port) is accepted as etcd accepts it; it used to be refused with
+        // "invalid port in URL".
+        assert_eq!(b("http://0.0.0.0:0"), Some("0.0.0.0:0".parse().unwrap()));
+        assert_eq!(
+            b("http://127.0.0.1:0"),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
         assert_eq!(b("http://:2379"), None);
     }
 
@@ -415,7 +423,7 @@ mod tests {
         #[test]
         fn canonical_form_parses_back(
             host in "[a-z][a-z0-9.-]{0,20}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
-            port in 1u16..,
+            port in proptest::num::u16::ANY,
             tls in proptest::bool::ANY,
         ) {
             let scheme = if tls { Scheme::Https } else { Scheme::Http };

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, Limits};
 use crate::io::Disk;
+use crate::net::ListenerSettings;
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
 use crate::server::forward::Forwarder;
@@ -44,6 +45,9 @@ pub struct MemberSpec {
     pub mode: StartMode,
     pub listen_client: Vec<SocketAddr>,
     pub listen_peer: Vec<SocketAddr>,
+    /// HTTP/2 and TCP settings of the client listeners (`--grpc-keepalive-*`,
+    /// `--max-concurrent-streams`).
+    pub client_listener: ListenerSettings,
     pub hub: HubLimits,
     pub server: ServerLimits,
     pub lease_ttl_min_s: i64,
@@ -92,6 +96,11 @@ impl MemberSpec {
             mode,
             listen_client: addrs(&config.listen_client_urls, "client")?,
             listen_peer: addrs(&config.listen_peer_urls, "peer")?,
+            client_listener: ListenerSettings::grpc_client(
+                config.grpc_keepalive_interval,
+                config.grpc_keepalive_timeout,
+                config.max_concurrent_streams,
+            ),
             hub: HubLimits {
                 queued_responses_max: usize_of(limits.watch_event_queue_len),
                 catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max)
@@ -206,8 +215,8 @@ impl Member {
         });
         let mut client_listeners = Vec::new();
         for addr in &spec.listen_client {
-            let listener =
-                ClientListener::bind(*addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let listener = ClientListener::bind(*addr, spec.client_listener.clone())
+                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
             client_listeners.push(listener);
         }
         let client_addrs: Vec<SocketAddr> =

@@ -16,6 +16,7 @@ use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
 use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::mvcc::KvError;
+use crate::net::{Listener, ListenerSettings};
 use crate::proto::oxraftpb::hash_kv_response::Outcome as HashKvOutcome;
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
@@ -254,29 +255,19 @@ async fn campaign(raft: Raft, id: NodeId, h: Handover) {
 
 /// A bound peer listener, ready to serve.
 pub struct PeerListener {
-    addr: SocketAddr,
-    #[cfg(not(madsim))]
-    incoming: tonic::transport::server::TcpIncoming,
+    listener: Listener,
 }
 
 impl PeerListener {
-    /// Binds `addr` now, so that a port conflict is reported at startup.
+    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        #[cfg(not(madsim))]
-        {
-            let incoming =
-                tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
-            let addr = incoming.local_addr()?;
-            Ok(PeerListener { addr, incoming })
-        }
-        #[cfg(madsim)]
-        {
-            Ok(PeerListener { addr })
-        }
+        Ok(PeerListener {
+            listener: Listener::bind(addr, ListenerSettings::default())?,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.local_addr()
     }
 
     /// Serves the peer protocol until `shutdown` resolves.
@@ -288,16 +279,7 @@ impl PeerListener {
         let svc = RaftPeerServer::new(service)
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
-        let router = tonic::transport::Server::builder().add_service(svc);
-        #[cfg(not(madsim))]
-        {
-            router
-                .serve_with_incoming_shutdown(self.incoming, shutdown)
-                .await
-        }
-        #[cfg(madsim)]
-        {
-            router.serve_with_shutdown(self.addr, shutdown).await
-        }
+        let router = self.listener.settings().server().add_service(svc);
+        self.listener.serve(router, shutdown).await
     }
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::{Applied, Command, RequestHeader};
+use crate::net::{Listener, ListenerSettings};
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -133,7 +134,12 @@ impl Ctx {
 /// by the handlers with grpc-go's exact text, so the transport must let them through first.
 const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Router {
+fn router(
+    builder: tonic::transport::Server,
+    ctx: &Arc<Ctx>,
+    services: &Services,
+) -> tonic::transport::server::Router {
+    let mut builder = builder;
     let kv = KvServer::new(kv::KvService::new(ctx.clone()))
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
@@ -150,7 +156,7 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
         services.lessor.clone(),
         services.lease_ttl_min_s,
     ));
-    tonic::transport::Server::builder()
+    builder
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
@@ -163,29 +169,19 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
 
 /// A bound client listener, ready to serve.
 pub struct ClientListener {
-    addr: SocketAddr,
-    #[cfg(not(madsim))]
-    incoming: tonic::transport::server::TcpIncoming,
+    listener: Listener,
 }
 
 impl ClientListener {
-    /// Binds `addr` now, so that a port conflict is reported at startup.
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        #[cfg(not(madsim))]
-        {
-            let incoming =
-                tonic::transport::server::TcpIncoming::bind(addr)?.with_nodelay(Some(true));
-            let addr = incoming.local_addr()?;
-            Ok(ClientListener { addr, incoming })
-        }
-        #[cfg(madsim)]
-        {
-            Ok(ClientListener { addr })
-        }
+    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
+    pub fn bind(addr: SocketAddr, settings: ListenerSettings) -> std::io::Result<Self> {
+        Ok(ClientListener {
+            listener: Listener::bind(addr, settings)?,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.listener.local_addr()
     }
 
     /// Serves the client API on this listener until `shutdown` resolves.
@@ -195,16 +191,7 @@ impl ClientListener {
         services: Arc<Services>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        let router = router(&ctx, &services);
-        #[cfg(not(madsim))]
-        {
-            router
-                .serve_with_incoming_shutdown(self.incoming, shutdown)
-                .await
-        }
-        #[cfg(madsim)]
-        {
-            router.serve_with_shutdown(self.addr, shutdown).await
-        }
+        let router = router(self.listener.settings().server(), &ctx, &services);
+        self.listener.serve(router, shutdown).await
     }
 }

@@ -1,0 +1,301 @@
+//! A bound TCP listener serving one tonic router: bind (reporting the real address, so port 0
+//! works), accept, wrap each connection in [`Conn`], serve until shutdown. Both the client and
+//! the peer listener are one of these.
+//!
+//! The accept loop is ours (`serve_with_incoming_shutdown` over [`Incoming`]) so that the
+//! connection wrapper — and later TLS and plain HTTP/1.1 — sit between the socket and the
+//! server. Under `--cfg madsim` there are no sockets: madsim-tonic binds the address itself
+//! (`serve_with_shutdown`), and this is the one place that knows it.
+//!
+//! Invariant: at most `ListenerSettings::connections_max` accepted connections are open at once;
+//! further clients wait in the kernel's backlog until one closes.
+//! Invariant: a failed accept (out of file descriptors, say) never ends the listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// grpc-go's server keepalive defaults, which etcd keeps unless both of its flags are positive.
+pub const GRPC_KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_secs(2 * 60 * 60);
+pub const GRPC_KEEPALIVE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
+/// etcd's `--grpc-keepalive-min-time` default. h2 cannot enforce a minimum client ping
+/// interval, so any other value is reported at startup.
+pub const GRPC_KEEPALIVE_MIN_TIME_DEFAULT: Duration = Duration::from_secs(5);
+/// TCP keepalive idle time and probe interval on accepted sockets (Go's listener default, which
+/// etcd's listeners inherit).
+pub const TCP_KEEPALIVE_DEFAULT: Duration = Duration::from_secs(15);
+/// Open connections per listener. etcd has no limit of its own (only the open-file limit); this
+/// one keeps a client that opens connections in a loop from exhausting descriptors that raft
+/// and the WAL need.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 8192;
+/// Pause after a failed accept, so that a persistent failure (EMFILE) does not spin.
+#[cfg(not(madsim))]
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// HTTP/2 and TCP settings of one listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Server-to-client HTTP/2 PING period; `None` = never ping.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// A connection whose PING is not answered within this is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS; `None` = unlimited.
+    pub streams_per_connection_max: Option<u32>,
+    /// TCP keepalive idle time and probe interval; `None` = off.
+    pub tcp_keepalive: Option<Duration>,
+    pub connections_max: usize,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        ListenerSettings {
+            http2_keepalive_interval: None,
+            http2_keepalive_timeout: GRPC_KEEPALIVE_TIMEOUT_DEFAULT,
+            streams_per_connection_max: None,
+            tcp_keepalive: Some(TCP_KEEPALIVE_DEFAULT),
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+        }
+    }
+}
+
+impl ListenerSettings {
+    /// etcd's client listener: `--grpc-keepalive-interval`/`--grpc-keepalive-timeout` apply
+    /// when both are positive (otherwise grpc-go's 2h/20s), `--max-concurrent-streams` as
+    /// given (u32::MAX, etcd's default, means unlimited).
+    pub fn grpc_client(
+        keepalive_interval: Duration,
+        keepalive_timeout: Duration,
+        max_concurrent_streams: u32,
+    ) -> Self {
+        let (interval, timeout) = if !keepalive_interval.is_zero() && !keepalive_timeout.is_zero() {
+            (keepalive_interval, keepalive_timeout)
+        } else {
+            (
+                GRPC_KEEPALIVE_INTERVAL_DEFAULT,
+                GRPC_KEEPALIVE_TIMEOUT_DEFAULT,
+            )
+        };
+        ListenerSettings {
+            http2_keepalive_interval: Some(interval),
+            http2_keepalive_timeout: timeout,
+            streams_per_connection_max: (max_concurrent_streams != u32::MAX)
+                .then_some(max_concurrent_streams),
+            ..ListenerSettings::default()
+        }
+    }
+
+    /// A tonic server builder with these settings, to add services to.
+    pub fn server(&self) -> tonic::transport::Server {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(self.http2_keepalive_interval)
+            .http2_keepalive_timeout(Some(self.http2_keepalive_timeout))
+            .max_concurrent_streams(self.streams_per_connection_max)
+    }
+}
+
+/// A bound listener, ready to serve.
+pub struct Listener {
+    addr: SocketAddr,
+    settings: ListenerSettings,
+    #[cfg(not(madsim))]
+    socket: tokio::net::TcpListener,
+}
+
+impl Listener {
+    /// Binds `addr` now, so that a port conflict is reported at startup. Port 0 picks a free
+    /// port; [`Listener::local_addr`] tells which. Must be called inside the runtime.
+    pub fn bind(addr: SocketAddr, settings: ListenerSettings) -> std::io::Result<Self> {
+        #[cfg(not(madsim))]
+        {
+            let socket = std::net::TcpListener::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::TcpListener::from_std(socket)?;
+            let addr = socket.local_addr()?;
+            Ok(Listener {
+                addr,
+                settings,
+                socket,
+            })
+        }
+        #[cfg(madsim)]
+        {
+            Ok(Listener { addr, settings })
+        }
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn settings(&self) -> &ListenerSettings {
+        &self.settings
+    }
+
+    /// Serves `router` (built from [`ListenerSettings::server`]) until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        router: tonic::transport::server::Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        #[cfg(not(madsim))]
+        {
+            let incoming = accept::Incoming::new(self.socket, &self.settings);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        }
+        #[cfg(madsim)]
+        {
+            router.serve_with_shutdown(self.addr, shutdown).await
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+mod accept {
+    //! The stream of accepted, configured and wrapped connections.
+
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::Semaphore;
+
+    use super::{ListenerSettings, ACCEPT_ERROR_PAUSE};
+    use crate::net::conn::Conn;
+
+    struct Acceptor {
+        socket: TcpListener,
+        permits: Arc<Semaphore>,
+        tcp_keepalive: Option<Duration>,
+    }
+
+    type Next = Pin<Box<dyn Future<Output = (Acceptor, io::Result<Conn<TcpStream>>)> + Send>>;
+
+    /// Accepted connections, one permit each.
+    pub struct Incoming {
+        next: Next,
+    }
+
+    impl Incoming {
+        pub fn new(socket: TcpListener, settings: &ListenerSettings) -> Self {
+            let acceptor = Acceptor {
+                socket,
+                permits: Arc::new(Semaphore::new(settings.connections_max)),
+                tcp_keepalive: settings.tcp_keepalive,
+            };
+            Incoming {
+                next: Box::pin(acceptor.accept()),
+            }
+        }
+    }
+
+    impl futures_core::Stream for Incoming {
+        type Item = io::Result<Conn<TcpStream>>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            let (acceptor, result) = match self.next.as_mut().poll(cx) {
+                Poll::Ready(done) => done,
+                Poll::Pending => return Poll::Pending,
+            };
+            self.next = Box::pin(acceptor.accept());
+            Poll::Ready(Some(result))
+        }
+    }
+
+    impl Acceptor {
+        async fn accept(self) -> (Self, io::Result<Conn<TcpStream>>) {
+            let permit = match self.permits.clone().acquire_owned().await {
+                Ok(permit) => permit,
+                // The semaphore is never closed.
+                Err(e) => return (self, Err(io::Error::other(e))),
+            };
+            match self.socket.accept().await {
+                Ok((stream, _)) => {
+                    configure(&stream, self.tcp_keepalive);
+                    (self, Ok(Conn::new(stream, Some(permit))))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    (self, Err(e))
+                }
+            }
+        }
+    }
+
+    /// Socket options of an accepted connection; a failure is logged, not fatal.
+    fn configure(stream: &TcpStream, tcp_keepalive: Option<Duration>) {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        if let Some(period) = tcp_keepalive {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(period)
+                .with_interval(period);
+            if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+                tracing::debug!(error = %e, "cannot enable TCP keepalive");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use std::pin::Pin;
+    use std::time::Duration;
+
+    use futures_core::Stream;
+    use tokio::net::TcpStream;
+
+    use super::accept::Incoming;
+    use super::{Listener, ListenerSettings};
+    use crate::net::conn::Conn;
+
+    async fn accept_one(incoming: &mut Incoming) -> Option<Conn<TcpStream>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_next(cx))
+            .await
+            .and_then(Result::ok)
+    }
+
+    /// A client opening connections in a loop gets at most `connections_max` of them served;
+    /// the next one is accepted as soon as one closes.
+    #[test]
+    fn connections_beyond_the_bound_wait_for_a_free_slot() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(rt) = rt else {
+            panic!("cannot build a runtime");
+        };
+        rt.block_on(async {
+            let settings = ListenerSettings {
+                connections_max: 1,
+                ..ListenerSettings::default()
+            };
+            let Ok(listener) = Listener::bind(([127, 0, 0, 1], 0).into(), settings) else {
+                panic!("cannot bind");
+            };
+            let addr = listener.local_addr();
+            assert_ne!(addr.port(), 0, "the real port is reported");
+            let mut incoming = Incoming::new(listener.socket, &listener.settings);
+            let _client1 = TcpStream::connect(addr).await;
+            let first = accept_one(&mut incoming).await;
+            assert!(first.is_some(), "first connection accepted");
+            let _client2 = TcpStream::connect(addr).await;
+            let early = tokio::time::timeout(Duration::from_millis(200), accept_one(&mut incoming));
+            assert!(
+                early.await.is_err(),
+                "a second connection was served while the first held the only slot"
+            );
+            drop(first);
+            let later = tokio::time::timeout(Duration::from_secs(10), accept_one(&mut incoming));
+            assert!(matches!(later.await, Ok(Some(_))), "the freed slot is used");
+        });
+    }
+}
