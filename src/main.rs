@@ -214,10 +214,17 @@ async fn run(config: Config) -> Result<(), String> {
     let (opts, mode) = node_options(&config, disk.as_ref()).await?;
     let limits = config.limits();
 
+    let fragment_bytes = usize::try_from(limits.watch_fragment_bytes).unwrap_or(usize::MAX);
     let hub = Arc::new(Hub::new(HubLimits {
-        queued_responses_max: usize::try_from(limits.watch_event_queue_len).unwrap_or(1024),
+        // One queue per stream holds event and control replies (etcd: 128 + 16).
+        queued_responses_max: usize::try_from(
+            limits.watch_event_queue_len + limits.watch_ctrl_queue_len,
+        )
+        .unwrap_or(1024),
         catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max).unwrap_or(1000),
-        fragment_bytes: usize::try_from(limits.watch_fragment_bytes).unwrap_or(usize::MAX),
+        catch_up_bytes_max: fragment_bytes,
+        fragment_bytes,
+        ..HubLimits::default()
     }));
     let lessor = Arc::new(Lessor::default());
     let observer = Arc::new(MemberObserver {

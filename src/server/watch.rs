@@ -309,3 +309,175 @@ impl Watch for WatchService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etcdserverpb::WatchCreateRequest;
+    use crate::server::stream::ChannelStream;
+    use crate::watch::HubLimits;
+
+    /// The key space behind a lock, as the state machine keeps it.
+    struct Keys(std::sync::RwLock<Store>);
+
+    impl KeySpace for Keys {
+        type View = Store;
+        fn view(&self) -> Store {
+            self.0.read().unwrap().clone()
+        }
+        fn with_current_revision<R>(&self, f: impl FnOnce(i64) -> R) -> R {
+            f(self.0.read().unwrap().current_revision())
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn create(key: &str) -> Result<WatchRequest, Status> {
+        Ok(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.as_bytes().to_vec(),
+                ..WatchCreateRequest::default()
+            })),
+        })
+    }
+
+    /// One stream with its tasks, driven the way tonic drives it.
+    struct Client {
+        hub: Arc<Hub>,
+        id: StreamId,
+        requests: mpsc::Sender<Result<WatchRequest, Status>>,
+        output: StreamOutput,
+        gone: mpsc::Receiver<()>,
+        tasks: StreamTasks,
+    }
+
+    fn open(limits: HubLimits) -> Client {
+        let hub = Arc::new(Hub::new(limits));
+        let keys = Arc::new(Keys(std::sync::RwLock::new(Store::new())));
+        let (id, output) = hub.open_stream();
+        let (requests, inbound) = mpsc::channel(1024);
+        let (gone_tx, gone) = mpsc::channel(1);
+        let tasks = spawn_stream_tasks(
+            hub.clone(),
+            keys,
+            id,
+            ChannelStream::new(inbound),
+            gone_tx,
+            &output,
+            SyncerOpts {
+                progress_notify_interval: Duration::from_secs(600),
+                leader: None,
+            },
+        );
+        Client {
+            hub,
+            id,
+            requests,
+            output,
+            gone,
+            tasks,
+        }
+    }
+
+    impl Client {
+        /// What tonic does when the client goes away: it drops the response stream, whose
+        /// `Drop` closes the hub slot and releases `gone`. The request half stays open (a
+        /// half-dead connection does not have to end it).
+        async fn vanish(self) -> (Arc<Hub>, mpsc::Sender<Result<WatchRequest, Status>>) {
+            let Client {
+                hub,
+                id,
+                requests,
+                output,
+                gone,
+                tasks,
+            } = self;
+            hub.close_stream(id);
+            drop(output);
+            drop(gone);
+            let ended = tokio::time::timeout(Duration::from_secs(30), async {
+                tasks.reader.await.unwrap();
+                tasks.syncer.await.unwrap();
+            })
+            .await;
+            assert!(ended.is_ok(), "the stream's tasks outlived it");
+            (hub, requests)
+        }
+    }
+
+    #[test]
+    fn dropping_the_response_stream_ends_every_task_of_the_stream() {
+        runtime().block_on(async {
+            let mut client = open(HubLimits::default());
+            client.requests.send(create("k")).await.unwrap();
+            let created = client.output.next().await.unwrap();
+            assert!(created.created);
+            let (hub, _requests) = client.vanish().await;
+            assert_eq!(hub.stream_count(), 0);
+            assert_eq!(hub.watcher_count(), 0);
+        });
+    }
+
+    #[test]
+    fn a_client_flooding_creates_without_reading_is_pushed_back_then_served_in_order() {
+        runtime().block_on(async {
+            let limits = HubLimits {
+                queued_responses_max: 4,
+                ..HubLimits::default()
+            };
+            let mut client = open(limits);
+            for i in 0..50 {
+                client.requests.send(create(&format!("k{i}"))).await.unwrap();
+            }
+            // The reader stops once replies no longer fit: the queue stays at its bound and
+            // the rest of the requests wait unread.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while client.output.len() < limits.queued_responses_max - 1 {
+                assert!(tokio::time::Instant::now() < deadline, "the reader stalled");
+                tokio::task::yield_now().await;
+            }
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            assert!(client.output.len() < limits.queued_responses_max);
+            assert!(client.hub.watcher_count() < 50);
+            // Reading lets every request through, replies in request order.
+            let mut ids = Vec::new();
+            while ids.len() < 50 {
+                let resp = tokio::time::timeout(Duration::from_secs(30), client.output.next())
+                    .await
+                    .expect("a request waiting for room was never handled")
+                    .unwrap();
+                assert!(resp.created && !resp.canceled);
+                ids.push(resp.watch_id);
+            }
+            assert_eq!(ids, (0..50).collect::<Vec<i64>>());
+        });
+    }
+
+    #[test]
+    fn a_reader_waiting_for_room_ends_with_the_stream() {
+        runtime().block_on(async {
+            let limits = HubLimits {
+                queued_responses_max: 4,
+                ..HubLimits::default()
+            };
+            let client = open(limits);
+            for i in 0..50 {
+                client.requests.send(create(&format!("k{i}"))).await.unwrap();
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while client.output.len() < limits.queued_responses_max - 1 {
+                assert!(tokio::time::Instant::now() < deadline, "the reader stalled");
+                tokio::task::yield_now().await;
+            }
+            let (hub, _requests) = client.vanish().await;
+            assert_eq!(hub.stream_count(), 0);
+        });
+    }
+}
