@@ -432,7 +432,11 @@ mod tests {
             };
             let mut client = open(limits);
             for i in 0..50 {
-                client.requests.send(create(&format!("k{i}"))).await.unwrap();
+                client
+                    .requests
+                    .send(create(&format!("k{i}")))
+                    .await
+                    .unwrap();
             }
             // The reader stops once replies no longer fit: the queue stays at its bound and
             // the rest of the requests wait unread.
@@ -469,7 +473,11 @@ mod tests {
             };
             let client = open(limits);
             for i in 0..50 {
-                client.requests.send(create(&format!("k{i}"))).await.unwrap();
+                client
+                    .requests
+                    .send(create(&format!("k{i}")))
+                    .await
+                    .unwrap();
             }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             while client.output.len() < limits.queued_responses_max - 1 {

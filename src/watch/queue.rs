@@ -22,10 +22,20 @@ use tokio::sync::{mpsc, Notify};
 use crate::proto::etcdserverpb::WatchResponse;
 use crate::proto::mvccpb::Event;
 
-/// A response and its encoded size, as queued.
-struct Queued {
+/// A response and its encoded size, as queued (sized when built, so that queueing under the
+/// locks is O(1) per response).
+pub(super) struct Queued {
     resp: WatchResponse,
     bytes: usize,
+}
+
+impl Queued {
+    pub(super) fn new(resp: WatchResponse) -> Self {
+        Queued {
+            bytes: resp.encoded_len(),
+            resp,
+        }
+    }
 }
 
 /// The producing half, owned by the hub's stream slot.
@@ -89,14 +99,7 @@ impl Outbox {
     /// Queues every response of `pieces` or none of them. False when they do not fit or the
     /// consumer is gone. Call under the hub lock (the only place anything is queued), so room
     /// seen here cannot be taken by another producer before the sends.
-    pub(super) fn try_send_all(&self, pieces: Vec<WatchResponse>) -> bool {
-        let sized: Vec<Queued> = pieces
-            .into_iter()
-            .map(|resp| Queued {
-                bytes: resp.encoded_len(),
-                resp,
-            })
-            .collect();
+    pub(super) fn try_send_all(&self, sized: Vec<Queued>) -> bool {
         let bytes = sized.iter().map(|q| q.bytes).sum();
         if self.tx.is_closed() || !self.has_room(sized.len(), bytes) {
             return false;
@@ -114,7 +117,7 @@ impl Outbox {
 
     /// Queues one response if it fits.
     pub(super) fn try_send(&self, resp: WatchResponse) -> bool {
-        self.try_send_all(vec![resp])
+        self.try_send_all(vec![Queued::new(resp)])
     }
 
     pub(super) fn is_closed(&self) -> bool {
@@ -169,14 +172,12 @@ impl StreamOutput {
 /// `resp` as it goes on the queue: split into fragments when the watcher asked for them and
 /// it holds two or more events over `fragment_bytes` (every piece but the last carries
 /// `fragment: true`, never splitting an event); otherwise whole.
-pub(super) fn pieces(
-    resp: WatchResponse,
-    fragment: bool,
-    fragment_bytes: usize,
-) -> Vec<WatchResponse> {
-    if !fragment || resp.events.len() < 2 || resp.encoded_len() <= fragment_bytes {
-        return vec![resp];
+pub(super) fn pieces(resp: WatchResponse, fragment: bool, fragment_bytes: usize) -> Vec<Queued> {
+    let whole = Queued::new(resp);
+    if !fragment || whole.resp.events.len() < 2 || whole.bytes <= fragment_bytes {
+        return vec![whole];
     }
+    let resp = whole.resp;
     let WatchResponse {
         header,
         watch_id,
@@ -201,12 +202,14 @@ pub(super) fn pieces(
     groups
         .into_iter()
         .enumerate()
-        .map(|(i, events)| WatchResponse {
-            header,
-            watch_id,
-            events,
-            fragment: i + 1 < count,
-            ..WatchResponse::default()
+        .map(|(i, events)| {
+            Queued::new(WatchResponse {
+                header,
+                watch_id,
+                events,
+                fragment: i + 1 < count,
+                ..WatchResponse::default()
+            })
         })
         .collect()
 }

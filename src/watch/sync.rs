@@ -18,7 +18,7 @@
 
 use prost::Message;
 
-use super::queue::pieces;
+use super::queue::{pieces, Queued};
 use super::{header, EventSource, Hub, HubLimits, KeySpace, StreamId, Watcher};
 use crate::proto::etcdserverpb::{ResponseHeader, WatchResponse};
 use crate::proto::mvccpb::Event;
@@ -31,7 +31,7 @@ struct Planned {
 
 /// One catch-up response (possibly in fragments) and the revision the watcher is at after it.
 struct Step {
-    pieces: Vec<WatchResponse>,
+    pieces: Vec<Queued>,
     next_rev: i64,
 }
 
