@@ -114,7 +114,7 @@ impl Store {
             range_end,
             start_revision,
             self.current_revision,
-            max_revisions,
+            super::PageLimits::revisions(max_revisions),
         )
         .map(|page| page.events)
     }

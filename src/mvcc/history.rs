@@ -39,11 +39,30 @@ fn note_visit() {
     VISITED.with(|v| v.set(v.get() + 1));
 }
 
-/// Collects events revision by revision, stopping before the revision past `revisions_max`.
+/// How much one query may return: a page closes at a revision boundary once it holds
+/// `revisions_max` revisions or `bytes_max` encoded bytes of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    pub revisions_max: usize,
+    pub bytes_max: usize,
+}
+
+impl PageLimits {
+    /// Only a revision count (no byte bound).
+    pub fn revisions(revisions_max: usize) -> Self {
+        PageLimits {
+            revisions_max,
+            bytes_max: usize::MAX,
+        }
+    }
+}
+
+/// Collects events revision by revision, stopping at the first revision past the limits.
 struct Pager {
     events: Vec<Event>,
     revisions: usize,
-    revisions_max: usize,
+    bytes: usize,
+    limits: PageLimits,
     last_main: Option<i64>,
 }
 
@@ -53,19 +72,28 @@ impl Pager {
         if self.last_main == Some(main) {
             return true;
         }
-        if self.revisions == self.revisions_max {
+        if self.revisions == self.limits.revisions_max
+            || (self.revisions > 0 && self.bytes >= self.limits.bytes_max)
+        {
             return false;
         }
         self.revisions += 1;
         self.last_main = Some(main);
         true
     }
+
+    fn push(&mut self, event: Event) {
+        self.bytes = self
+            .bytes
+            .saturating_add(prost::Message::encoded_len(&event));
+        self.events.push(event);
+    }
 }
 
 impl Store {
     /// The events at revisions `from..=to` on keys in (`key`, `range_end`) (range rules), in
-    /// revision order, covering at most `revisions_max` revisions that touched the span and
-    /// never splitting one. Fails with `Compacted` if `from` is below the compaction point
+    /// revision order, closing at a revision boundary at the `limits` (at least one revision
+    /// that touched the span is returned if there is one; a revision is never split). Fails with `Compacted` if `from` is below the compaction point
     /// (equal is allowed: watchers resume from the `compact_revision` they were told).
     pub fn events_between(
         &self,
@@ -73,7 +101,7 @@ impl Store {
         range_end: &[u8],
         from: i64,
         to: i64,
-        revisions_max: usize,
+        limits: PageLimits,
     ) -> Result<HistoryPage, KvError> {
         if from < self.compact_revision {
             return Err(KvError::Compacted {
@@ -84,7 +112,8 @@ impl Store {
         let mut pager = Pager {
             events: Vec::new(),
             revisions: 0,
-            revisions_max,
+            bytes: 0,
+            limits,
             last_main: None,
         };
         if to < from {
@@ -115,7 +144,7 @@ impl Store {
                         });
                     }
                     if let Some(record) = self.record(rev) {
-                        pager.events.push(self.event_for(rev, record));
+                        pager.push(self.event_for(rev, record));
                     }
                 }
             }
@@ -131,7 +160,7 @@ impl Store {
                             next: rev.main,
                         });
                     }
-                    pager.events.push(self.event_for(*rev, record));
+                    pager.push(self.event_for(*rev, record));
                 }
             }
         }
@@ -146,6 +175,10 @@ impl Store {
 mod tests {
     use super::*;
     use crate::mvcc::range_tests::{delete, put};
+
+    fn all() -> PageLimits {
+        PageLimits::revisions(usize::MAX)
+    }
 
     fn revs(page: &HistoryPage) -> Vec<i64> {
         page.events
@@ -176,22 +209,48 @@ mod tests {
     #[test]
     fn single_key_and_range_queries_agree_and_stop_where_told() {
         let s = store();
-        let one = s.events_between(b"k", b"", 1, 9, usize::MAX).unwrap();
+        let one = s.events_between(b"k", b"", 1, 9, all()).unwrap();
         assert_eq!((revs(&one), one.next), (vec![2, 4, 6, 8], 10));
-        let range = s.events_between(b"k", b"l", 1, 9, usize::MAX).unwrap();
+        let range = s.events_between(b"k", b"l", 1, 9, all()).unwrap();
         assert_eq!(
             range, one,
             "the key index and the records give the same events"
         );
         // Bounded by `to`, by the revision budget, and resumable from `next`.
-        let upto = s.events_between(b"k", b"", 3, 6, usize::MAX).unwrap();
+        let upto = s.events_between(b"k", b"", 3, 6, all()).unwrap();
         assert_eq!((revs(&upto), upto.next), (vec![4, 6], 7));
-        let two = s.events_between(b"k", b"l", 1, 9, 2).unwrap();
+        let two = s
+            .events_between(b"k", b"l", 1, 9, PageLimits::revisions(2))
+            .unwrap();
         assert_eq!((revs(&two), two.next), (vec![2, 4], 6));
-        let rest = s.events_between(b"k", b"l", two.next, 9, 2).unwrap();
+        let rest = s
+            .events_between(b"k", b"l", two.next, 9, PageLimits::revisions(2))
+            .unwrap();
         assert_eq!((revs(&rest), rest.next), (vec![6, 8], 10));
-        let none = s.events_between(b"zz", b"", 1, 9, 5).unwrap();
+        let none = s
+            .events_between(b"zz", b"", 1, 9, PageLimits::revisions(5))
+            .unwrap();
         assert_eq!((revs(&none), none.next), (vec![], 10));
+    }
+
+    #[test]
+    fn pages_close_at_a_revision_boundary_past_the_byte_bound() {
+        let s = store();
+        let one_event = s.events_between(b"k", b"", 2, 2, all()).unwrap();
+        let event_bytes = prost::Message::encoded_len(&one_event.events[0]);
+        let limits = PageLimits {
+            revisions_max: 1000,
+            bytes_max: event_bytes + 1,
+        };
+        let page = s.events_between(b"k", b"", 1, 9, limits).unwrap();
+        assert_eq!((revs(&page), page.next), (vec![2, 4], 6));
+        // A bound below one event still makes progress.
+        let tiny = PageLimits {
+            revisions_max: 1000,
+            bytes_max: 1,
+        };
+        let page = s.events_between(b"k", b"", 1, 9, tiny).unwrap();
+        assert_eq!((revs(&page), page.next), (vec![2], 4));
     }
 
     #[test]
@@ -203,7 +262,9 @@ mod tests {
             put(&mut s, "other", "o");
         }
         let before = history_entries_visited();
-        let page = s.events_between(b"a", b"b", 100, 1099, 1000).unwrap();
+        let page = s
+            .events_between(b"a", b"b", 100, 1099, PageLimits::revisions(1000))
+            .unwrap();
         assert_eq!((page.events.len(), page.next), (0, 1100));
         let visited = history_entries_visited() - before;
         assert!(

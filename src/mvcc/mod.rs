@@ -92,7 +92,7 @@ pub use codec::UncheckedStore;
 pub use error::KvError;
 #[cfg(test)]
 pub use history::history_entries_visited;
-pub use history::HistoryPage;
+pub use history::{HistoryPage, PageLimits};
 use key_index::KeyHistory;
 pub use key_index::Revision;
 

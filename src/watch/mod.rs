@@ -67,10 +67,12 @@ pub trait EventSource {
     fn current_revision(&self) -> i64;
     /// The revision of the last compaction (0 or negative when never compacted).
     fn compact_revision(&self) -> i64;
-    /// The events of the first `revisions_max` revisions in `from..=to` that touched keys in
-    /// `[key, range_end)` (etcd's range rules), in revision order, with `prev_kv` filled where
-    /// the key existed before; and the revision to continue from (the first revision left out,
-    /// or `to + 1`). `Err(compact_revision)` when `from` is below the compaction point.
+    /// The events of the revisions in `from..=to` that touched keys in `[key, range_end)`
+    /// (etcd's range rules), in revision order, with `prev_kv` filled where the key existed
+    /// before, closing at a revision boundary after `revisions_max` such revisions or once
+    /// `bytes_max` encoded bytes are reached (always at least one revision if there is one);
+    /// and the revision to continue from (the first revision left out, or `to + 1`).
+    /// `Err(compact_revision)` when `from` is below the compaction point.
     /// Cost: O(log + history entries between `from` and the revision returned).
     fn events_in(
         &self,
@@ -78,7 +80,7 @@ pub trait EventSource {
         range_end: &[u8],
         from: i64,
         to: i64,
-        revisions_max: usize,
+        limits: crate::mvcc::PageLimits,
     ) -> Result<(Vec<Event>, i64), i64>;
 }
 
@@ -108,8 +110,9 @@ pub struct HubLimits {
     /// Revisions per catch-up response of one watcher, counted among the revisions that touched
     /// its range (etcd: 1000).
     pub catch_up_revisions_max: i64,
-    /// A catch-up response is closed at the next revision boundary once it holds this many
-    /// encoded bytes (etcd has no such bound and may send up to 2 GiB).
+    /// A catch-up read from history is closed at the next revision boundary once it holds this
+    /// many encoded bytes of events (counted before the watcher's filters), so a catch-up
+    /// response stays near this size (etcd has no such bound and may send up to 2 GiB).
     pub catch_up_bytes_max: usize,
     /// A response for a watcher that asked for `fragment` is split above this many encoded
     /// bytes (etcd: max-request-bytes + 512 KiB), never inside one event.
@@ -517,9 +520,9 @@ impl EventSource for crate::mvcc::Store {
         range_end: &[u8],
         from: i64,
         to: i64,
-        revisions_max: usize,
+        limits: crate::mvcc::PageLimits,
     ) -> Result<(Vec<Event>, i64), i64> {
-        self.events_between(key, range_end, from, to, revisions_max)
+        self.events_between(key, range_end, from, to, limits)
             .map(|page| (page.events, page.next))
             .map_err(|_| crate::mvcc::Store::compact_revision(self))
     }

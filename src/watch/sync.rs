@@ -16,8 +16,6 @@
 //! revision). So when the hand-over sees live revision == R, every revision up to R is in the
 //! view and the next `publish` (R + 1) comes after the watcher is synced.
 
-use prost::Message;
-
 use super::queue::{pieces, Queued};
 use super::{header, EventSource, Hub, HubLimits, KeySpace, StreamId, Watcher};
 use crate::proto::etcdserverpb::{ResponseHeader, WatchResponse};
@@ -203,8 +201,9 @@ fn scan(
 ///
 /// As etcd's batches: the response covers the first `catch_up_revisions_max` revisions from
 /// `from` that touched the range (counted before the watcher's filters). It also closes, at a
-/// revision boundary, once it holds `catch_up_bytes_max` encoded bytes, so a catch-up response
-/// stays near the size of one revision. `Err` when history below the compaction point is needed.
+/// revision boundary, once the events read hold `catch_up_bytes_max` encoded bytes, so a
+/// catch-up response stays near the size of one revision. `Err` when history below the
+/// compaction point is needed.
 fn catch_up_batch(
     w: &Watcher,
     src: &dyn EventSource,
@@ -212,20 +211,10 @@ fn catch_up_batch(
     to: i64,
     limits: &HubLimits,
 ) -> Result<(Vec<Event>, i64), i64> {
-    let revisions_max = usize::try_from(limits.catch_up_revisions_max.max(1)).unwrap_or(usize::MAX);
-    let (events, next) = src.events_in(&w.key, &w.range_end, from, to, revisions_max)?;
-    let selected = w.select(&events);
-    let mut bytes = 0usize;
-    let mut last_rev = None;
-    for (i, event) in selected.iter().enumerate() {
-        let rev = event.kv.as_ref().map_or(from, |kv| kv.mod_revision);
-        if i > 0 && bytes >= limits.catch_up_bytes_max && last_rev != Some(rev) {
-            let mut selected = selected;
-            selected.truncate(i);
-            return Ok((selected, rev));
-        }
-        last_rev = Some(rev);
-        bytes += event.encoded_len();
-    }
-    Ok((selected, next))
+    let page = crate::mvcc::PageLimits {
+        revisions_max: usize::try_from(limits.catch_up_revisions_max.max(1)).unwrap_or(usize::MAX),
+        bytes_max: limits.catch_up_bytes_max,
+    };
+    let (events, next) = src.events_in(&w.key, &w.range_end, from, to, page)?;
+    Ok((w.select(&events), next))
 }
