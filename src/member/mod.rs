@@ -102,10 +102,15 @@ impl MemberSpec {
                 config.max_concurrent_streams,
             ),
             hub: HubLimits {
-                queued_responses_max: usize_of(limits.watch_event_queue_len),
+                // One queue per stream holds event and control replies (etcd: 128 + 16).
+                queued_responses_max: usize_of(
+                    limits.watch_event_queue_len + limits.watch_ctrl_queue_len,
+                ),
                 catch_up_revisions_max: i64::try_from(limits.watch_catchup_revisions_max)
                     .unwrap_or(i64::MAX),
+                catch_up_bytes_max: usize_of(limits.watch_fragment_bytes),
                 fragment_bytes: usize_of(limits.watch_fragment_bytes),
+                ..HubLimits::default()
             },
             server: ServerLimits {
                 max_request_bytes: usize_of(limits.max_request_bytes),

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::{header, KeySpan, KvError, Record, Revision, Store};
+use super::{header, KvError, Record, Revision, Store};
 use crate::proto::etcdserverpb::CompactionResponse;
 use crate::proto::mvccpb::Event;
 
@@ -109,30 +109,14 @@ impl Store {
         range_end: &[u8],
         max_revisions: usize,
     ) -> Result<Vec<Event>, KvError> {
-        if start_revision < self.compact_revision {
-            return Err(KvError::Compacted {
-                requested: start_revision,
-                compact_revision: self.compact_revision,
-            });
-        }
-        let span = KeySpan::new(key, range_end);
-        let mut events = Vec::new();
-        let mut revisions = 0usize;
-        let mut last_main = None;
-        for (rev, record) in self.records.range(Revision::new(start_revision, 0)..) {
-            if !span.contains(record.key()) {
-                continue;
-            }
-            if last_main != Some(rev.main) {
-                if revisions == max_revisions {
-                    break;
-                }
-                revisions += 1;
-                last_main = Some(rev.main);
-            }
-            events.push(self.event_for(*rev, record));
-        }
-        Ok(events)
+        self.events_between(
+            key,
+            range_end,
+            start_revision,
+            self.current_revision,
+            super::PageLimits::revisions(max_revisions),
+        )
+        .map(|page| page.events)
     }
 }
 

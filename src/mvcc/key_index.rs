@@ -155,6 +155,27 @@ impl KeyHistory {
             .flat_map(|g| g.puts.iter().copied().chain(g.tombstone))
     }
 
+    /// The retained revisions of this key at or after main revision `main`, ascending; finding
+    /// the first is O(log generations + log puts).
+    pub fn revisions_from(&self, main: i64) -> impl Iterator<Item = Revision> + '_ {
+        let start = Revision::new(main, 0);
+        let first = self.generations.partition_point(|g| {
+            let last = g.tombstone.or_else(|| g.puts.last().copied());
+            last.is_some_and(|last| last < start)
+        });
+        self.generations[first..]
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, g)| {
+                let skip = if i == 0 {
+                    g.puts.partition_point(|r| *r < start)
+                } else {
+                    0
+                };
+                g.puts[skip..].iter().copied().chain(g.tombstone)
+            })
+    }
+
     pub fn last_revision(&self) -> Option<Revision> {
         let last = self.generations.last()?;
         last.tombstone.or_else(|| last.puts.last().copied())
@@ -226,6 +247,22 @@ mod tests {
             assert_eq!(history.visible_at(at), want.map(rev), "read at {at}");
         }
         assert_eq!(history.live(), Some(rev(10)));
+    }
+
+    #[test]
+    fn revisions_from_starts_at_the_first_revision_not_before() {
+        let history = example(); // puts 2, 4, tombstone 6, puts 8, 10
+        let from = |main| {
+            history
+                .revisions_from(main)
+                .map(|r| r.main)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(from(0), vec![2, 4, 6, 8, 10]);
+        assert_eq!(from(3), vec![4, 6, 8, 10]);
+        assert_eq!(from(6), vec![6, 8, 10]);
+        assert_eq!(from(7), vec![8, 10]);
+        assert_eq!(from(11), Vec::<i64>::new());
     }
 
     #[test]

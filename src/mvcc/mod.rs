@@ -52,8 +52,8 @@
 //! at C, reads below C fail with `Compacted`; a read at exactly C still succeeds.
 //!
 //! # Watch history
-//! `records` in revision order is the event log: `events_since` scans it to replay what a
-//! watcher missed, and every write returns the events it produced. An event's `prev_kv` is the
+//! `records` in revision order is the event log: `events_between` (history.rs) reads a bounded
+//! span of it to replay what a watcher missed, and every write returns the events it produced. An event's `prev_kv` is the
 //! key as it was at the previous main revision, except for creations (version 1), which have none.
 //!
 //! Invariant: `compact_revision ≤ current_revision`; both only grow.
@@ -65,6 +65,7 @@
 mod codec;
 mod compact;
 mod error;
+mod history;
 mod key_index;
 mod range;
 mod txn;
@@ -89,6 +90,9 @@ use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 pub(crate) use codec::bytes_serde;
 pub use codec::UncheckedStore;
 pub use error::KvError;
+#[cfg(test)]
+pub use history::history_entries_visited;
+pub use history::{HistoryPage, PageLimits};
 use key_index::KeyHistory;
 pub use key_index::Revision;
 

@@ -134,6 +134,12 @@ impl Ctx {
 /// by the handlers with grpc-go's exact text, so the transport must let them through first.
 const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Largest watch response sent (grpc-go's and so etcd's send limit, 2^31 - 1 bytes). Catch-up
+/// responses stay near `max-request-bytes` (see `watch::HubLimits`); only one revision's events
+/// for a watcher that did not ask for fragments can come near it, and above it the stream ends
+/// with an error, as etcd's does.
+const WATCH_SEND_BYTES_MAX: usize = i32::MAX as usize;
+
 fn router(
     builder: tonic::transport::Server,
     ctx: &Arc<Ctx>,
@@ -150,7 +156,8 @@ fn router(
         services.progress_notify_interval,
         services.leader_lost_watch_cancel,
     ))
-    .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
+    .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX)
+    .max_encoding_message_size(WATCH_SEND_BYTES_MAX);
     let lease = LeaseServer::new(lease::LeaseService::new(
         ctx.clone(),
         services.lessor.clone(),

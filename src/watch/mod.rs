@@ -3,55 +3,95 @@
 //! One [`Hub`] per member. Each gRPC watch stream registers a stream slot; each create request
 //! adds a [`Watcher`] to it. The hub is fed by the state machine ([`Hub::publish`], called under
 //! the state machine's write lock, once per applied revision) and by catch-up passes
-//! ([`Hub::sync_stream`], called under the state machine's read lock). Because both run under
-//! that lock, no revision can slip between "read history up to R" and "receive live events from
-//! R+1": a watcher is never handed a gap or a duplicate.
+//! ([`Hub::sync_stream`], `sync.rs`).
 //!
 //! Watchers are *synced* (they get live events as they are applied) or *unsynced* (behind; they
 //! catch up from mvcc history). A new watcher with a start revision at or below the current
-//! revision starts unsynced. A synced watcher whose stream has too many undelivered responses
-//! (a slow consumer) drops back to unsynced instead of queueing more: memory per stream stays
-//! bounded and the watcher later catches up exactly from history, from its `next_rev`.
+//! revision starts unsynced. A synced watcher whose stream's queue is full (a slow consumer)
+//! drops back to unsynced instead of queueing more, and later catches up exactly from history,
+//! from its `next_rev`.
+//!
+//! # Locks and why catch-up has no gap and no duplicate
+//! Two locks: the state machine lock (a `RwLock` outside this module, reached through
+//! [`KeySpace`]) and the hub lock (`Hub::inner`). `publish` runs under the state machine write
+//! lock, in the same critical section as the apply that made the revision, and takes the hub
+//! lock. A catch-up pass reads history from an O(1) copy of the key space at revision R with
+//! *no* lock held (so a long catch-up never stalls apply), then hands over under the state
+//! machine read lock and the hub lock: the watcher's responses are queued, and it becomes synced
+//! only if it reached R + 1 and the live revision is still R. An unsynced watcher gets nothing
+//! from `publish`, so between the copy and the hand-over nothing can reach it twice; and once
+//! synced under the read lock, the next `publish` (R + 1) is the next revision it sees. When
+//! applies went on past R, it stays unsynced and the next pass reads from R + 1. See `sync.rs`.
+//!
+//! # Bounds (everything a client can fill)
+//! Per stream: the response queue (`queue.rs`: responses and bytes, control replies included;
+//! a request whose replies do not fit waits, so the stream stops reading requests), the number
+//! of watchers and the bytes of their keys (a create beyond either is refused with a
+//! created + canceled reply), catch-up responses closed at a revision boundary past
+//! `catch_up_bytes_max`, fragments for watchers that ask for them, and progress ticks that
+//! are skipped, not queued, when the queue is full.
 //!
 //! Wire rules kept here (reference §1.4): created replies in request order, before any event of
 //! that watcher; auto watch IDs per stream from 0, skipping IDs in use, never reused; every event
-//! of one revision in one response; events in revision order; a start revision below the compacted
-//! revision gets a created reply and then a cancel carrying `compact_revision`; a progress request
-//! is answered (watch_id -1) only when every watcher of the stream is synced, in order with events.
+//! of one revision in one response (unless the watcher asked for fragments); events in revision
+//! order; a start revision below the compacted revision gets a created reply and then a cancel
+//! carrying `compact_revision`; a progress request is answered (watch_id -1) only when every
+//! watcher of the stream is synced, in order with events.
 //!
 //! Invariant: for every watcher, the revisions it has been sent are strictly increasing and
 //!   contiguous over the revisions that touched its range (no gap, no duplicate).
-//! Invariant: lock order is state machine lock → hub lock; the hub never calls back out.
+//! Invariant: lock order is state machine lock → hub lock; the hub never calls back out while
+//!   holding its lock, and no history is read under either lock by a catch-up pass.
+//! Invariant: responses are queued only under the hub lock, and only when they fit.
+
+mod queue;
+mod sync;
+mod watcher;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
-use crate::proto::mvccpb::event::EventType;
 use crate::proto::mvccpb::Event;
+pub use queue::StreamOutput;
+use queue::{pieces, Outbox};
+pub use watcher::Watcher;
 
-/// What the hub needs from the key space (implemented by `mvcc::Store`).
+/// What the hub needs from a copy of the key space (implemented by `mvcc::Store`).
 pub trait EventSource {
     fn current_revision(&self) -> i64;
     /// The revision of the last compaction (0 or negative when never compacted).
     fn compact_revision(&self) -> i64;
-    /// Every event with `from <= revision <= to` on keys in `[key, range_end)` (etcd's range
-    /// rules), in revision order, with `prev_kv` filled where the key existed before.
+    /// The events of the revisions in `from..=to` that touched keys in `[key, range_end)`
+    /// (etcd's range rules), in revision order, with `prev_kv` filled where the key existed
+    /// before, closing at a revision boundary after `revisions_max` such revisions or once
+    /// `bytes_max` encoded bytes are reached (always at least one revision if there is one);
+    /// and the revision to continue from (the first revision left out, or `to + 1`).
     /// `Err(compact_revision)` when `from` is below the compaction point.
+    /// Cost: O(log + history entries between `from` and the revision returned).
     fn events_in(
         &self,
         key: &[u8],
         range_end: &[u8],
         from: i64,
         to: i64,
-    ) -> Result<Vec<Event>, i64>;
+        limits: crate::mvcc::PageLimits,
+    ) -> Result<(Vec<Event>, i64), i64>;
+}
+
+/// The live key space behind its lock (the state machine's), as catch-up passes use it.
+pub trait KeySpace {
+    type View: EventSource;
+    /// An O(1) copy of the key space as it is now; the lock is released before this returns.
+    fn view(&self) -> Self::View;
+    /// Runs `f` with the current revision while holding the lock, so that no revision is
+    /// applied (and published) until `f` returns. `f` must be O(1)-ish: it blocks apply.
+    fn with_current_revision<R>(&self, f: impl FnOnce(i64) -> R) -> R;
 }
 
 /// Identifies one gRPC watch stream.
@@ -60,22 +100,44 @@ pub type StreamId = u64;
 /// Limits of the hub.
 #[derive(Debug, Clone, Copy)]
 pub struct HubLimits {
-    /// Undelivered event responses per stream before synced watchers fall back to unsynced.
+    /// Responses (events and control replies) queued per stream and not yet taken by the
+    /// stream's sender. When full, synced watchers fall back to unsynced, requests wait, and
+    /// progress ticks are skipped. At least 2 (one request's replies).
     pub queued_responses_max: usize,
+    /// Encoded bytes of the responses queued per stream (a larger single response is still
+    /// queued when nothing else is).
+    pub queued_bytes_max: usize,
     /// Revisions per catch-up response of one watcher, counted among the revisions that touched
-    /// its range (etcd: 1000); also the window of one read from history.
+    /// its range (etcd: 1000).
     pub catch_up_revisions_max: i64,
+    /// A catch-up read from history is closed at the next revision boundary once it holds this
+    /// many encoded bytes of events (counted before the watcher's filters), so a catch-up
+    /// response stays near this size (etcd has no such bound and may send up to 2 GiB).
+    pub catch_up_bytes_max: usize,
     /// A response for a watcher that asked for `fragment` is split above this many encoded
     /// bytes (etcd: max-request-bytes + 512 KiB), never inside one event.
     pub fragment_bytes: usize,
+    /// Watchers per stream; a create beyond it is refused (etcd has no bound).
+    pub watchers_per_stream_max: usize,
+    /// Bytes of the keys and range ends of a stream's watchers; a create beyond it is refused.
+    pub watcher_key_bytes_per_stream_max: usize,
 }
+
+/// Watchers per stream by default: far above what real clients open on one stream
+/// (kube-apiserver opens one per resource type), low enough to bound a stream's table.
+pub const WATCHERS_PER_STREAM_MAX: usize = 10_000;
 
 impl Default for HubLimits {
     fn default() -> Self {
+        let fragment_bytes = 1_572_864 + 512 * 1024;
         HubLimits {
             queued_responses_max: 1024,
+            queued_bytes_max: 64 * 1024 * 1024,
             catch_up_revisions_max: 1000,
-            fragment_bytes: 1_572_864 + 512 * 1024,
+            catch_up_bytes_max: fragment_bytes,
+            fragment_bytes,
+            watchers_per_stream_max: WATCHERS_PER_STREAM_MAX,
+            watcher_key_bytes_per_stream_max: 64 * 1024 * 1024,
         }
     }
 }
@@ -83,70 +145,32 @@ impl Default for HubLimits {
 const RANGE_EMPTY: &str = "mvcc: watcher range is empty";
 const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// Reason of a create refused by `watchers_per_stream_max` or the key-bytes bound.
+pub const TOO_MANY_WATCHERS: &str =
+    "oxetcd: too many watchers on this watch stream; cancel some or open another stream";
 
-/// One watcher of a stream.
-#[derive(Debug, Clone)]
-pub struct Watcher {
-    key: Vec<u8>,
-    range_end: Vec<u8>,
-    prev_kv: bool,
-    no_put: bool,
-    no_delete: bool,
-    progress_notify: bool,
-    /// Split oversized responses into fragments.
-    fragment: bool,
-    /// The next revision this watcher must see.
-    next_rev: i64,
-    synced: bool,
-    /// Whether anything was sent since the last progress-notify tick.
-    sent_since_tick: bool,
-}
+/// The replies one request can cause (a cancel reply plus a progress reply it unblocks); a
+/// request is handled only when this many fit in the stream's queue.
+const REPLIES_PER_REQUEST: usize = 2;
+/// Bytes reserved per control reply in that check (a header, IDs and a short reason).
+const CONTROL_REPLY_BYTES: usize = 256;
 
-impl Watcher {
-    fn matches(&self, key: &[u8]) -> bool {
-        match self.range_end.as_slice() {
-            [] => key == self.key.as_slice(),
-            [0] => key >= self.key.as_slice(),
-            end => key >= self.key.as_slice() && key < end,
-        }
-    }
-
-    /// The events of this watcher out of `events`, with filters and prev_kv applied.
-    fn select(&self, events: &[Event]) -> Vec<Event> {
-        events
-            .iter()
-            .filter(|e| e.kv.as_ref().is_some_and(|kv| self.matches(&kv.key)))
-            .filter(|e| {
-                let put = e.r#type == EventType::Put as i32;
-                !(put && self.no_put || !put && self.no_delete)
-            })
-            .map(|e| {
-                let mut e = e.clone();
-                if !self.prev_kv {
-                    e.prev_kv = None;
-                }
-                e
-            })
-            .collect()
-    }
-}
-
-/// The receiving half of a stream: responses in the order they must be sent.
-pub struct StreamOutput {
-    pub rx: mpsc::UnboundedReceiver<WatchResponse>,
-    /// Decrement once per event response taken out of `rx` (see [`Hub::delivered`]).
-    pub queued: Arc<AtomicUsize>,
-    /// Signalled when the stream has catch-up work.
-    pub wake: Arc<Notify>,
-}
+/// A request could not be handled because its replies do not fit in the stream's queue yet:
+/// retry once the client has read some responses ([`StreamOutput::room`] is signalled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
 
 struct StreamSlot {
-    tx: mpsc::UnboundedSender<WatchResponse>,
-    queued: Arc<AtomicUsize>,
+    outbox: Outbox,
     wake: Arc<Notify>,
+    room: Arc<Notify>,
     watchers: BTreeMap<i64, Watcher>,
+    /// Sum of `Watcher::key_bytes` over `watchers`.
+    watcher_key_bytes: usize,
     next_auto_id: i64,
     progress_pending: bool,
+    /// The watch ID the next progress tick starts from.
+    tick_from: i64,
 }
 
 impl StreamSlot {
@@ -154,62 +178,28 @@ impl StreamSlot {
         self.watchers.values().all(|w| w.synced)
     }
 
-    fn send_control(&self, resp: WatchResponse) {
-        // A closed receiver means the stream is going away; the slot is removed by close_stream.
-        let _ = self.tx.send(resp);
-    }
-
-    /// Sends an event response, split into fragments when the watcher asked for them and the
-    /// response is too large: every piece but the last carries `fragment: true`.
-    fn send_events_fragmented(&self, resp: WatchResponse, fragment: bool, fragment_bytes: usize) {
-        use prost::Message;
-        if !fragment || resp.events.len() < 2 || resp.encoded_len() <= fragment_bytes {
-            self.send_events(resp);
-            return;
-        }
-        let WatchResponse {
-            header,
-            watch_id,
-            events,
-            ..
-        } = resp;
-        let mut pieces: Vec<Vec<Event>> = vec![Vec::new()];
-        let mut piece_bytes = 0usize;
-        for event in events {
-            let event_bytes = event.encoded_len() + 4;
-            let current = pieces.last().map_or(0, Vec::len);
-            if current > 0 && piece_bytes + event_bytes > fragment_bytes {
-                pieces.push(Vec::new());
-                piece_bytes = 0;
-            }
-            piece_bytes += event_bytes;
-            if let Some(last) = pieces.last_mut() {
-                last.push(event);
-            }
-        }
-        let count = pieces.len();
-        for (i, events) in pieces.into_iter().enumerate() {
-            self.send_events(WatchResponse {
-                header,
-                watch_id,
-                events,
-                fragment: i + 1 < count,
-                ..WatchResponse::default()
-            });
-        }
-    }
-
-    fn send_events(&self, resp: WatchResponse) -> bool {
-        if self.tx.send(resp).is_ok() {
-            self.queued.fetch_add(1, Ordering::Relaxed);
-            true
+    /// Fails unless one request's replies fit in the queue now.
+    fn request_room(&self) -> Result<(), QueueFull> {
+        if self.outbox.is_closed()
+            || self.outbox.has_room(
+                REPLIES_PER_REQUEST,
+                REPLIES_PER_REQUEST * CONTROL_REPLY_BYTES,
+            )
+        {
+            Ok(())
         } else {
-            false
+            Err(QueueFull)
         }
     }
 
-    fn has_room(&self, limits: &HubLimits) -> bool {
-        self.queued.load(Ordering::Relaxed) < limits.queued_responses_max
+    fn send_control(&self, resp: WatchResponse) {
+        // Room was checked for the request (request_room); a closed queue means the stream is
+        // going away and close_stream removes the slot.
+        let sent = self.outbox.try_send(resp);
+        debug_assert!(
+            sent || self.outbox.is_closed(),
+            "control reply without room"
+        );
     }
 
     /// The next auto ID: counts up from 0, skipping IDs in use, never reusing one handed out
@@ -222,12 +212,27 @@ impl StreamSlot {
         self.next_auto_id += 1;
         id
     }
+
+    /// Answers a pending progress request if every watcher is synced and the reply fits.
+    fn answer_progress_if_ready(&mut self, current: i64) {
+        if self.progress_pending && self.all_synced() {
+            let reply = WatchResponse {
+                header: header(current),
+                watch_id: -1,
+                ..WatchResponse::default()
+            };
+            if self.outbox.try_send(reply) || self.outbox.is_closed() {
+                self.progress_pending = false;
+            }
+        }
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     streams: HashMap<StreamId, StreamSlot>,
     next_stream: StreamId,
+    next_serial: u64,
 }
 
 /// The member's watch hub.
@@ -257,29 +262,41 @@ impl Hub {
 
     /// Registers a new stream.
     pub fn open_stream(&self) -> (StreamId, StreamOutput) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
         let wake = Arc::new(Notify::new());
+        let room = Arc::new(Notify::new());
+        let (outbox, output) = queue::queue(
+            self.limits.queued_responses_max,
+            self.limits.queued_bytes_max,
+            wake.clone(),
+            room.clone(),
+        );
         let mut inner = self.lock();
         let id = inner.next_stream;
         inner.next_stream += 1;
         inner.streams.insert(
             id,
             StreamSlot {
-                tx,
-                queued: queued.clone(),
-                wake: wake.clone(),
+                outbox,
+                wake,
+                room,
                 watchers: BTreeMap::new(),
+                watcher_key_bytes: 0,
                 next_auto_id: 0,
                 progress_pending: false,
+                tick_from: i64::MIN,
             },
         );
-        (id, StreamOutput { rx, queued, wake })
+        (id, output)
     }
 
-    /// Forgets a stream and all its watchers.
+    /// Forgets a stream and all its watchers; its output ends after what is queued, and its
+    /// syncer and request reader are woken to notice.
     pub fn close_stream(&self, id: StreamId) {
-        self.lock().streams.remove(&id);
+        let slot = self.lock().streams.remove(&id);
+        if let Some(slot) = slot {
+            slot.wake.notify_one();
+            slot.room.notify_one();
+        }
     }
 
     /// Whether the stream is still registered.
@@ -287,19 +304,32 @@ impl Hub {
         self.lock().streams.contains_key(&id)
     }
 
+    /// Number of open streams.
+    pub fn stream_count(&self) -> usize {
+        self.lock().streams.len()
+    }
+
     /// Number of watchers across all streams.
     pub fn watcher_count(&self) -> usize {
         self.lock().streams.values().map(|s| s.watchers.len()).sum()
     }
 
-    /// Handles a create request. Call with the state machine's read lock held (`src` is the
-    /// locked store) so that the created reply and the watcher's first revision are consistent.
-    pub fn create(&self, id: StreamId, req: &WatchCreateRequest, src: &dyn EventSource) {
-        let current = src.current_revision();
+    /// Handles a create request. Call with the state machine's read lock held (`current` is
+    /// its revision) so that the created reply and the watcher's first revision agree.
+    pub fn create(
+        &self,
+        id: StreamId,
+        req: &WatchCreateRequest,
+        current: i64,
+    ) -> Result<(), QueueFull> {
+        let limits = self.limits;
         let mut inner = self.lock();
+        inner.next_serial += 1;
+        let serial = inner.next_serial;
         let Some(slot) = inner.streams.get_mut(&id) else {
-            return;
+            return Ok(());
         };
+        slot.request_room()?;
         let failure = |reason: &str| WatchResponse {
             header: header(current),
             watch_id: -1,
@@ -313,20 +343,27 @@ impl Hub {
         } else {
             req.key.clone()
         };
-        let range_end = req.range_end.clone();
-        if !(range_end.is_empty() || range_end == [0] || range_end > key) {
+        let range_end = &req.range_end;
+        if !(range_end.is_empty() || range_end.as_slice() == [0] || *range_end > key) {
             slot.send_control(failure(RANGE_EMPTY));
-            return;
+            return Ok(());
         }
         if req.start_revision < 0 {
             slot.send_control(failure(COMPACTED));
-            return;
+            return Ok(());
+        }
+        let key_bytes = key.len() + range_end.len();
+        if slot.watchers.len() >= limits.watchers_per_stream_max
+            || slot.watcher_key_bytes + key_bytes > limits.watcher_key_bytes_per_stream_max
+        {
+            slot.send_control(failure(TOO_MANY_WATCHERS));
+            return Ok(());
         }
         let watch_id = if req.watch_id == 0 {
             slot.free_auto_id()
         } else if slot.watchers.contains_key(&req.watch_id) {
             slot.send_control(failure(DUPLICATE_ID));
-            return;
+            return Ok(());
         } else {
             req.watch_id
         };
@@ -335,20 +372,10 @@ impl Hub {
         } else {
             req.start_revision
         };
-        let filters = &req.filters;
-        let watcher = Watcher {
-            key,
-            range_end,
-            prev_kv: req.prev_kv,
-            no_put: filters.contains(&(FilterType::Noput as i32)),
-            no_delete: filters.contains(&(FilterType::Nodelete as i32)),
-            progress_notify: req.progress_notify,
-            fragment: req.fragment,
-            next_rev: start,
-            synced: start > current,
-            sent_since_tick: false,
-        };
+        let mut watcher = Watcher::new(req, key, start, current);
+        watcher.serial = serial;
         let synced = watcher.synced;
+        slot.watcher_key_bytes += watcher.key_bytes();
         slot.watchers.insert(watch_id, watcher);
         slot.send_control(WatchResponse {
             header: header(current),
@@ -359,15 +386,18 @@ impl Hub {
         if !synced {
             slot.wake.notify_one();
         }
+        Ok(())
     }
 
     /// Handles a cancel request; an unknown ID gets no reply (as etcd).
-    pub fn cancel(&self, id: StreamId, watch_id: i64, current: i64) {
+    pub fn cancel(&self, id: StreamId, watch_id: i64, current: i64) -> Result<(), QueueFull> {
         let mut inner = self.lock();
         let Some(slot) = inner.streams.get_mut(&id) else {
-            return;
+            return Ok(());
         };
-        if slot.watchers.remove(&watch_id).is_some() {
+        slot.request_room()?;
+        if let Some(gone) = slot.watchers.remove(&watch_id) {
+            slot.watcher_key_bytes -= gone.key_bytes();
             slot.send_control(WatchResponse {
                 header: header(current),
                 watch_id,
@@ -375,29 +405,21 @@ impl Hub {
                 ..WatchResponse::default()
             });
         }
-        Self::answer_progress_if_ready(slot, current);
+        slot.answer_progress_if_ready(current);
+        Ok(())
     }
 
     /// Handles a progress request (etcd 3.5.8+ rule): answered now if every watcher of the
-    /// stream is synced, otherwise as soon as they all are, in order with their events.
-    pub fn request_progress(&self, id: StreamId, src: &dyn EventSource) {
-        let current = src.current_revision();
+    /// stream is synced, otherwise as soon as they all are, in order with their events. Any
+    /// number of requests while some watcher is unsynced are answered by one reply.
+    pub fn request_progress(&self, id: StreamId, current: i64) -> Result<(), QueueFull> {
         let mut inner = self.lock();
         if let Some(slot) = inner.streams.get_mut(&id) {
+            slot.request_room()?;
             slot.progress_pending = true;
-            Self::answer_progress_if_ready(slot, current);
+            slot.answer_progress_if_ready(current);
         }
-    }
-
-    fn answer_progress_if_ready(slot: &mut StreamSlot, current: i64) {
-        if slot.progress_pending && slot.all_synced() {
-            slot.progress_pending = false;
-            slot.send_control(WatchResponse {
-                header: header(current),
-                watch_id: -1,
-                ..WatchResponse::default()
-            });
-        }
+        Ok(())
     }
 
     /// Feeds the events of one applied revision to synced watchers. Called by the state machine
@@ -412,9 +434,6 @@ impl Hub {
         let mut inner = self.lock();
         for slot in inner.streams.values_mut() {
             let mut woke = false;
-            let room = slot.has_room(&limits);
-            let tx_ok = !slot.tx.is_closed();
-            let mut outgoing = Vec::new();
             for (watch_id, w) in slot.watchers.iter_mut() {
                 if !w.synced || revision < w.next_rev {
                     continue;
@@ -425,26 +444,23 @@ impl Hub {
                     w.next_rev = revision + 1;
                     continue;
                 }
-                if room && tx_ok {
+                let resp = WatchResponse {
+                    header: header(revision),
+                    watch_id: *watch_id,
+                    events: selected,
+                    ..WatchResponse::default()
+                };
+                if slot
+                    .outbox
+                    .try_send_all(pieces(resp, w.fragment, limits.fragment_bytes))
+                {
                     w.next_rev = revision + 1;
                     w.sent_since_tick = true;
-                    outgoing.push((
-                        WatchResponse {
-                            header: header(revision),
-                            watch_id: *watch_id,
-                            events: selected,
-                            ..WatchResponse::default()
-                        },
-                        w.fragment,
-                    ));
                 } else {
                     // Slow consumer: stop queueing, catch up from history later.
                     w.synced = false;
                     woke = true;
                 }
-            }
-            for (resp, fragment) in outgoing {
-                slot.send_events_fragmented(resp, fragment, limits.fragment_bytes);
             }
             if woke {
                 slot.wake.notify_one();
@@ -452,138 +468,41 @@ impl Hub {
         }
     }
 
-    /// One catch-up pass over the unsynced watchers of a stream. Call with the state machine's
-    /// read lock held. Returns true when the stream still has unsynced watchers (call again once
-    /// the client has drained some responses).
-    pub fn sync_stream(&self, id: StreamId, src: &dyn EventSource) -> bool {
-        let current = src.current_revision();
-        let compacted = src.compact_revision();
-        let limits = self.limits;
-        let mut inner = self.lock();
-        let Some(slot) = inner.streams.get_mut(&id) else {
-            return false;
-        };
-        let mut canceled = Vec::new();
-        let ids: Vec<i64> = slot
-            .watchers
-            .iter()
-            .filter(|(_, w)| !w.synced)
-            .map(|(id, _)| *id)
-            .collect();
-        for watch_id in ids {
-            while slot.has_room(&limits) {
-                let Some(w) = slot.watchers.get_mut(&watch_id) else {
-                    break;
-                };
-                if compacted > 0 && w.next_rev < compacted {
-                    canceled.push(watch_id);
-                    break;
-                }
-                if w.next_rev > current {
-                    w.synced = true;
-                    break;
-                }
-                let Ok((events, next_rev)) =
-                    catch_up_batch(w, src, current, limits.catch_up_revisions_max)
-                else {
-                    canceled.push(watch_id);
-                    break;
-                };
-                debug_assert!(next_rev > w.next_rev, "a catch-up step must make progress");
-                w.next_rev = next_rev;
-                let events = w.select(&events);
-                if !events.is_empty() {
-                    w.sent_since_tick = true;
-                    let resp = WatchResponse {
-                        header: header(current),
-                        watch_id,
-                        events,
-                        ..WatchResponse::default()
-                    };
-                    let fragment = w.fragment;
-                    slot.send_events_fragmented(resp, fragment, limits.fragment_bytes);
-                }
-            }
-        }
-        for watch_id in canceled {
-            slot.watchers.remove(&watch_id);
-            slot.send_control(WatchResponse {
-                header: Some(ResponseHeader::default()),
-                watch_id,
-                canceled: true,
-                compact_revision: compacted,
-                ..WatchResponse::default()
-            });
-        }
-        Self::answer_progress_if_ready(slot, current);
-        !slot.all_synced()
-    }
-
     /// Progress-notify tick: every synced watcher with `progress_notify` that was sent nothing
-    /// since the last tick gets an empty response at the current revision.
+    /// since the last tick gets an empty response at the current revision, as long as the
+    /// stream's queue has room (a watcher skipped for lack of room gets one at a later tick).
     pub fn progress_tick(&self, id: StreamId, current: i64) {
         let mut inner = self.lock();
         let Some(slot) = inner.streams.get_mut(&id) else {
             return;
         };
-        let mut notify = Vec::new();
-        for (watch_id, w) in slot.watchers.iter_mut() {
+        // Start where the last tick ran out of room, so no watcher is starved by lower IDs.
+        let from = slot.tick_from;
+        let ids: Vec<i64> = slot
+            .watchers
+            .range(from..)
+            .chain(slot.watchers.range(..from))
+            .map(|(watch_id, _)| *watch_id)
+            .collect();
+        for watch_id in ids {
+            let Some(w) = slot.watchers.get_mut(&watch_id) else {
+                continue;
+            };
             if w.progress_notify && w.synced && !w.sent_since_tick {
-                notify.push(*watch_id);
+                let notice = WatchResponse {
+                    header: header(current),
+                    watch_id,
+                    ..WatchResponse::default()
+                };
+                if !slot.outbox.try_send(notice) {
+                    slot.tick_from = watch_id;
+                    return;
+                }
             }
             w.sent_since_tick = false;
         }
-        for watch_id in notify {
-            slot.send_control(WatchResponse {
-                header: header(current),
-                watch_id,
-                ..WatchResponse::default()
-            });
-        }
+        slot.tick_from = i64::MIN;
     }
-
-    /// The stream's consumer took one response out of its receiver.
-    pub fn delivered(output_queued: &AtomicUsize, resp: &WatchResponse) {
-        if !resp.events.is_empty() {
-            output_queued.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The events of `w`'s range for its next catch-up response, and the revision after them.
-///
-/// As etcd's batches: the response covers the first `revisions_max` revisions from `next_rev`
-/// that touched the range (counted before the watcher's filters), read from history in windows
-/// of `revisions_max` revisions. `Err` when the history below the compaction point is needed.
-fn catch_up_batch(
-    w: &Watcher,
-    src: &dyn EventSource,
-    current: i64,
-    revisions_max: i64,
-) -> Result<(Vec<Event>, i64), i64> {
-    let revisions_max = revisions_max.max(1);
-    let mut batch: Vec<Event> = Vec::new();
-    let mut batch_revs = 0;
-    let mut from = w.next_rev;
-    while from <= current {
-        let to = current.min(from.saturating_add(revisions_max - 1));
-        for event in src.events_in(&w.key, &w.range_end, from, to)? {
-            let rev = event.kv.as_ref().map_or(from, |kv| kv.mod_revision);
-            let last_rev = batch
-                .last()
-                .and_then(|e| e.kv.as_ref())
-                .map(|kv| kv.mod_revision);
-            if last_rev != Some(rev) {
-                if batch_revs == revisions_max {
-                    return Ok((batch, rev));
-                }
-                batch_revs += 1;
-            }
-            batch.push(event);
-        }
-        from = to + 1;
-    }
-    Ok((batch, current + 1))
 }
 
 impl EventSource for crate::mvcc::Store {
@@ -601,17 +520,10 @@ impl EventSource for crate::mvcc::Store {
         range_end: &[u8],
         from: i64,
         to: i64,
-    ) -> Result<Vec<Event>, i64> {
-        if to < from {
-            return Ok(Vec::new());
-        }
-        let window = usize::try_from(to - from + 1).unwrap_or(usize::MAX);
-        let events = self
-            .events_since(from, key, range_end, window)
-            .map_err(|_| crate::mvcc::Store::compact_revision(self))?;
-        Ok(events
-            .into_iter()
-            .filter(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision <= to))
-            .collect())
+        limits: crate::mvcc::PageLimits,
+    ) -> Result<(Vec<Event>, i64), i64> {
+        self.events_between(key, range_end, from, to, limits)
+            .map(|page| (page.events, page.next))
+            .map_err(|_| crate::mvcc::Store::compact_revision(self))
     }
 }

@@ -17,6 +17,8 @@ commands:
   txn-put          Txn requests of --txn-ops puts each
   watch            --clients watch streams on the whole key space; one writer puts --total keys;
                    reports events/s and put-to-event latency
+  watch-catchup    --total watches, one after another, from --start-revision (default 1) on --key
+                   (--prefix: every key starting with it); reports time to each one's first event
   lease-keepalive  LeaseKeepAlive round trips, one lease and stream per client
   compare <command> [flags]
                    start etcd and oxetcd on loopback with identical flags and fresh data dirs,
@@ -30,6 +32,7 @@ flags:
   --key-space-size N   distinct keys (default 1)   --sequential-keys
   --key K              range key (default foo)     --consistency l|s (default l)
   --txn-ops N          puts per txn (default 1)
+  --start-revision R   watch-catchup start revision (default 1)   --prefix
   --csv FILE           append one CSV row per run
   --label NAME         server column of the CSV row (default: target)
 compare only:
@@ -44,6 +47,7 @@ pub enum Workload {
     Range,
     TxnPut,
     Watch,
+    WatchCatchup,
     LeaseKeepalive,
 }
 
@@ -54,6 +58,7 @@ impl Workload {
             Workload::Range => "range",
             Workload::TxnPut => "txn-put",
             Workload::Watch => "watch",
+            Workload::WatchCatchup => "watch-catchup",
             Workload::LeaseKeepalive => "lease-keepalive",
         }
     }
@@ -64,6 +69,7 @@ impl Workload {
             Workload::Range,
             Workload::TxnPut,
             Workload::Watch,
+            Workload::WatchCatchup,
             Workload::LeaseKeepalive,
         ]
         .into_iter()
@@ -86,6 +92,10 @@ pub struct Opts {
     pub key: String,
     pub serializable: bool,
     pub txn_ops: usize,
+    /// watch-catchup: watch every key starting with `key`.
+    pub prefix: bool,
+    /// watch-catchup: the watch's start revision.
+    pub start_revision: i64,
     pub csv: Option<PathBuf>,
     pub label: String,
     pub rounds: u32,
@@ -111,6 +121,8 @@ impl Opts {
             key: "foo".into(),
             serializable: false,
             txn_ops: 1,
+            prefix: false,
+            start_revision: 1,
             csv: None,
             label: "target".into(),
             rounds: 3,
@@ -146,6 +158,10 @@ pub fn parse(args: &[String]) -> Result<Opts, BenchError> {
             .ok_or_else(|| usage(format!("unexpected argument {arg:?}")))?;
         if flag == "sequential-keys" {
             opts.sequential_keys = true;
+            continue;
+        }
+        if flag == "prefix" {
+            opts.prefix = true;
             continue;
         }
         let (name, value) = match flag.split_once('=') {
@@ -188,6 +204,7 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
         "val-size" => o.val_size = number(name, value)?,
         "key-space-size" => o.key_space_size = number(name, value)?,
         "key" => o.key = value.to_string(),
+        "start-revision" => o.start_revision = number(name, value)?,
         "consistency" => {
             o.serializable = match value {
                 "l" => false,
@@ -222,6 +239,11 @@ fn check(o: &Opts) -> Result<(), BenchError> {
     if o.workload == Workload::TxnPut && o.key_space_size < o.txn_ops as u64 {
         return fail(
             "txn-put: --key-space-size must be at least --txn-ops (keys in a txn are distinct)",
+        );
+    }
+    if o.compare && o.workload == Workload::WatchCatchup {
+        return fail(
+            "watch-catchup needs servers loaded with history: see docs/perf/watch_catchup.sh",
         );
     }
     if o.workload == Workload::Watch && o.val_size < 8 {

@@ -34,7 +34,7 @@ const WATCH_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const LEASE_TTL_SECONDS: i64 = 60;
 
 /// Turns an mpsc receiver into the request stream a client-streaming call wants.
-struct RxStream<T>(mpsc::Receiver<T>);
+pub(crate) struct RxStream<T>(pub(crate) mpsc::Receiver<T>);
 
 impl<T> futures_core::Stream for RxStream<T> {
     type Item = T;
@@ -79,6 +79,7 @@ pub async fn run(opts: &Opts, endpoints: &[String]) -> Result<Summary, BenchErro
     let channels = connect(endpoints, opts.conns).await?;
     match opts.workload {
         Workload::Watch => run_watch(opts, &channels).await,
+        Workload::WatchCatchup => crate::catchup::run(opts, &channels).await,
         Workload::LeaseKeepalive => run_keepalive(opts, &channels).await,
         Workload::Range => {
             let put = PutRequest {

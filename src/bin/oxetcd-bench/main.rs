@@ -8,6 +8,8 @@
 #[cfg(not(madsim))]
 mod args;
 #[cfg(not(madsim))]
+mod catchup;
+#[cfg(not(madsim))]
 mod compare;
 #[cfg(not(madsim))]
 mod error;
@@ -38,6 +40,7 @@ fn workload_label(opts: &args::Opts) -> String {
 fn unit(opts: &args::Opts) -> &'static str {
     match opts.workload {
         args::Workload::Watch => "events",
+        args::Workload::WatchCatchup => "watches",
         _ => "requests",
     }
 }
