@@ -66,7 +66,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "experimental-downgrade-check-time",
     "unsafe-no-fsync",
     // serving and observability extras
-    "max-concurrent-streams",
     "log-package-levels",
     "experimental-warning-apply-duration",
     // auth (parsed, waiting for the Auth service)
@@ -155,7 +154,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
         }
-        "max-concurrent-streams" => "a per-connection stream limit is not implemented",
         "log-package-levels" => "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
         "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
         "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",

@@ -206,7 +206,6 @@ pub const FLAGS: &[FlagSpec] = &[
     f("experimental-memory-mlock", Bool, "false", Experimental, "Lock the process memory."),
     f("experimental-downgrade-check-time", Duration, "5s", Experimental, "Period of downgrade checks."),
     f("enable-grpc-gateway", Bool, "true", Experimental, "Serve the JSON gateway on the client port."),
-    f("max-concurrent-streams", Uint, "4294967295", Experimental, "Most concurrent streams per client connection (etcd 3.4)."),
     f("experimental-backend-bbolt-freelist-type", Str, "array", Experimental, "Backend freelist type (etcd 3.4 name)."),
     f("debug", Bool, "false", Logging, "Debug-level logging (etcd 3.4; same as --log-level=debug)."),
     f("log-package-levels", Str, "", Logging, "Per-package capnslog levels (etcd 3.4)."),

@@ -518,10 +518,6 @@ fn flags_without_a_consumer_yet_are_refused_unless_default() {
             "slow-apply warnings are not implemented",
         ),
         (
-            "--max-concurrent-streams=100",
-            "a per-connection stream limit is not implemented",
-        ),
-        (
             "--log-package-levels=etcdserver=DEBUG",
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
         ),
