@@ -1359,3 +1359,99 @@ fn membership_commands_print_what_etcd_prints() {
     let ours = run(Kind::Oxetcd);
     assert_eq!(ours, etcd);
 }
+
+impl Cluster {
+    /// Sends `signal` (e.g. "STOP", "CONT") to member `i`'s process.
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.members[i].child.as_ref().expect("member running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// `(leader ID, raft term, header revision)` as member `i` reports them.
+    fn status_of(&self, i: usize) -> Option<(u64, u64, i64)> {
+        let out = self.ctl(i, &["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let s = &v[0]["Status"];
+        Some((
+            s["leader"].as_u64()?,
+            s["raftTerm"].as_u64()?,
+            s["header"]["revision"].as_i64()?,
+        ))
+    }
+}
+
+/// A MoveLeader whose client gives up while the leader has paused its heartbeats and elections
+/// (the transferee is stopped, so the leader waits on it) leaves the leader a full member:
+/// once leadership is back on it, it keeps leading a quiet cluster at the same term. Bug
+/// guarded against: the transfer ran inside the request, so a client deadline dropped it
+/// before heartbeats and elections were resumed; the leader then never heartbeated again and
+/// its followers kept unseating it.
+#[test]
+fn move_leader_dropped_by_its_client_leaves_the_leader_heartbeating() {
+    if require_etcd_tools("move_leader_dropped_by_its_client_leaves_the_leader_heartbeating")
+        .is_none()
+    {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    c.ctl_ok(0, &["put", "k", "v"]);
+    let leader = c.leader().expect("a leader");
+    let target = (leader + 1) % 3;
+    let target_id = c.member_id(leader, target);
+    // The transferee holds the whole log, then stops answering.
+    c.wait_count(target, "k", 1, READY_DEADLINE);
+    c.signal(target, "STOP");
+    let endpoint = format!("--endpoints={}", c.members[leader].endpoint());
+    let dropped = c.ctl(
+        leader,
+        &[
+            &endpoint,
+            "--command-timeout=300ms",
+            "move-leader",
+            &target_id,
+        ],
+    );
+    assert_ne!(dropped.code, 0, "a transfer to a stopped member succeeded");
+    c.signal(target, "CONT");
+    // The cluster serves writes again, and leadership can be put back on the old leader.
+    let started = Instant::now();
+    while c.ctl(leader, &["put", "k", "after"]).code != 0 {
+        assert!(started.elapsed() < READY_DEADLINE, "no write accepted");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let leader_id = c.member_id(leader, leader);
+    let all = format!("--endpoints={}", c.endpoints());
+    let started = Instant::now();
+    loop {
+        let moved = c.ctl(leader, &[&all, "move-leader", &leader_id]);
+        if moved.code == 0 && c.leader() == Some(leader) {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "leadership did not return: {}",
+            moved.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // A quiet cluster keeps its leader: three election timeouts without a write, the leader
+    // and the term stay what they were (heartbeats hold the followers' leases).
+    let (lead, term, _) = c.status_of(leader).expect("status");
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(3) {
+        for i in 0..3 {
+            let (l, t, _) = c.status_of(i).expect("status");
+            assert_eq!(
+                (l, t),
+                (lead, term),
+                "member {i}: the leader lost office in a quiet cluster"
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}

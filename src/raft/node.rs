@@ -111,7 +111,7 @@ pub struct RaftNode {
     batcher: Batcher,
     /// `true` while a leadership transfer runs: proposals wait before reaching raft, so the
     /// leader's log stops growing and the transferee can hold all of it when it campaigns.
-    pub(super) transferring: watch::Sender<bool>,
+    pub(super) transferring: Arc<watch::Sender<bool>>,
     /// Serializes the runtime membership calls (checks and change), as etcd applies them.
     pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
 }
@@ -332,7 +332,7 @@ impl RaftNode {
                 },
                 BatchLimits::default(),
             ),
-            transferring,
+            transferring: Arc::new(transferring),
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
         };
         node.sm.set_snapshot_commands(
