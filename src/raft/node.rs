@@ -288,7 +288,8 @@ impl RaftNode {
         let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
             .map_err(StartError::Snap)?;
         let sm = StateMachineStore::recover(snaps, log_first_index, observer)
-            .map_err(StartError::StateRecovery)?;
+            .map_err(StartError::StateRecovery)?
+            .with_durable_commit(log_store.durable_commit());
         let shared = sm.shared();
 
         let config = Arc::new(
