@@ -301,7 +301,15 @@ async fn run(config: Config) -> Result<(), String> {
         _ = node.wait_removed() => {
             tracing::warn!("the member has been permanently removed from the cluster; shutting down");
         }
+        fatal = node.fatal_stop() => {
+            // As etcd on a failed fsync: log and exit at once, serving nothing more (a failed
+            // fsync is never retried; the data on disk is recovered by the next start).
+            tracing::error!(error = %fatal, "raft stopped on a fatal error; exiting");
+            eprintln!("oxetcd: raft stopped on a fatal error: {fatal}");
+            std::process::exit(1);
+        }
     }
+    node.begin_shutdown();
     let _ = stop_tx.send(true);
     for s in servers {
         match s.await {

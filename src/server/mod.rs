@@ -142,7 +142,9 @@ fn router(ctx: &Arc<Ctx>, services: &Services) -> tonic::transport::server::Rout
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             ctx.clone(),
         )))
-        .add_service(HealthServer::new(health::HealthService))
+        .add_service(HealthServer::new(health::HealthService::new(
+            ctx.node.clone(),
+        )))
 }
 
 /// A bound client listener, ready to serve.
