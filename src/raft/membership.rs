@@ -606,11 +606,23 @@ pub async fn discover(
     my_peer_urls: &[String],
     timeout: Duration,
 ) -> Result<JoinInfo, JoinError> {
-    let network = PeerNetwork::new(timeout);
+    // Not a member yet: IDs 0 ("not known yet") and the peer URLs it was added with.
+    let identity = super::network::PeerIdentity {
+        member_id: 0,
+        cluster_id: 0,
+        peer_urls: my_peer_urls.to_vec(),
+    };
+    let network = PeerNetwork::new(timeout, identity);
     let mut last_error = String::from("no peer URLs besides this member's own");
     let mut best: Option<MembershipResponse> = None;
+    let mut refused_as_unknown = false;
     for url in peer_urls {
         match network.membership_at(url, timeout).await {
+            // The member answers only peers it lists (see `peer::admit`).
+            Err(e) if e.to_string().contains(super::peer::NOT_A_MEMBER) => {
+                refused_as_unknown = true;
+                last_error = format!("{url}: {e}");
+            }
             Ok(view) => {
                 let better = best.as_ref().is_none_or(|b| {
                     (view.leader_id != 0, view.membership_index)
@@ -624,6 +636,11 @@ pub async fn discover(
         }
     }
     let Some(view) = best else {
+        if refused_as_unknown {
+            return Err(JoinError::NotAMember {
+                peer_urls: my_peer_urls.to_vec(),
+            });
+        }
         return Err(JoinError::Unreachable {
             peers: peer_urls.to_vec(),
             last_error,

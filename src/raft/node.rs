@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::batch::{Accepted, BatchLimits, Batcher, Sink};
 use super::log_store::LogStore;
-use super::network::PeerNetwork;
+use super::network::{PeerIdentity, PeerNetwork, SNAPSHOT_CHUNK_BYTES};
 use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft};
@@ -234,7 +234,7 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
         install_snapshot_timeout: 10_000,
-        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
         ..Default::default()
     }
 }
@@ -297,7 +297,15 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let network = PeerNetwork::new(Duration::from_millis(opts.election_timeout_ms.max(1000)));
+        let identity = PeerIdentity {
+            member_id,
+            cluster_id,
+            peer_urls: opts.peer_urls.clone(),
+        };
+        let network = PeerNetwork::new(
+            Duration::from_millis(opts.election_timeout_ms.max(1000)),
+            identity,
+        );
         let raft = Raft::new(member_id, config, network.clone(), log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
