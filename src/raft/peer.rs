@@ -20,6 +20,7 @@
 //! - a read index is answered only to a member of the membership;
 //! - `TimeoutNow` makes this member campaign only when it comes from the current leader of the
 //!   current term (otherwise it is answered `ok: false` and ignored).
+//!
 //! Identities are what the sender claims: this keeps members of other clusters and removed
 //! members out by mistake, not an attacker out (peer TLS with client certificates does that).
 //!

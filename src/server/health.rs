@@ -86,7 +86,7 @@ impl Health for HealthService {
                 })
             };
             let mut last = current(probe.as_ref());
-            if tx.send(Ok(last.clone())).await.is_err() {
+            if tx.send(Ok(last)).await.is_err() {
                 return;
             }
             loop {
@@ -96,7 +96,7 @@ impl Health for HealthService {
                 }
                 let now = current(probe.as_ref());
                 if now != last {
-                    if tx.send(Ok(now.clone())).await.is_err() {
+                    if tx.send(Ok(now)).await.is_err() {
                         return;
                     }
                     last = now;
