@@ -42,6 +42,104 @@ fn wal_segment_bytes() -> Result<u64, String> {
     }
 }
 
+/// Test knob, not an etcd flag: `OXETCD_TEST_FAIL_FSYNC_AFTER=N` makes every file fdatasync
+/// after the first N fail with EIO, so tests can watch the member stop on a failed fsync.
+const FAIL_FSYNC_AFTER_ENV: &str = "OXETCD_TEST_FAIL_FSYNC_AFTER";
+
+/// The real disk, or (with the test knob) one whose file syncs start failing.
+fn disk_from_env() -> Result<Arc<dyn Disk>, String> {
+    match std::env::var(FAIL_FSYNC_AFTER_ENV) {
+        Err(_) => Ok(Arc::new(OsDisk::new())),
+        Ok(v) => {
+            let after = v
+                .parse::<u64>()
+                .map_err(|e| format!("{FAIL_FSYNC_AFTER_ENV}={v:?}: {e}"))?;
+            tracing::warn!(after, "test knob: file fsyncs will fail");
+            Ok(Arc::new(FailingSyncs {
+                inner: OsDisk::new(),
+                left: Arc::new(std::sync::atomic::AtomicU64::new(after)),
+            }))
+        }
+    }
+}
+
+/// [`OsDisk`] whose file syncs fail once `left` successful ones have been used up.
+#[derive(Debug)]
+struct FailingSyncs {
+    inner: OsDisk,
+    left: Arc<std::sync::atomic::AtomicU64>,
+}
+
+struct FailingSyncsFile {
+    inner: Box<dyn oxetcd::io::DiskFile>,
+    left: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Disk for FailingSyncs {
+    fn open(
+        &self,
+        path: &Path,
+        options: oxetcd::io::OpenOptions,
+    ) -> std::io::Result<Box<dyn oxetcd::io::DiskFile>> {
+        let inner = self.inner.open(path, options)?;
+        Ok(Box::new(FailingSyncsFile {
+            inner,
+            left: self.left.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+}
+
+impl oxetcd::io::DiskFile for FailingSyncsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let allowed = self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if allowed {
+            self.inner.sync_data()
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        }
+    }
+    fn set_len(&self, len_bytes: u64) -> std::io::Result<()> {
+        self.inner.set_len(len_bytes)
+    }
+    fn allocate(&self, len_bytes: u64) -> std::io::Result<()> {
+        self.inner.allocate(len_bytes)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_all(&self) -> std::io::Result<oxetcd::io::FileBytes> {
+        self.inner.read_all()
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -210,7 +308,7 @@ async fn shutdown_signal() {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+    let disk = disk_from_env()?;
     let (opts, mode) = node_options(&config, disk.as_ref()).await?;
     let limits = config.limits();
 
