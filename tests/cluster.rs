@@ -1503,3 +1503,50 @@ fn restarted_member_without_a_leader_never_serves_an_older_revision() {
         "served revision {served} before the restart, {after} after"
     );
 }
+
+/// A peer of another cluster (or one that does not say who it is) is refused on the peer port
+/// with etcd's "cluster ID mismatch", and a member of this cluster is heard. Bug guarded
+/// against: raft messages carried no cluster ID, so any process could append entries to or
+/// win votes from a member.
+#[test]
+fn a_peer_of_another_cluster_is_refused() {
+    use oxetcd::proto::oxraftpb::raft_peer_client::RaftPeerClient;
+    use oxetcd::proto::oxraftpb::MemberInfoRequest;
+    use oxetcd::raft::network::{stamp, PeerIdentity};
+    if require_etcd_tools("a_peer_of_another_cluster_is_refused").is_none() {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    let out = c.ctl_ok(0, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cluster_id = v[0]["Status"]["header"]["cluster_id"].as_u64().unwrap();
+    let member_id = v[0]["Status"]["header"]["member_id"].as_u64().unwrap();
+    let peer_url = format!("http://127.0.0.1:{}", c.members[1].peer_port);
+    let rt = client_runtime();
+    rt.block_on(async {
+        let mut client = RaftPeerClient::connect(peer_url).await.unwrap();
+        let foreign = PeerIdentity {
+            member_id,
+            cluster_id: cluster_id ^ 1,
+            peer_urls: Vec::new(),
+        };
+        let err = client
+            .member_info(stamp(&foreign, MemberInfoRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(err.message(), "cluster ID mismatch");
+        let anonymous = client.member_info(MemberInfoRequest {}).await.unwrap_err();
+        assert_eq!(anonymous.code(), tonic::Code::FailedPrecondition);
+        let ours = PeerIdentity {
+            cluster_id,
+            ..foreign
+        };
+        let info = client
+            .member_info(stamp(&ours, MemberInfoRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.name, c.members[1].name);
+    });
+}
