@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oxetcd::config::{Config, Parsed};
+use oxetcd::io::failing::FailingSyncs;
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::Disk;
 use oxetcd::member::{self, Member, MemberSpec, Stopped};
@@ -46,6 +47,24 @@ fn revision_check_interval(default: Duration) -> Result<Duration, String> {
             .parse::<u64>()
             .map(Duration::from_millis)
             .map_err(|e| format!("OXETCD_AUTO_COMPACTION_REVISION_INTERVAL_MS={v:?}: {e}")),
+    }
+}
+
+/// Test knob, not an etcd flag: `OXETCD_TEST_FAIL_FSYNC_AFTER=N` makes every file fdatasync
+/// after the first N fail with EIO, so tests can watch the member stop on a failed fsync.
+const FAIL_FSYNC_AFTER_ENV: &str = "OXETCD_TEST_FAIL_FSYNC_AFTER";
+
+/// The real disk, or (with the test knob) one whose file syncs start failing.
+fn disk_from_env() -> Result<Arc<dyn Disk>, String> {
+    match std::env::var(FAIL_FSYNC_AFTER_ENV) {
+        Err(_) => Ok(Arc::new(OsDisk::new())),
+        Ok(v) => {
+            let after = v
+                .parse::<u64>()
+                .map_err(|e| format!("{FAIL_FSYNC_AFTER_ENV}={v:?}: {e}"))?;
+            tracing::warn!(after, "test knob: file fsyncs will fail");
+            Ok(Arc::new(FailingSyncs::new(after)))
+        }
     }
 }
 
@@ -138,7 +157,7 @@ fn log_starting(config: &Config, member_initialized: bool) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+    let disk = disk_from_env()?;
     let member_initialized = disk
         .exists(&config.data_dir.join("member").join("identity"))
         .unwrap_or(false);
@@ -161,5 +180,12 @@ async fn run(config: Config) -> Result<(), String> {
     match member.serve_until(stop).await {
         Stopped::ListenerFailed(e) => Err(e),
         Stopped::Requested | Stopped::Removed => Ok(()),
+        Stopped::Fatal(fatal) => {
+            // As etcd on a failed fsync: log and exit at once, serving nothing more (a failed
+            // fsync is never retried; the data on disk is recovered by the next start).
+            tracing::error!(error = %fatal, "raft stopped on a fatal error; exiting");
+            eprintln!("oxetcd: raft stopped on a fatal error: {fatal}");
+            std::process::exit(1);
+        }
     }
 }

@@ -1426,3 +1426,194 @@ fn initial_corrupt_check_compares_with_peers_and_passes_on_equal_data() {
     assert!(!after.contains("failed hash kv request"), "{after}");
     assert!(!after.contains("different hash values"), "{after}");
 }
+
+impl Cluster {
+    /// Sends `signal` (e.g. "STOP", "CONT") to member `i`'s process.
+    fn signal(&self, i: usize, signal: &str) {
+        let pid = self.members[i].child.as_ref().expect("member running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// `(leader ID, raft term, header revision)` as member `i` reports them.
+    fn status_of(&self, i: usize) -> Option<(u64, u64, i64)> {
+        let out = self.ctl(i, &["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let s = &v[0]["Status"];
+        Some((
+            s["leader"].as_u64()?,
+            s["raftTerm"].as_u64()?,
+            s["header"]["revision"].as_i64()?,
+        ))
+    }
+
+    /// The header revision of a serializable read on member `i` (no leader needed).
+    fn serializable_revision(&self, i: usize) -> Option<i64> {
+        let out = self.ctl(i, &["get", "probe", "--consistency=s", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["header"]["revision"].as_i64()
+    }
+}
+
+/// A MoveLeader whose client gives up while the leader has paused its heartbeats and elections
+/// (the transferee is stopped, so the leader waits on it) leaves the leader a full member:
+/// once leadership is back on it, it keeps leading a quiet cluster at the same term. Bug
+/// guarded against: the transfer ran inside the request, so a client deadline dropped it
+/// before heartbeats and elections were resumed; the leader then never heartbeated again and
+/// its followers kept unseating it.
+#[test]
+fn move_leader_dropped_by_its_client_leaves_the_leader_heartbeating() {
+    if require_etcd_tools("move_leader_dropped_by_its_client_leaves_the_leader_heartbeating")
+        .is_none()
+    {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    c.ctl_ok(0, &["put", "k", "v"]);
+    let leader = c.leader().expect("a leader");
+    let target = (leader + 1) % 3;
+    let target_id = c.member_id(leader, target);
+    // The transferee holds the whole log, then stops answering.
+    c.wait_count(target, "k", 1, READY_DEADLINE);
+    c.signal(target, "STOP");
+    let endpoint = format!("--endpoints={}", c.members[leader].endpoint());
+    let dropped = c.ctl(
+        leader,
+        &[
+            &endpoint,
+            "--command-timeout=300ms",
+            "move-leader",
+            &target_id,
+        ],
+    );
+    assert_ne!(dropped.code, 0, "a transfer to a stopped member succeeded");
+    c.signal(target, "CONT");
+    // The cluster serves writes again, and leadership can be put back on the old leader.
+    let started = Instant::now();
+    while c.ctl(leader, &["put", "k", "after"]).code != 0 {
+        assert!(started.elapsed() < READY_DEADLINE, "no write accepted");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let leader_id = c.member_id(leader, leader);
+    let all = format!("--endpoints={}", c.endpoints());
+    let started = Instant::now();
+    loop {
+        let moved = c.ctl(leader, &[&all, "move-leader", &leader_id]);
+        if moved.code == 0 && c.leader() == Some(leader) {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "leadership did not return: {}",
+            moved.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    // A quiet cluster keeps its leader: three election timeouts without a write, the leader
+    // and the term stay what they were (heartbeats hold the followers' leases).
+    let (lead, term, _) = c.status_of(leader).expect("status");
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(3) {
+        for i in 0..3 {
+            let (l, t, _) = c.status_of(i).expect("status");
+            assert_eq!(
+                (l, t),
+                (lead, term),
+                "member {i}: the leader lost office in a quiet cluster"
+            );
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A member restarted while its peers are down (so nothing can be committed) serves
+/// serializable reads at a revision at least as high as the one it served before. Bug guarded
+/// against: the commit index lived in memory only, so a restarted member served its snapshot
+/// state (revision 1) until a leader committed again.
+#[test]
+fn restarted_member_without_a_leader_never_serves_an_older_revision() {
+    if require_etcd_tools("restarted_member_without_a_leader_never_serves_an_older_revision")
+        .is_none()
+    {
+        return;
+    }
+    let mut c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    for i in 0..5 {
+        c.ctl_ok(0, &["put", &format!("k{i}"), "v"]);
+    }
+    let leader = c.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    c.wait_count(follower, "k", 5, READY_DEADLINE);
+    let served = c.serializable_revision(follower).expect("a revision");
+    assert!(served >= 6, "revision {served} after five writes");
+    for i in 0..3 {
+        c.kill(i);
+    }
+    c.spawn(follower);
+    let started = Instant::now();
+    let after = loop {
+        if let Some(rev) = c.serializable_revision(follower) {
+            break rev;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "restarted member never answered"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        after >= served,
+        "served revision {served} before the restart, {after} after"
+    );
+}
+
+/// A peer of another cluster (or one that does not say who it is) is refused on the peer port
+/// with etcd's "cluster ID mismatch", and a member of this cluster is heard. Bug guarded
+/// against: raft messages carried no cluster ID, so any process could append entries to or
+/// win votes from a member.
+#[test]
+fn a_peer_of_another_cluster_is_refused() {
+    use oxetcd::proto::oxraftpb::raft_peer_client::RaftPeerClient;
+    use oxetcd::proto::oxraftpb::MemberInfoRequest;
+    use oxetcd::raft::network::{stamp, PeerIdentity};
+    if require_etcd_tools("a_peer_of_another_cluster_is_refused").is_none() {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    let out = c.ctl_ok(0, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let cluster_id = v[0]["Status"]["header"]["cluster_id"].as_u64().unwrap();
+    let member_id = v[0]["Status"]["header"]["member_id"].as_u64().unwrap();
+    let peer_url = format!("http://127.0.0.1:{}", c.members[1].peer_port);
+    let rt = client_runtime();
+    rt.block_on(async {
+        let mut client = RaftPeerClient::connect(peer_url).await.unwrap();
+        let foreign = PeerIdentity {
+            member_id,
+            cluster_id: cluster_id ^ 1,
+            peer_urls: Vec::new(),
+        };
+        let err = client
+            .member_info(stamp(&foreign, MemberInfoRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(err.message(), "cluster ID mismatch");
+        let anonymous = client.member_info(MemberInfoRequest {}).await.unwrap_err();
+        assert_eq!(anonymous.code(), tonic::Code::FailedPrecondition);
+        let ours = PeerIdentity {
+            cluster_id,
+            ..foreign
+        };
+        let info = client
+            .member_info(stamp(&ours, MemberInfoRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.name, c.members[1].name);
+    });
+}

@@ -356,3 +356,38 @@ async fn damaged_only_snapshot_is_skipped_when_the_wal_covers_it() {
         member.log_text()
     );
 }
+
+/// A member whose WAL fdatasync fails stops: it logs the failure naming the operation and
+/// exits non-zero instead of serving on (test knob `OXETCD_TEST_FAIL_FSYNC_AFTER`). Bug guarded
+/// against: the raft core stopped, but the process kept answering reads and health checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_makes_the_member_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let env = [("OXETCD_TEST_FAIL_FSYNC_AFTER", "40")];
+    let mut member = start(&data, &[], &env);
+    let mut client = member.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    let status = loop {
+        if let Ok(Some(status)) = member.child.try_wait() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the member did not exit after its fsyncs failed; log:\n{}",
+            member.log_text()
+        );
+        let put = client.put(format!("k{i}"), "v", None);
+        let _ = tokio::time::timeout(Duration::from_secs(1), put).await;
+        i += 1;
+    };
+    println!("exited with {status} after {i} puts");
+    println!("exited with {status} after {i} puts");
+    assert!(!status.success(), "exit status {status}");
+    let log = member.log_text();
+    assert!(
+        log.contains("raft stopped on a fatal error") && log.contains("fdatasync"),
+        "{log}"
+    );
+}

@@ -429,7 +429,9 @@ async fn run_member(m: MemberCtx) {
         samples,
     ));
     set_state(&state, StartState::Serving);
-    if let Stopped::ListenerFailed(e) = member.serve_until(std::future::pending::<()>()).await {
-        set_state(&state, StartState::Failed(format!("serve: {e}")));
+    match member.serve_until(std::future::pending::<()>()).await {
+        Stopped::ListenerFailed(e) => set_state(&state, StartState::Failed(format!("serve: {e}"))),
+        Stopped::Fatal(e) => set_state(&state, StartState::Failed(format!("raft stopped: {e}"))),
+        Stopped::Requested | Stopped::Removed => {}
     }
 }

@@ -15,6 +15,7 @@
 //! returned `Ok`.
 
 mod clock;
+pub mod failing;
 pub mod le;
 pub mod os;
 mod rng;

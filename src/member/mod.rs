@@ -139,6 +139,9 @@ pub enum Stopped {
     Removed,
     /// A client or peer listener failed.
     ListenerFailed(String),
+    /// Raft stopped on its own (a storage failure such as a failed fsync): the member must not
+    /// serve anything more; the caller exits, as etcd does, without a graceful shutdown.
+    Fatal(String),
 }
 
 /// A running member.
@@ -302,6 +305,7 @@ impl Member {
                     Ok(Stopped::Removed)
                 }
                 (i, result) = failed => Err((i, result)),
+                fatal = node.fatal_stop() => Ok(Stopped::Fatal(fatal)),
             }
         };
         let why = match why {
@@ -324,6 +328,11 @@ impl Member {
         let peers = listeners.split_off(clients);
         self.client_servers = listeners;
         self.peer_servers = peers;
+        if matches!(why, Stopped::Fatal(_)) {
+            // Health answers NOT_SERVING from now on; nothing else is stopped in order.
+            self.node.begin_shutdown();
+            return why;
+        }
         self.shutdown().await;
         why
     }
@@ -335,6 +344,7 @@ impl Member {
             data_dir = %self.data_dir.display(),
             "closing etcd server"
         );
+        self.node.begin_shutdown();
         let _ = self.stop_tx.send(true);
         for s in self.client_servers {
             match s.await {

@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use super::network::PeerNetwork;
 use super::node::RaftNode;
 use crate::proto::oxraftpb::hash_kv_response::Outcome;
 use crate::proto::oxraftpb::HashKvResponse;
@@ -100,7 +99,7 @@ pub async fn initial_check(node: &RaftNode, timeout: Duration) -> Result<(), Cor
             compact_revision,
         }
     };
-    let network = PeerNetwork::new(timeout);
+    let network = node.network.clone();
     let mut mismatches = 0usize;
     for entry in node.member_entries() {
         if entry.id == member_id {

@@ -9,11 +9,18 @@
 //!   fdatasync that covers the entries).
 //! Invariant: the cache holds a contiguous run of entries `(last_purged, last]`; no holes.
 //! Invariant: `save_vote` returns only after the vote is durable.
+//! Invariant: every commit advance is written to the WAL as the committed marker, and
+//!   [`DurableCommit`] reports an index only once the marker covering it is durable; the state
+//!   machine applies nothing past that (see `StateMachineStore::apply`), so after a restart
+//!   openraft re-applies (from `read_committed`) everything this member ever applied and served,
+//!   before it serves anything.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -50,6 +57,49 @@ impl LogCache {
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     wal: GroupCommit,
+    /// How far the committed marker is durable (see [`DurableCommit`]).
+    durable: Arc<watch::Sender<CommitDurability>>,
+}
+
+/// The highest committed index whose marker is durable, or the marker write's failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CommitDurability {
+    index: u64,
+    failed: bool,
+}
+
+/// Waits for the committed marker to be durable up to an index: the gate the state machine
+/// passes before applying, so a restarted member never serves less than it served before.
+#[derive(Clone)]
+pub struct DurableCommit(watch::Receiver<CommitDurability>);
+
+/// The committed marker could not be made durable (the WAL failed; the member must stop).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitNotDurable;
+
+impl std::fmt::Display for CommitNotDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the committed index could not be written to the WAL")
+    }
+}
+
+impl std::error::Error for CommitNotDurable {}
+
+impl DurableCommit {
+    /// Returns once the committed marker covers `index` durably.
+    pub async fn covers(&self, index: u64) -> Result<(), CommitNotDurable> {
+        let mut rx = self.0.clone();
+        // A dropped sender means the log store is gone: nothing can become durable.
+        let durable = rx
+            .wait_for(|d| d.failed || d.index >= index)
+            .await
+            .is_ok_and(|d| !d.failed);
+        if durable {
+            Ok(())
+        } else {
+            Err(CommitNotDurable)
+        }
+    }
 }
 
 /// A handle that reads entries out of the cache (used by replication tasks).
@@ -143,10 +193,20 @@ impl LogStore {
             cache.entries.insert(record.index, entry);
         }
         cache.check_contiguous();
+        let durable = CommitDurability {
+            index: cache.committed.map_or(0, |l| l.index),
+            failed: false,
+        };
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             wal,
+            durable: Arc::new(watch::channel(durable).0),
         })
+    }
+
+    /// The gate on the committed marker's durability, for the state machine.
+    pub fn durable_commit(&self) -> DurableCommit {
+        DurableCommit(self.durable.subscribe())
     }
 
     /// The last log ID: the newest entry, else the purge point.
@@ -246,13 +306,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId>,
     ) -> Result<(), StorageError<NodeId>> {
-        // Kept in memory only. Writing it to the WAL cost one extra fdatasync per commit (the
-        // group-commit writer syncs every batch it drains), halving write throughput; losing it
-        // on a crash only means that after a restart the committed tail is re-applied once the
-        // leader commits again (a single member does so right after its election).
-        if let Some(log_id) = committed {
-            lock(&self.cache).committed = Some(log_id);
-        }
+        // Queued, not awaited: the marker shares the group commit's next fdatasync with the
+        // entries being appended, and only the state machine waits for it (`DurableCommit`)
+        // before applying past the previous marker. Bug guarded against: the marker lived in
+        // memory only, so a member restarted without a leader served its snapshot state, a
+        // revision lower than it had served before.
+        let Some(log_id) = committed else {
+            return Ok(());
+        };
+        let bytes = encode(&log_id)?;
+        lock(&self.cache).committed = Some(log_id);
+        let durable = self.durable.clone();
+        self.wal.submit(
+            WalOp::SaveCommitted(bytes),
+            Box::new(move |result: Result<(), WalError>| {
+                durable.send_modify(|d| match result {
+                    Ok(()) => d.index = d.index.max(log_id.index),
+                    Err(_) => d.failed = true,
+                });
+            }),
+        );
         Ok(())
     }
 

@@ -501,6 +501,12 @@ impl RaftNode {
     /// does, the leader first stops taking proposals (they wait and then go to whichever member
     /// leads), waits until the target holds its whole log, pauses its own heartbeats and
     /// elections, and asks the target to campaign; everything resumes whatever the outcome.
+    ///
+    /// The transfer runs in its own task, so a caller that stops waiting (a client whose
+    /// deadline passed drops this future) cannot leave the member paused: the task always
+    /// restores proposals, heartbeats and elections, and gives up after `request_timeout`
+    /// (with heartbeats paused for at most [`handover_ms_max`]), as etcd answers "leader
+    /// transfer took too long".
     pub async fn move_leader(&self, target: NodeId) -> Result<(), MembershipError> {
         self.require_leader()?;
         if target == self.member_id {
@@ -512,81 +518,19 @@ impl RaftNode {
             Some(node) if membership.voter_ids().any(|v| v == target) => node.clone(),
             _ => return Err(MembershipError::BadTransferee),
         };
-        let _paused = TransferPause::begin(self);
-        let last_log_index = self.settled_last_log_index(target).await?;
-        let runtime = self.raft.runtime_config();
-        runtime.heartbeat(false);
-        runtime.elect(false);
-        let outcome = self.hand_over(target, &node, last_log_index).await;
-        runtime.heartbeat(true);
-        runtime.elect(true);
-        if outcome.is_ok() {
-            tracing::info!(from = %format!("{:x}", self.member_id), to = %format!("{target:x}"), "leadership transferred");
-        }
-        outcome
-    }
-
-    /// With proposals held back, the leader's last log index once nothing more can arrive,
-    /// after waiting until `target` has matched it.
-    ///
-    /// A proposal handed to raft just before the pause may still sit in raft's input queue;
-    /// two round trips through that queue (`with_raft_state`, processed in order after it)
-    /// make sure it was appended and that the metrics read next were published after it (the
-    /// core publishes metrics at the top of each loop turn, and the second call is taken in a
-    /// later turn than the first). Bug guarded against: an entry appended after the check left
-    /// the transferee one entry behind; its vote requests were refused and its repeated
-    /// campaigns kept anyone from leading until the call timed out.
-    async fn settled_last_log_index(&self, target: NodeId) -> Result<u64, MembershipError> {
-        for _ in 0..2 {
-            self.raft
-                .with_raft_state(|_| ())
-                .await
-                .map_err(|e| MembershipError::Raft(e.to_string()))?;
-        }
-        let has_whole_log = move |m: &openraft::RaftMetrics<NodeId, MemberNode>| {
-            m.replication
-                .as_ref()
-                .and_then(|r| r.get(&target).cloned().flatten())
-                .map(|l| l.index)
-                >= m.last_log_index
+        let transfer = Transfer {
+            raft: self.raft.clone(),
+            network: self.network.clone(),
+            member_id: self.member_id,
+            transferring: self.transferring.clone(),
+            request_timeout: self.request_timeout,
+            handover_max: Duration::from_millis(handover_ms_max(
+                self.raft.config().election_timeout_max,
+            )),
         };
-        let caught_up = self
-            .raft
-            .wait(Some(self.request_timeout))
-            .metrics(has_whole_log, "transferee caught up")
-            .await
-            .map_err(|_| MembershipError::TransferTimeout)?;
-        self.require_leader()?;
-        Ok(caught_up.last_log_index.unwrap_or(0))
-    }
-
-    /// Asks `target` to campaign and waits until it leads.
-    async fn hand_over(
-        &self,
-        target: NodeId,
-        node: &MemberNode,
-        last_log_index: u64,
-    ) -> Result<(), MembershipError> {
-        let term = self.raft.metrics().borrow().current_term;
-        let req = TimeoutNowRequest {
-            leader_id: self.member_id,
-            term,
-            last_log_index,
-        };
-        let asked = self
-            .network
-            .timeout_now(target, node, req, Duration::from_secs(1))
-            .await;
-        match asked {
-            Ok(true) => self
-                .raft
-                .wait(Some(self.request_timeout))
-                .metrics(|m| m.current_leader == Some(target), "leader moved")
-                .await
-                .map(|_| ())
-                .map_err(|_| MembershipError::TransferTimeout),
-            Ok(false) => Err(MembershipError::BadTransferee),
-            Err(_) => Err(MembershipError::TransferTimeout),
+        match tokio::spawn(transfer.run(target, node)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(MembershipError::Stopped),
         }
     }
 
@@ -723,11 +667,23 @@ pub async fn discover(
     my_peer_urls: &[String],
     timeout: Duration,
 ) -> Result<JoinInfo, JoinError> {
-    let network = PeerNetwork::new(timeout);
+    // Not a member yet: IDs 0 ("not known yet") and the peer URLs it was added with.
+    let identity = super::network::PeerIdentity {
+        member_id: 0,
+        cluster_id: 0,
+        peer_urls: my_peer_urls.to_vec(),
+    };
+    let network = PeerNetwork::new(timeout, identity);
     let mut last_error = String::from("no peer URLs besides this member's own");
     let mut best: Option<MembershipResponse> = None;
+    let mut refused_as_unknown = false;
     for url in peer_urls {
         match network.membership_at(url, timeout).await {
+            // The member answers only peers it lists (see `peer::admit`).
+            Err(e) if e.to_string().contains(super::peer::NOT_A_MEMBER) => {
+                refused_as_unknown = true;
+                last_error = format!("{url}: {e}");
+            }
             Ok(view) => {
                 let better = best.as_ref().is_none_or(|b| {
                     (view.leader_id != 0, view.membership_index)
@@ -741,6 +697,11 @@ pub async fn discover(
         }
     }
     let Some(view) = best else {
+        if refused_as_unknown {
+            return Err(JoinError::NotAMember {
+                peer_urls: my_peer_urls.to_vec(),
+            });
+        }
         return Err(JoinError::Unreachable {
             peers: peer_urls.to_vec(),
             last_error,
@@ -764,20 +725,176 @@ pub async fn discover(
     }
 }
 
+/// How long a leader keeps its heartbeats and elections paused while the transferee
+/// campaigns: the transferee's vote requests are granted once the other voters' leases of the
+/// old leader ran out (one `election_timeout_max`), so three of them leave room for a retried
+/// campaign; raft aborts a transfer after about an election timeout for the same reason.
+pub(crate) fn handover_ms_max(election_timeout_max_ms: u64) -> u64 {
+    3 * election_timeout_max_ms.max(1)
+}
+
+/// One leadership transfer, owned by its own task (see [`RaftNode::move_leader`]).
+struct Transfer {
+    raft: super::Raft,
+    network: PeerNetwork,
+    member_id: NodeId,
+    transferring: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    request_timeout: Duration,
+    handover_max: Duration,
+}
+
+impl Transfer {
+    /// Runs the transfer to its end, bounded by `request_timeout`; whatever happens, proposals,
+    /// heartbeats and elections are running again when it returns (or unwinds).
+    async fn run(self, target: NodeId, node: MemberNode) -> Result<(), MembershipError> {
+        // One transfer at a time: a second one waits until the first is over (it then finds
+        // this member no longer leads, or transfers again).
+        let claim = async {
+            let mut gate = self.transferring.subscribe();
+            loop {
+                if let Some(paused) = TransferPause::claim(&self.transferring) {
+                    return paused;
+                }
+                // An error means the node is gone; the steps below then fail on their own.
+                let _ = gate.wait_for(|busy| !*busy).await;
+            }
+        };
+        let Ok(_paused) = tokio::time::timeout(self.request_timeout, claim).await else {
+            return Err(MembershipError::TransferTimeout);
+        };
+        let steps = async {
+            let last_log_index = self.settled_last_log_index(target).await?;
+            let _timers = PausedTimers::begin(&self.raft);
+            let handover = self.hand_over(target, &node, last_log_index);
+            match tokio::time::timeout(self.handover_max, handover).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(MembershipError::TransferTimeout),
+            }
+        };
+        let outcome = match tokio::time::timeout(self.request_timeout, steps).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(MembershipError::TransferTimeout),
+        };
+        match &outcome {
+            Ok(()) => {
+                tracing::info!(from = %format!("{:x}", self.member_id), to = %format!("{target:x}"), "leadership transferred")
+            }
+            Err(e) => {
+                tracing::warn!(to = %format!("{target:x}"), error = %e, "leadership transfer failed")
+            }
+        }
+        outcome
+    }
+
+    fn require_leader(&self) -> Result<(), MembershipError> {
+        if self.raft.metrics().borrow().current_leader == Some(self.member_id) {
+            Ok(())
+        } else {
+            Err(MembershipError::NotLeader)
+        }
+    }
+
+    /// With proposals held back, the leader's last log index once nothing more can arrive,
+    /// after waiting until `target` has matched it.
+    ///
+    /// A proposal handed to raft just before the pause may still sit in raft's input queue;
+    /// two round trips through that queue (`with_raft_state`, processed in order after it)
+    /// make sure it was appended and that the metrics read next were published after it (the
+    /// core publishes metrics at the top of each loop turn, and the second call is taken in a
+    /// later turn than the first). Bug guarded against: an entry appended after the check left
+    /// the transferee one entry behind; its vote requests were refused and its repeated
+    /// campaigns kept anyone from leading until the call timed out.
+    async fn settled_last_log_index(&self, target: NodeId) -> Result<u64, MembershipError> {
+        for _ in 0..2 {
+            self.raft
+                .with_raft_state(|_| ())
+                .await
+                .map_err(|e| MembershipError::Raft(e.to_string()))?;
+        }
+        let has_whole_log = move |m: &openraft::RaftMetrics<NodeId, MemberNode>| {
+            m.replication
+                .as_ref()
+                .and_then(|r| r.get(&target).cloned().flatten())
+                .map(|l| l.index)
+                >= m.last_log_index
+        };
+        let caught_up = self
+            .raft
+            .wait(Some(self.request_timeout))
+            .metrics(has_whole_log, "transferee caught up")
+            .await
+            .map_err(|_| MembershipError::TransferTimeout)?;
+        self.require_leader()?;
+        Ok(caught_up.last_log_index.unwrap_or(0))
+    }
+
+    /// Asks `target` to campaign and waits until it leads.
+    async fn hand_over(
+        &self,
+        target: NodeId,
+        node: &MemberNode,
+        last_log_index: u64,
+    ) -> Result<(), MembershipError> {
+        let term = self.raft.metrics().borrow().current_term;
+        let req = TimeoutNowRequest {
+            leader_id: self.member_id,
+            term,
+            last_log_index,
+        };
+        let asked = self
+            .network
+            .timeout_now(target, node, req, Duration::from_secs(1))
+            .await;
+        match asked {
+            Ok(true) => self
+                .raft
+                .wait(Some(self.handover_max))
+                .metrics(|m| m.current_leader == Some(target), "leader moved")
+                .await
+                .map(|_| ())
+                .map_err(|_| MembershipError::TransferTimeout),
+            Ok(false) => Err(MembershipError::BadTransferee),
+            Err(_) => Err(MembershipError::TransferTimeout),
+        }
+    }
+}
+
 /// Holds proposals back for the life of a leadership transfer; dropping it lets them go on
 /// every return path.
 struct TransferPause<'a>(&'a tokio::sync::watch::Sender<bool>);
 
 impl<'a> TransferPause<'a> {
-    fn begin(node: &'a RaftNode) -> Self {
-        node.transferring.send_replace(true);
-        TransferPause(&node.transferring)
+    /// Holds proposals back unless another transfer already does (`None` then).
+    fn claim(transferring: &'a tokio::sync::watch::Sender<bool>) -> Option<Self> {
+        let claimed = transferring.send_if_modified(|busy| !std::mem::replace(busy, true));
+        claimed.then_some(TransferPause(transferring))
     }
 }
 
 impl Drop for TransferPause<'_> {
     fn drop(&mut self) {
         self.0.send_replace(false);
+    }
+}
+
+/// Pauses the leader's heartbeats and elections while the transferee campaigns; dropping it
+/// resumes both on every path (return, timeout, unwinding).
+struct PausedTimers<'a>(&'a super::Raft);
+
+impl<'a> PausedTimers<'a> {
+    fn begin(raft: &'a super::Raft) -> Self {
+        let runtime = raft.runtime_config();
+        runtime.heartbeat(false);
+        runtime.elect(false);
+        PausedTimers(raft)
+    }
+}
+
+impl Drop for PausedTimers<'_> {
+    fn drop(&mut self) {
+        let runtime = self.0.runtime_config();
+        runtime.heartbeat(true);
+        runtime.elect(true);
     }
 }
 

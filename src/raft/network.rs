@@ -14,9 +14,16 @@
 //! bounded by the blob's length, and entries inside carry their own proposal tag
 //! (`apply::proposal`).
 //!
+//! Every request carries the sender's identity (member ID, cluster ID and advertised peer URLs)
+//! as gRPC metadata, set by [`stamp`] and nowhere else; the receiver admits it with
+//! `peer::admit` (see there for the rules).
+//!
 //! Invariant: this module never fabricates a successful reply; a peer that cannot be reached,
 //! times out or answers garbage is an error to openraft.
 //! Invariant: no call here waits longer than the deadline it was given.
+//! Invariant: no message sent is larger than the receiver accepts for its RPC: an append-entries
+//!   batch over [`APPEND_ENTRIES_BYTES_MAX`] is handed back to openraft as `PayloadTooLarge` with
+//!   a smaller entry count, which it retries at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,9 +49,78 @@ use crate::proto::oxraftpb::{
     RaftBlob, ReadIndexRequest, TimeoutNowRequest,
 };
 
-/// Largest peer message either side accepts: a 4 MiB snapshot chunk or a batch of entries of up
-/// to `--max-request-bytes` each, with room to spare.
-pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;
+/// Largest peer message either side decodes: an append-entries batch (see
+/// [`APPEND_ENTRIES_BYTES_MAX`]); each RPC then applies its own, smaller bound.
+pub const PEER_MESSAGE_BYTES_MAX: usize = APPEND_ENTRIES_BYTES_MAX;
+
+/// Largest encoded append-entries request: openraft's batch of entries, each at most one
+/// client request (`--max-request-bytes`, etcd's default 1.5 MiB) or one batched entry
+/// (`batch` packs at most 1 MiB), so 64 MiB holds dozens of the largest entries. A larger
+/// batch is split by the sender (`PayloadTooLarge`); a single entry above it cannot be sent
+/// (only possible with `--max-request-bytes` above 64 MiB, which etcd also warns against).
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The snapshot chunk size openraft sends (`snapshot_max_chunk_size`).
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest encoded install-snapshot request: one chunk plus its metadata (the membership and
+/// IDs; 1 MiB of slack is far more than they take).
+pub const INSTALL_SNAPSHOT_BYTES_MAX: usize = SNAPSHOT_CHUNK_BYTES + 1024 * 1024;
+
+/// Largest encoded vote request (a vote and a log ID: well under 100 bytes).
+pub const VOTE_BYTES_MAX: usize = 64 * 1024;
+
+/// Metadata keys carrying the sender's identity on every peer request.
+pub const MEMBER_ID_KEY: &str = "x-oxetcd-member-id";
+pub const CLUSTER_ID_KEY: &str = "x-oxetcd-cluster-id";
+pub const PEER_URLS_KEY: &str = "x-oxetcd-peer-urls";
+
+/// Who sends a peer request. A member joining an existing cluster does not know its IDs yet
+/// while it discovers them: it sends 0 for both (and its peer URLs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub member_id: NodeId,
+    pub cluster_id: u64,
+    pub peer_urls: Vec<String>,
+}
+
+/// Wraps `message` in a request carrying `identity`: THE place where peer requests get their
+/// sender metadata. IDs travel as lowercase hex (as etcd prints them), URLs comma-separated; a
+/// URL list that is not valid metadata is left out (the receiver then does not know it).
+pub fn stamp<T>(identity: &PeerIdentity, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let metadata = request.metadata_mut();
+    if let Ok(v) = format!("{:x}", identity.member_id).parse() {
+        metadata.insert(MEMBER_ID_KEY, v);
+    }
+    if let Ok(v) = format!("{:x}", identity.cluster_id).parse() {
+        metadata.insert(CLUSTER_ID_KEY, v);
+    }
+    if !identity.peer_urls.is_empty() {
+        if let Ok(v) = identity.peer_urls.join(",").parse() {
+            metadata.insert(PEER_URLS_KEY, v);
+        }
+    }
+    request
+}
+
+/// The sender identity [`stamp`] put on a request; `None` when the IDs are missing or malformed.
+pub fn identity_of(metadata: &tonic::metadata::MetadataMap) -> Option<PeerIdentity> {
+    let hex = |key: &str| {
+        let text = metadata.get(key)?.to_str().ok()?;
+        u64::from_str_radix(text, 16).ok()
+    };
+    let peer_urls = metadata
+        .get(PEER_URLS_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    Some(PeerIdentity {
+        member_id: hex(MEMBER_ID_KEY)?,
+        cluster_id: hex(CLUSTER_ID_KEY)?,
+        peer_urls,
+    })
+}
 
 /// Why a peer call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +160,8 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PeerError> {
     Ok(out)
 }
 
+/// Decodes with `bincode::deserialize`'s encoding, never reading (or allocating for) more than
+/// the message holds: a length prefix larger than the bytes left is an error.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PeerError> {
     let Some(message) = bytes.strip_prefix(&PEER_TAG_V1) else {
         let mut tag = [0u8; 4];
@@ -103,6 +181,8 @@ pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
     contact: Contacts,
+    /// This member, as every request names it.
+    identity: Arc<PeerIdentity>,
 }
 
 /// Which peers raft's own messages currently reach, and since when without a failure in
@@ -130,12 +210,19 @@ impl Contacts {
 
 impl PeerNetwork {
     /// `connect_timeout` bounds a TCP connect to a peer (etcd's dial timeout is ~1 s).
-    pub fn new(connect_timeout: Duration) -> Self {
+    /// Requests name `identity` as their sender.
+    pub fn new(connect_timeout: Duration, identity: PeerIdentity) -> Self {
         PeerNetwork {
             channels: Arc::new(Mutex::new(HashMap::new())),
             connect_timeout,
             contact: Contacts::default(),
+            identity: Arc::new(identity),
         }
+    }
+
+    /// A request from this member carrying `message`.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        stamp(&self.identity, message)
     }
 
     /// Which peers raft's messages currently reach.
@@ -181,7 +268,11 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<Option<u64>, PeerError> {
         let mut client = self.client(id, node)?;
-        let reply = with_deadline(timeout, client.read_index(ReadIndexRequest {})).await?;
+        let reply = with_deadline(
+            timeout,
+            client.read_index(self.request(ReadIndexRequest {})),
+        )
+        .await?;
         Ok(reply.ok.then_some(reply.index))
     }
 
@@ -193,7 +284,11 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<MemberNode, PeerError> {
         let mut client = self.client(id, node)?;
-        let reply = with_deadline(timeout, client.member_info(MemberInfoRequest {})).await?;
+        let reply = with_deadline(
+            timeout,
+            client.member_info(self.request(MemberInfoRequest {})),
+        )
+        .await?;
         if reply.id != id {
             return Err(PeerError::Transport(format!(
                 "peer URL of {id:x} is served by member {:x}",
@@ -216,7 +311,11 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<MembershipResponse, PeerError> {
         let mut client = RaftPeerClient::new(self.channel(url)?);
-        with_deadline(timeout, client.membership(MembershipRequest {})).await
+        with_deadline(
+            timeout,
+            client.membership(self.request(MembershipRequest {})),
+        )
+        .await
     }
 
     /// The HashKV of the member at `url` at `revision` (initial corruption check).
@@ -227,7 +326,11 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<HashKvResponse, PeerError> {
         let mut client = RaftPeerClient::new(self.channel(url)?);
-        with_deadline(timeout, client.hash_kv(HashKvRequest { revision })).await
+        with_deadline(
+            timeout,
+            client.hash_kv(self.request(HashKvRequest { revision })),
+        )
+        .await
     }
 
     /// Tells member `id` to campaign at once (leadership transfer); `Ok(false)` when it refused.
@@ -239,7 +342,11 @@ impl PeerNetwork {
         timeout: Duration,
     ) -> Result<bool, PeerError> {
         let mut client = self.client(id, node)?;
-        Ok(with_deadline(timeout, client.timeout_now(req)).await?.ok)
+        Ok(
+            with_deadline(timeout, client.timeout_now(self.request(req)))
+                .await?
+                .ok,
+        )
     }
 }
 
@@ -266,6 +373,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             client: self.client(target, node),
             contact: self.contact.clone(),
+            identity: self.identity.clone(),
         }
     }
 }
@@ -275,6 +383,7 @@ pub struct PeerClient {
     target: NodeId,
     client: Result<RaftPeerClient<Channel>, PeerError>,
     contact: Contacts,
+    identity: Arc<PeerIdentity>,
 }
 
 #[derive(Clone, Copy)]
@@ -282,6 +391,27 @@ enum Rpc {
     Append,
     Vote,
     Snapshot,
+}
+
+impl Rpc {
+    /// The largest encoded request the receiver accepts for this RPC.
+    fn bytes_max(self) -> usize {
+        match self {
+            Rpc::Append => APPEND_ENTRIES_BYTES_MAX,
+            Rpc::Vote => VOTE_BYTES_MAX,
+            Rpc::Snapshot => INSTALL_SNAPSHOT_BYTES_MAX,
+        }
+    }
+}
+
+/// How many of `entries` entries, encoded in `bytes` bytes, to send at once so that the batch
+/// fits in [`APPEND_ENTRIES_BYTES_MAX`] (entries are assumed of even size; openraft retries
+/// with this hint, and a batch that still does not fit is split again). At least one.
+fn entries_that_fit(entries: usize, bytes: usize) -> u64 {
+    let fit = (entries as u128 * APPEND_ENTRIES_BYTES_MAX as u128) / (bytes.max(1) as u128);
+    u64::try_from(fit)
+        .unwrap_or(u64::MAX)
+        .clamp(1, entries.max(1) as u64)
 }
 
 impl PeerClient {
@@ -297,13 +427,35 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send(rpc, data, ttl).await
+    }
+
+    /// Sends one encoded request and decodes openraft's remote result.
+    async fn send<Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, MemberNode, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let target = self.target;
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
         };
-        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let blob = RaftBlob { data };
+        let bytes_max = rpc.bytes_max();
+        if data.len() > bytes_max {
+            let e = PeerError::Codec(format!(
+                "{} bytes to send, the peer accepts {bytes_max}",
+                data.len()
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
+        let blob = stamp(&self.identity, RaftBlob { data });
         let fut = async {
             match rpc {
                 Rpc::Append => client.append_entries(blob).await,
@@ -333,7 +485,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, MemberNode, RaftError<NodeId>>>
     {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let data = encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if data.len() > APPEND_ENTRIES_BYTES_MAX && rpc.entries.len() > 1 {
+            let hint = entries_that_fit(rpc.entries.len(), data.len());
+            return Err(RPCError::PayloadTooLarge(
+                openraft::error::PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        self.send(Rpc::Append, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
@@ -401,7 +560,7 @@ mod tests {
     fn one_channel_per_peer_url() {
         let rt = runtime();
         rt.block_on(async {
-            let net = PeerNetwork::new(Duration::from_millis(200));
+            let net = PeerNetwork::new(Duration::from_millis(200), PeerIdentity::default());
             let url = dead_url();
             net.channel(&url).unwrap();
             net.channel(&url).unwrap();
@@ -418,7 +577,7 @@ mod tests {
     fn a_dead_peer_is_unreachable_within_the_deadline() {
         let rt = runtime();
         rt.block_on(async {
-            let mut net = PeerNetwork::new(Duration::from_millis(200));
+            let mut net = PeerNetwork::new(Duration::from_millis(200), PeerIdentity::default());
             let node = MemberNode {
                 name: "b".into(),
                 peer_urls: vec![dead_url()],

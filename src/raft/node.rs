@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::batch::{Accepted, BatchLimits, Batcher, Sink};
 use super::log_store::LogStore;
-use super::network::PeerNetwork;
+use super::network::{PeerIdentity, PeerNetwork, SNAPSHOT_CHUNK_BYTES};
 use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft};
@@ -112,7 +112,7 @@ pub struct RaftNode {
     batcher: Batcher,
     /// `true` while a leadership transfer runs: proposals wait before reaching raft, so the
     /// leader's log stops growing and the transferee can hold all of it when it campaigns.
-    pub(super) transferring: watch::Sender<bool>,
+    pub(super) transferring: Arc<watch::Sender<bool>>,
     /// Serializes the runtime membership calls (checks and change), as etcd applies them.
     pub(super) membership_turn: Arc<tokio::sync::Mutex<()>>,
     /// `--strict-reconfig-check` (etcd's default: on); see `membership::prechecks`.
@@ -279,7 +279,7 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
         install_snapshot_timeout: 10_000,
-        snapshot_max_chunk_size: 4 * 1024 * 1024,
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
         ..Default::default()
     }
 }
@@ -333,7 +333,8 @@ impl RaftNode {
         let snaps = SnapStore::open(disk.clone(), &member_dir.join("snap"), opts.max_snapshots)
             .map_err(StartError::Snap)?;
         let sm = StateMachineStore::recover(snaps, log_first_index, observer)
-            .map_err(StartError::StateRecovery)?;
+            .map_err(StartError::StateRecovery)?
+            .with_durable_commit(log_store.durable_commit());
         let shared = sm.shared();
 
         let config = Arc::new(
@@ -341,7 +342,15 @@ impl RaftNode {
                 .validate()
                 .map_err(|e| StartError::Raft(e.to_string()))?,
         );
-        let network = PeerNetwork::new(Duration::from_millis(opts.election_timeout_ms.max(1000)));
+        let identity = PeerIdentity {
+            member_id,
+            cluster_id,
+            peer_urls: opts.peer_urls.clone(),
+        };
+        let network = PeerNetwork::new(
+            Duration::from_millis(opts.election_timeout_ms.max(1000)),
+            identity,
+        );
         let raft = Raft::new(member_id, config, network.clone(), log_store, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -381,7 +390,7 @@ impl RaftNode {
                 },
                 BatchLimits::default(),
             ),
-            transferring,
+            transferring: Arc::new(transferring),
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
             strict_reconfig_check: AtomicBool::new(true),
             request_ids: RequestIds::starting_now(member_id),
@@ -538,6 +547,40 @@ impl RaftNode {
             Ok(_) => Ok(()),
             Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
             Err(openraft::metrics::WaitError::ShuttingDown) => Err(ProposeError::Stopped),
+        }
+    }
+
+    /// Whether this member can serve: raft runs and no shutdown has begun. `false` once the
+    /// raft core stopped on a fatal error (a failed WAL fsync, a storage error) or the member
+    /// is shutting down; the gRPC health service reports NOT_SERVING then.
+    pub fn is_serving(&self) -> bool {
+        !self.stopped.load(Ordering::Relaxed) && self.raft.metrics().borrow().running_state.is_ok()
+    }
+
+    /// Marks the member as shutting down (health turns NOT_SERVING) before its servers stop.
+    pub fn begin_shutdown(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves with the reason once the raft core stops on its own (a fatal storage error,
+    /// such as a failed WAL fdatasync, which is never retried); never resolves while raft runs
+    /// or after a shutdown this member asked for. The binary exits on it, as etcd does.
+    pub async fn fatal_stop(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let stopped_by = metrics.borrow().running_state.as_ref().err().cloned();
+            if self.stopped.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            if let Some(fatal) = stopped_by {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                if self.stopped.load(Ordering::Relaxed) {
+                    return std::future::pending().await;
+                }
+                return "the raft core stopped".to_string();
+            }
         }
     }
 
@@ -761,5 +804,78 @@ mod tests {
             );
         }
         assert!(decode_identity(&bytes[..27]).is_err());
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod fault_tests {
+    use super::*;
+    use crate::apply::Command;
+    use crate::io::sim::SimDisk;
+
+    struct Quiet;
+
+    impl ApplyObserver for Quiet {
+        fn applied(&self, _index: u64, _cmd: &Command, _applied: &Applied) {}
+    }
+
+    fn options() -> NodeOptions {
+        NodeOptions {
+            data_dir: PathBuf::from("/data"),
+            name: "m1".into(),
+            bootstrap_member_id: 0x1111,
+            bootstrap_cluster_id: 0x2222,
+            peer_urls: vec!["http://127.0.0.1:1".into()],
+            client_urls: vec!["http://127.0.0.1:2".into()],
+            heartbeat_ms: 20,
+            election_timeout_ms: 100,
+            snapshot_count: 0,
+            max_snapshots: 5,
+            max_wals: 5,
+            wal_segment_bytes: 1 << 20,
+            bootstrap_members: Vec::new(),
+        }
+    }
+
+    fn put(key: &str) -> Command {
+        Command::Put(crate::proto::etcdserverpb::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    /// A failed WAL fdatasync stops the member for good: `fatal_stop` names the failure (the
+    /// binary logs it and exits) and the member no longer reports itself serving. Bug guarded
+    /// against: the raft core stopped but the process kept answering reads and health checks
+    /// as if it were alive.
+    #[test]
+    fn a_failed_fsync_stops_the_member() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let disk = SimDisk::new(7);
+            let node = RaftNode::start(Arc::new(disk.clone()), options(), Arc::new(Quiet))
+                .await
+                .unwrap();
+            assert!(node.wait_for_leader(Duration::from_secs(10)).await);
+            node.propose(crate::apply::Envelope::new(Default::default(), put("a")))
+                .await
+                .unwrap();
+            assert!(node.is_serving());
+            disk.fail_next_syncs(u32::MAX);
+            assert!(node
+                .propose(crate::apply::Envelope::new(Default::default(), put("b")))
+                .await
+                .is_err());
+            let fatal = tokio::time::timeout(Duration::from_secs(10), node.fatal_stop())
+                .await
+                .expect("raft did not stop after a failed fsync");
+            assert!(fatal.contains("fdatasync"), "{fatal}");
+            assert!(!node.is_serving());
+        });
     }
 }

@@ -2,8 +2,34 @@
 //! openraft's messages to the local raft core, answers read-index requests when leader, and
 //! tells peers this member's name and URLs and its HashKV (for the initial corruption check).
 //!
+//! Who may talk to this member: every handler first calls [`PeerService::admit`] with what
+//! kind of request it serves ([`PeerRpc`]); the rules, checked against the sender identity
+//! `network::stamp` puts in the request metadata and this member's current membership:
+//! - every request names its sender's member and cluster ID; a request without them is
+//!   refused (FailedPrecondition), and one naming another cluster is refused with etcd's
+//!   rafthttp text "cluster ID mismatch" (FailedPrecondition; etcd answers HTTP 412);
+//! - `Membership` (discovery) is the one exception for a sender that does not know its IDs
+//!   yet: a member joining with `--initial-cluster-state existing` sends cluster ID 0 and its
+//!   peer URLs, and is answered only when one of those URLs belongs to a member of this
+//!   cluster (it was `member add`ed); anyone else naming cluster 0 is refused;
+//! - append-entries and install-snapshot must come from the leader they name (raft's own term
+//!   and log checks decide the rest, so a member that has not yet seen the entry adding a new
+//!   leader still accepts it);
+//! - a vote request must come from the candidate it names, a member of this member's
+//!   membership (any sender while the membership is still empty: a joining member);
+//! - a read index is answered only to a member of the membership;
+//! - `TimeoutNow` makes this member campaign only when it comes from the current leader of the
+//!   current term (otherwise it is answered `ok: false` and ignored).
+//!
+//! Identities are what the sender claims: this keeps members of other clusters and removed
+//! members out by mistake, not an attacker out (peer TLS with client certificates does that).
+//!
+//! Sizes: the service decodes at most `PEER_MESSAGE_BYTES_MAX`; each RPC then refuses a
+//! message above its own bound (`network::*_BYTES_MAX`) before decoding it.
+//!
 //! Invariant: a read index is answered only after openraft confirmed leadership with a quorum.
 //! Invariant: a request that cannot be decoded is rejected, never guessed at.
+//! Invariant: no handler acts on a request before `admit` accepted it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,7 +38,10 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
+use super::network::{
+    decode, encode, identity_of, PeerIdentity, APPEND_ENTRIES_BYTES_MAX,
+    INSTALL_SNAPSHOT_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, VOTE_BYTES_MAX,
+};
 use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::mvcc::KvError;
@@ -68,8 +97,137 @@ fn blob<T: Serialize>(value: &T) -> Result<Response<RaftBlob>, Status> {
     Ok(Response::new(RaftBlob { data }))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(req: Request<RaftBlob>) -> Result<T, Status> {
-    decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(e.to_string()))
+/// Decodes a raft message of at most `bytes_max` encoded bytes.
+fn parse<T: serde::de::DeserializeOwned>(data: &[u8], bytes_max: usize) -> Result<T, Status> {
+    if data.len() > bytes_max {
+        return Err(Status::resource_exhausted(format!(
+            "peer message larger than max ({} vs. {bytes_max})",
+            data.len()
+        )));
+    }
+    decode(data).map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// etcd's rafthttp answer to a peer of another cluster.
+pub const CLUSTER_ID_MISMATCH: &str = "cluster ID mismatch";
+/// The refusal a joining member gets when its peer URLs are not in the member list (its
+/// discovery reports it as "not in the cluster's member list").
+pub const NOT_A_MEMBER: &str = "peer URLs are not in this cluster's member list";
+
+/// What a peer request asks for, with what the rules need to know about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRpc {
+    /// Append-entries or install-snapshot from the leader the message names.
+    FromLeader {
+        leader: Option<NodeId>,
+    },
+    /// A vote request from the candidate it names.
+    Vote {
+        candidate: Option<NodeId>,
+    },
+    ReadIndex,
+    /// HashKv for a peer's initial corruption check: members only, like the read index.
+    HashKv,
+    MemberInfo,
+    Membership,
+    TimeoutNow,
+}
+
+/// This member's side of an admission decision.
+#[derive(Debug, Clone, Default)]
+pub struct LocalView {
+    pub cluster_id: u64,
+    /// Members (voters and learners) of the membership this member uses.
+    pub members: Vec<(NodeId, Vec<String>)>,
+}
+
+impl LocalView {
+    fn is_member(&self, id: NodeId) -> bool {
+        self.members.iter().any(|(m, _)| *m == id)
+    }
+
+    fn knows_peer_url(&self, urls: &[String]) -> bool {
+        self.members
+            .iter()
+            .any(|(_, known)| urls.iter().any(|u| known.contains(u)))
+    }
+}
+
+/// The admission rules of the module header, as a function of the sender and this member's
+/// view. Returns the sender's identity when admitted.
+pub fn admit(
+    view: &LocalView,
+    sender: Option<PeerIdentity>,
+    rpc: PeerRpc,
+) -> Result<PeerIdentity, Status> {
+    let Some(sender) = sender else {
+        return Err(Status::failed_precondition(
+            "peer request without the sender's member and cluster ID",
+        ));
+    };
+    if rpc == PeerRpc::Membership && sender.cluster_id == 0 {
+        return if view.knows_peer_url(&sender.peer_urls) {
+            Ok(sender)
+        } else {
+            Err(Status::failed_precondition(format!(
+                "{NOT_A_MEMBER}: {:?}",
+                sender.peer_urls
+            )))
+        };
+    }
+    if sender.cluster_id != view.cluster_id {
+        tracing::warn!(
+            local = %format!("{:x}", view.cluster_id),
+            remote = %format!("{:x}", sender.cluster_id),
+            sender = %format!("{:x}", sender.member_id),
+            "refused a peer request of another cluster"
+        );
+        return Err(Status::failed_precondition(CLUSTER_ID_MISMATCH));
+    }
+    let from = sender.member_id;
+    let refuse = |why: &str| {
+        Err(Status::failed_precondition(format!(
+            "peer request from member {from:x} refused: {why}"
+        )))
+    };
+    match rpc {
+        PeerRpc::FromLeader { leader } if leader != Some(from) => {
+            refuse("it is not the leader the message names")
+        }
+        PeerRpc::Vote { candidate } if candidate != Some(from) => {
+            refuse("it is not the candidate the message names")
+        }
+        PeerRpc::Vote { .. } if !view.members.is_empty() && !view.is_member(from) => {
+            refuse("it is not a member of this cluster")
+        }
+        PeerRpc::ReadIndex | PeerRpc::HashKv if !view.is_member(from) => {
+            refuse("it is not a member of this cluster")
+        }
+        _ => Ok(sender),
+    }
+}
+
+impl PeerService {
+    /// This member's view for [`admit`], from the membership raft uses now.
+    fn local_view(&self) -> LocalView {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let members = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.peer_urls.clone()))
+            .collect();
+        LocalView {
+            cluster_id: self.cluster_id,
+            members,
+        }
+    }
+
+    /// THE admission check every handler runs first (see the module header).
+    pub fn admit<T>(&self, request: &Request<T>, rpc: PeerRpc) -> Result<PeerIdentity, Status> {
+        admit(&self.local_view(), identity_of(request.metadata()), rpc)
+    }
 }
 
 #[tonic::async_trait]
@@ -78,12 +236,17 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftBlob>,
     ) -> Result<Response<RaftBlob>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = parse(request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            parse(&request.get_ref().data, APPEND_ENTRIES_BYTES_MAX)?;
+        let leader = rpc.vote.leader_id().voted_for();
+        self.admit(&request, PeerRpc::FromLeader { leader })?;
         blob(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
-        let rpc: VoteRequest<NodeId> = parse(request)?;
+        let rpc: VoteRequest<NodeId> = parse(&request.get_ref().data, VOTE_BYTES_MAX)?;
+        let candidate = rpc.vote.leader_id().voted_for();
+        self.admit(&request, PeerRpc::Vote { candidate })?;
         blob(&self.raft.vote(rpc).await)
     }
 
@@ -91,14 +254,18 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftBlob>,
     ) -> Result<Response<RaftBlob>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = parse(request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> =
+            parse(&request.get_ref().data, INSTALL_SNAPSHOT_BYTES_MAX)?;
+        let leader = rpc.vote.leader_id().voted_for();
+        self.admit(&request, PeerRpc::FromLeader { leader })?;
         blob(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn read_index(
         &self,
-        _request: Request<ReadIndexRequest>,
+        request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
+        self.admit(&request, PeerRpc::ReadIndex)?;
         let reply = match self.raft.get_read_log_id().await {
             Ok((read, _applied)) => ReadIndexResponse {
                 ok: true,
@@ -114,8 +281,9 @@ impl RaftPeer for PeerService {
 
     async fn member_info(
         &self,
-        _request: Request<MemberInfoRequest>,
+        request: Request<MemberInfoRequest>,
     ) -> Result<Response<MemberInfoResponse>, Status> {
+        self.admit(&request, PeerRpc::MemberInfo)?;
         Ok(Response::new(MemberInfoResponse {
             id: self.id,
             name: self.me.name.clone(),
@@ -126,8 +294,9 @@ impl RaftPeer for PeerService {
 
     async fn membership(
         &self,
-        _request: Request<MembershipRequest>,
+        request: Request<MembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
+        self.admit(&request, PeerRpc::Membership)?;
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let members = membership
@@ -153,6 +322,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<TimeoutNowRequest>,
     ) -> Result<Response<TimeoutNowResponse>, Status> {
+        let sender = self.admit(&request, PeerRpc::TimeoutNow)?;
         let req = request.into_inner();
         let m = self.raft.metrics().borrow().clone();
         let is_voter = m
@@ -160,7 +330,12 @@ impl RaftPeer for PeerService {
             .membership()
             .voter_ids()
             .any(|v| v == self.id);
-        if !is_voter || m.current_leader != Some(req.leader_id) {
+        if !timeout_now_from_leader(&m, sender.member_id, &req) || !is_voter {
+            tracing::warn!(
+                sender = %format!("{:x}", sender.member_id),
+                term = req.term,
+                "ignored a leadership hand-over not sent by the current leader of the current term"
+            );
             return Ok(Response::new(TimeoutNowResponse { ok: false }));
         }
         let handover = Handover {
@@ -176,6 +351,7 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.admit(&request, PeerRpc::HashKv)?;
         let Some(state) = &self.state else {
             return Err(Status::unavailable("this member does not serve HashKv"));
         };
@@ -201,6 +377,16 @@ impl RaftPeer for PeerService {
         }
         Ok(Response::new(reply))
     }
+}
+
+/// Whether a `TimeoutNow` comes from the leader this member follows, in the current term,
+/// naming itself as that leader.
+fn timeout_now_from_leader(
+    m: &openraft::RaftMetrics<NodeId, MemberNode>,
+    sender: NodeId,
+    req: &TimeoutNowRequest,
+) -> bool {
+    req.leader_id == sender && m.current_leader == Some(sender) && req.term == m.current_term
 }
 
 /// How often a member asked to take over leadership re-triggers its campaign.
@@ -281,5 +467,119 @@ impl PeerListener {
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let router = self.listener.settings().server().add_service(svc);
         self.listener.serve(router, shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> LocalView {
+        LocalView {
+            cluster_id: 0xc1,
+            members: vec![
+                (1, vec!["http://a:2380".into()]),
+                (2, vec!["http://b:2380".into()]),
+            ],
+        }
+    }
+
+    fn from(member_id: NodeId, cluster_id: u64) -> Option<PeerIdentity> {
+        Some(PeerIdentity {
+            member_id,
+            cluster_id,
+            peer_urls: Vec::new(),
+        })
+    }
+
+    /// Bug guarded against: raft messages carried no cluster ID, so a member of another
+    /// cluster (e.g. a reused peer port) could append entries or win votes here.
+    #[test]
+    fn a_peer_of_another_cluster_is_refused_with_etcds_text() {
+        for rpc in [
+            PeerRpc::FromLeader { leader: Some(1) },
+            PeerRpc::Vote { candidate: Some(1) },
+            PeerRpc::ReadIndex,
+            PeerRpc::MemberInfo,
+            PeerRpc::Membership,
+            PeerRpc::TimeoutNow,
+        ] {
+            let err = admit(&view(), from(1, 0xc2), rpc).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{rpc:?}");
+            assert_eq!(err.message(), CLUSTER_ID_MISMATCH, "{rpc:?}");
+            let anonymous = admit(&view(), None, rpc).unwrap_err();
+            assert_eq!(anonymous.code(), tonic::Code::FailedPrecondition);
+            assert!(admit(&view(), from(1, 0xc1), rpc).is_ok(), "{rpc:?}");
+        }
+    }
+
+    #[test]
+    fn raft_messages_come_from_the_members_they_name() {
+        let v = view();
+        // A leader message whose sender is not the leader it names.
+        assert!(admit(&v, from(2, 0xc1), PeerRpc::FromLeader { leader: Some(1) }).is_err());
+        // A leader not (yet) in this member's membership is still heard: raft's own checks
+        // decide, and a lagging member must be able to learn about a new leader.
+        assert!(admit(&v, from(9, 0xc1), PeerRpc::FromLeader { leader: Some(9) }).is_ok());
+        // Votes only from members, except while this member knows no membership at all.
+        assert!(admit(&v, from(9, 0xc1), PeerRpc::Vote { candidate: Some(9) }).is_err());
+        assert!(admit(&v, from(2, 0xc1), PeerRpc::Vote { candidate: Some(1) }).is_err());
+        let empty = LocalView {
+            cluster_id: 0xc1,
+            members: Vec::new(),
+        };
+        assert!(admit(&empty, from(9, 0xc1), PeerRpc::Vote { candidate: Some(9) }).is_ok());
+        assert!(admit(&v, from(9, 0xc1), PeerRpc::ReadIndex).is_err());
+    }
+
+    #[test]
+    fn discovery_answers_only_listed_peer_urls_when_the_cluster_is_unknown() {
+        let joining = |urls: &[&str]| {
+            Some(PeerIdentity {
+                member_id: 0,
+                cluster_id: 0,
+                peer_urls: urls.iter().map(|u| u.to_string()).collect(),
+            })
+        };
+        assert!(admit(&view(), joining(&["http://b:2380"]), PeerRpc::Membership).is_ok());
+        let err = admit(&view(), joining(&["http://x:2380"]), PeerRpc::Membership).unwrap_err();
+        assert!(err.message().contains(NOT_A_MEMBER), "{}", err.message());
+        assert!(admit(&view(), joining(&[]), PeerRpc::Membership).is_err());
+        // Cluster 0 opens nothing but discovery.
+        assert!(admit(&view(), joining(&["http://b:2380"]), PeerRpc::ReadIndex).is_err());
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_before_decoding() {
+        let big = vec![0u8; VOTE_BYTES_MAX + 1];
+        let err = parse::<VoteRequest<NodeId>>(&big, VOTE_BYTES_MAX).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        // A length prefix claiming more than the message holds is an error, not an allocation.
+        let lying = u64::MAX.to_le_bytes();
+        assert!(decode::<Vec<u8>>(&lying).is_err());
+    }
+
+    /// Bug guarded against: any member could claim to be the leader and make this member
+    /// campaign (unseating the real leader).
+    #[test]
+    fn timeout_now_only_from_the_current_leader_of_the_current_term() {
+        let mut m = openraft::RaftMetrics::<NodeId, MemberNode>::new_initial(3);
+        m.current_leader = Some(1);
+        m.current_term = 5;
+        let req = |leader_id, term| TimeoutNowRequest {
+            leader_id,
+            term,
+            last_log_index: 0,
+        };
+        assert!(timeout_now_from_leader(&m, 1, &req(1, 5)));
+        assert!(
+            !timeout_now_from_leader(&m, 2, &req(1, 5)),
+            "sender is not the leader"
+        );
+        assert!(
+            !timeout_now_from_leader(&m, 2, &req(2, 5)),
+            "claims to lead, does not"
+        );
+        assert!(!timeout_now_from_leader(&m, 1, &req(1, 4)), "an older term");
     }
 }

@@ -193,6 +193,8 @@ pub struct StateMachineStore {
     /// The meta of the snapshot loaded at startup, for openraft's first `get_current_snapshot`
     /// (see there); taken by that call, dropped when a newer snapshot is built or installed.
     startup_meta: Arc<Mutex<Option<SnapshotMeta<NodeId, MemberNode>>>>,
+    /// When set, entries are applied only once the committed marker covering them is durable.
+    durable_commit: Option<super::log_store::DurableCommit>,
 }
 
 /// The builder handed to openraft: a frozen copy of the state at one applied index.
@@ -309,7 +311,14 @@ impl StateMachineStore {
             snaps: Arc::new(snaps),
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             startup_meta: Arc::new(Mutex::new(startup_meta)),
+            durable_commit: None,
         })
+    }
+
+    /// Applies nothing past the durable committed marker (see `log_store::DurableCommit`).
+    pub fn with_durable_commit(mut self, gate: super::log_store::DurableCommit) -> Self {
+        self.durable_commit = Some(gate);
+        self
     }
 
     fn take_startup_meta(&self) -> Option<SnapshotMeta<NodeId, MemberNode>> {
@@ -377,6 +386,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     {
         if let Some(defect) = self.shared.image_defect.get() {
             return Err(StorageIOError::read_state_machine(&ImageDefect(defect.clone())).into());
+        }
+        let entries: Vec<openraft::Entry<TypeConfig>> = entries.into_iter().collect();
+        if let (Some(gate), Some(last)) = (&self.durable_commit, entries.last()) {
+            gate.covers(last.log_id.index)
+                .await
+                .map_err(|e| StorageIOError::write_logs(&e))?;
         }
         let mut replies = Vec::new();
         let mut commands = 0u64;

@@ -171,7 +171,9 @@ fn router(
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             ctx.clone(),
         )))
-        .add_service(HealthServer::new(health::HealthService))
+        .add_service(HealthServer::new(health::HealthService::new(
+            ctx.node.clone(),
+        )))
 }
 
 /// A bound client listener, ready to serve.
