@@ -54,6 +54,14 @@ pub struct SmInner {
     pub membership: StoredMembership,
 }
 
+/// What a reader gets from [`SmShared::view`]: the applied state as of `last_applied`, its own
+/// to keep (membership, which readers of the key space do not need, is left out).
+#[derive(Clone)]
+pub struct SmView {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+}
+
 /// State machine data shared between the raft task (writer) and the read path.
 pub struct SmShared {
     inner: RwLock<SmInner>,
@@ -116,8 +124,12 @@ impl SmShared {
     /// it; it stays consistent (one applied index) for as long as it is held. Memory: a view
     /// keeps alive the nodes that later writes and compactions replace, so hold it for one
     /// request, not longer.
-    pub fn view(&self) -> SmInner {
-        self.read().clone()
+    pub fn view(&self) -> SmView {
+        let inner = self.read();
+        SmView {
+            state: inner.state.clone(),
+            last_applied: inner.last_applied,
+        }
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, SmInner> {
@@ -476,7 +488,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .commands_since_snapshot
             .store(0, Ordering::Relaxed);
         SnapshotBuilder {
-            frozen: self.shared.view(),
+            frozen: self.shared.read().clone(),
             snaps: self.snaps.clone(),
             seq,
         }

@@ -24,7 +24,7 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
-use crate::raft::state_machine::SmInner;
+use crate::raft::state_machine::SmView;
 
 /// The KV service.
 pub struct KvService {
@@ -170,7 +170,7 @@ pub(crate) enum ReadCost {
 pub(crate) async fn on_view<T, F>(ctx: &Ctx, cost: ReadCost, read: F) -> Result<T, Status>
 where
     T: Send + 'static,
-    F: FnOnce(&SmInner) -> T + Send + 'static,
+    F: FnOnce(&SmView) -> T + Send + 'static,
 {
     let view = ctx.node.state().view();
     match cost {
