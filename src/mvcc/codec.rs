@@ -260,8 +260,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
             previous = Some(rev);
             let restored = restore_record(self.histories, rev, record);
             self.store
-                .records
-                .insert(rev, Arc::new(restored.map_err(A::Error::custom)?));
+                .insert_record(rev, restored.map_err(A::Error::custom)?);
         }
         Ok(())
     }

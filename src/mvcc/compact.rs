@@ -38,7 +38,7 @@ impl Store {
             .collect();
         for (key, done) in changed {
             for rev in &done.removed {
-                let removed = self.records.remove(rev);
+                let removed = self.remove_record(rev);
                 debug_assert!(
                     removed.is_some(),
                     "compaction dropped a revision {rev} without record"

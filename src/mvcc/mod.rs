@@ -60,6 +60,9 @@
 //! Invariant: every revision named by a key history has a record for that key and vice versa;
 //!            a record's kind (put or tombstone) matches its place in the history.
 //! Invariant: no record has a main revision above `current_revision`.
+//! Invariant: `logical_bytes` equals the sum of [`Record::logical_bytes`] over `records` plus
+//!            [`COUNTERS_BYTES`]: kept up to date by every insert and removal of a record (writes,
+//!            compaction, decode), so `Status` reads it in O(1); `check` recounts it.
 //! Invariant: a `Writer` with changes is finished before the store is read by anyone else.
 
 mod codec;
@@ -124,7 +127,21 @@ pub(crate) enum Record {
     },
 }
 
+/// Bytes counted per record on top of its key and value, for its revisions and metadata.
+pub(crate) const RECORD_OVERHEAD_BYTES: u64 = 48;
+/// Bytes counted once per store, for the current and compacted revisions.
+pub(crate) const COUNTERS_BYTES: u64 = 16;
+
 impl Record {
+    /// What this record adds to [`Store::logical_bytes`]: key + value + a fixed overhead.
+    pub fn logical_bytes(&self) -> u64 {
+        let value_bytes = match self {
+            Record::Put { value, .. } => value.len() as u64,
+            Record::Tombstone { .. } => 0,
+        };
+        self.key().len() as u64 + value_bytes + RECORD_OVERHEAD_BYTES
+    }
+
     pub fn key(&self) -> &Arc<[u8]> {
         match self {
             Record::Put { key, .. } | Record::Tombstone { key } => key,
@@ -216,6 +233,8 @@ pub struct Store {
     records: OrdMap<Revision, Arc<Record>>,
     current_revision: i64,
     compact_revision: i64,
+    /// [`Store::logical_bytes`], maintained as records come and go (see the module header).
+    logical_bytes: u64,
 }
 
 impl Default for Store {
@@ -228,6 +247,7 @@ impl PartialEq for Store {
     fn eq(&self, other: &Self) -> bool {
         self.current_revision == other.current_revision
             && self.compact_revision == other.compact_revision
+            && self.logical_bytes == other.logical_bytes
             && self.records == other.records
             && self.index == other.index
     }
@@ -241,6 +261,7 @@ impl Store {
             records: OrdMap::new(),
             current_revision: FIRST_REVISION,
             compact_revision: NEVER_COMPACTED,
+            logical_bytes: COUNTERS_BYTES,
         }
     }
 
@@ -262,22 +283,34 @@ impl Store {
     /// Bytes the retained history takes, counted as keys + values + a fixed per-record
     /// overhead for revision and metadata. This is what `Status.dbSize` reports: oxetcd has no
     /// backend file, so the logical size is the honest equivalent: the two revision counters
-    /// plus every record. O(records).
+    /// plus every record. O(1): kept up to date as records are inserted and removed.
     pub fn logical_bytes(&self) -> u64 {
-        const RECORD_OVERHEAD_BYTES: u64 = 48;
-        const COUNTERS_BYTES: u64 = 16;
+        self.logical_bytes
+    }
+
+    /// [`Store::logical_bytes`] recounted from every record; O(records). For `check` and tests.
+    pub fn recount_logical_bytes(&self) -> u64 {
         COUNTERS_BYTES
             + self
                 .records
                 .values()
-                .map(|r| {
-                    let value_bytes = match r.as_ref() {
-                        Record::Put { value, .. } => value.len() as u64,
-                        Record::Tombstone { .. } => 0,
-                    };
-                    r.key().len() as u64 + value_bytes + RECORD_OVERHEAD_BYTES
-                })
+                .map(|record| record.logical_bytes())
                 .sum::<u64>()
+    }
+
+    /// Inserts the record of a new revision and counts its bytes.
+    pub(crate) fn insert_record(&mut self, rev: Revision, record: Record) {
+        self.logical_bytes += record.logical_bytes();
+        let replaced = self.records.insert(rev, Arc::new(record));
+        debug_assert!(replaced.is_none(), "revision {rev} written twice");
+    }
+
+    /// Removes the record at `rev` (compaction) and uncounts its bytes.
+    pub(crate) fn remove_record(&mut self, rev: &Revision) -> Option<Arc<Record>> {
+        let removed = self.records.remove(rev)?;
+        debug_assert!(self.logical_bytes >= removed.logical_bytes() + COUNTERS_BYTES);
+        self.logical_bytes -= removed.logical_bytes();
+        Some(removed)
     }
 
     /// The live pair for `key`, if the key exists now.
@@ -384,6 +417,13 @@ impl Store {
             return Err(format!(
                 "{} records but the index names {named}",
                 self.records.len()
+            ));
+        }
+        let recounted = self.recount_logical_bytes();
+        if recounted != self.logical_bytes {
+            return Err(format!(
+                "logical size counted as {} but the records add up to {recounted}",
+                self.logical_bytes
             ));
         }
         match self.records.get_max() {

@@ -78,7 +78,7 @@ impl<'s> Writer<'s> {
             lease,
         };
         let kv = record.key_value(rev);
-        self.store.records.insert(rev, Arc::new(record));
+        self.store.insert_record(rev, record);
         Arc::make_mut(self.store.index.entry(key).or_default()).record_put(rev);
         self.events.push(Event {
             r#type: EventType::Put as i32,
@@ -103,11 +103,11 @@ impl<'s> Writer<'s> {
 
     fn delete_live(&mut self, key: &Arc<[u8]>) {
         let rev = self.next_revision();
-        self.store.records.insert(
+        self.store.insert_record(
             rev,
-            Arc::new(Record::Tombstone {
+            Record::Tombstone {
                 key: Arc::clone(key),
-            }),
+            },
         );
         let history = self.store.index.get_mut(key.as_ref());
         debug_assert!(history.is_some(), "deleting a key without history");

@@ -2,10 +2,14 @@
 //! plus the raft log.
 //!
 //! Applying takes the write lock on [`SmShared`] once per call from openraft (a run of entries;
-//! a batched entry applies each of its commands in order, each with its own result); readers take the
-//! read lock for the duration of one range. A snapshot is built from a clone of the state (a
-//! persistent map, so the clone is O(1)) in openraft's spawned builder task, so writes never stall
-//! behind serialization or disk I/O of a snapshot.
+//! a batched entry applies each of its commands in order, each with its own result). Readers
+//! never hold the lock while they work: [`SmShared::view`] clones the state under the read lock
+//! (persistent maps, so the clone is O(1)) and releases it at once; ranges, counts, `Hash` and
+//! `HashKV` then run on that immutable view while apply goes on. A snapshot is built from such a
+//! view too, and its encoding and file write run on a blocking thread
+//! (`tokio::task::spawn_blocking`), as do the decode and save of a snapshot received from the
+//! leader and the read of a snapshot file for a follower: no async worker (which openraft's
+//! heartbeats share) waits on serialization or disk I/O of a snapshot.
 //!
 //! Snapshot image (the payload of a `snap/` file): a version tag, then openraft's
 //! `SnapshotMeta`, then the state (`image.rs`), so the meta can be read without decoding the
@@ -18,6 +22,8 @@
 //!   (`load.rs`), and a failure there stops `apply`.
 //! Invariant: every applied entry is reported to the [`ApplyObserver`] in log order, under the
 //!   same write lock that applied it, so observers see revisions in order without gaps.
+//! Invariant: no O(keys) or O(history) work runs under the lock, except apply itself (and the
+//!   watch hub's catch-up, which owns its own lock discipline).
 
 use std::collections::VecDeque;
 use std::io::Cursor;
@@ -48,6 +54,14 @@ pub struct SmInner {
     pub state: State,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+}
+
+/// What a reader gets from [`SmShared::view`]: the applied state as of `last_applied`, its own
+/// to keep (membership, which readers of the key space do not need, is left out).
+#[derive(Clone)]
+pub struct SmView {
+    pub state: State,
+    pub last_applied: Option<LogId>,
 }
 
 /// State machine data shared between the raft task (writer) and the read path.
@@ -99,9 +113,25 @@ impl CommandMarks {
 }
 
 impl SmShared {
-    /// A read lock on the state (never hold it across an `.await`).
+    /// A read lock on the state (never hold it across an `.await`). Apply waits for it, so hold
+    /// it only for O(1) work (a revision, a lookup); anything that walks keys or history takes a
+    /// [`SmShared::view`] instead.
     pub fn read(&self) -> RwLockReadGuard<'_, SmInner> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An immutable copy of the whole state at the last applied entry: taken under the read
+    /// lock in O(1) (the maps are persistent) and released before returning, so a reader can
+    /// spend as long as it likes on it while apply goes on. Writes after the view are not in
+    /// it; it stays consistent (one applied index) for as long as it is held. Memory: a view
+    /// keeps alive the nodes that later writes and compactions replace, so hold it for one
+    /// request, not longer.
+    pub fn view(&self) -> SmView {
+        let inner = self.read();
+        SmView {
+            state: inner.state.clone(),
+            last_applied: inner.last_applied,
+        }
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, SmInner> {
@@ -350,23 +380,43 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             state: self.frozen.state.clone(),
         };
-        let bytes = bincode::serialize(&image)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
-        self.snaps
-            .save(term, index, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        tracing::info!(
-            snapshot_index = index,
-            snapshot_term = term,
-            snapshot_bytes = bytes.len(),
-            "saved snapshot"
-        );
+        let snaps = self.snaps.clone();
+        let signature = meta.signature();
+        // Encoding is O(state) and the save ends in fsyncs: both off the async workers.
+        let bytes = off_worker(move || {
+            let bytes = bincode::serialize(&image)
+                .map_err(|e| StorageIOError::write_snapshot(Some(signature.clone()), &e))?;
+            let (term, index) = last.map_or((0, 0), |l| (l.leader_id.term, l.index));
+            snaps
+                .save(term, index, &bytes)
+                .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+            tracing::info!(
+                snapshot_index = index,
+                snapshot_term = term,
+                snapshot_bytes = bytes.len(),
+                "saved snapshot"
+            );
+            Ok(bytes)
+        })
+        .await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(bytes)),
         })
     }
+}
+
+/// Runs blocking work (encoding, decoding, file I/O) on the blocking pool, so the async workers
+/// keep serving raft and clients meanwhile. Under madsim the closure runs as a simulated task.
+async fn off_worker<T, F>(work: F) -> Result<T, StorageError<NodeId>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError<NodeId>> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageIOError::write_state_machine(&e).into())
+        .and_then(|done| done)
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
@@ -487,19 +537,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             "applying snapshot"
         );
         let bytes = snapshot.into_inner();
-        let image: SnapshotImage<State> = crate::apply::decode_bounded(&bytes)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let snaps = self.snaps.clone();
+        let signature = meta.signature();
         let (term, index) = meta
             .last_log_id
             .map_or((0, 0), |l| (l.leader_id.term, l.index));
-        self.snaps
-            .save(term, index, &bytes)
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let mut inner = self.shared.write();
-        inner.state = image.state;
-        inner.last_applied = meta.last_log_id;
-        inner.membership = meta.last_membership.clone();
-        drop(inner);
+        // Decoding (with its full structural check) and the save are O(image): off the workers.
+        let image = off_worker(move || {
+            let image: SnapshotImage<State> = crate::apply::decode_bounded(&bytes)
+                .map_err(|e| StorageIOError::read_snapshot(Some(signature.clone()), &e))?;
+            snaps
+                .save(term, index, &bytes)
+                .map_err(|e| StorageIOError::write_snapshot(Some(signature), &e))?;
+            Ok(image)
+        })
+        .await?;
+        let replaced = {
+            let mut inner = self.shared.write();
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership.clone();
+            std::mem::replace(&mut inner.state, image.state)
+        };
+        // Freeing the replaced state is O(state): neither under the lock nor on a worker.
+        off_worker(move || {
+            drop(replaced);
+            Ok(())
+        })
+        .await?;
         tracing::info!(
             incoming_leader_snapshot_index = incoming_index,
             incoming_leader_snapshot_term = incoming_term,
@@ -526,15 +590,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Damaged snapshots are skipped: the running state never needs them (recovery already
         // decided whether the log covers a damaged one), and what is sent to a lagging
         // follower must be a valid image. A newer one is built at the next trigger.
-        let Some(snap) = self.snaps.load_newest(|_| true).map_err(read_err)? else {
-            return Ok(None);
-        };
-        let meta =
-            image::decode_meta(snap.data()).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(snap.data().to_vec())),
-        }))
+        let snaps = self.snaps.clone();
+        off_worker(move || {
+            let Some(snap) = snaps.load_newest(|_| true).map_err(read_err)? else {
+                return Ok(None);
+            };
+            let meta = image::decode_meta(snap.data())
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(snap.data().to_vec())),
+            }))
+        })
+        .await
     }
 }
 
@@ -636,6 +704,53 @@ mod tests {
             );
             assert_eq!(shared.read().last_applied.map(|l| l.index), Some(3));
         });
+    }
+
+    /// Bug guarded against: ranges, `Status`, `Hash` and `HashKV` ran under the state machine's
+    /// read lock, so apply (which needs the write lock) waited for the longest read, and every
+    /// write stalled behind a large range. A reader now walks a view while apply goes on; the
+    /// view keeps seeing the state it was taken at.
+    #[test]
+    fn a_write_applies_while_a_reader_is_in_the_middle_of_a_range() {
+        use crate::mvcc::KeySpan;
+        use crate::proto::etcdserverpb::RangeRequest;
+
+        let disk: Arc<dyn crate::io::Disk> = Arc::new(SimDisk::new(25));
+        let mut sm = StateMachineStore::recover(snap_store(&disk), None, Arc::new(Quiet)).unwrap();
+        let keys: Vec<Command> = (0..1000).map(|i| put(&format!("k{i:04}"))).collect();
+        block_on(sm.apply([entry(1, batch(keys))])).unwrap();
+        let shared = sm.shared();
+
+        // The reader stops half way through its walk of the key space.
+        let view = shared.view();
+        let mut walk = view.state.kv.keys_in(KeySpan::From(b""));
+        let walked = walk.by_ref().take(500).count();
+        assert_eq!(walked, 500);
+
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            let applied = block_on(sm.apply([entry(2, put("new"))]));
+            let _ = done_tx.send(applied.map(|replies| replies.len()));
+        });
+        let applied = done_rx.recv_timeout(Duration::from_secs(20));
+        assert!(
+            matches!(applied, Ok(Ok(1))),
+            "the write did not apply while a range was in progress: {applied:?}"
+        );
+        assert_eq!(shared.read().last_applied.map(|l| l.index), Some(2));
+        assert!(shared.read().state.kv.get(b"new").is_some());
+
+        // The reader finishes on the state it started from.
+        assert_eq!(walk.count(), 500, "the view does not see the later write");
+        let everything = RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        };
+        let seen = view.state.kv.range(&everything).unwrap();
+        assert_eq!(seen.count, 1000);
+        assert_eq!(seen.header.map(|h| h.revision), Some(1001));
+        writer.join().unwrap();
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -2,10 +2,13 @@
 //!
 //! Writes are validated here (size limits, etcd's pre-proposal checks), proposed through raft
 //! and answered from the applied result. Linearizable ranges pass the read-index barrier first;
-//! serializable ranges read the local applied state directly.
+//! serializable ranges read the local applied state directly. Either way the range runs on a
+//! view of the state ([`on_view`]), never under the state machine's lock.
 //!
 //! Invariant: no write is answered before raft applied it; a failed proposal that may have been
 //! applied (timeout) is never reported as "not applied".
+//! Invariant: a read holds the state machine lock only to take its O(1) view; work that grows
+//! with the key space runs on a blocking thread, off the async workers raft shares.
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use crate::proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
+use crate::raft::state_machine::SmView;
 
 /// The KV service.
 pub struct KvService {
@@ -79,10 +83,15 @@ impl Kv for KvService {
                     .map_err(|e| propose_status(&e))?;
             }
         }
-        let mut resp = {
-            let sm = self.ctx.node.state().read();
-            sm.state.kv.range(&req).map_err(|e| kv_status(&e))?
+        // One key is a lookup; a span counts every key in it, however small the limit.
+        let cost = if req.range_end.is_empty() {
+            ReadCost::Lookup
+        } else {
+            ReadCost::Scan
         };
+        let mut resp = on_view(&self.ctx, cost, move |sm| sm.state.kv.range(&req))
+            .await?
+            .map_err(|e| kv_status(&e))?;
         resp.header = Some(self.ctx.header(&resp.header));
         Ok(Response::new(resp))
     }
@@ -142,6 +151,33 @@ impl Kv for KvService {
             }
             _ => Err(unexpected("compact")),
         }
+    }
+}
+
+/// How much work a read does on its view, which decides where it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadCost {
+    /// O(log keys) or less: runs on the calling worker (a thread hand-off would cost more).
+    Lookup,
+    /// Grows with the key space or history (a span, a count, a hash): runs on a blocking thread.
+    Scan,
+}
+
+/// Runs `read` on a view of the applied state (see `SmShared::view`): the state machine lock is
+/// held only while the O(1) view is taken, so apply never waits for a read. A [`ReadCost::Scan`]
+/// runs under `spawn_blocking` so the async workers (and raft's heartbeats on them) stay free;
+/// the view is dropped there too, with whatever nodes only it still held.
+pub(crate) async fn on_view<T, F>(ctx: &Ctx, cost: ReadCost, read: F) -> Result<T, Status>
+where
+    T: Send + 'static,
+    F: FnOnce(&SmView) -> T + Send + 'static,
+{
+    let view = ctx.node.state().view();
+    match cost {
+        ReadCost::Lookup => Ok(read(&view)),
+        ReadCost::Scan => tokio::task::spawn_blocking(move || read(&view))
+            .await
+            .map_err(|e| Status::internal(format!("etcdserver: read failed: {e}"))),
     }
 }
 

@@ -186,7 +186,8 @@ impl Lease for LeaseService {
             .map_err(|e| propose_status(&e))?;
         let header = Some(self.current_header());
         let (granted, keys) = {
-            let sm = self.ctx.node.state().read();
+            // A view: listing a lease's keys must not hold up apply.
+            let sm = self.ctx.node.state().view();
             (
                 sm.state.leases.granted_ttl(req.id),
                 sm.state.leases.keys(req.id),
@@ -231,7 +232,8 @@ impl Lease for LeaseService {
             .map_err(|e| propose_status(&e))?;
         let header = Some(self.current_header());
         let mut leases: Vec<LeaseStatus> = {
-            let sm = self.ctx.node.state().read();
+            // A view: listing every lease must not hold up apply.
+            let sm = self.ctx.node.state().view();
             sm.state
                 .leases
                 .leases()
@@ -249,7 +251,7 @@ fn promote_if_new_term(ctx: &Ctx, lessor: &Lessor) {
     if lessor.promoted_for(term) {
         return;
     }
-    let leases: Vec<(i64, i64)> = ctx.node.state().read().state.leases.leases().collect();
+    let leases: Vec<(i64, i64)> = ctx.node.state().view().state.leases.leases().collect();
     lessor.promote(leases.into_iter(), tokio::time::Instant::now());
     lessor.mark_promoted(term);
 }

@@ -1,5 +1,8 @@
 //! `etcdserverpb.Maintenance`: Status, HashKV, Hash and Alarm for a member.
 //!
+//! `Hash` and `HashKV` walk the whole history, so they run on a view of the state off the async
+//! workers; `Status` reads only O(1) figures (mvcc keeps the size as a counter).
+//!
 //! Methods that belong to later work (Snapshot streaming, MoveLeader, Downgrade, Defragment)
 //! answer `Unimplemented` rather than pretending to succeed.
 
@@ -8,6 +11,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::error::kv_status;
+use super::kv::{on_view, ReadCost};
 use super::Ctx;
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
@@ -59,6 +63,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let m = self.ctx.node.metrics();
         let committed = self.ctx.node.committed_index().await;
+        // Both O(1) (the size is a counter mvcc keeps), so the read lock is held only briefly.
         let (revision, db_size) = {
             let sm = self.ctx.node.state().read();
             (
@@ -95,12 +100,12 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         super::cluster::refuse_learner(&self.ctx)?;
-        let (hash, revision) = {
-            let sm = self.ctx.node.state().read();
+        let (hash, revision) = on_view(&self.ctx, ReadCost::Scan, |sm| {
             let rev = sm.state.kv.current_revision();
-            let (h, _) = sm.state.kv.hash_kv(0).map_err(|e| kv_status(&e))?;
-            (h, rev)
-        };
+            sm.state.kv.hash_kv(0).map(|(h, _)| (h, rev))
+        })
+        .await?
+        .map_err(|e| kv_status(&e))?;
         let mut header = self.ctx.header(&None);
         header.revision = revision;
         Ok(Response::new(HashResponse {
@@ -114,24 +119,16 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         super::cluster::refuse_learner(&self.ctx)?;
-        let req = request.into_inner();
-        let (hash, compact_revision, revision) = {
-            let sm = self.ctx.node.state().read();
+        let requested = request.into_inner().revision;
+        let (hash, compact_revision, revision) = on_view(&self.ctx, ReadCost::Scan, move |sm| {
             let rev = sm.state.kv.current_revision();
-            let (h, c) = sm
-                .state
-                .kv
-                .hash_kv(req.revision)
-                .map_err(|e| kv_status(&e))?;
-            (h, c, rev)
-        };
+            sm.state.kv.hash_kv(requested).map(|(h, c)| (h, c, rev))
+        })
+        .await?
+        .map_err(|e| kv_status(&e))?;
         let mut header = self.ctx.header(&None);
         header.revision = revision;
-        let hash_revision = if req.revision == 0 {
-            revision
-        } else {
-            req.revision
-        };
+        let hash_revision = if requested == 0 { revision } else { requested };
         Ok(Response::new(HashKvResponse {
             header: Some(header),
             hash,

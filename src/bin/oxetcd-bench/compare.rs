@@ -1,6 +1,9 @@
 //! `compare`: runs one workload against real etcd and oxetcd, started here as single members
 //! (or `--members N` clusters, every endpoint given to the load) on free loopback ports with identical flags and fresh data dirs, alternating servers run by run
-//! (etcd, oxetcd, etcd, oxetcd, ...) so that machine noise hits both alike.
+//! (etcd, oxetcd, etcd, oxetcd, ...) so that machine noise hits both alike. With
+//! `--background-readers` each round runs every server without, then with the readers, and
+//! reports how much they raised each server's latency. Every run checks `Status` before and
+//! after for a leader change.
 //!
 //! Invariant: both servers listen on 127.0.0.1 only, and both processes are killed and their
 //! data dirs removed when the comparison ends, also on error (`ServerProc`'s Drop).
@@ -12,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use oxetcd::proto::etcdserverpb::kv_client::KvClient;
-use oxetcd::proto::etcdserverpb::RangeRequest;
+use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd::proto::etcdserverpb::{RangeRequest, StatusRequest};
 
 use crate::args::Opts;
 use crate::error::BenchError;
@@ -93,8 +97,14 @@ impl Deployment {
     }
 }
 
-/// Starts `members` members of `binary` as one cluster and waits until each serves reads.
-async fn start(label: &str, binary: &Path, members: usize) -> Result<Deployment, BenchError> {
+/// Starts `members` members of `binary` as one cluster (pinned to `cpu` if given) and waits
+/// until each serves reads.
+async fn start(
+    label: &str,
+    binary: &Path,
+    members: usize,
+    cpu: Option<usize>,
+) -> Result<Deployment, BenchError> {
     let mut urls = Vec::with_capacity(members);
     for _ in 0..members {
         let (client_port, peer_port) = (free_port()?, free_port()?);
@@ -125,6 +135,7 @@ async fn start(label: &str, binary: &Path, members: usize) -> Result<Deployment,
             client_port: *client_port,
             peer_url: peer_url.clone(),
             initial_cluster: initial_cluster.clone(),
+            cpu,
         };
         procs.push(spawn_member(&member_label, binary, &args)?);
     }
@@ -142,6 +153,8 @@ struct MemberArgs {
     client_port: u16,
     peer_url: String,
     initial_cluster: String,
+    /// Pin the process to this CPU (through `taskset`, which execs the server: same pid).
+    cpu: Option<usize>,
 }
 
 fn spawn_member(label: &str, binary: &Path, m: &MemberArgs) -> Result<ServerProc, BenchError> {
@@ -153,7 +166,15 @@ fn spawn_member(label: &str, binary: &Path, m: &MemberArgs) -> Result<ServerProc
     let log_err = log.try_clone().map_err(io)?;
     let client_port = m.client_port;
     let client_url = format!("http://127.0.0.1:{client_port}");
-    let child = Command::new(binary)
+    let mut command = match m.cpu {
+        Some(cpu) => {
+            let mut taskset = Command::new("taskset");
+            taskset.arg("-c").arg(cpu.to_string()).arg(binary);
+            taskset
+        }
+        None => Command::new(binary),
+    };
+    let child = command
         .args(server_args(
             &m.name,
             &root.join("data"),
@@ -302,8 +323,8 @@ pub async fn run(opts: &Opts) -> Result<(), BenchError> {
     println!("etcd:   {} ({})", etcd_bin.display(), version_of(&etcd_bin));
     println!("oxetcd: {}", ox_bin.display());
     let servers = [
-        start("etcd", &etcd_bin, opts.members).await?,
-        start("oxetcd", &ox_bin, opts.members).await?,
+        start("etcd", &etcd_bin, opts.members, opts.server_cpu).await?,
+        start("oxetcd", &ox_bin, opts.members, opts.server_cpu).await?,
     ];
     // On SIGINT/SIGTERM return normally, so that the servers are killed and their dirs removed.
     tokio::select! {
@@ -326,35 +347,92 @@ async fn interrupted() {
     }
 }
 
+/// The runs of each server in a round: the workload alone and, with `--background-readers`,
+/// the same workload again with the readers ranging the whole key space meanwhile.
+fn variants(opts: &Opts) -> Vec<Opts> {
+    if opts.background_readers == 0 {
+        return vec![opts.clone()];
+    }
+    let alone = Opts {
+        background_readers: 0,
+        ..opts.clone()
+    };
+    vec![alone, opts.clone()]
+}
+
+/// The leader and raft term a member reports (`Maintenance.Status`), to spot leader changes.
+async fn leader_and_term(endpoint: &str) -> Option<(u64, u64)> {
+    let mut client = MaintenanceClient::connect(format!("http://{endpoint}"))
+        .await
+        .ok()?;
+    let status = client.status(StatusRequest {}).await.ok()?.into_inner();
+    Some((status.leader, status.raft_term))
+}
+
 async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError> {
-    let mut results: [Vec<Summary>; 2] = [Vec::new(), Vec::new()];
-    for round in 1..=opts.rounds {
-        for (i, server) in servers.iter().enumerate() {
-            tokio::time::sleep(SETTLE_BETWEEN_RUNS).await;
-            let cpu_before = server.cpu_seconds();
-            let summary = load::run(opts, &server.endpoints()).await?;
-            let cpu_s = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
-            println!(
-                "{} round {round} {} {}:",
-                opts.workload.name(),
-                server.label,
-                server.endpoints().join(",")
-            );
-            print!("{}", summary.render(crate::unit(opts)));
-            if let Some(cpu) = cpu_s {
-                let per_op_ms = 1000.0 * cpu / summary.ok.max(1) as f64;
-                let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
-                println!(
-                    "  server CPU {cpu:.3} s: {per_op_ms:.3} ms per op, {busy:.0}% of one core"
-                );
-            }
-            if let Some(csv) = &opts.csv {
-                append_csv(csv, &label(opts, &server.label, round, cpu_s), &summary)?;
-            }
-            results[i].push(summary);
+    let variants = variants(opts);
+    if opts.background_readers > 0 {
+        // Both variants run on the full key space, so the readers are the only difference.
+        for server in servers {
+            let channels = load::connect(&server.endpoints(), 1).await?;
+            crate::readers::fill_key_space(opts, &channels[0]).await?;
         }
     }
-    print_ratios(opts, &results);
+    let mut results: Vec<[Vec<Summary>; 2]> = variants.iter().map(|_| Default::default()).collect();
+    let mut leader_changes = [0u32; 2];
+    for round in 1..=opts.rounds {
+        for (v, variant) in variants.iter().enumerate() {
+            for (i, server) in servers.iter().enumerate() {
+                tokio::time::sleep(SETTLE_BETWEEN_RUNS).await;
+                let first = server.endpoints()[0].clone();
+                let leader_before = leader_and_term(&first).await;
+                let cpu_before = server.cpu_seconds();
+                let (summary, readers) = load::run(variant, &server.endpoints()).await?;
+                let cpu_s = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
+                let leader_after = leader_and_term(&first).await;
+                println!(
+                    "{} round {round} {} {}:",
+                    crate::workload_label(variant),
+                    server.label,
+                    server.endpoints().join(",")
+                );
+                print!("{}", summary.render(crate::unit(opts)));
+                if let Some(readers) = readers {
+                    println!("{}", readers.render());
+                }
+                if let Some(cpu) = cpu_s {
+                    let per_op_ms = 1000.0 * cpu / summary.ok.max(1) as f64;
+                    let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
+                    println!(
+                        "  server CPU {cpu:.3} s: {per_op_ms:.3} ms per op, {busy:.0}% of one core"
+                    );
+                }
+                match (leader_before, leader_after) {
+                    (Some(before), Some(after)) if before == after => {
+                        println!("  leader {:x} term {}: no leader change", after.0, after.1)
+                    }
+                    (before, after) => {
+                        leader_changes[i] += 1;
+                        println!("  LEADER CHANGE: (leader, term) {before:x?} -> {after:x?}");
+                    }
+                }
+                if let Some(csv) = &opts.csv {
+                    append_csv(csv, &label(variant, &server.label, round, cpu_s), &summary)?;
+                }
+                results[v][i].push(summary);
+            }
+        }
+    }
+    for (variant, results) in variants.iter().zip(&results) {
+        print_ratios(variant, results);
+    }
+    if results.len() == 2 {
+        print_reader_effect(&results);
+    }
+    println!(
+        "runs with a leader change: etcd {}, oxetcd {}",
+        leader_changes[0], leader_changes[1]
+    );
     for server in servers {
         let rss: Vec<String> = server
             .members
@@ -393,6 +471,33 @@ fn label(opts: &Opts, server: &str, round: u32, server_cpu_s: Option<f64>) -> Ru
         key_size: opts.key_size,
         val_size: opts.val_size,
         server_cpu_s,
+    }
+}
+
+/// How much the background readers raised each server's put latency (median over rounds of
+/// the run with readers / median of the run without).
+fn print_reader_effect(results: &[[Vec<Summary>; 2]]) {
+    let med =
+        |v: usize, i: usize, f: fn(&Summary) -> f64| median(results[v][i].iter().map(f).collect());
+    let raise = |i: usize, f: fn(&Summary) -> f64| {
+        let alone = med(0, i, f);
+        if alone > 0.0 {
+            med(1, i, f) / alone
+        } else {
+            f64::NAN
+        }
+    };
+    println!("raised by the background readers (with / without, medians):");
+    for (name, f) in [
+        ("p50", (|s: &Summary| s.p50_ms) as fn(&Summary) -> f64),
+        ("p99", |s: &Summary| s.p99_ms),
+        ("throughput", |s: &Summary| s.per_second),
+    ] {
+        println!(
+            "  {name:10}  etcd x{:.2}  oxetcd x{:.2}",
+            raise(0, f),
+            raise(1, f)
+        );
     }
 }
 
@@ -461,9 +566,15 @@ mod tests {
         std::fs::write(dir.path().join("f"), vec![1u8; 64 * 1024]).unwrap();
         assert!(disk_usage_bytes(dir.path()) >= 64 * 1024);
         assert!(peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < Duration::from_millis(30) {
-            std::hint::black_box(0u64);
+        // CPU time moves in clock ticks, and on a busy machine a short spin may not get one:
+        // spin until it shows, with a generous deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !cpu_seconds(std::process::id()).is_some_and(|s| s > 0.0)
+            && std::time::Instant::now() < deadline
+        {
+            for i in 0..100_000u64 {
+                std::hint::black_box(i);
+            }
         }
         assert!(cpu_seconds(std::process::id()).is_some_and(|s| s > 0.0));
     }

@@ -26,6 +26,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::args::{Opts, Workload};
 use crate::error::BenchError;
+use crate::readers::ReaderReport;
 use crate::stats::{Recorder, Summary};
 
 /// How long the watch run waits for outstanding events after the last put.
@@ -74,8 +75,26 @@ pub fn key_bytes(index: u64, key_size: usize) -> Vec<u8> {
     key
 }
 
-/// Runs the workload of `opts` against `endpoints`.
-pub async fn run(opts: &Opts, endpoints: &[String]) -> Result<Summary, BenchError> {
+/// Runs the workload of `opts` against `endpoints`, with `--background-readers` ranging the
+/// whole key space meanwhile (their report is the second value).
+pub async fn run(
+    opts: &Opts,
+    endpoints: &[String],
+) -> Result<(Summary, Option<ReaderReport>), BenchError> {
+    let readers = if opts.background_readers > 0 {
+        Some(crate::readers::start(opts, endpoints).await?)
+    } else {
+        None
+    };
+    let summary = run_workload(opts, endpoints).await;
+    let report = match readers {
+        Some(readers) => Some(readers.stop().await),
+        None => None,
+    };
+    Ok((summary?, report))
+}
+
+async fn run_workload(opts: &Opts, endpoints: &[String]) -> Result<Summary, BenchError> {
     let channels = connect(endpoints, opts.conns).await?;
     match opts.workload {
         Workload::Watch => run_watch(opts, &channels).await,

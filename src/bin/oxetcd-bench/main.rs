@@ -1,8 +1,9 @@
 //! `oxetcd-bench`: a load generator for etcd's v3 gRPC API, modelled on etcd's benchmark tool,
 //! plus `compare`, which measures oxetcd against real etcd in the same run.
 //!
-//! Modules: `args` (flags), `load` (the workloads), `stats` (latency percentiles, report, CSV),
-//! `compare` (server processes, interleaved rounds, ratios, RSS and disk usage).
+//! Modules: `args` (flags), `load` (the workloads), `readers` (clients ranging the whole key
+//! space in the background), `stats` (latency percentiles, report, CSV), `compare` (server
+//! processes, interleaved rounds, ratios, RSS and disk usage).
 //! Invariant: every run is bounded by `--total`; servers started here listen on loopback only.
 
 #[cfg(not(madsim))]
@@ -16,6 +17,8 @@ mod error;
 #[cfg(not(madsim))]
 mod load;
 #[cfg(not(madsim))]
+mod readers;
+#[cfg(not(madsim))]
 mod stats;
 
 /// The CSV `workload` column: the command plus what distinguishes its variants.
@@ -26,6 +29,11 @@ fn workload_label(opts: &args::Opts) -> String {
         args::Workload::Range => "range-l".into(),
         args::Workload::TxnPut => format!("txn-put-{}ops", opts.txn_ops),
         w => w.name().into(),
+    };
+    let name = if opts.background_readers > 0 {
+        format!("{name}-{}readers", opts.background_readers)
+    } else {
+        name
     };
     // A cluster comparison is a different workload in the CSV (same columns).
     if opts.compare && opts.members > 1 {
@@ -50,7 +58,7 @@ async fn run(opts: &args::Opts) -> Result<(), error::BenchError> {
     if opts.compare {
         return compare::run(opts).await;
     }
-    let summary = load::run(opts, &opts.endpoints).await?;
+    let (summary, readers) = load::run(opts, &opts.endpoints).await?;
     println!(
         "{} against {} ({} conns, {} clients, {} total):",
         workload_label(opts),
@@ -60,6 +68,9 @@ async fn run(opts: &args::Opts) -> Result<(), error::BenchError> {
         opts.total
     );
     print!("{}", summary.render(unit(opts)));
+    if let Some(readers) = readers {
+        println!("{}", readers.render());
+    }
     if let Some(csv) = &opts.csv {
         let label = stats::RunLabel {
             server: opts.label.clone(),
