@@ -16,7 +16,6 @@ use oxetcd::raft::membership;
 use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
 use oxetcd::raft::peer::PeerListener;
 use oxetcd::raft::MemberNode;
-use oxetcd::server::forward::Forwarder;
 use oxetcd::server::lessor::Lessor;
 use oxetcd::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
 use oxetcd::watch::{Hub, HubLimits};
@@ -251,7 +250,6 @@ async fn run(config: Config) -> Result<(), String> {
 
     let ctx = Arc::new(Ctx {
         node: node.clone(),
-        forward: Forwarder::default(),
         limits: ServerLimits {
             max_request_bytes: usize::try_from(limits.max_request_bytes).unwrap_or(usize::MAX),
             grpc_max_recv_bytes: usize::try_from(limits.grpc_max_recv_bytes).unwrap_or(usize::MAX),

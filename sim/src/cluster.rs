@@ -396,7 +396,6 @@ async fn run_member(m: MemberCtx) {
     tokio::spawn(peers.serve(node.peer_service(), std::future::pending::<()>()));
     let ctx = Arc::new(Ctx {
         node,
-        forward: oxetcd::server::forward::Forwarder::default(),
         limits: ServerLimits {
             max_request_bytes: 1_572_864,
             grpc_max_recv_bytes: 2_097_152,

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -50,6 +51,9 @@ impl LogCache {
 pub struct LogStore {
     cache: Arc<Mutex<LogCache>>,
     wal: GroupCommit,
+    /// The committed index raft last reported (`save_committed`), readable without a lock by
+    /// the proposal path's apply-lag check.
+    committed_index: Arc<AtomicU64>,
 }
 
 /// A handle that reads entries out of the cache (used by replication tasks).
@@ -146,7 +150,14 @@ impl LogStore {
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             wal,
+            committed_index: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The committed index as raft last reported it; shared, so it can be read after the store
+    /// was handed to raft.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed_index.clone()
     }
 
     /// The last log ID: the newest entry, else the purge point.
@@ -251,6 +262,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // on a crash only means that after a restart the committed tail is re-applied once the
         // leader commits again (a single member does so right after its election).
         if let Some(log_id) = committed {
+            self.committed_index
+                .fetch_max(log_id.index, std::sync::atomic::Ordering::Relaxed);
             lock(&self.cache).committed = Some(log_id);
         }
         Ok(())

@@ -1,18 +1,23 @@
 //! The server side of the peer protocol (`proto/raft.proto`) on `--listen-peer-urls`: hands
 //! openraft's messages to the local raft core, answers read-index requests when leader, and
-//! tells peers this member's name and URLs.
+//! tells peers this member's name and URLs. As leader it also serves the client requests
+//! followers forward (`raft::forward`): proposals through this member's own proposer, lease
+//! calls through the server's [`LeaseLeader`].
 //!
 //! Invariant: a read index is answered only after openraft confirmed leadership with a quorum.
 //! Invariant: a request that cannot be decoded is rejected, never guessed at.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::forward::{Answer, AppliedResult, LeaseLeader, LeaseLeaderSlot, ProtoBytes};
 use super::network::{decode, encode, PEER_MESSAGE_BYTES_MAX};
+use super::node::{ProposeError, Proposer};
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
@@ -23,6 +28,9 @@ use crate::proto::oxraftpb::{
 /// The peer gRPC service of one member.
 pub struct PeerService {
     raft: Raft,
+    /// Proposes forwarded commands; `None` for a service built without forwarding.
+    proposer: Option<Proposer>,
+    lease_leader: LeaseLeaderSlot,
     id: NodeId,
     me: MemberNode,
     cluster_id: u64,
@@ -34,6 +42,8 @@ impl PeerService {
     pub fn new(raft: Raft, id: NodeId, me: MemberNode) -> Self {
         PeerService {
             raft,
+            proposer: None,
+            lease_leader: LeaseLeaderSlot::default(),
             id,
             me,
             cluster_id: 0,
@@ -46,6 +56,26 @@ impl PeerService {
         self.cluster_id = cluster_id;
         self.campaign_window = campaign_window;
         self
+    }
+
+    /// Serves forwarded proposals through `proposer` and forwarded lease calls through the lease
+    /// side the server installs in `lease_leader`.
+    pub(super) fn with_forwarding(
+        mut self,
+        proposer: Proposer,
+        lease_leader: LeaseLeaderSlot,
+    ) -> Self {
+        self.proposer = Some(proposer);
+        self.lease_leader = lease_leader;
+        self
+    }
+
+    /// The installed lease side, or the refusal a follower treats as "ask again elsewhere".
+    fn leases(&self) -> Answer<Arc<dyn LeaseLeader>> {
+        self.lease_leader
+            .get()
+            .cloned()
+            .ok_or(ProposeError::NoLeader)
     }
 }
 
@@ -156,6 +186,59 @@ impl RaftPeer for PeerService {
         };
         tokio::spawn(campaign(self.raft.clone(), self.id, handover));
         Ok(Response::new(TimeoutNowResponse { ok: true }))
+    }
+
+    async fn forward_propose(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        let cmd = parse(request)?;
+        blob(&self.propose_forwarded(cmd).await)
+    }
+
+    async fn forward_lease_keep_alive(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        let id: i64 = parse(request)?;
+        let answer = match self.leases() {
+            Ok(leases) => leases.keep_alive(id).await,
+            Err(e) => Err(e),
+        };
+        blob(&answer)
+    }
+
+    async fn forward_lease_time_to_live(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        let req: ProtoBytes = parse(request)?;
+        let req = req
+            .decode()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let answer = match self.leases() {
+            Ok(leases) => leases
+                .time_to_live(req)
+                .await
+                .map(|r| ProtoBytes::encode(&r)),
+            Err(e) => Err(e),
+        };
+        blob(&answer)
+    }
+}
+
+impl PeerService {
+    /// The leader side of `ForwardPropose`: propose through this member's own proposer. A
+    /// member that does not lead refuses before proposing (`NoLeader`), so the follower may ask
+    /// the new leader.
+    async fn propose_forwarded(&self, cmd: crate::apply::Command) -> Answer<AppliedResult> {
+        let proposer = self.proposer.as_ref().ok_or(ProposeError::NoLeader)?;
+        if matches!(cmd, crate::apply::Command::Batch(_)) {
+            // Batches are formed by the leader's proposer, never by a request handler.
+            return Err(ProposeError::NoLeader);
+        }
+        let applied = proposer.propose(cmd).await?;
+        Ok(applied.result.clone())
     }
 }
 
