@@ -308,7 +308,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Box::new(move |result: Result<(), WalError>| {
                 callback.log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())));
             }),
-        );
+        )
+        .await;
         Ok(())
     }
 

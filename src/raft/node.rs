@@ -779,6 +779,22 @@ mod tests {
         }
     }
 
+    /// etcd's overload rule: refuse only when commit is MORE than 5000 entries ahead of apply.
+    #[test]
+    fn proposals_are_refused_only_beyond_the_apply_lag_bound() {
+        assert_eq!(APPLY_LAG_ENTRIES_MAX, 5000);
+        let max = APPLY_LAG_ENTRIES_MAX;
+        assert!(!apply_lags_too_far(0, 0, max));
+        assert!(!apply_lags_too_far(5000, 0, max));
+        assert!(apply_lags_too_far(5001, 0, max));
+        assert!(!apply_lags_too_far(105_000, 100_000, max));
+        assert!(apply_lags_too_far(105_001, 100_000, max));
+        // A member that applied past what its log store last heard committed (a snapshot
+        // installed, or a restart before raft reported the commit) does not lag at all.
+        assert!(!apply_lags_too_far(10, 20_000, max));
+        assert!(!apply_lags_too_far(u64::MAX, u64::MAX - 1, max));
+    }
+
     #[test]
     fn identity_round_trips_and_detects_damage() {
         let bytes = encode_identity(0x2e1259d415f2a040, 0x48276a8f75b6a87);
