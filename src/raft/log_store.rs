@@ -303,13 +303,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             cache.check_contiguous();
         }
-        self.wal.submit(
-            WalOp::Append(records),
-            Box::new(move |result: Result<(), WalError>| {
-                callback.log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())));
-            }),
-        )
-        .await;
+        self.wal
+            .submit(
+                WalOp::Append(records),
+                Box::new(move |result: Result<(), WalError>| {
+                    callback
+                        .log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())));
+                }),
+            )
+            .await;
         Ok(())
     }
 

@@ -588,7 +588,10 @@ mod tests {
         }
         // The fifth finds no room: it waits (and stays waiting) while the disk is stalled.
         let mut fifth = std::pin::pin!(group.submit(op(5), count(&reported)));
-        assert!(!ready_at_once(fifth.as_mut()), "a full queue must make the submitter wait");
+        assert!(
+            !ready_at_once(fifth.as_mut()),
+            "a full queue must make the submitter wait"
+        );
         assert!(!ready_at_once(fifth.as_mut()));
         assert_eq!(reported.load(Ordering::SeqCst), 0);
         // Once the writer reports, room is back and the waiting submission goes through.

@@ -196,7 +196,11 @@ fn a_stalled_raft_makes_proposers_wait_at_the_byte_bound() {
         }
         let order: Vec<u64> = fake.proposals().iter().flat_map(keys).collect();
         assert_eq!(order, (0..=11).collect::<Vec<_>>());
-        assert_eq!(b.room_bytes.available_permits(), 3 * one, "every share returned");
+        assert_eq!(
+            b.room_bytes.available_permits(),
+            3 * one,
+            "every share returned"
+        );
     });
 }
 
