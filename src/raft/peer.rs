@@ -192,7 +192,11 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftBlob>,
     ) -> Result<Response<RaftBlob>, Status> {
-        let cmd = parse(request)?;
+        let cmd: crate::apply::Command = parse(request)?;
+        if matches!(cmd, crate::apply::Command::Batch(_)) {
+            // Batches are formed by the leader's proposer, never by a request handler.
+            return Err(Status::invalid_argument("a batch cannot be forwarded"));
+        }
         blob(&self.propose_forwarded(cmd).await)
     }
 
@@ -233,10 +237,6 @@ impl PeerService {
     /// the new leader.
     async fn propose_forwarded(&self, cmd: crate::apply::Command) -> Answer<AppliedResult> {
         let proposer = self.proposer.as_ref().ok_or(ProposeError::NoLeader)?;
-        if matches!(cmd, crate::apply::Command::Batch(_)) {
-            // Batches are formed by the leader's proposer, never by a request handler.
-            return Err(ProposeError::NoLeader);
-        }
         let applied = proposer.propose(cmd).await?;
         Ok(applied.result.clone())
     }
