@@ -570,6 +570,14 @@ mod tests {
         assert!(per_op > payload_bytes);
         let (disk, _dir, group) = setup_with_budget(4 * per_op);
         disk.set_gate(false);
+        // Reopens the gate even when an assertion fails, so the writer thread can be joined.
+        struct OpenOnDrop(GatedDisk);
+        impl Drop for OpenOnDrop {
+            fn drop(&mut self) {
+                self.0.set_gate(true);
+            }
+        }
+        let _open_on_drop = OpenOnDrop(disk.clone());
         let reported = Arc::new(AtomicU64::new(0));
         let count = |reported: &Arc<AtomicU64>| {
             let reported = reported.clone();
