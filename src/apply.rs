@@ -62,15 +62,16 @@ pub enum Command {
     },
 }
 
-/// The successful result of a command. Headers carry only `revision`.
-#[derive(Clone, Debug, PartialEq)]
+/// The successful result of a command. Headers carry only `revision`. Serde (protobuf bytes
+/// inside) only for the leader's answer to a forwarded proposal (`raft::forward`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
-    Put(PutResponse),
-    DeleteRange(DeleteRangeResponse),
-    Txn(TxnResponse),
-    Compact(CompactionResponse),
-    LeaseGrant(LeaseGrantResponse),
-    LeaseRevoke(LeaseRevokeResponse),
+    Put(#[serde(with = "codec::proto_bytes")] PutResponse),
+    DeleteRange(#[serde(with = "codec::proto_bytes")] DeleteRangeResponse),
+    Txn(#[serde(with = "codec::proto_bytes")] TxnResponse),
+    Compact(#[serde(with = "codec::proto_bytes")] CompactionResponse),
+    LeaseGrant(#[serde(with = "codec::proto_bytes")] LeaseGrantResponse),
+    LeaseRevoke(#[serde(with = "codec::proto_bytes")] LeaseRevokeResponse),
 }
 
 /// What applying one command did.

@@ -28,7 +28,10 @@ pub use cluster::{BootstrapCluster, BootstrapMember, InitialMember};
 pub use error::{ConfigError, ConfigWarning, ENV_CONFLICT_MSG};
 pub use goparse::{format_duration, parse_duration, DurationError, GoDuration};
 pub use help::{help_text, version_text, USAGE_SHORT};
-pub use limits::{lease_ttl_min_s, Limits, GRPC_OVERHEAD_BYTES};
+pub use limits::{
+    lease_ttl_min_s, Limits, APPLY_LAG_ENTRIES_MAX, GRPC_OVERHEAD_BYTES, PROPOSAL_QUEUE_BYTES_MAX,
+    PROPOSAL_QUEUE_COMMANDS_MAX, WAL_QUEUE_BYTES_MAX,
+};
 pub use report::report_error;
 pub use url::{join_urls, sort_urls, Scheme, Url, UrlError};
 

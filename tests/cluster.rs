@@ -1617,3 +1617,107 @@ fn a_peer_of_another_cluster_is_refused() {
         assert_eq!(info.name, c.members[1].name);
     });
 }
+
+/// Bug guarded against: a follower forwarded writes and lease calls to the leader's CLIENT URL
+/// (the one it advertises), so a leader whose advertised client URL does not lead back to it
+/// (behind a proxy, or a port only clients with certificates may use) could not take any
+/// follower's writes. Forwarding now travels on the peer protocol: here every member advertises
+/// a client URL on which nothing listens, and writes, lease grants, keep-alives and
+/// time-to-live questions through a follower still work.
+#[test]
+fn follower_requests_reach_the_leader_over_the_peer_protocol() {
+    if require_etcd_tools("follower_requests_reach_the_leader_over_the_peer_protocol").is_none() {
+        return;
+    }
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let c = Cluster::start_with(
+        Kind::Oxetcd,
+        &Cluster::ports(),
+        &["--advertise-client-urls", &dead],
+    );
+    let leader = c.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let list = c.ctl_ok(follower, &["member", "list"]);
+    assert!(
+        list.contains(&dead),
+        "the dead client URL is advertised: {list}"
+    );
+    assert_eq!(c.ctl_ok(follower, &["put", "k", "v"]).trim(), "OK");
+    assert_eq!(c.ctl_ok(follower, &["del", "k"]).trim(), "1");
+    let grant = c.ctl_ok(follower, &["lease", "grant", "30"]);
+    let id = grant
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    let kept = c.ctl_ok(follower, &["lease", "keep-alive", "--once", &id]);
+    assert!(kept.contains("keepalived with TTL(30)"), "{kept}");
+    let ttl = c.ctl_ok(follower, &["lease", "timetolive", &id]);
+    assert!(ttl.contains("granted with TTL(30s), remaining(2"), "{ttl}");
+    c.ctl_ok(follower, &["lease", "revoke", &id]);
+    let on_leader = c.ctl_ok(leader, &["lease", "list"]);
+    assert!(!on_leader.contains(&id), "{on_leader}");
+}
+
+/// Bug guarded against: a write forwarded to a leader that stopped answering (paused, or cut
+/// off without the connection closing) waited forever. Now it ends with etcd's "request timed
+/// out" within etcd's request timeout (5 s + 2 x election timeout = 7 s here); and once the
+/// others elected a new leader, the follower's writes go there.
+#[test]
+fn a_write_forwarded_to_a_paused_leader_times_out_with_etcds_text() {
+    if require_etcd_tools("a_write_forwarded_to_a_paused_leader_times_out_with_etcds_text")
+        .is_none()
+    {
+        return;
+    }
+    let c = Cluster::start(Kind::Oxetcd, &Cluster::ports());
+    let leader = c.leader().expect("a leader");
+    let follower = (leader + 1) % 3;
+    let endpoint = format!("http://{}", c.members[follower].endpoint());
+    let pid = c.members[leader].child.as_ref().expect("running").id();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    let request_timeout = Duration::from_secs(7);
+    let rt = client_runtime();
+    rt.block_on(async {
+        let mut client = etcd_client::Client::connect([endpoint.as_str()], None)
+            .await
+            .unwrap();
+        client.put("before", "1", None).await.unwrap();
+        signal("-STOP");
+        let started = Instant::now();
+        let put = tokio::time::timeout(request_timeout * 3, client.put("during", "1", None))
+            .await
+            .expect("the forwarded write must end by itself");
+        let took = started.elapsed();
+        match put {
+            Err(etcd_client::Error::GRpcStatus(s)) => {
+                assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+                assert_eq!(s.message(), "etcdserver: request timed out", "{s:?}");
+            }
+            other => panic!("a write to a paused leader answered {other:?}"),
+        }
+        assert!(
+            took < request_timeout + Duration::from_secs(2),
+            "answered after {took:?}"
+        );
+        // The remaining two elect a leader; the follower's writes then succeed there.
+        let started = Instant::now();
+        loop {
+            match client.put("after", "1", None).await {
+                Ok(_) => break,
+                Err(e) => assert!(
+                    started.elapsed() < READY_DEADLINE,
+                    "no write succeeded after the leader paused: {e:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    signal("-CONT");
+}

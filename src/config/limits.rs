@@ -12,6 +12,20 @@ use super::{AutoCompaction, Config, QUOTA_BACKEND_BYTES_DEFAULT};
 /// etcd adds this much to `--max-request-bytes` for the gRPC receive limit (512 KiB).
 pub const GRPC_OVERHEAD_BYTES: u64 = 512 * 1024;
 
+/// Proposals are refused ("etcdserver: too many requests") when a member's applied index lags
+/// its committed index by more than this many entries (etcd's `maxGapBetweenApplyAndCommitIndex`).
+pub const APPLY_LAG_ENTRIES_MAX: u64 = 5000;
+/// Commands waiting in the proposal queue before proposers wait for room. etcd has no such
+/// queue (a proposal waits on an unbuffered channel into raft); this is our bound.
+pub const PROPOSAL_QUEUE_COMMANDS_MAX: usize = 4096;
+/// Estimated bytes of the commands waiting in the proposal queue before proposers wait for
+/// room (a command larger than this waits for an empty queue). No etcd equivalent.
+pub const PROPOSAL_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Bytes of WAL operations queued for the group-commit writer before raft's appends wait for
+/// room (an operation larger than this waits for an empty queue). No etcd equivalent: etcd's
+/// raft loop writes its WAL inline.
+pub const WAL_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 /// Limits with units in their names. Sizes are `u64` to match flags and the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -30,6 +44,14 @@ pub struct Limits {
     /// Proposals are refused ("etcdserver: too many requests") when the applied index lags
     /// the committed index by more than this.
     pub apply_lag_entries_max: u64,
+    /// Commands and estimated bytes waiting to be proposed before proposers wait for room.
+    pub proposal_queue_commands_max: u64,
+    pub proposal_queue_bytes_max: u64,
+    /// Bytes of WAL operations waiting for the group-commit writer before appends wait.
+    pub wal_queue_bytes_max: u64,
+    /// Bound on one keep-alive a follower forwards to the leader: the shortest lease TTL,
+    /// 1.5 election timeouts (a renewal slower than that is no use).
+    pub keep_alive_forward_timeout: Duration,
     // storage
     /// NOSPACE threshold; `None` when the quota is disabled (negative flag).
     pub quota_backend_bytes: Option<u64>,
@@ -93,7 +115,11 @@ impl Limits {
             grpc_keepalive_interval: c.grpc_keepalive_interval,
             grpc_keepalive_timeout: c.grpc_keepalive_timeout,
             request_timeout: Duration::from_secs(5) + election_timeout * 2,
-            apply_lag_entries_max: 5000,
+            apply_lag_entries_max: APPLY_LAG_ENTRIES_MAX,
+            proposal_queue_commands_max: PROPOSAL_QUEUE_COMMANDS_MAX as u64,
+            proposal_queue_bytes_max: PROPOSAL_QUEUE_BYTES_MAX as u64,
+            wal_queue_bytes_max: WAL_QUEUE_BYTES_MAX as u64,
+            keep_alive_forward_timeout: election_timeout * 3 / 2,
             quota_backend_bytes: quota_bytes(c.quota_backend_bytes),
             snapshot_count: c.snapshot_count,
             snapshot_catchup_entries: 5000,
@@ -168,6 +194,8 @@ mod tests {
         assert_eq!(l.lease_ttl_max_s, 9_000_000_000);
         assert_eq!(l.lease_ttl_min_s, 2);
         assert_eq!(l.request_timeout, Duration::from_secs(7));
+        assert_eq!(l.apply_lag_entries_max, 5000);
+        assert_eq!(l.keep_alive_forward_timeout, Duration::from_millis(1500));
         assert_eq!(l.snapshot_count, 100_000);
         assert_eq!(l.snapshot_catchup_entries, 5000);
         assert_eq!(l.max_snapshots, 5);

@@ -33,7 +33,6 @@ use crate::io::Disk;
 use crate::net::ListenerSettings;
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
-use crate::server::forward::Forwarder;
 use crate::server::lessor::Lessor;
 use crate::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
 use crate::watch::{Hub, HubLimits};
@@ -211,7 +210,6 @@ impl Member {
 
         let ctx = Arc::new(Ctx {
             node: node.clone(),
-            forward: Forwarder::default(),
             limits: spec.server,
         });
         let services = Arc::new(Services {

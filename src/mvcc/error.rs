@@ -8,8 +8,9 @@
 
 use std::fmt;
 
-/// Failure of a KV or lease request, either at validation or at apply time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Failure of a KV or lease request, either at validation or at apply time. Serde only for a
+/// forwarded proposal's answer (`raft::forward`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KvError {
     /// The requested revision was removed by compaction (`compact_revision` is the current one).
     Compacted {

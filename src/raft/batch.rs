@@ -16,6 +16,9 @@
 //!   bytes, except a single command larger than `bytes_max`, which travels alone.
 //! Invariant: commands leave in arrival order, and the results are matched to callers by
 //!   position within the batch.
+//! Invariant: the queue holds at most `queue_commands_max` commands and `queue_bytes_max`
+//!   estimated bytes (a larger command only when it is alone); a proposer waits for room
+//!   (its caller's deadline bounds the wait), so a stalled raft cannot grow memory.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,6 +40,10 @@ pub struct BatchLimits {
     pub bytes_max: usize,
     /// Proposals handed to raft and not yet applied.
     pub in_flight_max: usize,
+    /// Commands waiting in the queue.
+    pub queue_commands_max: usize,
+    /// Estimated bytes of the commands waiting in the queue.
+    pub queue_bytes_max: usize,
 }
 
 impl Default for BatchLimits {
@@ -45,6 +52,8 @@ impl Default for BatchLimits {
             count_max: 512,
             bytes_max: 1024 * 1024,
             in_flight_max: 2,
+            queue_commands_max: crate::config::PROPOSAL_QUEUE_COMMANDS_MAX,
+            queue_bytes_max: crate::config::PROPOSAL_QUEUE_BYTES_MAX,
         }
     }
 }
@@ -68,33 +77,51 @@ struct Queued {
     envelope: Envelope,
     bytes: usize,
     reply: oneshot::Sender<Result<Arc<Applied>, ProposeError>>,
+    /// The command's share of the queue's byte budget; released once it was handed to raft.
+    room: OwnedSemaphorePermit,
 }
 
 /// The handle callers use; dropping every handle stops the batching task.
 #[derive(Clone)]
 pub struct Batcher {
-    tx: mpsc::UnboundedSender<Queued>,
+    tx: mpsc::Sender<Queued>,
+    /// The queue's byte budget, in bytes (at most `u32::MAX`).
+    room_bytes: Arc<Semaphore>,
+    room_bytes_max: u32,
 }
 
 impl Batcher {
     /// Starts the batching task on the current runtime.
     pub fn start<S: Sink>(sink: S, limits: BatchLimits) -> Batcher {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(limits.queue_commands_max.max(1));
+        let room_bytes_max = u32::try_from(limits.queue_bytes_max.max(1)).unwrap_or(u32::MAX);
         tokio::spawn(run(Arc::new(sink), limits, rx));
-        Batcher { tx }
+        Batcher {
+            tx,
+            room_bytes: Arc::new(Semaphore::new(room_bytes_max as usize)),
+            room_bytes_max,
+        }
     }
 
-    /// Queues `envelope` and waits for its own result. No deadline here: the caller bounds the
-    /// wait.
+    /// Queues `envelope` and waits for its own result; waits for room first while the queue is
+    /// full. No deadline here: the caller bounds the wait.
     pub async fn propose(&self, envelope: Envelope) -> Result<Arc<Applied>, ProposeError> {
         let (reply, rx) = oneshot::channel();
         let bytes = envelope_bytes(&envelope);
+        // A command larger than the whole budget takes all of it: it waits for an empty queue.
+        let share = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .min(self.room_bytes_max);
+        let Ok(room) = self.room_bytes.clone().acquire_many_owned(share).await else {
+            return Err(ProposeError::Stopped);
+        };
         let queued = Queued {
             envelope,
             bytes,
             reply,
+            room,
         };
-        if self.tx.send(queued).is_err() {
+        if self.tx.send(queued).await.is_err() {
             return Err(ProposeError::Stopped);
         }
         rx.await.unwrap_or(Err(ProposeError::Stopped))
@@ -124,7 +151,7 @@ pub fn envelope_bytes(envelope: &Envelope) -> usize {
 /// does not fit is returned as the start of the following batch.
 fn fill(
     first: Queued,
-    rx: &mut mpsc::UnboundedReceiver<Queued>,
+    rx: &mut mpsc::Receiver<Queued>,
     limits: &BatchLimits,
 ) -> (Vec<Queued>, Option<Queued>) {
     let mut bytes = first.bytes;
@@ -142,7 +169,7 @@ fn fill(
     (batch, None)
 }
 
-async fn run<S: Sink>(sink: Arc<S>, limits: BatchLimits, mut rx: mpsc::UnboundedReceiver<Queued>) {
+async fn run<S: Sink>(sink: Arc<S>, limits: BatchLimits, mut rx: mpsc::Receiver<Queued>) {
     let slots = Arc::new(Semaphore::new(limits.in_flight_max.max(1)));
     let mut carried: Option<Queued> = None;
     loop {
@@ -170,24 +197,26 @@ async fn propose_batch<S: Sink>(sink: &S, mut batch: Vec<Queued>, permit: OwnedS
     if batch.is_empty() {
         return;
     }
-    let (proposal, replies) = if batch.len() == 1 {
-        let q = batch
-            .pop()
-            .map(|q| (Proposal::One(q.envelope), vec![q.reply]));
-        match q {
-            Some(pair) => pair,
-            None => return,
+    // The commands keep their share of the queue's budget until raft has them.
+    let mut rooms = Vec::with_capacity(batch.len());
+    let mut envelopes = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for q in batch {
+        envelopes.push(q.envelope);
+        replies.push(q.reply);
+        rooms.push(q.room);
+    }
+    let proposal = match envelopes.pop() {
+        Some(lone) if envelopes.is_empty() => Proposal::One(lone),
+        Some(last) => {
+            envelopes.push(last);
+            Proposal::Batch(envelopes)
         }
-    } else {
-        let mut envelopes = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for q in batch {
-            envelopes.push(q.envelope);
-            replies.push(q.reply);
-        }
-        (Proposal::Batch(envelopes), replies)
+        None => return,
     };
-    match sink.send(proposal).await {
+    let accepted = sink.send(proposal).await;
+    drop(rooms);
+    match accepted {
         Err(e) => fan_out(replies, Err(e)),
         Ok(pending) => {
             tokio::spawn(async move {

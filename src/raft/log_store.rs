@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
@@ -59,6 +60,9 @@ pub struct LogStore {
     wal: GroupCommit,
     /// How far the committed marker is durable (see [`DurableCommit`]).
     durable: Arc<watch::Sender<CommitDurability>>,
+    /// The committed index raft last reported (`save_committed`), readable without a lock by
+    /// the proposal path's apply-lag check.
+    committed_index: Arc<AtomicU64>,
 }
 
 /// The highest committed index whose marker is durable, or the marker write's failure.
@@ -200,6 +204,7 @@ impl LogStore {
         Ok(LogStore {
             cache: Arc::new(Mutex::new(cache)),
             wal,
+            committed_index: Arc::new(AtomicU64::new(durable.index)),
             durable: Arc::new(watch::channel(durable).0),
         })
     }
@@ -207,6 +212,12 @@ impl LogStore {
     /// The gate on the committed marker's durability, for the state machine.
     pub fn durable_commit(&self) -> DurableCommit {
         DurableCommit(self.durable.subscribe())
+    }
+
+    /// The committed index as raft last reported it; shared, so it can be read after the store
+    /// was handed to raft.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed_index.clone()
     }
 
     /// The last log ID: the newest entry, else the purge point.
@@ -306,8 +317,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId>,
     ) -> Result<(), StorageError<NodeId>> {
-        // Queued, not awaited: the marker shares the group commit's next fdatasync with the
-        // entries being appended, and only the state machine waits for it (`DurableCommit`)
+        // Queued (waiting only for room in the WAL queue), not synced here: the marker shares the
+        // group commit's next fdatasync with the entries being appended, and only the state
+        // machine waits for it (`DurableCommit`)
         // before applying past the previous marker. Bug guarded against: the marker lived in
         // memory only, so a member restarted without a leader served its snapshot state, a
         // revision lower than it had served before.
@@ -315,17 +327,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         let bytes = encode(&log_id)?;
+        self.committed_index
+            .fetch_max(log_id.index, std::sync::atomic::Ordering::Relaxed);
         lock(&self.cache).committed = Some(log_id);
         let durable = self.durable.clone();
-        self.wal.submit(
-            WalOp::SaveCommitted(bytes),
-            Box::new(move |result: Result<(), WalError>| {
-                durable.send_modify(|d| match result {
-                    Ok(()) => d.index = d.index.max(log_id.index),
-                    Err(_) => d.failed = true,
-                });
-            }),
-        );
+        self.wal
+            .submit(
+                WalOp::SaveCommitted(bytes),
+                Box::new(move |result: Result<(), WalError>| {
+                    durable.send_modify(|d| match result {
+                        Ok(()) => d.index = d.index.max(log_id.index),
+                        Err(_) => d.failed = true,
+                    });
+                }),
+            )
+            .await;
         Ok(())
     }
 
@@ -363,12 +379,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             cache.check_contiguous();
         }
-        self.wal.submit(
-            WalOp::Append(records),
-            Box::new(move |result: Result<(), WalError>| {
-                callback.log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())));
-            }),
-        );
+        self.wal
+            .submit(
+                WalOp::Append(records),
+                Box::new(move |result: Result<(), WalError>| {
+                    callback
+                        .log_io_completed(result.map_err(|e| std::io::Error::other(e.to_string())));
+                }),
+            )
+            .await;
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //!
 //! It owns the type configuration, the log store on top of `wal/` ([`log_store`]), the state
 //! machine on top of `apply` and `snap/` ([`state_machine`]), the peer network: gRPC client
-//! ([`network`]) and server ([`peer`]) on `--listen-peer-urls`, and the async runtime that makes openraft run on real tokio and under madsim
+//! ([`network`]) and server ([`peer`]) on `--listen-peer-urls` (also carrying the client requests a
+//! follower forwards to the leader, [`forward`]), and the async runtime that makes openraft run on real tokio and under madsim
 //! ([`runtime`]). [`node`] puts them together into a running member.
 //!
 //! Invariant: a write is acknowledged only after its entry is durable (fdatasync) on a quorum
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod corrupt;
 #[cfg(all(test, not(madsim)))]
 mod format_tests;
+pub mod forward;
 pub mod log_store;
 pub mod membership;
 pub mod milestones;

@@ -18,6 +18,10 @@
 //! as gRPC metadata, set by [`stamp`] and nowhere else; the receiver admits it with
 //! `peer::admit` (see there for the rules).
 //!
+//! The same channels carry the client requests a follower forwards to the leader
+//! (`forward_propose`, `forward_keep_alive`, `forward_time_to_live`; see `raft::forward`), each
+//! bounded by the deadline its caller gives.
+//!
 //! Invariant: this module never fabricates a successful reply; a peer that cannot be reached,
 //! times out or answers garbage is an error to openraft.
 //! Invariant: no call here waits longer than the deadline it was given.
@@ -42,7 +46,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::forward::{Answer, AppliedResult, ForwardError, ProtoBytes};
 use super::{MemberNode, NodeId, TypeConfig};
+use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
 use crate::proto::oxraftpb::{
     HashKvRequest, HashKvResponse, MemberInfoRequest, MembershipRequest, MembershipResponse,
@@ -347,6 +353,81 @@ impl PeerNetwork {
                 .await?
                 .ok,
         )
+    }
+}
+
+/// The forwarding RPCs (`raft::forward`).
+#[derive(Clone, Copy)]
+enum Forward {
+    Propose,
+    KeepAlive,
+    TimeToLive,
+}
+
+impl PeerNetwork {
+    /// Sends a client command to leader `id`, which proposes it; its applied result, or the
+    /// leader's refusal (`NoLeader`: it does not lead and proposed nothing).
+    pub async fn forward_propose(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        envelope: &crate::apply::Envelope,
+        timeout: Duration,
+    ) -> Result<AppliedResult, ForwardError> {
+        self.forward_call(id, node, Forward::Propose, envelope, timeout)
+            .await
+    }
+
+    /// One keep-alive of lease `lease` on leader `id`; the TTL it answered (0: unknown lease).
+    pub async fn forward_keep_alive(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        lease: i64,
+        timeout: Duration,
+    ) -> Result<i64, ForwardError> {
+        self.forward_call(id, node, Forward::KeepAlive, &lease, timeout)
+            .await
+    }
+
+    /// Leader `id`'s view of a lease's remaining time (it owns the deadlines).
+    pub async fn forward_time_to_live(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        req: &LeaseTimeToLiveRequest,
+        timeout: Duration,
+    ) -> Result<LeaseTimeToLiveResponse, ForwardError> {
+        let req = ProtoBytes::encode(req);
+        let resp: ProtoBytes = self
+            .forward_call(id, node, Forward::TimeToLive, &req, timeout)
+            .await?;
+        resp.decode().map_err(ForwardError::Peer)
+    }
+
+    async fn forward_call<Req: Serialize, T: DeserializeOwned>(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        rpc: Forward,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<T, ForwardError> {
+        let mut client = self.client(id, node).map_err(ForwardError::Peer)?;
+        let data = encode(req).map_err(ForwardError::Peer)?;
+        let blob = self.request(RaftBlob { data });
+        let fut = async {
+            match rpc {
+                Forward::Propose => client.forward_propose(blob).await,
+                Forward::KeepAlive => client.forward_lease_keep_alive(blob).await,
+                Forward::TimeToLive => client.forward_lease_time_to_live(blob).await,
+            }
+        };
+        let reply = with_deadline(timeout, fut)
+            .await
+            .map_err(ForwardError::Peer)?;
+        let answer: Answer<T> = decode(&reply.data).map_err(ForwardError::Peer)?;
+        answer.map_err(ForwardError::Leader)
     }
 }
 

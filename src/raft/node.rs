@@ -22,13 +22,16 @@ use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
 use tokio::sync::watch;
 
 use super::batch::{Accepted, BatchLimits, Batcher, Sink};
+use super::forward::{AppliedResult, ForwardError, LeaseLeader, LeaseLeaderSlot};
 use super::log_store::LogStore;
 use super::network::{PeerIdentity, PeerNetwork, SNAPSHOT_CHUNK_BYTES};
 use super::peer::PeerService;
 use super::state_machine::{ApplyObserver, SmShared, StateMachineStore};
 use super::{MemberNode, NodeId, Raft};
 use crate::apply::{Applied, Envelope, Proposal};
+use crate::config::{APPLY_LAG_ENTRIES_MAX, PROPOSAL_QUEUE_BYTES_MAX, PROPOSAL_QUEUE_COMMANDS_MAX};
 use crate::io::{le, Disk, OpenOptions};
+use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::snap::SnapStore;
 use crate::wal::{GroupCommit, Wal, WalConfig};
 
@@ -87,8 +90,9 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
-/// Why a proposal did not produce an applied result.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a proposal did not produce an applied result. Serde: a leader answers forwarded
+/// proposals with it (`raft::forward`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     /// Not proposed: there is no leader (or this member is not it and cannot forward yet).
     NoLeader,
@@ -96,6 +100,47 @@ pub enum ProposeError {
     Stopped,
     /// Proposed, outcome unknown: the deadline passed. The write may still be applied.
     Timeout,
+    /// Not proposed: this member's applied index lags its committed index by more than
+    /// [`APPLY_LAG_ENTRIES_MAX`] (etcd's overload rule, "etcdserver: too many requests").
+    TooManyRequests,
+}
+
+/// Whether a proposal must be refused because apply lags commit too far (etcd refuses when
+/// `committed > applied + maxGapBetweenApplyAndCommitIndex`).
+pub fn apply_lags_too_far(committed_index: u64, applied_index: u64, lag_entries_max: u64) -> bool {
+    committed_index > applied_index.saturating_add(lag_entries_max)
+}
+
+/// What a proposal goes through: the overload check, then the batcher, within the request
+/// deadline. Cloned into the peer service, which proposes the commands followers forward.
+#[derive(Clone)]
+pub(super) struct Proposer {
+    raft: Raft,
+    batcher: Batcher,
+    /// The committed index raft last reported to the log store.
+    committed_index: Arc<AtomicU64>,
+    apply_lag_entries_max: u64,
+    request_timeout: Duration,
+}
+
+impl Proposer {
+    /// Proposes `envelope` and waits until it is applied (see [`RaftNode::propose`]).
+    pub(super) async fn propose(&self, envelope: Envelope) -> Result<Arc<Applied>, ProposeError> {
+        let committed = self.committed_index.load(Ordering::Relaxed);
+        let applied = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index);
+        if apply_lags_too_far(committed, applied, self.apply_lag_entries_max) {
+            return Err(ProposeError::TooManyRequests);
+        }
+        match tokio::time::timeout(self.request_timeout, self.batcher.propose(envelope)).await {
+            Err(_) => Err(ProposeError::Timeout),
+            Ok(r) => r,
+        }
+    }
 }
 
 /// One running member.
@@ -108,8 +153,13 @@ pub struct RaftNode {
     pub(super) network: PeerNetwork,
     me: MemberNode,
     stopped: Arc<AtomicBool>,
-    /// Packs concurrent proposals into batched entries (see `batch`).
-    batcher: Batcher,
+    /// The overload check and the batcher that packs concurrent proposals (see `batch`).
+    proposer: Proposer,
+    /// The server's side of forwarded lease calls, once installed.
+    lease_leader: LeaseLeaderSlot,
+    /// Bound on one forwarded keep-alive: the shortest lease TTL (1.5 election timeouts); a
+    /// renewal that takes longer is no use to the client.
+    keep_alive_forward_timeout: Duration,
     /// `true` while a leadership transfer runs: proposals wait before reaching raft, so the
     /// leader's log stops growing and the transferee can hold all of it when it campaigns.
     pub(super) transferring: Arc<watch::Sender<bool>>,
@@ -319,6 +369,7 @@ impl RaftNode {
         let log_first_index = recovered.entries.first().map(|r| r.index);
         let log_store =
             LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        let committed_index = log_store.committed_index();
         if mode == StartMode::ForceNewCluster {
             let me = MemberNode {
                 name: opts.name.clone(),
@@ -383,13 +434,25 @@ impl RaftNode {
             network,
             me,
             stopped: Arc::new(AtomicBool::new(false)),
-            batcher: Batcher::start(
-                RaftSink {
-                    raft: raft.clone(),
-                    transfer_gate: transfer_gate.clone(),
-                },
-                BatchLimits::default(),
-            ),
+            proposer: Proposer {
+                raft: raft.clone(),
+                batcher: Batcher::start(
+                    RaftSink {
+                        raft: raft.clone(),
+                        transfer_gate: transfer_gate.clone(),
+                    },
+                    BatchLimits {
+                        queue_commands_max: PROPOSAL_QUEUE_COMMANDS_MAX,
+                        queue_bytes_max: PROPOSAL_QUEUE_BYTES_MAX,
+                        ..BatchLimits::default()
+                    },
+                ),
+                committed_index,
+                apply_lag_entries_max: APPLY_LAG_ENTRIES_MAX,
+                request_timeout,
+            },
+            lease_leader: LeaseLeaderSlot::default(),
+            keep_alive_forward_timeout: Duration::from_millis(opts.election_timeout_ms * 3 / 2),
             transferring: Arc::new(transferring),
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
             strict_reconfig_check: AtomicBool::new(true),
@@ -426,6 +489,58 @@ impl RaftNode {
         PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
             .with_cluster(self.cluster_id, campaign_window)
             .with_state(self.sm.clone())
+            .with_forwarding(self.proposer.clone(), self.lease_leader.clone())
+    }
+
+    /// Installs the leader's side of forwarded lease calls (the server owns the lease clock).
+    /// The first installation stays; until then forwarded lease calls are refused.
+    pub fn install_lease_leader(&self, leases: Arc<dyn LeaseLeader>) {
+        // A second installation (one per client listener) carries the same lessor.
+        let _ = self.lease_leader.set(leases);
+    }
+
+    /// etcd's request timeout: 5 s + 2 × election timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Sends a client proposal to leader `leader`, which proposes it and answers with the
+    /// applied result; bounded by `timeout`.
+    pub async fn forward_propose(
+        &self,
+        leader: NodeId,
+        node: &MemberNode,
+        envelope: &Envelope,
+        timeout: Duration,
+    ) -> Result<AppliedResult, ForwardError> {
+        self.network
+            .forward_propose(leader, node, envelope, timeout)
+            .await
+    }
+
+    /// One keep-alive of lease `id` on leader `leader`; the TTL it answered (0: unknown).
+    pub async fn forward_keep_alive(
+        &self,
+        leader: NodeId,
+        node: &MemberNode,
+        id: i64,
+    ) -> Result<i64, ForwardError> {
+        let timeout = self.keep_alive_forward_timeout;
+        self.network
+            .forward_keep_alive(leader, node, id, timeout)
+            .await
+    }
+
+    /// Leader `leader`'s view of a lease (it owns the deadlines), within the request timeout.
+    pub async fn forward_time_to_live(
+        &self,
+        leader: NodeId,
+        node: &MemberNode,
+        req: &LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, ForwardError> {
+        self.network
+            .forward_time_to_live(leader, node, req, self.request_timeout)
+            .await
     }
 
     /// The leader's membership entry when some other member is leader (writes are forwarded
@@ -503,12 +618,10 @@ impl RaftNode {
 
     /// Proposes `envelope` and waits until it is applied. Concurrent proposals share log
     /// entries (see `batch`); each still gets its own result.
+    /// Refused with `TooManyRequests` while apply lags commit by more than
+    /// `APPLY_LAG_ENTRIES_MAX` entries; waits for room while the proposal queue is full.
     pub async fn propose(&self, envelope: Envelope) -> Result<Arc<Applied>, ProposeError> {
-        let proposed = self.batcher.propose(envelope);
-        match tokio::time::timeout(self.request_timeout, proposed).await {
-            Err(_) => Err(ProposeError::Timeout),
-            Ok(r) => r,
-        }
+        self.proposer.propose(envelope).await
     }
 
     /// The linearizable-read barrier: returns once this member has applied everything that was
@@ -786,6 +899,22 @@ mod tests {
         assert!(later.next() > first + 1);
         let other = RequestIds::new(0x1234, 1_700_000_000_123);
         assert_ne!(other.next() >> 48, first >> 48);
+    }
+
+    /// etcd's overload rule: refuse only when commit is MORE than 5000 entries ahead of apply.
+    #[test]
+    fn proposals_are_refused_only_beyond_the_apply_lag_bound() {
+        assert_eq!(APPLY_LAG_ENTRIES_MAX, 5000);
+        let max = APPLY_LAG_ENTRIES_MAX;
+        assert!(!apply_lags_too_far(0, 0, max));
+        assert!(!apply_lags_too_far(5000, 0, max));
+        assert!(apply_lags_too_far(5001, 0, max));
+        assert!(!apply_lags_too_far(105_000, 100_000, max));
+        assert!(apply_lags_too_far(105_001, 100_000, max));
+        // A member that applied past what its log store last heard committed (a snapshot
+        // installed, or a restart before raft reported the commit) does not lag at all.
+        assert!(!apply_lags_too_far(10, 20_000, max));
+        assert!(!apply_lags_too_far(u64::MAX, u64::MAX - 1, max));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The server side of the peer protocol (`proto/raft.proto`) on `--listen-peer-urls`: hands
 //! openraft's messages to the local raft core, answers read-index requests when leader, and
 //! tells peers this member's name and URLs and its HashKV (for the initial corruption check).
+//! As leader it also serves the client requests followers forward (`raft::forward`):
+//! proposals through this member's own proposer, lease calls through the server's
+//! [`LeaseLeader`]; forwarded requests are admitted from members only.
 //!
 //! Who may talk to this member: every handler first calls [`PeerService::admit`] with what
 //! kind of request it serves ([`PeerRpc`]); the rules, checked against the sender identity
@@ -33,15 +36,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::forward::{Answer, AppliedResult, LeaseLeader, LeaseLeaderSlot, ProtoBytes};
 use super::network::{
     decode, encode, identity_of, PeerIdentity, APPEND_ENTRIES_BYTES_MAX,
     INSTALL_SNAPSHOT_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, VOTE_BYTES_MAX,
 };
+use super::node::{ProposeError, Proposer};
 use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::mvcc::KvError;
@@ -57,6 +63,9 @@ use crate::proto::oxraftpb::{
 /// The peer gRPC service of one member.
 pub struct PeerService {
     raft: Raft,
+    /// Proposes forwarded commands; `None` for a service built without forwarding.
+    proposer: Option<Proposer>,
+    lease_leader: LeaseLeaderSlot,
     id: NodeId,
     me: MemberNode,
     cluster_id: u64,
@@ -70,6 +79,8 @@ impl PeerService {
     pub fn new(raft: Raft, id: NodeId, me: MemberNode) -> Self {
         PeerService {
             raft,
+            proposer: None,
+            lease_leader: LeaseLeaderSlot::default(),
             id,
             me,
             cluster_id: 0,
@@ -89,6 +100,26 @@ impl PeerService {
         self.cluster_id = cluster_id;
         self.campaign_window = campaign_window;
         self
+    }
+
+    /// Serves forwarded proposals through `proposer` and forwarded lease calls through the lease
+    /// side the server installs in `lease_leader`.
+    pub(super) fn with_forwarding(
+        mut self,
+        proposer: Proposer,
+        lease_leader: LeaseLeaderSlot,
+    ) -> Self {
+        self.proposer = Some(proposer);
+        self.lease_leader = lease_leader;
+        self
+    }
+
+    /// The installed lease side, or the refusal a follower treats as "ask again elsewhere".
+    fn leases(&self) -> Answer<Arc<dyn LeaseLeader>> {
+        self.lease_leader
+            .get()
+            .cloned()
+            .ok_or(ProposeError::NoLeader)
     }
 }
 
@@ -128,6 +159,8 @@ pub enum PeerRpc {
     ReadIndex,
     /// HashKv for a peer's initial corruption check: members only, like the read index.
     HashKv,
+    /// A client request a follower forwards to its leader: members only.
+    Forward,
     MemberInfo,
     Membership,
     TimeoutNow,
@@ -200,7 +233,7 @@ pub fn admit(
         PeerRpc::Vote { .. } if !view.members.is_empty() && !view.is_member(from) => {
             refuse("it is not a member of this cluster")
         }
-        PeerRpc::ReadIndex | PeerRpc::HashKv if !view.is_member(from) => {
+        PeerRpc::ReadIndex | PeerRpc::HashKv | PeerRpc::Forward if !view.is_member(from) => {
             refuse("it is not a member of this cluster")
         }
         _ => Ok(sender),
@@ -376,6 +409,60 @@ impl RaftPeer for PeerService {
             Err(e) => return Err(Status::internal(e.etcd_message())),
         }
         Ok(Response::new(reply))
+    }
+
+    async fn forward_propose(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        self.admit(&request, PeerRpc::Forward)?;
+        // One envelope: batches are formed by the leader's proposer, never forwarded.
+        let envelope: crate::apply::Envelope =
+            parse(&request.get_ref().data, APPEND_ENTRIES_BYTES_MAX)?;
+        blob(&self.propose_forwarded(envelope).await)
+    }
+
+    async fn forward_lease_keep_alive(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        self.admit(&request, PeerRpc::Forward)?;
+        let id: i64 = parse(&request.get_ref().data, VOTE_BYTES_MAX)?;
+        let answer = match self.leases() {
+            Ok(leases) => leases.keep_alive(id).await,
+            Err(e) => Err(e),
+        };
+        blob(&answer)
+    }
+
+    async fn forward_lease_time_to_live(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        self.admit(&request, PeerRpc::Forward)?;
+        let req: ProtoBytes = parse(&request.get_ref().data, VOTE_BYTES_MAX)?;
+        let req = req
+            .decode()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let answer = match self.leases() {
+            Ok(leases) => leases
+                .time_to_live(req)
+                .await
+                .map(|r| ProtoBytes::encode(&r)),
+            Err(e) => Err(e),
+        };
+        blob(&answer)
+    }
+}
+
+impl PeerService {
+    /// The leader side of `ForwardPropose`: propose through this member's own proposer. A
+    /// member that does not lead refuses before proposing (`NoLeader`), so the follower may ask
+    /// the new leader.
+    async fn propose_forwarded(&self, envelope: crate::apply::Envelope) -> Answer<AppliedResult> {
+        let proposer = self.proposer.as_ref().ok_or(ProposeError::NoLeader)?;
+        let applied = proposer.propose(envelope).await?;
+        Ok(applied.result.clone())
     }
 }
 

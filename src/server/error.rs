@@ -6,6 +6,8 @@
 use tonic::{Code, Status};
 
 use crate::mvcc::KvError;
+use crate::raft::forward::ForwardError;
+use crate::raft::network::PeerError;
 use crate::raft::node::ProposeError;
 
 pub const NO_LEADER: &str = "etcdserver: no leader";
@@ -13,6 +15,12 @@ pub const NO_LEADER: &str = "etcdserver: no leader";
 pub const CORRUPT: &str = "etcdserver: corrupt cluster";
 pub const SERVER_STOPPED: &str = "etcdserver: server stopped";
 pub const REQUEST_TIMED_OUT: &str = "etcdserver: request timed out";
+/// A forwarded request whose connection to the leader failed: it may have been applied.
+pub const REQUEST_TIMED_OUT_CONNECTION_LOST: &str =
+    "etcdserver: request timed out, possibly due to connection lost";
+pub const LEADER_CHANGED: &str = "etcdserver: leader changed";
+/// etcd's overload answer: apply lags commit by more than 5000 entries.
+pub const TOO_MANY_REQUESTS: &str = "etcdserver: too many requests";
 pub const REQUEST_TOO_LARGE: &str = "etcdserver: request is too large";
 
 /// The gRPC code etcd uses for a KV/lease error.
@@ -38,6 +46,19 @@ pub fn propose_status(e: &ProposeError) -> Status {
         ProposeError::NoLeader => Status::unavailable(NO_LEADER),
         ProposeError::Stopped => Status::unavailable(SERVER_STOPPED),
         ProposeError::Timeout => Status::unavailable(REQUEST_TIMED_OUT),
+        ProposeError::TooManyRequests => Status::resource_exhausted(TOO_MANY_REQUESTS),
+    }
+}
+
+/// etcd's status for a request forwarded to the leader that got no result. A leader that no
+/// longer leads did nothing ("leader changed"); a call without an answer may have been applied,
+/// so it gets one of etcd's "request timed out" texts, never a transport error of its own.
+pub fn forward_status(e: &ForwardError) -> Status {
+    match e {
+        ForwardError::Leader(ProposeError::NoLeader) => Status::unavailable(LEADER_CHANGED),
+        ForwardError::Leader(e) => propose_status(e),
+        ForwardError::Peer(PeerError::Timeout(_)) => Status::unavailable(REQUEST_TIMED_OUT),
+        ForwardError::Peer(_) => Status::unavailable(REQUEST_TIMED_OUT_CONNECTION_LOST),
     }
 }
 
@@ -84,6 +105,42 @@ mod tests {
                 "grpc: received message larger than max (201 vs. 200)".to_string()
             ))
         );
+    }
+
+    #[test]
+    fn proposal_and_forwarding_failures_use_etcds_texts() {
+        let cases = [
+            (
+                propose_status(&ProposeError::TooManyRequests),
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                forward_status(&ForwardError::Peer(PeerError::Timeout(
+                    std::time::Duration::from_secs(7),
+                ))),
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
+            (
+                forward_status(&ForwardError::Peer(PeerError::Transport("reset".into()))),
+                Code::Unavailable,
+                "etcdserver: request timed out, possibly due to connection lost",
+            ),
+            (
+                forward_status(&ForwardError::Leader(ProposeError::NoLeader)),
+                Code::Unavailable,
+                "etcdserver: leader changed",
+            ),
+            (
+                forward_status(&ForwardError::Leader(ProposeError::Timeout)),
+                Code::Unavailable,
+                "etcdserver: request timed out",
+            ),
+        ];
+        for (status, code, text) in cases {
+            assert_eq!((status.code(), status.message()), (code, text));
+        }
     }
 
     #[test]

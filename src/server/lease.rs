@@ -2,15 +2,16 @@
 //! loop that revokes expired leases through raft.
 //!
 //! Invariant: grant and revoke change state only through raft; keep-alive and time-to-live read
-//! the leader's deadlines (`Lessor`) and the replicated lease table.
+//! the leader's deadlines (`Lessor`) and the replicated lease table. A follower forwards them to
+//! the leader over the peer protocol; `LeaderLeases` answers them there.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::error::{kv_status, propose_status};
+use super::error::{forward_status, kv_status, propose_status};
 use super::forward::propose_or_forward;
 use super::lessor::Lessor;
 use super::stream::ChannelStream;
@@ -21,9 +22,10 @@ use crate::proto::etcdserverpb::lease_server::Lease;
 use crate::proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, ResponseHeader,
 };
-use crate::raft::node::ProposeError;
+use crate::raft::forward::{LeaseAnswer, LeaseLeader};
+use crate::raft::node::{ProposeError, RaftNode};
 
 /// etcd's ceiling on a lease TTL, in seconds.
 pub const LEASE_TTL_MAX_S: i64 = 9_000_000_000;
@@ -38,14 +40,113 @@ pub struct LeaseService {
 }
 
 impl LeaseService {
+    /// Also installs this member's leader side of forwarded lease calls on the node.
     pub fn new(ctx: Arc<Ctx>, lessor: Arc<Lessor>, ttl_min_s: i64) -> Self {
+        ctx.node.install_lease_leader(Arc::new(LeaderLeases {
+            node: Arc::downgrade(&ctx.node),
+            lessor: lessor.clone(),
+        }));
         LeaseService {
             ctx,
             lessor,
             ttl_min_s,
         }
     }
+}
 
+/// The leader's side of the lease calls followers forward (`raft::forward::LeaseLeader`).
+/// Holds the node weakly: the node keeps this object.
+struct LeaderLeases {
+    node: Weak<RaftNode>,
+    lessor: Arc<Lessor>,
+}
+
+impl LeaderLeases {
+    /// The node when it is still running and leads; else the refusal that sends the follower
+    /// elsewhere (`NoLeader`: nothing done).
+    fn leading(&self) -> Result<Arc<RaftNode>, ProposeError> {
+        let node = self.node.upgrade().ok_or(ProposeError::Stopped)?;
+        if node.current_leader() != Some(node.member_id()) {
+            return Err(ProposeError::NoLeader);
+        }
+        Ok(node)
+    }
+}
+
+impl LeaseLeader for LeaderLeases {
+    fn keep_alive(&self, id: i64) -> LeaseAnswer<'_, i64> {
+        Box::pin(async move {
+            let node = self.leading()?;
+            Ok(keep_alive_here(&node, &self.lessor, id))
+        })
+    }
+
+    fn time_to_live(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> LeaseAnswer<'_, LeaseTimeToLiveResponse> {
+        Box::pin(async move {
+            let node = self.leading()?;
+            time_to_live_here(&node, &self.lessor, req).await
+        })
+    }
+}
+
+/// A keep-alive on the leader: the TTL to report (0: unknown or expired lease).
+fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> i64 {
+    promote_if_new_term(node, lessor);
+    lessor
+        .keep_alive(id, tokio::time::Instant::now())
+        .unwrap_or(0)
+}
+
+/// Time-to-live on the leader (it owns the deadlines), after a read barrier; the header carries
+/// the revision only.
+async fn time_to_live_here(
+    node: &RaftNode,
+    lessor: &Lessor,
+    req: LeaseTimeToLiveRequest,
+) -> Result<LeaseTimeToLiveResponse, ProposeError> {
+    node.read_index().await?;
+    let (revision, granted, keys) = {
+        // A view: listing a lease's keys must not hold up apply.
+        let sm = node.state().view();
+        (
+            sm.state.kv.current_revision(),
+            sm.state.leases.granted_ttl(req.id),
+            sm.state.leases.keys(req.id),
+        )
+    };
+    let header = Some(ResponseHeader {
+        revision,
+        ..Default::default()
+    });
+    let Some(granted_ttl) = granted else {
+        return Ok(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: -1,
+            ..Default::default()
+        });
+    };
+    let ttl = lessor
+        .remaining_s(req.id, tokio::time::Instant::now())
+        .unwrap_or(granted_ttl);
+    let keys = if req.keys {
+        keys.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Ok(LeaseTimeToLiveResponse {
+        header,
+        id: req.id,
+        ttl,
+        granted_ttl,
+        keys,
+    })
+}
+
+impl LeaseService {
     fn current_header(&self) -> crate::proto::etcdserverpb::ResponseHeader {
         let rev = self.ctx.node.state().read().state.kv.current_revision();
         let mut h = self.ctx.header(&None);
@@ -127,15 +228,17 @@ impl Lease for LeaseService {
         let (ctx, lessor) = (self.ctx.clone(), self.lessor.clone());
         tokio::spawn(async move {
             while let Ok(Some(req)) = inbound.message().await {
-                let ttl = match super::forward::published_leader(&ctx).await {
+                let ttl = match ctx.node.remote_leader() {
                     // Deadlines live on the leader: a follower forwards each keep-alive there.
-                    Some(leader) => match ctx.forward.keep_alive(&leader, req.id).await {
-                        Ok(ttl) => ttl,
-                        Err(status) => {
-                            let _ = tx.send(Err(status)).await;
-                            break;
+                    Some((leader, node)) => {
+                        match ctx.node.forward_keep_alive(leader, &node, req.id).await {
+                            Ok(ttl) => ttl,
+                            Err(e) => {
+                                let _ = tx.send(Err(forward_status(&e))).await;
+                                break;
+                            }
                         }
-                    },
+                    }
                     // Only the leader's deadlines count: a member that knows no leader must
                     // not answer from those it noted as a follower (never renewed), and a new
                     // leader restarts them before its first answer.
@@ -143,12 +246,7 @@ impl Lease for LeaseService {
                         let _ = tx.send(Err(propose_status(&ProposeError::NoLeader))).await;
                         break;
                     }
-                    None => {
-                        promote_if_new_term(&ctx, &lessor);
-                        lessor
-                            .keep_alive(req.id, tokio::time::Instant::now())
-                            .unwrap_or(0)
-                    }
+                    None => keep_alive_here(&ctx.node, &lessor, req.id),
                 };
                 let rev = ctx.node.state().read().state.kv.current_revision();
                 let mut header = ctx.header(&None);
@@ -173,50 +271,20 @@ impl Lease for LeaseService {
         self.ctx.check_leader(request.metadata())?;
         super::cluster::refuse_learner(&self.ctx)?;
         let req = request.into_inner();
-        if let Some(leader) = super::forward::published_leader(&self.ctx).await {
+        let mut resp = match self.ctx.node.remote_leader() {
             // Deadlines live on the leader; a follower asks it.
-            let mut resp = self.ctx.forward.time_to_live(&leader, req).await?;
-            resp.header = Some(self.ctx.header(&resp.header));
-            return Ok(Response::new(resp));
-        }
-        self.ctx
-            .node
-            .read_index()
-            .await
-            .map_err(|e| propose_status(&e))?;
-        let header = Some(self.current_header());
-        let (granted, keys) = {
-            // A view: listing a lease's keys must not hold up apply.
-            let sm = self.ctx.node.state().view();
-            (
-                sm.state.leases.granted_ttl(req.id),
-                sm.state.leases.keys(req.id),
-            )
+            Some((leader, node)) => self
+                .ctx
+                .node
+                .forward_time_to_live(leader, &node, &req)
+                .await
+                .map_err(|e| forward_status(&e))?,
+            None => time_to_live_here(&self.ctx.node, &self.lessor, req)
+                .await
+                .map_err(|e| propose_status(&e))?,
         };
-        let Some(granted_ttl) = granted else {
-            return Ok(Response::new(LeaseTimeToLiveResponse {
-                header,
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
-            }));
-        };
-        let ttl = self
-            .lessor
-            .remaining_s(req.id, tokio::time::Instant::now())
-            .unwrap_or(granted_ttl);
-        let keys = if req.keys {
-            keys.unwrap_or_default()
-        } else {
-            Vec::new()
-        };
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: req.id,
-            ttl,
-            granted_ttl,
-            keys,
-        }))
+        resp.header = Some(self.ctx.header(&resp.header));
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(
@@ -246,12 +314,12 @@ impl Lease for LeaseService {
 }
 
 /// Restarts every lease's deadline when this leader has not done so for its current term.
-fn promote_if_new_term(ctx: &Ctx, lessor: &Lessor) {
-    let term = ctx.node.term();
+fn promote_if_new_term(node: &RaftNode, lessor: &Lessor) {
+    let term = node.term();
     if lessor.promoted_for(term) {
         return;
     }
-    let leases: Vec<(i64, i64)> = ctx.node.state().view().state.leases.leases().collect();
+    let leases: Vec<(i64, i64)> = node.state().view().state.leases.leases().collect();
     lessor.promote(leases.into_iter(), tokio::time::Instant::now());
     lessor.mark_promoted(term);
 }
@@ -266,7 +334,7 @@ pub async fn run_expiry(
         let leader = ctx.node.current_leader() == Some(ctx.node.member_id());
         if leader {
             // Once per term, also when leadership was lost and regained between two ticks.
-            promote_if_new_term(&ctx, &lessor);
+            promote_if_new_term(&ctx.node, &lessor);
         }
         let expired = if leader {
             lessor.take_expired(tokio::time::Instant::now())

@@ -50,8 +50,6 @@ pub struct ServerLimits {
 /// What every handler needs.
 pub struct Ctx {
     pub node: Arc<RaftNode>,
-    /// Channels to the leader for requests a follower cannot serve itself.
-    pub forward: forward::Forwarder,
     pub limits: ServerLimits,
 }
 

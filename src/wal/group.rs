@@ -5,10 +5,19 @@
 //! in submission order. Under `cfg(madsim)` there are no threads: `submit` writes, syncs and
 //! calls back inline, which keeps simulation deterministic.
 //!
+//! The queue in front of the writer is bounded by a byte budget (`WAL_QUEUE_BYTES_MAX` by
+//! default): `submit` waits for room while queued and unfinished operations hold it all, so a
+//! stalled disk pushes back on raft instead of growing memory.
+//!
 //! Invariant: a callback receives `Ok` only after a sync that covers its operation succeeded.
 //! Invariant: callbacks run in submission order, never while the `Wal` is borrowed by the caller.
+//! Invariant: submitted and not yet reported operations hold at most the byte budget (one larger
+//!   operation only when it is alone).
 
 use std::sync::{Arc, Mutex};
+
+#[cfg(not(madsim))]
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::WalError;
 use super::log::Wal;
@@ -59,16 +68,22 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer.
+    /// Starts the writer with the default queue budget.
     pub fn new(wal: Wal) -> GroupCommit {
+        GroupCommit::with_queue_bytes_max(wal, crate::config::WAL_QUEUE_BYTES_MAX)
+    }
+
+    /// Starts the writer; at most `queue_bytes_max` bytes of operations wait for it.
+    pub fn with_queue_bytes_max(wal: Wal, queue_bytes_max: usize) -> GroupCommit {
         GroupCommit {
-            inner: Arc::new(Inner::start(wal)),
+            inner: Arc::new(Inner::start(wal, queue_bytes_max)),
         }
     }
 
-    /// Queues `op`; `done` is called once the operation is durable or has failed.
-    pub fn submit(&self, op: WalOp, done: Done) {
-        self.inner.submit(Job { op, done });
+    /// Queues `op`, first waiting for room in the queue; `done` is called once the operation is
+    /// durable or has failed.
+    pub async fn submit(&self, op: WalOp, done: Done) {
+        self.inner.submit(op, done).await;
     }
 
     /// `submit` as a future.
@@ -80,7 +95,8 @@ impl GroupCommit {
                 // The receiver may be gone if the caller stopped waiting; nothing to report then.
                 let _ = tx.send(result);
             }),
-        );
+        )
+        .await;
         rx.await.unwrap_or(Err(WalError::Closed))
     }
 
@@ -94,6 +110,29 @@ impl GroupCommit {
 struct Job {
     op: WalOp,
     done: Done,
+    /// The operation's share of the queue budget, released after its callback ran.
+    #[cfg(not(madsim))]
+    room: Option<OwnedSemaphorePermit>,
+}
+
+/// Memory a queued job costs beyond its payload (the job, its callback, channel slot).
+#[cfg(not(madsim))]
+const JOB_OVERHEAD_BYTES: usize = 256;
+
+/// An estimate of the memory `op` holds while queued.
+#[cfg(not(madsim))]
+fn op_bytes(op: &WalOp) -> usize {
+    const RECORD_HEADER_BYTES: usize = 16;
+    JOB_OVERHEAD_BYTES
+        + match op {
+            WalOp::Append(records) => records
+                .iter()
+                .map(|r| r.payload.len() + RECORD_HEADER_BYTES)
+                .sum(),
+            WalOp::SaveVote(bytes) | WalOp::SaveCommitted(bytes) => bytes.len(),
+            WalOp::PurgeUpto { marker, .. } => marker.len(),
+            WalOp::TruncateFrom(_) | WalOp::Sync => 0,
+        }
 }
 
 /// Writes a batch, syncs once, then reports. Returns the callbacks with their outcomes so the
@@ -126,6 +165,9 @@ fn commit_batch(wal: &mut Wal, batch: Vec<Job>) -> Vec<(Done, Result<(), WalErro
 struct Inner {
     tx: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<Wal>>>,
+    /// The queue's byte budget (at most `u32::MAX`).
+    room: Arc<Semaphore>,
+    room_bytes_max: u32,
 }
 
 /// Upper bound on operations sharing one sync, so callbacks are not delayed forever under a
@@ -135,7 +177,8 @@ const BATCH_OPS_MAX: usize = 4096;
 
 #[cfg(not(madsim))]
 impl Inner {
-    fn start(wal: Wal) -> Inner {
+    fn start(wal: Wal, queue_bytes_max: usize) -> Inner {
+        // Unbounded as a channel; bounded by the byte budget every job holds a share of.
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("wal-writer".into())
@@ -149,13 +192,23 @@ impl Inner {
             }
         };
         let tx = thread.is_some().then_some(tx);
+        let room_bytes_max = u32::try_from(queue_bytes_max.max(1)).unwrap_or(u32::MAX);
         Inner {
             tx: Mutex::new(tx),
             thread: Mutex::new(thread),
+            room: Arc::new(Semaphore::new(room_bytes_max as usize)),
+            room_bytes_max,
         }
     }
 
-    fn submit(&self, job: Job) {
+    async fn submit(&self, op: WalOp, done: Done) {
+        // An operation larger than the whole budget takes all of it: it waits for an empty queue.
+        let share = u32::try_from(op_bytes(&op))
+            .unwrap_or(u32::MAX)
+            .min(self.room_bytes_max);
+        // The semaphore is never closed, so acquiring only waits.
+        let room = self.room.clone().acquire_many_owned(share).await.ok();
+        let job = Job { op, done, room };
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         let rejected = match tx.as_ref() {
             Some(tx) => tx.send(job).err().map(|e| e.0),
@@ -201,9 +254,12 @@ fn writer_loop(mut wal: Wal, rx: std::sync::mpsc::Receiver<Job>) -> Wal {
                 Err(_) => break,
             }
         }
+        let rooms: Vec<Option<OwnedSemaphorePermit>> =
+            batch.iter_mut().map(|job| job.room.take()).collect();
         for (done, outcome) in commit_batch(&mut wal, batch) {
             done(outcome);
         }
+        drop(rooms);
     }
     wal
 }
@@ -215,13 +271,15 @@ struct Inner {
 
 #[cfg(madsim)]
 impl Inner {
-    fn start(wal: Wal) -> Inner {
+    /// No queue under madsim: every operation is written inline, so there is nothing to bound.
+    fn start(wal: Wal, _queue_bytes_max: usize) -> Inner {
         Inner {
             wal: Mutex::new(Some(wal)),
         }
     }
 
-    fn submit(&self, job: Job) {
+    async fn submit(&self, op: WalOp, done: Done) {
+        let job = Job { op, done };
         let mut guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let Some(wal) = guard.as_mut() else {
             drop(guard);
@@ -338,6 +396,10 @@ mod tests {
     }
 
     fn setup() -> (GatedDisk, PathBuf, GroupCommit) {
+        setup_with_budget(crate::config::WAL_QUEUE_BYTES_MAX)
+    }
+
+    fn setup_with_budget(queue_bytes_max: usize) -> (GatedDisk, PathBuf, GroupCommit) {
         let disk = GatedDisk {
             inner: SimDisk::new(1),
             syncs: Arc::new(AtomicU64::new(0)),
@@ -350,7 +412,11 @@ mod tests {
             ..WalConfig::default()
         };
         let (wal, _) = Wal::open(Arc::new(disk.clone()), &dir, cfg).unwrap();
-        (disk, dir, GroupCommit::new(wal))
+        (
+            disk,
+            dir,
+            GroupCommit::with_queue_bytes_max(wal, queue_bytes_max),
+        )
     }
 
     fn entry(index: u64) -> LogRecord {
@@ -375,10 +441,10 @@ mod tests {
                 tx.send((i, r, disk.syncs.load(Ordering::SeqCst))).unwrap();
             }) as Done
         };
-        group.submit(
+        block_on(group.submit(
             WalOp::Append(vec![entry(1)]),
             report(tx.clone(), disk.clone(), 1),
-        );
+        ));
         // ...wait until the writer is really parked in that sync...
         while disk.parked.load(Ordering::SeqCst) == 0 {
             std::thread::yield_now();
@@ -392,10 +458,10 @@ mod tests {
                 std::thread::spawn(move || {
                     for k in 0..7u64 {
                         let i = 2 + t * 7 + k;
-                        group.submit(
+                        block_on(group.submit(
                             WalOp::SaveVote(i.to_le_bytes().to_vec()),
                             report(tx.clone(), disk.clone(), i),
-                        );
+                        ));
                     }
                 })
             })
@@ -478,6 +544,71 @@ mod tests {
             block_on(group.run(WalOp::Sync)),
             Err(WalError::Closed)
         ));
+    }
+
+    /// Polls `fut` once; `true` when it completed.
+    fn ready_at_once<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        fut.poll(&mut cx).is_ready()
+    }
+
+    /// Bug guarded against: the writer's job queue was unbounded, so a disk stalled in a sync
+    /// let raft's appends pile up in memory without limit. Now the operations submitted and
+    /// not yet reported hold at most the byte budget; a submitter waits for room, and gets it
+    /// once the writer has reported.
+    #[test]
+    fn a_stalled_writer_makes_submitters_wait_within_the_byte_budget() {
+        let payload_bytes = 1000;
+        let op = |i: u64| {
+            WalOp::Append(vec![LogRecord {
+                index: i,
+                term: 1,
+                payload: vec![7; payload_bytes],
+            }])
+        };
+        let per_op = op_bytes(&op(1));
+        assert!(per_op > payload_bytes);
+        let (disk, _dir, group) = setup_with_budget(4 * per_op);
+        disk.set_gate(false);
+        // Reopens the gate even when an assertion fails, so the writer thread can be joined.
+        struct OpenOnDrop(GatedDisk);
+        impl Drop for OpenOnDrop {
+            fn drop(&mut self) {
+                self.0.set_gate(true);
+            }
+        }
+        let _open_on_drop = OpenOnDrop(disk.clone());
+        let reported = Arc::new(AtomicU64::new(0));
+        let count = |reported: &Arc<AtomicU64>| {
+            let reported = reported.clone();
+            Box::new(move |r: Result<(), WalError>| {
+                assert!(r.is_ok(), "{r:?}");
+                reported.fetch_add(1, Ordering::SeqCst);
+            }) as Done
+        };
+        // Four operations fit: the first parks the writer in its sync, three queue behind it.
+        for i in 1..=4 {
+            let submit = std::pin::pin!(group.submit(op(i), count(&reported)));
+            assert!(ready_at_once(submit), "operation {i} fits in the budget");
+        }
+        while disk.parked.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // The fifth finds no room: it waits (and stays waiting) while the disk is stalled.
+        let mut fifth = std::pin::pin!(group.submit(op(5), count(&reported)));
+        assert!(
+            !ready_at_once(fifth.as_mut()),
+            "a full queue must make the submitter wait"
+        );
+        assert!(!ready_at_once(fifth.as_mut()));
+        assert_eq!(reported.load(Ordering::SeqCst), 0);
+        // Once the writer reports, room is back and the waiting submission goes through.
+        disk.set_gate(true);
+        block_on(fifth);
+        assert!(block_on(group.run(WalOp::Sync)).is_ok());
+        assert_eq!(reported.load(Ordering::SeqCst), 5);
+        let wal = group.shutdown().unwrap();
+        assert_eq!(wal.last_index(), Some(5));
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {

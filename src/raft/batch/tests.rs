@@ -139,7 +139,79 @@ fn limits(count_max: usize, bytes_max: usize) -> BatchLimits {
         count_max,
         bytes_max,
         in_flight_max: 1,
+        ..BatchLimits::default()
     }
+}
+
+/// Commands sitting in the batcher's queue (not yet taken into a proposal).
+fn queued(b: &Batcher) -> usize {
+    b.tx.max_capacity() - b.tx.capacity()
+}
+
+/// Bug guarded against: the proposal queue was an unbounded channel, so while raft was stalled
+/// every client write piled up in memory. Now at most `queue_commands_max` commands wait; more
+/// proposers wait for room, and everyone is served in arrival order once raft moves again.
+#[test]
+fn a_stalled_raft_makes_proposers_wait_at_the_command_bound() {
+    runtime().block_on(async {
+        let fake = Fake::new(false);
+        let b = Batcher::start(
+            fake.clone(),
+            BatchLimits {
+                queue_commands_max: 4,
+                ..limits(100, 1 << 20)
+            },
+        );
+        let mut handles = propose_all(&b, [0], 4).await;
+        settle().await;
+        handles.extend(propose_all(&b, 1..=10, 4).await);
+        settle().await;
+        assert_eq!(fake.proposals().len(), 1, "raft holds the first proposal");
+        assert_eq!(queued(&b), 4, "the queue stops at its bound");
+        assert!(handles.iter().all(|h| !h.is_finished()));
+        fake.gate.add_permits(100);
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap().unwrap().revision, i as i64);
+        }
+        let order: Vec<u64> = fake.proposals().iter().flat_map(keys).collect();
+        assert_eq!(order, (0..=10).collect::<Vec<_>>());
+    });
+}
+
+/// The same for bytes: big commands are held back by the byte budget long before the count
+/// bound; a command larger than the whole budget still gets through once the queue is empty.
+#[test]
+fn a_stalled_raft_makes_proposers_wait_at_the_byte_bound() {
+    runtime().block_on(async {
+        let fake = Fake::new(false);
+        let one = envelope_bytes(&put(1, 100));
+        let b = Batcher::start(
+            fake.clone(),
+            BatchLimits {
+                queue_bytes_max: 3 * one,
+                ..limits(100, 1 << 20)
+            },
+        );
+        let mut handles = propose_all(&b, [0], 100).await;
+        settle().await;
+        handles.extend(propose_all(&b, 1..=10, 100).await);
+        handles.extend(propose_all(&b, [11], 10 * one).await);
+        settle().await;
+        assert_eq!(fake.proposals().len(), 1);
+        assert_eq!(queued(&b), 3, "three commands fill the byte budget");
+        assert!(b.room_bytes.available_permits() < one);
+        fake.gate.add_permits(100);
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap().unwrap().revision, i as i64);
+        }
+        let order: Vec<u64> = fake.proposals().iter().flat_map(keys).collect();
+        assert_eq!(order, (0..=11).collect::<Vec<_>>());
+        assert_eq!(
+            b.room_bytes.available_permits(),
+            3 * one,
+            "every share returned"
+        );
+    });
 }
 
 #[test]
