@@ -76,9 +76,12 @@ pub struct Limits {
     /// ceil(1.5 × election timeout) in etcd's tick arithmetic.
     pub lease_ttl_min_s: i64,
     // watch
-    /// Events buffered per watch stream before the watcher becomes a slow (unsynced) one.
+    /// etcd's event buffer per watch stream (128). A stream's one bounded queue holds this
+    /// plus `watch_ctrl_queue_len` responses of either kind (`member::MemberSpec`); a synced
+    /// watcher that finds it full turns unsynced and catches up from history later.
     pub watch_event_queue_len: u64,
-    /// Control responses (created/canceled) buffered per stream.
+    /// etcd's control-response buffer per stream (16; created/canceled/progress), counted in
+    /// the same queue as events.
     pub watch_ctrl_queue_len: u64,
     /// Unsynced watchers caught up per sync round.
     pub watch_sync_watchers_max: u64,
