@@ -201,6 +201,8 @@ impl Member {
         }
         if !node.wait_for_leader(spec.leader_wait).await {
             tracing::warn!("no leader elected yet; serving anyway");
+        } else if !node.wait_announced(spec.leader_wait).await {
+            tracing::warn!("this member is not published through raft yet; serving anyway");
         }
         if spec.initial_corrupt_check {
             crate::raft::corrupt::initial_check(&node, spec.request_timeout)

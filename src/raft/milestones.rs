@@ -138,10 +138,14 @@ fn published(m: &openraft::RaftMetrics<NodeId, MemberNode>, me: NodeId) -> Optio
 }
 
 /// Follows openraft's metrics until raft stops, printing each milestone once.
+/// `announced` turns true once this member's publication line and the first leader's lines are
+/// printed: the member logs "ready to serve client requests" after them, as etcd does (see
+/// `RaftNode::wait_announced`).
 pub async fn run(
     mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, MemberNode>>,
     me: NodeId,
     cluster_id: u64,
+    announced: tokio::sync::watch::Sender<bool>,
 ) {
     // The member starts as a follower without a leader (etcd prints "became follower at term
     // N" when it starts); the first observation is compared against that.
@@ -176,6 +180,9 @@ pub async fn run(
                 cluster_id = %format!("{cluster_id:x}"),
                 "published local member to cluster through raft"
             );
+        }
+        if publication_announced && version_announced {
+            announced.send_if_modified(|a| !std::mem::replace(a, true));
         }
         last = now;
         if metrics.changed().await.is_err() {

@@ -169,6 +169,8 @@ pub struct RaftNode {
     pub(super) strict_reconfig_check: AtomicBool,
     /// Fresh request IDs for proposal headers.
     request_ids: RequestIds,
+    /// True once `milestones` printed this member's publication (see `wait_announced`).
+    announced: watch::Receiver<bool>,
 }
 
 /// Request IDs unique across the cluster and across restarts, laid out as etcd's are:
@@ -425,6 +427,7 @@ impl RaftNode {
         }
         let request_timeout = Duration::from_millis(5000 + 2 * opts.election_timeout_ms);
         let (transferring, transfer_gate) = watch::channel(false);
+        let (announced_tx, announced) = watch::channel(false);
         let node = RaftNode {
             raft: raft.clone(),
             sm: shared,
@@ -457,6 +460,7 @@ impl RaftNode {
             membership_turn: Arc::new(tokio::sync::Mutex::new(())),
             strict_reconfig_check: AtomicBool::new(true),
             request_ids: RequestIds::starting_now(member_id),
+            announced,
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -470,6 +474,7 @@ impl RaftNode {
             node.raft.metrics(),
             member_id,
             cluster_id,
+            announced_tx,
         ));
         tokio::spawn(publish_members(
             node.raft.clone(),
@@ -564,6 +569,15 @@ impl RaftNode {
         let membership = m.membership_config.membership();
         membership.get_node(&self.member_id).is_some()
             && !membership.voter_ids().any(|v| v == self.member_id)
+    }
+
+    /// Waits (bounded) until this member's publication through raft has been logged, the
+    /// moment etcd logs "ready to serve client requests" after; `false` on timeout.
+    pub async fn wait_announced(&self, timeout: Duration) -> bool {
+        let mut announced = self.announced.clone();
+        tokio::time::timeout(timeout, announced.wait_for(|a| *a))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits (bounded) until some member is leader; used before serving clients.
