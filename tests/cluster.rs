@@ -1622,8 +1622,8 @@ fn a_peer_of_another_cluster_is_refused() {
 /// (the one it advertises), so a leader whose advertised client URL does not lead back to it
 /// (behind a proxy, or a port only clients with certificates may use) could not take any
 /// follower's writes. Forwarding now travels on the peer protocol: here every member advertises
-/// a client URL on which nothing listens, and writes, lease grants, keep-alives and
-/// time-to-live questions through a follower still work.
+/// a client URL on which nothing listens, and writes, lease grants, keep-alives, time-to-live
+/// questions and membership changes through a follower still work.
 #[test]
 fn follower_requests_reach_the_leader_over_the_peer_protocol() {
     if require_etcd_tools("follower_requests_reach_the_leader_over_the_peer_protocol").is_none() {
@@ -1657,6 +1657,38 @@ fn follower_requests_reach_the_leader_over_the_peer_protocol() {
     c.ctl_ok(follower, &["lease", "revoke", &id]);
     let on_leader = c.ctl_ok(leader, &["lease", "list"]);
     assert!(!on_leader.contains(&id), "{on_leader}");
+
+    // Membership changes made on a follower are made by the leader, over the peer protocol too.
+    let learner_url = format!("http://127.0.0.1:{}", free_port());
+    let added = c.ctl_ok(
+        follower,
+        &[
+            "member",
+            "add",
+            "spare",
+            "--learner",
+            "--peer-urls",
+            &learner_url,
+        ],
+    );
+    let learner_id = added
+        .split_whitespace()
+        .nth(1)
+        .expect("new member id")
+        .to_string();
+    assert!(added.contains("added to cluster"), "{added}");
+    let moved_url = format!("http://127.0.0.1:{}", free_port());
+    let updated = c.ctl_ok(
+        follower,
+        &["member", "update", &learner_id, "--peer-urls", &moved_url],
+    );
+    assert!(updated.contains("updated in cluster"), "{updated}");
+    let list = c.ctl_ok(leader, &["member", "list"]);
+    assert!(list.contains(&moved_url), "{list}");
+    let removed = c.ctl_ok(follower, &["member", "remove", &learner_id]);
+    assert!(removed.contains("removed from cluster"), "{removed}");
+    let list = c.ctl_ok(leader, &["member", "list"]);
+    assert!(!list.contains(&learner_id), "{list}");
 }
 
 /// Bug guarded against: a write forwarded to a leader that stopped answering (paused, or cut

@@ -412,3 +412,31 @@ fn a_format_0_wal_recovers_and_an_unknown_version_is_refused() {
         "{err:?}"
     );
 }
+
+const PEER_MEMBERSHIP_CHANGE: &str = "
+    4f 58 52 01                 # peer tag: \"OXR\" version 1
+    02 00 00 00                 # MembershipChange::Update
+    0a 00 00 00 00 00 00 00     # id 0x0a
+    01 00 00 00 00 00 00 00     # peer_urls: 1 URL
+    0a 00 00 00 00 00 00 00     #   10 bytes
+    68 74 74 70 3a 2f 2f 68 3a 31   # \"http://h:1\"
+";
+
+/// A membership change a follower forwards to the leader (`ForwardMembership`).
+#[test]
+fn forwarded_membership_change_bytes_are_fixed() {
+    let change = crate::raft::forward::MembershipChange::Update {
+        id: 0x0a,
+        peer_urls: vec!["http://h:1".into()],
+    };
+    let bytes = encode(&change).unwrap();
+    assert_golden(
+        "forwarded membership change",
+        &bytes,
+        PEER_MEMBERSHIP_CHANGE,
+    );
+    assert_eq!(
+        decode::<crate::raft::forward::MembershipChange>(&bytes).unwrap(),
+        change
+    );
+}

@@ -6,7 +6,9 @@
 //! network's one cached channel per peer) and the leader proposes it through its own
 //! [`super::node::RaftNode::propose`] and answers with the applied result. Lease deadlines live
 //! on the leader (`server::lessor`), so keep-alives and time-to-live questions go there too; the
-//! server installs the leader side of those as a [`LeaseLeader`].
+//! server installs the leader side of those as a [`LeaseLeader`]. Membership changes
+//! (MemberAdd/Remove/Update/Promote) are made by the leader only; a follower sends them as a
+//! [`MembershipChange`] (`ForwardMembership`) and gets the leader's [`MembershipAnswer`] back.
 //!
 //! Bodies are bincode: a request is the command (or lease ID / protobuf request bytes), an answer
 //! is `Result<T, ProposeError>`. `ProposeError::NoLeader` in an answer means "the member you
@@ -22,8 +24,10 @@ use std::pin::Pin;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use super::membership::{MemberEntry, MembershipError};
 use super::network::PeerError;
 use super::node::ProposeError;
+use super::NodeId;
 use crate::apply::Outcome;
 use crate::mvcc::KvError;
 use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
@@ -68,6 +72,39 @@ impl ProtoBytes {
         M::decode(self.0.as_slice()).map_err(|e| PeerError::Codec(e.to_string()))
     }
 }
+
+/// A membership change a follower asks the leader to make (etcd's Cluster calls). Peer URLs
+/// are already validated and normalized by the follower; the leader checks everything else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    Add {
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    },
+    Remove {
+        id: NodeId,
+    },
+    Update {
+        id: NodeId,
+        peer_urls: Vec<String>,
+    },
+    Promote {
+        id: NodeId,
+    },
+}
+
+/// What a membership change did: the added member's ID (MemberAdd only) and the members after
+/// the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipDone {
+    pub added: Option<NodeId>,
+    pub members: Vec<MemberEntry>,
+}
+
+/// The leader's answer to a forwarded membership change: its refusal (`MembershipError`, never
+/// `NotLeader`: a member that does not lead answers `ProposeError::NoLeader` outside) or what it
+/// did.
+pub type MembershipAnswer = Result<MembershipDone, MembershipError>;
 
 /// A boxed answer of the leader's lease side.
 pub type LeaseAnswer<'a, T> = Pin<Box<dyn Future<Output = Answer<T>> + Send + 'a>>;
@@ -118,6 +155,29 @@ mod tests {
             let back: Answer<AppliedResult> = decode(&encode(&answer).unwrap()).unwrap();
             assert_eq!(back, answer);
         }
+        let done: Answer<MembershipAnswer> = Ok(Ok(MembershipDone {
+            added: Some(9),
+            members: vec![MemberEntry {
+                id: 9,
+                node: crate::raft::MemberNode {
+                    name: String::new(),
+                    peer_urls: vec!["http://10.0.0.9:2380".into()],
+                    client_urls: vec![],
+                },
+                is_learner: true,
+            }],
+        }));
+        let refused: Answer<MembershipAnswer> = Ok(Err(MembershipError::LearnerNotReady));
+        for answer in [done, refused, Err(ProposeError::NoLeader)] {
+            let back: Answer<MembershipAnswer> = decode(&encode(&answer).unwrap()).unwrap();
+            assert_eq!(back, answer);
+        }
+        let change = MembershipChange::Update {
+            id: 3,
+            peer_urls: vec!["https://10.0.0.3:2380".into()],
+        };
+        let back: MembershipChange = decode(&encode(&change).unwrap()).unwrap();
+        assert_eq!(back, change);
         let req = LeaseTimeToLiveRequest { id: 5, keys: true };
         let wire = ProtoBytes::encode(&req);
         let back: ProtoBytes = decode(&encode(&wire).unwrap()).unwrap();

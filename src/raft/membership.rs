@@ -34,15 +34,16 @@ use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::oxraftpb::{MembershipResponse, TimeoutNowRequest};
 
 /// One member as the Cluster API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberEntry {
     pub id: NodeId,
     pub node: MemberNode,
     pub is_learner: bool,
 }
 
-/// Why a membership change or leadership transfer was refused or did not finish.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a membership change or leadership transfer was refused or did not finish. Serde: a
+/// leader answers forwarded changes with it (`raft::forward`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MembershipError {
     /// This member is not the leader (the request belongs on the leader).
     NotLeader,

@@ -19,8 +19,8 @@
 //! `peer::admit` (see there for the rules).
 //!
 //! The same channels carry the client requests a follower forwards to the leader
-//! (`forward_propose`, `forward_keep_alive`, `forward_time_to_live`; see `raft::forward`), each
-//! bounded by the deadline its caller gives.
+//! (`forward_propose`, `forward_keep_alive`, `forward_time_to_live`, `forward_membership`; see
+//! `raft::forward`), each bounded by the deadline its caller gives.
 //!
 //! Invariant: this module never fabricates a successful reply; a peer that cannot be reached,
 //! times out or answers garbage is an error to openraft.
@@ -46,7 +46,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
-use super::forward::{Answer, AppliedResult, ForwardError, ProtoBytes};
+use super::forward::{
+    Answer, AppliedResult, ForwardError, MembershipAnswer, MembershipChange, ProtoBytes,
+};
 use super::{MemberNode, NodeId, TypeConfig};
 use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
@@ -362,6 +364,7 @@ enum Forward {
     Propose,
     KeepAlive,
     TimeToLive,
+    Membership,
 }
 
 impl PeerNetwork {
@@ -405,6 +408,19 @@ impl PeerNetwork {
         resp.decode().map_err(ForwardError::Peer)
     }
 
+    /// A membership change made by leader `id`: what it did, its refusal of the change, or
+    /// (`ForwardError::Leader(NoLeader)`) word that it does not lead and did nothing.
+    pub async fn forward_membership(
+        &self,
+        id: NodeId,
+        node: &MemberNode,
+        change: &MembershipChange,
+        timeout: Duration,
+    ) -> Result<MembershipAnswer, ForwardError> {
+        self.forward_call(id, node, Forward::Membership, change, timeout)
+            .await
+    }
+
     async fn forward_call<Req: Serialize, T: DeserializeOwned>(
         &self,
         id: NodeId,
@@ -421,6 +437,7 @@ impl PeerNetwork {
                 Forward::Propose => client.forward_propose(blob).await,
                 Forward::KeepAlive => client.forward_lease_keep_alive(blob).await,
                 Forward::TimeToLive => client.forward_lease_time_to_live(blob).await,
+                Forward::Membership => client.forward_membership(blob).await,
             }
         };
         let reply = with_deadline(timeout, fut)

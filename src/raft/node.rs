@@ -22,7 +22,9 @@ use openraft::{ChangeMembers, Config as RaftConfig, SnapshotPolicy};
 use tokio::sync::watch;
 
 use super::batch::{Accepted, BatchLimits, Batcher, Sink};
-use super::forward::{AppliedResult, ForwardError, LeaseLeader, LeaseLeaderSlot};
+use super::forward::{
+    AppliedResult, ForwardError, LeaseLeader, LeaseLeaderSlot, MembershipAnswer, MembershipChange,
+};
 use super::log_store::LogStore;
 use super::network::{PeerIdentity, PeerNetwork, SNAPSHOT_CHUNK_BYTES};
 use super::peer::PeerService;
@@ -489,12 +491,13 @@ impl RaftNode {
     }
 
     /// The peer gRPC service of this member, to serve on `--listen-peer-urls`.
-    pub fn peer_service(&self) -> PeerService {
+    pub fn peer_service(self: &Arc<Self>) -> PeerService {
         let campaign_window = Duration::from_millis(4 * self.raft.config().election_timeout_max);
         PeerService::new(self.raft.clone(), self.member_id, self.me.clone())
             .with_cluster(self.cluster_id, campaign_window)
             .with_state(self.sm.clone())
             .with_forwarding(self.proposer.clone(), self.lease_leader.clone())
+            .with_membership(Arc::downgrade(self))
     }
 
     /// Installs the leader's side of forwarded lease calls (the server owns the lease clock).
@@ -520,6 +523,19 @@ impl RaftNode {
     ) -> Result<AppliedResult, ForwardError> {
         self.network
             .forward_propose(leader, node, envelope, timeout)
+            .await
+    }
+
+    /// A membership change made by leader `leader` (see `raft::forward::MembershipChange`).
+    pub async fn forward_membership(
+        &self,
+        leader: NodeId,
+        node: &MemberNode,
+        change: &MembershipChange,
+        timeout: Duration,
+    ) -> Result<MembershipAnswer, ForwardError> {
+        self.network
+            .forward_membership(leader, node, change, timeout)
             .await
     }
 

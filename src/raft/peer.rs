@@ -42,12 +42,16 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::forward::{Answer, AppliedResult, LeaseLeader, LeaseLeaderSlot, ProtoBytes};
+use super::forward::{
+    Answer, AppliedResult, LeaseLeader, LeaseLeaderSlot, MembershipAnswer, MembershipChange,
+    MembershipDone, ProtoBytes,
+};
+use super::membership::MembershipError;
 use super::network::{
     decode, encode, identity_of, PeerIdentity, APPEND_ENTRIES_BYTES_MAX,
     INSTALL_SNAPSHOT_BYTES_MAX, PEER_MESSAGE_BYTES_MAX, VOTE_BYTES_MAX,
 };
-use super::node::{ProposeError, Proposer};
+use super::node::{ProposeError, Proposer, RaftNode};
 use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::mvcc::KvError;
@@ -66,6 +70,8 @@ pub struct PeerService {
     /// Proposes forwarded commands; `None` for a service built without forwarding.
     proposer: Option<Proposer>,
     lease_leader: LeaseLeaderSlot,
+    /// Makes forwarded membership changes; held weakly (the node owns this service's task).
+    membership: Option<std::sync::Weak<RaftNode>>,
     id: NodeId,
     me: MemberNode,
     cluster_id: u64,
@@ -81,6 +87,7 @@ impl PeerService {
             raft,
             proposer: None,
             lease_leader: LeaseLeaderSlot::default(),
+            membership: None,
             id,
             me,
             cluster_id: 0,
@@ -111,6 +118,12 @@ impl PeerService {
     ) -> Self {
         self.proposer = Some(proposer);
         self.lease_leader = lease_leader;
+        self
+    }
+
+    /// Makes the membership changes followers forward through `node` (when it leads).
+    pub(super) fn with_membership(mut self, node: std::sync::Weak<RaftNode>) -> Self {
+        self.membership = Some(node);
         self
     }
 
@@ -453,9 +466,50 @@ impl RaftPeer for PeerService {
         };
         blob(&answer)
     }
+
+    async fn forward_membership(
+        &self,
+        request: Request<RaftBlob>,
+    ) -> Result<Response<RaftBlob>, Status> {
+        self.admit(&request, PeerRpc::Forward)?;
+        let change: MembershipChange = parse(&request.get_ref().data, VOTE_BYTES_MAX)?;
+        blob(&self.change_membership(change).await)
+    }
 }
 
 impl PeerService {
+    /// The leader side of `ForwardMembership`: the change made through this member's own
+    /// membership calls. A member that does not lead refuses (`NoLeader`) and changes nothing.
+    async fn change_membership(&self, change: MembershipChange) -> Answer<MembershipAnswer> {
+        let node = self
+            .membership
+            .as_ref()
+            .ok_or(ProposeError::NoLeader)?
+            .upgrade()
+            .ok_or(ProposeError::Stopped)?;
+        let done = match change {
+            MembershipChange::Add {
+                peer_urls,
+                is_learner,
+            } => node
+                .add_member(peer_urls, is_learner)
+                .await
+                .map(|(id, members)| MembershipDone {
+                    added: Some(id),
+                    members,
+                }),
+            MembershipChange::Remove { id } => node.remove_member(id).await.map(no_id),
+            MembershipChange::Update { id, peer_urls } => {
+                node.update_member(id, peer_urls).await.map(no_id)
+            }
+            MembershipChange::Promote { id } => node.promote_member(id).await.map(no_id),
+        };
+        match done {
+            Err(MembershipError::NotLeader) => Err(ProposeError::NoLeader),
+            other => Ok(other),
+        }
+    }
+
     /// The leader side of `ForwardPropose`: propose through this member's own proposer. A
     /// member that does not lead refuses before proposing (`NoLeader`), so the follower may ask
     /// the new leader.
@@ -463,6 +517,13 @@ impl PeerService {
         let proposer = self.proposer.as_ref().ok_or(ProposeError::NoLeader)?;
         let applied = proposer.propose(envelope).await?;
         Ok(applied.result.clone())
+    }
+}
+
+fn no_id(members: Vec<super::membership::MemberEntry>) -> MembershipDone {
+    MembershipDone {
+        added: None,
+        members,
     }
 }
 

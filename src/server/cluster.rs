@@ -1,24 +1,25 @@
 //! `etcdserverpb.Cluster`: the member list from raft's membership, and membership changes
 //! (MemberAdd/Remove/Update/Promote) made by the leader through `raft::membership`. A follower
-//! forwards a change to the leader's client URL, as etcd's followers hand proposals to theirs.
+//! forwards a change to the leader over the peer protocol (`raft::forward::MembershipChange`),
+//! never through the leader's client URL (which may need client certificates and tokens).
 //!
 //! Invariant: a change is made only by the leader; a follower never changes anything itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
-use crate::proto::etcdserverpb::cluster_client::ClusterClient;
 use crate::proto::etcdserverpb::cluster_server::Cluster;
 use crate::proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
     MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
     MemberUpdateRequest, MemberUpdateResponse,
 };
+use crate::raft::forward::{ForwardError, MembershipChange, MembershipDone};
 use crate::raft::membership::{MemberEntry, MembershipError};
+use crate::raft::node::{ProposeError, RaftNode};
 
 /// etcd's text when a learner receives a request it does not serve.
 pub const LEARNER_UNSUPPORTED: &str = "etcdserver: rpc not supported for learner";
@@ -76,9 +77,6 @@ fn check_urls(urls: &[String]) -> Result<Vec<String>, Status> {
     Ok(parsed.iter().map(ToString::to_string).collect())
 }
 
-/// Bound on connecting to the leader when forwarding a change.
-const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The service.
 pub struct ClusterService {
     ctx: Arc<Ctx>,
@@ -101,44 +99,35 @@ impl ClusterService {
         self.ctx.header(&None)
     }
 
-    /// A Cluster client on the leader's client URL, for a change this follower cannot make;
-    /// `None` while no other member is known to lead.
-    async fn leader_client(&self) -> Result<Option<ClusterClient<Channel>>, Status> {
-        let Some(leader) = super::forward::published_leader(&self.ctx).await else {
-            return Ok(None);
-        };
-        let url = leader
-            .client_urls
-            .first()
-            .ok_or_else(|| Status::unavailable(super::error::NO_LEADER))?;
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|_| Status::unavailable(super::error::NO_LEADER))?;
-        let channel = endpoint
-            .connect_timeout(FORWARD_CONNECT_TIMEOUT)
-            .connect_lazy();
-        Ok(Some(ClusterClient::new(channel)))
-    }
-
-    /// Runs a membership call here when this member leads, or names the leader to forward it
-    /// to. While no leader is known (an election, or this member just lost or is just taking
-    /// leadership) it asks again until `LEADER_WAIT` has passed, then fails with etcd's "no
-    /// leader". Bug guarded against: a call that found no leader for an instant failed at once.
-    async fn on_leader<T, F, Fut>(&self, local: F) -> Result<Routed<T>, Status>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T, MembershipError>>,
-    {
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    /// Makes `change` here when this member leads, or has the leader make it (over the peer
+    /// protocol, `ForwardMembership`). While no leader is known, or the member asked answers
+    /// that it no longer leads (it changed nothing), it asks again until `LEADER_WAIT` has
+    /// passed, then fails with etcd's "no leader". The whole call ends within etcd's request
+    /// timeout. Bug guarded against: a call that found no leader for an instant failed at once.
+    async fn change(&self, change: MembershipChange) -> Result<MembershipDone, Status> {
+        let node = &self.ctx.node;
+        let now = tokio::time::Instant::now();
+        let leader_deadline = now + LEADER_WAIT;
+        let deadline = now + node.request_timeout();
         loop {
-            match local().await {
-                Ok(v) => return Ok(Routed::Here(v)),
+            match change_here(node, change.clone()).await {
+                Ok(done) => return Ok(done),
                 Err(MembershipError::NotLeader) => {}
                 Err(e) => return Err(membership_status(&e)),
             }
-            if let Some(client) = self.leader_client().await? {
-                return Ok(Routed::Leader(client));
+            if let Some((leader, leader_node)) = node.remote_leader() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match node
+                    .forward_membership(leader, &leader_node, &change, left)
+                    .await
+                {
+                    Ok(answer) => return answer.map_err(|e| membership_status(&e)),
+                    // It no longer leads and did nothing: look for the new leader.
+                    Err(ForwardError::Leader(ProposeError::NoLeader)) => {}
+                    Err(e) => return Err(super::error::forward_status(&e)),
+                }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= leader_deadline {
                 return Err(Status::unavailable(super::error::NO_LEADER));
             }
             tokio::time::sleep(LEADER_POLL).await;
@@ -146,10 +135,32 @@ impl ClusterService {
     }
 }
 
-/// Where a membership call ended up: done here, or to be sent to the leader.
-enum Routed<T> {
-    Here(T),
-    Leader(ClusterClient<Channel>),
+/// `change` made by this member's raft (refused with `NotLeader` unless it leads).
+async fn change_here(
+    node: &RaftNode,
+    change: MembershipChange,
+) -> Result<MembershipDone, MembershipError> {
+    let members_only = |members| MembershipDone {
+        added: None,
+        members,
+    };
+    match change {
+        MembershipChange::Add {
+            peer_urls,
+            is_learner,
+        } => {
+            let (id, members) = node.add_member(peer_urls, is_learner).await?;
+            Ok(MembershipDone {
+                added: Some(id),
+                members,
+            })
+        }
+        MembershipChange::Remove { id } => node.remove_member(id).await.map(members_only),
+        MembershipChange::Update { id, peer_urls } => {
+            node.update_member(id, peer_urls).await.map(members_only)
+        }
+        MembershipChange::Promote { id } => node.promote_member(id).await.map(members_only),
+    }
 }
 
 /// How long a membership call waits for some member to lead before failing.
@@ -164,28 +175,20 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberAddResponse>, Status> {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
-        let urls = check_urls(&req.peer_ur_ls)?;
-        let routed = self
-            .on_leader(async || self.ctx.node.add_member(urls.clone(), req.is_learner).await)
+        let peer_urls = check_urls(&req.peer_ur_ls)?;
+        let done = self
+            .change(MembershipChange::Add {
+                peer_urls,
+                is_learner: req.is_learner,
+            })
             .await?;
-        match routed {
-            Routed::Here((id, entries)) => {
-                let members = to_members(&entries);
-                let member = members.iter().find(|m| m.id == id).cloned();
-                Ok(Response::new(MemberAddResponse {
-                    header: Some(self.header()),
-                    member,
-                    members,
-                }))
-            }
-            Routed::Leader(mut leader) => {
-                let resp = leader.member_add(req).await?;
-                Ok(Response::new(MemberAddResponse {
-                    header: Some(self.header()),
-                    ..resp.into_inner()
-                }))
-            }
-        }
+        let members = to_members(&done.members);
+        let member = members.iter().find(|m| Some(m.id) == done.added).cloned();
+        Ok(Response::new(MemberAddResponse {
+            header: Some(self.header()),
+            member,
+            members,
+        }))
     }
 
     async fn member_remove(
@@ -193,23 +196,12 @@ impl Cluster for ClusterService {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         refuse_learner(&self.ctx)?;
-        let req = request.into_inner();
-        match self
-            .on_leader(|| self.ctx.node.remove_member(req.id))
-            .await?
-        {
-            Routed::Here(entries) => Ok(Response::new(MemberRemoveResponse {
-                header: Some(self.header()),
-                members: to_members(&entries),
-            })),
-            Routed::Leader(mut leader) => {
-                let resp = leader.member_remove(req).await?;
-                Ok(Response::new(MemberRemoveResponse {
-                    header: Some(self.header()),
-                    ..resp.into_inner()
-                }))
-            }
-        }
+        let id = request.get_ref().id;
+        let done = self.change(MembershipChange::Remove { id }).await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: Some(self.header()),
+            members: to_members(&done.members),
+        }))
     }
 
     async fn member_update(
@@ -218,23 +210,17 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         refuse_learner(&self.ctx)?;
         let req = request.into_inner();
-        let urls = check_urls(&req.peer_ur_ls)?;
-        match self
-            .on_leader(|| self.ctx.node.update_member(req.id, urls.clone()))
-            .await?
-        {
-            Routed::Here(entries) => Ok(Response::new(MemberUpdateResponse {
-                header: Some(self.header()),
-                members: to_members(&entries),
-            })),
-            Routed::Leader(mut leader) => {
-                let resp = leader.member_update(req).await?;
-                Ok(Response::new(MemberUpdateResponse {
-                    header: Some(self.header()),
-                    ..resp.into_inner()
-                }))
-            }
-        }
+        let peer_urls = check_urls(&req.peer_ur_ls)?;
+        let done = self
+            .change(MembershipChange::Update {
+                id: req.id,
+                peer_urls,
+            })
+            .await?;
+        Ok(Response::new(MemberUpdateResponse {
+            header: Some(self.header()),
+            members: to_members(&done.members),
+        }))
     }
 
     async fn member_list(
@@ -260,22 +246,11 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         refuse_learner(&self.ctx)?;
-        let req = request.into_inner();
-        match self
-            .on_leader(|| self.ctx.node.promote_member(req.id))
-            .await?
-        {
-            Routed::Here(entries) => Ok(Response::new(MemberPromoteResponse {
-                header: Some(self.header()),
-                members: to_members(&entries),
-            })),
-            Routed::Leader(mut leader) => {
-                let resp = leader.member_promote(req).await?;
-                Ok(Response::new(MemberPromoteResponse {
-                    header: Some(self.header()),
-                    ..resp.into_inner()
-                }))
-            }
-        }
+        let id = request.get_ref().id;
+        let done = self.change(MembershipChange::Promote { id }).await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: Some(self.header()),
+            members: to_members(&done.members),
+        }))
     }
 }

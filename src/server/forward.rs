@@ -12,8 +12,6 @@
 //! error a client would retry (etcd-api §1.10), only with etcd's "request timed out" texts.
 //! Invariant: the whole forward, retry included, ends within etcd's request timeout.
 
-use std::time::Duration;
-
 use tonic::Status;
 
 use super::error::{forward_status, kv_status, propose_status, LEADER_CHANGED, NO_LEADER};
@@ -21,7 +19,6 @@ use super::Ctx;
 use crate::apply::{Command, Envelope, Outcome};
 use crate::raft::forward::ForwardError;
 use crate::raft::node::ProposeError;
-use crate::raft::MemberNode;
 
 /// Leaders a follower asks for one write: the one it knows, and once more the new one when
 /// the first answered that it no longer leads.
@@ -63,22 +60,4 @@ pub async fn propose_or_forward(ctx: &Ctx, cmd: Command) -> Result<Outcome, Stat
     } else {
         NO_LEADER
     }))
-}
-
-/// How long a follower waits for a just-elected leader to publish its client URLs.
-const PUBLISH_WAIT: Duration = Duration::from_secs(3);
-const PUBLISH_POLL: Duration = Duration::from_millis(50);
-
-/// The remote leader's membership entry once it carries client URLs; `None` when there is no
-/// remote leader (or it did not publish its URLs within `PUBLISH_WAIT`). Used by the Cluster
-/// service, which still reaches the leader's client URL for membership changes.
-pub(crate) async fn published_leader(ctx: &Ctx) -> Option<MemberNode> {
-    let deadline = tokio::time::Instant::now() + PUBLISH_WAIT;
-    loop {
-        let (_, leader) = ctx.node.remote_leader()?;
-        if !leader.client_urls.is_empty() || tokio::time::Instant::now() >= deadline {
-            return Some(leader);
-        }
-        tokio::time::sleep(PUBLISH_POLL).await;
-    }
 }
