@@ -11,11 +11,11 @@
 //!   without an fdatasync; only every [`SYNC_EVERY_BATCHES`]th batch syncs (a "lazy fsync").
 //! - [`Canary::SkipRecoveryCrc`] in `wal::format::read_frame`: a frame whose body does not match
 //!   its checksum is accepted.
-//! - [`Canary::FollowerReadWithoutReadIndex`] in `server::kv` (range): a member that is not the
+//! - [`Canary::FollowerReadWithoutReadIndex`] in `api::kv::range`: a member that is not the
 //!   leader answers a linearizable range from its own applied state, skipping the read index.
 //! - [`Canary::DropWatchEvent`] in `watch::Hub::publish`: the event of one revision in
 //!   [`DROP_EVENT_EVERY`] is not sent to live watchers.
-//! - [`Canary::LeaseExpiryFromFollowerClock`] in `server::lessor::Lessor::promote`: a member
+//! - [`Canary::LeaseExpiryFromFollowerClock`] in `lease::lessor::Lessor::promote`: a member
 //!   taking office expires leases by the deadlines its follower clock computed at grant time.
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.

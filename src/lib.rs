@@ -1,10 +1,12 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
+pub mod api;
 pub mod apply;
 pub mod canary;
 pub mod config;
 #[cfg(test)]
 mod golden;
+pub mod grpc;
 pub mod ids;
 pub mod io;
 pub mod lease;
@@ -14,7 +16,6 @@ pub mod mvcc;
 pub mod net;
 pub mod proto;
 pub mod raft;
-pub mod server;
 pub mod snap;
 pub mod wal;
 pub mod watch;

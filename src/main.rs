@@ -138,7 +138,7 @@ fn log_starting(config: &Config, member_initialized: bool) {
             .join(",")
     };
     tracing::info!(
-        etcd_version = oxetcd::server::maintenance::ETCD_VERSION,
+        etcd_version = oxetcd::api::maintenance::ETCD_VERSION,
         oxetcd_version = env!("CARGO_PKG_VERSION"),
         member_initialized = member_initialized,
         name = %config.name,

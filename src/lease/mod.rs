@@ -1,13 +1,16 @@
 //! `LeaseTable`: the granted leases, their granted TTLs and the keys attached to each.
 //!
-//! Pure bookkeeping. There is no clock here: expiry deadlines live in the server, which proposes
-//! a revoke when a lease runs out; applying that revoke (through `apply`) deletes the keys. Lease
+//! Pure bookkeeping. There is no clock here: expiry deadlines live in the leader's [`lessor`]
+//! (which is handed instants, never reads a clock), and the leader proposes a revoke when a
+//! lease runs out; applying that revoke (through `apply`) deletes the keys. Lease
 //! IDs are chosen by the proposer (ID 0 is replaced by a fresh ID before proposing), so granting
 //! is deterministic. The minimum TTL is also raised by the proposer.
 //!
 //! Invariant: a key is attached to lease L exactly when it is live in the KV store with lease L
 //!            (kept by `apply`, checked by `apply::State::check`).
 //! Invariant: every lease has an ID ≠ 0 and a granted TTL ≤ `LEASE_TTL_SECONDS_MAX`.
+
+pub mod lessor;
 
 use std::fmt;
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //! Invariant: a stopped member has stopped its client listeners, its lease expiry and its peer
 //!   listeners, in that order, before raft shuts down.
 
+pub mod compactor;
 mod options;
 
 pub use options::node_options;
@@ -28,13 +29,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::{Api, ServerLimits};
+use crate::apply::{Applied, Command};
 use crate::config::{Config, Limits};
+use crate::grpc::ClientListener;
 use crate::io::Disk;
+use crate::lease::lessor::Lessor;
 use crate::net::ListenerSettings;
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
-use crate::server::lessor::Lessor;
-use crate::server::{ClientListener, Ctx, MemberObserver, ServerLimits, Services};
+use crate::raft::state_machine::ApplyObserver;
 use crate::watch::{Hub, HubLimits};
 
 /// Everything a member needs to start.
@@ -143,6 +147,36 @@ pub enum Stopped {
     Fatal(String),
 }
 
+/// Feeds applied commands to the watch hub and the lease clock, in log order.
+struct MemberObserver {
+    hub: Arc<Hub>,
+    lessor: Arc<Lessor>,
+}
+
+impl ApplyObserver for MemberObserver {
+    fn applied(&self, _index: u64, cmd: &Command, applied: &Applied) {
+        if !applied.events.is_empty() {
+            self.hub.publish(applied.revision, &applied.events);
+        }
+        match cmd {
+            Command::LeaseGrant { id, ttl } if applied.result.is_ok() => {
+                self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
+            }
+            Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            // etcd's mvcc logs this once the compaction is done; ours is done when applied.
+            Command::Compact(req) if applied.result.is_ok() => tracing::info!(
+                compact_revision = req.revision,
+                "finished scheduled compaction"
+            ),
+            _ => {}
+        }
+    }
+
+    fn restored(&self) {
+        self.hub.restored();
+    }
+}
+
 /// A running member.
 pub struct Member {
     name: String,
@@ -210,13 +244,11 @@ impl Member {
                 .map_err(|e| e.to_string())?;
         }
 
-        let ctx = Arc::new(Ctx {
+        let api = Arc::new(Api {
             node: node.clone(),
             limits: spec.server,
-        });
-        let services = Arc::new(Services {
             hub,
-            lessor: lessor.clone(),
+            lessor,
             lease_ttl_min_s: spec.lease_ttl_min_s,
             progress_notify_interval: spec.progress_notify_interval,
             leader_lost_watch_cancel: spec.leader_lost_watch_cancel,
@@ -232,18 +264,10 @@ impl Member {
         let mut client_servers = Vec::new();
         for listener in client_listeners {
             let shutdown = stopped(stop_rx.clone());
-            client_servers.push(tokio::spawn(listener.serve(
-                ctx.clone(),
-                services.clone(),
-                shutdown,
-            )));
+            client_servers.push(tokio::spawn(listener.serve(api.clone(), shutdown)));
         }
-        let expiry = tokio::spawn(crate::server::lease::run_expiry(
-            ctx.clone(),
-            lessor,
-            stop_rx.clone(),
-        ));
-        let compactor = tokio::spawn(crate::server::compactor::run(
+        let expiry = tokio::spawn(crate::api::lease::run_expiry(api.clone(), stop_rx.clone()));
+        let compactor = tokio::spawn(compactor::run(
             node.clone(),
             spec.auto_compaction,
             spec.auto_compaction_revision_check_interval,

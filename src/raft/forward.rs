@@ -5,7 +5,7 @@
 //! leader"); it then sends the command to the leader's PEER URL (`ForwardPropose`, on the raft
 //! network's one cached channel per peer) and the leader proposes it through its own
 //! [`super::node::RaftNode::propose`] and answers with the applied result. Lease deadlines live
-//! on the leader (`server::lessor`), so keep-alives and time-to-live questions go there too; the
+//! on the leader (`lease::lessor`), so keep-alives and time-to-live questions go there too; the
 //! server installs the leader side of those as a [`LeaseLeader`]. Membership changes
 //! (MemberAdd/Remove/Update/Promote) are made by the leader only; a follower sends them as a
 //! [`MembershipChange`] (`ForwardMembership`) and gets the leader's [`MembershipAnswer`] back.

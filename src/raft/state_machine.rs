@@ -46,6 +46,10 @@ use load::{check_loaded_image, decode_local_image, ImageDefect};
 pub trait ApplyObserver: Send + Sync {
     /// Called under the state machine's write lock, right after `applied` changed the state.
     fn applied(&self, index: u64, cmd: &Command, applied: &Applied);
+
+    /// Called under the state machine's write lock, right after the whole state was replaced
+    /// by a snapshot received from the leader (revisions in between were never `applied`).
+    fn restored(&self) {}
 }
 
 /// The mutable part of the state machine.
@@ -556,7 +560,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut inner = self.shared.write();
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
-            std::mem::replace(&mut inner.state, image.state)
+            let replaced = std::mem::replace(&mut inner.state, image.state);
+            self.shared.observer.restored();
+            replaced
         };
         // Freeing the replaced state is O(state): neither under the lock nor on a worker.
         off_worker(move || {

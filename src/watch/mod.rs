@@ -439,6 +439,12 @@ impl Hub {
                     continue;
                 }
                 debug_assert_eq!(w.next_rev, revision, "synced watcher skipped a revision");
+                if w.next_rev != revision {
+                    // Never lose events over a missed revision: catch up from history instead.
+                    w.synced = false;
+                    woke = true;
+                    continue;
+                }
                 let selected = w.select(events);
                 if selected.is_empty() || planted {
                     w.next_rev = revision + 1;
@@ -463,6 +469,25 @@ impl Hub {
                 }
             }
             if woke {
+                slot.wake.notify_one();
+            }
+        }
+    }
+
+    /// The key space was replaced wholesale (a follower installed the leader's snapshot): the
+    /// revisions between a synced watcher's `next_rev` and the snapshot's were never published
+    /// here. Every watcher becomes unsynced and catches up from the new key space's history
+    /// (or is canceled with the compaction revision when that history no longer reaches back
+    /// to it). Called under the state machine's write lock, in the critical section that
+    /// replaced the state, so no publish of the new state comes first.
+    pub fn restored(&self) {
+        let mut inner = self.lock();
+        for slot in inner.streams.values_mut() {
+            let mut any = false;
+            for w in slot.watchers.values_mut() {
+                any |= std::mem::replace(&mut w.synced, false);
+            }
+            if any {
                 slot.wake.notify_one();
             }
         }

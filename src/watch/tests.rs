@@ -787,3 +787,53 @@ fn a_client_that_never_reads_costs_bounded_memory_and_gets_every_event_later() {
         .iter()
         .all(|r| prost::Message::encoded_len(r) <= limits.catch_up_bytes_max + 4096));
 }
+
+/// Bug guarded against: after a follower installed the leader's snapshot, its synced watchers
+/// kept waiting for the next published revision and silently skipped every revision the
+/// snapshot covered. Now they fall back to unsynced and catch up from the new history, or are
+/// canceled with the compaction revision when that history starts after them.
+#[test]
+fn a_restored_key_space_resyncs_watchers_without_a_gap() {
+    let hub = Hub::new(HubLimits::default());
+    let mut h = FakeHistory::default();
+    h.put(Some(&hub), "k");
+    let (sid, mut out) = hub.open_stream();
+    hub.create(sid, &create("k", "", 0), h.current()).unwrap();
+    hub.create(sid, &create("k", "", 0), h.current()).unwrap();
+    assert!(!hub.sync_stream(sid, &h), "both synced");
+    let first = h.put(Some(&hub), "k");
+    // Revisions applied elsewhere arrive as one snapshot: never published here.
+    let mut restored = h.clone();
+    for _ in 0..4 {
+        restored.put(None, "k");
+    }
+    hub.restored();
+    assert!(
+        !hub.sync_stream(sid, &restored),
+        "caught up and synced again"
+    );
+    let after = restored.put(Some(&hub), "k");
+    hub.sync_stream(sid, &restored);
+    let resps = drain(&mut out);
+    let want: Vec<i64> = (first..=after).collect();
+    assert_eq!(event_revs(&resps, 0), want);
+    assert_eq!(event_revs(&resps, 1), want);
+
+    // A snapshot whose history was compacted past the watchers cancels them.
+    let (sid2, mut out2) = hub.open_stream();
+    hub.create(sid2, &create("k", "", 0), restored.current())
+        .unwrap();
+    assert!(!hub.sync_stream(sid2, &restored));
+    drain(&mut out2);
+    let mut compacted = restored.clone();
+    for _ in 0..3 {
+        compacted.put(None, "k");
+    }
+    compacted.compacted = compacted.current();
+    hub.restored();
+    hub.sync_stream(sid2, &compacted);
+    let got = drain(&mut out2);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].canceled);
+    assert_eq!(got[0].compact_revision, compacted.current());
+}

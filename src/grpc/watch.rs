@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::Ctx;
+use super::{req_ctx, status};
+use crate::api::{Api, ApiError};
 use crate::mvcc::Store;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
@@ -53,25 +54,12 @@ impl KeySpace for SmShared {
 
 /// The Watch service.
 pub struct WatchService {
-    ctx: Arc<Ctx>,
-    hub: Arc<Hub>,
-    progress_notify_interval: Duration,
-    leader_lost_cancel: Duration,
+    api: Arc<Api>,
 }
 
 impl WatchService {
-    pub fn new(
-        ctx: Arc<Ctx>,
-        hub: Arc<Hub>,
-        progress_notify_interval: Duration,
-        leader_lost_cancel: Duration,
-    ) -> Self {
-        WatchService {
-            ctx,
-            hub,
-            progress_notify_interval,
-            leader_lost_cancel,
-        }
+    pub fn new(api: Arc<Api>) -> Self {
+        WatchService { api }
     }
 }
 
@@ -81,8 +69,7 @@ type EndReason = Arc<std::sync::Mutex<Option<Status>>>;
 /// The response side of one watch stream.
 pub struct WatchOut {
     output: StreamOutput,
-    ctx: Arc<Ctx>,
-    hub: Arc<Hub>,
+    api: Arc<Api>,
     id: StreamId,
     end: EndReason,
     ended: bool,
@@ -97,7 +84,7 @@ impl Stream for WatchOut {
         match self.output.poll_next(cx) {
             Poll::Ready(Some(mut resp)) => {
                 let partial = resp.header.take();
-                let mut header = self.ctx.header(&partial);
+                let mut header = self.api.header(&partial);
                 if partial.is_none() {
                     header.revision = 0;
                 }
@@ -119,7 +106,7 @@ impl Stream for WatchOut {
 
 impl Drop for WatchOut {
     fn drop(&mut self) {
-        self.hub.close_stream(self.id);
+        self.api.hub.close_stream(self.id);
     }
 }
 
@@ -248,7 +235,7 @@ async fn run_syncer<K: KeySpace>(
                     // Closing the hub slot ends the response stream after what is queued; the
                     // stream then reports this status.
                     *leader.end.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Status::unavailable(super::error::NO_LEADER));
+                        Some(status(ApiError::NoLeader));
                     hub.close_stream(id);
                     return;
                 }
@@ -270,38 +257,38 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchOut>, Status> {
-        self.ctx.check_leader(request.metadata())?;
-        super::cluster::refuse_learner(&self.ctx)?;
-        let require_leader = super::requires_leader(request.metadata());
+        let ctx = req_ctx(&request);
+        let api = &self.api;
+        api.check_leader(&ctx).map_err(status)?;
+        api.refuse_learner().map_err(status)?;
         let inbound = request.into_inner();
-        let (id, output) = self.hub.open_stream();
+        let (id, output) = api.hub.open_stream();
         let (gone_tx, gone_rx) = mpsc::channel(1);
         let end: EndReason = Arc::default();
-        let leader = require_leader.then(|| {
-            let node = self.ctx.node.clone();
+        let leader = ctx.require_leader.then(|| {
+            let node = api.node.clone();
             LeaderWatch {
                 known: Box::new(move || node.current_leader().is_some()),
-                cancel_after: self.leader_lost_cancel,
+                cancel_after: api.leader_lost_watch_cancel,
                 end: end.clone(),
             }
         });
         // The tasks end by themselves (see `spawn_stream_tasks`); nothing joins them.
         let _tasks = spawn_stream_tasks(
-            self.hub.clone(),
-            self.ctx.node.state().clone(),
+            api.hub.clone(),
+            api.node.state().clone(),
             id,
             inbound,
             gone_tx,
             &output,
             SyncerOpts {
-                progress_notify_interval: self.progress_notify_interval,
+                progress_notify_interval: api.progress_notify_interval,
                 leader,
             },
         );
         Ok(Response::new(WatchOut {
             output,
-            ctx: self.ctx.clone(),
-            hub: self.hub.clone(),
+            api: api.clone(),
             id,
             end,
             ended: false,
@@ -313,8 +300,8 @@ impl Watch for WatchService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grpc::stream::ChannelStream;
     use crate::proto::etcdserverpb::WatchCreateRequest;
-    use crate::server::stream::ChannelStream;
     use crate::watch::HubLimits;
 
     /// The key space behind a lock, as the state machine keeps it.

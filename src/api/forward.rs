@@ -1,7 +1,7 @@
 //! Forwarding of client writes from a follower to the leader, over the peer protocol
 //! (`raft::forward`: the leader's peer URL, the raft network's cached channel, a deadline on
 //! every call). The leader proposes the command itself and answers with the applied result;
-//! the handler then puts this member's identity in the header.
+//! the caller then puts this member's identity in the header.
 //!
 //! A follower's proposal is refused by its raft with "forward to leader" before anything is
 //! proposed, so a request is forwarded, never also proposed locally. A leader that no longer
@@ -10,12 +10,10 @@
 //! Invariant: a forwarded write's outcome is the leader's applied result or an error with
 //! etcd's text; a write that may have been applied is never answered with a connection-level
 //! error a client would retry (etcd-api §1.10), only with etcd's "request timed out" texts.
-//! Invariant: the whole forward, retry included, ends within etcd's request timeout.
+//! Invariant: the whole forward, retry included, ends within etcd's request timeout (or the
+//! client's deadline, when earlier).
 
-use tonic::Status;
-
-use super::error::{forward_status, kv_status, propose_status, LEADER_CHANGED, NO_LEADER};
-use super::Ctx;
+use super::{Api, ApiError, ReqCtx};
 use crate::apply::{Command, Envelope, Outcome};
 use crate::raft::forward::ForwardError;
 use crate::raft::node::ProposeError;
@@ -27,37 +25,41 @@ const FORWARD_ATTEMPTS_MAX: usize = 2;
 /// Proposes `cmd` here (with a fresh request header) when this member leads, or forwards it to
 /// the leader when a follower's proposal was refused because another member leads (nothing was
 /// proposed then; the leader gives it a header of its own).
-pub async fn propose_or_forward(ctx: &Ctx, cmd: Command) -> Result<Outcome, Status> {
-    let deadline = tokio::time::Instant::now() + ctx.node.request_timeout();
-    let envelope = Envelope::new(ctx.request_header(), cmd);
-    match ctx.node.propose(envelope.clone()).await {
-        Ok(applied) => return applied.result.clone().map_err(|e| kv_status(&e)),
+pub async fn propose_or_forward(
+    api: &Api,
+    ctx: &ReqCtx,
+    cmd: Command,
+) -> Result<Outcome, ApiError> {
+    let deadline = ctx.deadline_within(api.node.request_timeout());
+    let envelope = Envelope::new(api.request_header(ctx), cmd);
+    match api.node.propose(envelope.clone()).await {
+        Ok(applied) => return applied.result.clone().map_err(ApiError::Kv),
         Err(ProposeError::NoLeader) => {}
-        Err(e) => return Err(propose_status(&e)),
+        Err(e) => return Err(e.into()),
     }
     let mut refused_by = None;
     for _ in 0..FORWARD_ATTEMPTS_MAX {
-        let Some((leader, node)) = ctx.node.remote_leader() else {
+        let Some((leader, node)) = api.node.remote_leader() else {
             break;
         };
         if refused_by == Some(leader) {
             break;
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match ctx
+        match api
             .node
             .forward_propose(leader, &node, &envelope, left)
             .await
         {
-            Ok(result) => return result.map_err(|e| kv_status(&e)),
+            Ok(result) => return result.map_err(ApiError::Kv),
             // The member asked no longer leads and proposed nothing: ask the new leader.
             Err(ForwardError::Leader(ProposeError::NoLeader)) => refused_by = Some(leader),
-            Err(e) => return Err(forward_status(&e)),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(Status::unavailable(if refused_by.is_some() {
-        LEADER_CHANGED
+    Err(if refused_by.is_some() {
+        ApiError::Forward(ForwardError::Leader(ProposeError::NoLeader))
     } else {
-        NO_LEADER
-    }))
+        ApiError::NoLeader
+    })
 }

@@ -1,0 +1,107 @@
+//! etcd's Maintenance calls: Status, HashKV, Hash, Alarm and MoveLeader for a member.
+//!
+//! `Hash` and `HashKV` walk the whole history, so they run on a view of the state off the async
+//! workers; `Status` reads only O(1) figures (mvcc keeps the size as a counter).
+//!
+//! Calls that belong to later work (Snapshot streaming, Downgrade, Defragment) answer
+//! `Unimplemented` rather than pretending to succeed.
+
+use super::kv::{on_view, ReadCost};
+use super::{Api, ApiError};
+use crate::proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, HashKvResponse, HashResponse, MoveLeaderResponse, StatusResponse,
+};
+
+/// The etcd version we report. Kubernetes parses it as semver to switch features on; see
+/// docs/compatibility.md for why this one.
+pub const ETCD_VERSION: &str = "3.5.17";
+
+pub const SNAPSHOT_UNSUPPORTED: &str = "snapshot streaming is not supported yet";
+pub const DEFRAGMENT_UNSUPPORTED: &str = "defragment is not supported yet";
+pub const DOWNGRADE_UNSUPPORTED: &str = "downgrade is not supported yet";
+
+pub fn alarm(api: &Api, req: AlarmRequest) -> Result<AlarmResponse, ApiError> {
+    api.refuse_learner()?;
+    if req.action != 0 {
+        return Err(ApiError::Unimplemented(
+            "alarm activation is not supported yet",
+        ));
+    }
+    // No alarm can be raised yet (no space quota, no corruption check), so the list is empty.
+    Ok(AlarmResponse {
+        header: Some(api.header(&None)),
+        alarms: Vec::new(),
+    })
+}
+
+pub async fn status(api: &Api) -> Result<StatusResponse, ApiError> {
+    let m = api.node.metrics();
+    let committed = api.node.committed_index().await;
+    // Both O(1) (the size is a counter mvcc keeps), so the read lock is held only briefly.
+    let (revision, db_size) = {
+        let sm = api.node.state().read();
+        (
+            sm.state.kv.current_revision(),
+            i64::try_from(sm.state.kv.logical_bytes()).unwrap_or(i64::MAX),
+        )
+    };
+    let mut header = api.header(&None);
+    header.revision = revision;
+    let mut errors = Vec::new();
+    if m.current_leader.is_none() {
+        errors.push(super::error::NO_LEADER.to_string());
+    }
+    Ok(StatusResponse {
+        header: Some(header),
+        version: ETCD_VERSION.to_string(),
+        db_size,
+        leader: m.current_leader.unwrap_or(0),
+        raft_index: committed.unwrap_or_else(|| m.last_log_index.unwrap_or(0)),
+        raft_term: m.current_term,
+        raft_applied_index: m.last_applied.map_or(0, |l| l.index),
+        errors,
+        db_size_in_use: db_size,
+        is_learner: api.node.is_learner(),
+    })
+}
+
+pub async fn hash(api: &Api) -> Result<HashResponse, ApiError> {
+    api.refuse_learner()?;
+    let (hash, revision) = on_view(api, ReadCost::Scan, |sm| {
+        let rev = sm.state.kv.current_revision();
+        sm.state.kv.hash_kv(0).map(|(h, _)| (h, rev))
+    })
+    .await??;
+    let mut header = api.header(&None);
+    header.revision = revision;
+    Ok(HashResponse {
+        header: Some(header),
+        hash,
+    })
+}
+
+pub async fn hash_kv(api: &Api, requested: i64) -> Result<HashKvResponse, ApiError> {
+    api.refuse_learner()?;
+    let (hash, compact_revision, revision) = on_view(api, ReadCost::Scan, move |sm| {
+        let rev = sm.state.kv.current_revision();
+        sm.state.kv.hash_kv(requested).map(|(h, c)| (h, c, rev))
+    })
+    .await??;
+    let mut header = api.header(&None);
+    header.revision = revision;
+    let hash_revision = if requested == 0 { revision } else { requested };
+    Ok(HashKvResponse {
+        header: Some(header),
+        hash,
+        compact_revision,
+        hash_revision,
+    })
+}
+
+pub async fn move_leader(api: &Api, target: u64) -> Result<MoveLeaderResponse, ApiError> {
+    api.refuse_learner()?;
+    api.node.move_leader(target).await?;
+    Ok(MoveLeaderResponse {
+        header: Some(api.header(&None)),
+    })
+}

@@ -1,0 +1,101 @@
+//! `etcdserverpb.Maintenance` over `api::maintenance`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::status;
+use super::stream::ChannelStream;
+use crate::api::maintenance::{
+    self, DEFRAGMENT_UNSUPPORTED, DOWNGRADE_UNSUPPORTED, SNAPSHOT_UNSUPPORTED,
+};
+use crate::api::{Api, ApiError};
+use crate::proto::etcdserverpb::maintenance_server::Maintenance;
+use crate::proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+
+/// The Maintenance service.
+pub struct MaintenanceService {
+    api: Arc<Api>,
+}
+
+impl MaintenanceService {
+    pub fn new(api: Arc<Api>) -> Self {
+        MaintenanceService { api }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        maintenance::alarm(&self.api, request.into_inner())
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        maintenance::status(&self.api)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Err(status(ApiError::Unimplemented(DEFRAGMENT_UNSUPPORTED)))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        maintenance::hash(&self.api)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        maintenance::hash_kv(&self.api, request.get_ref().revision)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    type SnapshotStream = ChannelStream<Result<SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(status(ApiError::Unimplemented(SNAPSHOT_UNSUPPORTED)))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        maintenance::move_leader(&self.api, request.get_ref().target_id)
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(status(ApiError::Unimplemented(DOWNGRADE_UNSUPPORTED)))
+    }
+}
