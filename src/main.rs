@@ -156,6 +156,44 @@ fn log_starting(config: &Config, member_initialized: bool) {
     );
 }
 
+/// Tells systemd the member serves (`READY=1` on `$NOTIFY_SOCKET`), as etcd does for its
+/// `Type=notify` unit. Nothing happens without the variable; a failure is logged, never fatal.
+fn notify_systemd() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    tracing::info!("notifying init daemon");
+    match send_ready(&path) {
+        Ok(()) => tracing::info!("successfully notified init daemon"),
+        Err(e) => tracing::error!(error = %e, "failed to notify systemd for readiness"),
+    }
+}
+
+#[cfg(unix)]
+fn send_ready(path: &std::ffi::OsStr) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let socket = UnixDatagram::unbound()?;
+    let bytes = path.as_bytes();
+    // "@name" is a socket in Linux's abstract namespace.
+    #[cfg(target_os = "linux")]
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        socket.send_to_addr(b"READY=1", &addr)?;
+        return Ok(());
+    }
+    socket.send_to(b"READY=1", std::path::Path::new(path))?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn send_ready(_path: &std::ffi::OsStr) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "NOTIFY_SOCKET is supported on unix only",
+    ))
+}
+
 async fn run(config: Config) -> Result<(), String> {
     let disk = disk_from_env()?;
     let member_initialized = disk
@@ -173,6 +211,7 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let member = Member::start(disk, spec).await?;
+    notify_systemd();
     let stop = async {
         shutdown_signal().await;
         tracing::info!("received a stop signal; shutting down");

@@ -134,3 +134,67 @@ fn oxetcd_prints_etcds_milestones() {
     }
     check(ServerKind::Oxetcd);
 }
+
+/// systemd's `Type=notify`: with `NOTIFY_SOCKET` set, the member sends `READY=1` once it
+/// serves and logs etcd's two lines around it. Checked on etcd 3.5 and oxetcd alike.
+fn notifies_systemd(kind: ServerKind) {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("read timeout");
+    let path_text = path.to_str().expect("utf-8 temp path");
+    let server = Server::start_with_env(kind, "notify", &[], &[("NOTIFY_SOCKET", path_text)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "{}: no readiness notification: {e}; log:\n{}",
+            kind.label(),
+            server.log_tail(40)
+        )
+    });
+    let sent = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        sent.lines().any(|l| l == "READY=1"),
+        "{}: {sent:?}",
+        kind.label()
+    );
+    // The second line is written after the datagram went out: poll for it.
+    let started = Instant::now();
+    loop {
+        let msgs = messages(&server);
+        let notifying = msgs.iter().position(|(_, m)| m == "notifying init daemon");
+        let notified = msgs
+            .iter()
+            .position(|(_, m)| m == "successfully notified init daemon");
+        if notifying.is_some() && notified > notifying {
+            break;
+        }
+        assert!(
+            started.elapsed() < LOG_DEADLINE,
+            "{}: etcd's notification lines missing; log:\n{}",
+            kind.label(),
+            server.log_tail(40)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn etcd_notifies_systemd_when_ready() {
+    if require_etcd_tools("etcd_notifies_systemd_when_ready").is_none() {
+        return;
+    }
+    notifies_systemd(ServerKind::Etcd35);
+}
+
+#[test]
+fn oxetcd_notifies_systemd_when_ready() {
+    if require_etcd_tools("oxetcd_notifies_systemd_when_ready").is_none() {
+        return;
+    }
+    notifies_systemd(ServerKind::Oxetcd);
+}

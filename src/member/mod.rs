@@ -13,8 +13,9 @@
 //!
 //! Invariant: listeners are bound before anything is served, so a port conflict is a start-up
 //!   error, never a half-started member.
-//! Invariant: a stopped member has stopped its client listeners, its lease expiry and its peer
-//!   listeners, in that order, before raft shuts down.
+//! Invariant: a stopped member has handed leadership on (when it led other voters, bounded),
+//!   then stopped its client listeners, its lease expiry and its peer listeners, in that
+//!   order, before raft shuts down.
 
 pub mod compactor;
 mod options;
@@ -361,8 +362,10 @@ impl Member {
         why
     }
 
-    /// Stops serving clients, then the lease expiry and the peers, then raft.
+    /// Hands leadership to another voter (when this member leads one of several), then stops
+    /// serving clients, then the lease expiry and the peers, then raft.
     pub async fn shutdown(self) {
+        self.node.transfer_leadership_on_stop().await;
         tracing::info!(
             name = %self.name,
             data_dir = %self.data_dir.display(),

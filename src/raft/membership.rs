@@ -535,6 +535,52 @@ impl RaftNode {
         }
     }
 
+    /// etcd's leadership transfer on a graceful stop: a leader with other voters hands
+    /// leadership to the voter its messages have reached the longest (etcd's
+    /// "longest connected"), so a rolling restart costs no election timeout. Bounded by
+    /// [`RaftNode::move_leader`]'s bounds; a failure is logged and the stop goes on.
+    pub async fn transfer_leadership_on_stop(&self) {
+        let local = format!("{:x}", self.member_id);
+        if self.require_leader().is_err() {
+            tracing::info!(local_member_id = %local, "skipped leadership transfer; local server is not leader");
+            return;
+        }
+        let membership = self.membership_now();
+        let contacts = self.network.contacts();
+        let transferee = membership
+            .voter_ids()
+            .filter(|v| *v != self.member_id)
+            .filter_map(|v| contacts.active_since(v).map(|since| (since, v)))
+            .min()
+            .map(|(_, v)| v);
+        let has_other_voters = membership.voter_ids().any(|v| v != self.member_id);
+        if !has_other_voters {
+            tracing::info!(local_member_id = %local, "skipped leadership transfer for single voting member cluster");
+            return;
+        }
+        let Some(target) = transferee else {
+            tracing::warn!(local_member_id = %local, error = %MembershipError::Unhealthy, "leadership transfer failed");
+            return;
+        };
+        tracing::info!(
+            local_member_id = %local,
+            current_leader_member_id = %local,
+            transferee_member_id = %format!("{target:x}"),
+            "leadership transfer starting"
+        );
+        match self.move_leader(target).await {
+            Ok(()) => tracing::info!(
+                local_member_id = %local,
+                old_leader_member_id = %local,
+                new_leader_member_id = %format!("{target:x}"),
+                "leadership transfer finished"
+            ),
+            Err(e) => {
+                tracing::warn!(local_member_id = %local, error = %e, "leadership transfer failed")
+            }
+        }
+    }
+
     /// Resolves once this member learns that it was removed from the cluster: its membership
     /// no longer lists it after having listed it, or (when it has no leader) a peer with a newer
     /// membership does not list it.
