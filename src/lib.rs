@@ -1,6 +1,7 @@
 //! oxetcd: an etcd-compatible, Raft-replicated key-value store. See docs/ARCHITECTURE.md.
 
 pub mod apply;
+pub mod backend;
 pub mod bbolt;
 pub mod canary;
 pub mod config;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{require_etcd_tools, Server, ServerKind};
+use common::{etcdctl, require_etcd_tools, CtlVersion, Server, ServerKind};
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
 use oxetcd::bbolt::{check, Db, Value};
 use oxetcd::proto::mvccpb::KeyValue;
@@ -166,5 +166,149 @@ async fn the_reader_reads_real_etcd_backends() {
         assert_eq!(live, expected, "{}: live keys", kind.label());
         assert_eq!(last, revision, "{}: last revision", kind.label());
         assert_eq!(leases, vec![lease], "{}: leases", kind.label());
+    }
+}
+
+/// The keys, values, revisions and versions a server serves, and its current revision.
+async fn served(endpoint: &str) -> (BTreeMap<Vec<u8>, Live>, i64) {
+    let mut client = Client::connect([endpoint], None).await.expect("connect");
+    let resp = client
+        .get("\0", Some(GetOptions::new().with_from_key()))
+        .await
+        .expect("get all");
+    let live = resp
+        .kvs()
+        .iter()
+        .map(|kv| {
+            let live = Live {
+                value: kv.value().to_vec(),
+                create_revision: kv.create_revision(),
+                mod_revision: kv.mod_revision(),
+                version: kv.version(),
+                lease: kv.lease(),
+            };
+            (kv.key().to_vec(), live)
+        })
+        .collect();
+    (live, resp.header().expect("header").revision())
+}
+
+fn etcdutl(tools: &common::EtcdTools) -> std::path::PathBuf {
+    tools
+        .etcd35
+        .parent()
+        .expect("etcd 3.5 lives in a directory")
+        .join("etcdutl")
+}
+
+/// Runs a tool with an empty environment; panics with its output unless it succeeds.
+fn run_ok(program: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(program)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} {args:?} failed: {}\n{stdout}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `snapshot status -w json` as (revision, totalKey, totalSize).
+fn status(program: &Path, file: &Path) -> (i64, i64, i64) {
+    let args = [
+        "snapshot".as_ref(),
+        "status".as_ref(),
+        file.as_os_str(),
+        "-w".as_ref(),
+        "json".as_ref(),
+    ];
+    let out = run_ok(program, &args);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("status JSON");
+    let field = |name: &str| {
+        json[name]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+    };
+    (field("revision"), field("totalKey"), field("totalSize"))
+}
+
+/// Entries in every top-level bucket: what etcd 3.4/3.5 `snapshot status` calls total keys.
+fn total_entries(file: &Path) -> i64 {
+    let bytes = std::fs::read(file).expect("read snapshot");
+    let db = Db::open(&bytes).expect("open snapshot");
+    check(&db).expect("snapshot passes the check");
+    let mut total = 0;
+    for bucket in db.root().entries() {
+        let Value::Bucket(bucket) = bucket.expect("root entry").value else {
+            panic!("a value in the root bucket");
+        };
+        total += bucket.entries().count() as i64;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oxetcd_snapshots_are_saved_checked_and_restored_by_etcd_tools() {
+    let Some(tools) = require_etcd_tools("oxetcd_snapshots_are_saved_checked_and_restored") else {
+        return;
+    };
+    let server = Server::start(ServerKind::Oxetcd).expect("start oxetcd");
+    let (expected, revision, _) = write_history(&server.endpoint).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    for ctl in [CtlVersion::V34, CtlVersion::V35] {
+        let file = dir
+            .path()
+            .join(format!("{}.db", ctl.label().replace(' ', "-")));
+        let args = vec![
+            "snapshot".into(),
+            "save".into(),
+            file.clone().into_os_string(),
+        ];
+        let out = etcdctl(ctl, &server.endpoint, &args, b"");
+        assert_eq!(out.code, 0, "{} save: {}", ctl.label(), out.stderr_text());
+        assert!(
+            out.stdout_text().contains("Snapshot saved at"),
+            "{}",
+            out.stdout_text()
+        );
+
+        let from_34 = status(&tools.etcdctl34, &file);
+        let from_35 = status(&etcdutl(tools), &file);
+        assert_eq!(from_34, from_35, "etcdctl 3.4 and etcdutl 3.5 agree");
+        assert_eq!(from_34.0, revision, "status revision");
+        assert_eq!(from_34.1, total_entries(&file), "status total keys");
+
+        let restored = dir
+            .path()
+            .join(format!("restored-{}", ctl.label().replace(' ', "-")));
+        let peer = format!("http://127.0.0.1:{}", common::free_port());
+        let cluster = format!("default={peer}");
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "snapshot".as_ref(),
+            "restore".as_ref(),
+            file.as_os_str(),
+            "--data-dir".as_ref(),
+            restored.as_os_str(),
+            "--name".as_ref(),
+            "default".as_ref(),
+            "--initial-cluster".as_ref(),
+            cluster.as_ref(),
+            "--initial-advertise-peer-urls".as_ref(),
+            peer.as_ref(),
+        ];
+        run_ok(&etcdutl(tools), &args);
+        let restored_arg = restored.to_str().expect("utf-8 temp path");
+        let etcd = Server::start_with(ServerKind::Etcd35, "default", &["--data-dir", restored_arg])
+            .expect("etcd 3.5 starts on the restored data dir");
+        let (live, current) = served(&etcd.endpoint).await;
+        assert_eq!(live, expected, "etcd 3.5 serves the same keys");
+        assert_eq!(current, revision, "etcd 3.5 is at the same revision");
     }
 }

@@ -46,7 +46,7 @@ use std::io;
 pub use check::{check, CheckSummary};
 pub use layout::{Meta, NO_FREELIST};
 pub use read::{Bucket, Db, Entries, Entry, Value};
-pub use write::{PageSink, WriteError, WriteSummary, Writer, WriterOptions};
+pub use write::{meta_pages, PageSink, WriteError, WriteSummary, Writer, WriterOptions};
 
 /// The deepest B+tree (counting the leaf) the reader follows. bbolt's trees are a handful of
 /// levels deep; anything deeper is a cycle or a hostile file.

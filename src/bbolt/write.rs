@@ -45,6 +45,12 @@ impl PageSink for Vec<u8> {
     }
 }
 
+impl<T: PageSink> PageSink for &mut T {
+    fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        (**self).write_at(offset, bytes)
+    }
+}
+
 impl PageSink for &dyn DiskFile {
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         DiskFile::write_at(*self, bytes, offset)
@@ -78,6 +84,8 @@ impl Default for WriterOptions {
 /// What was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteSummary {
+    /// The root bucket's page.
+    pub root: u64,
     pub pgid: u64,
     pub page_bytes: u32,
     /// `pgid * page_bytes`: the file's length.
@@ -464,27 +472,38 @@ impl<S: PageSink> Writer<S> {
         let root = u64::from_le_bytes(value[0..8].try_into().expect("8-byte header field"));
         let pgid = self.pages.next_pgid;
         debug_assert!(root >= 2 && root < pgid);
-        let mut meta = Meta {
-            page_bytes: self.options.page_bytes,
-            root,
-            sequence: 0,
-            freelist: if self.options.store_freelist {
-                2
-            } else {
-                NO_FREELIST
-            },
-            pgid,
-            txid: self.options.txid,
-        };
         let page_bytes = self.pages.page_bytes as u64;
-        self.pages.sink.write_at(0, &meta.encode_page(0))?;
-        meta.txid -= 1;
-        self.pages.sink.write_at(page_bytes, &meta.encode_page(1))?;
         let summary = WriteSummary {
+            root,
             pgid,
             page_bytes: self.options.page_bytes,
             size_bytes: pgid * page_bytes,
         };
+        self.pages
+            .sink
+            .write_at(0, &meta_pages(&self.options, &summary))?;
         Ok((self.pages.sink, summary))
     }
+}
+
+/// Pages 0 and 1 of the file `summary` describes: both metas, page 0 with `options.txid` and
+/// page 1 with `txid - 1`. A writer that streams the file out (and so cannot seek back) writes
+/// these first, from a summary of an earlier identical run.
+pub fn meta_pages(options: &WriterOptions, summary: &WriteSummary) -> Vec<u8> {
+    let mut meta = Meta {
+        page_bytes: options.page_bytes,
+        root: summary.root,
+        sequence: 0,
+        freelist: if options.store_freelist {
+            2
+        } else {
+            NO_FREELIST
+        },
+        pgid: summary.pgid,
+        txid: options.txid,
+    };
+    let mut pages = meta.encode_page(0);
+    meta.txid -= 1;
+    pages.extend_from_slice(&meta.encode_page(1));
+    pages
 }

@@ -288,6 +288,14 @@ impl Store {
         self.logical_bytes
     }
 
+    /// Every retained record in revision order: its revision, key, and the pair as clients see
+    /// it (`None` for a tombstone). Walks the persistent map: run it on a view, not under a lock.
+    pub fn records(&self) -> impl Iterator<Item = (Revision, &[u8], Option<KeyValue>)> + '_ {
+        self.records
+            .iter()
+            .map(|(rev, record)| (*rev, record.key().as_ref(), record.key_value(*rev)))
+    }
+
     /// [`Store::logical_bytes`] recounted from every record; O(records). For `check` and tests.
     pub fn recount_logical_bytes(&self) -> u64 {
         COUNTERS_BYTES
