@@ -17,9 +17,14 @@
 //! rebuilt state passes `State::check` before it is returned.
 
 mod export;
+mod import;
 mod schema;
 mod stream;
 
+#[cfg(test)]
+mod tests;
+
 pub use export::{export, ExportInfo, Member};
+pub use import::{import, ImportError, Imported};
 pub use schema::{decode_revision, encode_revision, LeaseRecord, BUCKETS};
 pub use stream::{stream, Chunk, StreamFailure, CHUNK_BYTES};

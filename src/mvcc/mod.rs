@@ -92,6 +92,7 @@ use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 pub(crate) use codec::bytes_serde;
 pub use codec::UncheckedStore;
+pub use codec::{PutFields, StoreBuilder};
 pub use error::KvError;
 #[cfg(test)]
 pub use history::history_entries_visited;
