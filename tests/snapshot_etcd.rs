@@ -312,3 +312,211 @@ async fn oxetcd_snapshots_are_saved_checked_and_restored_by_etcd_tools() {
         assert_eq!(current, revision, "etcd 3.5 is at the same revision");
     }
 }
+
+/// Member processes started on restored data dirs; `Drop` kills and reaps them.
+struct Members {
+    children: Vec<std::process::Child>,
+    endpoints: Vec<String>,
+    logs: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            for log in &self.logs {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                eprintln!("--- {} ---\n{tail}", log.display());
+            }
+        }
+    }
+}
+
+const NAMES: [&str; 3] = ["infra0", "infra1", "infra2"];
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+fn oxetcdctl(args: &[&std::ffi::OsStr]) -> String {
+    run_ok(Path::new(env!("CARGO_BIN_EXE_oxetcdctl")), args)
+}
+
+/// `oxetcdctl snapshot restore` for three members, then the three oxetcd processes.
+fn restore_three_members(file: &Path, dir: &Path) -> Members {
+    let ports: Vec<(u16, u16)> = NAMES
+        .iter()
+        .map(|_| (common::free_port(), common::free_port()))
+        .collect();
+    let cluster: Vec<String> = NAMES
+        .iter()
+        .zip(&ports)
+        .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+        .collect();
+    let cluster = cluster.join(",");
+    let mut members = Members {
+        children: Vec::new(),
+        endpoints: Vec::new(),
+        logs: Vec::new(),
+    };
+    for (name, (client, peer)) in NAMES.iter().zip(&ports) {
+        let data_dir = dir.join(name);
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let client_url = format!("http://127.0.0.1:{client}");
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "snapshot".as_ref(),
+            "restore".as_ref(),
+            file.as_os_str(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--initial-cluster".as_ref(),
+            cluster.as_ref(),
+            "--initial-advertise-peer-urls".as_ref(),
+            peer_url.as_ref(),
+            "--initial-cluster-token".as_ref(),
+            "restored".as_ref(),
+        ];
+        oxetcdctl(&args);
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).expect("create log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_oxetcd"))
+            .env_clear()
+            .args(["--name", name, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &cluster])
+            .args(["--initial-cluster-token", "restored"])
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn oxetcd");
+        members.children.push(child);
+        members.endpoints.push(format!("127.0.0.1:{client}"));
+        members.logs.push(log);
+    }
+    members
+}
+
+/// Polls a member until a linearizable read of everything succeeds.
+async fn served_when_ready(endpoint: &str) -> (BTreeMap<Vec<u8>, Live>, i64) {
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        let attempt = async {
+            let mut client = Client::connect([endpoint], None).await.ok()?;
+            client.get("probe", None).await.ok()
+        };
+        if attempt.await.is_some() {
+            return served(endpoint).await;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{endpoint} did not serve in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_snapshots_restore_into_a_three_member_oxetcd_cluster() {
+    let Some(tools) = require_etcd_tools("etcd_snapshots_restore_into_oxetcd") else {
+        return;
+    };
+    for (kind, ctl) in [
+        (ServerKind::Etcd35, CtlVersion::V35),
+        (ServerKind::Etcd34, CtlVersion::V34),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("etcd.db");
+        let (expected, revision, lease) = {
+            let server = Server::start(kind).expect("start etcd");
+            let (_, revision, lease) = write_history(&server.endpoint).await;
+            let mut client = Client::connect([server.endpoint.as_str()], None)
+                .await
+                .expect("connect");
+            let physical = etcd_client::CompactionOptions::new().with_physical();
+            client
+                .compact(revision - 10, Some(physical))
+                .await
+                .expect("compact");
+            client
+                .put("key-0005", "after compaction", None)
+                .await
+                .expect("put");
+            client.delete("key-0006", None).await.expect("delete");
+            let (expected, revision) = served(&server.endpoint).await;
+            let args = vec![
+                "snapshot".into(),
+                "save".into(),
+                file.clone().into_os_string(),
+            ];
+            let out = etcdctl(ctl, &server.endpoint, &args, b"");
+            assert_eq!(out.code, 0, "{} save: {}", ctl.label(), out.stderr_text());
+            (expected, revision, lease)
+        };
+
+        for format in ["json", "table"] {
+            let args: Vec<&std::ffi::OsStr> = vec![
+                "snapshot".as_ref(),
+                "status".as_ref(),
+                file.as_os_str(),
+                "-w".as_ref(),
+                format.as_ref(),
+            ];
+            assert_eq!(
+                oxetcdctl(&args),
+                run_ok(&etcdutl(tools), &args),
+                "{}: status -w {format}",
+                kind.label()
+            );
+        }
+
+        let members = restore_three_members(&file, dir.path());
+        for endpoint in &members.endpoints {
+            let (live, current) = served_when_ready(endpoint).await;
+            assert_eq!(
+                live,
+                expected,
+                "{}: keys served by {endpoint}",
+                kind.label()
+            );
+            assert_eq!(
+                current,
+                revision,
+                "{}: revision of {endpoint}",
+                kind.label()
+            );
+        }
+        let mut client = Client::connect([members.endpoints[0].as_str()], None)
+            .await
+            .expect("connect");
+        let leases: Vec<i64> = client
+            .leases()
+            .await
+            .expect("lease list")
+            .leases()
+            .iter()
+            .map(|l| l.id())
+            .collect();
+        assert_eq!(leases, vec![lease], "{}: leases", kind.label());
+        let with_keys = etcd_client::LeaseTimeToLiveOptions::new().with_keys();
+        let ttl = client
+            .lease_time_to_live(lease, Some(with_keys))
+            .await
+            .expect("ttl");
+        assert_eq!(ttl.granted_ttl(), 600, "{}: granted TTL", kind.label());
+        assert_eq!(
+            ttl.keys(),
+            &[b"leased".to_vec()],
+            "{}: lease keys",
+            kind.label()
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! etcd backend file → State: the key space with its whole retained history (revisions,
 //! versions, tombstones, compaction revision) and the leases with their attached keys.
 //!
-//! Reading order: `meta` first (the compaction revision decides which tombstones may lack a
-//! live key: an interrupted etcd compaction can leave those behind), then `key` in revision
+//! Reading order: `meta` first (the compaction revisions: `finishedCompactRev` is what the
+//! records already reflect, a larger `scheduledCompactRev` is a compaction etcd had not finished
+//! and is completed here, as etcd does on start), then `key` in revision
 //! order, then `lease`. Members, the consistent index and the term are reported but not kept:
 //! a restored member gets a fresh membership from its flags, as etcdutl's restore does.
 //!
@@ -118,8 +119,11 @@ pub fn import(db: &Db<'_>) -> Result<Imported, ImportError> {
     let meta = bucket(&root, "meta")?.ok_or(ImportError::MissingBucket("meta"))?;
     let consistent_index = meta_u64(&meta, schema::META_CONSISTENT_INDEX)?;
     let term = meta_u64(&meta, schema::META_TERM)?;
-    let compacted = meta_revision(&meta, schema::META_FINISHED_COMPACT)?
-        .max(meta_revision(&meta, schema::META_SCHEDULED_COMPACT)?);
+    let finished = meta_revision(&meta, schema::META_FINISHED_COMPACT)?;
+    let scheduled = meta_revision(&meta, schema::META_SCHEDULED_COMPACT)?;
+    // Compaction revision bounds the tombstones allowed without a live key; the records are
+    // what a finished compaction left, plus anything an unfinished one had yet to remove.
+    let compacted = finished.max(scheduled);
 
     let mut builder = StoreBuilder::new();
     let mut last_main = 0;
@@ -162,14 +166,21 @@ pub fn import(db: &Db<'_>) -> Result<Imported, ImportError> {
     }
     let current = last_main.max(compacted);
     let mut state = State::new();
-    let compact_revision = if compacted > 0 {
-        compacted
+    let compact_revision = if finished > 0 {
+        finished
     } else {
         crate::mvcc::NEVER_COMPACTED
     };
     state.kv = builder
         .finish(current, compact_revision)
         .map_err(ImportError::Inconsistent)?;
+    if scheduled > finished {
+        // etcd finishes an interrupted compaction when it opens the backend; so do we.
+        state
+            .kv
+            .compact(scheduled)
+            .map_err(|e| ImportError::Inconsistent(format!("compaction at {scheduled}: {e}")))?;
+    }
     import_leases(&root, &mut state)?;
     state.check().map_err(ImportError::Inconsistent)?;
     Ok(Imported {
