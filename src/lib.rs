@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod apply;
+pub mod backend;
+pub mod bbolt;
 pub mod canary;
 pub mod config;
 #[cfg(test)]

@@ -3,22 +3,87 @@
 //! `Hash` and `HashKV` walk the whole history, so they run on a view of the state off the async
 //! workers; `Status` reads only O(1) figures (mvcc keeps the size as a counter).
 //!
-//! Calls that belong to later work (Snapshot streaming, Downgrade, Defragment) answer
-//! `Unimplemented` rather than pretending to succeed.
+//! `Snapshot` streams the state as an etcd backend file (`backend::stream`) built on a blocking
+//! thread from a view, so writes go on meanwhile.
+//!
+//! Calls that belong to later work (Downgrade, Defragment) answer `Unimplemented` rather than
+//! pretending to succeed.
 
 use super::kv::{on_view, ReadCost};
 use super::{Api, ApiError};
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, HashKvResponse, HashResponse, MoveLeaderResponse, StatusResponse,
+    AlarmRequest, AlarmResponse, HashKvResponse, HashResponse, MoveLeaderResponse,
+    SnapshotResponse, StatusResponse,
 };
 
 /// The etcd version we report. Kubernetes parses it as semver to switch features on; see
 /// docs/compatibility.md for why this one.
 pub const ETCD_VERSION: &str = "3.5.17";
 
-pub const SNAPSHOT_UNSUPPORTED: &str = "snapshot streaming is not supported yet";
 pub const DEFRAGMENT_UNSUPPORTED: &str = "defragment is not supported yet";
 pub const DOWNGRADE_UNSUPPORTED: &str = "downgrade is not supported yet";
+
+/// Snapshot chunks (32 KiB each) waiting for a slow client before the builder pauses.
+const SNAPSHOT_CHUNKS_QUEUED_MAX: usize = 8;
+
+/// The cluster version etcd stores in its `cluster` bucket for [`ETCD_VERSION`].
+const CLUSTER_VERSION: &str = "3.5.0";
+
+/// What an etcd-format snapshot records beside the state: the applied index and its term as
+/// etcd's consistent index and term, the members, and the cluster version.
+fn export_info(api: &Api, view: &crate::raft::state_machine::SmView) -> crate::backend::ExportInfo {
+    let entries = {
+        let sm = api.node.state().read();
+        crate::raft::membership::entries(sm.membership.membership())
+    };
+    let members = entries
+        .into_iter()
+        .map(|e| crate::backend::Member {
+            id: e.id,
+            name: e.node.name,
+            peer_urls: e.node.peer_urls,
+            client_urls: e.node.client_urls,
+            is_learner: e.is_learner,
+        })
+        .collect();
+    crate::backend::ExportInfo {
+        consistent_index: view.last_applied.map_or(0, |l| l.index),
+        term: view.last_applied.map_or(0, |l| l.leader_id.term),
+        members,
+        cluster_version: CLUSTER_VERSION.to_string(),
+    }
+}
+
+/// Maintenance.Snapshot: the state at one revision as an etcd backend file with its sha256
+/// trailer, in 32 KiB chunks on a bounded channel (each item mapped by `map_err` on failure;
+/// the stream ends when the receiver is dropped). Built on a blocking thread from a view.
+pub fn snapshot<E: Send + 'static>(
+    api: &Api,
+    map_err: fn(ApiError) -> E,
+) -> tokio::sync::mpsc::Receiver<Result<SnapshotResponse, E>> {
+    let view = api.node.state().view();
+    let info = export_info(api, &view);
+    let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED_MAX);
+    // Building the file walks the whole history: a blocking thread, never an async worker.
+    tokio::task::spawn_blocking(move || {
+        let sent = crate::backend::stream(&view.state, &info, |chunk| {
+            let message = SnapshotResponse {
+                header: None,
+                remaining_bytes: chunk.remaining_bytes,
+                blob: chunk.blob,
+            };
+            tx.blocking_send(Ok(message)).is_ok()
+        });
+        match sent {
+            Ok(_) | Err(crate::backend::StreamFailure::Closed) => {}
+            Err(e) => {
+                let failed = ApiError::Internal(format!("etcdserver: snapshot failed: {e}"));
+                let _ = tx.blocking_send(Err(map_err(failed)));
+            }
+        }
+    });
+    rx
+}
 
 pub fn alarm(api: &Api, req: AlarmRequest) -> Result<AlarmResponse, ApiError> {
     api.refuse_learner()?;

@@ -6,9 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::status;
 use super::stream::ChannelStream;
-use crate::api::maintenance::{
-    self, DEFRAGMENT_UNSUPPORTED, DOWNGRADE_UNSUPPORTED, SNAPSHOT_UNSUPPORTED,
-};
+use crate::api::maintenance::{self, DEFRAGMENT_UNSUPPORTED, DOWNGRADE_UNSUPPORTED};
 use crate::api::{Api, ApiError};
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
@@ -79,7 +77,9 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(status(ApiError::Unimplemented(SNAPSHOT_UNSUPPORTED)))
+        Ok(Response::new(ChannelStream::new(maintenance::snapshot(
+            &self.api, status,
+        ))))
     }
 
     async fn move_leader(

@@ -343,6 +343,85 @@ impl Store {
     }
 }
 
+/// Builds a store from records given one by one in ascending revision order, for a store
+/// imported from another format (an etcd backend file). The result is checked like a decoded
+/// image.
+pub struct StoreBuilder {
+    store: Store,
+    histories: Histories,
+    previous: Option<Revision>,
+}
+
+/// One record handed to [`StoreBuilder::push`]: a put with its fields, or a tombstone.
+pub struct PutFields {
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+impl Default for StoreBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StoreBuilder {
+    pub fn new() -> Self {
+        StoreBuilder {
+            store: Store::new(),
+            histories: Histories::default(),
+            previous: None,
+        }
+    }
+
+    /// Whether `key` has a live value among the records pushed so far.
+    pub fn is_live(&self, key: &[u8]) -> bool {
+        self.histories
+            .get(key)
+            .is_some_and(|history| history.live().is_some())
+    }
+
+    /// Adds the record at `rev`: a put (`Some`) or a tombstone (`None`). Revisions must
+    /// increase; a tombstone needs a live key.
+    pub fn push(
+        &mut self,
+        rev: Revision,
+        key: &[u8],
+        put: Option<PutFields>,
+    ) -> Result<(), String> {
+        if self.previous.is_some_and(|p| p >= rev) || rev.main < 1 || rev.sub < 0 {
+            return Err(format!("record at {rev} out of order"));
+        }
+        let image = RecordImage {
+            main: rev.main,
+            sub: rev.sub,
+            key: Cow::Owned(key.to_vec()),
+            put: put.map(|p| PutImage {
+                value: Cow::Owned(p.value),
+                create_revision: p.create_revision,
+                version: p.version,
+                lease: p.lease,
+            }),
+        };
+        let record = restore_record(&mut self.histories, rev, image)?;
+        self.previous = Some(rev);
+        self.store.insert_record(rev, record);
+        Ok(())
+    }
+
+    /// The store at `current_revision` (at least the last record's), compacted at
+    /// `compact_revision` (`NEVER_COMPACTED` if it never was): the records must already be
+    /// what that compaction keeps. Fails if any invariant does not hold.
+    pub fn finish(mut self, current_revision: i64, compact_revision: i64) -> Result<Store, String> {
+        self.store.current_revision = current_revision.max(super::FIRST_REVISION);
+        self.store.compact_revision = compact_revision;
+        self.store.index = sorted_index(self.histories);
+        self.store.check()?;
+        Ok(self.store)
+    }
+}
+
 impl PutImage<'static> {
     fn into_record(self, key: Arc<[u8]>) -> Record {
         Record::Put {

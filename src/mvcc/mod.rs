@@ -92,6 +92,7 @@ use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 
 pub(crate) use codec::bytes_serde;
 pub use codec::UncheckedStore;
+pub use codec::{PutFields, StoreBuilder};
 pub use error::KvError;
 #[cfg(test)]
 pub use history::history_entries_visited;
@@ -286,6 +287,14 @@ impl Store {
     /// plus every record. O(1): kept up to date as records are inserted and removed.
     pub fn logical_bytes(&self) -> u64 {
         self.logical_bytes
+    }
+
+    /// Every retained record in revision order: its revision, key, and the pair as clients see
+    /// it (`None` for a tombstone). Walks the persistent map: run it on a view, not under a lock.
+    pub fn records(&self) -> impl Iterator<Item = (Revision, &[u8], Option<KeyValue>)> + '_ {
+        self.records
+            .iter()
+            .map(|(rev, record)| (*rev, record.key().as_ref(), record.key_value(*rev)))
     }
 
     /// [`Store::logical_bytes`] recounted from every record; O(records). For `check` and tests.

@@ -26,6 +26,7 @@ pub mod network;
 pub mod node;
 pub mod peer;
 pub mod runtime;
+pub mod seed;
 pub mod state_machine;
 
 use std::sync::Arc;

@@ -272,6 +272,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
     }
 }
 
+/// Writes the identity file atomically (temp file, fsync, rename, directory fsync).
+pub(super) fn write_identity(
+    disk: &dyn Disk,
+    member_dir: &Path,
+    member_id: u64,
+    cluster_id: u64,
+) -> Result<(), StartError> {
+    let path = member_dir.join("identity");
+    let tmp = member_dir.join("identity.tmp");
+    let bytes = encode_identity(member_id, cluster_id);
+    write_synced(disk, &tmp, &bytes).map_err(io_err(&tmp))?;
+    disk.rename(&tmp, &path).map_err(io_err(&path))?;
+    disk.sync_dir(member_dir).map_err(io_err(member_dir))?;
+    Ok(())
+}
+
 /// Reads the identity file, or writes it (atomically) when this is a fresh data dir.
 /// Returns `(member_id, cluster_id, fresh)`.
 fn load_or_create_identity(
@@ -291,11 +307,12 @@ fn load_or_create_identity(
         })?;
         return Ok((m, c, false));
     }
-    let tmp = member_dir.join("identity.tmp");
-    let bytes = encode_identity(opts.bootstrap_member_id, opts.bootstrap_cluster_id);
-    write_synced(disk.as_ref(), &tmp, &bytes).map_err(io_err(&tmp))?;
-    disk.rename(&tmp, &path).map_err(io_err(&path))?;
-    disk.sync_dir(member_dir).map_err(io_err(member_dir))?;
+    write_identity(
+        disk.as_ref(),
+        member_dir,
+        opts.bootstrap_member_id,
+        opts.bootstrap_cluster_id,
+    )?;
     Ok((opts.bootstrap_member_id, opts.bootstrap_cluster_id, true))
 }
 
