@@ -54,6 +54,8 @@ pub struct NodeOptions {
     /// Every member of the cluster a fresh start bootstraps (ID and what `--initial-cluster`
     /// says about it); empty means a one-member cluster of this member alone.
     pub bootstrap_members: Vec<(NodeId, MemberNode)>,
+    /// How this member dials the others' peer URLs (TLS for `https://` ones).
+    pub peer_dialer: crate::net::Dialer,
 }
 
 /// Why a member could not start.
@@ -401,6 +403,7 @@ impl RaftNode {
             peer_urls: opts.peer_urls.clone(),
         };
         let network = PeerNetwork::new(
+            opts.peer_dialer.clone(),
             Duration::from_millis(opts.election_timeout_ms.max(1000)),
             identity,
         );
@@ -977,6 +980,7 @@ mod fault_tests {
             max_wals: 5,
             wal_segment_bytes: 1 << 20,
             bootstrap_members: Vec::new(),
+            peer_dialer: crate::net::Dialer::plaintext(),
         }
     }
 
