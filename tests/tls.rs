@@ -412,3 +412,316 @@ fn bad_certificate_files_stop_the_start_with_etcds_messages() {
         );
     }
 }
+
+/// The deployment of the TLS issue: three members, clients and peers on TLS with certificates
+/// from one CA, client and peer certificate auth on, started with exactly its flags (ports and
+/// paths changed).
+struct TlsCluster {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    /// (name, client port, peer port, process; `None` while stopped, joining flag)
+    members: Vec<ClusterMember>,
+}
+
+struct ClusterMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    /// `--initial-cluster` for a member added at runtime (it starts with `existing`).
+    join: Option<String>,
+}
+
+impl ClusterMember {
+    fn client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+impl TlsCluster {
+    fn start(names: &[&str]) -> TlsCluster {
+        let dir = match tempfile::Builder::new()
+            .prefix("oxetcd-tls-cluster-")
+            .tempdir()
+        {
+            Ok(dir) => dir,
+            Err(e) => panic!("temp dir: {e}"),
+        };
+        let members = names
+            .iter()
+            .map(|name| ClusterMember {
+                name: name.to_string(),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+                join: None,
+            })
+            .collect();
+        let mut cluster = TlsCluster {
+            dir,
+            certs: Certs::generate(),
+            members,
+        };
+        for i in 0..names.len() {
+            cluster.spawn(i);
+        }
+        for i in 0..names.len() {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.join.is_none())
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect();
+        let m = &self.members[i];
+        let (initial_cluster, state) = match &m.join {
+            Some(joined) => (joined.clone(), "existing"),
+            None => (initial.join(","), "new"),
+        };
+        let c = &self.certs;
+        let args = vec![
+            format!("--name={}", m.name),
+            format!(
+                "--data-dir={}",
+                self.dir.path().join(format!("{}.etcd", m.name)).display()
+            ),
+            format!("--listen-client-urls={}", m.client_url()),
+            format!("--advertise-client-urls={}", m.client_url()),
+            format!("--listen-peer-urls={}", m.peer_url()),
+            format!("--initial-advertise-peer-urls={}", m.peer_url()),
+            format!("--cert-file={}", c.server.cert.display()),
+            format!("--key-file={}", c.server.key.display()),
+            format!("--trusted-ca-file={}", c.ca.display()),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={}", c.server.cert.display()),
+            format!("--peer-key-file={}", c.server.key.display()),
+            format!("--peer-trusted-ca-file={}", c.ca.display()),
+            "--peer-client-cert-auth=true".into(),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-state={state}"),
+            "--initial-cluster-token=tls-cluster-token".into(),
+            "--auto-compaction-retention=168".into(),
+            "--snapshot-count=10000".into(),
+            "--heartbeat-interval=100".into(),
+            "--election-timeout=1000".into(),
+            "--max-snapshots=5".into(),
+            "--max-wals=5".into(),
+        ];
+        let log = match File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+        {
+            Ok(f) => f,
+            Err(e) => panic!("log file: {e}"),
+        };
+        let log_dup = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => panic!("log file: {e}"),
+        };
+        let child = Command::new(binary(ServerKind::Oxetcd))
+            .env_clear()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_dup))
+            .stderr(Stdio::from(log))
+            .spawn();
+        match child {
+            Ok(child) => self.members[i].child = Some(child),
+            Err(e) => panic!("cannot start {}: {e}", self.members[i].name),
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ctl(&self, version: CtlVersion, i: usize, args: &[&str]) -> CtlOutput {
+        let c = &self.certs;
+        ctl(
+            version,
+            &self.members[i].client_url(),
+            &c.ca,
+            Some(&c.client),
+            args,
+        )
+    }
+
+    fn ctl_ok(&self, version: CtlVersion, i: usize, args: &[&str]) -> String {
+        let out = self.ctl(version, i, args);
+        ok(
+            &out,
+            &format!("{} {args:?} on {}", version.label(), self.members[i].name),
+        )
+    }
+
+    fn wait_healthy(&self, i: usize) {
+        let started = Instant::now();
+        loop {
+            let out = self.ctl(CtlVersion::V35, i, &["endpoint", "health"]);
+            if out.code == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < READY_DEADLINE,
+                "{} not healthy over TLS within {READY_DEADLINE:?}: {}",
+                self.members[i].name,
+                out.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if thread::panicking() {
+            for i in 0..self.members.len() {
+                let text = std::fs::read(self.log_path(i)).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!("--- {} ---", self.members[i].name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Three members on TLS everywhere: member list, health and status of the whole cluster from
+/// etcdctl 3.4 and 3.5, a write on one member read on another, a member killed with SIGKILL and
+/// restarted over TLS, and a fourth member added with `--initial-cluster-state existing`.
+#[test]
+fn three_member_cluster_runs_on_client_and_peer_tls() {
+    if require_etcd_tools("three_member_cluster_runs_on_client_and_peer_tls").is_none() {
+        return;
+    }
+    let mut c = TlsCluster::start(&["n1", "n2", "n3"]);
+    for version in [CtlVersion::V34, CtlVersion::V35] {
+        let list = c.ctl_ok(version, 0, &["member", "list"]);
+        for m in &c.members {
+            let row = format!(
+                "started, {}, {}, {}, false",
+                m.name,
+                m.peer_url(),
+                m.client_url()
+            );
+            assert!(
+                list.contains(&row),
+                "{}: {row:?} not in\n{list}",
+                version.label()
+            );
+        }
+        let health = c.ctl(version, 0, &["endpoint", "health", "--cluster"]);
+        let text = format!("{}{}", health.stdout_text(), health.stderr_text());
+        assert_eq!(health.code, 0, "{}: {text}", version.label());
+        for m in &c.members {
+            assert!(
+                text.contains(&format!("{} is healthy", m.client_url())),
+                "{text}"
+            );
+        }
+        let status = c.ctl_ok(
+            version,
+            1,
+            &["endpoint", "status", "--cluster", "-w", "json"],
+        );
+        let status: serde_json::Value = match serde_json::from_str(&status) {
+            Ok(v) => v,
+            Err(e) => panic!("status is not JSON ({e}): {status}"),
+        };
+        assert_eq!(status.as_array().map(Vec::len), Some(3), "{status}");
+    }
+    assert_eq!(
+        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/a", "1"])
+            .trim(),
+        "OK"
+    );
+    let got = c.ctl_ok(
+        CtlVersion::V34,
+        2,
+        &["get", "/registry/a", "--print-value-only"],
+    );
+    assert_eq!(got.trim(), "1");
+
+    c.kill(1);
+    assert_eq!(
+        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/b", "2"])
+            .trim(),
+        "OK"
+    );
+    c.spawn(1);
+    c.wait_healthy(1);
+    let keys = c.ctl_ok(
+        CtlVersion::V35,
+        1,
+        &["get", "/registry/", "--prefix", "--keys-only"],
+    );
+    assert!(
+        keys.contains("/registry/a") && keys.contains("/registry/b"),
+        "{keys}"
+    );
+
+    // A fourth member, added through a follower (the call goes on to the leader's https
+    // client URL), joins over peer TLS.
+    let follower = (0..3)
+        .find(|i| {
+            let out = c.ctl_ok(CtlVersion::V35, *i, &["endpoint", "status", "-w", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let status = &v[0]["Status"];
+            status["leader"].as_u64().is_some() && status["leader"] != status["header"]["member_id"]
+        })
+        .unwrap_or_else(|| panic!("no member reports another member as leader"));
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer_url = format!("https://127.0.0.1:{peer_port}");
+    let added = c.ctl_ok(
+        CtlVersion::V35,
+        follower,
+        &["member", "add", "n4", "--peer-urls", &peer_url],
+    );
+    let joined = added
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|v| v.trim_end_matches('"').to_string());
+    assert!(joined.is_some(), "{added}");
+    c.members.push(ClusterMember {
+        name: "n4".into(),
+        client_port,
+        peer_port,
+        child: None,
+        join: joined,
+    });
+    c.spawn(3);
+    c.wait_healthy(3);
+    let keys = c.ctl_ok(
+        CtlVersion::V35,
+        3,
+        &["get", "/registry/", "--prefix", "--keys-only"],
+    );
+    assert!(keys.contains("/registry/b"), "{keys}");
+    let log = std::fs::read_to_string(c.log_path(0)).unwrap_or_default();
+    assert!(log.contains("serving peer traffic securely"), "{log}");
+}

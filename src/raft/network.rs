@@ -235,6 +235,12 @@ impl PeerNetwork {
         stamp(&self.identity, message)
     }
 
+    /// The dialer this member reaches other members with (their peer URLs, and, for
+    /// membership calls a follower hands to the leader, its client URLs).
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
     /// Which peers raft's messages currently reach.
     pub fn contacts(&self) -> &Contacts {
         &self.contact

@@ -339,6 +339,11 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
 }
 
 impl RaftNode {
+    /// How this member dials the others (TLS for `https://` URLs with the peer settings).
+    pub fn dialer(&self) -> &crate::net::Dialer {
+        self.network.dialer()
+    }
+
     /// Opens (or bootstraps) the member in `opts.data_dir` and starts raft.
     pub async fn start(
         disk: Arc<dyn Disk>,

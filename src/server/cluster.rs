@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::Ctx;
@@ -111,11 +111,14 @@ impl ClusterService {
             .client_urls
             .first()
             .ok_or_else(|| Status::unavailable(super::error::NO_LEADER))?;
-        let endpoint = Endpoint::from_shared(url.clone())
+        // An https client URL is dialed with the peer TLS settings (one CA for both ports, as
+        // in the usual deployment).
+        let channel = self
+            .ctx
+            .node
+            .dialer()
+            .lazy_channel(url, FORWARD_CONNECT_TIMEOUT)
             .map_err(|_| Status::unavailable(super::error::NO_LEADER))?;
-        let channel = endpoint
-            .connect_timeout(FORWARD_CONNECT_TIMEOUT)
-            .connect_lazy();
         Ok(Some(ClusterClient::new(channel)))
     }
 
