@@ -122,8 +122,9 @@ pub enum Cors {
     Origins(Vec<Url>),
 }
 
-/// TLS files of one listener (client or peer). Parsed, not yet served: the flags are in
-/// `flags::UNSUPPORTED_FLAGS`, so a returned `Config` has them all empty/false.
+/// TLS files of one side (client or peer): the listeners' certificate and key, the CA bundle
+/// client certificates are checked against (and, for peers, the other members' certificates),
+/// and whether a client certificate is required. Loaded by `net::tls`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert_file: Option<PathBuf>,

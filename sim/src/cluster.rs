@@ -282,6 +282,7 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         max_wals: 5,
         wal_segment_bytes: 1024 * 1024,
         bootstrap_members: Vec::new(),
+        peer_dialer: oxetcd::net::Dialer::plaintext(),
     }
 }
 

@@ -18,19 +18,9 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// Flags etcd 3.5 accepts but oxetcd does not implement yet. Setting one of them (flag or
 /// `ETCD_*` variable) to anything other than etcd's default stops startup with
 /// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
-/// `unsupported_reason`). The TLS file flags are parsed into `Config::client_tls`/`peer_tls`
-/// already; removing them here is all it takes to accept them (and set `TLS_SUPPORTED`).
+/// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // TLS (parsed, waiting for the TLS listener)
-    "cert-file",
-    "key-file",
-    "trusted-ca-file",
-    "client-cert-auth",
-    "peer-cert-file",
-    "peer-key-file",
-    "peer-trusted-ca-file",
-    "peer-client-cert-auth",
-    // other TLS features
+    // TLS features beyond certificate files, CA bundles and client certificate auth
     "auto-tls",
     "peer-auto-tls",
     "client-crl-file",
@@ -101,20 +91,31 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "vv",
 ];
 
-/// `https://`/`unixs://` URLs need the TLS listener; until then they are rejected.
-pub const TLS_SUPPORTED: bool = false;
+/// `https://` URLs are served with TLS (`net::tls`).
+pub const TLS_SUPPORTED: bool = true;
 /// `unix://` listeners are not implemented yet.
 pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "cert-file" | "key-file" | "trusted-ca-file" | "client-cert-auth" | "peer-cert-file"
-        | "peer-key-file" | "peer-trusted-ca-file" | "peer-client-cert-auth" | "auto-tls"
-        | "peer-auto-tls" | "client-crl-file" | "peer-crl-file" | "client-cert-allowed-hostname"
-        | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" | "self-signed-cert-validity"
-        | "cipher-suites" | "experimental-peer-skip-client-san-verification" => {
-            "TLS is not implemented"
+        "auto-tls" | "peer-auto-tls" | "self-signed-cert-validity" => {
+            "generated certificates are not implemented; give --cert-file/--key-file \
+             (--peer-cert-file/--peer-key-file)"
+        }
+        "client-crl-file" | "peer-crl-file" => {
+            "certificate revocation lists are not implemented"
+        }
+        "client-cert-allowed-hostname" | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" => {
+            "restricting client certificates by name is not implemented; every certificate \
+             the CA signed is accepted"
+        }
+        "cipher-suites" => {
+            "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)"
+        }
+        "experimental-peer-skip-client-san-verification" => {
+            "peer client certificates are never checked against the peer's address, so \
+             there is nothing to skip"
         }
         "wal-dir" => "a WAL directory apart from --data-dir is not implemented",
         "config-file" => "configuration files are not read; use flags or ETCD_* variables",
@@ -697,11 +698,12 @@ mod tests {
                 why: "a WAL directory apart from --data-dir is not implemented",
             })
         );
+        assert_eq!(check(&["--cert-file", "/c.pem"]), None);
         assert_eq!(
-            check(&["--cert-file", "/c.pem"]),
+            check(&["--client-crl-file", "/crl.pem"]),
             Some(ConfigError::Unsupported {
-                flag: "cert-file".into(),
-                why: "TLS is not implemented",
+                flag: "client-crl-file".into(),
+                why: "certificate revocation lists are not implemented",
             })
         );
         assert!(check(&["--pre-vote=false"]).is_some());

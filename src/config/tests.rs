@@ -294,8 +294,8 @@ fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"),
-        (&["--cert-file", "c.pem"], &[], "oxetcd: flag --cert-file is not supported yet (TLS is not implemented)"),
-        (&["--peer-client-cert-auth"], &[], "oxetcd: flag --peer-client-cert-auth is not supported yet (TLS is not implemented)"),
+        (&["--auto-tls"], &[], "oxetcd: flag --auto-tls is not supported yet (generated certificates are not implemented; give --cert-file/--key-file (--peer-cert-file/--peer-key-file))"),
+        (&["--peer-crl-file", "crl.pem"], &[], "oxetcd: flag --peer-crl-file is not supported yet (certificate revocation lists are not implemented)"),
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
         (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
@@ -305,11 +305,6 @@ fn unsupported_flags_and_values_exit_one() {
         (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
         (&["--experimental-corrupt-check-time", "5m"], &[], "oxetcd: flag --experimental-corrupt-check-time is not supported yet (periodic corruption checks are not implemented (--experimental-initial-corrupt-check is))"),
-        (
-            &["--listen-client-urls", "https://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379"],
-            &[],
-            "oxetcd: --listen-client-urls=https://127.0.0.1:2379 is not supported yet (TLS is not implemented)",
-        ),
         (
             &["--listen-peer-urls", "unix://localhost:2380"],
             &[],
@@ -881,10 +876,6 @@ fn bootstrap_errors_use_etcd_texts() {
         "error setting up initial cluster: URL scheme must be http, https, unix, or unixs: "
     );
     assert_eq!(
-        err("a", "http://127.0.0.1:2380", "a=http://127.0.0.1:2380,b=https://127.0.0.1:2381"),
-        "oxetcd: --initial-cluster=https://127.0.0.1:2381 is not supported yet (TLS is not implemented)"
-    );
-    assert_eq!(
         err(
             "a",
             "http://127.0.0.1:2380,http://127.0.0.1:2381",
@@ -925,4 +916,51 @@ fn max_concurrent_streams_is_a_u32() {
         r#"invalid value "4294967296" for flag -max-concurrent-streams: value out of range"#
     );
     assert_eq!(e.exit_code(), 2);
+}
+
+/// The TLS file flags (and their `ETCD_*` variables) reach `Config`; https URLs are accepted.
+#[test]
+fn tls_flags_are_parsed_for_both_sides() {
+    let c = run(
+        &[
+            "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--advertise-client-urls=https://127.0.0.1:2379",
+            "--listen-peer-urls=https://127.0.0.1:2380",
+            "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+            "--initial-cluster=default=https://127.0.0.1:2380",
+            "--cert-file=/s.pem",
+            "--key-file=/s-key.pem",
+            "--trusted-ca-file=/ca.pem",
+            "--client-cert-auth",
+            "--peer-cert-file=/p.pem",
+        ],
+        &[
+            ("ETCD_PEER_KEY_FILE", "/p-key.pem"),
+            ("ETCD_PEER_CLIENT_CERT_AUTH", "true"),
+        ],
+    );
+    assert_eq!(
+        c.client_tls,
+        TlsFiles {
+            cert_file: Some("/s.pem".into()),
+            key_file: Some("/s-key.pem".into()),
+            trusted_ca_file: Some("/ca.pem".into()),
+            client_cert_auth: true,
+        }
+    );
+    assert_eq!(
+        c.peer_tls,
+        TlsFiles {
+            cert_file: Some("/p.pem".into()),
+            key_file: Some("/p-key.pem".into()),
+            trusted_ca_file: None,
+            client_cert_auth: true,
+        }
+    );
+    assert!(c
+        .listen_client_urls
+        .contains(&url("https://127.0.0.1:2379")));
+    assert!(c
+        .listen_client_urls
+        .contains(&url("http://127.0.0.1:22379")));
 }

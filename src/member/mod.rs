@@ -32,11 +32,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::{Api, ServerLimits};
 use crate::apply::{Applied, Command};
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, Scheme, TlsFiles, Url};
 use crate::grpc::ClientListener;
 use crate::io::Disk;
 use crate::lease::lessor::Lessor;
-use crate::net::ListenerSettings;
+use crate::net::tls::{self, Side};
+use crate::net::{ListenerSettings, ServerTls};
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
 use crate::raft::state_machine::ApplyObserver;
@@ -47,8 +48,8 @@ use crate::watch::{Hub, HubLimits};
 pub struct MemberSpec {
     pub node: NodeOptions,
     pub mode: StartMode,
-    pub listen_client: Vec<SocketAddr>,
-    pub listen_peer: Vec<SocketAddr>,
+    pub listen_client: Vec<ListenAddr>,
+    pub listen_peer: Vec<ListenAddr>,
     /// HTTP/2 and TCP settings of the client listeners (`--grpc-keepalive-*`,
     /// `--max-concurrent-streams`).
     pub client_listener: ListenerSettings,
@@ -77,14 +78,61 @@ fn usize_of(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-/// Resolves listen URLs to socket addresses.
-fn addrs(urls: &[crate::config::Url], what: &str) -> Result<Vec<SocketAddr>, String> {
-    urls.iter()
-        .map(|url| {
-            url.bind_addr()
-                .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))
-        })
-        .collect()
+/// One address to listen on, with TLS for an `https://` URL.
+#[derive(Debug, Clone)]
+pub struct ListenAddr {
+    pub addr: SocketAddr,
+    pub tls: Option<ServerTls>,
+}
+
+/// Resolves listen URLs to socket addresses, loading the side's certificate and key once when
+/// any URL is `https://` (etcd's texts when they are missing). An `http://` URL beside TLS
+/// files is served in plaintext with etcd's warning.
+fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<ListenAddr>, String> {
+    let what = match side {
+        Side::Client => "client",
+        Side::Peer => "peer",
+    };
+    let mut tls: Option<ServerTls> = None;
+    let mut out = Vec::with_capacity(urls.len());
+    for url in urls {
+        let addr = url
+            .bind_addr()
+            .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
+        let secure = matches!(url.scheme, Scheme::Https | Scheme::Unixs);
+        if !secure {
+            if tls::has_key_pair(files) {
+                tracing::warn!(
+                    url = %url,
+                    "scheme is HTTP while key and cert files are present; ignoring key and cert files"
+                );
+            }
+            out.push(ListenAddr { addr, tls: None });
+            continue;
+        }
+        if !tls::has_key_pair(files) {
+            return Err(match side {
+                Side::Client => format!(
+                    "TLS key/cert (--cert-file, --key-file) must be provided for client url \
+                     {url} with HTTPS scheme"
+                ),
+                Side::Peer => format!(
+                    "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+                    url.host_port()
+                ),
+            });
+        }
+        let loaded = match &tls {
+            Some(loaded) => loaded.clone(),
+            None => ServerTls::load(files, side).map_err(|e| e.to_string())?,
+        };
+        tls = Some(loaded.clone());
+        out.push(ListenAddr {
+            addr,
+            tls: Some(loaded),
+        });
+    }
+    Ok(out)
 }
 
 impl MemberSpec {
@@ -98,8 +146,12 @@ impl MemberSpec {
         Ok(MemberSpec {
             node,
             mode,
-            listen_client: addrs(&config.listen_client_urls, "client")?,
-            listen_peer: addrs(&config.listen_peer_urls, "peer")?,
+            listen_client: listen_addrs(
+                &config.listen_client_urls,
+                &config.client_tls,
+                Side::Client,
+            )?,
+            listen_peer: listen_addrs(&config.listen_peer_urls, &config.peer_tls, Side::Peer)?,
             client_listener: ListenerSettings::grpc_client(
                 config.grpc_keepalive_interval,
                 config.grpc_keepalive_timeout,
@@ -220,16 +272,20 @@ impl Member {
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let mut peer_listeners = Vec::new();
-        for addr in &spec.listen_peer {
-            let listener =
-                PeerListener::bind(*addr).map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            peer_listeners.push(listener);
+        for ListenAddr { addr, tls } in &spec.listen_peer {
+            let listener = PeerListener::bind(*addr, tls.clone())
+                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            peer_listeners.push((listener, tls.is_some()));
         }
         let mut peer_addrs = Vec::new();
         let mut peer_servers = Vec::new();
-        for listener in peer_listeners {
+        for (listener, secure) in peer_listeners {
             let address = listener.local_addr();
-            tracing::info!(%address, "serving peer traffic");
+            if secure {
+                tracing::info!(%address, "serving peer traffic securely");
+            } else {
+                tracing::info!(%address, "serving peer traffic");
+            }
             peer_addrs.push(address);
             let shutdown = stopped(stop_rx.clone());
             peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
@@ -255,10 +311,16 @@ impl Member {
             leader_lost_watch_cancel: spec.leader_lost_watch_cancel,
         });
         let mut client_listeners = Vec::new();
-        for addr in &spec.listen_client {
-            let listener = ClientListener::bind(*addr, spec.client_listener.clone())
+        let mut client_secure = Vec::new();
+        for ListenAddr { addr, tls } in &spec.listen_client {
+            let settings = ListenerSettings {
+                tls: tls.clone(),
+                ..spec.client_listener.clone()
+            };
+            let listener = ClientListener::bind(*addr, settings)
                 .map_err(|e| format!("listen tcp {addr}: {e}"))?;
             client_listeners.push(listener);
+            client_secure.push(tls.is_some());
         }
         let client_addrs: Vec<SocketAddr> =
             client_listeners.iter().map(|l| l.local_addr()).collect();
@@ -281,8 +343,12 @@ impl Member {
             cluster_id = %format!("{:x}", node.cluster_id()),
             "ready to serve client requests"
         );
-        for address in &client_addrs {
-            tracing::info!(%address, "serving client traffic insecurely; this is strongly discouraged!");
+        for (address, secure) in client_addrs.iter().zip(client_secure) {
+            if secure {
+                tracing::info!(%address, "serving client traffic securely");
+            } else {
+                tracing::info!(%address, "serving client traffic insecurely; this is strongly discouraged!");
+            }
         }
         Ok(Member {
             name,

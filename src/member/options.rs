@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use crate::config::{BootstrapCluster, ClusterState, Config};
 use crate::io::Disk;
+use crate::net::tls::{self, ClientTls, Side};
+use crate::net::Dialer;
 use crate::raft::membership;
 use crate::raft::node::{NodeOptions, StartMode};
 use crate::raft::MemberNode;
@@ -19,6 +21,7 @@ const JOIN_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A joining member's IDs, learned from the members listed in `--initial-cluster`.
 async fn discover_existing(
     config: &Config,
+    dialer: &Dialer,
     own_peer_urls: &[String],
 ) -> Result<(u64, u64), String> {
     let members = config
@@ -29,9 +32,14 @@ async fn discover_existing(
         .flat_map(|m| m.peer_urls.iter().map(ToString::to_string))
         .filter(|u| !own_peer_urls.contains(u))
         .collect();
-    let info = membership::discover(&peers, own_peer_urls, JOIN_DISCOVERY_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
+    let info = membership::discover(
+        dialer.clone(),
+        &peers,
+        own_peer_urls,
+        JOIN_DISCOVERY_TIMEOUT,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     tracing::info!(
         member_id = %format!("{:x}", info.member_id),
         cluster_id = %format!("{:x}", info.cluster_id),
@@ -57,6 +65,7 @@ pub async fn node_options(
         .map(ToString::to_string)
         .collect();
     let joining = config.initial_cluster_state == ClusterState::Existing;
+    let dialer = peer_dialer(config)?;
     let mode = if config.force_new_cluster && has_data {
         StartMode::ForceNewCluster
     } else if joining {
@@ -67,7 +76,7 @@ pub async fn node_options(
     let (member_id, cluster_id, members) = if has_data {
         (0, 0, Vec::new())
     } else if joining {
-        let (member_id, cluster_id) = discover_existing(config, &peer_urls).await?;
+        let (member_id, cluster_id) = discover_existing(config, &dialer, &peer_urls).await?;
         (member_id, cluster_id, Vec::new())
     } else {
         let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
@@ -96,6 +105,7 @@ pub async fn node_options(
         max_wals: usize::try_from(limits.max_wals).unwrap_or(usize::MAX),
         wal_segment_bytes,
         bootstrap_members: members,
+        peer_dialer: dialer,
     };
     Ok((opts, mode))
 }
@@ -118,4 +128,16 @@ fn bootstrap_members(boot: &BootstrapCluster) -> Vec<(u64, MemberNode)> {
             (m.id, node)
         })
         .collect()
+}
+
+/// The peer dialer: TLS with the peer CA (and the peer certificate as client certificate)
+/// when `--peer-trusted-ca-file` or a peer key pair is given, plaintext otherwise. etcd dials
+/// peers with its peer TLS settings the same way, whatever the URLs say.
+fn peer_dialer(config: &Config) -> Result<Dialer, String> {
+    let files = &config.peer_tls;
+    if files.trusted_ca_file.is_none() && !tls::has_key_pair(files) {
+        return Ok(Dialer::plaintext());
+    }
+    let tls = ClientTls::load(files, Side::Peer).map_err(|e| e.to_string())?;
+    Ok(Dialer::with_tls(tls))
 }

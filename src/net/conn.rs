@@ -186,3 +186,11 @@ impl tonic::transport::server::Connected for Conn<tokio::net::TcpStream> {
         self.inner.connect_info()
     }
 }
+
+impl tonic::transport::server::Connected for Conn<super::transport::Transport> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.tcp().connect_info()
+    }
+}

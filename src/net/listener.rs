@@ -2,18 +2,25 @@
 //! works), accept, wrap each connection in [`Conn`], serve until shutdown. Both the client and
 //! the peer listener are one of these.
 //!
-//! The accept loop is ours (`serve_with_incoming_shutdown` over [`Incoming`]) so that the
-//! connection wrapper — and later TLS and plain HTTP/1.1 — sit between the socket and the
-//! server. Under `--cfg madsim` there are no sockets: madsim-tonic binds the address itself
+//! The accept loop is ours (`serve_with_incoming_shutdown` over [`Incoming`]) so that TLS and
+//! the connection wrapper sit between the socket and the server. With
+//! [`ListenerSettings::tls`] set, every accepted socket first completes a TLS handshake in a
+//! task of its own (bounded by `TLS_HANDSHAKE_TIMEOUT`); a failed handshake (a plaintext
+//! client, no or an untrusted client certificate, an expired one) is logged as etcd logs it,
+//! "rejected connection" with the remote address and the reason, and the socket is closed.
+//! Under `--cfg madsim` there are no sockets and no TLS: madsim-tonic binds the address itself
 //! (`serve_with_shutdown`), and this is the one place that knows it.
 //!
-//! Invariant: at most `ListenerSettings::connections_max` accepted connections are open at once;
-//! further clients wait in the kernel's backlog until one closes.
-//! Invariant: a failed accept (out of file descriptors, say) never ends the listener.
+//! Invariant: at most `ListenerSettings::connections_max` accepted connections are open at once,
+//! handshakes in progress included; further clients wait in the kernel's backlog.
+//! Invariant: a failed accept (out of file descriptors, say) or handshake never ends the
+//! listener, and a slow handshake never delays the others or the accept loop.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use super::tls::ServerTls;
 
 /// grpc-go's server keepalive defaults, which etcd keeps unless both of its flags are positive.
 pub const GRPC_KEEPALIVE_INTERVAL_DEFAULT: Duration = Duration::from_secs(2 * 60 * 60);
@@ -31,6 +38,10 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 8192;
 /// Pause after a failed accept, so that a persistent failure (EMFILE) does not spin.
 #[cfg(not(madsim))]
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// A TLS client that has not finished its handshake by then is disconnected (Go's
+/// `tls.Dialer` default on the other side is 10 s as well).
+#[cfg(not(madsim))]
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP/2 and TCP settings of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +55,8 @@ pub struct ListenerSettings {
     /// TCP keepalive idle time and probe interval; `None` = off.
     pub tcp_keepalive: Option<Duration>,
     pub connections_max: usize,
+    /// TLS on every accepted connection (an `https://` listen URL); `None` = plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ListenerSettings {
@@ -54,6 +67,7 @@ impl Default for ListenerSettings {
             streams_per_connection_max: None,
             tcp_keepalive: Some(TCP_KEEPALIVE_DEFAULT),
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -154,20 +168,24 @@ impl Listener {
 
 #[cfg(not(madsim))]
 mod accept {
-    //! The stream of accepted, configured and wrapped connections.
+    //! The stream of accepted, configured, TLS-terminated and wrapped connections.
 
     use std::future::Future;
     use std::io;
+    use std::net::SocketAddr;
     use std::pin::Pin;
     use std::sync::Arc;
     use std::task::{Context, Poll};
     use std::time::Duration;
 
     use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::Semaphore;
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+    use tokio::task::JoinSet;
+    use tokio_rustls::TlsAcceptor;
 
-    use super::{ListenerSettings, ACCEPT_ERROR_PAUSE};
+    use super::{ListenerSettings, ACCEPT_ERROR_PAUSE, TLS_HANDSHAKE_TIMEOUT};
     use crate::net::conn::Conn;
+    use crate::net::transport::Transport;
 
     struct Acceptor {
         socket: TcpListener,
@@ -175,11 +193,21 @@ mod accept {
         tcp_keepalive: Option<Duration>,
     }
 
-    type Next = Pin<Box<dyn Future<Output = (Acceptor, io::Result<Conn<TcpStream>>)> + Send>>;
+    /// A socket accepted and configured, holding its permit.
+    struct Accepted {
+        stream: TcpStream,
+        remote: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    }
+
+    type Next = Pin<Box<dyn Future<Output = (Acceptor, io::Result<Accepted>)> + Send>>;
 
     /// Accepted connections, one permit each.
     pub struct Incoming {
         next: Next,
+        tls: Option<TlsAcceptor>,
+        /// Handshakes in progress; each yields its connection or `None` after logging why not.
+        handshakes: JoinSet<Option<Conn<Transport>>>,
     }
 
     impl Incoming {
@@ -191,34 +219,80 @@ mod accept {
             };
             Incoming {
                 next: Box::pin(acceptor.accept()),
+                tls: settings
+                    .tls
+                    .as_ref()
+                    .map(|tls| TlsAcceptor::from(tls.config.clone())),
+                handshakes: JoinSet::new(),
             }
         }
     }
 
     impl futures_core::Stream for Incoming {
-        type Item = io::Result<Conn<TcpStream>>;
+        type Item = io::Result<Conn<Transport>>;
 
         fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let (acceptor, result) = match self.next.as_mut().poll(cx) {
-                Poll::Ready(done) => done,
-                Poll::Pending => return Poll::Pending,
-            };
-            self.next = Box::pin(acceptor.accept());
-            Poll::Ready(Some(result))
+            loop {
+                while let Poll::Ready(Some(done)) = self.handshakes.poll_join_next(cx) {
+                    // A panicked or aborted handshake task has nothing to hand out either.
+                    if let Ok(Some(conn)) = done {
+                        return Poll::Ready(Some(Ok(conn)));
+                    }
+                }
+                let (acceptor, result) = match self.next.as_mut().poll(cx) {
+                    Poll::Ready(done) => done,
+                    Poll::Pending => return Poll::Pending,
+                };
+                self.next = Box::pin(acceptor.accept());
+                let accepted = match result {
+                    Ok(accepted) => accepted,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
+                let Some(tls) = self.tls.clone() else {
+                    let conn = Conn::new(Transport::Plain(accepted.stream), Some(accepted.permit));
+                    return Poll::Ready(Some(Ok(conn)));
+                };
+                self.handshakes.spawn(handshake(tls, accepted));
+            }
         }
     }
 
+    /// Completes the server side of a TLS handshake; a failure is logged (etcd's "rejected
+    /// connection" line) and the socket dropped.
+    async fn handshake(tls: TlsAcceptor, accepted: Accepted) -> Option<Conn<Transport>> {
+        let Accepted {
+            stream,
+            remote,
+            permit,
+        } = accepted;
+        let error = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(session)) => {
+                let transport = Transport::Tls(Box::new(session));
+                return Some(Conn::new(transport, Some(permit)));
+            }
+            Ok(Err(e)) => crate::net::tls::handshake_failure(&e),
+            Err(_) => format!("TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}"),
+        };
+        tracing::warn!(remote_addr = %remote, error = %error, "rejected connection");
+        None
+    }
+
     impl Acceptor {
-        async fn accept(self) -> (Self, io::Result<Conn<TcpStream>>) {
+        async fn accept(self) -> (Self, io::Result<Accepted>) {
             let permit = match self.permits.clone().acquire_owned().await {
                 Ok(permit) => permit,
                 // The semaphore is never closed.
                 Err(e) => return (self, Err(io::Error::other(e))),
             };
             match self.socket.accept().await {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
                     configure(&stream, self.tcp_keepalive);
-                    (self, Ok(Conn::new(stream, Some(permit))))
+                    let accepted = Accepted {
+                        stream,
+                        remote,
+                        permit,
+                    };
+                    (self, Ok(accepted))
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -256,8 +330,9 @@ mod tests {
     use super::accept::Incoming;
     use super::{Listener, ListenerSettings};
     use crate::net::conn::Conn;
+    use crate::net::transport::Transport;
 
-    async fn accept_one(incoming: &mut Incoming) -> Option<Conn<TcpStream>> {
+    async fn accept_one(incoming: &mut Incoming) -> Option<Conn<Transport>> {
         std::future::poll_fn(|cx| Pin::new(&mut *incoming).poll_next(cx))
             .await
             .and_then(Result::ok)

@@ -1,5 +1,5 @@
-//! net/ — the listening side of every socket the member serves: binding, accepting, and what
-//! happens to an accepted connection before the HTTP/2 server sees it.
+//! net/ — every socket the member opens: binding, accepting, and what happens to an accepted
+//! connection before the HTTP/2 server sees it; and the dialer members reach each other with.
 //!
 //! - `listener`: bind (port 0 allowed), accept loop, serve a tonic router with shutdown; the
 //!   one place with a madsim branch for serving.
@@ -9,16 +9,26 @@
 //!   `#initially=[...]`). Header blocks are re-encoded without dynamic-table insertions; all
 //!   other frames pass through.
 //!
+//! - `dialer`: lazily connected channels to peer URLs, plaintext or TLS by the URL's scheme.
+//! - `tls` + `transport`: certificates and keys loaded from etcd's flags into rustls settings
+//!   (listeners and the peer dialer); the accepted socket with or without its TLS session.
+//!
 //! Invariant: server-to-client bytes are never touched.
 //! Invariant: nothing in here knows the etcd API; `server` and `raft::peer` bring the routers.
 
 #[cfg(not(madsim))]
 pub mod conn;
+pub mod dialer;
 pub mod hpack;
 pub mod inbound;
 pub mod listener;
+pub mod tls;
+#[cfg(not(madsim))]
+pub mod transport;
 
+pub use dialer::{DialError, Dialer};
 pub use listener::{Listener, ListenerSettings};
+pub use tls::{ClientTls, ServerTls};
 
 #[cfg(all(test, not(madsim)))]
 mod tests;

@@ -710,6 +710,7 @@ pub struct JoinInfo {
 /// Asks the members at `peer_urls` (from `--initial-cluster`, without this member's own URLs)
 /// which member has `my_peer_urls`, preferring the answer of a member that knows a leader.
 pub async fn discover(
+    dialer: crate::net::Dialer,
     peer_urls: &[String],
     my_peer_urls: &[String],
     timeout: Duration,
@@ -720,7 +721,7 @@ pub async fn discover(
         cluster_id: 0,
         peer_urls: my_peer_urls.to_vec(),
     };
-    let network = PeerNetwork::new(timeout, identity);
+    let network = PeerNetwork::new(dialer, timeout, identity);
     let mut last_error = String::from("no peer URLs besides this member's own");
     let mut best: Option<MembershipResponse> = None;
     let mut refused_as_unknown = false;
@@ -1030,6 +1031,7 @@ mod tests {
         let mine = vec!["http://127.0.0.1:2".to_string()];
         let err = rt
             .block_on(discover(
+                crate::net::Dialer::plaintext(),
                 &["http://127.0.0.1:1".to_string()],
                 &mine,
                 Duration::from_millis(300),
@@ -1040,7 +1042,12 @@ mod tests {
             .to_string()
             .contains("could not retrieve cluster information from the given URLs"));
         let none = rt
-            .block_on(discover(&[], &mine, Duration::from_millis(300)))
+            .block_on(discover(
+                crate::net::Dialer::plaintext(),
+                &[],
+                &mine,
+                Duration::from_millis(300),
+            ))
             .unwrap_err();
         assert!(matches!(none, JoinError::Unreachable { .. }));
     }

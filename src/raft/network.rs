@@ -44,12 +44,13 @@ use openraft::raft::{
 use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::forward::{
     Answer, AppliedResult, ForwardError, MembershipAnswer, MembershipChange, ProtoBytes,
 };
 use super::{MemberNode, NodeId, TypeConfig};
+use crate::net::{DialError, Dialer};
 use crate::proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use crate::proto::oxraftpb::raft_peer_client::RaftPeerClient;
 use crate::proto::oxraftpb::{
@@ -187,6 +188,7 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PeerError> 
 #[derive(Clone)]
 pub struct PeerNetwork {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    dialer: Dialer,
     connect_timeout: Duration,
     contact: Contacts,
     /// This member, as every request names it.
@@ -217,11 +219,13 @@ impl Contacts {
 }
 
 impl PeerNetwork {
-    /// `connect_timeout` bounds a TCP connect to a peer (etcd's dial timeout is ~1 s).
-    /// Requests name `identity` as their sender.
-    pub fn new(connect_timeout: Duration, identity: PeerIdentity) -> Self {
+    /// `dialer` makes the channels (TLS for `https://` peer URLs); `connect_timeout` bounds a
+    /// connect to a peer (etcd's dial timeout is ~1 s). Requests name `identity` as their
+    /// sender.
+    pub fn new(dialer: Dialer, connect_timeout: Duration, identity: PeerIdentity) -> Self {
         PeerNetwork {
             channels: Arc::new(Mutex::new(HashMap::new())),
+            dialer,
             connect_timeout,
             contact: Contacts::default(),
             identity: Arc::new(identity),
@@ -231,6 +235,12 @@ impl PeerNetwork {
     /// A request from this member carrying `message`.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         stamp(&self.identity, message)
+    }
+
+    /// The dialer this member reaches other members with (their peer URLs, and, for
+    /// membership calls a follower hands to the leader, its client URLs).
+    pub fn dialer(&self) -> &Dialer {
+        &self.dialer
     }
 
     /// Which peers raft's messages currently reach.
@@ -244,12 +254,13 @@ impl PeerNetwork {
         if let Some(ch) = map.get(url) {
             return Ok(ch.clone());
         }
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|_| PeerError::BadUrl(url.to_string()))?;
-        let ch = endpoint
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let ch = self
+            .dialer
+            .lazy_channel(url, self.connect_timeout)
+            .map_err(|e| match e {
+                DialError::BadUrl(u) => PeerError::BadUrl(u),
+                other => PeerError::Transport(other.to_string()),
+            })?;
         map.insert(url.to_string(), ch.clone());
         Ok(ch)
     }
@@ -658,7 +669,11 @@ mod tests {
     fn one_channel_per_peer_url() {
         let rt = runtime();
         rt.block_on(async {
-            let net = PeerNetwork::new(Duration::from_millis(200), PeerIdentity::default());
+            let net = PeerNetwork::new(
+                Dialer::plaintext(),
+                Duration::from_millis(200),
+                PeerIdentity::default(),
+            );
             let url = dead_url();
             net.channel(&url).unwrap();
             net.channel(&url).unwrap();
@@ -675,7 +690,11 @@ mod tests {
     fn a_dead_peer_is_unreachable_within_the_deadline() {
         let rt = runtime();
         rt.block_on(async {
-            let mut net = PeerNetwork::new(Duration::from_millis(200), PeerIdentity::default());
+            let mut net = PeerNetwork::new(
+                Dialer::plaintext(),
+                Duration::from_millis(200),
+                PeerIdentity::default(),
+            );
             let node = MemberNode {
                 name: "b".into(),
                 peer_urls: vec![dead_url()],

@@ -56,6 +56,8 @@ pub struct NodeOptions {
     /// Every member of the cluster a fresh start bootstraps (ID and what `--initial-cluster`
     /// says about it); empty means a one-member cluster of this member alone.
     pub bootstrap_members: Vec<(NodeId, MemberNode)>,
+    /// How this member dials the others' peer URLs (TLS for `https://` ones).
+    pub peer_dialer: crate::net::Dialer,
 }
 
 /// Why a member could not start.
@@ -356,6 +358,11 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
 }
 
 impl RaftNode {
+    /// How this member dials the others (TLS for `https://` URLs with the peer settings).
+    pub fn dialer(&self) -> &crate::net::Dialer {
+        self.network.dialer()
+    }
+
     /// Opens (or bootstraps) the member in `opts.data_dir` and starts raft.
     pub async fn start(
         disk: Arc<dyn Disk>,
@@ -420,6 +427,7 @@ impl RaftNode {
             peer_urls: opts.peer_urls.clone(),
         };
         let network = PeerNetwork::new(
+            opts.peer_dialer.clone(),
             Duration::from_millis(opts.election_timeout_ms.max(1000)),
             identity,
         );
@@ -1010,6 +1018,7 @@ mod fault_tests {
             max_wals: 5,
             wal_segment_bytes: 1 << 20,
             bootstrap_members: Vec::new(),
+            peer_dialer: crate::net::Dialer::plaintext(),
         }
     }
 

@@ -55,7 +55,7 @@ use super::node::{ProposeError, Proposer, RaftNode};
 use super::state_machine::SmShared;
 use super::{MemberNode, NodeId, Raft, TypeConfig};
 use crate::mvcc::KvError;
-use crate::net::{Listener, ListenerSettings};
+use crate::net::{Listener, ListenerSettings, ServerTls};
 use crate::proto::oxraftpb::hash_kv_response::Outcome as HashKvOutcome;
 use crate::proto::oxraftpb::raft_peer_server::{RaftPeer, RaftPeerServer};
 use crate::proto::oxraftpb::{
@@ -594,9 +594,14 @@ pub struct PeerListener {
 
 impl PeerListener {
     /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
-    pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+    /// With `tls`, every connection is a TLS session (an `https://` peer URL).
+    pub fn bind(addr: SocketAddr, tls: Option<ServerTls>) -> std::io::Result<Self> {
+        let settings = ListenerSettings {
+            tls,
+            ..ListenerSettings::default()
+        };
         Ok(PeerListener {
-            listener: Listener::bind(addr, ListenerSettings::default())?,
+            listener: Listener::bind(addr, settings)?,
         })
     }
 

@@ -12,6 +12,7 @@
 //! Not every test binary uses every helper.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod diff;
 pub mod etcdctl;
 pub mod server;

@@ -1,0 +1,148 @@
+//! The dialing side: lazily connected gRPC channels to other members' peer URLs, in plaintext
+//! (`http://`) or over TLS (`https://`, with the peer certificate presented as the client
+//! certificate and the other member's certificate checked against the peer CA and the URL's
+//! host, an IP SAN for IP URLs). `raft::network` keeps one channel per peer URL from here.
+//!
+//! Invariant: an `https://` URL is never dialed in plaintext, and an `http://` URL never with
+//! TLS (etcd's transport decides by the scheme the same way).
+//! Invariant: every connect is bounded by the caller's timeout (TCP connect and TLS handshake
+//! together).
+//! Under `--cfg madsim` channels are madsim-tonic's simulated ones and TLS does not exist.
+
+use std::fmt;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+use super::tls::ClientTls;
+
+/// Why a channel could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DialError {
+    /// Not a URL tonic can dial.
+    BadUrl(String),
+    /// An `https://` URL while this member has no peer TLS settings.
+    TlsNotConfigured(String),
+}
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialError::BadUrl(u) => write!(f, "bad peer URL {u:?}"),
+            DialError::TlsNotConfigured(u) => write!(
+                f,
+                "cannot dial {u}: peer TLS is not configured (--peer-trusted-ca-file, \
+                 --peer-cert-file, --peer-key-file)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DialError {}
+
+/// Makes channels to peer URLs.
+#[derive(Clone, Debug, Default)]
+pub struct Dialer {
+    tls: Option<ClientTls>,
+}
+
+impl Dialer {
+    /// A dialer for `http://` URLs only.
+    pub fn plaintext() -> Dialer {
+        Dialer { tls: None }
+    }
+
+    /// A dialer that speaks TLS to `https://` URLs (and plaintext to `http://` ones).
+    pub fn with_tls(tls: ClientTls) -> Dialer {
+        Dialer { tls: Some(tls) }
+    }
+
+    /// A channel to `url` that connects on first use, each connect bounded by
+    /// `connect_timeout`.
+    pub fn lazy_channel(&self, url: &str, connect_timeout: Duration) -> Result<Channel, DialError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|_| DialError::BadUrl(url.to_string()))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true);
+        let https = url.starts_with("https://");
+        if !https {
+            return Ok(endpoint.connect_lazy());
+        }
+        #[cfg(not(madsim))]
+        {
+            let Some(tls) = &self.tls else {
+                return Err(DialError::TlsNotConfigured(url.to_string()));
+            };
+            let connector = real::TlsConnector::new(tls);
+            Ok(endpoint.connect_with_connector_lazy(connector))
+        }
+        #[cfg(madsim)]
+        {
+            Err(DialError::TlsNotConfigured(url.to_string()))
+        }
+    }
+}
+
+#[cfg(not(madsim))]
+mod real {
+    //! A tower connector: TCP connect, then the client side of a TLS handshake.
+
+    use std::future::Future;
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use hyper_util::rt::TokioIo;
+    use rustls_pki_types::ServerName;
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
+
+    use crate::net::tls::ClientTls;
+
+    #[derive(Clone)]
+    pub struct TlsConnector {
+        tls: tokio_rustls::TlsConnector,
+    }
+
+    impl TlsConnector {
+        pub fn new(tls: &ClientTls) -> Self {
+            TlsConnector {
+                tls: tokio_rustls::TlsConnector::from(tls.config.clone()),
+            }
+        }
+    }
+
+    type Connecting =
+        Pin<Box<dyn Future<Output = io::Result<TokioIo<TlsStream<TcpStream>>>> + Send>>;
+
+    impl tower_service::Service<http::Uri> for TlsConnector {
+        type Response = TokioIo<TlsStream<TcpStream>>;
+        type Error = io::Error;
+        type Future = Connecting;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, uri: http::Uri) -> Self::Future {
+            let tls = self.tls.clone();
+            Box::pin(async move {
+                let invalid =
+                    |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+                let host = uri.host().ok_or_else(|| invalid("URL without a host"))?;
+                // `[::1]` in a URI is `::1` to the resolver and to the certificate check.
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let port = uri.port_u16().unwrap_or(443);
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|_| invalid("host is neither an IP address nor a DNS name"))?;
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                let session = tls.connect(name, tcp).await?;
+                Ok(TokioIo::new(session))
+            })
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! TLS settings of the member's sockets, built once at startup from etcd's certificate flags:
+//! [`ServerTls`] for a listener (`--cert-file`/`--key-file`/`--trusted-ca-file`/
+//! `--client-cert-auth`, or their `--peer-` twins), [`ClientTls`] for the peer dialer (the peer
+//! certificate presented as a client certificate, the peer CA to check the other member).
+//!
+//! The TLS versions and cipher suites are rustls's safe defaults (TLS 1.2 and 1.3, AEAD suites
+//! only), which are etcd 3.5's defaults minus the CBC suites Go still enables for TLS 1.2.
+//! Listeners offer ALPN `h2` and `http/1.1`: Go gRPC clients refuse a TLS server without `h2`,
+//! and HTTP/1.1 clients (curl, the JSON gateway's users) need the other.
+//!
+//! Errors carry etcd's texts where a client or operator sees them ("open PATH: no such file or
+//! directory", "tls: failed to find any PEM data in certificate input").
+//!
+//! Invariant: a configuration exists only when every file it names was read and parsed, so a
+//! member never starts with a listener that would fail every handshake.
+//! Invariant: a listener with a CA file requires a client certificate that chains to it (etcd
+//! does so even without `--client-cert-auth`); `--client-cert-auth` without a CA file is
+//! refused, so client certificates are never accepted unverified.
+//! Under `--cfg madsim` there is no TLS: the simulator serves plaintext, and asking for TLS
+//! there is an error.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+#[cfg(not(madsim))]
+use std::sync::Arc;
+
+use crate::config::TlsFiles;
+
+/// ALPN protocol ids offered by the listeners, in preference order.
+pub const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Which side of the member a TLS setting belongs to; it decides the flag names in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Peer,
+}
+
+impl Side {
+    /// Flag-name prefix: `""` or `"peer-"`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Side::Client => "",
+            Side::Peer => "peer-",
+        }
+    }
+}
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug)]
+pub enum TlsError {
+    /// `--cert-file`/`--key-file` (or the peer pair) are not both set.
+    NoKeyPair,
+    /// A file could not be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// A file holds no PEM block of the kind wanted (`"certificate"` or `"key"`).
+    NoPem { what: &'static str, path: PathBuf },
+    /// A PEM block that is not valid base64 or not well formed.
+    BadPem { path: PathBuf, reason: String },
+    /// Client certificates are required but no CA file says which ones to trust.
+    CaRequired { side: Side },
+    /// rustls refused the material (a key that does not match its certificate, a CA that is not
+    /// a valid trust anchor, ...).
+    Rejected { what: String, reason: String },
+    /// The simulator has no TLS.
+    Unavailable,
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::NoKeyPair => f.write_str("KeyFile and CertFile are not presented"),
+            TlsError::Read { path, error } => {
+                write!(f, "open {}: {}", path.display(), go_io_reason(error))
+            }
+            TlsError::NoPem { what, .. } => {
+                write!(f, "tls: failed to find any PEM data in {what} input")
+            }
+            TlsError::BadPem { path, reason } => {
+                write!(f, "{}: malformed PEM data: {reason}", path.display())
+            }
+            TlsError::CaRequired { side } => {
+                let p = side.prefix();
+                write!(
+                    f,
+                    "--{p}client-cert-auth needs --{p}trusted-ca-file: client certificates are \
+                     verified against that CA bundle"
+                )
+            }
+            TlsError::Rejected { what, reason } => write!(f, "{what}: {reason}"),
+            TlsError::Unavailable => f.write_str("TLS is not available in the simulator"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+/// An I/O error as Go prints it: the lower-case OS reason without Rust's " (os error N)".
+fn go_io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// The TLS side of one listener.
+#[derive(Clone)]
+pub struct ServerTls {
+    #[cfg(not(madsim))]
+    pub(crate) config: Arc<rustls::ServerConfig>,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ServerTls")
+    }
+}
+
+/// Two settings are the same when they are the same loaded configuration.
+impl PartialEq for ServerTls {
+    fn eq(&self, other: &Self) -> bool {
+        #[cfg(not(madsim))]
+        {
+            Arc::ptr_eq(&self.config, &other.config)
+        }
+        #[cfg(madsim)]
+        {
+            let _ = other;
+            true
+        }
+    }
+}
+
+impl Eq for ServerTls {}
+
+/// The TLS side of the peer dialer.
+#[derive(Clone)]
+pub struct ClientTls {
+    #[cfg(not(madsim))]
+    pub(crate) config: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientTls")
+    }
+}
+
+impl ServerTls {
+    /// Loads a listener's certificate, key and (with client certificate auth) CA bundle.
+    pub fn load(files: &TlsFiles, side: Side) -> Result<ServerTls, TlsError> {
+        #[cfg(not(madsim))]
+        {
+            real::server_config(files, side).map(|config| ServerTls {
+                config: Arc::new(config),
+            })
+        }
+        #[cfg(madsim)]
+        {
+            let _ = (files, side);
+            Err(TlsError::Unavailable)
+        }
+    }
+}
+
+impl ClientTls {
+    /// Loads the dialer's CA bundle and, when both files are given, its client certificate.
+    pub fn load(files: &TlsFiles, side: Side) -> Result<ClientTls, TlsError> {
+        #[cfg(not(madsim))]
+        {
+            real::client_config(files, side).map(|config| ClientTls {
+                config: Arc::new(config),
+            })
+        }
+        #[cfg(madsim)]
+        {
+            let _ = (files, side);
+            Err(TlsError::Unavailable)
+        }
+    }
+}
+
+/// Whether `files` name a certificate and a key (etcd's `TLSInfo.Empty` negated).
+pub fn has_key_pair(files: &TlsFiles) -> bool {
+    files.cert_file.is_some() && files.key_file.is_some()
+}
+
+#[cfg(not(madsim))]
+mod real {
+    //! The rustls side: PEM files to rustls configurations.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use rustls::crypto::CryptoProvider;
+    use rustls::server::WebPkiClientVerifier;
+    use rustls::RootCertStore;
+    use rustls_pki_types::pem::{self, PemObject};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::{read_file, Side, TlsError, TlsFiles, ALPN_H2, ALPN_HTTP1};
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    fn rejected(what: impl Into<String>, e: impl std::fmt::Display) -> TlsError {
+        TlsError::Rejected {
+            what: what.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn bad_pem(path: &Path, e: pem::Error) -> TlsError {
+        TlsError::BadPem {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Every certificate in a PEM file; at least one.
+    fn certificates(
+        path: &Path,
+        what: &'static str,
+    ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        let bytes = read_file(path)?;
+        let certs = CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_pem(path, e))?;
+        if certs.is_empty() {
+            return Err(TlsError::NoPem {
+                what,
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(certs)
+    }
+
+    /// The first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+    fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+        let bytes = read_file(path)?;
+        match PrivateKeyDer::from_pem_slice(&bytes) {
+            Ok(key) => Ok(key),
+            Err(pem::Error::NoItemsFound) => Err(TlsError::NoPem {
+                what: "key",
+                path: path.to_path_buf(),
+            }),
+            Err(e) => Err(bad_pem(path, e)),
+        }
+    }
+
+    /// The certificate chain and key named by `files` (both must be set).
+    fn key_pair(
+        files: &TlsFiles,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let (Some(cert), Some(key)) = (&files.cert_file, &files.key_file) else {
+            return Err(TlsError::NoKeyPair);
+        };
+        Ok((certificates(cert, "certificate")?, private_key(key)?))
+    }
+
+    fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut store = RootCertStore::empty();
+        for cert in certificates(path, "certificate")? {
+            store
+                .add(cert)
+                .map_err(|e| rejected(format!("{}", path.display()), e))?;
+        }
+        Ok(Arc::new(store))
+    }
+
+    pub fn server_config(files: &TlsFiles, side: Side) -> Result<rustls::ServerConfig, TlsError> {
+        let (certs, key) = key_pair(files)?;
+        let provider = provider();
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| rejected("TLS versions", e))?;
+        // etcd requires a verified client certificate as soon as a CA bundle is given, with or
+        // without `--client-cert-auth`.
+        let builder = if files.client_cert_auth || files.trusted_ca_file.is_some() {
+            let Some(ca) = &files.trusted_ca_file else {
+                return Err(TlsError::CaRequired { side });
+            };
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider)
+                .build()
+                .map_err(|e| rejected(format!("{}", ca.display()), e))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| rejected("tls: certificate and key", e))?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        Ok(config)
+    }
+
+    pub fn client_config(files: &TlsFiles, side: Side) -> Result<rustls::ClientConfig, TlsError> {
+        let Some(ca) = &files.trusted_ca_file else {
+            return Err(TlsError::Rejected {
+                what: format!("--{}trusted-ca-file", side.prefix()),
+                reason: "needed to verify the other members' certificates (system CAs are \
+                         not consulted)"
+                    .into(),
+            });
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| rejected("TLS versions", e))?
+            .with_root_certificates(roots(ca)?);
+        let mut config = if files.cert_file.is_some() || files.key_file.is_some() {
+            let (certs, key) = key_pair(files)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| rejected("tls: certificate and key", e))?
+        } else {
+            builder.with_no_client_auth()
+        };
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+}
+
+/// Why a server-side handshake failed, in the words Go's TLS stack (and so etcd's log) uses for
+/// the common cases; rustls's own text otherwise.
+#[cfg(not(madsim))]
+pub fn handshake_failure(e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error, InvalidMessage};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+        return e.to_string();
+    };
+    let verify = |why: &str| format!("tls: failed to verify client certificate: x509: {why}");
+    match tls {
+        Error::NoCertificatesPresented => "tls: client didn't provide a certificate".into(),
+        Error::InvalidMessage(InvalidMessage::InvalidContentType) => {
+            "tls: first record does not look like a TLS handshake".into()
+        }
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            verify("certificate signed by unknown authority")
+        }
+        Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => verify("certificate has expired or is not yet valid"),
+        other => format!("tls: {other}"),
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_as_go_prints_them() {
+        let e = std::io::Error::from_raw_os_error(2);
+        assert_eq!(go_io_reason(&e), "no such file or directory");
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(go_io_reason(&e), "permission denied");
+    }
+
+    #[test]
+    fn a_missing_certificate_file_is_reported_with_etcds_text() {
+        let files = TlsFiles {
+            cert_file: Some("/nonexistent/server.pem".into()),
+            key_file: Some("/nonexistent/server-key.pem".into()),
+            ..TlsFiles::default()
+        };
+        let err = ServerTls::load(&files, Side::Client)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("open /nonexistent/server.pem: no such file or directory")
+        );
+    }
+
+    #[test]
+    fn a_file_without_pem_data_is_reported_with_gos_text() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.pem");
+        std::fs::write(&path, b"not a certificate\n").expect("write");
+        let files = TlsFiles {
+            cert_file: Some(path.clone()),
+            key_file: Some(path),
+            ..TlsFiles::default()
+        };
+        let err = ServerTls::load(&files, Side::Client)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("tls: failed to find any PEM data in certificate input")
+        );
+    }
+
+    #[test]
+    fn client_cert_auth_without_a_ca_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&c, cert.cert.pem()).expect("write");
+        std::fs::write(&k, cert.key_pair.serialize_pem()).expect("write");
+        let mut files = TlsFiles {
+            cert_file: Some(c),
+            key_file: Some(k),
+            trusted_ca_file: None,
+            client_cert_auth: true,
+        };
+        let err = ServerTls::load(&files, Side::Peer)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("--peer-client-cert-auth needs")),
+            "{err:?}"
+        );
+        files.client_cert_auth = false;
+        let loaded = ServerTls::load(&files, Side::Client);
+        assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
+        let alpn = loaded
+            .map(|t| t.config.alpn_protocols.clone())
+            .unwrap_or_default();
+        assert_eq!(alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+}

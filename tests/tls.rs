@@ -1,0 +1,727 @@
+//! TLS on the client port, driven by the real etcdctl 3.4 and 3.5 with `--cacert/--cert/--key`,
+//! and compared with a real etcd 3.5 given the same certificates: what a client sees when its
+//! handshake is refused (no client certificate, one from another CA, an expired one, a
+//! plaintext client), that the server logs each refusal with the remote address and keeps
+//! serving, and etcd's startup errors for missing certificate files.
+
+mod common;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::certs::{Certs, Pair};
+use common::{etcdctl, free_port, require_etcd_tools, CtlOutput, CtlVersion, ServerKind};
+
+/// How long a server may take to answer its first TLS request.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a process that must refuse to start may take to exit.
+const EXIT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// One server process started with explicit flags; killed and reaped on drop.
+struct Proc {
+    kind: ServerKind,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn binary(kind: ServerKind) -> PathBuf {
+    match kind {
+        ServerKind::Oxetcd => PathBuf::from(env!("CARGO_BIN_EXE_oxetcd")),
+        ServerKind::Etcd35 => match common::etcd_tools() {
+            Ok(tools) => tools.etcd35.clone(),
+            Err(e) => panic!("etcd 3.5 requested but missing: {e}"),
+        },
+        ServerKind::Etcd34 => match common::etcd_tools() {
+            Ok(tools) => tools.etcd34.clone(),
+            Err(e) => panic!("etcd 3.4 requested but missing: {e}"),
+        },
+    }
+}
+
+impl Proc {
+    /// Starts `kind` with a fresh data dir and `args` (no data-dir among them).
+    fn spawn(kind: ServerKind, args: &[String]) -> Proc {
+        let dir = match tempfile::Builder::new().prefix("oxetcd-tls-").tempdir() {
+            Ok(dir) => dir,
+            Err(e) => panic!("cannot create a temp dir: {e}"),
+        };
+        let log = dir.path().join("server.log");
+        let (out, err) = match File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok(files) => files,
+            Err(e) => panic!("cannot create {}: {e}", log.display()),
+        };
+        let mut command = Command::new(binary(kind));
+        command
+            .env_clear()
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        let child = match command.spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start {}: {e}", kind.label()),
+        };
+        Proc {
+            kind,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits for the process to exit on its own; its exit code (`None`: still running).
+    fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("--- {} log ---\n{}", self.kind.label(), self.log_text());
+        }
+    }
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// etcdctl against `endpoint` with the CA and, when given, a client key pair.
+fn ctl(
+    version: CtlVersion,
+    endpoint: &str,
+    ca: &Path,
+    client: Option<&Pair>,
+    args: &[&str],
+) -> CtlOutput {
+    let mut all = vec![
+        OsString::from(format!("--cacert={}", ca.display())),
+        OsString::from("--dial-timeout=2s"),
+        OsString::from("--command-timeout=4s"),
+    ];
+    if let Some(pair) = client {
+        all.push(format!("--cert={}", pair.cert.display()).into());
+        all.push(format!("--key={}", pair.key.display()).into());
+    }
+    all.extend(os(args));
+    etcdctl(version, endpoint, &all, b"")
+}
+
+fn ok(out: &CtlOutput, what: &str) -> String {
+    assert_eq!(
+        out.code,
+        0,
+        "{what} failed: stdout {:?} stderr {:?}",
+        out.stdout_text(),
+        out.stderr_text()
+    );
+    out.stdout_text()
+}
+
+/// A single member serving clients on `https://127.0.0.1:<tls>` (client certificates required)
+/// and `http://127.0.0.1:<plain>`.
+struct TlsServer {
+    proc: Proc,
+    https: String,
+    http: String,
+}
+
+fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
+    let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
+    let https = format!("https://127.0.0.1:{tls_port}");
+    let http = format!("http://127.0.0.1:{plain_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let args = vec![
+        "--name=tls1".to_string(),
+        format!("--listen-client-urls={https},{http}"),
+        format!("--advertise-client-urls={https}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=tls1={peer}"),
+        format!("--cert-file={}", certs.server.cert.display()),
+        format!("--key-file={}", certs.server.key.display()),
+        format!("--trusted-ca-file={}", certs.ca.display()),
+        "--client-cert-auth=true".to_string(),
+    ];
+    let mut proc = Proc::spawn(kind, &args);
+    let started = Instant::now();
+    loop {
+        let out = ctl(
+            CtlVersion::V35,
+            &https,
+            &certs.ca,
+            Some(&certs.client),
+            &["get", "ready"],
+        );
+        if out.code == 0 {
+            break;
+        }
+        if let Some(code) = proc.wait_exit(Duration::ZERO) {
+            panic!(
+                "{} exited with {code} before serving:\n{}",
+                kind.label(),
+                proc.log_text()
+            );
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "{} did not serve TLS within {READY_DEADLINE:?}: {}",
+            kind.label(),
+            out.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    TlsServer { proc, https, http }
+}
+
+/// etcdctl 3.4 and 3.5 with the CA and a client certificate: writes, reads (JSON), endpoint
+/// status and member list over TLS; the plaintext URL of the same member serves too.
+#[test]
+fn etcdctl_34_and_35_work_over_client_tls() {
+    if require_etcd_tools("etcdctl_34_and_35_work_over_client_tls").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let server = start_tls_server(ServerKind::Oxetcd, &certs);
+    for version in [CtlVersion::V34, CtlVersion::V35] {
+        let key = format!("/registry/pods/{}", version.label().replace(' ', "-"));
+        let put = ctl(
+            version,
+            &server.https,
+            &certs.ca,
+            Some(&certs.client),
+            &["put", &key, "v1"],
+        );
+        assert_eq!(ok(&put, "put").trim(), "OK");
+        let get = ctl(
+            version,
+            &server.https,
+            &certs.ca,
+            Some(&certs.client),
+            &["get", "/registry", "--prefix", "--keys-only", "-w", "json"],
+        );
+        let json: serde_json::Value = match serde_json::from_str(&ok(&get, "get")) {
+            Ok(v) => v,
+            Err(e) => panic!("{}: get -w json is not JSON: {e}", version.label()),
+        };
+        assert!(
+            json["kvs"].as_array().is_some_and(|kvs| !kvs.is_empty()),
+            "{}: {json}",
+            version.label()
+        );
+        let status = ctl(
+            version,
+            &server.https,
+            &certs.ca,
+            Some(&certs.client),
+            &["endpoint", "status"],
+        );
+        assert!(ok(&status, "endpoint status").contains(&server.https));
+        let members = ctl(
+            version,
+            &server.https,
+            &certs.ca,
+            Some(&certs.client),
+            &["member", "list"],
+        );
+        let members = ok(&members, "member list");
+        assert!(
+            members.contains("tls1") && members.contains(&server.https),
+            "{members}"
+        );
+    }
+    // The plaintext URL beside the TLS one needs no certificate.
+    let plain = etcdctl(
+        CtlVersion::V35,
+        &server.http,
+        &os(&["get", "/registry", "--prefix", "--keys-only"]),
+        b"",
+    );
+    assert!(ok(&plain, "plaintext get").contains("/registry/pods/"));
+    assert!(server
+        .proc
+        .log_text()
+        .contains("serving client traffic securely"));
+}
+
+/// The last `Error:` line of etcdctl's stderr (earlier lines carry timestamps and IDs).
+fn error_line(out: &CtlOutput) -> String {
+    out.stderr_text()
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("Error:"))
+        .unwrap_or("(no Error: line)")
+        .to_string()
+}
+
+/// Refused handshakes look the same to etcdctl as on etcd 3.5, are logged with the remote
+/// address, and do not stop the server from serving a good client right after.
+#[test]
+fn refused_handshakes_match_etcd_35_and_the_server_keeps_serving() {
+    if require_etcd_tools("refused_handshakes_match_etcd_35_and_the_server_keeps_serving").is_none()
+    {
+        return;
+    }
+    let certs = Certs::generate();
+    let ours = start_tls_server(ServerKind::Oxetcd, &certs);
+    let etcd = start_tls_server(ServerKind::Etcd35, &certs);
+    let plaintext = |s: &TlsServer| s.https.replace("https://", "http://");
+    type Case<'a> = (&'a str, Option<&'a Pair>, &'a Path);
+    let cases: [Case; 3] = [
+        ("no client certificate", None, &certs.ca),
+        ("certificate from another CA", Some(&certs.other), &certs.ca),
+        ("expired certificate", Some(&certs.expired), &certs.ca),
+    ];
+    for (what, pair, ca) in cases {
+        let mine = ctl(CtlVersion::V35, &ours.https, ca, pair, &["get", "k"]);
+        let theirs = ctl(CtlVersion::V35, &etcd.https, ca, pair, &["get", "k"]);
+        assert_ne!(
+            mine.code,
+            0,
+            "{what}: oxetcd served it: {}",
+            mine.stdout_text()
+        );
+        assert_ne!(theirs.code, 0, "{what}: etcd served it");
+        assert_eq!(error_line(&mine), error_line(&theirs), "{what}");
+    }
+    let mine = etcdctl(
+        CtlVersion::V35,
+        &plaintext(&ours),
+        &os(&["--dial-timeout=2s", "--command-timeout=4s", "get", "k"]),
+        b"",
+    );
+    let theirs = etcdctl(
+        CtlVersion::V35,
+        &plaintext(&etcd),
+        &os(&["--dial-timeout=2s", "--command-timeout=4s", "get", "k"]),
+        b"",
+    );
+    assert_ne!(mine.code, 0, "plaintext client served on the TLS port");
+    assert_ne!(theirs.code, 0);
+    assert_eq!(error_line(&mine), error_line(&theirs), "plaintext client");
+
+    let good = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["put", "after", "v"],
+    );
+    assert_eq!(ok(&good, "put after refusals").trim(), "OK");
+    let log = ours.proc.log_text();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("rejected connection"))
+        .collect();
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("\"remote-addr\":\"127.0.0.1:")),
+        "no refusal names the remote address:\n{log}"
+    );
+    for reason in [
+        "tls: client didn't provide a certificate",
+        "x509: certificate signed by unknown authority",
+        "x509: certificate has expired or is not yet valid",
+        "tls: first record does not look like a TLS handshake",
+    ] {
+        assert!(
+            refusals.iter().any(|l| l.contains(reason)),
+            "no refusal says {reason:?}:\n{log}"
+        );
+    }
+}
+
+/// Missing or unusable certificate files stop the start with etcd's messages and exit code 1.
+#[test]
+fn bad_certificate_files_stop_the_start_with_etcds_messages() {
+    let port = free_port();
+    let https = format!("https://127.0.0.1:{port}");
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let base = |extra: &[&str]| {
+        let mut args = vec![
+            format!("--listen-client-urls={https}"),
+            format!("--advertise-client-urls={https}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=default={peer}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("temp dir: {e}"),
+    };
+    let garbage = dir.path().join("garbage.pem");
+    if let Err(e) = std::fs::write(&garbage, "not PEM\n") {
+        panic!("write: {e}");
+    }
+    let garbage = garbage.display().to_string();
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (
+            base(&[
+                "--cert-file=/nonexistent/server.pem",
+                "--key-file=/nonexistent/server-key.pem",
+            ]),
+            "open /nonexistent/server.pem: no such file or directory".to_string(),
+        ),
+        (
+            base(&[
+                &format!("--cert-file={garbage}"),
+                &format!("--key-file={garbage}"),
+            ]),
+            "tls: failed to find any PEM data in certificate input".to_string(),
+        ),
+        (
+            base(&[]),
+            format!(
+                "TLS key/cert (--cert-file, --key-file) must be provided for client url {https} \
+                 with HTTPS scheme"
+            ),
+        ),
+    ];
+    for (args, message) in cases {
+        let mut proc = Proc::spawn(ServerKind::Oxetcd, &args);
+        let code = proc.wait_exit(EXIT_DEADLINE);
+        assert_eq!(code, Some(1), "{args:?}: {}", proc.log_text());
+        assert!(
+            proc.log_text().contains(&message),
+            "{args:?}: wanted {message:?} in\n{}",
+            proc.log_text()
+        );
+    }
+}
+
+/// The deployment of the TLS issue: three members, clients and peers on TLS with certificates
+/// from one CA, client and peer certificate auth on, started with exactly its flags (ports and
+/// paths changed).
+struct TlsCluster {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    /// (name, client port, peer port, process; `None` while stopped, joining flag)
+    members: Vec<ClusterMember>,
+}
+
+struct ClusterMember {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+    /// `--initial-cluster` for a member added at runtime (it starts with `existing`).
+    join: Option<String>,
+}
+
+impl ClusterMember {
+    fn client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+impl TlsCluster {
+    fn start(names: &[&str]) -> TlsCluster {
+        let dir = match tempfile::Builder::new()
+            .prefix("oxetcd-tls-cluster-")
+            .tempdir()
+        {
+            Ok(dir) => dir,
+            Err(e) => panic!("temp dir: {e}"),
+        };
+        let members = names
+            .iter()
+            .map(|name| ClusterMember {
+                name: name.to_string(),
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+                join: None,
+            })
+            .collect();
+        let mut cluster = TlsCluster {
+            dir,
+            certs: Certs::generate(),
+            members,
+        };
+        for i in 0..names.len() {
+            cluster.spawn(i);
+        }
+        for i in 0..names.len() {
+            cluster.wait_healthy(i);
+        }
+        cluster
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.join.is_none())
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect();
+        let m = &self.members[i];
+        let (initial_cluster, state) = match &m.join {
+            Some(joined) => (joined.clone(), "existing"),
+            None => (initial.join(","), "new"),
+        };
+        let c = &self.certs;
+        let args = vec![
+            format!("--name={}", m.name),
+            format!(
+                "--data-dir={}",
+                self.dir.path().join(format!("{}.etcd", m.name)).display()
+            ),
+            format!("--listen-client-urls={}", m.client_url()),
+            format!("--advertise-client-urls={}", m.client_url()),
+            format!("--listen-peer-urls={}", m.peer_url()),
+            format!("--initial-advertise-peer-urls={}", m.peer_url()),
+            format!("--cert-file={}", c.server.cert.display()),
+            format!("--key-file={}", c.server.key.display()),
+            format!("--trusted-ca-file={}", c.ca.display()),
+            "--client-cert-auth=true".into(),
+            format!("--peer-cert-file={}", c.server.cert.display()),
+            format!("--peer-key-file={}", c.server.key.display()),
+            format!("--peer-trusted-ca-file={}", c.ca.display()),
+            "--peer-client-cert-auth=true".into(),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-state={state}"),
+            "--initial-cluster-token=tls-cluster-token".into(),
+            "--auto-compaction-retention=168".into(),
+            "--snapshot-count=10000".into(),
+            "--heartbeat-interval=100".into(),
+            "--election-timeout=1000".into(),
+            "--max-snapshots=5".into(),
+            "--max-wals=5".into(),
+        ];
+        let log = match File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+        {
+            Ok(f) => f,
+            Err(e) => panic!("log file: {e}"),
+        };
+        let log_dup = match log.try_clone() {
+            Ok(f) => f,
+            Err(e) => panic!("log file: {e}"),
+        };
+        let child = Command::new(binary(ServerKind::Oxetcd))
+            .env_clear()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_dup))
+            .stderr(Stdio::from(log))
+            .spawn();
+        match child {
+            Ok(child) => self.members[i].child = Some(child),
+            Err(e) => panic!("cannot start {}: {e}", self.members[i].name),
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn ctl(&self, version: CtlVersion, i: usize, args: &[&str]) -> CtlOutput {
+        let c = &self.certs;
+        ctl(
+            version,
+            &self.members[i].client_url(),
+            &c.ca,
+            Some(&c.client),
+            args,
+        )
+    }
+
+    fn ctl_ok(&self, version: CtlVersion, i: usize, args: &[&str]) -> String {
+        let out = self.ctl(version, i, args);
+        ok(
+            &out,
+            &format!("{} {args:?} on {}", version.label(), self.members[i].name),
+        )
+    }
+
+    fn wait_healthy(&self, i: usize) {
+        let started = Instant::now();
+        loop {
+            let out = self.ctl(CtlVersion::V35, i, &["endpoint", "health"]);
+            if out.code == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < READY_DEADLINE,
+                "{} not healthy over TLS within {READY_DEADLINE:?}: {}",
+                self.members[i].name,
+                out.stderr_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if thread::panicking() {
+            for i in 0..self.members.len() {
+                let text = std::fs::read(self.log_path(i)).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                eprintln!("--- {} ---", self.members[i].name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Three members on TLS everywhere: member list, health and status of the whole cluster from
+/// etcdctl 3.4 and 3.5, a write on one member read on another, a member killed with SIGKILL and
+/// restarted over TLS, and a fourth member added with `--initial-cluster-state existing`.
+#[test]
+fn three_member_cluster_runs_on_client_and_peer_tls() {
+    if require_etcd_tools("three_member_cluster_runs_on_client_and_peer_tls").is_none() {
+        return;
+    }
+    let mut c = TlsCluster::start(&["n1", "n2", "n3"]);
+    for version in [CtlVersion::V34, CtlVersion::V35] {
+        let list = c.ctl_ok(version, 0, &["member", "list"]);
+        for m in &c.members {
+            let row = format!(
+                "started, {}, {}, {}, false",
+                m.name,
+                m.peer_url(),
+                m.client_url()
+            );
+            assert!(
+                list.contains(&row),
+                "{}: {row:?} not in\n{list}",
+                version.label()
+            );
+        }
+        let health = c.ctl(version, 0, &["endpoint", "health", "--cluster"]);
+        let text = format!("{}{}", health.stdout_text(), health.stderr_text());
+        assert_eq!(health.code, 0, "{}: {text}", version.label());
+        for m in &c.members {
+            assert!(
+                text.contains(&format!("{} is healthy", m.client_url())),
+                "{text}"
+            );
+        }
+        let status = c.ctl_ok(
+            version,
+            1,
+            &["endpoint", "status", "--cluster", "-w", "json"],
+        );
+        let status: serde_json::Value = match serde_json::from_str(&status) {
+            Ok(v) => v,
+            Err(e) => panic!("status is not JSON ({e}): {status}"),
+        };
+        assert_eq!(status.as_array().map(Vec::len), Some(3), "{status}");
+    }
+    assert_eq!(
+        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/a", "1"])
+            .trim(),
+        "OK"
+    );
+    let got = c.ctl_ok(
+        CtlVersion::V34,
+        2,
+        &["get", "/registry/a", "--print-value-only"],
+    );
+    assert_eq!(got.trim(), "1");
+
+    c.kill(1);
+    assert_eq!(
+        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/b", "2"])
+            .trim(),
+        "OK"
+    );
+    c.spawn(1);
+    c.wait_healthy(1);
+    let keys = c.ctl_ok(
+        CtlVersion::V35,
+        1,
+        &["get", "/registry/", "--prefix", "--keys-only"],
+    );
+    assert!(
+        keys.contains("/registry/a") && keys.contains("/registry/b"),
+        "{keys}"
+    );
+
+    // A fourth member, added through a follower (the call goes on to the leader's https
+    // client URL), joins over peer TLS.
+    let follower = (0..3)
+        .find(|i| {
+            let out = c.ctl_ok(CtlVersion::V35, *i, &["endpoint", "status", "-w", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let status = &v[0]["Status"];
+            status["leader"].as_u64().is_some() && status["leader"] != status["header"]["member_id"]
+        })
+        .unwrap_or_else(|| panic!("no member reports another member as leader"));
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer_url = format!("https://127.0.0.1:{peer_port}");
+    let added = c.ctl_ok(
+        CtlVersion::V35,
+        follower,
+        &["member", "add", "n4", "--peer-urls", &peer_url],
+    );
+    let joined = added
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|v| v.trim_end_matches('"').to_string());
+    assert!(joined.is_some(), "{added}");
+    c.members.push(ClusterMember {
+        name: "n4".into(),
+        client_port,
+        peer_port,
+        child: None,
+        join: joined,
+    });
+    c.spawn(3);
+    c.wait_healthy(3);
+    let keys = c.ctl_ok(
+        CtlVersion::V35,
+        3,
+        &["get", "/registry/", "--prefix", "--keys-only"],
+    );
+    assert!(keys.contains("/registry/b"), "{keys}");
+    let log = std::fs::read_to_string(c.log_path(0)).unwrap_or_default();
+    assert!(log.contains("serving peer traffic securely"), "{log}");
+}
