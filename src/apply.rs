@@ -23,16 +23,17 @@ mod proposal_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::lease::{LeaseError, LeaseTable, LEASE_TTL_SECONDS_MAX};
 use crate::mvcc::{self, validate, KvError, Written};
+use crate::proto::etcdserverpb::alarm_request::AlarmAction;
 use crate::proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantResponse, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader,
-    TxnRequest, TxnResponse,
+    AlarmMember, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::{event::EventType, Event};
 
@@ -60,6 +61,13 @@ pub enum Command {
     LeaseRevoke {
         id: i64,
     },
+    /// etcd's Alarm request: list (`action` GET), raise or clear an alarm of a member. A member
+    /// over its space quota raises NOSPACE for itself.
+    Alarm {
+        action: i32,
+        member_id: u64,
+        alarm: i32,
+    },
 }
 
 /// The successful result of a command. Headers carry only `revision`. Serde (protobuf bytes
@@ -72,6 +80,7 @@ pub enum Outcome {
     Compact(#[serde(with = "codec::proto_bytes")] CompactionResponse),
     LeaseGrant(#[serde(with = "codec::proto_bytes")] LeaseGrantResponse),
     LeaseRevoke(#[serde(with = "codec::proto_bytes")] LeaseRevokeResponse),
+    Alarm(#[serde(with = "codec::proto_bytes")] AlarmResponse),
 }
 
 /// What applying one command did.
@@ -89,6 +98,9 @@ pub struct Applied {
 pub struct State {
     pub kv: mvcc::Store,
     pub leases: LeaseTable,
+    /// Raised alarms: (member ID, `AlarmType`). While NOSPACE is raised, writes that would add
+    /// data are refused (etcd's capped applier); deletes, reads, compaction still work.
+    pub alarms: BTreeSet<(u64, i32)>,
 }
 
 impl State {
@@ -116,7 +128,17 @@ impl State {
         }
     }
 
+    /// Whether a NOSPACE alarm is raised (writes that add data are refused).
+    pub fn out_of_space(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Nospace as i32)
+    }
+
     fn apply_command(&mut self, cmd: &Command) -> Result<(Outcome, Vec<Event>), KvError> {
+        if self.out_of_space() && adds_data(cmd) {
+            return Err(KvError::NoSpace);
+        }
         let leases = &self.leases;
         let lease_exists = |id: i64| leases.contains(id);
         match cmd {
@@ -146,6 +168,41 @@ impl State {
                 Ok((Outcome::LeaseGrant(response), Vec::new()))
             }
             Command::LeaseRevoke { id } => self.revoke(*id),
+            Command::Alarm {
+                action,
+                member_id,
+                alarm,
+            } => Ok((
+                Outcome::Alarm(self.alarm(*action, *member_id, *alarm)),
+                Vec::new(),
+            )),
+        }
+    }
+
+    /// etcd's alarm store: GET lists the alarms (of one type, or all for NONE), ACTIVATE raises
+    /// one (NONE is ignored) and answers it, DEACTIVATE clears one and answers it if it was
+    /// raised. Unknown actions change nothing.
+    fn alarm(&mut self, action: i32, member_id: u64, alarm: i32) -> AlarmResponse {
+        let member = |(member_id, alarm): (u64, i32)| AlarmMember { member_id, alarm };
+        let alarms = match AlarmAction::try_from(action) {
+            Ok(AlarmAction::Get) => self
+                .alarms
+                .iter()
+                .filter(|(_, a)| alarm == AlarmType::None as i32 || *a == alarm)
+                .map(|pair| member(*pair))
+                .collect(),
+            Ok(AlarmAction::Activate) if alarm != AlarmType::None as i32 => {
+                self.alarms.insert((member_id, alarm));
+                vec![member((member_id, alarm))]
+            }
+            Ok(AlarmAction::Deactivate) if self.alarms.remove(&(member_id, alarm)) => {
+                vec![member((member_id, alarm))]
+            }
+            _ => Vec::new(),
+        };
+        AlarmResponse {
+            header: self.header(),
+            alarms,
         }
     }
 
@@ -274,7 +331,7 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
         Command::Put(req) => validate::check_put(req),
         Command::DeleteRange(req) => validate::check_delete_range(req),
         Command::Txn(req) => validate::check_txn(req, max_txn_ops),
-        Command::Compact(_) | Command::LeaseRevoke { .. } => Ok(()),
+        Command::Compact(_) | Command::LeaseRevoke { .. } | Command::Alarm { .. } => Ok(()),
         Command::LeaseGrant { ttl, .. } if *ttl > LEASE_TTL_SECONDS_MAX => {
             Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
         }
@@ -286,4 +343,16 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
 /// through the log).
 pub fn validate_range(req: &RangeRequest) -> Result<(), KvError> {
     validate::check_range(req)
+}
+
+/// Whether `cmd` may add data: what etcd refuses while NOSPACE is raised (a put, any txn —
+/// etcd charges every txn a cost, read-only ones included — and a lease grant).
+fn adds_data(cmd: &Command) -> bool {
+    match cmd {
+        Command::Put(_) | Command::Txn(_) | Command::LeaseGrant { .. } => true,
+        Command::DeleteRange(_)
+        | Command::Compact(_)
+        | Command::LeaseRevoke { .. }
+        | Command::Alarm { .. } => false,
+    }
 }

@@ -281,14 +281,6 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         }
     };
     let quota_backend_bytes = read_int(settings, "quota-backend-bytes")?;
-    // 0 (etcd's default) and negative values (no quota) describe what we do: no space quota.
-    if quota_backend_bytes > 0 {
-        return Err(ConfigError::UnsupportedValue {
-            flag: "quota-backend-bytes".into(),
-            value: settings.raw("quota-backend-bytes").into(),
-            why: "the backend space quota and its NOSPACE alarm are not enforced yet",
-        });
-    }
     Ok(Config {
         initial_cluster: initial_cluster_raw(settings, &name, &initial_advertise_peer_urls),
         name,

@@ -65,6 +65,11 @@ fn diff_lease() {
 }
 
 #[test]
+fn diff_quota() {
+    run_script_file("quota.txt");
+}
+
+#[test]
 fn diff_watch() {
     run_script_file("watch.txt");
 }

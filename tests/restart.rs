@@ -391,3 +391,45 @@ async fn a_failed_fsync_makes_the_member_exit() {
         "{log}"
     );
 }
+
+/// The NOSPACE alarm is replicated state: raised by a write over the quota, it survives a
+/// `kill -9` and refuses writes after the restart even with the quota off (etcd's capped
+/// applier), until `alarm disarm`; a snapshot (`--snapshot-count 1`) carries it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nospace_alarm_survives_a_restart_until_disarmed() {
+    use etcd_client::{AlarmAction, AlarmOptions, AlarmType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut member = start(
+        &data,
+        &["--quota-backend-bytes", "1", "--snapshot-count", "1"],
+        &[],
+    );
+    let mut c = member.client().await;
+    let err = c.put("a", "1", None).await.expect_err("over the quota");
+    assert!(
+        err.to_string()
+            .contains("etcdserver: mvcc: database space exceeded"),
+        "{err}"
+    );
+    member.kill9();
+    // No quota now: only the replicated alarm can refuse the write.
+    let member = start(&data, &["--quota-backend-bytes", "-1"], &[]);
+    let mut c = member.client().await;
+    let alarms = c
+        .alarm(AlarmAction::Get, AlarmType::None, None)
+        .await
+        .expect("alarm list");
+    assert_eq!(alarms.alarms().len(), 1, "{alarms:?}");
+    assert_eq!(alarms.alarms()[0].alarm(), AlarmType::Nospace);
+    let err = c.put("a", "1", None).await.expect_err("capped");
+    assert!(err.to_string().contains("database space exceeded"), "{err}");
+    let member_id = alarms.alarms()[0].member_id();
+    let mut options = AlarmOptions::new();
+    options.with_member(member_id);
+    c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options))
+        .await
+        .expect("disarm");
+    c.put("a", "1", None).await.expect("writes again");
+    drop(member);
+}

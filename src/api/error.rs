@@ -193,6 +193,7 @@ fn kv_code(e: &KvError) -> Code {
         | KvError::LeaseTtlTooLarge { .. } => Code::OutOfRange,
         KvError::LeaseNotFound { .. } => Code::NotFound,
         KvError::LeaseExists { .. } => Code::FailedPrecondition,
+        KvError::NoSpace => Code::ResourceExhausted,
         _ => Code::InvalidArgument,
     }
 }

@@ -38,6 +38,7 @@ async fn write(
         api.limits.grpc_max_recv_bytes,
     )?;
     validate(&cmd, api.limits.max_txn_ops)?;
+    super::quota::check(api, ctx, &cmd).await?;
     propose_or_forward(api, ctx, cmd).await
 }
 

@@ -160,7 +160,9 @@ pub async fn grant(
     } else {
         req.id
     };
-    match propose_or_forward(api, ctx, Command::LeaseGrant { id, ttl }).await? {
+    let grant = Command::LeaseGrant { id, ttl };
+    super::quota::check(api, ctx, &grant).await?;
+    match propose_or_forward(api, ctx, grant).await? {
         Outcome::LeaseGrant(mut resp) => {
             resp.header = Some(api.header(&resp.header));
             Ok(resp)

@@ -9,8 +9,10 @@
 //! Calls that belong to later work (Downgrade, Defragment) answer `Unimplemented` rather than
 //! pretending to succeed.
 
+use super::forward::propose_or_forward;
 use super::kv::{on_view, ReadCost};
-use super::{Api, ApiError};
+use super::{Api, ApiError, ReqCtx};
+use crate::apply::{Command, Outcome};
 use crate::proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, HashKvResponse, HashResponse, MoveLeaderResponse,
     SnapshotResponse, StatusResponse,
@@ -85,29 +87,37 @@ pub fn snapshot<E: Send + 'static>(
     rx
 }
 
-pub fn alarm(api: &Api, req: AlarmRequest) -> Result<AlarmResponse, ApiError> {
+/// etcd's Alarm call: GET lists the raised alarms, ACTIVATE raises one, DEACTIVATE clears one
+/// (`etcdctl alarm disarm` lists, then clears each). Every action goes through the log, so
+/// alarms are the same on every member and survive restarts.
+pub async fn alarm(api: &Api, ctx: &ReqCtx, req: AlarmRequest) -> Result<AlarmResponse, ApiError> {
     api.refuse_learner()?;
-    if req.action != 0 {
-        return Err(ApiError::Unimplemented(
-            "alarm activation is not supported yet",
-        ));
+    let cmd = Command::Alarm {
+        action: req.action,
+        member_id: req.member_id,
+        alarm: req.alarm,
+    };
+    match propose_or_forward(api, ctx, cmd).await? {
+        Outcome::Alarm(mut resp) => {
+            resp.header = Some(api.header(&resp.header));
+            Ok(resp)
+        }
+        _ => Err(ApiError::Internal(
+            "etcdserver: unexpected apply outcome for alarm".into(),
+        )),
     }
-    // No alarm can be raised yet (no space quota, no corruption check), so the list is empty.
-    Ok(AlarmResponse {
-        header: Some(api.header(&None)),
-        alarms: Vec::new(),
-    })
 }
 
 pub async fn status(api: &Api) -> Result<StatusResponse, ApiError> {
     let m = api.node.metrics();
     let committed = api.node.committed_index().await;
     // Both O(1) (the size is a counter mvcc keeps), so the read lock is held only briefly.
-    let (revision, db_size) = {
+    let (revision, db_size, alarms) = {
         let sm = api.node.state().read();
         (
             sm.state.kv.current_revision(),
             i64::try_from(sm.state.kv.logical_bytes()).unwrap_or(i64::MAX),
+            sm.state.alarms.clone(),
         )
     };
     let mut header = api.header(&None);
@@ -115,6 +125,12 @@ pub async fn status(api: &Api) -> Result<StatusResponse, ApiError> {
     let mut errors = Vec::new();
     if m.current_leader.is_none() {
         errors.push(super::error::NO_LEADER.to_string());
+    }
+    // etcd lists every raised alarm in protobuf text form, trailing space included.
+    for (member_id, alarm) in alarms {
+        let name = crate::proto::etcdserverpb::AlarmType::try_from(alarm)
+            .map_or_else(|_| alarm.to_string(), |t| t.as_str_name().to_string());
+        errors.push(format!("memberID:{member_id} alarm:{name} "));
     }
     Ok(StatusResponse {
         header: Some(header),

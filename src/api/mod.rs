@@ -19,6 +19,7 @@ pub mod forward;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod quota;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct ServerLimits {
     pub max_request_bytes: usize,
     pub grpc_max_recv_bytes: usize,
     pub max_txn_ops: usize,
+    /// `--quota-backend-bytes` (`None`: disabled): a write that would take the member's data
+    /// size (`mvcc::Store::logical_bytes`) past it raises NOSPACE and is refused.
+    pub quota_bytes: Option<u64>,
 }
 
 /// What every call needs: the member's node and the member-wide services beside it.

@@ -3,9 +3,11 @@
 //! rebuilds and checks. (Proposals have their own module, `proposal.rs`.)
 //!
 //! ```text
-//! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)>   (store: see mvcc/codec.rs)
+//! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)> alarms   (store: mvcc/codec.rs)
+//! alarms := seq<(member:u64, alarm:i32)>                              ; format 2 on
 //! ```
 //! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
+//! Format 1 (no alarms) is still read, as a state without alarms; only format 2 is written.
 //!
 //! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
 //!            is the caller's (a local image with a matching checksum).
@@ -20,8 +22,10 @@ use super::State;
 use crate::lease::LeaseTable;
 use crate::mvcc::{Store, UncheckedStore};
 
-/// Version of the state layout above.
-const STATE_FORMAT: u32 = 1;
+/// Version of the state layout above (the one written).
+const STATE_FORMAT: u32 = 2;
+/// The layout before alarms, still read.
+const STATE_FORMAT_NO_ALARMS: u32 = 1;
 
 /// Failure to encode or decode a proposal or state.
 #[derive(Debug)]
@@ -99,14 +103,56 @@ struct StateImageRef<'a> {
     format: u32,
     kv: &'a Store,
     leases: Vec<(i64, i64)>,
+    alarms: Vec<(u64, i32)>,
 }
 
 /// The decoded image; `K` is [`Store`] (checked) or [`UncheckedStore`].
-#[derive(Deserialize)]
 struct StateImage<K> {
     format: u32,
     kv: K,
     leases: Vec<(i64, i64)>,
+    alarms: Vec<(u64, i32)>,
+}
+
+/// Elements of the newest layout: format, store, leases, alarms.
+const STATE_ELEMENTS_MAX: usize = 4;
+
+impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ImageVisitor<K>(std::marker::PhantomData<K>);
+        impl<'de, K: Deserialize<'de>> serde::de::Visitor<'de> for ImageVisitor<K> {
+            type Value = StateImage<K>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a state image")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let ends = || A::Error::custom("state image ends early");
+                let format: u32 = seq.next_element()?.ok_or_else(ends)?;
+                if format != STATE_FORMAT && format != STATE_FORMAT_NO_ALARMS {
+                    return Err(A::Error::custom(format!("unknown state format {format}")));
+                }
+                let kv: K = seq.next_element()?.ok_or_else(ends)?;
+                let leases: Vec<(i64, i64)> = seq.next_element()?.ok_or_else(ends)?;
+                let alarms = if format == STATE_FORMAT_NO_ALARMS {
+                    Vec::new()
+                } else {
+                    seq.next_element()?.ok_or_else(ends)?
+                };
+                Ok(StateImage {
+                    format,
+                    kv,
+                    leases,
+                    alarms,
+                })
+            }
+        }
+        deserializer.deserialize_tuple(STATE_ELEMENTS_MAX, ImageVisitor(std::marker::PhantomData))
+    }
 }
 
 /// A state decoded without the store's structural check: only for an image this member wrote
@@ -117,14 +163,19 @@ pub struct UncheckedState(pub State);
 impl<'de> Deserialize<'de> for UncheckedState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StateImage::<UncheckedStore>::deserialize(deserializer)?;
-        let state = state_from_image(image.format, image.kv.0, image.leases);
+        let state = state_from_image(image.format, image.kv.0, image.leases, image.alarms);
         state.map(UncheckedState).map_err(D::Error::custom)
     }
 }
 
 /// Rebuilds the lease table (and its attachments, from the live keys' lease fields).
-fn state_from_image(format: u32, kv: Store, lease_ttls: Vec<(i64, i64)>) -> Result<State, String> {
-    if format != STATE_FORMAT {
+fn state_from_image(
+    format: u32,
+    kv: Store,
+    lease_ttls: Vec<(i64, i64)>,
+    alarms: Vec<(u64, i32)>,
+) -> Result<State, String> {
+    if format != STATE_FORMAT && format != STATE_FORMAT_NO_ALARMS {
         return Err(format!("unknown state format {format}"));
     }
     let mut leases = LeaseTable::new();
@@ -136,7 +187,11 @@ fn state_from_image(format: u32, kv: Store, lease_ttls: Vec<(i64, i64)>) -> Resu
             return Err(format!("key {key:?} has unknown lease {lease}"));
         }
     }
-    Ok(State { kv, leases })
+    Ok(State {
+        kv,
+        leases,
+        alarms: alarms.into_iter().collect(),
+    })
 }
 
 impl Serialize for State {
@@ -145,6 +200,7 @@ impl Serialize for State {
             format: STATE_FORMAT,
             kv: &self.kv,
             leases: self.leases.leases().collect(),
+            alarms: self.alarms.iter().copied().collect(),
         };
         image.serialize(serializer)
     }
@@ -153,7 +209,7 @@ impl Serialize for State {
 impl<'de> Deserialize<'de> for State {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StateImage::<Store>::deserialize(deserializer)?;
-        let state = state_from_image(image.format, image.kv, image.leases);
+        let state = state_from_image(image.format, image.kv, image.leases, image.alarms);
         let state = state.map_err(D::Error::custom)?;
         // The store was fully checked by its own decoder and every attachment above came from
         // it, so `State::check` holds by construction; re-running it doubled the decode time of

@@ -473,3 +473,83 @@ proptest! {
         }
     }
 }
+
+fn alarm(action: AlarmAction, member_id: u64, alarm: AlarmType) -> Command {
+    Command::Alarm {
+        action: action as i32,
+        member_id,
+        alarm: alarm as i32,
+    }
+}
+
+fn alarms_of(applied: &Applied) -> Vec<(u64, i32)> {
+    match &applied.result {
+        Ok(Outcome::Alarm(resp)) => resp.alarms.iter().map(|m| (m.member_id, m.alarm)).collect(),
+        other => panic!("not an alarm answer: {other:?}"),
+    }
+}
+
+/// etcd's alarm store and capped applier: NOSPACE refuses what may add data (put, any txn —
+/// etcd 3.5 refuses read-only ones too —, a lease grant) with etcd's text, and lets deletes,
+/// compaction and revokes through; disarming restores writes. Alarms are part of the snapshot image.
+#[test]
+fn nospace_alarm_caps_writes_until_disarmed() {
+    let mut s = State::new();
+    s.apply(&put("a", "1", 0));
+    s.apply(&Command::LeaseGrant { id: 7, ttl: 60 });
+    let raised = s.apply(&alarm(AlarmAction::Activate, 9, AlarmType::Nospace));
+    assert_eq!(alarms_of(&raised), vec![(9, AlarmType::Nospace as i32)]);
+    // NONE is never raised; GET lists by type or all.
+    assert!(alarms_of(&s.apply(&alarm(AlarmAction::Activate, 9, AlarmType::None))).is_empty());
+    s.apply(&alarm(AlarmAction::Activate, 3, AlarmType::Corrupt));
+    assert_eq!(
+        alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::None))),
+        vec![
+            (3, AlarmType::Corrupt as i32),
+            (9, AlarmType::Nospace as i32)
+        ]
+    );
+    assert_eq!(
+        alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::Nospace))),
+        vec![(9, AlarmType::Nospace as i32)]
+    );
+    let before = s.kv.current_revision();
+    for refused in [
+        put("b", "2", 0),
+        txn_if_exists("a", vec![put_op("c", 0)], vec![]),
+        Command::LeaseGrant { id: 8, ttl: 60 },
+    ] {
+        let applied = s.apply(&refused);
+        assert_eq!(applied.result, Err(KvError::NoSpace), "{refused:?}");
+        assert_eq!(
+            KvError::NoSpace.etcd_message(),
+            "etcdserver: mvcc: database space exceeded"
+        );
+    }
+    assert_eq!(
+        s.kv.current_revision(),
+        before,
+        "refused writes change nothing"
+    );
+    let read_only = RequestOp {
+        request: Some(Request::RequestRange(RangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        })),
+    };
+    assert_eq!(
+        s.apply(&txn_if_exists("a", vec![read_only], vec![])).result,
+        Err(KvError::NoSpace)
+    );
+    assert!(s.apply(&del("a", "")).result.is_ok());
+    assert!(s.apply(&compact(2)).result.is_ok());
+    assert!(s.apply(&Command::LeaseRevoke { id: 7 }).result.is_ok());
+    // The image keeps the alarms.
+    let back = State::decode(&s.encode().unwrap()).unwrap();
+    assert_eq!(back.alarms, s.alarms);
+    // Disarm: the cleared alarm is answered once; writes go through again.
+    let cleared = s.apply(&alarm(AlarmAction::Deactivate, 9, AlarmType::Nospace));
+    assert_eq!(alarms_of(&cleared), vec![(9, AlarmType::Nospace as i32)]);
+    assert!(alarms_of(&s.apply(&alarm(AlarmAction::Deactivate, 9, AlarmType::Nospace))).is_empty());
+    assert!(s.apply(&put("b", "2", 0)).result.is_ok());
+}

@@ -8,7 +8,7 @@
 //!                  scheduledCompactRev / finishedCompactRev -> revision (sub 0)
 //! members          id as lowercase hex -> member JSON; members_removed: hex id -> "removed"
 //! cluster          clusterVersion -> "3.5.0"
-//! alarm, auth, authUsers, authRoles   (oxetcd has no alarms or auth yet: always empty)
+//! alarm, auth, authUsers, authRoles   (always empty: alarms are not exported, no auth yet)
 //! ```
 //!
 //! Invariant: `BUCKETS` is in byte order, the order the writer needs.

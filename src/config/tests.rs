@@ -655,23 +655,18 @@ fn compatibility_table_lists_every_flag_with_the_codes_status() {
     }
 }
 
-/// Regression: a positive quota used to be accepted and then never enforced.
+/// `--quota-backend-bytes`: 0 is etcd's default of 2 GiB, negative disables the quota, and a
+/// positive value is the quota (enforced by the API layer and the NOSPACE alarm).
 #[test]
-fn positive_quota_is_refused_and_no_quota_accepted() {
-    let e = fail(&["--quota-backend-bytes", "9000000000"], &[]);
-    assert_eq!(
-        e.to_string(),
-        "oxetcd: --quota-backend-bytes=9000000000 is not supported yet (the backend space quota \
-         and its NOSPACE alarm are not enforced yet)"
-    );
-    assert_eq!(e.exit_code(), 1);
-    assert_eq!(
-        fail(&[], &[("ETCD_QUOTA_BACKEND_BYTES", "1024")]).exit_code(),
-        1
-    );
+fn quota_flag_values() {
+    let c = run(&["--quota-backend-bytes", "9000000000"], &[]);
+    assert_eq!(c.limits().quota_backend_bytes, Some(9_000_000_000));
+    let c = run(&[], &[("ETCD_QUOTA_BACKEND_BYTES", "1024")]);
+    assert_eq!(c.limits().quota_backend_bytes, Some(1024));
     let c = run(&["--quota-backend-bytes", "-1"], &[]);
     assert_eq!(c.limits().quota_backend_bytes, None);
-    run(&["--quota-backend-bytes", "0"], &[]);
+    let c = run(&["--quota-backend-bytes", "0"], &[]);
+    assert_eq!(c.limits().quota_backend_bytes, Some(2_147_483_648));
 }
 
 /// Storage-engine tuning of etcd's backend is accepted with a warning saying it has no effect.

@@ -32,7 +32,9 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        maintenance::alarm(&self.api, request.into_inner())
+        let ctx = super::req_ctx(&request);
+        maintenance::alarm(&self.api, &ctx, request.into_inner())
+            .await
             .map(Response::new)
             .map_err(status)
     }

@@ -172,6 +172,7 @@ impl MemberSpec {
                 max_request_bytes: usize_of(limits.max_request_bytes),
                 grpc_max_recv_bytes: usize_of(limits.grpc_max_recv_bytes),
                 max_txn_ops: usize_of(limits.max_txn_ops),
+                quota_bytes: limits.quota_backend_bytes,
             },
             lease_ttl_min_s: limits.lease_ttl_min_s,
             progress_notify_interval: config.experimental_watch_progress_notify_interval,

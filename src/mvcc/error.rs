@@ -42,6 +42,8 @@ pub enum KvError {
     LeaseExists { id: i64 },
     /// Grant with a TTL above the maximum.
     LeaseTtlTooLarge { ttl_seconds: i64 },
+    /// A write that adds data while the NOSPACE alarm is raised (or would exceed the quota).
+    NoSpace,
 }
 
 impl KvError {
@@ -60,6 +62,7 @@ impl KvError {
             KvError::LeaseNotFound { .. } => "etcdserver: requested lease not found",
             KvError::LeaseExists { .. } => "etcdserver: lease already exists",
             KvError::LeaseTtlTooLarge { .. } => "etcdserver: too large lease TTL",
+            KvError::NoSpace => "etcdserver: mvcc: database space exceeded",
         }
     }
 }

@@ -138,6 +138,7 @@ pub fn command_bytes(cmd: &Command) -> usize {
             Command::Txn(r) => r.encoded_len(),
             Command::Compact(r) => r.encoded_len(),
             Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 16,
+            Command::Alarm { .. } => 24,
         }
 }
 

@@ -137,8 +137,50 @@ fn log_entry_bytes_are_fixed() {
     }
 }
 
-/// A tiny snapshot image: one member, one put.
+/// A tiny snapshot image: one member, one put, one alarm.
 const IMAGE: &str = "
+    4f 58 53 01                 # image tag: \"OXS\" version 1
+    01                          # meta.last_log_id: Some
+    02 00 00 00 00 00 00 00     #   term 2
+    01 00 00 00 00 00 00 00     #   node 1
+    07 00 00 00 00 00 00 00     #   index 7
+    01                          # meta.last_membership.log_id: Some
+    01 00 00 00 00 00 00 00     #   term 1
+    01 00 00 00 00 00 00 00     #   node 1
+    01 00 00 00 00 00 00 00     #   index 1
+    01 00 00 00 00 00 00 00     # configs: 1 joint config
+    01 00 00 00 00 00 00 00     #   of 1 voter
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00 00 00 00 00     # nodes: 1
+    01 00 00 00 00 00 00 00     #   id 1
+    01 00 00 00 00 00 00 00 61  #   name \"a\"
+    01 00 00 00 00 00 00 00     #   peer_urls: 1
+    0d 00 00 00 00 00 00 00     #   \"http://a:2380\"
+    68 74 74 70 3a 2f 2f 61 3a 32 33 38 30
+    00 00 00 00 00 00 00 00     #   client_urls: 0
+    05 00 00 00 00 00 00 00     # meta.snapshot_id = \"2-7-0\"
+    32 2d 37 2d 30
+    02 00 00 00                 # state format 2
+    01 00 00 00                 # store format 1
+    02 00 00 00 00 00 00 00     #   current_revision 2
+    ff ff ff ff ff ff ff ff     #   compact_revision: never
+    01 00 00 00 00 00 00 00     #   1 record
+    02 00 00 00 00 00 00 00     #     main 2
+    00 00 00 00 00 00 00 00     #     sub 0
+    01 00 00 00 00 00 00 00 6b  #     key \"k\"
+    01                          #     put: Some
+    01 00 00 00 00 00 00 00 76  #       value \"v\"
+    02 00 00 00 00 00 00 00     #       create_revision 2
+    01 00 00 00 00 00 00 00     #       version 1
+    00 00 00 00 00 00 00 00     #       lease 0
+    00 00 00 00 00 00 00 00     # leases: 0
+    01 00 00 00 00 00 00 00     # alarms: 1
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00                 #   NOSPACE
+";
+
+/// The same image as [`IMAGE`] with state format 1 (before alarms), as written until then.
+const IMAGE_STATE_FORMAT_1: &str = "
     4f 58 53 01                 # image tag: \"OXS\" version 1
     01                          # meta.last_log_id: Some
     02 00 00 00 00 00 00 00     #   term 2
@@ -176,18 +218,37 @@ const IMAGE: &str = "
     00 00 00 00 00 00 00 00     # leases: 0
 ";
 
+fn tiny_state_with_alarm() -> State {
+    let mut state = tiny_state();
+    state.apply(&Command::Alarm {
+        action: 1,
+        member_id: 1,
+        alarm: 1,
+    });
+    state
+}
+
 #[test]
 fn snapshot_image_bytes_are_fixed() {
     let image = SnapshotImage {
         meta: meta(),
-        state: tiny_state(),
+        state: tiny_state_with_alarm(),
     };
     let bytes = bincode::serialize(&image).unwrap();
     assert_golden("snapshot image", &bytes, IMAGE);
     let back: SnapshotImage<State> = decode_bounded(&bytes).unwrap();
     assert_eq!(back.meta, meta());
-    assert_eq!(back.state, tiny_state());
+    assert_eq!(back.state, tiny_state_with_alarm());
     assert_eq!(decode_meta(&bytes).unwrap(), meta());
+}
+
+/// Images written before alarms existed (state format 1) still load, without alarms.
+#[test]
+fn a_state_format_1_image_still_loads() {
+    let back: SnapshotImage<State> = decode_bounded(&hex(IMAGE_STATE_FORMAT_1)).unwrap();
+    assert_eq!(back.meta, meta());
+    assert_eq!(back.state, tiny_state());
+    assert!(back.state.alarms.is_empty());
 }
 
 /// Snapshot files written before images had a tag (`meta state`) still load.

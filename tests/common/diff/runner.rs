@@ -189,7 +189,8 @@ pub fn run_script_file(file: &str) {
     let candidate_kind = server_kind_from_env("OXETCD_DIFF_CANDIDATE", ServerKind::Oxetcd)
         .unwrap_or_else(|e| panic!("{e}"));
     let started = Instant::now();
-    let (reference, candidate) = start_pair(file, reference_kind, candidate_kind);
+    let (reference, candidate) =
+        start_pair(file, reference_kind, candidate_kind, &script.server_flags);
     let mut reference = Side::new("reference", reference);
     let mut candidate = Side::new("candidate", candidate);
     let mut tally = Tally {
@@ -248,10 +249,17 @@ pub fn run_script_file(file: &str) {
     );
 }
 
-fn start_pair(file: &str, reference: ServerKind, candidate: ServerKind) -> (Server, Server) {
+fn start_pair(
+    file: &str,
+    reference: ServerKind,
+    candidate: ServerKind,
+    flags: &[String],
+) -> (Server, Server) {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (r, c) = thread::scope(|s| {
-        let r = s.spawn(move || Server::start_with(reference, "diff", &[]));
-        let c = Server::start_with(candidate, "diff", &[]);
+        let flags = &flags;
+        let r = s.spawn(move || Server::start_with(reference, "diff", flags));
+        let c = Server::start_with(candidate, "diff", flags);
         (r.join(), c)
     });
     let r = match r {

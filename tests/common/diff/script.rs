@@ -5,6 +5,7 @@
 //! ```text
 //! script    = { directive | step }
 //! directive = "@skip-unless" ENV_VAR          (skip the whole file unless ENV_VAR=1)
+//!           | "@server-flags" word { word }   (extra flags for both servers; first lines only)
 //!           | "@sleep" MILLISECONDS           (a step that only waits, e.g. for a lease to expire)
 //!           | "@join"                         (stop the `[background]` commands and compare them)
 //! step      = [ "[" modifier { modifier } "]" ] word { word } [ stdin ] [ "=>" NAME ]
@@ -80,6 +81,8 @@ pub struct Script {
     pub steps: Vec<Step>,
     /// Environment variable that must be `1` for the file to run.
     pub skip_unless: Option<String>,
+    /// Extra server flags both servers start with (`@server-flags`).
+    pub server_flags: Vec<String>,
 }
 
 /// A syntax error with its 1-based line.
@@ -118,6 +121,7 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
     let mut script = Script {
         steps: Vec::new(),
         skip_unless: None,
+        server_flags: Vec::new(),
     };
     let mut captured = BTreeSet::new();
     let mut background_open = false;
@@ -135,6 +139,15 @@ pub fn parse_script(text: &str) -> Result<Script, ParseError> {
         };
         if let Some(var) = trimmed.strip_prefix("@skip-unless") {
             script.skip_unless = Some(var.trim().to_string());
+            continue;
+        }
+        if let Some(flags) = trimmed.strip_prefix("@server-flags") {
+            if !script.steps.is_empty() {
+                return Err(err("@server-flags must come before the first step".into()));
+            }
+            script
+                .server_flags
+                .extend(flags.split_whitespace().map(str::to_string));
             continue;
         }
         if trimmed == "@join" {
