@@ -54,7 +54,16 @@ pub async fn propose_or_forward(
             Ok(result) => return result.map_err(ApiError::Kv),
             // The member asked no longer leads and proposed nothing: ask the new leader.
             Err(ForwardError::Leader(ProposeError::NoLeader)) => refused_by = Some(leader),
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                if let ForwardError::Peer(peer) = &e {
+                    tracing::warn!(
+                        leader = %format!("{leader:x}"),
+                        error = %peer,
+                        "forwarding a request to the leader failed"
+                    );
+                }
+                return Err(e.into());
+            }
         }
     }
     Err(if refused_by.is_some() {

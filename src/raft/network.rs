@@ -286,12 +286,13 @@ impl PeerNetwork {
         node: &MemberNode,
         timeout: Duration,
     ) -> Result<Option<u64>, PeerError> {
-        let mut client = self.client(id, node)?;
-        let reply = with_deadline(
-            timeout,
-            client.read_index(self.request(ReadIndexRequest {})),
-        )
-        .await?;
+        let client = self.client(id, node)?;
+        let call = || {
+            let mut client = client.clone();
+            let request = self.request(ReadIndexRequest {});
+            async move { client.read_index(request).await }
+        };
+        let reply = with_deadline_resending_unsent(timeout, call).await?;
         Ok(reply.ok.then_some(reply.index))
     }
 
@@ -440,22 +441,85 @@ impl PeerNetwork {
         req: &Req,
         timeout: Duration,
     ) -> Result<T, ForwardError> {
-        let mut client = self.client(id, node).map_err(ForwardError::Peer)?;
+        let client = self.client(id, node).map_err(ForwardError::Peer)?;
         let data = encode(req).map_err(ForwardError::Peer)?;
-        let blob = self.request(RaftBlob { data });
-        let fut = async {
-            match rpc {
-                Forward::Propose => client.forward_propose(blob).await,
-                Forward::KeepAlive => client.forward_lease_keep_alive(blob).await,
-                Forward::TimeToLive => client.forward_lease_time_to_live(blob).await,
-                Forward::Membership => client.forward_membership(blob).await,
+        let call = || {
+            let mut client = client.clone();
+            let blob = self.request(RaftBlob { data: data.clone() });
+            async move {
+                match rpc {
+                    Forward::Propose => client.forward_propose(blob).await,
+                    Forward::KeepAlive => client.forward_lease_keep_alive(blob).await,
+                    Forward::TimeToLive => client.forward_lease_time_to_live(blob).await,
+                    Forward::Membership => client.forward_membership(blob).await,
+                }
             }
         };
-        let reply = with_deadline(timeout, fut)
+        let reply = with_deadline_resending_unsent(timeout, call)
             .await
             .map_err(ForwardError::Peer)?;
         let answer: Answer<T> = decode(&reply.data).map_err(ForwardError::Peer)?;
         answer.map_err(ForwardError::Leader)
+    }
+}
+
+/// Pause before sending again a call whose connection could not be made.
+const UNSENT_RETRY: Duration = Duration::from_millis(50);
+
+/// Whether a call failed before its request left this process: the channel never became ready
+/// (tonic's generated clients report that as `Unknown` "Service was not ready: ..."), or the
+/// connection it needed was refused (the error chain holds a `ConnectionRefused` I/O error:
+/// nothing listened, so nothing was received).
+fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::Unknown
+        && status.message().starts_with("Service was not ready")
+    {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// As [`with_deadline`], but a call that failed before anything was sent is made again (after
+/// [`UNSENT_RETRY`]) while the deadline allows: resending it cannot apply anything twice. Bug
+/// guarded against: a follower's first forward to a leader whose connection attempt had failed
+/// earlier (during the election, before the leader listened) got the stale connection error and
+/// answered the client "request timed out, possibly due to connection lost".
+async fn with_deadline_resending_unsent<T, F, Fut>(
+    timeout: Duration,
+    call: F,
+) -> Result<T, PeerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, call()).await {
+            Err(_) => return Err(PeerError::Timeout(timeout)),
+            Ok(Err(status))
+                if never_sent(&status) && tokio::time::Instant::now() + UNSENT_RETRY < deadline =>
+            {
+                tokio::time::sleep(UNSENT_RETRY).await;
+            }
+            Ok(Err(status)) => {
+                return Err(PeerError::Transport(format!(
+                    "{:?}: {}",
+                    status.code(),
+                    status.message()
+                )))
+            }
+            Ok(Ok(resp)) => return Ok(resp.into_inner()),
+        }
     }
 }
 
@@ -636,6 +700,56 @@ mod tests {
             .unwrap()
     }
 
+    /// A call that never left (no connection) is made again until it gets through; one that
+    /// was sent and failed is not (it may have been applied); and the deadline bounds it all.
+    #[test]
+    fn only_calls_that_never_left_are_sent_again() {
+        let rt = runtime();
+        let attempts = std::cell::Cell::new(0);
+        let flaky = || {
+            attempts.set(attempts.get() + 1);
+            let n = attempts.get();
+            async move {
+                if n < 3 {
+                    Err(tonic::Status::unknown(
+                        "Service was not ready: connection refused",
+                    ))
+                } else {
+                    Ok(tonic::Response::new(n))
+                }
+            }
+        };
+        let got = rt.block_on(with_deadline_resending_unsent(
+            Duration::from_secs(5),
+            flaky,
+        ));
+        assert_eq!(got.ok(), Some(3));
+
+        attempts.set(0);
+        let lost = || {
+            attempts.set(attempts.get() + 1);
+            async { Err::<tonic::Response<u32>, _>(tonic::Status::unavailable("connection reset")) }
+        };
+        let got = rt.block_on(with_deadline_resending_unsent(Duration::from_secs(5), lost));
+        assert!(matches!(got, Err(PeerError::Transport(_))), "{got:?}");
+        assert_eq!(attempts.get(), 1, "a sent call is never resent");
+
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let mut status = tonic::Status::unavailable("tcp connect error");
+        status.set_source(std::sync::Arc::new(refused));
+        assert!(never_sent(&status));
+        assert!(!never_sent(&tonic::Status::unavailable("connection reset")));
+
+        let never = || async {
+            Err::<tonic::Response<u32>, _>(tonic::Status::unknown("Service was not ready: x"))
+        };
+        let got = rt.block_on(with_deadline_resending_unsent(
+            Duration::from_millis(300),
+            never,
+        ));
+        assert!(matches!(got, Err(PeerError::Transport(_))), "{got:?}");
+    }
+
     /// A loopback URL on which nothing listens (the port was free a moment ago).
     fn dead_url() -> String {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -683,6 +797,30 @@ mod tests {
                 net.channel("not a url"),
                 Err(PeerError::BadUrl(_))
             ));
+        });
+    }
+
+    /// What a real refused connection looks like to a caller is recognised as never sent.
+    #[test]
+    fn a_refused_connection_is_a_call_that_never_left() {
+        let rt = runtime();
+        rt.block_on(async {
+            let net = PeerNetwork::new(
+                Dialer::plaintext(),
+                Duration::from_millis(200),
+                PeerIdentity::default(),
+            );
+            let node = MemberNode {
+                name: "b".into(),
+                peer_urls: vec![dead_url()],
+                client_urls: vec![],
+            };
+            let mut client = net.client(2, &node).unwrap();
+            let status = client
+                .read_index(net.request(ReadIndexRequest {}))
+                .await
+                .unwrap_err();
+            assert!(never_sent(&status), "{status:?}");
         });
     }
 
