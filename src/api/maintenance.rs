@@ -6,23 +6,25 @@
 //! `Snapshot` streams the state as an etcd backend file (`backend::stream`) built on a blocking
 //! thread from a view, so writes go on meanwhile.
 //!
-//! Calls that belong to later work (Downgrade, Defragment) answer `Unimplemented` rather than
-//! pretending to succeed.
+//! `Defragment` rewrites the member's storage: a snapshot of everything applied, after which
+//! the log, WAL segments and snapshot files it covers are dropped by the retention rules.
+//!
+//! Downgrade belongs to later work and answers `Unimplemented` rather than pretending to
+//! succeed.
 
 use super::forward::propose_or_forward;
 use super::kv::{on_view, ReadCost};
 use super::{Api, ApiError, ReqCtx};
 use crate::apply::{Command, Outcome};
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, HashKvResponse, HashResponse, MoveLeaderResponse,
-    SnapshotResponse, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentResponse, HashKvResponse, HashResponse,
+    MoveLeaderResponse, SnapshotResponse, StatusResponse,
 };
 
 /// The etcd version we report. Kubernetes parses it as semver to switch features on; see
 /// docs/compatibility.md for why this one.
 pub const ETCD_VERSION: &str = "3.5.17";
 
-pub const DEFRAGMENT_UNSUPPORTED: &str = "defragment is not supported yet";
 pub const DOWNGRADE_UNSUPPORTED: &str = "downgrade is not supported yet";
 
 /// Snapshot chunks (32 KiB each) waiting for a slow client before the builder pauses.
@@ -177,6 +179,22 @@ pub async fn hash_kv(api: &Api, requested: i64) -> Result<HashKvResponse, ApiErr
         compact_revision,
         hash_revision,
     })
+}
+
+/// etcd's Defragment for this member: see the module header. etcd's answer carries no header.
+pub async fn defragment(api: &Api) -> Result<DefragmentResponse, ApiError> {
+    tracing::info!("starting defragment");
+    let before = api.node.state().read().state.kv.logical_bytes();
+    match api.node.rewrite_storage().await {
+        Ok(()) => {
+            tracing::info!(current_db_size_bytes = before, "finished defragment");
+            Ok(DefragmentResponse { header: None })
+        }
+        Err(e) => {
+            tracing::warn!(error = ?e, "failed to defragment");
+            Err(e.into())
+        }
+    }
 }
 
 pub async fn move_leader(api: &Api, target: u64) -> Result<MoveLeaderResponse, ApiError> {

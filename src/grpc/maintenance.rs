@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::status;
 use super::stream::ChannelStream;
-use crate::api::maintenance::{self, DEFRAGMENT_UNSUPPORTED, DOWNGRADE_UNSUPPORTED};
+use crate::api::maintenance::{self, DOWNGRADE_UNSUPPORTED};
 use crate::api::{Api, ApiError};
 use crate::proto::etcdserverpb::maintenance_server::Maintenance;
 use crate::proto::etcdserverpb::{
@@ -53,7 +53,10 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(status(ApiError::Unimplemented(DEFRAGMENT_UNSUPPORTED)))
+        maintenance::defragment(&self.api)
+            .await
+            .map(Response::new)
+            .map_err(status)
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {

@@ -660,6 +660,31 @@ impl RaftNode {
         self.raft.metrics().borrow().current_term
     }
 
+    /// etcd's Defragment, in our storage: writes a snapshot of everything applied so far, so
+    /// that the log before it is purged and old WAL segments and snapshot files are dropped
+    /// under the retention rules (memory freed by compaction is already free). Returns once
+    /// that snapshot is on disk, within etcd's request timeout.
+    pub async fn rewrite_storage(&self) -> Result<(), ProposeError> {
+        let applied = self.metrics().last_applied.map_or(0, |l| l.index);
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        let covers = move |m: &openraft::RaftMetrics<NodeId, MemberNode>| {
+            m.snapshot.map_or(0, |l| l.index) >= applied
+        };
+        self.raft
+            .wait(Some(self.request_timeout))
+            .metrics(covers, "snapshot covers the applied log")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::Timeout(..) => ProposeError::Timeout,
+                _ => ProposeError::Stopped,
+            })
+    }
+
     /// The leader this member currently knows, without cloning the whole metrics (which carry
     /// the membership and replication maps): this is on the request path.
     pub fn current_leader(&self) -> Option<NodeId> {
