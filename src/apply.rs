@@ -135,7 +135,17 @@ impl State {
             .any(|(_, a)| *a == AlarmType::Nospace as i32)
     }
 
+    /// Whether a CORRUPT alarm is raised (every command but alarms is refused).
+    pub fn corrupt(&self) -> bool {
+        self.alarms
+            .iter()
+            .any(|(_, a)| *a == AlarmType::Corrupt as i32)
+    }
+
     fn apply_command(&mut self, cmd: &Command) -> Result<(Outcome, Vec<Event>), KvError> {
+        if self.corrupt() && !matches!(cmd, Command::Alarm { .. }) {
+            return Err(KvError::Corrupt);
+        }
         if self.out_of_space() && adds_data(cmd) {
             return Err(KvError::NoSpace);
         }

@@ -186,6 +186,9 @@ pub struct Config {
     pub experimental_initial_corrupt_check: bool,
     pub experimental_enable_lease_checkpoint: bool,
     pub experimental_watch_progress_notify_interval: Duration,
+    /// `--experimental-corrupt-check-time`: how often the leader compares the members' hashes
+    /// (0: never).
+    pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
     pub force_new_cluster: bool,
     /// Flags given on the command line or through `ETCD_*`, in flag-table order.
@@ -343,6 +346,10 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         experimental_watch_progress_notify_interval: read_duration(
             settings,
             "experimental-watch-progress-notify-interval",
+        )?,
+        experimental_corrupt_check_time: read_duration(
+            settings,
+            "experimental-corrupt-check-time",
         )?,
         experimental_warning_apply_duration: read_duration(
             settings,

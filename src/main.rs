@@ -194,7 +194,16 @@ fn send_ready(_path: &std::ffi::OsStr) -> std::io::Result<()> {
     ))
 }
 
+/// Test knob, not an etcd flag: `OXETCD_TEST_SKEW_HASH_KV=1` makes this member answer peers'
+/// HashKv requests with a wrong hash, as a member whose data silently diverged would, so that
+/// tests can watch the corruption checks catch it.
+const SKEW_HASH_KV_ENV: &str = "OXETCD_TEST_SKEW_HASH_KV";
+
 async fn run(config: Config) -> Result<(), String> {
+    if std::env::var(SKEW_HASH_KV_ENV).is_ok_and(|v| v == "1") {
+        tracing::warn!("test knob: this member answers HashKv with a wrong hash");
+        oxetcd::raft::peer::SKEW_HASH_KV.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let disk = disk_from_env()?;
     let member_initialized = disk
         .exists(&config.data_dir.join("member").join("identity"))

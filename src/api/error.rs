@@ -194,6 +194,7 @@ fn kv_code(e: &KvError) -> Code {
         KvError::LeaseNotFound { .. } => Code::NotFound,
         KvError::LeaseExists { .. } => Code::FailedPrecondition,
         KvError::NoSpace => Code::ResourceExhausted,
+        KvError::Corrupt => Code::DataLoss,
         _ => Code::InvalidArgument,
     }
 }

@@ -501,18 +501,16 @@ fn nospace_alarm_caps_writes_until_disarmed() {
     assert_eq!(alarms_of(&raised), vec![(9, AlarmType::Nospace as i32)]);
     // NONE is never raised; GET lists by type or all.
     assert!(alarms_of(&s.apply(&alarm(AlarmAction::Activate, 9, AlarmType::None))).is_empty());
-    s.apply(&alarm(AlarmAction::Activate, 3, AlarmType::Corrupt));
+    s.apply(&alarm(AlarmAction::Activate, 3, AlarmType::Nospace));
     assert_eq!(
         alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::None))),
         vec![
-            (3, AlarmType::Corrupt as i32),
+            (3, AlarmType::Nospace as i32),
             (9, AlarmType::Nospace as i32)
         ]
     );
-    assert_eq!(
-        alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::Nospace))),
-        vec![(9, AlarmType::Nospace as i32)]
-    );
+    assert!(alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::Corrupt))).is_empty());
+    s.apply(&alarm(AlarmAction::Deactivate, 3, AlarmType::Nospace));
     let before = s.kv.current_revision();
     for refused in [
         put("b", "2", 0),
@@ -551,5 +549,36 @@ fn nospace_alarm_caps_writes_until_disarmed() {
     let cleared = s.apply(&alarm(AlarmAction::Deactivate, 9, AlarmType::Nospace));
     assert_eq!(alarms_of(&cleared), vec![(9, AlarmType::Nospace as i32)]);
     assert!(alarms_of(&s.apply(&alarm(AlarmAction::Deactivate, 9, AlarmType::Nospace))).is_empty());
+    assert!(s.apply(&put("b", "2", 0)).result.is_ok());
+}
+
+/// etcd's corrupt applier: with CORRUPT raised every command but alarms is refused with
+/// "etcdserver: corrupt cluster" (deletes and compaction too), until it is disarmed.
+#[test]
+fn corrupt_alarm_refuses_every_write_until_disarmed() {
+    let mut s = State::new();
+    s.apply(&put("a", "1", 0));
+    s.apply(&alarm(AlarmAction::Activate, 2, AlarmType::Corrupt));
+    for refused in [
+        put("b", "2", 0),
+        del("a", ""),
+        compact(1),
+        Command::LeaseRevoke { id: 1 },
+    ] {
+        assert_eq!(
+            s.apply(&refused).result,
+            Err(KvError::Corrupt),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        KvError::Corrupt.etcd_message(),
+        "etcdserver: corrupt cluster"
+    );
+    assert_eq!(
+        alarms_of(&s.apply(&alarm(AlarmAction::Get, 0, AlarmType::None))),
+        vec![(2, AlarmType::Corrupt as i32)]
+    );
+    s.apply(&alarm(AlarmAction::Deactivate, 2, AlarmType::Corrupt));
     assert!(s.apply(&put("b", "2", 0)).result.is_ok());
 }

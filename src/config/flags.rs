@@ -51,7 +51,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // raft and backend tuning without an equivalent here
     "initial-election-tick-advance",
     "pre-vote",
-    "experimental-corrupt-check-time",
     "experimental-memory-mlock",
     "experimental-downgrade-check-time",
     "unsafe-no-fsync",
@@ -103,9 +102,7 @@ pub fn unsupported_reason(name: &str) -> &'static str {
             "generated certificates are not implemented; give --cert-file/--key-file \
              (--peer-cert-file/--peer-key-file)"
         }
-        "client-crl-file" | "peer-crl-file" => {
-            "certificate revocation lists are not implemented"
-        }
+        "client-crl-file" | "peer-crl-file" => "certificate revocation lists are not implemented",
         "client-cert-allowed-hostname" | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" => {
             "restricting client certificates by name is not implemented; every certificate \
              the CA signed is accepted"
@@ -121,8 +118,12 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "config-file" => "configuration files are not read; use flags or ETCD_* variables",
         "discovery" | "discovery-fallback" | "discovery-proxy" | "discovery-srv"
         | "discovery-srv-name" => "discovery bootstrap is not implemented; use --initial-cluster",
-        "proxy" | "proxy-failure-wait" | "proxy-refresh-interval" | "proxy-dial-timeout"
-        | "proxy-write-timeout" | "proxy-read-timeout" => "the v2 proxy is not implemented",
+        "proxy"
+        | "proxy-failure-wait"
+        | "proxy-refresh-interval"
+        | "proxy-dial-timeout"
+        | "proxy-write-timeout"
+        | "proxy-read-timeout" => "the v2 proxy is not implemented",
         "v2-deprecation" | "experimental-enable-v2v3" | "enable-v2" => {
             "the v2 API is not served yet"
         }
@@ -131,9 +132,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
              advance cannot be switched off"
         }
         "pre-vote" => "elections without a pre-vote phase are not implemented",
-        "experimental-corrupt-check-time" => {
-            "periodic corruption checks are not implemented (--experimental-initial-corrupt-check is)"
-        }
         "experimental-memory-mlock" => "locking the process memory is not implemented",
         "experimental-downgrade-check-time" => "cluster downgrades are not implemented",
         "unsafe-no-fsync" => "every write is fsynced; skipping fsync is not implemented",
@@ -155,14 +153,24 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
         }
-        "log-package-levels" => "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
+        "log-package-levels" => {
+            "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level"
+        }
         "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
         "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",
-        "cluster-active-size" | "cluster-remove-delay" | "cluster-sync-interval" | "config"
-        | "force" | "max-result-buffer" | "max-retry-attempts" | "peer-heartbeat-interval"
-        | "peer-election-timeout" | "retry-interval" | "snapshot" | "v" | "vv" => {
-            "obsolete etcd 0.4 flag"
-        }
+        "cluster-active-size"
+        | "cluster-remove-delay"
+        | "cluster-sync-interval"
+        | "config"
+        | "force"
+        | "max-result-buffer"
+        | "max-retry-attempts"
+        | "peer-heartbeat-interval"
+        | "peer-election-timeout"
+        | "retry-interval"
+        | "snapshot"
+        | "v"
+        | "vv" => "obsolete etcd 0.4 flag",
         _ => "not implemented",
     }
 }

@@ -304,7 +304,6 @@ fn unsupported_flags_and_values_exit_one() {
         (&[], &[("ETCD_ENABLE_V2", "true")], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
         (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
-        (&["--experimental-corrupt-check-time", "5m"], &[], "oxetcd: flag --experimental-corrupt-check-time is not supported yet (periodic corruption checks are not implemented (--experimental-initial-corrupt-check is))"),
         (
             &["--listen-peer-urls", "unix://localhost:2380"],
             &[],

@@ -18,6 +18,7 @@
 //!   order, before raft shuts down.
 
 pub mod compactor;
+mod corruption;
 mod options;
 
 pub use options::node_options;
@@ -63,6 +64,9 @@ pub struct MemberSpec {
     pub strict_reconfig_check: bool,
     /// `--experimental-initial-corrupt-check`: compare HashKV with the peers before serving.
     pub initial_corrupt_check: bool,
+    /// The leader's periodic corruption check (`--experimental-corrupt-check-time`); `None`:
+    /// off.
+    pub corrupt_check_interval: Option<Duration>,
     /// etcd's request timeout (bounds the corruption check's peer calls).
     pub request_timeout: Duration,
     /// `--auto-compaction-mode` / `--auto-compaction-retention`.
@@ -180,6 +184,8 @@ impl MemberSpec {
             leader_wait: Duration::from_millis(config.election_timeout_ms.saturating_mul(10)),
             strict_reconfig_check: config.strict_reconfig_check,
             initial_corrupt_check: config.experimental_initial_corrupt_check,
+            corrupt_check_interval: Some(config.experimental_corrupt_check_time)
+                .filter(|d| !d.is_zero()),
             request_timeout: limits.request_timeout,
             auto_compaction: limits.auto_compaction,
             auto_compaction_revision_check_interval: limits.auto_compaction_revision_check_interval,
@@ -243,6 +249,7 @@ pub struct Member {
     peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     expiry: JoinHandle<()>,
     compactor: JoinHandle<()>,
+    corruption_check: Option<JoinHandle<()>>,
 }
 
 /// A future that resolves when `stop` turns true (or its sender is gone).
@@ -331,6 +338,14 @@ impl Member {
             client_servers.push(tokio::spawn(listener.serve(api.clone(), shutdown)));
         }
         let expiry = tokio::spawn(crate::api::lease::run_expiry(api.clone(), stop_rx.clone()));
+        let corruption_check = spec.corrupt_check_interval.map(|interval| {
+            tokio::spawn(corruption::run(
+                node.clone(),
+                interval,
+                spec.request_timeout,
+                stop_rx.clone(),
+            ))
+        });
         let compactor = tokio::spawn(compactor::run(
             node.clone(),
             spec.auto_compaction,
@@ -362,6 +377,7 @@ impl Member {
             peer_servers,
             expiry,
             compactor,
+            corruption_check,
         })
     }
 
@@ -451,6 +467,9 @@ impl Member {
         }
         let _ = self.expiry.await;
         let _ = self.compactor.await;
+        if let Some(check) = self.corruption_check {
+            let _ = check.await;
+        }
         for s in self.peer_servers {
             if let Ok(Err(e)) = s.await {
                 tracing::warn!(error = %e, "peer server stopped with an error");

@@ -44,6 +44,8 @@ pub enum KvError {
     LeaseTtlTooLarge { ttl_seconds: i64 },
     /// A write that adds data while the NOSPACE alarm is raised (or would exceed the quota).
     NoSpace,
+    /// Any write while the CORRUPT alarm is raised.
+    Corrupt,
 }
 
 impl KvError {
@@ -63,6 +65,7 @@ impl KvError {
             KvError::LeaseExists { .. } => "etcdserver: lease already exists",
             KvError::LeaseTtlTooLarge { .. } => "etcdserver: too large lease TTL",
             KvError::NoSpace => "etcdserver: mvcc: database space exceeded",
+            KvError::Corrupt => "etcdserver: corrupt cluster",
         }
     }
 }

@@ -8,8 +8,15 @@
 //! etcd's message and does not stop the start, as in etcd. A member without peers has nothing to
 //! compare with and passes.
 //!
+//! `--experimental-corrupt-check-time` runs [`leader_check`] periodically on the leader: the
+//! same comparison against every other member, whose mismatching members the caller marks with
+//! the CORRUPT alarm (after which the cluster refuses writes with "etcdserver: corrupt
+//! cluster", as etcd does).
+//!
 //! Invariant: a mismatch is only reported between hashes taken at the same revision with the
 //! same compaction point (the only case where equal data must give equal hashes).
+//! Invariant: the leader's own hash is computed on a view off the async workers, never under
+//! the state machine's lock.
 
 use std::time::Duration;
 
@@ -167,6 +174,74 @@ pub async fn initial_check(node: &RaftNode, timeout: Duration) -> Result<(), Cor
         "initial corruption checking passed; no corruption"
     );
     Ok(())
+}
+
+/// One periodic check by the leader (nothing when this member does not lead): the members
+/// whose hash at the leader's revision differs from the leader's with the same compaction
+/// point. Unreachable or lagging members are logged and skipped.
+pub async fn leader_check(node: &RaftNode, timeout: Duration) -> Vec<u64> {
+    let member_id = node.member_id();
+    if node.current_leader() != Some(member_id) {
+        return Vec::new();
+    }
+    let view = node.state().view();
+    let hashed = tokio::task::spawn_blocking(move || {
+        let kv = &view.state.kv;
+        let revision = kv.current_revision();
+        kv.hash_kv(revision)
+            .map(|(hash, compact_revision)| LocalHash {
+                hash,
+                revision,
+                compact_revision,
+            })
+    })
+    .await;
+    let local = match hashed {
+        Ok(Ok(local)) => local,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "failed to hash the local key space");
+            return Vec::new();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "failed to hash the local key space");
+            return Vec::new();
+        }
+    };
+    let network = node.network.clone();
+    let mut mismatched = Vec::new();
+    for entry in node.member_entries() {
+        if entry.id == member_id {
+            continue;
+        }
+        let mut answer = None;
+        for url in &entry.node.peer_urls {
+            if let Ok(resp) = network.hash_kv_at(url, local.revision, timeout).await {
+                answer = Some(resp);
+                break;
+            }
+        }
+        let Some(peer) = answer else {
+            tracing::warn!(
+                remote_peer_id = %format!("{:x}", entry.id),
+                "failed to get hashKV from peer"
+            );
+            continue;
+        };
+        if judge(&local, &peer) == Finding::Mismatch {
+            tracing::warn!(
+                revision_1 = local.revision,
+                compact_revision_1 = local.compact_revision,
+                hash_1 = local.hash,
+                revision_2 = peer.revision,
+                compact_revision_2 = peer.compact_revision,
+                hash_2 = peer.hash,
+                remote_peer_id = %format!("{:x}", entry.id),
+                "found hash mismatch"
+            );
+            mismatched.push(entry.id);
+        }
+    }
+    mismatched
 }
 
 #[cfg(test)]

@@ -64,6 +64,10 @@ use crate::proto::oxraftpb::{
     TimeoutNowRequest, TimeoutNowResponse,
 };
 
+/// Test-only fault switch, set by `main` from `OXETCD_TEST_SKEW_HASH_KV`: this member answers
+/// `HashKv` with a wrong hash, which a corruption check must catch. Never set otherwise.
+pub static SKEW_HASH_KV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The peer gRPC service of one member.
 pub struct PeerService {
     raft: Raft,
@@ -402,17 +406,35 @@ impl RaftPeer for PeerService {
             return Err(Status::unavailable("this member does not serve HashKv"));
         };
         let revision = request.into_inner().revision;
-        let sm = state.read();
-        let kv = &sm.state.kv;
+        // Hashing walks the whole history: on a view, off the async workers, never under the
+        // state machine's lock.
+        let view = state.view();
+        let computed = tokio::task::spawn_blocking(move || {
+            let kv = &view.state.kv;
+            (
+                kv.compact_revision(),
+                kv.current_revision(),
+                kv.hash_kv(revision),
+            )
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let (compact_revision, current_revision, hashed) = computed;
         let mut reply = HashKvResponse {
-            compact_revision: kv.compact_revision(),
-            revision: kv.current_revision(),
+            compact_revision,
+            revision: current_revision,
             member_id: self.id,
             ..Default::default()
         };
-        match kv.hash_kv(revision) {
+        match hashed {
             Ok((hash, compact_revision)) => {
-                reply.hash = hash;
+                // Test-only fault (`OXETCD_TEST_SKEW_HASH_KV`): answer another hash, as a
+                // member whose data silently differs would.
+                reply.hash = if SKEW_HASH_KV.load(std::sync::atomic::Ordering::Relaxed) {
+                    hash ^ 0x5a5a_5a5a
+                } else {
+                    hash
+                };
                 reply.compact_revision = compact_revision;
             }
             Err(KvError::FutureRev { .. }) => {
