@@ -12,7 +12,7 @@ mod common;
 use common::diff::run_script_file;
 
 /// The case files; `every_script_has_a_test` keeps this list and the directory in step.
-const SCRIPTS: [&str; 9] = [
+const SCRIPTS: [&str; 10] = [
     "put_get.txt",
     "range.txt",
     "delete.txt",
@@ -22,6 +22,7 @@ const SCRIPTS: [&str; 9] = [
     "status.txt",
     "lease.txt",
     "watch.txt",
+    "quota.txt",
 ];
 
 #[test]
