@@ -5,6 +5,8 @@ pub mod canary;
 pub mod config;
 #[cfg(test)]
 mod golden;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod ids;
 pub mod io;
 pub mod lease;

@@ -725,3 +725,141 @@ fn three_member_cluster_runs_on_client_and_peer_tls() {
     let log = std::fs::read_to_string(c.log_path(0)).unwrap_or_default();
     assert!(log.contains("serving peer traffic securely"), "{log}");
 }
+
+/// curl's arguments for one server.
+type ArgsOf<'a> = dyn Fn(&TlsServer) -> Vec<String> + 'a;
+
+/// One answer of curl: status code, content type and body.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpAnswer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+/// `curl -i` with `args`, parsed. The protocol line may be HTTP/1.1 or HTTP/2.
+fn curl(args: &[&str]) -> HttpAnswer {
+    let out = Command::new("/usr/bin/curl")
+        .args(["-sS", "-i", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run curl: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            let err = String::from_utf8_lossy(&out.stderr);
+            panic!("curl {args:?}: no status line in {text:?}: {err}")
+        });
+    let content_type = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    HttpAnswer {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+/// `/health`, `/version`, unknown paths and other methods over plain HTTP/1.1 and TLS with ALPN
+/// h2 and http/1.1 (and h2c, which etcd does not serve them on), on the same client ports that serve gRPC, compared with etcd 3.5
+/// (whose version number is masked); `/livez` and `/readyz` (etcd 3.6's) answer `ok`.
+#[test]
+fn http_endpoints_answer_like_etcd_35_beside_grpc() {
+    if require_etcd_tools("http_endpoints_answer_like_etcd_35_beside_grpc").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let ours = start_tls_server(ServerKind::Oxetcd, &certs);
+    let etcd = start_tls_server(ServerKind::Etcd35, &certs);
+    let tls_args = |s: &TlsServer, proto: &'static str, path: &str| -> Vec<String> {
+        vec![
+            proto.to_string(),
+            "--cacert".into(),
+            certs.ca.display().to_string(),
+            "--cert".into(),
+            certs.client.cert.display().to_string(),
+            "--key".into(),
+            certs.client.key.display().to_string(),
+            format!("{}{path}", s.https),
+        ]
+    };
+    let mask = |mut a: HttpAnswer| {
+        if let Some(at) = a.body.find(r#""etcdserver":""#) {
+            let start = at + r#""etcdserver":""#.len();
+            if let Some(len) = a.body[start..].find('"') {
+                a.body.replace_range(start..start + len, "X");
+            }
+        }
+        a
+    };
+    for path in [
+        "/health",
+        "/health?serializable=true",
+        "/health?exclude=NOSPACE",
+        "/version",
+        "/no/such/path",
+    ] {
+        let variants: Vec<(&str, Box<ArgsOf>)> = vec![
+            (
+                "http/1.1",
+                Box::new(move |s: &TlsServer| vec![format!("{}{path}", s.http)]),
+            ),
+            (
+                "https h2",
+                Box::new(move |s: &TlsServer| tls_args(s, "--http2", path)),
+            ),
+            (
+                "https http/1.1",
+                Box::new(move |s: &TlsServer| tls_args(s, "--http1.1", path)),
+            ),
+        ];
+        for (label, args) in &variants {
+            let a = args(&ours);
+            let b = args(&etcd);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let b: Vec<&str> = b.iter().map(String::as_str).collect();
+            assert_eq!(mask(curl(&a)), mask(curl(&b)), "{path} over {label}");
+        }
+    }
+    // etcd 3.5 hands every plaintext HTTP/2 connection to its gRPC server; here h2c reaches the
+    // same endpoints as HTTP/1.1.
+    for path in ["/health", "/version", "/no/such/path"] {
+        let url = format!("{}{path}", ours.http);
+        assert_eq!(
+            curl(&["--http2-prior-knowledge", &url]),
+            curl(&[&url]),
+            "{path} over h2c"
+        );
+    }
+    let post = |s: &TlsServer| curl(&["-X", "POST", &format!("{}/health", s.http)]);
+    assert_eq!(post(&ours), post(&etcd), "POST /health");
+    for path in ["/livez", "/readyz"] {
+        let a = curl(&[&format!("{}{path}", ours.http)]);
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"), "{path}");
+    }
+    let verbose = curl(&[&format!("{}/readyz?verbose", ours.http)]);
+    assert!(
+        verbose.body.contains("[+]linearizable_read ok"),
+        "{verbose:?}"
+    );
+    // gRPC still works on the same ports.
+    let put = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["put", "k", "v"],
+    );
+    assert_eq!(ok(&put, "put beside HTTP").trim(), "OK");
+}

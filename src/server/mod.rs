@@ -143,7 +143,6 @@ fn router(
     ctx: &Arc<Ctx>,
     services: &Services,
 ) -> tonic::transport::server::Router {
-    let mut builder = builder;
     let kv = KvServer::new(kv::KvService::new(ctx.clone()))
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()))
@@ -161,7 +160,17 @@ fn router(
         services.lessor.clone(),
         services.lease_ttl_min_s,
     ));
-    builder
+    // HTTP/1.1 beside gRPC, and the plain-HTTP endpoints on every path no service claims.
+    #[cfg(not(madsim))]
+    let router = builder
+        .accept_http1(true)
+        .add_routes(crate::http::routes(ctx.node.clone()));
+    #[cfg(madsim)]
+    let router = {
+        let mut builder = builder;
+        builder.add_optional_service(None::<HealthServer<health::HealthService>>)
+    };
+    router
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
