@@ -147,6 +147,17 @@ struct TlsServer {
 }
 
 fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
+    start_tls_server_with(kind, certs, &certs.server, &certs.ca)
+}
+
+/// As [`start_tls_server`] with the server's key pair and trusted CA bundle at given paths
+/// (`certs` still serves the readiness probe).
+fn start_tls_server_with(
+    kind: ServerKind,
+    certs: &Certs,
+    server: &Pair,
+    trusted_ca: &Path,
+) -> TlsServer {
     let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
     let https = format!("https://127.0.0.1:{tls_port}");
     let http = format!("http://127.0.0.1:{plain_port}");
@@ -158,9 +169,9 @@ fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
         format!("--listen-peer-urls={peer}"),
         format!("--initial-advertise-peer-urls={peer}"),
         format!("--initial-cluster=tls1={peer}"),
-        format!("--cert-file={}", certs.server.cert.display()),
-        format!("--key-file={}", certs.server.key.display()),
-        format!("--trusted-ca-file={}", certs.ca.display()),
+        format!("--cert-file={}", server.cert.display()),
+        format!("--key-file={}", server.key.display()),
+        format!("--trusted-ca-file={}", trusted_ca.display()),
         "--client-cert-auth=true".to_string(),
     ];
     let mut proc = Proc::spawn(kind, &args);
@@ -862,4 +873,172 @@ fn http_endpoints_answer_like_etcd_35_beside_grpc() {
         &["put", "k", "v"],
     );
     assert_eq!(ok(&put, "put beside HTTP").trim(), "OK");
+}
+
+/// Lines an etcdctl watch prints, collected while it runs; the process dies with the value.
+struct Watching {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watching {
+    fn start(endpoint: &str, ca: &Path, client: &Pair, key: &str) -> Watching {
+        let tools = match common::etcd_tools() {
+            Ok(tools) => tools,
+            Err(e) => panic!("etcd tools: {e}"),
+        };
+        let child = Command::new(&tools.etcdctl35)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--cacert={}", ca.display()))
+            .arg(format!("--cert={}", client.cert.display()))
+            .arg(format!("--key={}", client.key.display()))
+            .args(["watch", key])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start etcdctl watch: {e}"),
+        };
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut stdout) = child.stdout.take() {
+            let sink = output.clone();
+            thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Watching { child, output }
+    }
+
+    /// Waits until the watch printed `needle`.
+    fn wait_for(&self, needle: &str, deadline: Duration) {
+        let started = Instant::now();
+        loop {
+            let text = self
+                .output
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "the watch did not print {needle:?} within {deadline:?}: {text:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rotation in place: the server's certificate and key are replaced (renamed over, as rotation
+/// tools and Kubernetes secrets do) by ones from a new CA while a watch stream is open. New
+/// connections get the new certificate at once (clients trusting only the old CA are refused),
+/// and the open stream keeps receiving events.
+#[test]
+fn a_rotated_certificate_is_used_without_a_restart() {
+    if require_etcd_tools("a_rotated_certificate_is_used_without_a_restart").is_none() {
+        return;
+    }
+    let old = Certs::generate();
+    let new = Certs::generate();
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("temp dir: {e}"),
+    };
+    let copy = |from: &Path, name: &str| {
+        let to = dir.path().join(name);
+        if let Err(e) = std::fs::copy(from, &to) {
+            panic!("copy {}: {e}", from.display());
+        }
+        to
+    };
+    let live = Pair {
+        cert: copy(&old.server.cert, "server.pem"),
+        key: copy(&old.server.key, "server-key.pem"),
+    };
+    // Clients of both CAs are trusted throughout; only the server certificate changes.
+    let bundle = dir.path().join("clients-ca.pem");
+    let both = [&old.ca, &new.ca]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<String>();
+    if let Err(e) = std::fs::write(&bundle, both) {
+        panic!("write bundle: {e}");
+    }
+    let server = start_tls_server_with(ServerKind::Oxetcd, &old, &live, &bundle);
+    let watch = Watching::start(&server.https, &old.ca, &old.client, "rot");
+    let started = Instant::now();
+    loop {
+        let put = ctl(
+            CtlVersion::V35,
+            &server.https,
+            &old.ca,
+            Some(&old.client),
+            &["put", "rot", "before"],
+        );
+        assert_eq!(ok(&put, "put before").trim(), "OK");
+        let seen = watch
+            .output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains("before");
+        if seen {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "the watch never saw a put"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    for (from, to) in [(&new.server.key, &live.key), (&new.server.cert, &live.cert)] {
+        let staged = copy(from, "staged.pem");
+        if let Err(e) = std::fs::rename(&staged, to) {
+            panic!("rename over {}: {e}", to.display());
+        }
+    }
+    let put = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &new.ca,
+        Some(&new.client),
+        &["put", "rot", "after"],
+    );
+    assert_eq!(ok(&put, "put trusting only the new CA").trim(), "OK");
+    let stale = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &old.ca,
+        Some(&old.client),
+        &["get", "rot"],
+    );
+    assert_ne!(
+        stale.code, 0,
+        "a client trusting only the old CA still connected"
+    );
+    watch.wait_for("after", Duration::from_secs(20));
+    assert!(server
+        .proc
+        .log_text()
+        .contains("reloaded TLS certificate files"));
 }

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 #[cfg(not(madsim))]
 use std::sync::Arc;
 
+#[cfg(not(madsim))]
+use super::reload::Reloading;
 use crate::config::TlsFiles;
 
 /// ALPN protocol ids offered by the listeners, in preference order.
@@ -120,11 +122,11 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// The TLS side of one listener.
+/// The TLS side of one listener, following its files (see `net::reload`).
 #[derive(Clone)]
 pub struct ServerTls {
     #[cfg(not(madsim))]
-    pub(crate) config: Arc<rustls::ServerConfig>,
+    reloading: Arc<Reloading<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -138,7 +140,7 @@ impl PartialEq for ServerTls {
     fn eq(&self, other: &Self) -> bool {
         #[cfg(not(madsim))]
         {
-            Arc::ptr_eq(&self.config, &other.config)
+            Arc::ptr_eq(&self.reloading, &other.reloading)
         }
         #[cfg(madsim)]
         {
@@ -150,11 +152,11 @@ impl PartialEq for ServerTls {
 
 impl Eq for ServerTls {}
 
-/// The TLS side of the peer dialer.
+/// The TLS side of the peer dialer, following its files (see `net::reload`).
 #[derive(Clone)]
 pub struct ClientTls {
     #[cfg(not(madsim))]
-    pub(crate) config: Arc<rustls::ClientConfig>,
+    reloading: Arc<Reloading<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -168,8 +170,8 @@ impl ServerTls {
     pub fn load(files: &TlsFiles, side: Side) -> Result<ServerTls, TlsError> {
         #[cfg(not(madsim))]
         {
-            real::server_config(files, side).map(|config| ServerTls {
-                config: Arc::new(config),
+            Reloading::load(files, side, real::server_config).map(|r| ServerTls {
+                reloading: Arc::new(r),
             })
         }
         #[cfg(madsim)]
@@ -185,8 +187,8 @@ impl ClientTls {
     pub fn load(files: &TlsFiles, side: Side) -> Result<ClientTls, TlsError> {
         #[cfg(not(madsim))]
         {
-            real::client_config(files, side).map(|config| ClientTls {
-                config: Arc::new(config),
+            Reloading::load(files, side, real::client_config).map(|r| ClientTls {
+                reloading: Arc::new(r),
             })
         }
         #[cfg(madsim)]
@@ -194,6 +196,22 @@ impl ClientTls {
             let _ = (files, side);
             Err(TlsError::Unavailable)
         }
+    }
+}
+
+#[cfg(not(madsim))]
+impl ServerTls {
+    /// The configuration for the next handshake (re-read if a file changed).
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.reloading.current()
+    }
+}
+
+#[cfg(not(madsim))]
+impl ClientTls {
+    /// The configuration for the next connection (re-read if a file changed).
+    pub fn current(&self) -> Arc<rustls::ClientConfig> {
+        self.reloading.current()
     }
 }
 
@@ -438,7 +456,7 @@ mod tests {
         let loaded = ServerTls::load(&files, Side::Client);
         assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
         let alpn = loaded
-            .map(|t| t.config.alpn_protocols.clone())
+            .map(|t| t.current().alpn_protocols.clone())
             .unwrap_or_default();
         assert_eq!(alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }

@@ -160,15 +160,17 @@ fn router(
         services.lessor.clone(),
         services.lease_ttl_min_s,
     ));
+    let health = HealthServer::new(health::HealthService::new(ctx.node.clone()));
     // HTTP/1.1 beside gRPC, and the plain-HTTP endpoints on every path no service claims.
     #[cfg(not(madsim))]
     let router = builder
         .accept_http1(true)
-        .add_routes(crate::http::routes(ctx.node.clone()));
+        .add_routes(crate::http::routes(ctx.node.clone()))
+        .add_service(health);
     #[cfg(madsim)]
     let router = {
         let mut builder = builder;
-        builder.add_optional_service(None::<HealthServer<health::HealthService>>)
+        builder.add_service(health)
     };
     router
         .add_service(kv)
@@ -177,9 +179,6 @@ fn router(
         .add_service(maintenance)
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             ctx.clone(),
-        )))
-        .add_service(HealthServer::new(health::HealthService::new(
-            ctx.node.clone(),
         )))
 }
 
