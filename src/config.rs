@@ -131,6 +131,9 @@ pub struct TlsFiles {
     pub key_file: Option<PathBuf>,
     pub trusted_ca_file: Option<PathBuf>,
     pub client_cert_auth: bool,
+    /// `--auto-tls` / `--peer-auto-tls`: without a key pair, generate a self-signed one (and,
+    /// for peers, do not verify the other members' certificates).
+    pub auto_tls: bool,
 }
 
 /// The validated server configuration.
@@ -171,6 +174,8 @@ pub struct Config {
     // security
     pub client_tls: TlsFiles,
     pub peer_tls: TlsFiles,
+    /// `--self-signed-cert-validity`: years the `--auto-tls` certificates are valid.
+    pub self_signed_cert_validity_years: u64,
     pub cors: Cors,
     // auth
     pub auth_token: AuthTokenKind,
@@ -319,6 +324,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         enable_v2: read_bool(settings, "enable-v2")?,
         client_tls: read_tls(settings, "")?,
         peer_tls: read_tls(settings, "peer-")?,
+        self_signed_cert_validity_years: read_uint(settings, "self-signed-cert-validity")?,
         cors: read_cors(settings)?,
         auth_token: read_auth_token(settings)?,
         auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
@@ -513,6 +519,7 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         key_file: path("key-file"),
         trusted_ca_file: path("trusted-ca-file"),
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
+        auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
     })
 }
 

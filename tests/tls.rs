@@ -1042,3 +1042,94 @@ fn a_rotated_certificate_is_used_without_a_restart() {
         .log_text()
         .contains("reloaded TLS certificate files"));
 }
+
+/// `--auto-tls` and `--peer-auto-tls`: three members on https client and peer URLs with
+/// certificates they generate themselves; etcdctl connects skipping verification, writes on one
+/// member are read on another, and the certificates are kept in the data dir.
+#[test]
+fn auto_tls_members_generate_their_certificates_and_form_a_cluster() {
+    if require_etcd_tools("auto_tls_members_generate_their_certificates_and_form_a_cluster")
+        .is_none()
+    {
+        return;
+    }
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("a{i}=https://127.0.0.1:{p}"))
+        .collect();
+    let initial = initial.join(",");
+    let members: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (c, p))| {
+            let args = vec![
+                format!("--name=a{i}"),
+                format!("--listen-client-urls=https://127.0.0.1:{c}"),
+                format!("--advertise-client-urls=https://127.0.0.1:{c}"),
+                format!("--listen-peer-urls=https://127.0.0.1:{p}"),
+                format!("--initial-advertise-peer-urls=https://127.0.0.1:{p}"),
+                format!("--initial-cluster={initial}"),
+                "--auto-tls".to_string(),
+                "--peer-auto-tls".to_string(),
+            ];
+            Proc::spawn(ServerKind::Oxetcd, &args)
+        })
+        .collect();
+    let insecure = |i: usize, args: &[&str]| {
+        let mut all = os(&[
+            "--insecure-skip-tls-verify",
+            "--insecure-transport=false",
+            "--dial-timeout=2s",
+            "--command-timeout=4s",
+        ]);
+        all.extend(os(args));
+        etcdctl(
+            CtlVersion::V35,
+            &format!("https://127.0.0.1:{}", ports[i].0),
+            &all,
+            b"",
+        )
+    };
+    let started = Instant::now();
+    for (i, member) in members.iter().enumerate() {
+        loop {
+            if insecure(i, &["endpoint", "health"]).code == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < READY_DEADLINE,
+                "a{i} not healthy: {}",
+                member.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let list = insecure(0, &["member", "list"]);
+    let list = ok(&list, "member list");
+    assert_eq!(list.matches(", started, ").count(), 3, "{list}");
+    assert_eq!(
+        ok(&insecure(0, &["put", "auto", "tls"]), "put").trim(),
+        "OK"
+    );
+    let got = ok(&insecure(2, &["get", "auto", "--print-value-only"]), "get");
+    assert_eq!(got.trim(), "tls");
+    let fixtures = members[1]._dir.path().join("data").join("fixtures");
+    for side in ["client", "peer"] {
+        for file in ["cert.pem", "key.pem"] {
+            assert!(
+                fixtures.join(side).join(file).exists(),
+                "{side}/{file} missing"
+            );
+        }
+    }
+    // Verifying against the system's roots fails: the certificate is self-signed.
+    let strict = etcdctl(
+        CtlVersion::V35,
+        &format!("https://127.0.0.1:{}", ports[0].0),
+        &os(&["--dial-timeout=2s", "--command-timeout=3s", "get", "auto"]),
+        b"",
+    );
+    assert_ne!(strict.code, 0);
+}

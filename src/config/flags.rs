@@ -20,15 +20,12 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // TLS features beyond certificate files, CA bundles and client certificate auth
-    "auto-tls",
-    "peer-auto-tls",
+    // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
     "client-crl-file",
     "peer-crl-file",
     "client-cert-allowed-hostname",
     "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
-    "self-signed-cert-validity",
     "cipher-suites",
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
@@ -99,10 +96,6 @@ pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "auto-tls" | "peer-auto-tls" | "self-signed-cert-validity" => {
-            "generated certificates are not implemented; give --cert-file/--key-file \
-             (--peer-cert-file/--peer-key-file)"
-        }
         "client-crl-file" | "peer-crl-file" => {
             "certificate revocation lists are not implemented"
         }

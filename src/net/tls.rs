@@ -215,6 +215,26 @@ impl ClientTls {
     }
 }
 
+/// etcd's `--auto-tls` key pair in `dir` (`cert.pem`, `key.pem`): the files already there, or a
+/// new self-signed ECDSA P-256 certificate for `hosts` (IP addresses as IP SANs, names as DNS
+/// SANs; organization "etcd"), valid for `validity_years` years, usable as server and client
+/// certificate. The key file is written readable by the owner only.
+pub fn self_signed(
+    dir: &Path,
+    hosts: &[String],
+    validity_years: u64,
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    #[cfg(not(madsim))]
+    {
+        real::self_signed(dir, hosts, validity_years)
+    }
+    #[cfg(madsim)]
+    {
+        let _ = (dir, hosts, validity_years);
+        Err(TlsError::Unavailable)
+    }
+}
+
 /// Whether `files` name a certificate and a key (etcd's `TLSInfo.Empty` negated).
 pub fn has_key_pair(files: &TlsFiles) -> bool {
     files.cert_file.is_some() && files.key_file.is_some()
@@ -331,6 +351,9 @@ mod real {
     }
 
     pub fn client_config(files: &TlsFiles, side: Side) -> Result<rustls::ClientConfig, TlsError> {
+        if files.auto_tls {
+            return auto_client_config(files);
+        }
         let Some(ca) = &files.trusted_ca_file else {
             return Err(TlsError::Rejected {
                 what: format!("--{}trusted-ca-file", side.prefix()),
@@ -354,6 +377,25 @@ mod real {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(config)
     }
+
+    /// The dialer of an auto-TLS member: its own key pair as client certificate, the other
+    /// side's certificate not verified.
+    fn auto_client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| rejected("TLS versions", e))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(super::auto::AcceptAnyServer(provider)));
+        let (certs, key) = key_pair(files)?;
+        let mut config = builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| rejected("tls: certificate and key", e))?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+
+    pub use super::auto::self_signed;
 }
 
 /// Why a server-side handshake failed, in the words Go's TLS stack (and so etcd's log) uses for
@@ -380,6 +422,141 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
             | CertificateError::NotValidYetContext { .. },
         ) => verify("certificate has expired or is not yet valid"),
         other => format!("tls: {other}"),
+    }
+}
+
+#[cfg(not(madsim))]
+mod auto {
+    //! `--auto-tls`: self-signed key pairs, and a dialer that does not verify the other side's
+    //! certificate (etcd's `InsecureSkipVerify` for auto-TLS peers; every member has its own
+    //! self-signed certificate, so there is nothing to verify against).
+
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+        KeyUsagePurpose,
+    };
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::TlsError;
+
+    fn rejected(what: &str, e: impl std::fmt::Display) -> TlsError {
+        TlsError::Rejected {
+            what: what.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn write(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|error| TlsError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|error| TlsError::Read {
+                path: path.to_path_buf(),
+                error,
+            })
+    }
+
+    pub fn self_signed(
+        dir: &Path,
+        hosts: &[String],
+        validity_years: u64,
+    ) -> Result<(PathBuf, PathBuf), TlsError> {
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if cert_path.exists() && key_path.exists() {
+            return Ok((cert_path, key_path));
+        }
+        std::fs::create_dir_all(dir).map_err(|error| TlsError::Read {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+            .collect();
+        let mut params =
+            CertificateParams::new(names).map_err(|e| rejected("self-signed certificate", e))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "etcd");
+        params.distinguished_name = dn;
+        let now = time::OffsetDateTime::now_utc();
+        let days = validity_years.max(1).saturating_mul(365);
+        params.not_before = now;
+        params.not_after = now + Duration::from_secs(days.saturating_mul(24 * 3600));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().map_err(|e| rejected("self-signed key", e))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| rejected("self-signed certificate", e))?;
+        write(&key_path, &key.serialize_pem(), 0o600)?;
+        write(&cert_path, &cert.pem(), 0o644)?;
+        tracing::info!(dir = %dir.display(), "generated a self-signed TLS certificate");
+        Ok((cert_path, key_path))
+    }
+
+    /// Accepts any server certificate; handshake signatures are still checked.
+    #[derive(Debug)]
+    pub struct AcceptAnyServer(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyServer {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 }
 
@@ -443,6 +620,7 @@ mod tests {
             key_file: Some(k),
             trusted_ca_file: None,
             client_cert_auth: true,
+            auto_tls: false,
         };
         let err = ServerTls::load(&files, Side::Peer)
             .err()
