@@ -864,6 +864,46 @@ fn http_endpoints_answer_like_etcd_35_beside_grpc() {
         verbose.body.contains("[+]linearizable_read ok"),
         "{verbose:?}"
     );
+    // /metrics: every family written here exists in etcd 3.5's with the same type and label
+    // names (values differ), and the content type is the same.
+    let ours_metrics = curl(&[&format!("{}/metrics", ours.http)]);
+    let etcd_metrics = curl(&[&format!("{}/metrics", etcd.http)]);
+    assert_eq!(ours_metrics.status, 200);
+    assert_eq!(ours_metrics.content_type, etcd_metrics.content_type);
+    let label_names = |line: &str| -> Vec<String> {
+        let Some((_, rest)) = line.split_once('{') else {
+            return Vec::new();
+        };
+        let labels = rest.split('}').next().unwrap_or("");
+        labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    let mut families = 0;
+    for line in ours_metrics.body.lines() {
+        if line.starts_with("# TYPE ") {
+            families += 1;
+            assert!(
+                etcd_metrics.body.contains(&format!("{line}\n")),
+                "etcd 3.5 has no {line:?}"
+            );
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let theirs = etcd_metrics.body.lines().find(|l| {
+                l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))
+            });
+            let theirs = theirs.unwrap_or_else(|| panic!("etcd 3.5 has no sample of {name}"));
+            assert_eq!(label_names(line), label_names(theirs), "labels of {name}");
+        }
+    }
+    assert!(families >= 10, "{}", ours_metrics.body);
+    let has_leader = ours_metrics
+        .body
+        .lines()
+        .any(|l| l == "etcd_server_has_leader 1");
+    assert!(has_leader, "{}", ours_metrics.body);
+
     // gRPC still works on the same ports.
     let put = ctl(
         CtlVersion::V35,

@@ -1,5 +1,5 @@
 //! http/ — the plain-HTTP endpoints of the client port, served beside gRPC on the same
-//! listener as etcd serves them: `/health`, `/livez`, `/readyz`, `/version`. HTTP/1.1 and
+//! listener as etcd serves them: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`. HTTP/1.1 and
 //! HTTP/2 (h2c, or h2 by ALPN) both reach them: the client listener's tonic server accepts
 //! HTTP/1.1 (hyper tells the protocols apart by the HTTP/2 preface), and [`routes`] puts
 //! [`Endpoints`] behind every path no gRPC service claims.
@@ -13,6 +13,7 @@
 //! Not in the simulated build (there is no HTTP server under madsim).
 
 pub mod health;
+pub mod metrics;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -74,7 +75,10 @@ async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body
         return tonic::Status::unimplemented("").into_http::<Body>();
     }
     let path = parts.uri.path();
-    let known = matches!(path, "/health" | "/livez" | "/readyz" | "/version");
+    let known = matches!(
+        path,
+        "/health" | "/livez" | "/readyz" | "/version" | "/metrics"
+    );
     if !known {
         return with_cors(text(StatusCode::NOT_FOUND, "404 page not found\n", true));
     }
@@ -93,6 +97,7 @@ async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body
         "/health" => health(node, &HealthQuery::parse(query)).await,
         "/version" => version(),
         "/livez" => livez(node, verbose(query)).await,
+        "/metrics" => metrics(node).await,
         _ => readyz(node, verbose(query)).await,
     };
     with_cors(response)
@@ -196,6 +201,39 @@ fn version() -> Response<Body> {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn metrics(node: &RaftNode) -> Response<Body> {
+    let m = node.metrics();
+    let committed = node.committed_index().await;
+    let (current_revision, compact_revision, db_bytes) = {
+        let sm = node.state().read();
+        let kv = &sm.state.kv;
+        (
+            kv.current_revision(),
+            kv.compact_revision(),
+            kv.logical_bytes(),
+        )
+    };
+    let sample = metrics::Sample {
+        has_leader: m.current_leader.is_some(),
+        is_leader: m.current_leader == Some(node.member_id()),
+        is_learner: node.is_learner(),
+        member_id: node.member_id(),
+        server_version: crate::server::maintenance::ETCD_VERSION.to_string(),
+        committed_index: committed.unwrap_or_else(|| m.last_log_index.unwrap_or(0)),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        db_bytes,
+        current_revision,
+        compact_revision,
+        process: metrics::process(),
+    };
+    let mut r = Response::new(Body::from(metrics::render(&sample)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
 }
