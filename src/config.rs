@@ -134,6 +134,8 @@ pub struct TlsFiles {
     /// `--auto-tls` / `--peer-auto-tls`: without a key pair, generate a self-signed one (and,
     /// for peers, do not verify the other members' certificates).
     pub auto_tls: bool,
+    /// `--peer-cert-allowed-cn`: the only client certificate common name accepted.
+    pub allowed_cn: Option<String>,
 }
 
 /// The validated server configuration.
@@ -520,6 +522,11 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         trusted_ca_file: path("trusted-ca-file"),
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
         auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
+        // etcd has the flag for peers only.
+        allowed_cn: match prefix {
+            "peer-" => path("cert-allowed-cn").map(|p| p.to_string_lossy().into_owned()),
+            _ => None,
+        },
     })
 }
 

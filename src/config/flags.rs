@@ -24,7 +24,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "client-crl-file",
     "peer-crl-file",
     "client-cert-allowed-hostname",
-    "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
     "cipher-suites",
     "experimental-peer-skip-client-san-verification",
@@ -99,9 +98,8 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "client-crl-file" | "peer-crl-file" => {
             "certificate revocation lists are not implemented"
         }
-        "client-cert-allowed-hostname" | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" => {
-            "restricting client certificates by name is not implemented; every certificate \
-             the CA signed is accepted"
+        "client-cert-allowed-hostname" | "peer-cert-allowed-hostname" => {
+            "restricting client certificates by host name is not implemented (--peer-cert-allowed-cn is)"
         }
         "cipher-suites" => {
             "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)"

@@ -946,6 +946,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             trusted_ca_file: Some("/ca.pem".into()),
             client_cert_auth: true,
             auto_tls: false,
+            allowed_cn: None,
         }
     );
     assert_eq!(
@@ -956,6 +957,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             trusted_ca_file: None,
             client_cert_auth: true,
             auto_tls: false,
+            allowed_cn: None,
         }
     );
     assert!(c

@@ -13,6 +13,8 @@
 //! - `tls` + `transport`: certificates and keys loaded from etcd's flags into rustls settings
 //!   (listeners and the peer dialer); the accepted socket with or without its TLS session.
 //! - `reload`: TLS settings that follow their files, so certificates rotate without a restart.
+//! - `x509`: the subject common name of a verified client certificate (request identity,
+//!   `--peer-cert-allowed-cn`).
 //!
 //! Invariant: server-to-client bytes are never touched.
 //! Invariant: nothing in here knows the etcd API; `server` and `raft::peer` bring the routers.
@@ -28,6 +30,7 @@ pub mod reload;
 pub mod tls;
 #[cfg(not(madsim))]
 pub mod transport;
+pub mod x509;
 
 pub use dialer::{DialError, Dialer};
 pub use listener::{Listener, ListenerSettings};

@@ -127,6 +127,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 pub struct ServerTls {
     #[cfg(not(madsim))]
     reloading: Arc<Reloading<rustls::ServerConfig>>,
+    /// `--peer-cert-allowed-cn`: connections whose client certificate has another CN are
+    /// refused after the handshake.
+    #[cfg(not(madsim))]
+    allowed_cn: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -172,6 +176,7 @@ impl ServerTls {
         {
             Reloading::load(files, side, real::server_config).map(|r| ServerTls {
                 reloading: Arc::new(r),
+                allowed_cn: files.allowed_cn.as_deref().map(Arc::from),
             })
         }
         #[cfg(madsim)]
@@ -204,6 +209,11 @@ impl ServerTls {
     /// The configuration for the next handshake (re-read if a file changed).
     pub fn current(&self) -> Arc<rustls::ServerConfig> {
         self.reloading.current()
+    }
+
+    /// The only client certificate common name accepted, if restricted.
+    pub fn allowed_cn(&self) -> Option<&str> {
+        self.allowed_cn.as_deref()
     }
 }
 
@@ -621,6 +631,7 @@ mod tests {
             trusted_ca_file: None,
             client_cert_auth: true,
             auto_tls: false,
+            allowed_cn: None,
         };
         let err = ServerTls::load(&files, Side::Peer)
             .err()
