@@ -136,6 +136,8 @@ pub struct TlsFiles {
     pub auto_tls: bool,
     /// `--peer-cert-allowed-cn`: the only client certificate common name accepted.
     pub allowed_cn: Option<String>,
+    /// `--client-crl-file` / `--peer-crl-file`: revoked client certificates.
+    pub crl_file: Option<PathBuf>,
 }
 
 /// The validated server configuration.
@@ -522,12 +524,24 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         trusted_ca_file: path("trusted-ca-file"),
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
         auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
+        crl_file: settings_crl(settings, prefix),
         // etcd has the flag for peers only.
         allowed_cn: match prefix {
             "peer-" => path("cert-allowed-cn").map(|p| p.to_string_lossy().into_owned()),
             _ => None,
         },
     })
+}
+
+/// `--client-crl-file` or `--peer-crl-file`.
+fn settings_crl(settings: &Settings, prefix: &str) -> Option<PathBuf> {
+    let name = if prefix.is_empty() {
+        "client-crl-file"
+    } else {
+        "peer-crl-file"
+    };
+    let v = settings.raw(name);
+    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {

@@ -147,7 +147,7 @@ struct TlsServer {
 }
 
 fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
-    start_tls_server_with(kind, certs, &certs.server, &certs.ca)
+    start_tls_server_with(kind, certs, &certs.server, &certs.ca, &[])
 }
 
 /// As [`start_tls_server`] with the server's key pair and trusted CA bundle at given paths
@@ -157,6 +157,7 @@ fn start_tls_server_with(
     certs: &Certs,
     server: &Pair,
     trusted_ca: &Path,
+    extra: &[String],
 ) -> TlsServer {
     let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
     let https = format!("https://127.0.0.1:{tls_port}");
@@ -174,6 +175,7 @@ fn start_tls_server_with(
         format!("--trusted-ca-file={}", trusted_ca.display()),
         "--client-cert-auth=true".to_string(),
     ];
+    let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
     let mut proc = Proc::spawn(kind, &args);
     let started = Instant::now();
     loop {
@@ -1029,7 +1031,7 @@ fn a_rotated_certificate_is_used_without_a_restart() {
     if let Err(e) = std::fs::write(&bundle, both) {
         panic!("write bundle: {e}");
     }
-    let server = start_tls_server_with(ServerKind::Oxetcd, &old, &live, &bundle);
+    let server = start_tls_server_with(ServerKind::Oxetcd, &old, &live, &bundle, &[]);
     let watch = Watching::start(&server.https, &old.ca, &old.client, "rot");
     let started = Instant::now();
     loop {
@@ -1247,6 +1249,50 @@ fn peer_cert_allowed_cn_refuses_other_names() {
     assert!(
         log.lines().any(|l| l.contains("rejected connection")
             && l.contains("client certificate authentication failed")),
+        "{log}"
+    );
+}
+
+/// `--client-crl-file`: a client certificate the CA revoked is refused at the handshake (and
+/// logged), as by etcd 3.5 with the same CRL; other clients are served.
+#[test]
+fn revoked_client_certificates_are_refused_like_etcd_35() {
+    if require_etcd_tools("revoked_client_certificates_are_refused_like_etcd_35").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let crl = vec![format!("--client-crl-file={}", certs.crl.display())];
+    let ours = start_tls_server_with(ServerKind::Oxetcd, &certs, &certs.server, &certs.ca, &crl);
+    let etcd = start_tls_server_with(ServerKind::Etcd35, &certs, &certs.server, &certs.ca, &crl);
+    let mine = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.revoked),
+        &["get", "k"],
+    );
+    let theirs = ctl(
+        CtlVersion::V35,
+        &etcd.https,
+        &certs.ca,
+        Some(&certs.revoked),
+        &["get", "k"],
+    );
+    assert_ne!(mine.code, 0, "a revoked certificate was served");
+    assert_ne!(theirs.code, 0, "etcd served a revoked certificate");
+    assert_eq!(error_line(&mine), error_line(&theirs));
+    let good = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["put", "k", "v"],
+    );
+    assert_eq!(ok(&good, "put with a valid certificate").trim(), "OK");
+    let log = ours.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rejected connection") && l.contains("certificate is revoked")),
         "{log}"
     );
 }

@@ -21,8 +21,6 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
-    "client-crl-file",
-    "peer-crl-file",
     "client-cert-allowed-hostname",
     "peer-cert-allowed-hostname",
     "cipher-suites",
@@ -95,9 +93,6 @@ pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "client-crl-file" | "peer-crl-file" => {
-            "certificate revocation lists are not implemented"
-        }
         "client-cert-allowed-hostname" | "peer-cert-allowed-hostname" => {
             "restricting client certificates by host name is not implemented (--peer-cert-allowed-cn is)"
         }
@@ -690,11 +685,13 @@ mod tests {
             })
         );
         assert_eq!(check(&["--cert-file", "/c.pem"]), None);
+        assert_eq!(check(&["--client-crl-file", "/crl.pem"]), None);
         assert_eq!(
-            check(&["--client-crl-file", "/crl.pem"]),
+            check(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]),
             Some(ConfigError::Unsupported {
-                flag: "client-crl-file".into(),
-                why: "certificate revocation lists are not implemented",
+                flag: "cipher-suites".into(),
+                why:
+                    "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)",
             })
         );
         assert!(check(&["--pre-vote=false"]).is_some());

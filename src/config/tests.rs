@@ -294,7 +294,6 @@ fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"),
-        (&["--peer-crl-file", "crl.pem"], &[], "oxetcd: flag --peer-crl-file is not supported yet (certificate revocation lists are not implemented)"),
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
         (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
@@ -947,6 +946,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            crl_file: None,
         }
     );
     assert_eq!(
@@ -958,6 +958,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            crl_file: None,
         }
     );
     assert!(c

@@ -28,8 +28,8 @@ struct Stamp {
     inode: u64,
 }
 
-/// Stamps of the certificate, key and CA files (`None`: not configured or unreadable).
-type Stamps = [Option<Stamp>; 3];
+/// Stamps of the certificate, key, CA and CRL files (`None`: not configured or unreadable).
+type Stamps = [Option<Stamp>; 4];
 
 fn stamp(path: Option<&Path>) -> Option<Stamp> {
     let meta = std::fs::metadata(path?).ok()?;
@@ -45,6 +45,7 @@ fn stamps(files: &TlsFiles) -> Stamps {
         stamp(files.cert_file.as_deref()),
         stamp(files.key_file.as_deref()),
         stamp(files.trusted_ca_file.as_deref()),
+        stamp(files.crl_file.as_deref()),
     ]
 }
 

@@ -65,6 +65,8 @@ pub enum TlsError {
     BadPem { path: PathBuf, reason: String },
     /// Client certificates are required but no CA file says which ones to trust.
     CaRequired { side: Side },
+    /// A CRL file without client certificates to check.
+    CrlWithoutCa { side: Side },
     /// rustls refused the material (a key that does not match its certificate, a CA that is not
     /// a valid trust anchor, ...).
     Rejected { what: String, reason: String },
@@ -91,6 +93,15 @@ impl fmt::Display for TlsError {
                     f,
                     "--{p}client-cert-auth needs --{p}trusted-ca-file: client certificates are \
                      verified against that CA bundle"
+                )
+            }
+            TlsError::CrlWithoutCa { side } => {
+                let p = side.prefix();
+                let crl = if p.is_empty() { "client-" } else { p };
+                write!(
+                    f,
+                    "--{crl}crl-file needs --{p}trusted-ca-file: only verified client \
+                     certificates are checked against it"
                 )
             }
             TlsError::Rejected { what, reason } => write!(f, "{what}: {reason}"),
@@ -261,7 +272,7 @@ mod real {
     use rustls::server::WebPkiClientVerifier;
     use rustls::RootCertStore;
     use rustls_pki_types::pem::{self, PemObject};
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
     use super::{read_file, Side, TlsError, TlsFiles, ALPN_H2, ALPN_HTTP1};
 
@@ -324,6 +335,23 @@ mod real {
         Ok((certificates(cert, "certificate")?, private_key(key)?))
     }
 
+    /// Every CRL in a PEM file; at least one.
+    fn revocation_lists(
+        path: &Path,
+    ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+        let bytes = read_file(path)?;
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_pem(path, e))?;
+        if crls.is_empty() {
+            return Err(TlsError::NoPem {
+                what: "CRL",
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(crls)
+    }
+
     fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
         let mut store = RootCertStore::empty();
         for cert in certificates(path, "certificate")? {
@@ -346,11 +374,18 @@ mod real {
             let Some(ca) = &files.trusted_ca_file else {
                 return Err(TlsError::CaRequired { side });
             };
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider)
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider);
+            if let Some(crl) = &files.crl_file {
+                verifier = verifier.with_crls(revocation_lists(crl)?);
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| rejected(format!("{}", ca.display()), e))?;
             builder.with_client_cert_verifier(verifier)
         } else {
+            if files.crl_file.is_some() {
+                return Err(TlsError::CrlWithoutCa { side });
+            }
             builder.with_no_client_auth()
         };
         let mut config = builder
@@ -425,6 +460,7 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             verify("certificate signed by unknown authority")
         }
+        Error::InvalidCertificate(CertificateError::Revoked) => verify("certificate is revoked"),
         Error::InvalidCertificate(
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
@@ -632,6 +668,7 @@ mod tests {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            crl_file: None,
         };
         let err = ServerTls::load(&files, Side::Peer)
             .err()
