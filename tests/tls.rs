@@ -681,11 +681,21 @@ fn three_member_cluster_runs_on_client_and_peer_tls() {
     assert_eq!(got.trim(), "1");
 
     c.kill(1);
-    assert_eq!(
-        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/b", "2"])
-            .trim(),
-        "OK"
-    );
+    // If n2 led, the others elect a new leader first; a put caught by the change fails with
+    // "request timed out" (etcdctl does not retry), so it is retried until a deadline.
+    let started = Instant::now();
+    loop {
+        let put = c.ctl(CtlVersion::V35, 0, &["put", "/registry/b", "2"]);
+        if put.code == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "no put succeeded within {READY_DEADLINE:?} of the kill: {}",
+            put.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     c.spawn(1);
     c.wait_healthy(1);
     let keys = c.ctl_ok(
