@@ -131,6 +131,13 @@ pub struct TlsFiles {
     pub key_file: Option<PathBuf>,
     pub trusted_ca_file: Option<PathBuf>,
     pub client_cert_auth: bool,
+    /// `--auto-tls` / `--peer-auto-tls`: without a key pair, generate a self-signed one (and,
+    /// for peers, do not verify the other members' certificates).
+    pub auto_tls: bool,
+    /// `--peer-cert-allowed-cn`: the only client certificate common name accepted.
+    pub allowed_cn: Option<String>,
+    /// `--client-crl-file` / `--peer-crl-file`: revoked client certificates.
+    pub crl_file: Option<PathBuf>,
 }
 
 /// The validated server configuration.
@@ -171,6 +178,8 @@ pub struct Config {
     // security
     pub client_tls: TlsFiles,
     pub peer_tls: TlsFiles,
+    /// `--self-signed-cert-validity`: years the `--auto-tls` certificates are valid.
+    pub self_signed_cert_validity_years: u64,
     pub cors: Cors,
     // auth
     pub auth_token: AuthTokenKind,
@@ -314,6 +323,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         enable_v2: read_bool(settings, "enable-v2")?,
         client_tls: read_tls(settings, "")?,
         peer_tls: read_tls(settings, "peer-")?,
+        self_signed_cert_validity_years: read_uint(settings, "self-signed-cert-validity")?,
         cors: read_cors(settings)?,
         auth_token: read_auth_token(settings)?,
         auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
@@ -512,7 +522,25 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         key_file: path("key-file"),
         trusted_ca_file: path("trusted-ca-file"),
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
+        auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
+        crl_file: settings_crl(settings, prefix),
+        // etcd has the flag for peers only.
+        allowed_cn: match prefix {
+            "peer-" => path("cert-allowed-cn").map(|p| p.to_string_lossy().into_owned()),
+            _ => None,
+        },
     })
+}
+
+/// `--client-crl-file` or `--peer-crl-file`.
+fn settings_crl(settings: &Settings, prefix: &str) -> Option<PathBuf> {
+    let name = if prefix.is_empty() {
+        "client-crl-file"
+    } else {
+        "peer-crl-file"
+    };
+    let v = settings.raw(name);
+    (!v.is_empty()).then(|| PathBuf::from(v))
 }
 
 fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {

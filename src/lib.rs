@@ -9,6 +9,8 @@ pub mod config;
 #[cfg(test)]
 mod golden;
 pub mod grpc;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod ids;
 pub mod io;
 pub mod lease;

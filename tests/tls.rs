@@ -147,6 +147,18 @@ struct TlsServer {
 }
 
 fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
+    start_tls_server_with(kind, certs, &certs.server, &certs.ca, &[])
+}
+
+/// As [`start_tls_server`] with the server's key pair and trusted CA bundle at given paths
+/// (`certs` still serves the readiness probe).
+fn start_tls_server_with(
+    kind: ServerKind,
+    certs: &Certs,
+    server: &Pair,
+    trusted_ca: &Path,
+    extra: &[String],
+) -> TlsServer {
     let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
     let https = format!("https://127.0.0.1:{tls_port}");
     let http = format!("http://127.0.0.1:{plain_port}");
@@ -158,11 +170,12 @@ fn start_tls_server(kind: ServerKind, certs: &Certs) -> TlsServer {
         format!("--listen-peer-urls={peer}"),
         format!("--initial-advertise-peer-urls={peer}"),
         format!("--initial-cluster=tls1={peer}"),
-        format!("--cert-file={}", certs.server.cert.display()),
-        format!("--key-file={}", certs.server.key.display()),
-        format!("--trusted-ca-file={}", certs.ca.display()),
+        format!("--cert-file={}", server.cert.display()),
+        format!("--key-file={}", server.key.display()),
+        format!("--trusted-ca-file={}", trusted_ca.display()),
         "--client-cert-auth=true".to_string(),
     ];
+    let args: Vec<String> = args.into_iter().chain(extra.iter().cloned()).collect();
     let mut proc = Proc::spawn(kind, &args);
     let started = Instant::now();
     loop {
@@ -668,11 +681,21 @@ fn three_member_cluster_runs_on_client_and_peer_tls() {
     assert_eq!(got.trim(), "1");
 
     c.kill(1);
-    assert_eq!(
-        c.ctl_ok(CtlVersion::V35, 0, &["put", "/registry/b", "2"])
-            .trim(),
-        "OK"
-    );
+    // If n2 led, the others elect a new leader first; a put caught by the change fails with
+    // "request timed out" (etcdctl does not retry), so it is retried until a deadline.
+    let started = Instant::now();
+    loop {
+        let put = c.ctl(CtlVersion::V35, 0, &["put", "/registry/b", "2"]);
+        if put.code == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "no put succeeded within {READY_DEADLINE:?} of the kill: {}",
+            put.stderr_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     c.spawn(1);
     c.wait_healthy(1);
     let keys = c.ctl_ok(
@@ -724,4 +747,562 @@ fn three_member_cluster_runs_on_client_and_peer_tls() {
     assert!(keys.contains("/registry/b"), "{keys}");
     let log = std::fs::read_to_string(c.log_path(0)).unwrap_or_default();
     assert!(log.contains("serving peer traffic securely"), "{log}");
+}
+
+/// curl's arguments for one server.
+type ArgsOf<'a> = dyn Fn(&TlsServer) -> Vec<String> + 'a;
+
+/// One answer of curl: status code, content type and body.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpAnswer {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+/// `curl -i` with `args`, parsed. The protocol line may be HTTP/1.1 or HTTP/2; no answer is
+/// status 0.
+fn curl(args: &[&str]) -> HttpAnswer {
+    let out = Command::new("/usr/bin/curl")
+        .args(["-sS", "-i", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run curl: {e}"),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let Some(status) = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+    else {
+        // No answer at all (connection refused or reset): status 0, curl's error as the body.
+        return HttpAnswer {
+            status: 0,
+            content_type: String::new(),
+            body: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+    };
+    let content_type = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    HttpAnswer {
+        status,
+        content_type,
+        body: body.to_string(),
+    }
+}
+
+/// `/health`, `/version`, unknown paths and other methods over plain HTTP/1.1 and TLS with ALPN
+/// h2 and http/1.1 (and h2c, which etcd does not serve them on), on the same client ports that serve gRPC, compared with etcd 3.5
+/// (whose version number is masked); `/livez` and `/readyz` (etcd 3.6's) answer `ok`.
+#[test]
+fn http_endpoints_answer_like_etcd_35_beside_grpc() {
+    if require_etcd_tools("http_endpoints_answer_like_etcd_35_beside_grpc").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let ours = start_tls_server(ServerKind::Oxetcd, &certs);
+    let etcd = start_tls_server(ServerKind::Etcd35, &certs);
+    let tls_args = |s: &TlsServer, proto: &'static str, path: &str| -> Vec<String> {
+        vec![
+            proto.to_string(),
+            "--cacert".into(),
+            certs.ca.display().to_string(),
+            "--cert".into(),
+            certs.client.cert.display().to_string(),
+            "--key".into(),
+            certs.client.key.display().to_string(),
+            format!("{}{path}", s.https),
+        ]
+    };
+    let mask = |mut a: HttpAnswer| {
+        if let Some(at) = a.body.find(r#""etcdserver":""#) {
+            let start = at + r#""etcdserver":""#.len();
+            if let Some(len) = a.body[start..].find('"') {
+                a.body.replace_range(start..start + len, "X");
+            }
+        }
+        a
+    };
+    for path in [
+        "/health",
+        "/health?serializable=true",
+        "/health?exclude=NOSPACE",
+        "/version",
+        "/no/such/path",
+    ] {
+        let variants: Vec<(&str, Box<ArgsOf>)> = vec![
+            (
+                "http/1.1",
+                Box::new(move |s: &TlsServer| vec![format!("{}{path}", s.http)]),
+            ),
+            (
+                "https h2",
+                Box::new(move |s: &TlsServer| tls_args(s, "--http2", path)),
+            ),
+            (
+                "https http/1.1",
+                Box::new(move |s: &TlsServer| tls_args(s, "--http1.1", path)),
+            ),
+        ];
+        for (label, args) in &variants {
+            let a = args(&ours);
+            let b = args(&etcd);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let b: Vec<&str> = b.iter().map(String::as_str).collect();
+            assert_eq!(mask(curl(&a)), mask(curl(&b)), "{path} over {label}");
+        }
+    }
+    // etcd 3.5 hands every plaintext HTTP/2 connection to its gRPC server; here h2c reaches the
+    // same endpoints as HTTP/1.1.
+    for path in ["/health", "/version", "/no/such/path"] {
+        let url = format!("{}{path}", ours.http);
+        assert_eq!(
+            curl(&["--http2-prior-knowledge", &url]),
+            curl(&[&url]),
+            "{path} over h2c"
+        );
+    }
+    let post = |s: &TlsServer| curl(&["-X", "POST", &format!("{}/health", s.http)]);
+    assert_eq!(post(&ours), post(&etcd), "POST /health");
+    for path in ["/livez", "/readyz"] {
+        let a = curl(&[&format!("{}{path}", ours.http)]);
+        assert_eq!((a.status, a.body.as_str()), (200, "ok"), "{path}");
+    }
+    let verbose = curl(&[&format!("{}/readyz?verbose", ours.http)]);
+    assert!(
+        verbose.body.contains("[+]linearizable_read ok"),
+        "{verbose:?}"
+    );
+    // /metrics: every family written here exists in etcd 3.5's with the same type and label
+    // names (values differ), and the content type is the same.
+    let ours_metrics = curl(&[&format!("{}/metrics", ours.http)]);
+    let etcd_metrics = curl(&[&format!("{}/metrics", etcd.http)]);
+    assert_eq!(ours_metrics.status, 200);
+    assert_eq!(ours_metrics.content_type, etcd_metrics.content_type);
+    let label_names = |line: &str| -> Vec<String> {
+        let Some((_, rest)) = line.split_once('{') else {
+            return Vec::new();
+        };
+        let labels = rest.split('}').next().unwrap_or("");
+        labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+            .collect()
+    };
+    let mut families = 0;
+    for line in ours_metrics.body.lines() {
+        if line.starts_with("# TYPE ") {
+            families += 1;
+            assert!(
+                etcd_metrics.body.contains(&format!("{line}\n")),
+                "etcd 3.5 has no {line:?}"
+            );
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            let theirs = etcd_metrics.body.lines().find(|l| {
+                l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))
+            });
+            let theirs = theirs.unwrap_or_else(|| panic!("etcd 3.5 has no sample of {name}"));
+            assert_eq!(label_names(line), label_names(theirs), "labels of {name}");
+        }
+    }
+    assert!(families >= 10, "{}", ours_metrics.body);
+    let has_leader = ours_metrics
+        .body
+        .lines()
+        .any(|l| l == "etcd_server_has_leader 1");
+    assert!(has_leader, "{}", ours_metrics.body);
+
+    // gRPC still works on the same ports.
+    let put = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["put", "k", "v"],
+    );
+    assert_eq!(ok(&put, "put beside HTTP").trim(), "OK");
+}
+
+/// Lines an etcdctl watch prints, collected while it runs; the process dies with the value.
+struct Watching {
+    child: Child,
+    output: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watching {
+    fn start(endpoint: &str, ca: &Path, client: &Pair, key: &str) -> Watching {
+        let tools = match common::etcd_tools() {
+            Ok(tools) => tools,
+            Err(e) => panic!("etcd tools: {e}"),
+        };
+        let child = Command::new(&tools.etcdctl35)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg(format!("--cacert={}", ca.display()))
+            .arg(format!("--cert={}", client.cert.display()))
+            .arg(format!("--key={}", client.key.display()))
+            .args(["watch", key])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start etcdctl watch: {e}"),
+        };
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut stdout) = child.stdout.take() {
+            let sink = output.clone();
+            thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stdout.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut text = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Watching { child, output }
+    }
+
+    /// Waits until the watch printed `needle`.
+    fn wait_for(&self, needle: &str, deadline: Duration) {
+        let started = Instant::now();
+        loop {
+            let text = self
+                .output
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                started.elapsed() < deadline,
+                "the watch did not print {needle:?} within {deadline:?}: {text:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Rotation in place: the server's certificate and key are replaced (renamed over, as rotation
+/// tools and Kubernetes secrets do) by ones from a new CA while a watch stream is open. New
+/// connections get the new certificate at once (clients trusting only the old CA are refused),
+/// and the open stream keeps receiving events.
+#[test]
+fn a_rotated_certificate_is_used_without_a_restart() {
+    if require_etcd_tools("a_rotated_certificate_is_used_without_a_restart").is_none() {
+        return;
+    }
+    let old = Certs::generate();
+    let new = Certs::generate();
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("temp dir: {e}"),
+    };
+    let copy = |from: &Path, name: &str| {
+        let to = dir.path().join(name);
+        if let Err(e) = std::fs::copy(from, &to) {
+            panic!("copy {}: {e}", from.display());
+        }
+        to
+    };
+    let live = Pair {
+        cert: copy(&old.server.cert, "server.pem"),
+        key: copy(&old.server.key, "server-key.pem"),
+    };
+    // Clients of both CAs are trusted throughout; only the server certificate changes.
+    let bundle = dir.path().join("clients-ca.pem");
+    let both = [&old.ca, &new.ca]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect::<String>();
+    if let Err(e) = std::fs::write(&bundle, both) {
+        panic!("write bundle: {e}");
+    }
+    let server = start_tls_server_with(ServerKind::Oxetcd, &old, &live, &bundle, &[]);
+    let watch = Watching::start(&server.https, &old.ca, &old.client, "rot");
+    let started = Instant::now();
+    loop {
+        let put = ctl(
+            CtlVersion::V35,
+            &server.https,
+            &old.ca,
+            Some(&old.client),
+            &["put", "rot", "before"],
+        );
+        assert_eq!(ok(&put, "put before").trim(), "OK");
+        let seen = watch
+            .output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains("before");
+        if seen {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "the watch never saw a put"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    for (from, to) in [(&new.server.key, &live.key), (&new.server.cert, &live.cert)] {
+        let staged = copy(from, "staged.pem");
+        if let Err(e) = std::fs::rename(&staged, to) {
+            panic!("rename over {}: {e}", to.display());
+        }
+    }
+    let put = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &new.ca,
+        Some(&new.client),
+        &["put", "rot", "after"],
+    );
+    assert_eq!(ok(&put, "put trusting only the new CA").trim(), "OK");
+    let stale = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &old.ca,
+        Some(&old.client),
+        &["get", "rot"],
+    );
+    assert_ne!(
+        stale.code, 0,
+        "a client trusting only the old CA still connected"
+    );
+    watch.wait_for("after", Duration::from_secs(20));
+    assert!(server
+        .proc
+        .log_text()
+        .contains("reloaded TLS certificate files"));
+}
+
+/// `--auto-tls` and `--peer-auto-tls`: three members on https client and peer URLs with
+/// certificates they generate themselves; etcdctl connects skipping verification, writes on one
+/// member are read on another, and the certificates are kept in the data dir.
+#[test]
+fn auto_tls_members_generate_their_certificates_and_form_a_cluster() {
+    if require_etcd_tools("auto_tls_members_generate_their_certificates_and_form_a_cluster")
+        .is_none()
+    {
+        return;
+    }
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("a{i}=https://127.0.0.1:{p}"))
+        .collect();
+    let initial = initial.join(",");
+    let members: Vec<Proc> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (c, p))| {
+            let args = vec![
+                format!("--name=a{i}"),
+                format!("--listen-client-urls=https://127.0.0.1:{c}"),
+                format!("--advertise-client-urls=https://127.0.0.1:{c}"),
+                format!("--listen-peer-urls=https://127.0.0.1:{p}"),
+                format!("--initial-advertise-peer-urls=https://127.0.0.1:{p}"),
+                format!("--initial-cluster={initial}"),
+                "--auto-tls".to_string(),
+                "--peer-auto-tls".to_string(),
+            ];
+            Proc::spawn(ServerKind::Oxetcd, &args)
+        })
+        .collect();
+    let insecure = |i: usize, args: &[&str]| {
+        let mut all = os(&[
+            "--insecure-skip-tls-verify",
+            "--insecure-transport=false",
+            "--dial-timeout=2s",
+            "--command-timeout=4s",
+        ]);
+        all.extend(os(args));
+        etcdctl(
+            CtlVersion::V35,
+            &format!("https://127.0.0.1:{}", ports[i].0),
+            &all,
+            b"",
+        )
+    };
+    let started = Instant::now();
+    for (i, member) in members.iter().enumerate() {
+        loop {
+            if insecure(i, &["endpoint", "health"]).code == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < READY_DEADLINE,
+                "a{i} not healthy: {}",
+                member.log_text()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let list = insecure(0, &["member", "list"]);
+    let list = ok(&list, "member list");
+    assert_eq!(list.matches(", started, ").count(), 3, "{list}");
+    assert_eq!(
+        ok(&insecure(0, &["put", "auto", "tls"]), "put").trim(),
+        "OK"
+    );
+    let got = ok(&insecure(2, &["get", "auto", "--print-value-only"]), "get");
+    assert_eq!(got.trim(), "tls");
+    let fixtures = members[1]._dir.path().join("data").join("fixtures");
+    for side in ["client", "peer"] {
+        for file in ["cert.pem", "key.pem"] {
+            assert!(
+                fixtures.join(side).join(file).exists(),
+                "{side}/{file} missing"
+            );
+        }
+    }
+    // Verifying against the system's roots fails: the certificate is self-signed.
+    let strict = etcdctl(
+        CtlVersion::V35,
+        &format!("https://127.0.0.1:{}", ports[0].0),
+        &os(&["--dial-timeout=2s", "--command-timeout=3s", "get", "auto"]),
+        b"",
+    );
+    assert_ne!(strict.code, 0);
+}
+
+/// `--peer-cert-allowed-cn`: on the peer port, a client certificate from the right CA but with
+/// another common name is refused after the handshake and logged; the allowed name connects.
+#[test]
+fn peer_cert_allowed_cn_refuses_other_names() {
+    let certs = Certs::generate();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer = format!("https://127.0.0.1:{peer_port}");
+    let args = vec![
+        format!("--listen-client-urls=http://127.0.0.1:{client_port}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{client_port}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=default={peer}"),
+        format!("--peer-cert-file={}", certs.server.cert.display()),
+        format!("--peer-key-file={}", certs.server.key.display()),
+        format!("--peer-trusted-ca-file={}", certs.ca.display()),
+        "--peer-client-cert-auth".to_string(),
+        // The server certificate's CN; the client certificate's is "root".
+        "--peer-cert-allowed-cn=127.0.0.1".to_string(),
+    ];
+    let mut proc = Proc::spawn(ServerKind::Oxetcd, &args);
+    let health = format!("http://127.0.0.1:{client_port}/health");
+    let started = Instant::now();
+    while curl(&[&health]).status != 200 {
+        assert!(
+            proc.wait_exit(Duration::ZERO).is_none(),
+            "exited: {}",
+            proc.log_text()
+        );
+        assert!(
+            started.elapsed() < READY_DEADLINE,
+            "not healthy: {}",
+            proc.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let dial = |pair: &Pair| {
+        let out = Command::new("/usr/bin/curl")
+            .args([
+                "-sS",
+                "--http2",
+                "--max-time",
+                "5",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(&certs.ca)
+            .arg("--cert")
+            .arg(&pair.cert)
+            .arg("--key")
+            .arg(&pair.key)
+            .arg(format!("{peer}/"))
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => panic!("cannot run curl: {e}"),
+        }
+    };
+    assert_eq!(dial(&certs.client), "000", "CN root was let in");
+    assert_ne!(dial(&certs.server), "000", "the allowed CN was refused");
+    let log = proc.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("rejected connection")
+            && l.contains("client certificate authentication failed")),
+        "{log}"
+    );
+}
+
+/// `--client-crl-file`: a client certificate the CA revoked is refused at the handshake (and
+/// logged), as by etcd 3.5 with the same CRL; other clients are served.
+#[test]
+fn revoked_client_certificates_are_refused_like_etcd_35() {
+    if require_etcd_tools("revoked_client_certificates_are_refused_like_etcd_35").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let crl = vec![format!("--client-crl-file={}", certs.crl.display())];
+    let ours = start_tls_server_with(ServerKind::Oxetcd, &certs, &certs.server, &certs.ca, &crl);
+    let etcd = start_tls_server_with(ServerKind::Etcd35, &certs, &certs.server, &certs.ca, &crl);
+    let mine = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.revoked),
+        &["get", "k"],
+    );
+    let theirs = ctl(
+        CtlVersion::V35,
+        &etcd.https,
+        &certs.ca,
+        Some(&certs.revoked),
+        &["get", "k"],
+    );
+    assert_ne!(mine.code, 0, "a revoked certificate was served");
+    assert_ne!(theirs.code, 0, "etcd served a revoked certificate");
+    assert_eq!(error_line(&mine), error_line(&theirs));
+    let good = ctl(
+        CtlVersion::V35,
+        &ours.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["put", "k", "v"],
+    );
+    assert_eq!(ok(&good, "put with a valid certificate").trim(), "OK");
+    let log = ours.proc.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("rejected connection") && l.contains("certificate is revoked")),
+        "{log}"
+    );
 }

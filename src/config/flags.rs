@@ -20,15 +20,9 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // TLS features beyond certificate files, CA bundles and client certificate auth
-    "auto-tls",
-    "peer-auto-tls",
-    "client-crl-file",
-    "peer-crl-file",
+    // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
     "client-cert-allowed-hostname",
-    "peer-cert-allowed-cn",
     "peer-cert-allowed-hostname",
-    "self-signed-cert-validity",
     "cipher-suites",
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
@@ -98,14 +92,8 @@ pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "auto-tls" | "peer-auto-tls" | "self-signed-cert-validity" => {
-            "generated certificates are not implemented; give --cert-file/--key-file \
-             (--peer-cert-file/--peer-key-file)"
-        }
-        "client-crl-file" | "peer-crl-file" => "certificate revocation lists are not implemented",
-        "client-cert-allowed-hostname" | "peer-cert-allowed-cn" | "peer-cert-allowed-hostname" => {
-            "restricting client certificates by name is not implemented; every certificate \
-             the CA signed is accepted"
+        "client-cert-allowed-hostname" | "peer-cert-allowed-hostname" => {
+            "restricting client certificates by host name is not implemented (--peer-cert-allowed-cn is)"
         }
         "cipher-suites" => {
             "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)"
@@ -707,11 +695,13 @@ mod tests {
             })
         );
         assert_eq!(check(&["--cert-file", "/c.pem"]), None);
+        assert_eq!(check(&["--client-crl-file", "/crl.pem"]), None);
         assert_eq!(
-            check(&["--client-crl-file", "/crl.pem"]),
+            check(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]),
             Some(ConfigError::Unsupported {
-                flag: "client-crl-file".into(),
-                why: "certificate revocation lists are not implemented",
+                flag: "cipher-suites".into(),
+                why:
+                    "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)",
             })
         );
         assert!(check(&["--pre-vote=false"]).is_some());

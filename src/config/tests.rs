@@ -294,8 +294,6 @@ fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"),
-        (&["--auto-tls"], &[], "oxetcd: flag --auto-tls is not supported yet (generated certificates are not implemented; give --cert-file/--key-file (--peer-cert-file/--peer-key-file))"),
-        (&["--peer-crl-file", "crl.pem"], &[], "oxetcd: flag --peer-crl-file is not supported yet (certificate revocation lists are not implemented)"),
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
         (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
@@ -940,6 +938,9 @@ fn tls_flags_are_parsed_for_both_sides() {
             key_file: Some("/s-key.pem".into()),
             trusted_ca_file: Some("/ca.pem".into()),
             client_cert_auth: true,
+            auto_tls: false,
+            allowed_cn: None,
+            crl_file: None,
         }
     );
     assert_eq!(
@@ -949,6 +950,9 @@ fn tls_flags_are_parsed_for_both_sides() {
             key_file: Some("/p-key.pem".into()),
             trusted_ca_file: None,
             client_cert_auth: true,
+            auto_tls: false,
+            allowed_cn: None,
+            crl_file: None,
         }
     );
     assert!(c

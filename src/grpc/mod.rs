@@ -80,12 +80,24 @@ pub fn grpc_timeout(meta: &tonic::metadata::MetadataMap) -> Option<Duration> {
     })
 }
 
-/// The request context of a gRPC call: remote address, `hasleader`, the client's deadline.
+/// The request context of a gRPC call: remote address and TLS certificate name (from the
+/// connection, `net::transport::ConnInfo`), `hasleader`, the client's deadline.
 pub fn req_ctx<T>(request: &tonic::Request<T>) -> ReqCtx {
     let meta = request.metadata();
+    #[cfg(not(madsim))]
+    let conn = request
+        .extensions()
+        .get::<crate::net::transport::ConnInfo>();
+    #[cfg(not(madsim))]
+    let (peer, cert_common_name) = (
+        conn.and_then(|c| c.remote_addr).or(request.remote_addr()),
+        conn.and_then(|c| c.common_name.clone()),
+    );
+    #[cfg(madsim)]
+    let (peer, cert_common_name) = (request.remote_addr(), None);
     ReqCtx {
-        peer: request.remote_addr(),
-        cert_common_name: None,
+        peer,
+        cert_common_name,
         user: None,
         require_leader: requires_leader(meta),
         deadline: grpc_timeout(meta).map(|t| tokio::time::Instant::now() + t),
@@ -103,7 +115,6 @@ const TRANSPORT_DECODE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const WATCH_SEND_BYTES_MAX: usize = i32::MAX as usize;
 
 fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport::server::Router {
-    let mut builder = builder;
     let kv = KvServer::new(kv::KvService::new(api.clone()))
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(api.clone()))
@@ -112,16 +123,25 @@ fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport
         .max_decoding_message_size(TRANSPORT_DECODE_BYTES_MAX)
         .max_encoding_message_size(WATCH_SEND_BYTES_MAX);
     let lease = LeaseServer::new(lease::LeaseService::new(api.clone()));
-    builder
+    let health = HealthServer::new(health::HealthService::new(api.node.clone()));
+    // HTTP/1.1 beside gRPC, and the plain-HTTP endpoints on every path no service claims.
+    #[cfg(not(madsim))]
+    let router = builder
+        .accept_http1(true)
+        .add_routes(crate::http::routes(api.node.clone()))
+        .add_service(health);
+    #[cfg(madsim)]
+    let router = {
+        let mut builder = builder;
+        builder.add_service(health)
+    };
+    router
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
         .add_service(maintenance)
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             api.clone(),
-        )))
-        .add_service(HealthServer::new(health::HealthService::new(
-            api.node.clone(),
         )))
 }
 

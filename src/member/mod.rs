@@ -89,6 +89,37 @@ pub struct ListenAddr {
     pub tls: Option<ServerTls>,
 }
 
+/// The TLS files of one side after `--auto-tls`/`--peer-auto-tls`: without a key pair, the
+/// self-signed one in `<data-dir>/fixtures/client` (or `peer`) for the listen URLs' hosts,
+/// generated on first use, as etcd does. Given files win over auto TLS (with etcd's warning).
+pub(crate) fn with_auto_tls(
+    files: &TlsFiles,
+    data_dir: &std::path::Path,
+    listen_urls: &[Url],
+    validity_years: u64,
+    side: Side,
+) -> Result<TlsFiles, String> {
+    if !files.auto_tls {
+        return Ok(files.clone());
+    }
+    let what = match side {
+        Side::Client => "client",
+        Side::Peer => "peer",
+    };
+    if tls::has_key_pair(files) {
+        tracing::warn!("ignoring {what} auto TLS since certs given");
+        return Ok(files.clone());
+    }
+    let hosts: Vec<String> = listen_urls.iter().map(|u| u.host.clone()).collect();
+    let dir = data_dir.join("fixtures").join(what);
+    let (cert, key) = tls::self_signed(&dir, &hosts, validity_years).map_err(|e| e.to_string())?;
+    Ok(TlsFiles {
+        cert_file: Some(cert),
+        key_file: Some(key),
+        ..files.clone()
+    })
+}
+
 /// Resolves listen URLs to socket addresses, loading the side's certificate and key once when
 /// any URL is `https://` (etcd's texts when they are missing). An `http://` URL beside TLS
 /// files is served in plaintext with etcd's warning.
@@ -152,10 +183,26 @@ impl MemberSpec {
             mode,
             listen_client: listen_addrs(
                 &config.listen_client_urls,
-                &config.client_tls,
+                &with_auto_tls(
+                    &config.client_tls,
+                    &config.data_dir,
+                    &config.listen_client_urls,
+                    config.self_signed_cert_validity_years,
+                    Side::Client,
+                )?,
                 Side::Client,
             )?,
-            listen_peer: listen_addrs(&config.listen_peer_urls, &config.peer_tls, Side::Peer)?,
+            listen_peer: listen_addrs(
+                &config.listen_peer_urls,
+                &with_auto_tls(
+                    &config.peer_tls,
+                    &config.data_dir,
+                    &config.listen_peer_urls,
+                    config.self_signed_cert_validity_years,
+                    Side::Peer,
+                )?,
+                Side::Peer,
+            )?,
             client_listener: ListenerSettings::grpc_client(
                 config.grpc_keepalive_interval,
                 config.grpc_keepalive_timeout,

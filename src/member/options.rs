@@ -131,13 +131,20 @@ fn bootstrap_members(boot: &BootstrapCluster) -> Vec<(u64, MemberNode)> {
 }
 
 /// The peer dialer: TLS with the peer CA (and the peer certificate as client certificate)
-/// when `--peer-trusted-ca-file` or a peer key pair is given, plaintext otherwise. etcd dials
+/// when `--peer-trusted-ca-file`, a peer key pair or `--peer-auto-tls` is given (auto TLS does
+/// not verify the other members' certificates, as in etcd), plaintext otherwise. etcd dials
 /// peers with its peer TLS settings the same way, whatever the URLs say.
 fn peer_dialer(config: &Config) -> Result<Dialer, String> {
-    let files = &config.peer_tls;
-    if files.trusted_ca_file.is_none() && !tls::has_key_pair(files) {
+    let files = super::with_auto_tls(
+        &config.peer_tls,
+        &config.data_dir,
+        &config.listen_peer_urls,
+        config.self_signed_cert_validity_years,
+        Side::Peer,
+    )?;
+    if files.trusted_ca_file.is_none() && !tls::has_key_pair(&files) {
         return Ok(Dialer::plaintext());
     }
-    let tls = ClientTls::load(files, Side::Peer).map_err(|e| e.to_string())?;
+    let tls = ClientTls::load(&files, Side::Peer).map_err(|e| e.to_string())?;
     Ok(Dialer::with_tls(tls))
 }

@@ -188,9 +188,13 @@ impl tonic::transport::server::Connected for Conn<tokio::net::TcpStream> {
 }
 
 impl tonic::transport::server::Connected for Conn<super::transport::Transport> {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    type ConnectInfo = super::transport::ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.tcp().connect_info()
+        super::transport::ConnInfo {
+            local_addr: self.inner.tcp().local_addr().ok(),
+            remote_addr: self.inner.peer_addr(),
+            common_name: self.inner.client_common_name(),
+        }
     }
 }

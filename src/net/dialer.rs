@@ -101,14 +101,12 @@ mod real {
 
     #[derive(Clone)]
     pub struct TlsConnector {
-        tls: tokio_rustls::TlsConnector,
+        tls: ClientTls,
     }
 
     impl TlsConnector {
         pub fn new(tls: &ClientTls) -> Self {
-            TlsConnector {
-                tls: tokio_rustls::TlsConnector::from(tls.config.clone()),
-            }
+            TlsConnector { tls: tls.clone() }
         }
     }
 
@@ -125,7 +123,8 @@ mod real {
         }
 
         fn call(&mut self, uri: http::Uri) -> Self::Future {
-            let tls = self.tls.clone();
+            // The files are looked at for every connect: a rotated certificate is used at once.
+            let tls = tokio_rustls::TlsConnector::from(self.tls.current());
             Box::pin(async move {
                 let invalid =
                     |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());

@@ -185,6 +185,7 @@ mod accept {
 
     use super::{ListenerSettings, ACCEPT_ERROR_PAUSE, TLS_HANDSHAKE_TIMEOUT};
     use crate::net::conn::Conn;
+    use crate::net::tls::ServerTls;
     use crate::net::transport::Transport;
 
     struct Acceptor {
@@ -205,7 +206,7 @@ mod accept {
     /// Accepted connections, one permit each.
     pub struct Incoming {
         next: Next,
-        tls: Option<TlsAcceptor>,
+        tls: Option<ServerTls>,
         /// Handshakes in progress; each yields its connection or `None` after logging why not.
         handshakes: JoinSet<Option<Conn<Transport>>>,
     }
@@ -219,10 +220,7 @@ mod accept {
             };
             Incoming {
                 next: Box::pin(acceptor.accept()),
-                tls: settings
-                    .tls
-                    .as_ref()
-                    .map(|tls| TlsAcceptor::from(tls.config.clone())),
+                tls: settings.tls.clone(),
                 handshakes: JoinSet::new(),
             }
         }
@@ -259,16 +257,26 @@ mod accept {
 
     /// Completes the server side of a TLS handshake; a failure is logged (etcd's "rejected
     /// connection" line) and the socket dropped.
-    async fn handshake(tls: TlsAcceptor, accepted: Accepted) -> Option<Conn<Transport>> {
+    async fn handshake(tls: ServerTls, accepted: Accepted) -> Option<Conn<Transport>> {
         let Accepted {
             stream,
             remote,
             permit,
         } = accepted;
+        // The files are looked at for every handshake: a rotated certificate is used at once.
+        let tls_allowed_cn = tls.allowed_cn().map(str::to_string);
+        let tls = TlsAcceptor::from(tls.current());
         let error = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
             Ok(Ok(session)) => {
                 let transport = Transport::Tls(Box::new(session));
-                return Some(Conn::new(transport, Some(permit)));
+                let allowed = tls_allowed_cn.as_deref();
+                let name = transport.client_common_name();
+                match allowed {
+                    Some(cn) if name.as_deref() != Some(cn) => {
+                        "client certificate authentication failed".to_string()
+                    }
+                    _ => return Some(Conn::new(transport, Some(permit))),
+                }
             }
             Ok(Err(e)) => crate::net::tls::handshake_failure(&e),
             Err(_) => format!("TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}"),

@@ -12,6 +12,9 @@
 //! - `dialer`: lazily connected channels to peer URLs, plaintext or TLS by the URL's scheme.
 //! - `tls` + `transport`: certificates and keys loaded from etcd's flags into rustls settings
 //!   (listeners and the peer dialer); the accepted socket with or without its TLS session.
+//! - `reload`: TLS settings that follow their files, so certificates rotate without a restart.
+//! - `x509`: the subject common name of a verified client certificate (request identity,
+//!   `--peer-cert-allowed-cn`).
 //!
 //! Invariant: server-to-client bytes are never touched.
 //! Invariant: nothing in here knows the etcd API; `server` and `raft::peer` bring the routers.
@@ -22,9 +25,12 @@ pub mod dialer;
 pub mod hpack;
 pub mod inbound;
 pub mod listener;
+#[cfg(not(madsim))]
+pub mod reload;
 pub mod tls;
 #[cfg(not(madsim))]
 pub mod transport;
+pub mod x509;
 
 pub use dialer::{DialError, Dialer};
 pub use listener::{Listener, ListenerSettings};

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 #[cfg(not(madsim))]
 use std::sync::Arc;
 
+#[cfg(not(madsim))]
+use super::reload::Reloading;
 use crate::config::TlsFiles;
 
 /// ALPN protocol ids offered by the listeners, in preference order.
@@ -63,6 +65,8 @@ pub enum TlsError {
     BadPem { path: PathBuf, reason: String },
     /// Client certificates are required but no CA file says which ones to trust.
     CaRequired { side: Side },
+    /// A CRL file without client certificates to check.
+    CrlWithoutCa { side: Side },
     /// rustls refused the material (a key that does not match its certificate, a CA that is not
     /// a valid trust anchor, ...).
     Rejected { what: String, reason: String },
@@ -89,6 +93,15 @@ impl fmt::Display for TlsError {
                     f,
                     "--{p}client-cert-auth needs --{p}trusted-ca-file: client certificates are \
                      verified against that CA bundle"
+                )
+            }
+            TlsError::CrlWithoutCa { side } => {
+                let p = side.prefix();
+                let crl = if p.is_empty() { "client-" } else { p };
+                write!(
+                    f,
+                    "--{crl}crl-file needs --{p}trusted-ca-file: only verified client \
+                     certificates are checked against it"
                 )
             }
             TlsError::Rejected { what, reason } => write!(f, "{what}: {reason}"),
@@ -120,11 +133,15 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// The TLS side of one listener.
+/// The TLS side of one listener, following its files (see `net::reload`).
 #[derive(Clone)]
 pub struct ServerTls {
     #[cfg(not(madsim))]
-    pub(crate) config: Arc<rustls::ServerConfig>,
+    reloading: Arc<Reloading<rustls::ServerConfig>>,
+    /// `--peer-cert-allowed-cn`: connections whose client certificate has another CN are
+    /// refused after the handshake.
+    #[cfg(not(madsim))]
+    allowed_cn: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -138,7 +155,7 @@ impl PartialEq for ServerTls {
     fn eq(&self, other: &Self) -> bool {
         #[cfg(not(madsim))]
         {
-            Arc::ptr_eq(&self.config, &other.config)
+            Arc::ptr_eq(&self.reloading, &other.reloading)
         }
         #[cfg(madsim)]
         {
@@ -150,11 +167,11 @@ impl PartialEq for ServerTls {
 
 impl Eq for ServerTls {}
 
-/// The TLS side of the peer dialer.
+/// The TLS side of the peer dialer, following its files (see `net::reload`).
 #[derive(Clone)]
 pub struct ClientTls {
     #[cfg(not(madsim))]
-    pub(crate) config: Arc<rustls::ClientConfig>,
+    reloading: Arc<Reloading<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for ClientTls {
@@ -168,8 +185,9 @@ impl ServerTls {
     pub fn load(files: &TlsFiles, side: Side) -> Result<ServerTls, TlsError> {
         #[cfg(not(madsim))]
         {
-            real::server_config(files, side).map(|config| ServerTls {
-                config: Arc::new(config),
+            Reloading::load(files, side, real::server_config).map(|r| ServerTls {
+                reloading: Arc::new(r),
+                allowed_cn: files.allowed_cn.as_deref().map(Arc::from),
             })
         }
         #[cfg(madsim)]
@@ -185,8 +203,8 @@ impl ClientTls {
     pub fn load(files: &TlsFiles, side: Side) -> Result<ClientTls, TlsError> {
         #[cfg(not(madsim))]
         {
-            real::client_config(files, side).map(|config| ClientTls {
-                config: Arc::new(config),
+            Reloading::load(files, side, real::client_config).map(|r| ClientTls {
+                reloading: Arc::new(r),
             })
         }
         #[cfg(madsim)]
@@ -194,6 +212,47 @@ impl ClientTls {
             let _ = (files, side);
             Err(TlsError::Unavailable)
         }
+    }
+}
+
+#[cfg(not(madsim))]
+impl ServerTls {
+    /// The configuration for the next handshake (re-read if a file changed).
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.reloading.current()
+    }
+
+    /// The only client certificate common name accepted, if restricted.
+    pub fn allowed_cn(&self) -> Option<&str> {
+        self.allowed_cn.as_deref()
+    }
+}
+
+#[cfg(not(madsim))]
+impl ClientTls {
+    /// The configuration for the next connection (re-read if a file changed).
+    pub fn current(&self) -> Arc<rustls::ClientConfig> {
+        self.reloading.current()
+    }
+}
+
+/// etcd's `--auto-tls` key pair in `dir` (`cert.pem`, `key.pem`): the files already there, or a
+/// new self-signed ECDSA P-256 certificate for `hosts` (IP addresses as IP SANs, names as DNS
+/// SANs; organization "etcd"), valid for `validity_years` years, usable as server and client
+/// certificate. The key file is written readable by the owner only.
+pub fn self_signed(
+    dir: &Path,
+    hosts: &[String],
+    validity_years: u64,
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    #[cfg(not(madsim))]
+    {
+        real::self_signed(dir, hosts, validity_years)
+    }
+    #[cfg(madsim)]
+    {
+        let _ = (dir, hosts, validity_years);
+        Err(TlsError::Unavailable)
     }
 }
 
@@ -213,7 +272,7 @@ mod real {
     use rustls::server::WebPkiClientVerifier;
     use rustls::RootCertStore;
     use rustls_pki_types::pem::{self, PemObject};
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
     use super::{read_file, Side, TlsError, TlsFiles, ALPN_H2, ALPN_HTTP1};
 
@@ -276,6 +335,23 @@ mod real {
         Ok((certificates(cert, "certificate")?, private_key(key)?))
     }
 
+    /// Every CRL in a PEM file; at least one.
+    fn revocation_lists(
+        path: &Path,
+    ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+        let bytes = read_file(path)?;
+        let crls = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad_pem(path, e))?;
+        if crls.is_empty() {
+            return Err(TlsError::NoPem {
+                what: "CRL",
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(crls)
+    }
+
     fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
         let mut store = RootCertStore::empty();
         for cert in certificates(path, "certificate")? {
@@ -298,11 +374,18 @@ mod real {
             let Some(ca) = &files.trusted_ca_file else {
                 return Err(TlsError::CaRequired { side });
             };
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider)
+            let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider);
+            if let Some(crl) = &files.crl_file {
+                verifier = verifier.with_crls(revocation_lists(crl)?);
+            }
+            let verifier = verifier
                 .build()
                 .map_err(|e| rejected(format!("{}", ca.display()), e))?;
             builder.with_client_cert_verifier(verifier)
         } else {
+            if files.crl_file.is_some() {
+                return Err(TlsError::CrlWithoutCa { side });
+            }
             builder.with_no_client_auth()
         };
         let mut config = builder
@@ -313,6 +396,9 @@ mod real {
     }
 
     pub fn client_config(files: &TlsFiles, side: Side) -> Result<rustls::ClientConfig, TlsError> {
+        if files.auto_tls {
+            return auto_client_config(files);
+        }
         let Some(ca) = &files.trusted_ca_file else {
             return Err(TlsError::Rejected {
                 what: format!("--{}trusted-ca-file", side.prefix()),
@@ -336,6 +422,25 @@ mod real {
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(config)
     }
+
+    /// The dialer of an auto-TLS member: its own key pair as client certificate, the other
+    /// side's certificate not verified.
+    fn auto_client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = provider();
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| rejected("TLS versions", e))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(super::auto::AcceptAnyServer(provider)));
+        let (certs, key) = key_pair(files)?;
+        let mut config = builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| rejected("tls: certificate and key", e))?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+
+    pub use super::auto::self_signed;
 }
 
 /// Why a server-side handshake failed, in the words Go's TLS stack (and so etcd's log) uses for
@@ -355,6 +460,7 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
             verify("certificate signed by unknown authority")
         }
+        Error::InvalidCertificate(CertificateError::Revoked) => verify("certificate is revoked"),
         Error::InvalidCertificate(
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
@@ -362,6 +468,141 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
             | CertificateError::NotValidYetContext { .. },
         ) => verify("certificate has expired or is not yet valid"),
         other => format!("tls: {other}"),
+    }
+}
+
+#[cfg(not(madsim))]
+mod auto {
+    //! `--auto-tls`: self-signed key pairs, and a dialer that does not verify the other side's
+    //! certificate (etcd's `InsecureSkipVerify` for auto-TLS peers; every member has its own
+    //! self-signed certificate, so there is nothing to verify against).
+
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rcgen::{
+        CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
+        KeyUsagePurpose,
+    };
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::CryptoProvider;
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    use super::TlsError;
+
+    fn rejected(what: &str, e: impl std::fmt::Display) -> TlsError {
+        TlsError::Rejected {
+            what: what.into(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn write(path: &Path, text: &str, mode: u32) -> Result<(), TlsError> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|error| TlsError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|error| TlsError::Read {
+                path: path.to_path_buf(),
+                error,
+            })
+    }
+
+    pub fn self_signed(
+        dir: &Path,
+        hosts: &[String],
+        validity_years: u64,
+    ) -> Result<(PathBuf, PathBuf), TlsError> {
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if cert_path.exists() && key_path.exists() {
+            return Ok((cert_path, key_path));
+        }
+        std::fs::create_dir_all(dir).map_err(|error| TlsError::Read {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let names: Vec<String> = hosts
+            .iter()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+            .collect();
+        let mut params =
+            CertificateParams::new(names).map_err(|e| rejected("self-signed certificate", e))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "etcd");
+        params.distinguished_name = dn;
+        let now = time::OffsetDateTime::now_utc();
+        let days = validity_years.max(1).saturating_mul(365);
+        params.not_before = now;
+        params.not_after = now + Duration::from_secs(days.saturating_mul(24 * 3600));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().map_err(|e| rejected("self-signed key", e))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| rejected("self-signed certificate", e))?;
+        write(&key_path, &key.serialize_pem(), 0o600)?;
+        write(&cert_path, &cert.pem(), 0o644)?;
+        tracing::info!(dir = %dir.display(), "generated a self-signed TLS certificate");
+        Ok((cert_path, key_path))
+    }
+
+    /// Accepts any server certificate; handshake signatures are still checked.
+    #[derive(Debug)]
+    pub struct AcceptAnyServer(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAnyServer {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algorithms = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
     }
 }
 
@@ -425,6 +666,9 @@ mod tests {
             key_file: Some(k),
             trusted_ca_file: None,
             client_cert_auth: true,
+            auto_tls: false,
+            allowed_cn: None,
+            crl_file: None,
         };
         let err = ServerTls::load(&files, Side::Peer)
             .err()
@@ -438,7 +682,7 @@ mod tests {
         let loaded = ServerTls::load(&files, Side::Client);
         assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
         let alpn = loaded
-            .map(|t| t.config.alpn_protocols.clone())
+            .map(|t| t.current().alpn_protocols.clone())
             .unwrap_or_default();
         assert_eq!(alpn, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }

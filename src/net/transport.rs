@@ -12,6 +12,16 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// What the server knows about a connection's other end; tonic puts it in every request's
+/// extensions (`request.extensions().get::<ConnInfo>()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub local_addr: Option<SocketAddr>,
+    pub remote_addr: Option<SocketAddr>,
+    /// The common name of the verified client certificate (etcd's user for such a client).
+    pub common_name: Option<String>,
+}
+
 /// An accepted socket, with or without TLS.
 pub enum Transport {
     Plain(TcpStream),
@@ -29,6 +39,17 @@ impl Transport {
     /// The remote end's address, when the socket still knows it.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.tcp().peer_addr().ok()
+    }
+
+    /// The subject common name of the client certificate the handshake verified.
+    pub fn client_common_name(&self) -> Option<String> {
+        match self {
+            Transport::Plain(_) => None,
+            Transport::Tls(s) => {
+                let cert = s.get_ref().1.peer_certificates()?.first()?;
+                super::x509::common_name(cert.as_ref())
+            }
+        }
     }
 
     /// The ALPN protocol the TLS handshake agreed on (`None` in plaintext or without ALPN).

@@ -1,6 +1,7 @@
 //! Test certificates written as PEM files: a CA, a server/peer certificate for 127.0.0.1 (IP
 //! SAN, usable as server and as client certificate, as etcd's peer certificates are), a client
-//! certificate, an expired client certificate and a client certificate from another CA.
+//! certificate, an expired client certificate, a client certificate from another CA, and a
+//! revoked client certificate with the CA's CRL listing it.
 //!
 //! Invariant: every certificate here except `expired` is valid now and for days to come; only
 //! `other` chains to `other_ca`, every other leaf to `ca`.
@@ -11,6 +12,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+
+/// Serial number of the revoked client certificate.
+const REVOKED_SERIAL: u64 = 0x0123_4567;
 
 /// A certificate and its key on disk.
 #[derive(Clone, Debug)]
@@ -28,6 +32,10 @@ pub struct Certs {
     pub client: Pair,
     pub expired: Pair,
     pub other: Pair,
+    /// A client certificate of `ca` listed in `crl`.
+    pub revoked: Pair,
+    /// A CRL signed by `ca` revoking `revoked`.
+    pub crl: PathBuf,
 }
 
 struct Issuer {
@@ -108,6 +116,30 @@ impl Certs {
         expired.not_after = rcgen::date_time_ymd(2001, 1, 1);
         let mut other = named("root", &[]);
         other.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let mut revoked = named("root", &[]);
+        revoked.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        revoked.serial_number = Some(rcgen::SerialNumber::from(REVOKED_SERIAL));
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2020, 1, 1),
+            next_update: rcgen::date_time_ymd(2090, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(REVOKED_SERIAL),
+                revocation_time: rcgen::date_time_ymd(2021, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = match crl.signed_by(&root.cert, &root.key) {
+            Ok(crl) => crl,
+            Err(e) => panic!("cannot sign the CRL: {e}"),
+        };
+        let crl_pem = match crl.pem() {
+            Ok(pem) => pem,
+            Err(e) => panic!("cannot encode the CRL: {e}"),
+        };
 
         Certs {
             ca: write(&d, "ca.pem", &root.cert.pem()),
@@ -116,6 +148,8 @@ impl Certs {
             client: leaf(&d, "client", client, &root),
             expired: leaf(&d, "expired", expired, &root),
             other: leaf(&d, "other", other, &other_root),
+            revoked: leaf(&d, "revoked", revoked, &root),
+            crl: write(&d, "crl.pem", &crl_pem),
             dir,
         }
     }

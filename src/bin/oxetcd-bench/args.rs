@@ -37,6 +37,9 @@ flags:
                    put/txn-put only: first fill the whole key space (--key-space-size keys,
                    untimed, skipped if already there), then N more clients on their own
                    connections range all of it in a loop while the timed run goes on
+  --cacert F --cert F --cert-key F
+                       TLS for https:// endpoints: CA bundle, client certificate and its key
+                       (etcd's benchmark says --key; here --key is the range key)
   --csv FILE           append one CSV row per run
   --label NAME         server column of the CSV row (default: target)
 compare only:
@@ -114,6 +117,8 @@ pub struct Opts {
     pub oxetcd: Option<PathBuf>,
     /// CPU the servers of `compare` are pinned to.
     pub server_cpu: Option<usize>,
+    /// `--cacert`/`--cert`/`--key`, for `https://` endpoints.
+    pub tls: oxetcd::config::TlsFiles,
 }
 
 impl Opts {
@@ -142,6 +147,7 @@ impl Opts {
             etcd: None,
             oxetcd: None,
             server_cpu: None,
+            tls: oxetcd::config::TlsFiles::default(),
         }
     }
 }
@@ -210,6 +216,9 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
                 .map(String::from)
                 .collect()
         }
+        "cacert" => o.tls.trusted_ca_file = Some(value.into()),
+        "cert" => o.tls.cert_file = Some(value.into()),
+        "cert-key" => o.tls.key_file = Some(value.into()),
         "conns" => o.conns = number(name, value)?,
         "clients" => o.clients = number(name, value)?,
         "total" => o.total = number(name, value)?,

@@ -374,7 +374,7 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
     if opts.background_readers > 0 {
         // Both variants run on the full key space, so the readers are the only difference.
         for server in servers {
-            let channels = load::connect(&server.endpoints(), 1).await?;
+            let channels = load::connect(&server.endpoints(), 1, &Default::default()).await?;
             crate::readers::fill_key_space(opts, &channels[0]).await?;
         }
     }

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 
 use oxetcd::proto::etcdserverpb::kv_client::KvClient;
 use oxetcd::proto::etcdserverpb::lease_client::LeaseClient;
+use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd::proto::etcdserverpb::watch_client::WatchClient;
 use oxetcd::proto::etcdserverpb::{
     request_op, watch_request, LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest, RangeRequest,
-    RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    RequestOp, StatusRequest, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::args::{Opts, Workload};
 use crate::error::BenchError;
@@ -44,10 +45,26 @@ impl<T> futures_core::Stream for RxStream<T> {
     }
 }
 
-/// Opens `conns` channels, spread over the endpoints round-robin.
-pub async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Channel>, BenchError> {
+/// How long one connect (TCP and, for https, the TLS handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens `conns` channels, spread over the endpoints round-robin; `https://` endpoints with the
+/// TLS files in `tls` (each channel connects, handshake included, before this returns).
+pub async fn connect(
+    endpoints: &[String],
+    conns: usize,
+    tls: &oxetcd::config::TlsFiles,
+) -> Result<Vec<Channel>, BenchError> {
     debug_assert!(!endpoints.is_empty());
     let mut channels = Vec::with_capacity(conns);
+    let https = endpoints.iter().any(|e| e.starts_with("https://"));
+    let dialer = if https {
+        let client = oxetcd::net::ClientTls::load(tls, oxetcd::net::tls::Side::Client)
+            .map_err(|e| BenchError::Connect(format!("TLS files: {e}")))?;
+        oxetcd::net::Dialer::with_tls(client)
+    } else {
+        oxetcd::net::Dialer::plaintext()
+    };
     for i in 0..conns {
         let target = &endpoints[i % endpoints.len()];
         let url = if target.contains("://") {
@@ -55,10 +72,13 @@ pub async fn connect(endpoints: &[String], conns: usize) -> Result<Vec<Channel>,
         } else {
             format!("http://{target}")
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let channel = dialer
+            .lazy_channel(&url, CONNECT_TIMEOUT)
             .map_err(|e| BenchError::Connect(format!("{url}: {e}")))?;
-        let channel = endpoint
-            .connect()
+        // Connect now, so that setup stays out of the timed run.
+        let mut probe = MaintenanceClient::new(channel.clone());
+        probe
+            .status(StatusRequest::default())
             .await
             .map_err(|e| BenchError::Connect(format!("{url}: {e}")))?;
         channels.push(channel);
@@ -95,7 +115,7 @@ pub async fn run(
 }
 
 async fn run_workload(opts: &Opts, endpoints: &[String]) -> Result<Summary, BenchError> {
-    let channels = connect(endpoints, opts.conns).await?;
+    let channels = connect(endpoints, opts.conns, &opts.tls).await?;
     match opts.workload {
         Workload::Watch => run_watch(opts, &channels).await,
         Workload::WatchCatchup => crate::catchup::run(opts, &channels).await,

@@ -154,7 +154,7 @@ impl ReaderReport {
 /// Fills the key space, then starts `opts.background_readers` readers on their own
 /// connections; returns once each has connected.
 pub async fn start(opts: &Opts, endpoints: &[String]) -> Result<BackgroundReaders, BenchError> {
-    let channels = connect(endpoints, opts.background_readers).await?;
+    let channels = connect(endpoints, opts.background_readers, &opts.tls).await?;
     fill_key_space(opts, &channels[0]).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = channels

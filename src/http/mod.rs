@@ -1,0 +1,278 @@
+//! http/ — the plain-HTTP endpoints of the client port, served beside gRPC on the same
+//! listener as etcd serves them: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`. HTTP/1.1 and
+//! HTTP/2 (h2c, or h2 by ALPN) both reach them: the client listener's tonic server accepts
+//! HTTP/1.1 (hyper tells the protocols apart by the HTTP/2 preface), and [`routes`] puts
+//! [`Endpoints`] behind every path no gRPC service claims.
+//!
+//! Responses copy etcd 3.5's: bodies, status codes, content types, the CORS headers of its
+//! default `--cors=*`, `405 Method Not Allowed` with `Allow: GET` for other methods, and Go's
+//! `404 page not found` for unknown paths (answered at once, never left hanging). A request with
+//! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
+//!
+//! Invariant: nothing here changes state; every handler is a read of the member's status.
+//! Not in the simulated build (there is no HTTP server under madsim).
+
+pub mod health;
+pub mod metrics;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use self::health::{Check, Health, HealthQuery};
+use crate::raft::node::RaftNode;
+
+/// The cluster version `/version` reports (etcd's `etcdcluster`: major.minor.0 of the
+/// cluster's lowest member).
+pub const CLUSTER_VERSION: &str = "3.5.0";
+
+/// The routes of the client port around the gRPC services: every path the services do not
+/// claim goes to [`Endpoints`].
+pub fn routes(node: Arc<RaftNode>) -> tonic::service::Routes {
+    let router = axum::Router::new().fallback_service(Endpoints { node });
+    tonic::service::Routes::from(router)
+}
+
+/// The HTTP handlers of one client listener.
+#[derive(Clone)]
+pub struct Endpoints {
+    node: Arc<RaftNode>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<B: Send + 'static> tower_service::Service<Request<B>> for Endpoints {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Answer {
+        let node = self.node.clone();
+        let (parts, _body) = request.into_parts();
+        Box::pin(async move { Ok(respond(&node, &parts).await) })
+    }
+}
+
+fn is_grpc(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body> {
+    if is_grpc(parts) {
+        return tonic::Status::unimplemented("").into_http::<Body>();
+    }
+    let path = parts.uri.path();
+    let known = matches!(
+        path,
+        "/health" | "/livez" | "/readyz" | "/version" | "/metrics"
+    );
+    if !known {
+        return with_cors(text(StatusCode::NOT_FOUND, "404 page not found\n", true));
+    }
+    if parts.method != Method::GET {
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed\n",
+            false,
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return with_cors(r);
+    }
+    let query = parts.uri.query();
+    let response = match path {
+        "/health" => health(node, &HealthQuery::parse(query)).await,
+        "/version" => version(),
+        "/livez" => livez(node, verbose(query)).await,
+        "/metrics" => metrics(node).await,
+        _ => readyz(node, verbose(query)).await,
+    };
+    with_cors(response)
+}
+
+fn verbose(query: Option<&str>) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|p| p == "verbose" || p.starts_with("verbose="))
+}
+
+fn text(status: StatusCode, body: &str, nosniff: bool) -> Response<Body> {
+    let mut r = Response::new(Body::from(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if nosniff {
+        r.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    r
+}
+
+/// etcd's CORS headers with its default `--cors=*`.
+fn with_cors(mut r: Response<Body>) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("accept, content-type, authorization"),
+    );
+    r
+}
+
+/// etcd's alarm names active on this member (no space quota alarm exists yet; a snapshot that
+/// failed its structural check counts as CORRUPT).
+fn alarms(node: &RaftNode) -> Vec<&'static str> {
+    if node.state().image_defect().is_some() {
+        vec!["CORRUPT"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A one-key read as `/health` does it: linearizable (the read barrier) or local.
+async fn read(node: &RaftNode, serializable: bool) -> Result<(), String> {
+    if !node.is_serving() {
+        return Err(crate::api::error::SERVER_STOPPED.to_string());
+    }
+    if serializable {
+        return Ok(());
+    }
+    node.read_index()
+        .await
+        .map_err(|e| crate::api::ApiError::from(e).message())
+}
+
+async fn health(node: &RaftNode, query: &HealthQuery) -> Response<Body> {
+    let alarms = alarms(node);
+    let mut verdict = health::before_read(&alarms, node.current_leader().is_some(), query);
+    if verdict.healthy {
+        verdict = health::after_read(read(node, query.serializable).await);
+    }
+    if !verdict.healthy {
+        tracing::warn!(reason = %verdict.reason, "serving /health false");
+    }
+    health_response(&verdict)
+}
+
+fn health_response(verdict: &Health) -> Response<Body> {
+    let status = if verdict.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, &verdict.json(), false)
+}
+
+fn version() -> Response<Body> {
+    // etcd's field order (a JSON map would sort the keys).
+    let body = format!(
+        r#"{{"etcdserver":{},"etcdcluster":{}}}"#,
+        serde_json::Value::from(crate::api::maintenance::ETCD_VERSION),
+        serde_json::Value::from(CLUSTER_VERSION)
+    );
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn metrics(node: &RaftNode) -> Response<Body> {
+    let m = node.metrics();
+    let committed = node.committed_index().await;
+    let (current_revision, compact_revision, db_bytes) = {
+        let sm = node.state().read();
+        let kv = &sm.state.kv;
+        (
+            kv.current_revision(),
+            kv.compact_revision(),
+            kv.logical_bytes(),
+        )
+    };
+    let sample = metrics::Sample {
+        has_leader: m.current_leader.is_some(),
+        is_leader: m.current_leader == Some(node.member_id()),
+        is_learner: node.is_learner(),
+        member_id: node.member_id(),
+        server_version: crate::api::maintenance::ETCD_VERSION.to_string(),
+        committed_index: committed.unwrap_or_else(|| m.last_log_index.unwrap_or(0)),
+        applied_index: m.last_applied.map_or(0, |l| l.index),
+        db_bytes,
+        current_revision,
+        compact_revision,
+        process: metrics::process(),
+    };
+    let mut r = Response::new(Body::from(metrics::render(&sample)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+fn probe_response(kind: &str, checks: &[Check], verbose: bool) -> Response<Body> {
+    let (passed, body) = health::probe_report(kind, checks, verbose);
+    let status = if passed {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut r = text(status, &body, true);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+async fn livez(node: &RaftNode, verbose: bool) -> Response<Body> {
+    let checks = [Check {
+        name: "serializable_read",
+        passed: read(node, true).await.is_ok(),
+    }];
+    probe_response("livez", &checks, verbose)
+}
+
+async fn readyz(node: &RaftNode, verbose: bool) -> Response<Body> {
+    let checks = [
+        Check {
+            name: "data_corruption",
+            passed: alarms(node).is_empty(),
+        },
+        Check {
+            name: "serializable_read",
+            passed: read(node, true).await.is_ok(),
+        },
+        Check {
+            name: "linearizable_read",
+            passed: read(node, false).await.is_ok(),
+        },
+    ];
+    probe_response("readyz", &checks, verbose)
+}
