@@ -22,6 +22,7 @@ use crate::proto::etcdserverpb::{
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use crate::raft::state_machine::SmView;
 use crate::server::stream::ChannelStream;
 
 /// The etcd version we report. Kubernetes parses it as semver to switch features on; see
@@ -33,7 +34,7 @@ const SNAPSHOT_CHUNKS_QUEUED_MAX: usize = 8;
 
 /// What an etcd-format snapshot records beside the state: the applied index and its term as
 /// etcd's consistent index and term, the members, and the cluster version.
-fn export_info(ctx: &Ctx, view: &crate::raft::state_machine::SmView) -> crate::backend::ExportInfo {
+fn export_info(ctx: &Ctx, view: &SmView) -> crate::backend::ExportInfo {
     let entries = {
         let sm = ctx.node.state().read();
         crate::raft::membership::entries(sm.membership.membership())
@@ -54,6 +55,58 @@ fn export_info(ctx: &Ctx, view: &crate::raft::state_machine::SmView) -> crate::b
         members,
         cluster_version: CLUSTER_VERSION.to_string(),
     }
+}
+
+type SnapshotSender = tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>;
+
+fn snapshot_message(chunk: crate::backend::Chunk) -> SnapshotResponse {
+    SnapshotResponse {
+        header: None,
+        remaining_bytes: chunk.remaining_bytes,
+        blob: chunk.blob,
+    }
+}
+
+fn snapshot_failure(e: &crate::backend::StreamFailure) -> Status {
+    Status::internal(format!("etcdserver: snapshot failed: {e}"))
+}
+
+/// Builds and sends the snapshot: building walks the whole history, so it runs on a blocking
+/// thread (never an async worker), paced by the bounded channel to the client.
+#[cfg(not(madsim))]
+fn send_snapshot(view: SmView, info: crate::backend::ExportInfo, tx: SnapshotSender) {
+    tokio::task::spawn_blocking(move || {
+        let sent = crate::backend::stream(&view.state, &info, |chunk| {
+            tx.blocking_send(Ok(snapshot_message(chunk))).is_ok()
+        });
+        match sent {
+            Ok(_) | Err(crate::backend::StreamFailure::Closed) => {}
+            Err(e) => {
+                let _ = tx.blocking_send(Err(snapshot_failure(&e)));
+            }
+        }
+    });
+}
+
+/// The simulator has no blocking threads: the (small) simulated state is built in memory and
+/// sent from a task.
+#[cfg(madsim)]
+fn send_snapshot(view: SmView, info: crate::backend::ExportInfo, tx: SnapshotSender) {
+    let mut messages = Vec::new();
+    let built = crate::backend::stream(&view.state, &info, |chunk| {
+        messages.push(Ok(snapshot_message(chunk)));
+        true
+    });
+    if let Err(e) = built {
+        messages.push(Err(snapshot_failure(&e)));
+    }
+    tokio::spawn(async move {
+        for message in messages {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// The cluster version etcd stores in its `cluster` bucket for [`ETCD_VERSION`].
@@ -180,24 +233,7 @@ impl Maintenance for MaintenanceService {
         let view = self.ctx.node.state().view();
         let info = export_info(&self.ctx, &view);
         let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED_MAX);
-        // Building the file walks the whole history: a blocking thread, never an async worker.
-        tokio::task::spawn_blocking(move || {
-            let sent = crate::backend::stream(&view.state, &info, |chunk| {
-                let message = SnapshotResponse {
-                    header: None,
-                    remaining_bytes: chunk.remaining_bytes,
-                    blob: chunk.blob,
-                };
-                tx.blocking_send(Ok(message)).is_ok()
-            });
-            match sent {
-                Ok(_) | Err(crate::backend::StreamFailure::Closed) => {}
-                Err(e) => {
-                    let status = Status::internal(format!("etcdserver: snapshot failed: {e}"));
-                    let _ = tx.blocking_send(Err(status));
-                }
-            }
-        });
+        send_snapshot(view, info, tx);
         Ok(Response::new(ChannelStream::new(rx)))
     }
 

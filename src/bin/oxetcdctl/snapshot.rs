@@ -287,6 +287,13 @@ fn restore(argv: &[String]) -> Result<(), String> {
     let db = Db::open(db_bytes).map_err(|e| e.to_string())?;
     check(&db).map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
     let imported = oxetcd::backend::import(&db).map_err(|e| e.to_string())?;
+    if imported.auth_enabled || imported.auth_users + imported.auth_roles > 0 {
+        eprintln!(
+            "warning: the snapshot holds auth state (enabled: {}, {} users, {} roles); \
+             oxetcd has no auth yet, so it is not restored",
+            imported.auth_enabled, imported.auth_users, imported.auth_roles
+        );
+    }
     let revision = imported.state.kv.current_revision();
     let members: Vec<(u64, MemberNode)> = boot
         .members
