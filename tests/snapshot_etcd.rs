@@ -310,6 +310,21 @@ async fn oxetcd_snapshots_are_saved_checked_and_restored_by_etcd_tools() {
         let (live, current) = served(&etcd.endpoint).await;
         assert_eq!(live, expected, "etcd 3.5 serves the same keys");
         assert_eq!(current, revision, "etcd 3.5 is at the same revision");
+
+        // And back into oxetcd: a file oxetcd served restores with oxetcdctl too.
+        let members = restore_three_members(
+            &file,
+            &dir.path()
+                .join(format!("ox-{}", ctl.label().replace(' ', "-"))),
+        );
+        for endpoint in &members.endpoints {
+            let (live, current) = served_when_ready(endpoint).await;
+            assert_eq!(
+                live, expected,
+                "oxetcd restored from its own snapshot: {endpoint}"
+            );
+            assert_eq!(current, revision, "revision of {endpoint}");
+        }
     }
 }
 
@@ -338,6 +353,56 @@ impl Drop for Members {
 }
 
 const NAMES: [&str; 3] = ["infra0", "infra1", "infra2"];
+/// How far behind the current revision the source is compacted.
+const COMPACT_BEHIND: i64 = 10;
+/// How long a watch may take to deliver its first response.
+const WATCH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The first response of a watch on `key` from `start_revision` that is more than the
+/// creation acknowledgement.
+async fn first_watch_response(
+    endpoint: &str,
+    key: &str,
+    start_revision: i64,
+) -> etcd_client::WatchResponse {
+    let mut client = Client::connect([endpoint], None).await.expect("connect");
+    let options = etcd_client::WatchOptions::new().with_start_revision(start_revision);
+    let mut stream = client.watch(key, Some(options)).await.expect("watch");
+    loop {
+        let next = tokio::time::timeout(WATCH_DEADLINE, stream.message())
+            .await
+            .expect("a watch response within the deadline")
+            .expect("watch stream")
+            .expect("watch stream open");
+        if next.canceled() || !next.events().is_empty() {
+            return next;
+        }
+    }
+}
+
+/// A watcher that last saw the source at the compaction revision resumes on the restored
+/// cluster and gets the later change; one from before the compaction is told it was compacted.
+async fn watch_resumes_after_migration(
+    endpoint: &str,
+    compacted: i64,
+    expected: &BTreeMap<Vec<u8>, Live>,
+) {
+    let resumed = first_watch_response(endpoint, "key-0005", compacted + 1).await;
+    let event = resumed
+        .events()
+        .first()
+        .expect("the put after the compaction");
+    let kv = event.kv().expect("event kv");
+    let live = &expected[&b"key-0005".to_vec()];
+    assert_eq!(kv.value(), live.value.as_slice());
+    assert_eq!(kv.mod_revision(), live.mod_revision);
+    let stale = first_watch_response(endpoint, "key-0005", compacted - 1).await;
+    assert!(
+        stale.canceled(),
+        "a watch below the compaction is canceled: {stale:?}"
+    );
+    assert_eq!(stale.compact_revision(), compacted);
+}
 const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 fn oxetcdctl(args: &[&std::ffi::OsStr]) -> String {
@@ -346,6 +411,7 @@ fn oxetcdctl(args: &[&std::ffi::OsStr]) -> String {
 
 /// `oxetcdctl snapshot restore` for three members, then the three oxetcd processes.
 fn restore_three_members(file: &Path, dir: &Path) -> Members {
+    std::fs::create_dir_all(dir).expect("create restore dir");
     let ports: Vec<(u16, u16)> = NAMES
         .iter()
         .map(|_| (common::free_port(), common::free_port()))
@@ -435,15 +501,16 @@ async fn etcd_snapshots_restore_into_a_three_member_oxetcd_cluster() {
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join("etcd.db");
-        let (expected, revision, lease) = {
+        let (expected, revision, lease, compacted) = {
             let server = Server::start(kind).expect("start etcd");
             let (_, revision, lease) = write_history(&server.endpoint).await;
+            let compacted = revision - COMPACT_BEHIND;
             let mut client = Client::connect([server.endpoint.as_str()], None)
                 .await
                 .expect("connect");
             let physical = etcd_client::CompactionOptions::new().with_physical();
             client
-                .compact(revision - 10, Some(physical))
+                .compact(compacted, Some(physical))
                 .await
                 .expect("compact");
             client
@@ -459,7 +526,7 @@ async fn etcd_snapshots_restore_into_a_three_member_oxetcd_cluster() {
             ];
             let out = etcdctl(ctl, &server.endpoint, &args, b"");
             assert_eq!(out.code, 0, "{} save: {}", ctl.label(), out.stderr_text());
-            (expected, revision, lease)
+            (expected, revision, lease, compacted)
         };
 
         for format in ["json", "table"] {
@@ -518,5 +585,6 @@ async fn etcd_snapshots_restore_into_a_three_member_oxetcd_cluster() {
             "{}: lease keys",
             kind.label()
         );
+        watch_resumes_after_migration(&members.endpoints[1], compacted, &expected).await;
     }
 }

@@ -60,7 +60,7 @@ fn export_info(api: &Api, view: &crate::raft::state_machine::SmView) -> crate::b
 
 /// Maintenance.Snapshot: the state at one revision as an etcd backend file with its sha256
 /// trailer, in 32 KiB chunks on a bounded channel (each item mapped by `map_err` on failure;
-/// the stream ends when the receiver is dropped). Built on a blocking thread from a view.
+/// the stream ends when the receiver is dropped).
 pub fn snapshot<E: Send + 'static>(
     api: &Api,
     map_err: fn(ApiError) -> E,
@@ -68,25 +68,70 @@ pub fn snapshot<E: Send + 'static>(
     let view = api.node.state().view();
     let info = export_info(api, &view);
     let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_QUEUED_MAX);
-    // Building the file walks the whole history: a blocking thread, never an async worker.
+    send_snapshot(view, info, tx, map_err);
+    rx
+}
+
+type SnapshotSender<E> = tokio::sync::mpsc::Sender<Result<SnapshotResponse, E>>;
+
+fn snapshot_message(chunk: crate::backend::Chunk) -> SnapshotResponse {
+    SnapshotResponse {
+        header: None,
+        remaining_bytes: chunk.remaining_bytes,
+        blob: chunk.blob,
+    }
+}
+
+fn snapshot_failure(e: &crate::backend::StreamFailure) -> ApiError {
+    ApiError::Internal(format!("etcdserver: snapshot failed: {e}"))
+}
+
+/// Builds and sends the snapshot: building walks the whole history, so it runs on a blocking
+/// thread (never an async worker), paced by the bounded channel to the client.
+#[cfg(not(madsim))]
+fn send_snapshot<E: Send + 'static>(
+    view: crate::raft::state_machine::SmView,
+    info: crate::backend::ExportInfo,
+    tx: SnapshotSender<E>,
+    map_err: fn(ApiError) -> E,
+) {
     tokio::task::spawn_blocking(move || {
         let sent = crate::backend::stream(&view.state, &info, |chunk| {
-            let message = SnapshotResponse {
-                header: None,
-                remaining_bytes: chunk.remaining_bytes,
-                blob: chunk.blob,
-            };
-            tx.blocking_send(Ok(message)).is_ok()
+            tx.blocking_send(Ok(snapshot_message(chunk))).is_ok()
         });
         match sent {
             Ok(_) | Err(crate::backend::StreamFailure::Closed) => {}
             Err(e) => {
-                let failed = ApiError::Internal(format!("etcdserver: snapshot failed: {e}"));
-                let _ = tx.blocking_send(Err(map_err(failed)));
+                let _ = tx.blocking_send(Err(map_err(snapshot_failure(&e))));
             }
         }
     });
-    rx
+}
+
+/// The simulator has no blocking threads: the (small) simulated state is built in memory and
+/// sent from a task.
+#[cfg(madsim)]
+fn send_snapshot<E: Send + 'static>(
+    view: crate::raft::state_machine::SmView,
+    info: crate::backend::ExportInfo,
+    tx: SnapshotSender<E>,
+    map_err: fn(ApiError) -> E,
+) {
+    let mut messages = Vec::new();
+    let built = crate::backend::stream(&view.state, &info, |chunk| {
+        messages.push(Ok(snapshot_message(chunk)));
+        true
+    });
+    if let Err(e) = built {
+        messages.push(Err(map_err(snapshot_failure(&e))));
+    }
+    tokio::spawn(async move {
+        for message in messages {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
 }
 
 /// etcd's Alarm call: GET lists the raised alarms, ACTIVATE raises one, DEACTIVATE clears one

@@ -69,6 +69,11 @@ pub struct Imported {
     pub term: u64,
     /// Records in the `key` bucket that became part of the history.
     pub records: u64,
+    /// Entries of the source's `authUsers` and `authRoles` buckets, and whether its auth was
+    /// enabled: oxetcd has no auth yet, so these are reported, not imported.
+    pub auth_users: u64,
+    pub auth_roles: u64,
+    pub auth_enabled: bool,
 }
 
 fn bucket<'a>(root: &Bucket<'a>, name: &'static str) -> Result<Option<Bucket<'a>>, ImportError> {
@@ -183,11 +188,29 @@ pub fn import(db: &Db<'_>) -> Result<Imported, ImportError> {
     }
     import_leases(&root, &mut state)?;
     state.check().map_err(ImportError::Inconsistent)?;
+    let count = |name| -> Result<u64, ImportError> {
+        let Some(b) = bucket(&root, name)? else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for entry in b.entries() {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    };
+    let auth_enabled = match bucket(&root, "auth")? {
+        Some(auth) => matches!(auth.get(b"authEnabled")?, Some(Value::Data([1]))),
+        None => false,
+    };
     Ok(Imported {
         state,
         consistent_index,
         term,
         records,
+        auth_users: count("authUsers")?,
+        auth_roles: count("authRoles")?,
+        auth_enabled,
     })
 }
 

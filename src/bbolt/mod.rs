@@ -28,6 +28,9 @@
 //! Invariant: the reader never indexes outside the slice it was given, never recurses (trees
 //! are walked with an explicit stack of at most [`DEPTH_MAX`] frames) and allocates only in
 //! proportion to the pages it was asked to check; every structural fault is a [`BboltError`].
+//! Caution: a bucket value may name any page, so a hostile file can nest a bucket inside
+//! itself; iterating one bucket always ends, but a caller walking sub-buckets of a file that
+//! did not pass [`check`] (which rules out every shared page) must bound its walk.
 //! Invariant: the writer only produces files the strictest bbolt (1.4) accepts: exact page
 //! flags, ids equal to positions, strictly increasing keys, first-key branch keys, counts below
 //! 0xFFFF, correct meta checksums, and every page in `[0, pgid)` reachable or on the freelist.

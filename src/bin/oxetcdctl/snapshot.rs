@@ -9,8 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use oxetcd::backend::Imported;
 use oxetcd::bbolt::{check, Db, Value};
-use oxetcd::config::{Config, Url};
+use oxetcd::config::{BootstrapCluster, Config, Url};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::{Disk, FileBytes, OpenOptions};
 use oxetcd::raft::MemberNode;
@@ -233,24 +234,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn restore(argv: &[String]) -> Result<(), String> {
-    let valued: &[(&'static str, &[&str])] = &[
-        ("data-dir", &[]),
-        ("name", &[]),
-        ("initial-cluster", &[]),
-        ("initial-cluster-token", &[]),
-        ("initial-advertise-peer-urls", &[]),
-    ];
-    let parsed = parse(argv, valued, &["skip-hash-check"])?;
-    let path = one_file(&parsed.positional, "restore")?;
-    let name = parsed.value("name").unwrap_or("default").to_string();
-    let data_dir = PathBuf::from(
-        parsed
-            .value("data-dir")
-            .map_or_else(|| format!("{name}.etcd"), str::to_string),
-    );
+/// The new cluster a restore builds, from etcd's bootstrap flags (etcdutl's defaults).
+fn restore_cluster(parsed: &super::args::Parsed) -> Result<BootstrapCluster, String> {
     let mut config = Config {
-        name: name.clone(),
+        name: parsed.value("name").unwrap_or("default").to_string(),
         initial_cluster: parsed
             .value("initial-cluster")
             .unwrap_or("default=http://localhost:2380")
@@ -269,24 +256,59 @@ fn restore(argv: &[String]) -> Result<(), String> {
         .map(Url::parse)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("--initial-advertise-peer-urls: {e}"))?;
-    let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
+    config.bootstrap_cluster().map_err(|e| e.to_string())
+}
 
-    let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+/// Refuses a data dir that exists and holds anything (etcdutl 3.5's rule).
+fn require_empty_dir(disk: &dyn Disk, data_dir: &Path) -> Result<(), String> {
     let occupied = disk
-        .exists(&data_dir)
-        .and_then(|exists| Ok(exists && !disk.list(&data_dir)?.is_empty()));
+        .exists(data_dir)
+        .and_then(|exists| Ok(exists && !disk.list(data_dir)?.is_empty()));
     if !matches!(occupied, Ok(false)) {
         return Err(format!(
             "data-dir {:?} not empty or could not be read",
             data_dir.display().to_string()
         ));
     }
+    Ok(())
+}
+
+fn warn_about_auth(imported: &Imported) {
+    if imported.auth_enabled || imported.auth_users + imported.auth_roles > 0 {
+        eprintln!(
+            "warning: the snapshot holds auth state (enabled: {}, {} users, {} roles); \
+             oxetcd has no auth yet, so it is not restored",
+            imported.auth_enabled, imported.auth_users, imported.auth_roles
+        );
+    }
+}
+
+fn restore(argv: &[String]) -> Result<(), String> {
+    let valued: &[(&'static str, &[&str])] = &[
+        ("data-dir", &[]),
+        ("name", &[]),
+        ("initial-cluster", &[]),
+        ("initial-cluster-token", &[]),
+        ("initial-advertise-peer-urls", &[]),
+    ];
+    let parsed = parse(argv, valued, &["skip-hash-check"])?;
+    let path = one_file(&parsed.positional, "restore")?;
+    let name = parsed.value("name").unwrap_or("default");
+    let data_dir = PathBuf::from(
+        parsed
+            .value("data-dir")
+            .map_or_else(|| format!("{name}.etcd"), str::to_string),
+    );
+    let boot = restore_cluster(&parsed)?;
+    let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
+    require_empty_dir(disk.as_ref(), &data_dir)?;
 
     let bytes = read_file(&path)?;
     let db_bytes = verified_db(&bytes, parsed.switch("skip-hash-check"))?;
     let db = Db::open(db_bytes).map_err(|e| e.to_string())?;
     check(&db).map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
     let imported = oxetcd::backend::import(&db).map_err(|e| e.to_string())?;
+    warn_about_auth(&imported);
     let revision = imported.state.kv.current_revision();
     let members: Vec<(u64, MemberNode)> = boot
         .members
