@@ -21,8 +21,6 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
-    "client-cert-allowed-hostname",
-    "peer-cert-allowed-hostname",
     "cipher-suites",
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
@@ -93,9 +91,6 @@ pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "client-cert-allowed-hostname" | "peer-cert-allowed-hostname" => {
-            "restricting client certificates by host name is not implemented (--peer-cert-allowed-cn is)"
-        }
         "cipher-suites" => {
             "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)"
         }

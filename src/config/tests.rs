@@ -946,6 +946,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
         }
     );
@@ -958,6 +959,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
         }
     );

@@ -138,10 +138,18 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 pub struct ServerTls {
     #[cfg(not(madsim))]
     reloading: Arc<Reloading<rustls::ServerConfig>>,
-    /// `--peer-cert-allowed-cn`: connections whose client certificate has another CN are
-    /// refused after the handshake.
+    /// `--peer-cert-allowed-cn` and `--{client,peer}-cert-allowed-hostname`: when either is set,
+    /// a client certificate must match one of them (see [`ServerTls::admits`]).
     #[cfg(not(madsim))]
-    allowed_cn: Option<Arc<str>>,
+    allowed: Arc<Allowed>,
+}
+
+/// The names a client certificate may carry; both `None` admits every certificate.
+#[cfg(not(madsim))]
+#[derive(Debug, Default)]
+struct Allowed {
+    common_name: Option<String>,
+    hostname: Option<String>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -187,7 +195,10 @@ impl ServerTls {
         {
             Reloading::load(files, side, real::server_config).map(|r| ServerTls {
                 reloading: Arc::new(r),
-                allowed_cn: files.allowed_cn.as_deref().map(Arc::from),
+                allowed: Arc::new(Allowed {
+                    common_name: files.allowed_cn.clone(),
+                    hostname: files.allowed_hostname.clone(),
+                }),
             })
         }
         #[cfg(madsim)]
@@ -222,9 +233,27 @@ impl ServerTls {
         self.reloading.current()
     }
 
-    /// The only client certificate common name accepted, if restricted.
-    pub fn allowed_cn(&self) -> Option<&str> {
-        self.allowed_cn.as_deref()
+    /// Whether a connection with this verified client certificate (DER) is admitted: always
+    /// when no name is required; otherwise its subject CN must be the allowed CN or its SANs
+    /// must match the allowed host name (etcd's rule: either suffices).
+    pub fn admits(&self, client_certificate: Option<&[u8]>) -> bool {
+        let Allowed {
+            common_name,
+            hostname,
+        } = self.allowed.as_ref();
+        if common_name.is_none() && hostname.is_none() {
+            return true;
+        }
+        let Some(der) = client_certificate else {
+            return false;
+        };
+        let cn_ok = common_name
+            .as_deref()
+            .is_some_and(|cn| super::x509::common_name(der).as_deref() == Some(cn));
+        let host_ok = hostname
+            .as_deref()
+            .is_some_and(|host| super::x509::matches_host(der, host));
+        cn_ok || host_ok
     }
 }
 
@@ -668,6 +697,7 @@ mod tests {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
         };
         let err = ServerTls::load(&files, Side::Peer)
