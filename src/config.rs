@@ -141,6 +141,8 @@ pub struct TlsFiles {
     pub allowed_hostname: Option<String>,
     /// `--client-crl-file` / `--peer-crl-file`: revoked client certificates.
     pub crl_file: Option<PathBuf>,
+    /// `--cipher-suites` (one list for both sides, Go's names): the TLS 1.2 suites allowed.
+    pub cipher_suites: Vec<String>,
 }
 
 /// The validated server configuration.
@@ -528,6 +530,13 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
         auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
         crl_file: settings_crl(settings, prefix),
+        cipher_suites: settings
+            .raw("cipher-suites")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         allowed_hostname: {
             let name = if prefix.is_empty() {
                 "client-cert-allowed-hostname"

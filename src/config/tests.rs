@@ -948,6 +948,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             allowed_cn: None,
             allowed_hostname: None,
             crl_file: None,
+            cipher_suites: Vec::new(),
         }
     );
     assert_eq!(
@@ -961,6 +962,7 @@ fn tls_flags_are_parsed_for_both_sides() {
             allowed_cn: None,
             allowed_hostname: None,
             crl_file: None,
+            cipher_suites: Vec::new(),
         }
     );
     assert!(c
