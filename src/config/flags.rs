@@ -20,7 +20,7 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
+    // TLS: the peer client certificate SAN check this flag skips is not done
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
     "wal-dir",
