@@ -126,6 +126,7 @@ fn go_io_reason(e: &std::io::Error) -> String {
     }
 }
 
+#[cfg(not(madsim))]
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
