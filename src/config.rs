@@ -136,8 +136,13 @@ pub struct TlsFiles {
     pub auto_tls: bool,
     /// `--peer-cert-allowed-cn`: the only client certificate common name accepted.
     pub allowed_cn: Option<String>,
+    /// `--client-cert-allowed-hostname` / `--peer-cert-allowed-hostname`: the host name (or IP)
+    /// a client certificate's SANs must match (either this or the CN suffices).
+    pub allowed_hostname: Option<String>,
     /// `--client-crl-file` / `--peer-crl-file`: revoked client certificates.
     pub crl_file: Option<PathBuf>,
+    /// `--cipher-suites` (one list for both sides, Go's names): the TLS 1.2 suites allowed.
+    pub cipher_suites: Vec<String>,
 }
 
 /// The validated server configuration.
@@ -524,6 +529,22 @@ fn read_tls(settings: &Settings, prefix: &str) -> Result<TlsFiles, ConfigError> 
         client_cert_auth: read_bool(settings, &format!("{prefix}client-cert-auth"))?,
         auto_tls: read_bool(settings, &format!("{prefix}auto-tls"))?,
         crl_file: settings_crl(settings, prefix),
+        cipher_suites: settings
+            .raw("cipher-suites")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        allowed_hostname: {
+            let name = if prefix.is_empty() {
+                "client-cert-allowed-hostname"
+            } else {
+                "peer-cert-allowed-hostname"
+            };
+            let v = settings.raw(name);
+            (!v.is_empty()).then(|| v.to_string())
+        },
         // etcd has the flag for peers only.
         allowed_cn: match prefix {
             "peer-" => path("cert-allowed-cn").map(|p| p.to_string_lossy().into_owned()),

@@ -159,6 +159,18 @@ fn start_tls_server_with(
     trusted_ca: &Path,
     extra: &[String],
 ) -> TlsServer {
+    start_probed(kind, certs, server, trusted_ca, extra, &certs.client)
+}
+
+/// As [`start_tls_server_with`], probing readiness with the key pair `probe`.
+fn start_probed(
+    kind: ServerKind,
+    certs: &Certs,
+    server: &Pair,
+    trusted_ca: &Path,
+    extra: &[String],
+    probe: &Pair,
+) -> TlsServer {
     let (tls_port, plain_port, peer_port) = (free_port(), free_port(), free_port());
     let https = format!("https://127.0.0.1:{tls_port}");
     let http = format!("http://127.0.0.1:{plain_port}");
@@ -183,7 +195,7 @@ fn start_tls_server_with(
             CtlVersion::V35,
             &https,
             &certs.ca,
-            Some(&certs.client),
+            Some(probe),
             &["get", "ready"],
         );
         if out.code == 0 {
@@ -1305,4 +1317,51 @@ fn revoked_client_certificates_are_refused_like_etcd_35() {
             .any(|l| l.contains("rejected connection") && l.contains("certificate is revoked")),
         "{log}"
     );
+}
+
+/// `--client-cert-allowed-hostname`: on the client port only certificates whose SANs match the
+/// name are admitted (the server certificate carries IP 127.0.0.1; the client one no SAN).
+#[test]
+fn client_cert_allowed_hostname_admits_matching_certificates_only() {
+    if require_etcd_tools("client_cert_allowed_hostname_admits_matching_certificates_only")
+        .is_none()
+    {
+        return;
+    }
+    let certs = Certs::generate();
+    let host = vec!["--client-cert-allowed-hostname=127.0.0.1".to_string()];
+    let server = start_probed(
+        ServerKind::Oxetcd,
+        &certs,
+        &certs.server,
+        &certs.ca,
+        &host,
+        &certs.server,
+    );
+    let refused = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &certs.ca,
+        Some(&certs.client),
+        &["get", "k"],
+    );
+    assert_ne!(
+        refused.code, 0,
+        "a certificate without the host name was admitted"
+    );
+    let admitted = ctl(
+        CtlVersion::V35,
+        &server.https,
+        &certs.ca,
+        Some(&certs.server),
+        &["put", "k", "v"],
+    );
+    assert_eq!(
+        ok(&admitted, "put with a matching certificate").trim(),
+        "OK"
+    );
+    assert!(server
+        .proc
+        .log_text()
+        .contains("client certificate authentication failed"));
 }

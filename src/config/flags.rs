@@ -20,10 +20,7 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 /// "oxetcd: flag --X is not supported yet (<what is missing>)" (exit 1; the reason comes from
 /// `unsupported_reason`).
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
-    // TLS features beyond certificate files, CA bundles, client certificate auth and auto TLS
-    "client-cert-allowed-hostname",
-    "peer-cert-allowed-hostname",
-    "cipher-suites",
+    // TLS: the peer client certificate SAN check this flag skips is not done
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
     "wal-dir",
@@ -92,12 +89,6 @@ pub const UNIX_SOCKETS_SUPPORTED: bool = false;
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
     match name {
-        "client-cert-allowed-hostname" | "peer-cert-allowed-hostname" => {
-            "restricting client certificates by host name is not implemented (--peer-cert-allowed-cn is)"
-        }
-        "cipher-suites" => {
-            "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)"
-        }
         "experimental-peer-skip-client-san-verification" => {
             "peer client certificates are never checked against the peer's address, so \
              there is nothing to skip"
@@ -697,11 +688,15 @@ mod tests {
         assert_eq!(check(&["--cert-file", "/c.pem"]), None);
         assert_eq!(check(&["--client-crl-file", "/crl.pem"]), None);
         assert_eq!(
-            check(&["--cipher-suites", "TLS_AES_128_GCM_SHA256"]),
+            check(&["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]),
+            None
+        );
+        assert_eq!(
+            check(&["--experimental-peer-skip-client-san-verification"]),
             Some(ConfigError::Unsupported {
-                flag: "cipher-suites".into(),
-                why:
-                    "choosing TLS cipher suites is not implemented (rustls's AEAD suites are used)",
+                flag: "experimental-peer-skip-client-san-verification".into(),
+                why: "peer client certificates are never checked against the peer's address, \
+                      so there is nothing to skip",
             })
         );
         assert!(check(&["--pre-vote=false"]).is_some());

@@ -940,7 +940,9 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
+            cipher_suites: Vec::new(),
         }
     );
     assert_eq!(
@@ -952,7 +954,9 @@ fn tls_flags_are_parsed_for_both_sides() {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
+            cipher_suites: Vec::new(),
         }
     );
     assert!(c

@@ -43,6 +43,8 @@ impl std::error::Error for DialError {}
 /// Makes channels to peer URLs.
 #[derive(Clone, Debug, Default)]
 pub struct Dialer {
+    // Under madsim there is no TLS dial, and a TLS setting cannot be built.
+    #[cfg_attr(madsim, allow(dead_code))]
     tls: Option<ClientTls>,
 }
 

@@ -264,19 +264,15 @@ mod accept {
             permit,
         } = accepted;
         // The files are looked at for every handshake: a rotated certificate is used at once.
-        let tls_allowed_cn = tls.allowed_cn().map(str::to_string);
-        let tls = TlsAcceptor::from(tls.current());
-        let error = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        let acceptor = TlsAcceptor::from(tls.current());
+        let handshake = acceptor.accept(stream);
+        let error = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(session)) => {
                 let transport = Transport::Tls(Box::new(session));
-                let allowed = tls_allowed_cn.as_deref();
-                let name = transport.client_common_name();
-                match allowed {
-                    Some(cn) if name.as_deref() != Some(cn) => {
-                        "client certificate authentication failed".to_string()
-                    }
-                    _ => return Some(Conn::new(transport, Some(permit))),
+                if tls.admits(transport.client_certificate()) {
+                    return Some(Conn::new(transport, Some(permit)));
                 }
+                "client certificate authentication failed".to_string()
             }
             Ok(Err(e)) => crate::net::tls::handshake_failure(&e),
             Err(_) => format!("TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}"),

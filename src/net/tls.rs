@@ -126,6 +126,7 @@ fn go_io_reason(e: &std::io::Error) -> String {
     }
 }
 
+#[cfg(not(madsim))]
 fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
@@ -138,10 +139,18 @@ fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
 pub struct ServerTls {
     #[cfg(not(madsim))]
     reloading: Arc<Reloading<rustls::ServerConfig>>,
-    /// `--peer-cert-allowed-cn`: connections whose client certificate has another CN are
-    /// refused after the handshake.
+    /// `--peer-cert-allowed-cn` and `--{client,peer}-cert-allowed-hostname`: when either is set,
+    /// a client certificate must match one of them (see [`ServerTls::admits`]).
     #[cfg(not(madsim))]
-    allowed_cn: Option<Arc<str>>,
+    allowed: Arc<Allowed>,
+}
+
+/// The names a client certificate may carry; both `None` admits every certificate.
+#[cfg(not(madsim))]
+#[derive(Debug, Default)]
+struct Allowed {
+    common_name: Option<String>,
+    hostname: Option<String>,
 }
 
 impl fmt::Debug for ServerTls {
@@ -187,7 +196,10 @@ impl ServerTls {
         {
             Reloading::load(files, side, real::server_config).map(|r| ServerTls {
                 reloading: Arc::new(r),
-                allowed_cn: files.allowed_cn.as_deref().map(Arc::from),
+                allowed: Arc::new(Allowed {
+                    common_name: files.allowed_cn.clone(),
+                    hostname: files.allowed_hostname.clone(),
+                }),
             })
         }
         #[cfg(madsim)]
@@ -222,9 +234,27 @@ impl ServerTls {
         self.reloading.current()
     }
 
-    /// The only client certificate common name accepted, if restricted.
-    pub fn allowed_cn(&self) -> Option<&str> {
-        self.allowed_cn.as_deref()
+    /// Whether a connection with this verified client certificate (DER) is admitted: always
+    /// when no name is required; otherwise its subject CN must be the allowed CN or its SANs
+    /// must match the allowed host name (etcd's rule: either suffices).
+    pub fn admits(&self, client_certificate: Option<&[u8]>) -> bool {
+        let Allowed {
+            common_name,
+            hostname,
+        } = self.allowed.as_ref();
+        if common_name.is_none() && hostname.is_none() {
+            return true;
+        }
+        let Some(der) = client_certificate else {
+            return false;
+        };
+        let cn_ok = common_name
+            .as_deref()
+            .is_some_and(|cn| super::x509::common_name(der).as_deref() == Some(cn));
+        let host_ok = hostname
+            .as_deref()
+            .is_some_and(|host| super::x509::matches_host(der, host));
+        cn_ok || host_ok
     }
 }
 
@@ -276,8 +306,18 @@ mod real {
 
     use super::{read_file, Side, TlsError, TlsFiles, ALPN_H2, ALPN_HTTP1};
 
-    fn provider() -> Arc<CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
+    /// ring's suites; with `--cipher-suites`, TLS 1.2 keeps only the named ones (TLS 1.3's are
+    /// not configurable, as in Go).
+    fn provider(files: &TlsFiles) -> Result<Arc<CryptoProvider>, TlsError> {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !files.cipher_suites.is_empty() {
+            let wanted = super::suites::tls12_suites(&files.cipher_suites)?;
+            provider.cipher_suites.retain(|s| match s {
+                rustls::SupportedCipherSuite::Tls13(_) => true,
+                rustls::SupportedCipherSuite::Tls12(_) => wanted.contains(&s.suite()),
+            });
+        }
+        Ok(Arc::new(provider))
     }
 
     fn rejected(what: impl Into<String>, e: impl std::fmt::Display) -> TlsError {
@@ -364,7 +404,7 @@ mod real {
 
     pub fn server_config(files: &TlsFiles, side: Side) -> Result<rustls::ServerConfig, TlsError> {
         let (certs, key) = key_pair(files)?;
-        let provider = provider();
+        let provider = provider(files)?;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| rejected("TLS versions", e))?;
@@ -407,7 +447,7 @@ mod real {
                     .into(),
             });
         };
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
+        let builder = rustls::ClientConfig::builder_with_provider(provider(files)?)
             .with_safe_default_protocol_versions()
             .map_err(|e| rejected("TLS versions", e))?
             .with_root_certificates(roots(ca)?);
@@ -426,7 +466,7 @@ mod real {
     /// The dialer of an auto-TLS member: its own key pair as client certificate, the other
     /// side's certificate not verified.
     fn auto_client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, TlsError> {
-        let provider = provider();
+        let provider = provider(files)?;
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| rejected("TLS versions", e))?
@@ -468,6 +508,122 @@ pub fn handshake_failure(e: &std::io::Error) -> String {
             | CertificateError::NotValidYetContext { .. },
         ) => verify("certificate has expired or is not yet valid"),
         other => format!("tls: {other}"),
+    }
+}
+
+#[cfg(not(madsim))]
+mod suites {
+    //! `--cipher-suites`: Go's suite names (as etcd takes them) to rustls's TLS 1.2 suites.
+
+    use rustls::CipherSuite;
+
+    use super::TlsError;
+
+    /// Go names of the AEAD suites rustls has, with the alias Go also accepts.
+    const SUPPORTED: &[(&str, CipherSuite)] = &[
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+            CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+            CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+
+    /// Suites etcd (Go) knows that rustls does not implement: CBC, RC4, 3DES, RSA key exchange.
+    const GO_ONLY: &[&str] = &[
+        "TLS_RSA_WITH_RC4_128_SHA",
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        "TLS_RSA_WITH_AES_128_CBC_SHA",
+        "TLS_RSA_WITH_AES_256_CBC_SHA",
+        "TLS_RSA_WITH_AES_128_CBC_SHA256",
+        "TLS_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+        "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+        "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+    ];
+
+    /// The rustls suites for Go names; an unknown name is etcd's error, a Go-only one says so.
+    pub fn tls12_suites(names: &[String]) -> Result<Vec<CipherSuite>, TlsError> {
+        names
+            .iter()
+            .map(|name| {
+                if let Some((_, suite)) = SUPPORTED.iter().find(|(n, _)| n == name) {
+                    return Ok(*suite);
+                }
+                let reason = if GO_ONLY.contains(&name.as_str()) {
+                    "not supported here: only ECDHE suites with AES-GCM or ChaCha20-Poly1305 are"
+                        .to_string()
+                } else {
+                    format!("unexpected TLS cipher suite {name:?}")
+                };
+                Err(TlsError::Rejected {
+                    what: format!("--cipher-suites {name}"),
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn go_names_map_to_rustls_suites_or_are_refused_clearly() {
+            let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let ok = tls12_suites(&names(&[
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            ]));
+            assert_eq!(
+                ok.ok(),
+                Some(vec![
+                    CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+                    CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+                ])
+            );
+            let cbc = tls12_suites(&names(&["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]));
+            assert!(cbc
+                .err()
+                .is_some_and(|e| e.to_string().contains("not supported here")));
+            let junk = tls12_suites(&names(&["NOPE"]));
+            assert!(junk.err().is_some_and(|e| e
+                .to_string()
+                .contains("unexpected TLS cipher suite \"NOPE\"")));
+        }
     }
 }
 
@@ -668,7 +824,9 @@ mod tests {
             client_cert_auth: true,
             auto_tls: false,
             allowed_cn: None,
+            allowed_hostname: None,
             crl_file: None,
+            cipher_suites: Vec::new(),
         };
         let err = ServerTls::load(&files, Side::Peer)
             .err()
@@ -681,6 +839,23 @@ mod tests {
         files.client_cert_auth = false;
         let loaded = ServerTls::load(&files, Side::Client);
         assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
+        files.cipher_suites = vec!["TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into()];
+        let restricted = ServerTls::load(&files, Side::Client).map(|t| {
+            let config = t.current();
+            let suites = &config.crypto_provider().cipher_suites;
+            suites.iter().map(|s| s.suite()).collect::<Vec<_>>()
+        });
+        let tls12: Vec<_> = restricted
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !format!("{s:?}").starts_with("TLS13"))
+            .collect();
+        assert_eq!(
+            tls12,
+            vec![rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256],
+            "--cipher-suites keeps only the named TLS 1.2 suites"
+        );
+        files.cipher_suites.clear();
         let alpn = loaded
             .map(|t| t.current().alpn_protocols.clone())
             .unwrap_or_default();

@@ -41,15 +41,17 @@ impl Transport {
         self.tcp().peer_addr().ok()
     }
 
-    /// The subject common name of the client certificate the handshake verified.
-    pub fn client_common_name(&self) -> Option<String> {
+    /// The client certificate (DER) the handshake verified.
+    pub fn client_certificate(&self) -> Option<&[u8]> {
         match self {
             Transport::Plain(_) => None,
-            Transport::Tls(s) => {
-                let cert = s.get_ref().1.peer_certificates()?.first()?;
-                super::x509::common_name(cert.as_ref())
-            }
+            Transport::Tls(s) => Some(s.get_ref().1.peer_certificates()?.first()?.as_ref()),
         }
+    }
+
+    /// The subject common name of the client certificate the handshake verified.
+    pub fn client_common_name(&self) -> Option<String> {
+        super::x509::common_name(self.client_certificate()?)
     }
 
     /// The ALPN protocol the TLS handshake agreed on (`None` in plaintext or without ALPN).

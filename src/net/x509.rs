@@ -1,5 +1,8 @@
-//! The one fact this crate reads out of a certificate: the subject's common name (CN), which
-//! etcd uses as the user of a client certificate and checks against `--peer-cert-allowed-cn`.
+//! The facts this crate reads out of a certificate: the subject's common name (CN), which etcd
+//! uses as the user of a client certificate and checks against `--peer-cert-allowed-cn`, and the
+//! subject alternative names, checked against `--client-cert-allowed-hostname` and
+//! `--peer-cert-allowed-hostname` (Go's `VerifyHostname` rules: IP SANs for an IP, DNS SANs
+//! with a leading `*.` matching one label for a name, case-insensitive).
 //! rustls has verified the certificate before anything here looks at it; this is a reader of
 //! DER (ITU-T X.690) bounded by its input, never a verifier.
 //!
@@ -7,7 +10,12 @@
 //! ```text
 //! Certificate    = SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
 //! tbsCertificate = SEQUENCE { [0] version OPTIONAL, serialNumber INTEGER, signature SEQUENCE,
-//!                             issuer Name, validity SEQUENCE, subject Name, ... }
+//!                             issuer Name, validity SEQUENCE, subject Name,
+//!                             subjectPublicKeyInfo SEQUENCE, [1] OPTIONAL, [2] OPTIONAL,
+//!                             [3] EXPLICIT SEQUENCE OF Extension OPTIONAL }
+//! Extension      = SEQUENCE { extnID OID, critical BOOLEAN OPTIONAL, extnValue OCTET STRING }
+//! subjectAltName = extnID 2.5.29.17, extnValue = SEQUENCE OF GeneralName
+//! GeneralName    = [2] dNSName IA5String | [7] iPAddress OCTET STRING (4 or 16 bytes) | ...
 //! Name           = SEQUENCE OF RelativeDistinguishedName
 //! RDN            = SET OF SEQUENCE { type OBJECT IDENTIFIER, value ANY (a string type) }
 //! ```
@@ -17,8 +25,15 @@ const TAG_SEQUENCE: u8 = 0x30;
 const TAG_SET: u8 = 0x31;
 const TAG_OID: u8 = 0x06;
 const TAG_VERSION: u8 = 0xa0;
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_EXTENSIONS: u8 = 0xa3;
+const TAG_DNS_NAME: u8 = 0x82;
+const TAG_IP_ADDRESS: u8 = 0x87;
 /// 2.5.4.3, id-at-commonName.
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+/// 2.5.29.17, id-ce-subjectAltName.
+const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// One DER element: its tag, its contents and what follows it.
 fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -48,8 +63,8 @@ fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     (t == tag).then_some((contents, rest))
 }
 
-/// The subject's common name of a DER certificate (the last CN, as Go reads it), if any.
-pub fn common_name(der: &[u8]) -> Option<String> {
+/// The elements of tbsCertificate from `subject` on.
+fn from_subject(der: &[u8]) -> Option<&[u8]> {
     let (certificate, _) = expect(der, TAG_SEQUENCE)?;
     let (tbs, _) = expect(certificate, TAG_SEQUENCE)?;
     let mut rest = tbs;
@@ -60,6 +75,92 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     for _ in 0..4 {
         rest = element(rest)?.2;
     }
+    Some(rest)
+}
+
+/// A subject alternative name this crate understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AltName {
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+/// The subject alternative names of a DER certificate (empty without the extension).
+pub fn alt_names(der: &[u8]) -> Option<Vec<AltName>> {
+    let rest = from_subject(der)?;
+    // subject, subjectPublicKeyInfo
+    let mut rest = element(element(rest)?.2)?.2;
+    let mut names = Vec::new();
+    while let Some((tag, contents, after)) = element(rest) {
+        rest = after;
+        if tag != TAG_EXTENSIONS {
+            continue;
+        }
+        let (mut extensions, _) = expect(contents, TAG_SEQUENCE)?;
+        while !extensions.is_empty() {
+            let (extension, after) = expect(extensions, TAG_SEQUENCE)?;
+            extensions = after;
+            let (oid, mut value) = expect(extension, TAG_OID)?;
+            if oid != OID_SUBJECT_ALT_NAME {
+                continue;
+            }
+            if value.first() == Some(&TAG_BOOLEAN) {
+                value = element(value)?.2;
+            }
+            let (octets, _) = expect(value, TAG_OCTET_STRING)?;
+            let (mut general, _) = expect(octets, TAG_SEQUENCE)?;
+            while !general.is_empty() {
+                let (tag, name, after) = element(general)?;
+                general = after;
+                match tag {
+                    TAG_DNS_NAME => {
+                        names.push(AltName::Dns(String::from_utf8_lossy(name).into_owned()))
+                    }
+                    TAG_IP_ADDRESS => {
+                        if let Ok(v4) = <[u8; 4]>::try_from(name) {
+                            names.push(AltName::Ip(v4.into()));
+                        } else if let Ok(v6) = <[u8; 16]>::try_from(name) {
+                            names.push(AltName::Ip(v6.into()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(names)
+}
+
+/// Whether the certificate is valid for `host` by its subject alternative names.
+pub fn matches_host(der: &[u8], host: &str) -> bool {
+    let Some(names) = alt_names(der) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return names.contains(&AltName::Ip(ip));
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    names.iter().any(|n| match n {
+        AltName::Dns(pattern) => dns_matches(&pattern.to_ascii_lowercase(), &host),
+        AltName::Ip(_) => false,
+    })
+}
+
+/// `*.example.com` matches exactly one leading label; anything else matches itself.
+fn dns_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern == host,
+    }
+}
+
+/// The subject's common name of a DER certificate (the last CN, as Go reads it), if any.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let rest = from_subject(der)?;
     let (subject, _) = expect(rest, TAG_SEQUENCE)?;
     let mut name = None;
     let mut rdns = subject;
@@ -85,8 +186,12 @@ mod tests {
     use super::*;
 
     fn certificate_with(cn: Option<&str>) -> Vec<u8> {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("parameters");
+        certificate_for(cn, &["127.0.0.1"])
+    }
+
+    fn certificate_for(cn: Option<&str>, sans: &[&str]) -> Vec<u8> {
+        let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("parameters");
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::OrganizationName, "etcd");
         if let Some(cn) = cn {
@@ -108,6 +213,32 @@ mod tests {
             Some("root")
         );
         assert_eq!(common_name(&certificate_with(None)), None);
+    }
+
+    #[test]
+    fn hosts_are_matched_against_ip_and_dns_names() {
+        let sans = ["10.0.0.1", "::1", "etcd.example.com", "*.peers.local"];
+        let der = certificate_for(Some("m1"), &sans);
+        assert_eq!(
+            alt_names(&der).map(|n| n.len()),
+            Some(4),
+            "{:?}",
+            alt_names(&der)
+        );
+        for (host, want) in [
+            ("10.0.0.1", true),
+            ("10.0.0.2", false),
+            ("[::1]", true),
+            ("ETCD.example.com", true),
+            ("m2.peers.local", true),
+            ("a.m2.peers.local", false),
+            ("peers.local", false),
+            ("other.example.com", false),
+            ("m1", false),
+        ] {
+            assert_eq!(matches_host(&der, host), want, "{host}");
+        }
+        assert_eq!(alt_names(&certificate_for(None, &[])), Some(Vec::new()));
     }
 
     #[test]
