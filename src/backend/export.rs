@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::schema::{self, LeaseRecord, BUCKETS};
 use crate::apply::State;
 use crate::bbolt::{PageSink, WriteError, WriteSummary, Writer, WriterOptions};
+use crate::proto::etcdserverpb::AlarmMember;
 use crate::proto::mvccpb::KeyValue;
 
 /// A cluster member as etcd's `members` bucket stores it.
@@ -70,6 +71,7 @@ pub fn export<S: PageSink>(
     for bucket in BUCKETS {
         w.begin_bucket(bucket)?;
         match bucket {
+            schema::ALARM => write_alarms(&mut w, state)?,
             schema::KEY => write_keys(&mut w, state)?,
             schema::LEASE => write_leases(&mut w, state)?,
             schema::META => write_meta(&mut w, state, info)?,
@@ -97,6 +99,27 @@ fn write_keys<S: PageSink>(w: &mut Writer<S>, state: &State) -> Result<(), Write
             &schema::encode_revision(rev.main, rev.sub, tombstone),
             &value,
         )?;
+    }
+    Ok(())
+}
+
+/// Raised alarms as etcd stores them: the marshaled `AlarmMember` as the key, no value; keys
+/// in byte order, as the writer needs.
+fn write_alarms<S: PageSink>(w: &mut Writer<S>, state: &State) -> Result<(), WriteError> {
+    let mut keys: Vec<Vec<u8>> = state
+        .alarms
+        .iter()
+        .map(|(member_id, alarm)| {
+            AlarmMember {
+                member_id: *member_id,
+                alarm: *alarm,
+            }
+            .encode_to_vec()
+        })
+        .collect();
+    keys.sort();
+    for key in keys {
+        w.put(&key, &[])?;
     }
     Ok(())
 }

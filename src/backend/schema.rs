@@ -8,7 +8,8 @@
 //!                  scheduledCompactRev / finishedCompactRev -> revision (sub 0)
 //! members          id as lowercase hex -> member JSON; members_removed: hex id -> "removed"
 //! cluster          clusterVersion -> "3.5.0"
-//! alarm, auth, authUsers, authRoles   (always empty: alarms are not exported, no auth yet)
+//! alarm            etcdserverpb.AlarmMember (marshaled) -> empty, one per raised alarm
+//! auth, authUsers, authRoles          (always empty: no auth yet)
 //! ```
 //!
 //! Invariant: `BUCKETS` is in byte order, the order the writer needs.
@@ -27,6 +28,7 @@ pub const BUCKETS: [&[u8]; 10] = [
     b"meta",
 ];
 
+pub const ALARM: &[u8] = b"alarm";
 pub const KEY: &[u8] = b"key";
 pub const LEASE: &[u8] = b"lease";
 pub const META: &[u8] = b"meta";

@@ -290,3 +290,30 @@ proptest! {
         prop_assert_eq!(imported.state, state);
     }
 }
+
+/// Raised alarms land in etcd's `alarm` bucket as etcd stores them: the marshaled
+/// `AlarmMember` as the key, an empty value.
+#[test]
+fn raised_alarms_are_exported_as_etcd_stores_them() {
+    use crate::proto::etcdserverpb::{AlarmMember, AlarmType};
+    let mut state = history();
+    state
+        .alarms
+        .insert((0x8e9e05c52164694d, AlarmType::Nospace as i32));
+    let bytes = export_bytes(&state);
+    let db = Db::open(&bytes).expect("open");
+    let alarm = db.root().bucket(b"alarm").expect("read").expect("alarm");
+    let entries: Vec<(Vec<u8>, bool)> = alarm
+        .entries()
+        .map(|e| {
+            let e = e.expect("entry");
+            let empty = matches!(e.value, Value::Data(v) if v.is_empty());
+            (e.key.to_vec(), empty)
+        })
+        .collect();
+    assert_eq!(entries.len(), 1);
+    let member = AlarmMember::decode(entries[0].0.as_slice()).expect("AlarmMember");
+    assert_eq!(member.member_id, 0x8e9e05c52164694d);
+    assert_eq!(member.alarm, AlarmType::Nospace as i32);
+    assert!(entries[0].1, "the value is empty");
+}
