@@ -14,7 +14,7 @@ use crate::proto::etcdserverpb::{
 };
 use crate::raft::forward::{ForwardError, MembershipChange, MembershipDone};
 use crate::raft::membership::{MemberEntry, MembershipError};
-use crate::raft::node::{ProposeError, RaftNode};
+use crate::raft::node::ProposeError;
 
 fn to_member(e: &MemberEntry) -> Member {
     Member {
@@ -62,7 +62,7 @@ async fn change(api: &Api, change: MembershipChange) -> Result<MembershipDone, A
     let leader_deadline = now + LEADER_WAIT;
     let deadline = now + node.request_timeout();
     loop {
-        match change_here(node, change.clone()).await {
+        match node.change_membership(change.clone()).await {
             Ok(done) => return Ok(done),
             Err(MembershipError::NotLeader) => {}
             Err(e) => return Err(e.into()),
@@ -83,34 +83,6 @@ async fn change(api: &Api, change: MembershipChange) -> Result<MembershipDone, A
             return Err(ApiError::NoLeader);
         }
         tokio::time::sleep(LEADER_POLL).await;
-    }
-}
-
-/// `change` made by this member's raft (refused with `NotLeader` unless it leads).
-async fn change_here(
-    node: &RaftNode,
-    change: MembershipChange,
-) -> Result<MembershipDone, MembershipError> {
-    let members_only = |members| MembershipDone {
-        added: None,
-        members,
-    };
-    match change {
-        MembershipChange::Add {
-            peer_urls,
-            is_learner,
-        } => {
-            let (id, members) = node.add_member(peer_urls, is_learner).await?;
-            Ok(MembershipDone {
-                added: Some(id),
-                members,
-            })
-        }
-        MembershipChange::Remove { id } => node.remove_member(id).await.map(members_only),
-        MembershipChange::Update { id, peer_urls } => {
-            node.update_member(id, peer_urls).await.map(members_only)
-        }
-        MembershipChange::Promote { id } => node.promote_member(id).await.map(members_only),
     }
 }
 

@@ -535,6 +535,36 @@ impl RaftNode {
         }
     }
 
+    /// Makes `change` (refused with `NotLeader` unless this member leads): the one dispatch of
+    /// a membership change, for calls made here and for those a follower forwards.
+    pub async fn change_membership(
+        &self,
+        change: super::forward::MembershipChange,
+    ) -> Result<super::forward::MembershipDone, MembershipError> {
+        use super::forward::{MembershipChange, MembershipDone};
+        let members_only = |members| MembershipDone {
+            added: None,
+            members,
+        };
+        match change {
+            MembershipChange::Add {
+                peer_urls,
+                is_learner,
+            } => {
+                let (id, members) = self.add_member(peer_urls, is_learner).await?;
+                Ok(MembershipDone {
+                    added: Some(id),
+                    members,
+                })
+            }
+            MembershipChange::Remove { id } => self.remove_member(id).await.map(members_only),
+            MembershipChange::Update { id, peer_urls } => {
+                self.update_member(id, peer_urls).await.map(members_only)
+            }
+            MembershipChange::Promote { id } => self.promote_member(id).await.map(members_only),
+        }
+    }
+
     /// etcd's leadership transfer on a graceful stop: a leader with other voters hands
     /// leadership to the voter its messages have reached the longest (etcd's
     /// "longest connected"), so a rolling restart costs no election timeout. Bounded by
@@ -546,6 +576,11 @@ impl RaftNode {
             return;
         }
         let membership = self.membership_now();
+        if !membership.voter_ids().any(|v| v != self.member_id) {
+            tracing::info!(local_member_id = %local, "skipped leadership transfer for single voting member cluster");
+            return;
+        }
+        // etcd's "longest connected": the voter our messages have reached the longest.
         let contacts = self.network.contacts();
         let transferee = membership
             .voter_ids()
@@ -553,11 +588,6 @@ impl RaftNode {
             .filter_map(|v| contacts.active_since(v).map(|since| (since, v)))
             .min()
             .map(|(_, v)| v);
-        let has_other_voters = membership.voter_ids().any(|v| v != self.member_id);
-        if !has_other_voters {
-            tracing::info!(local_member_id = %local, "skipped leadership transfer for single voting member cluster");
-            return;
-        }
         let Some(target) = transferee else {
             tracing::warn!(local_member_id = %local, error = %MembershipError::Unhealthy, "leadership transfer failed");
             return;

@@ -44,7 +44,7 @@ use tonic::{Request, Response, Status};
 
 use super::forward::{
     Answer, AppliedResult, LeaseLeader, LeaseLeaderSlot, MembershipAnswer, MembershipChange,
-    MembershipDone, ProtoBytes,
+    ProtoBytes,
 };
 use super::membership::MembershipError;
 use super::network::{
@@ -509,23 +509,7 @@ impl PeerService {
             .ok_or(ProposeError::NoLeader)?
             .upgrade()
             .ok_or(ProposeError::Stopped)?;
-        let done = match change {
-            MembershipChange::Add {
-                peer_urls,
-                is_learner,
-            } => node
-                .add_member(peer_urls, is_learner)
-                .await
-                .map(|(id, members)| MembershipDone {
-                    added: Some(id),
-                    members,
-                }),
-            MembershipChange::Remove { id } => node.remove_member(id).await.map(no_id),
-            MembershipChange::Update { id, peer_urls } => {
-                node.update_member(id, peer_urls).await.map(no_id)
-            }
-            MembershipChange::Promote { id } => node.promote_member(id).await.map(no_id),
-        };
+        let done = node.change_membership(change).await;
         match done {
             Err(MembershipError::NotLeader) => Err(ProposeError::NoLeader),
             other => Ok(other),
@@ -539,13 +523,6 @@ impl PeerService {
         let proposer = self.proposer.as_ref().ok_or(ProposeError::NoLeader)?;
         let applied = proposer.propose(envelope).await?;
         Ok(applied.result.clone())
-    }
-}
-
-fn no_id(members: Vec<super::membership::MemberEntry>) -> MembershipDone {
-    MembershipDone {
-        added: None,
-        members,
     }
 }
 
