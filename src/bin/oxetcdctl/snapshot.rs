@@ -1,4 +1,6 @@
-//! `snapshot status` and `snapshot restore` on etcd-format snapshot files.
+//! `snapshot save` (online: a member's backend streamed into a file, as etcdctl saves it) and
+//! `snapshot status` / `snapshot restore` (offline, etcdutl's) on etcd-format snapshot files.
+//! Save and restore show progress on stderr when stdout is a terminal, and nothing else.
 //!
 //! A snapshot file is an etcd backend (bbolt) file followed by the sha256 of it, 32 bytes; a
 //! file whose length is 32 more than a multiple of 512 is taken to carry that trailer, as
@@ -6,41 +8,198 @@
 //! verifies the trailer first (unless `--skip-hash-check`, for a `member/snap/db` copied out
 //! of a data dir), then checks the whole file's structure before importing anything.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use clap::{Args, Subcommand};
 
 use oxetcd::backend::Imported;
 use oxetcd::bbolt::{check, Db, Value};
 use oxetcd::config::{BootstrapCluster, Config, Url};
 use oxetcd::io::os::OsDisk;
 use oxetcd::io::{Disk, FileBytes, OpenOptions};
+use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxetcd::proto::etcdserverpb::SnapshotRequest;
 use oxetcd::raft::MemberNode;
 use sha2::{Digest, Sha256};
 
-use super::args::parse;
+use super::client::{Client, Global};
+use super::print::{self, Format};
+use super::CtlError;
 
 /// Length of the sha256 trailer.
 const HASH_BYTES: usize = 32;
 
-pub fn run(argv: &[String]) -> Result<(), String> {
-    match argv.first().map(String::as_str) {
-        Some("status") => status(&argv[1..]),
-        Some("restore") => restore(&argv[1..]),
-        Some("save") => Err(
-            "snapshot save needs a running server: use etcdctl snapshot save, which works \
-             against oxetcd unchanged"
-                .into(),
-        ),
-        Some(other) => Err(format!("unknown snapshot command {other:?}")),
-        None => Err("snapshot needs a command: status or restore".into()),
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Stores an etcd node backend snapshot to a given file
+    Save {
+        #[arg(value_name = "FILENAME")]
+        args: Vec<PathBuf>,
+    },
+    /// Gets backend snapshot status of a given file
+    Status {
+        #[arg(value_name = "FILENAME")]
+        args: Vec<PathBuf>,
+    },
+    /// Restores an etcd member snapshot to an etcd directory
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    filename: PathBuf,
+    /// Path to the output data directory
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(
+        long = "initial-cluster",
+        default_value = "default=http://localhost:2380"
+    )]
+    initial_cluster: String,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// List of this member's peer URLs to advertise to the rest of the cluster
+    #[arg(
+        long = "initial-advertise-peer-urls",
+        default_value = "http://localhost:2380"
+    )]
+    initial_advertise_peer_urls: String,
+    /// Ignore snapshot hash value (required if copied from data directory)
+    #[arg(long = "skip-hash-check")]
+    skip_hash_check: bool,
+}
+
+pub async fn run(g: &Global, command: SnapshotCommand) -> Result<(), CtlError> {
+    match command {
+        SnapshotCommand::Save { args } => match args.as_slice() {
+            [file] => save(g, file).await,
+            _ => Err(CtlError::bad_args("snapshot save expects one argument")),
+        },
+        SnapshotCommand::Status { args } => match args.as_slice() {
+            [file] => status(g, file).map_err(CtlError::general),
+            _ => Err(CtlError::bad_args(
+                "snapshot status requires exactly one argument",
+            )),
+        },
+        SnapshotCommand::Restore(args) => restore(&args).map_err(CtlError::general),
     }
 }
 
-fn one_file(positional: &[String], command: &str) -> Result<PathBuf, String> {
-    match positional {
-        [file] => Ok(PathBuf::from(file)),
-        _ => Err(format!("snapshot {command} requires exactly one argument")),
+/// A progress bar on stderr for `total` bytes, drawn only when stdout is a terminal (scripts
+/// get nothing but the result).
+pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
     }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
+    .map(|s| s.progress_chars("=> "));
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// A spinner naming the current step of a long offline command, on the same terms as
+/// [`progress_bar`].
+fn progress_steps() -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let spinner =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
+
+/// `snapshot save`: streams one member's backend into `FILE.part`, checks the sha256 trailer's
+/// framing, syncs, and renames it to `FILE` (a crash leaves no half file under the name).
+async fn save(g: &Global, path: &Path) -> Result<(), CtlError> {
+    if g.endpoints.len() != 1 {
+        return Err(CtlError::bad_args(format!(
+            "snapshot must be requested to one selected node, not multiple [{}]",
+            g.endpoints.join(" ")
+        )));
+    }
+    let client = Client::connect(g).await?;
+    let part = PathBuf::from(format!("{}.part", path.display()));
+    let mut file = std::fs::File::create(&part)
+        .map_err(|e| CtlError::io(format!("could not open {} ({e})", part.display())))?;
+    let written = fetch_into(g, &client, &mut file).await;
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    if written % 512 != HASH_BYTES as u64 {
+        let _ = std::fs::remove_file(&part);
+        return Err(CtlError::general(format!(
+            "sha256 checksum not found [bytes: {written}]"
+        )));
+    }
+    file.sync_all()
+        .and_then(|()| std::fs::rename(&part, path))
+        .map_err(|e| CtlError::io(format!("could not save {} ({e})", path.display())))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    println!("Snapshot saved at {}", path.display());
+    Ok(())
+}
+
+/// Copies the snapshot stream into `file`; the byte count written. The stream has no overall
+/// deadline (a large database takes long) but every message must arrive within
+/// `--command-timeout` of the previous one.
+async fn fetch_into(
+    g: &Global,
+    client: &Client,
+    file: &mut std::fs::File,
+) -> Result<u64, CtlError> {
+    let mut stream = MaintenanceClient::new(client.channel.clone())
+        .snapshot(client.request(SnapshotRequest {}))
+        .await
+        .map_err(|s| CtlError::from_status(&s))?
+        .into_inner();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut written = 0u64;
+    loop {
+        let next = tokio::time::timeout(g.command_timeout, stream.message())
+            .await
+            .map_err(|_| CtlError::general("context deadline exceeded"))?
+            .map_err(|s| CtlError::from_status(&s))?;
+        let Some(chunk) = next else { break };
+        let blob_len = chunk.blob.len() as u64;
+        let bar = bar.get_or_insert_with(|| {
+            progress_bar(written + blob_len + chunk.remaining_bytes, "saving")
+        });
+        file.write_all(&chunk.blob)
+            .map_err(|e| CtlError::io(format!("writing the snapshot: {e}")))?;
+        written += blob_len;
+        bar.set_position(written);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(written)
 }
 
 fn read_file(path: &Path) -> Result<FileBytes, String> {
@@ -96,80 +255,31 @@ fn read_status(bytes: &[u8]) -> Result<Status, String> {
     })
 }
 
-fn status(argv: &[String]) -> Result<(), String> {
-    let parsed = parse(argv, &[("write-out", &["w"])], &[])?;
-    let path = one_file(&parsed.positional, "status")?;
-    let bytes = read_file(&path)?;
+fn status(g: &Global, path: &Path) -> Result<(), String> {
+    let bytes = read_file(path)?;
     let status = read_status(&bytes)?;
-    match parsed.value("write-out").unwrap_or("simple") {
-        "json" => println!(
-            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
-            status.hash, status.revision, status.total_key, status.total_size
-        ),
-        "table" => print!("{}", table(&status)),
-        "simple" => println!(
-            "{:x}, {}, {}, {}",
-            status.hash,
-            status.revision,
-            status.total_key,
-            human_bytes(status.total_size)
-        ),
-        other => return Err(format!("unsupported output format {other:?}")),
-    }
-    Ok(())
-}
-
-/// etcdutl's table: right-aligned cells, centred headers.
-fn table(status: &Status) -> String {
-    let headers = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
     let cells = [
         format!("{:x}", status.hash),
         status.revision.to_string(),
         status.total_key.to_string(),
-        human_bytes(status.total_size),
+        print::human_bytes(status.total_size),
     ];
-    let widths: Vec<usize> = headers
-        .iter()
-        .zip(&cells)
-        .map(|(h, c)| h.len().max(c.len()))
-        .collect();
-    let rule: String = widths
-        .iter()
-        .map(|w| format!("+{}", "-".repeat(w + 2)))
-        .collect::<String>()
-        + "+\n";
-    let header: String = headers
-        .iter()
-        .zip(&widths)
-        .map(|(h, w)| {
-            let gap = w - h.len();
-            format!("| {}{h}{} ", " ".repeat(gap / 2), " ".repeat(gap - gap / 2))
-        })
-        .collect::<String>()
-        + "|\n";
-    let row: String = cells
-        .iter()
-        .zip(&widths)
-        .map(|(c, w)| format!("| {c:>w$} "))
-        .collect::<String>()
-        + "|\n";
-    format!("{rule}{header}{rule}{row}{rule}")
-}
-
-/// go-humanize's `Bytes`: SI units, one decimal below 10.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    if bytes < 10 {
-        return format!("{bytes} B");
+    match g.write_out {
+        Format::Json => println!(
+            "{{\"hash\":{},\"revision\":{},\"totalKey\":{},\"totalSize\":{}}}",
+            status.hash, status.revision, status.total_key, status.total_size
+        ),
+        Format::Table => print!(
+            "{}",
+            print::table(
+                &["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"],
+                &[cells.to_vec()]
+            )
+        ),
+        Format::Simple => println!("{}", cells.join(", ")),
+        other => return Err(format!("{} not supported as output format", other.name())),
     }
-    let exponent = ((bytes as f64).ln() / 1000f64.ln()).floor() as usize;
-    let exponent = exponent.min(UNITS.len() - 1);
-    let value = (bytes as f64 / 1000f64.powi(exponent as i32) * 10.0 + 0.5).floor() / 10.0;
-    if value < 10.0 {
-        format!("{value:.1} {}", UNITS[exponent])
-    } else {
-        format!("{value:.0} {}", UNITS[exponent])
-    }
+    Ok(())
 }
 
 /// CRC-32 with the Castagnoli polynomial (what etcdutl hashes a snapshot's contents with).
@@ -235,23 +345,15 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The new cluster a restore builds, from etcd's bootstrap flags (etcdutl's defaults).
-fn restore_cluster(parsed: &super::args::Parsed) -> Result<BootstrapCluster, String> {
+fn restore_cluster(a: &RestoreArgs) -> Result<BootstrapCluster, String> {
     let mut config = Config {
-        name: parsed.value("name").unwrap_or("default").to_string(),
-        initial_cluster: parsed
-            .value("initial-cluster")
-            .unwrap_or("default=http://localhost:2380")
-            .to_string(),
-        initial_cluster_token: parsed
-            .value("initial-cluster-token")
-            .unwrap_or("etcd-cluster")
-            .to_string(),
+        name: a.name.clone(),
+        initial_cluster: a.initial_cluster.clone(),
+        initial_cluster_token: a.initial_cluster_token.clone(),
         ..Config::default()
     };
-    let advertised = parsed
-        .value("initial-advertise-peer-urls")
-        .unwrap_or("http://localhost:2380");
-    config.initial_advertise_peer_urls = advertised
+    config.initial_advertise_peer_urls = a
+        .initial_advertise_peer_urls
         .split(',')
         .map(Url::parse)
         .collect::<Result<_, _>>()
@@ -283,30 +385,23 @@ fn warn_about_auth(imported: &Imported) {
     }
 }
 
-fn restore(argv: &[String]) -> Result<(), String> {
-    let valued: &[(&'static str, &[&str])] = &[
-        ("data-dir", &[]),
-        ("name", &[]),
-        ("initial-cluster", &[]),
-        ("initial-cluster-token", &[]),
-        ("initial-advertise-peer-urls", &[]),
-    ];
-    let parsed = parse(argv, valued, &["skip-hash-check"])?;
-    let path = one_file(&parsed.positional, "restore")?;
-    let name = parsed.value("name").unwrap_or("default");
-    let data_dir = PathBuf::from(
-        parsed
-            .value("data-dir")
-            .map_or_else(|| format!("{name}.etcd"), str::to_string),
-    );
-    let boot = restore_cluster(&parsed)?;
+fn restore(a: &RestoreArgs) -> Result<(), String> {
+    let path = &a.filename;
+    let data_dir = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", a.name)));
+    let boot = restore_cluster(a)?;
     let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
     require_empty_dir(disk.as_ref(), &data_dir)?;
 
-    let bytes = read_file(&path)?;
-    let db_bytes = verified_db(&bytes, parsed.switch("skip-hash-check"))?;
+    let steps = progress_steps();
+    steps.set_message("verifying the snapshot");
+    let bytes = read_file(path)?;
+    let db_bytes = verified_db(&bytes, a.skip_hash_check)?;
     let db = Db::open(db_bytes).map_err(|e| e.to_string())?;
     check(&db).map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
+    steps.set_message("importing keys and leases");
     let imported = oxetcd::backend::import(&db).map_err(|e| e.to_string())?;
     warn_about_auth(&imported);
     let revision = imported.state.kv.current_revision();
@@ -322,6 +417,7 @@ fn restore(argv: &[String]) -> Result<(), String> {
             (m.id, node)
         })
         .collect();
+    steps.set_message("writing the data dir");
     oxetcd::raft::seed::seed_data_dir(
         disk,
         &data_dir,
@@ -331,6 +427,7 @@ fn restore(argv: &[String]) -> Result<(), String> {
         imported.state,
     )
     .map_err(|e| e.to_string())?;
+    steps.finish_and_clear();
     println!(
         "restored snapshot {} to {} (revision {revision}, {} records; member {:x}, cluster {:x})",
         path.display(),
@@ -351,13 +448,5 @@ mod tests {
         let mut crc = Crc32c::new();
         crc.update(b"123456789");
         assert_eq!(crc.finish(), 0xE306_9283);
-    }
-
-    #[test]
-    fn sizes_print_as_go_humanize_prints_them() {
-        assert_eq!(human_bytes(5), "5 B");
-        assert_eq!(human_bytes(20_480), "20 kB");
-        assert_eq!(human_bytes(2_101_248), "2.1 MB");
-        assert_eq!(human_bytes(999), "999 B");
     }
 }

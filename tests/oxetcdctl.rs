@@ -1,0 +1,312 @@
+//! oxetcdctl against etcdctl 3.5: the same script of commands runs through the real etcdctl on
+//! one fresh server and through oxetcdctl on another fresh server of the same kind (oxetcd, and
+//! etcd 3.5 as well), and stdout, stderr (minus etcdctl's JSON log lines) and exit codes must
+//! be identical once each server's own identity (member and cluster IDs, ports, the snapshot
+//! directory) is replaced by a placeholder. Lines marked volatile (timings, raft indexes, sizes,
+//! random lease IDs) are compared with their digits masked and their padding collapsed.
+//!
+//! Also here: the progress bar of `snapshot save` stays off when stdout is not a terminal.
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::etcdctl::{etcdctl, CtlOutput, CtlVersion};
+use common::server::{Server, ServerKind};
+use common::tools::require_etcd_tools;
+
+/// One script step: the arguments, whether its output is volatile, what goes to stdin.
+struct Step {
+    args: Vec<String>,
+    volatile: bool,
+    stdin: &'static [u8],
+}
+
+fn step(line: &str) -> Step {
+    let (volatile, line) = match line.strip_prefix("~ ") {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
+    Step {
+        args: line.split_whitespace().map(str::to_string).collect(),
+        volatile,
+        stdin: b"",
+    }
+}
+
+/// The script. `{snap}` is replaced by a snapshot path inside the run's own directory.
+fn script() -> Vec<Step> {
+    let mut steps: Vec<Step> = [
+        "put foo bar",
+        "put foo2 baz",
+        "put foo3 qux",
+        "get foo",
+        "get foo -w json",
+        "get foo --prefix -w fields",
+        "get foo --prefix --keys-only",
+        "get foo --prefix --print-value-only",
+        "get --hex foo2",
+        "get foo --prefix --sort-by=VALUE --order=DESCEND",
+        "get foo --prefix --sort-by=MODIFY --order=ASCEND -w json",
+        "get foo --prefix --limit 1 -w json",
+        "get foo --rev 2 -w json",
+        "get foo --from-key --keys-only",
+        "get foo foo3",
+        "get foo --count-only",
+        "get foo --prefix --count-only -w fields",
+        "get foo -w table",
+        "get foo --order=bad",
+        "get foo --sort-by=bad",
+        "get a b --prefix",
+        "get a --prefix --from-key",
+        "get foo --print-value-only -w json",
+        "get foo --consistency=x",
+        "get",
+        "put",
+        "put a b --lease=zz",
+        "put a b --lease=1234",
+        "put a c",
+        "put a d --prev-kv",
+        "put a e --prev-kv -w json",
+        "put a f --prev-kv -w fields",
+        "put a --ignore-value --prev-kv",
+        "put a g h",
+        "del a --prev-kv -w fields",
+        "del foo2 --prev-kv -w json",
+        "del fo --prefix",
+        "del zz",
+        "del",
+        "compaction 3",
+        "compaction 1",
+        "compaction x",
+        "compaction",
+        "lease timetolive 1234",
+        "lease timetolive 1234 -w json",
+        "lease revoke 1234",
+        "lease revoke zz",
+        "lease keep-alive 1234",
+        "lease grant",
+        "lease grant abc",
+        "~ lease grant 100",
+        "~ lease grant 100 -w json",
+        "~ lease list",
+        "member list",
+        "member list -w json",
+        "member list -w table",
+        "member list -w fields",
+        "member remove zz",
+        "member remove 123",
+        "member remove",
+        "member add",
+        "member add x",
+        "member update 1",
+        "~ endpoint status",
+        "~ endpoint status -w json",
+        "~ endpoint status -w table",
+        "~ endpoint status -w fields",
+        "~ endpoint health",
+        "~ endpoint health -w json",
+        "~ endpoint health -w table",
+        "~ endpoint health --cluster",
+        "~ endpoint hashkv",
+        "~ endpoint hashkv -w json",
+        "~ endpoint hashkv -w table",
+        "alarm list",
+        "alarm disarm",
+        "defrag",
+        "defrag --cluster",
+        "move-leader zz",
+        "move-leader",
+        "snapshot save",
+        "snapshot save {snap}",
+        "~ snapshot status {snap} -w json",
+        "~ snapshot status {snap} -w table",
+    ]
+    .iter()
+    .map(|l| step(l))
+    .collect();
+    steps.insert(
+        34,
+        Step {
+            args: vec!["put".into(), "piped".into()],
+            volatile: false,
+            stdin: b"from stdin\n",
+        },
+    );
+    steps.push(step("get piped -w json"));
+    steps
+}
+
+/// Replaces a server's identity in `text` with placeholders.
+fn neutral(text: &str, server: &Server, dir: &Path) -> String {
+    let mut out = text.replace(&dir.display().to_string(), "<dir>");
+    out = out.replace(&server.client_url, "<client-url>");
+    out = out.replace(&server.peer_url, "<peer-url>");
+    out = out.replace(&server.endpoint, "<endpoint>");
+    if let Some(ids) = server.ids {
+        for (id, name) in [(ids.member_id, "<member>"), (ids.cluster_id, "<cluster>")] {
+            out = out.replace(&format!("{id:16x}"), name);
+            out = out.replace(&format!("{id:x}"), name);
+            out = out.replace(&id.to_string(), name);
+        }
+    }
+    out
+}
+
+/// Every word holding a digit (numbers, hex IDs, durations) becomes `N`, and runs of spaces
+/// and dashes collapse to one (table padding follows the widths of the numbers).
+fn masked(text: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.chars().any(|c| c.is_ascii_digit()) {
+            out.push('N');
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+            continue;
+        }
+        flush(&mut word, &mut out);
+        if (c == ' ' || c == '-') && out.ends_with(c) {
+            continue;
+        }
+        out.push(c);
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// etcdctl 3.5's own log lines and deprecation notes are not part of the comparison.
+fn without_client_logs(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("{\"level\"") && !l.starts_with("Deprecated: Use `etcdutl"))
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn oxetcdctl(endpoint: &str, args: &[OsString], stdin: &[u8]) -> CtlOutput {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxetcdctl"))
+        .env_clear()
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("oxetcdctl starts");
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).expect("stdin is written");
+    }
+    let out = child.wait_with_output().expect("oxetcdctl ends");
+    CtlOutput {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code().unwrap_or(-1),
+        timed_out: false,
+    }
+}
+
+/// One run's transcript: a block per step.
+fn transcript(kind: ServerKind, ours: bool) -> String {
+    let server = Server::start(kind).unwrap_or_else(|e| panic!("{}: {e}", kind.label()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut out = String::new();
+    for step in script() {
+        let args: Vec<OsString> = step
+            .args
+            .iter()
+            .map(|a| {
+                OsString::from(a.replace("{snap}", &dir.path().join("s.db").display().to_string()))
+            })
+            .collect();
+        let result = if ours {
+            oxetcdctl(&server.endpoint, &args, step.stdin)
+        } else {
+            etcdctl(CtlVersion::V35, &server.endpoint, &args, step.stdin)
+        };
+        assert!(!result.timed_out, "{:?} hung", step.args);
+        let text = format!(
+            "$ {}\n{}{}exit {}\n",
+            step.args.join(" "),
+            result.stdout_text(),
+            without_client_logs(&result.stderr_text()),
+            result.code
+        );
+        let text = neutral(&text, &server, dir.path());
+        out.push_str(&if step.volatile { masked(&text) } else { text });
+    }
+    out
+}
+
+fn compare_on(kind: ServerKind) {
+    let theirs = transcript(kind, false);
+    let ours = transcript(kind, true);
+    if theirs != ours {
+        let mut report = String::new();
+        for (t, o) in theirs.split("$ ").zip(ours.split("$ ")) {
+            if t != o {
+                report.push_str(&format!("--- etcdctl 3.5\n$ {t}+++ oxetcdctl\n$ {o}\n"));
+            }
+        }
+        panic!("on {}, the transcripts differ:\n{report}", kind.label());
+    }
+}
+
+#[test]
+fn oxetcdctl_prints_what_etcdctl_prints_against_oxetcd() {
+    if require_etcd_tools("oxetcdctl_prints_what_etcdctl_prints_against_oxetcd").is_none() {
+        return;
+    }
+    compare_on(ServerKind::Oxetcd);
+}
+
+#[test]
+fn oxetcdctl_prints_what_etcdctl_prints_against_etcd() {
+    if require_etcd_tools("oxetcdctl_prints_what_etcdctl_prints_against_etcd").is_none() {
+        return;
+    }
+    compare_on(ServerKind::Etcd35);
+}
+
+/// The masking keeps what it must: a change outside digits still shows.
+#[test]
+fn masking_hides_digits_and_padding_only() {
+    assert_eq!(masked("| 12 |  3 |"), masked("|  4 | 567 |"));
+    assert_ne!(masked("true, 12"), masked("false, 12"));
+    assert_eq!(
+        masked("lease 694d7b2f3d0c4b0a granted"),
+        masked("lease 3f1c2b4a5d6e7f80 granted")
+    );
+}
+
+/// Without a terminal, `snapshot save` prints its one result line and nothing else: no
+/// progress bar, no control characters.
+#[test]
+fn snapshot_save_is_quiet_without_a_terminal() {
+    let server = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("quiet.db");
+    let args = [
+        OsString::from("snapshot"),
+        "save".into(),
+        file.clone().into(),
+    ];
+    let out = oxetcdctl(&server.endpoint, &args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr_text());
+    assert_eq!(
+        out.stdout_text(),
+        format!("Snapshot saved at {}\n", file.display())
+    );
+    assert_eq!(out.stderr_text(), "");
+    assert!(file.exists() && !dir.path().join("quiet.db.part").exists());
+}
