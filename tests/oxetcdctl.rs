@@ -136,6 +136,34 @@ fn script() -> Vec<Step> {
         },
     );
     steps.push(step("get piped -w json"));
+    let txns: [(&str, &'static [u8]); 14] = [
+        (
+            "txn -w json",
+            b"mod(\"foo\") > \"0\"\nval(\"foo\") = \"bar\"\n\nput k1 v1\nget foo --prefix\ndel zz\n\nput k2 v2\n\n",
+        ),
+        ("txn", b"mod(\"foo\") > \"0\"\n\nput k1 \"v 1\"\nget foo\ndel k2 --prev-kv\n\n\n"),
+        ("txn -i", b"ver(\"zz\") = \"0\"\n\nput k3 v3\n\nput k4 v4\n\n"),
+        ("txn -w fields", b"c(\"foo\") > \"100\"\n\n\nget foo\n\n"),
+        ("txn", b"\n\n\n"),
+        // etcdctl 3.5 cuts a single-quoted argument to its first len(args)-2 characters (its
+        // Argify indexes the string by the argument count); oxetcdctl keeps it whole, so only
+        // a case where both agree is compared.
+        ("txn", b"\nput a 'xy' --prev-kv\nget a\n\n\n"),
+        ("txn", b"\nput k1 a\ndel k1\n\n\n"),
+        ("txn", b"bad(\"foo\") > \"0\"\n\n"),
+        ("txn", b"mod(foo) > \"0\"\n\n"),
+        ("txn", b"mod(\"foo\") > \"x\"\n\n"),
+        ("txn", b"\nget\n\n"),
+        ("txn", b"\nbogus a b\n\n"),
+        ("txn", b"mod(\"foo\") > \"0\"\n\nput k1 v1\n"),
+        ("txn -w table", b"\n\n\n"),
+    ];
+    for (line, stdin) in txns {
+        let mut s = step(line);
+        s.stdin = stdin;
+        steps.push(s);
+    }
+    steps.push(step("txn extra"));
     steps
 }
 
@@ -309,4 +337,48 @@ fn snapshot_save_is_quiet_without_a_terminal() {
     );
     assert_eq!(out.stderr_text(), "");
     assert!(file.exists() && !dir.path().join("quiet.db.part").exists());
+}
+
+/// On a terminal (a pty made by util-linux's `script`), `snapshot save` draws its progress bar
+/// on stderr, clears it when done, and then prints the result line.
+#[test]
+fn snapshot_save_draws_and_clears_a_progress_bar_on_a_terminal() {
+    let server = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("tty.db");
+    let command = format!(
+        "{} --endpoints={} snapshot save {}",
+        env!("CARGO_BIN_EXE_oxetcdctl"),
+        server.endpoint,
+        file.display()
+    );
+    let out = match Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if !common::tools::in_ci() => {
+            eprintln!("skipped: util-linux `script` is not available ({e})");
+            return;
+        }
+        Err(e) => panic!("util-linux `script` is needed: {e}"),
+    };
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bar = text
+        .find("saving [")
+        .unwrap_or_else(|| panic!("no progress bar in {text:?}"));
+    let cleared = text
+        .rfind("\u{1b}[2K")
+        .unwrap_or_else(|| panic!("bar not cleared in {text:?}"));
+    let result = text
+        .find("Snapshot saved at")
+        .unwrap_or_else(|| panic!("no result line in {text:?}"));
+    assert!(bar < cleared && cleared < result, "{text:?}");
+    assert!(
+        text.ends_with(&format!("Snapshot saved at {}\r\n", file.display())),
+        "{text:?}"
+    );
+    assert!(file.exists());
 }

@@ -186,7 +186,8 @@ fn key_and_end(args: &[String], command: &str) -> Result<(String, Option<String>
     }
 }
 
-pub async fn get(g: &Global, a: GetArgs) -> Result<(), CtlError> {
+/// The range request of a get command line (shared with txn's operations).
+pub fn get_request(g: &Global, a: &GetArgs) -> Result<RangeRequest, CtlError> {
     let (key, end) = key_and_end(&a.args, "get")?;
     let serializable = match a.consistency.as_str() {
         "l" => false,
@@ -233,6 +234,11 @@ pub async fn get(g: &Global, a: GetArgs) -> Result<(), CtlError> {
         min_create_revision: a.min_create_rev,
         max_create_revision: a.max_create_rev,
     };
+    Ok(request)
+}
+
+pub async fn get(g: &Global, a: GetArgs) -> Result<(), CtlError> {
+    let request = get_request(g, &a)?;
     let client = Client::connect(g).await?;
     let response = client
         .call(
@@ -247,23 +253,14 @@ pub async fn get(g: &Global, a: GetArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn show_get(g: &Global, r: &RangeResponse, value_only: bool) -> Result<String, CtlError> {
+pub fn show_get(g: &Global, r: &RangeResponse, value_only: bool) -> Result<String, CtlError> {
     Ok(match g.write_out {
         Format::Simple => r
             .kvs
             .iter()
             .map(|kv| print::simple_kv(kv, g.hex, value_only))
             .collect(),
-        Format::Json => {
-            let kvs = r.kvs.iter().map(print::key_value).collect();
-            Obj::new()
-                .raw("header", &print::header(&r.header))
-                .objects("kvs", kvs)
-                .bool("more", r.more)
-                .i64("count", r.count)
-                .finish()
-                + "\n"
-        }
+        Format::Json => range_json(r) + "\n",
         Format::Fields => {
             let mut out = print::fields_header(&r.header);
             for kv in &r.kvs {
@@ -274,6 +271,33 @@ fn show_get(g: &Global, r: &RangeResponse, value_only: bool) -> Result<String, C
         }
         other => return Err(unsupported(other)),
     })
+}
+
+pub fn range_json(r: &RangeResponse) -> String {
+    let kvs = r.kvs.iter().map(print::key_value).collect();
+    Obj::new()
+        .raw("header", &print::header(&r.header))
+        .objects("kvs", kvs)
+        .bool("more", r.more)
+        .i64("count", r.count)
+        .finish()
+}
+
+pub fn put_json(r: &PutResponse) -> String {
+    let mut obj = Obj::new().raw("header", &print::header(&r.header));
+    if let Some(kv) = &r.prev_kv {
+        obj = obj.raw("prev_kv", &print::key_value(kv));
+    }
+    obj.finish()
+}
+
+pub fn del_json(r: &DeleteRangeResponse) -> String {
+    let kvs = r.prev_kvs.iter().map(print::key_value).collect();
+    Obj::new()
+        .raw("header", &print::header(&r.header))
+        .i64("deleted", r.deleted)
+        .objects("prev_kvs", kvs)
+        .finish()
 }
 
 /// etcdctl's error for a format a command has no printer for.
@@ -289,7 +313,9 @@ fn read_stdin() -> Result<String, CtlError> {
     Ok(value)
 }
 
-pub async fn put(g: &Global, a: PutArgs) -> Result<(), CtlError> {
+/// The put request of a put command line; `stdin` says whether a missing value may be read
+/// from standard input (not inside txn, whose operations come from there).
+pub fn put_request(a: &PutArgs, stdin: bool) -> Result<PutRequest, CtlError> {
     let lease = i64::from_str_radix(&a.lease, 16).map_err(|e| {
         CtlError::bad_args(format!(
             "bad lease ID ({}), expecting ID in Hex",
@@ -313,7 +339,12 @@ pub async fn put(g: &Global, a: PutArgs) -> Result<(), CtlError> {
         }
         (Some(v), false) => v.clone(),
         (None, true) => String::new(),
-        (None, false) => read_stdin()?,
+        (None, false) if stdin => read_stdin()?,
+        (None, false) => {
+            return Err(CtlError::bad_args(
+                "put command needs 1 argument and input from stdin or 2 arguments",
+            ))
+        }
     };
     let request = PutRequest {
         key: key.as_bytes().to_vec(),
@@ -323,6 +354,11 @@ pub async fn put(g: &Global, a: PutArgs) -> Result<(), CtlError> {
         ignore_value: a.ignore_value,
         ignore_lease: a.ignore_lease,
     };
+    Ok(request)
+}
+
+pub async fn put(g: &Global, a: PutArgs) -> Result<(), CtlError> {
+    let request = put_request(&a, true)?;
     let client = Client::connect(g).await?;
     let response = client
         .call(|c, r| async move { KvClient::new(c).put(r).await }, request)
@@ -334,7 +370,7 @@ pub async fn put(g: &Global, a: PutArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn show_put(g: &Global, r: &PutResponse) -> Result<String, CtlError> {
+pub fn show_put(g: &Global, r: &PutResponse) -> Result<String, CtlError> {
     Ok(match g.write_out {
         Format::Simple => {
             let mut out = String::from("OK\n");
@@ -343,13 +379,7 @@ fn show_put(g: &Global, r: &PutResponse) -> Result<String, CtlError> {
             }
             out
         }
-        Format::Json => {
-            let mut obj = Obj::new().raw("header", &print::header(&r.header));
-            if let Some(kv) = &r.prev_kv {
-                obj = obj.raw("prev_kv", &print::key_value(kv));
-            }
-            obj.finish() + "\n"
-        }
+        Format::Json => put_json(r) + "\n",
         Format::Fields => {
             let mut out = print::fields_header(&r.header);
             if let Some(kv) = &r.prev_kv {
@@ -361,13 +391,19 @@ fn show_put(g: &Global, r: &PutResponse) -> Result<String, CtlError> {
     })
 }
 
-pub async fn del(g: &Global, a: DelArgs) -> Result<(), CtlError> {
+/// The delete request of a del command line.
+pub fn del_request(a: &DelArgs) -> Result<DeleteRangeRequest, CtlError> {
     let (key, end) = key_and_end(&a.args, "del")?;
     let request = DeleteRangeRequest {
         key: key.as_bytes().to_vec(),
         range_end: range_end(&key, end.as_ref(), a.prefix, a.from_key, "del")?,
         prev_kv: a.prev_kv,
     };
+    Ok(request)
+}
+
+pub async fn del(g: &Global, a: DelArgs) -> Result<(), CtlError> {
+    let request = del_request(&a)?;
     let client = Client::connect(g).await?;
     let response = client
         .call(
@@ -382,7 +418,7 @@ pub async fn del(g: &Global, a: DelArgs) -> Result<(), CtlError> {
     Ok(())
 }
 
-fn show_del(g: &Global, r: &DeleteRangeResponse) -> Result<String, CtlError> {
+pub fn show_del(g: &Global, r: &DeleteRangeResponse) -> Result<String, CtlError> {
     Ok(match g.write_out {
         Format::Simple => {
             let mut out = format!("{}\n", r.deleted);
@@ -391,15 +427,7 @@ fn show_del(g: &Global, r: &DeleteRangeResponse) -> Result<String, CtlError> {
             }
             out
         }
-        Format::Json => {
-            let kvs = r.prev_kvs.iter().map(print::key_value).collect();
-            Obj::new()
-                .raw("header", &print::header(&r.header))
-                .i64("deleted", r.deleted)
-                .objects("prev_kvs", kvs)
-                .finish()
-                + "\n"
-        }
+        Format::Json => del_json(r) + "\n",
         Format::Fields => {
             let mut out = print::fields_header(&r.header);
             out.push_str(&format!("\"Deleted\" : {}\n", r.deleted));

@@ -2,7 +2,7 @@
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
 //! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
-//! formats), `kv` (get/put/del/compaction), `cluster` (member, endpoint, alarm, defrag,
+//! formats), `kv` (get/put/del/compaction), `txn`, `cluster` (member, endpoint, alarm, defrag,
 //! move-leader), `lease`, `snapshot` (save online; status and restore offline).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
@@ -22,6 +22,8 @@ mod lease;
 mod print;
 #[cfg(not(madsim))]
 mod snapshot;
+#[cfg(not(madsim))]
+mod txn;
 
 use std::process::ExitCode;
 
@@ -103,7 +105,7 @@ impl CtlError {
 mod cli {
     use clap::{Parser, Subcommand};
 
-    use super::{client, cluster, kv, lease, snapshot, CtlError};
+    use super::{client, cluster, kv, lease, snapshot, txn, CtlError};
 
     const EXAMPLES: &str = "\
 Examples:
@@ -134,6 +136,8 @@ Examples:
         Put(kv::PutArgs),
         /// Removes the specified key or range of keys [key, range_end)
         Del(kv::DelArgs),
+        /// Txn processes all the requests in one transaction
+        Txn(txn::TxnArgs),
         /// Compacts the event history in etcd
         Compaction(kv::CompactionArgs),
         /// Lease related commands
@@ -157,6 +161,11 @@ Examples:
         Snapshot(snapshot::SnapshotCommand),
         /// Prints the version of etcdctl
         Version,
+        /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
+        Completion {
+            /// the shell to complete for
+            shell: clap_complete::Shell,
+        },
     }
 
     pub async fn run(cli: Cli) -> Result<(), CtlError> {
@@ -165,6 +174,7 @@ Examples:
             Command::Get(args) => kv::get(g, args).await,
             Command::Put(args) => kv::put(g, args).await,
             Command::Del(args) => kv::del(g, args).await,
+            Command::Txn(args) => txn::txn(g, args).await,
             Command::Compaction(args) => kv::compaction(g, args).await,
             Command::Lease(command) => lease::run(g, command).await,
             Command::Member(command) => cluster::member(g, command).await,
@@ -173,6 +183,13 @@ Examples:
             Command::Defrag(args) => cluster::defrag(g, args).await,
             Command::MoveLeader(args) => cluster::move_leader(g, args).await,
             Command::Snapshot(command) => snapshot::run(g, command).await,
+            Command::Completion { shell } => {
+                use clap::CommandFactory as _;
+                let mut command = Cli::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "oxetcdctl", &mut script);
+                super::print::write_raw(&script)
+            }
             Command::Version => {
                 println!(
                     "etcdctl version: {}\nAPI version: 3.5",
@@ -188,6 +205,12 @@ Examples:
 fn main() -> ExitCode {
     use clap::Parser;
 
+    // Like any Unix filter (and etcdctl): a closed pipe on stdout ends the process quietly
+    // instead of failing every later print.
+    // SAFETY: restoring the default disposition of a signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if std::env::var("ETCDCTL_API").is_ok_and(|v| v == "2") {
         eprintln!("Error: the v2 API commands are not in oxetcdctl yet (unset ETCDCTL_API)");
         return ExitCode::from(exit::BAD_FEATURE);

@@ -194,6 +194,10 @@ async fn fetch_into(
         file.write_all(&chunk.blob)
             .map_err(|e| CtlError::io(format!("writing the snapshot: {e}")))?;
         written += blob_len;
+        // The sha256 trailer can come after the last chunk that counted it.
+        if bar.length().is_some_and(|total| written > total) {
+            bar.set_length(written);
+        }
         bar.set_position(written);
     }
     if let Some(bar) = bar {
