@@ -382,3 +382,118 @@ fn snapshot_save_draws_and_clears_a_progress_bar_on_a_terminal() {
     );
     assert!(file.exists());
 }
+
+/// Runs a streaming command until it has printed `lines` lines on stdout (or 30 s passed),
+/// then stops it; returns those lines and whatever it printed on stderr.
+fn stream_lines(
+    binary: &Path,
+    endpoint: &str,
+    args: &[&str],
+    lines: usize,
+) -> (Vec<String>, String) {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let mut child = Command::new(binary)
+        .env_clear()
+        .env("ETCDCTL_API", "3")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the watch starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < lines {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    let _ = stderr.read_to_string(&mut err);
+    (got, without_client_logs(&err))
+}
+
+/// `watch` (from a past revision, with `--prev-kv`, with a command after `--`, canceled by a
+/// compaction) prints what etcdctl 3.5 prints, on oxetcd and on etcd.
+#[test]
+fn watch_prints_what_etcdctl_prints() {
+    let Some(tools) = require_etcd_tools("watch_prints_what_etcdctl_prints") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let hook = "echo $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION";
+    let cases: [(&[&str], usize); 3] = [
+        (&["watch", "k", "--prefix", "--rev", "2", "--prev-kv"], 11),
+        (&["watch", "k1", "--rev", "2", "--", "sh", "-c", hook], 8),
+        (&["watch", "k", "k2", "--rev", "3"], 3),
+    ];
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let mut outputs = Vec::new();
+        for binary in [tools.etcdctl35.as_path(), ours] {
+            let server = Server::start(kind).expect("server starts");
+            for args in [["put", "k1", "v1"], ["put", "k2", "v 2"], ["del", "k1", ""]] {
+                let args: Vec<OsString> = args
+                    .iter()
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.into())
+                    .collect();
+                assert_eq!(oxetcdctl(&server.endpoint, &args, b"").code, 0);
+            }
+            let mut transcript = Vec::new();
+            for (args, lines) in cases {
+                let (out, err) = stream_lines(binary, &server.endpoint, args, lines);
+                transcript.push(format!("$ {}\n{}\n{err}", args.join(" "), out.join("\n")));
+            }
+            let compact: Vec<OsString> = ["compaction", "3"].iter().map(|a| a.into()).collect();
+            assert_eq!(oxetcdctl(&server.endpoint, &compact, b"").code, 0);
+            let (out, err) =
+                stream_lines(binary, &server.endpoint, &["watch", "k", "--rev", "1"], 1);
+            transcript.push(format!(
+                "$ watch after compaction\n{}\n{err}",
+                out.join("\n")
+            ));
+            outputs.push(neutral(
+                &transcript.join(""),
+                &server,
+                Path::new("/nonexistent"),
+            ));
+        }
+        assert_eq!(
+            outputs[0],
+            outputs[1],
+            "etcdctl 3.5 vs oxetcdctl on {}",
+            kind.label()
+        );
+        // The comparison is about something: events, hook runs and the cancel all showed up.
+        for expected in [
+            "DELETE\nk1\n",
+            "\"PUT\" \"k1\" \"v1\" 4",
+            "watch was canceled (",
+        ] {
+            assert!(
+                outputs[0].contains(expected),
+                "{expected:?} missing in {}",
+                outputs[0]
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
 //! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
-//! formats), `kv` (get/put/del/compaction), `txn`, `cluster` (member, endpoint, alarm, defrag,
+//! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `cluster` (member, endpoint, alarm, defrag,
 //! move-leader), `lease`, `snapshot` (save online; status and restore offline).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
@@ -24,6 +24,8 @@ mod print;
 mod snapshot;
 #[cfg(not(madsim))]
 mod txn;
+#[cfg(not(madsim))]
+mod watch;
 
 use std::process::ExitCode;
 
@@ -105,7 +107,7 @@ impl CtlError {
 mod cli {
     use clap::{Parser, Subcommand};
 
-    use super::{client, cluster, kv, lease, snapshot, txn, CtlError};
+    use super::{client, cluster, kv, lease, snapshot, txn, watch, CtlError};
 
     const EXAMPLES: &str = "\
 Examples:
@@ -138,6 +140,8 @@ Examples:
         Del(kv::DelArgs),
         /// Txn processes all the requests in one transaction
         Txn(txn::TxnArgs),
+        /// Watches events stream on keys or prefixes
+        Watch(watch::WatchArgs),
         /// Compacts the event history in etcd
         Compaction(kv::CompactionArgs),
         /// Lease related commands
@@ -175,6 +179,7 @@ Examples:
             Command::Put(args) => kv::put(g, args).await,
             Command::Del(args) => kv::del(g, args).await,
             Command::Txn(args) => txn::txn(g, args).await,
+            Command::Watch(args) => watch::watch(g, args).await,
             Command::Compaction(args) => kv::compaction(g, args).await,
             Command::Lease(command) => lease::run(g, command).await,
             Command::Member(command) => cluster::member(g, command).await,
