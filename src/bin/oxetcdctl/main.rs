@@ -2,8 +2,9 @@
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
 //! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
-//! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `cluster` (member, endpoint, alarm, defrag,
-//! move-leader), `lease`, `snapshot` (save online; status and restore offline).
+//! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
+//! endpoint, alarm, defrag, move-leader), `snapshot` (save online; status and restore
+//! offline), `inspect` (an offline look at a data dir's WAL and snapshot files).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
 //! `Error: <text>` with etcdctl's exit codes ([`CtlError`]).
@@ -14,6 +15,8 @@
 mod client;
 #[cfg(not(madsim))]
 mod cluster;
+#[cfg(not(madsim))]
+mod inspect;
 #[cfg(not(madsim))]
 mod kv;
 #[cfg(not(madsim))]
@@ -107,7 +110,7 @@ impl CtlError {
 mod cli {
     use clap::{Parser, Subcommand};
 
-    use super::{client, cluster, kv, lease, snapshot, txn, watch, CtlError};
+    use super::{client, cluster, inspect, kv, lease, snapshot, txn, watch, CtlError};
 
     const EXAMPLES: &str = "\
 Examples:
@@ -165,6 +168,8 @@ Examples:
         Snapshot(snapshot::SnapshotCommand),
         /// Prints the version of etcdctl
         Version,
+        /// Prints an oxetcd data dir's WAL segments and snapshot files, naming any damage
+        Inspect(inspect::InspectArgs),
         /// Prints a shell completion script (bash, zsh, fish, elvish, powershell)
         Completion {
             /// the shell to complete for
@@ -195,6 +200,7 @@ Examples:
                 clap_complete::generate(shell, &mut command, "oxetcdctl", &mut script);
                 super::print::write_raw(&script)
             }
+            Command::Inspect(args) => inspect::inspect(&args),
             Command::Version => {
                 println!(
                     "etcdctl version: {}\nAPI version: 3.5",
