@@ -593,3 +593,104 @@ fn inspect_names_damage_by_file_and_offset() {
         "{text}"
     );
 }
+
+/// `key=value` lines of every key under `prefix` on `endpoint`.
+fn dump(endpoint: &str, prefix: &str) -> String {
+    let args: Vec<OsString> = ["get", prefix, "--prefix"]
+        .iter()
+        .map(|a| a.into())
+        .collect();
+    let out = oxetcdctl(endpoint, &args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr_text());
+    out.stdout_text()
+        .lines()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .map(|kv| kv.join("="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Polls `endpoint` until the dump of `prefix` equals `expected` (30 s at most).
+fn wait_for_dump(endpoint: &str, prefix: &str, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = dump(endpoint, prefix);
+        if got == expected || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// `make-mirror` copies the existing keys and then follows puts and deletes, renaming with
+/// `--dest-prefix`; etcdctl 3.5's make-mirror on the same scenario ends with the same
+/// destination contents.
+#[test]
+fn make_mirror_copies_and_follows_as_etcdctl_does() {
+    let Some(tools) = require_etcd_tools("make_mirror_copies_and_follows_as_etcdctl_does") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let mut finals = Vec::new();
+    for binary in [tools.etcdctl35.as_path(), ours] {
+        let source = Server::start(ServerKind::Oxetcd).expect("source starts");
+        let dest = Server::start(ServerKind::Oxetcd).expect("destination starts");
+        let put = |k: &str, v: &str| {
+            let args: Vec<OsString> = ["put", k, v].iter().map(|a| a.into()).collect();
+            assert_eq!(oxetcdctl(&source.endpoint, &args, b"").code, 0);
+        };
+        // The base in one transaction (one process, one fsync).
+        let ops: String = (0..120).map(|i| format!("put /a/k{i:03} v{i}\n")).collect();
+        let txn = oxetcdctl(
+            &source.endpoint,
+            &["txn".into()],
+            format!("\n{ops}\n\n").as_bytes(),
+        );
+        assert_eq!(txn.code, 0, "{}", txn.stderr_text());
+        put("/other", "not mirrored");
+        let mut child = Command::new(binary)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .args([
+                format!("--endpoints={}", source.endpoint),
+                "make-mirror".into(),
+                "--prefix=/a/".into(),
+                "--dest-prefix=/b/".into(),
+                dest.endpoint.clone(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("make-mirror starts");
+        let base: Vec<String> = (0..120).map(|i| format!("/b/k{i:03}=v{i}")).collect();
+        let got = wait_for_dump(&dest.endpoint, "/", &base.join("\n"));
+        assert_eq!(got, base.join("\n"), "{} copied the base", binary.display());
+        put("/a/k000", "changed");
+        let args: Vec<OsString> = ["del", "/a/k1", "--prefix"]
+            .iter()
+            .map(|a| a.into())
+            .collect();
+        assert_eq!(oxetcdctl(&source.endpoint, &args, b"").code, 0);
+        put("/a/new", "added");
+        let mut expected: Vec<String> = base
+            .iter()
+            .filter(|l| !l.starts_with("/b/k1"))
+            .cloned()
+            .collect();
+        expected[0] = "/b/k000=changed".into();
+        expected.push("/b/new=added".into());
+        let got = wait_for_dump(&dest.endpoint, "/", &expected.join("\n"));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            got,
+            expected.join("\n"),
+            "{} followed the updates",
+            binary.display()
+        );
+        finals.push(got);
+    }
+    assert_eq!(finals[0], finals[1]);
+}

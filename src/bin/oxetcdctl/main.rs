@@ -3,7 +3,7 @@
 //!
 //! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
 //! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
-//! endpoint, alarm, defrag, move-leader), `snapshot` (save online; status and restore
+//! endpoint, alarm, defrag, move-leader), `mirror` (make-mirror), `snapshot` (save online; status and restore
 //! offline), `inspect` (an offline look at a data dir's WAL and snapshot files).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
@@ -21,6 +21,8 @@ mod inspect;
 mod kv;
 #[cfg(not(madsim))]
 mod lease;
+#[cfg(not(madsim))]
+mod mirror;
 #[cfg(not(madsim))]
 mod print;
 #[cfg(not(madsim))]
@@ -110,7 +112,7 @@ impl CtlError {
 mod cli {
     use clap::{Parser, Subcommand};
 
-    use super::{client, cluster, inspect, kv, lease, snapshot, txn, watch, CtlError};
+    use super::{client, cluster, inspect, kv, lease, mirror, snapshot, txn, watch, CtlError};
 
     const EXAMPLES: &str = "\
 Examples:
@@ -145,6 +147,8 @@ Examples:
         Txn(txn::TxnArgs),
         /// Watches events stream on keys or prefixes
         Watch(watch::WatchArgs),
+        /// Makes a mirror at the destination etcd cluster
+        MakeMirror(mirror::MirrorArgs),
         /// Compacts the event history in etcd
         Compaction(kv::CompactionArgs),
         /// Lease related commands
@@ -185,6 +189,7 @@ Examples:
             Command::Del(args) => kv::del(g, args).await,
             Command::Txn(args) => txn::txn(g, args).await,
             Command::Watch(args) => watch::watch(g, args).await,
+            Command::MakeMirror(args) => mirror::make_mirror(g, args).await,
             Command::Compaction(args) => kv::compaction(g, args).await,
             Command::Lease(command) => lease::run(g, command).await,
             Command::Member(command) => cluster::member(g, command).await,

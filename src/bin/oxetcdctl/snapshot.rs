@@ -116,7 +116,7 @@ pub fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
 
 /// A spinner naming the current step of a long offline command, on the same terms as
 /// [`progress_bar`].
-fn progress_steps() -> indicatif::ProgressBar {
+pub fn progress_steps() -> indicatif::ProgressBar {
     use std::io::IsTerminal as _;
     if !std::io::stdout().is_terminal() {
         return indicatif::ProgressBar::hidden();
