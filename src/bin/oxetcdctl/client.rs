@@ -223,14 +223,21 @@ impl Client {
             command_timeout: global.command_timeout,
         };
         if let Some((name, password)) = global.credentials()? {
-            let response = client
+            let authenticated = client
                 .call(
                     |channel, request| async move {
                         AuthClient::new(channel).authenticate(request).await
                     },
                     AuthenticateRequest { name, password },
                 )
-                .await?;
+                .await;
+            let response = match authenticated {
+                // As clientv3: credentials for a cluster without auth are not an error.
+                Err(e) if e.message == "etcdserver: authentication is not enabled" => {
+                    return Ok(client)
+                }
+                other => other?,
+            };
             let token = MetadataValue::try_from(response.token.as_str())
                 .map_err(|_| CtlError::general("the server sent a token that is not ASCII"))?;
             client.token = Some(token);

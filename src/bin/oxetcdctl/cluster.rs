@@ -145,7 +145,7 @@ fn member_rows(members: &[Member]) -> Vec<Vec<String>> {
                 "started"
             };
             vec![
-                format!("{:16x}", m.id),
+                format!("{:x}", m.id),
                 status.to_string(),
                 m.name.clone(),
                 m.peer_ur_ls.join(","),
@@ -544,7 +544,7 @@ async fn status(g: &Global, endpoints: &[String]) -> Result<(), CtlError> {
             let id = s.header.unwrap_or_default().member_id;
             vec![
                 ep.clone(),
-                format!("{id:16x}"),
+                format!("{id:x}"),
                 s.version.clone(),
                 print::human_bytes(u64::try_from(s.db_size).unwrap_or(0)),
                 (s.leader == id).to_string(),

@@ -3,7 +3,7 @@
 //!
 //! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
 //! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
-//! endpoint, alarm, defrag, move-leader), `mirror` (make-mirror), `snapshot` (save online; status and restore
+//! endpoint, alarm, defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror), `snapshot` (save online; status and restore
 //! offline), `inspect` (an offline look at a data dir's WAL and snapshot files).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
@@ -11,6 +11,8 @@
 //! Invariant: offline commands never write outside the `--data-dir` they are given, and a
 //! restore never touches a data dir that already holds anything.
 
+#[cfg(not(madsim))]
+mod auth;
 #[cfg(not(madsim))]
 mod client;
 #[cfg(not(madsim))]
@@ -94,7 +96,8 @@ impl CtlError {
         }
     }
 
-    /// A gRPC error as etcdctl reports it: the status message alone.
+    /// A gRPC error as etcdctl reports it: etcd's own errors (`etcdserver: ...`) by their text
+    /// alone, anything else as Go's gRPC prints a status.
     #[cfg(not(madsim))]
     pub fn from_status(status: &tonic::Status) -> CtlError {
         let message = match status.code() {
@@ -102,9 +105,23 @@ impl CtlError {
             tonic::Code::Unavailable if status.message().is_empty() => {
                 "context deadline exceeded".to_string()
             }
-            _ => status.message().to_string(),
+            _ if status.message().starts_with("etcdserver: ") => status.message().to_string(),
+            code => format!(
+                "rpc error: code = {} desc = {}",
+                go_code_name(code),
+                status.message()
+            ),
         };
         CtlError::general(message)
+    }
+}
+
+/// The name Go's gRPC gives a status code.
+#[cfg(not(madsim))]
+fn go_code_name(code: tonic::Code) -> String {
+    match code {
+        tonic::Code::Cancelled => "Canceled".to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -112,7 +129,9 @@ impl CtlError {
 mod cli {
     use clap::{Parser, Subcommand};
 
-    use super::{client, cluster, inspect, kv, lease, mirror, snapshot, txn, watch, CtlError};
+    use super::{
+        auth, client, cluster, inspect, kv, lease, mirror, snapshot, txn, watch, CtlError,
+    };
 
     const EXAMPLES: &str = "\
 Examples:
@@ -163,6 +182,15 @@ Examples:
         /// Alarm related commands
         #[command(subcommand)]
         Alarm(cluster::AlarmCommand),
+        /// Enable or disable authentication
+        #[command(subcommand)]
+        Auth(auth::AuthCommand),
+        /// User related commands
+        #[command(subcommand)]
+        User(auth::UserCommand),
+        /// Role related commands
+        #[command(subcommand)]
+        Role(auth::RoleCommand),
         /// Defragments the storage of the etcd members with given endpoints
         Defrag(cluster::DefragArgs),
         /// Transfers leadership to another etcd cluster member.
@@ -195,6 +223,9 @@ Examples:
             Command::Member(command) => cluster::member(g, command).await,
             Command::Endpoint(command) => cluster::endpoint(g, command).await,
             Command::Alarm(command) => cluster::alarm(g, command).await,
+            Command::Auth(command) => auth::run_auth(g, command).await,
+            Command::User(command) => auth::run_user(g, command).await,
+            Command::Role(command) => auth::run_role(g, command).await,
             Command::Defrag(args) => cluster::defrag(g, args).await,
             Command::MoveLeader(args) => cluster::move_leader(g, args).await,
             Command::Snapshot(command) => snapshot::run(g, command).await,
