@@ -59,6 +59,7 @@ pub async fn range(api: &Api, ctx: &ReqCtx, req: RangeRequest) -> Result<RangeRe
     if req.key.is_empty() {
         return Err(ApiError::Kv(crate::mvcc::KvError::EmptyKey));
     }
+    api.check_read(ctx, &req.key, &req.range_end)?;
     if !req.serializable {
         api.refuse_learner()?;
         // Planted bug (canary builds only): a follower answers without the read index.

@@ -13,6 +13,7 @@
 //! Invariant: nothing here sees tonic, hyper or openraft types.
 //! Invariant: no lock is held across an `.await`.
 
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod forward;
@@ -59,6 +60,8 @@ pub struct Api {
     /// A watch stream opened with `hasleader` metadata is canceled with "etcdserver: no leader"
     /// after the member has had no leader this long (etcd: 3 election timeouts).
     pub leader_lost_watch_cancel: Duration,
+    /// Auth settings and this member's simple tokens (`auth`).
+    pub auth: Arc<auth::AuthContext>,
 }
 
 /// Who makes a call, and its bounds. Built by the transport from what it knows of the caller.
@@ -69,8 +72,11 @@ pub struct ReqCtx {
     /// The common name of the client's verified TLS certificate (etcd uses it as the user when
     /// no token is given).
     pub cert_common_name: Option<String>,
-    /// The authenticated user; `None` until auth is enabled and a token names one.
+    /// A user the transport already established (none today: tokens and certificate names are
+    /// resolved by `Api::auth_info`).
     pub user: Option<String>,
+    /// The auth token the client sent (`token` or `authorization` metadata).
+    pub token: Option<String>,
     /// Whether the client asked to fail without a leader (Go clientv3's `WithRequireLeader`,
     /// used by kube-apiserver and flannel watches).
     pub require_leader: bool,
@@ -86,6 +92,7 @@ impl ReqCtx {
             peer: None,
             cert_common_name: None,
             user: None,
+            token: None,
             require_leader: false,
             deadline: None,
         }
@@ -121,12 +128,23 @@ impl Api {
         Ok(())
     }
 
-    /// The request header of a new proposal: a fresh request ID, the caller's user (auth
-    /// revision 0 until there is an auth store).
-    pub fn request_header(&self, ctx: &ReqCtx) -> RequestHeader {
+    /// The request header of a client's proposal: a fresh request ID, the caller's user and the
+    /// auth revision it was resolved at (never 0, so apply checks it while auth is enabled).
+    pub fn request_header(&self, ctx: &ReqCtx) -> Result<RequestHeader, ApiError> {
+        let info = self.auth_info(ctx)?;
+        Ok(RequestHeader {
+            id: self.node.next_request_id(),
+            user: info.user,
+            auth_revision: info.revision,
+        })
+    }
+
+    /// The request header of a proposal this member makes on its own (lease expiry): no user,
+    /// auth revision 0, which apply does not check.
+    pub fn internal_header(&self) -> RequestHeader {
         RequestHeader {
             id: self.node.next_request_id(),
-            user: ctx.user.clone().unwrap_or_default(),
+            user: String::new(),
             auth_revision: 0,
         }
     }
