@@ -246,8 +246,18 @@ async fn kv(endpoint: &str) -> Result<KvClient<tonic::transport::Channel>, Strin
         .map_err(|e| e.to_string())
 }
 
-/// A put through `endpoint` carrying `token`: the status code and message on failure.
+/// A put through `endpoint` carrying `token` in the `token` metadata: the status code and
+/// message on failure.
 async fn put_with(endpoint: &str, token: &str) -> Result<(), (tonic::Code, String)> {
+    put_with_header(endpoint, "token", token).await
+}
+
+/// As [`put_with`], with the token in metadata `header` (`token` or `authorization`).
+async fn put_with_header(
+    endpoint: &str,
+    header: &'static str,
+    token: &str,
+) -> Result<(), (tonic::Code, String)> {
     let mut client = kv(endpoint)
         .await
         .map_err(|e| (tonic::Code::Unavailable, e))?;
@@ -259,7 +269,7 @@ async fn put_with(endpoint: &str, token: &str) -> Result<(), (tonic::Code, Strin
     let value = token
         .parse()
         .map_err(|_| (tonic::Code::Internal, "token is not ASCII".to_string()))?;
-    request.metadata_mut().insert("token", value);
+    request.metadata_mut().insert(header, value);
     client
         .put(request)
         .await
@@ -268,8 +278,9 @@ async fn put_with(endpoint: &str, token: &str) -> Result<(), (tonic::Code, Strin
 }
 
 /// A simple token is issued through the log, so every member knows it once it applied the
-/// Authenticate entry; changing the user's password (through yet another member) invalidates it
-/// everywhere, with etcd's "invalid auth token".
+/// Authenticate entry (in the `token` or the `authorization` metadata); changing the user's
+/// password (through yet another member) invalidates it everywhere, with etcd's "invalid auth
+/// token". The Rust client's login flow works against it.
 #[test]
 fn a_simple_token_works_on_every_member_until_the_password_changes() {
     if require_etcd_tools("a_simple_token_works_on_every_member_until_the_password_changes")
@@ -333,6 +344,26 @@ fn a_simple_token_works_on_every_member_until_the_password_changes() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert_eq!(
+            put_with_header(second, "authorization", &token).await,
+            Ok(())
+        );
+        // The Rust client's own login flow.
+        let options = etcd_client::ConnectOptions::new().with_user("root", "pw1");
+        let mut client = etcd_client::Client::connect([third.as_str()], Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("etcd-client login: {e}"));
+        client
+            .put("rust", "client", None)
+            .await
+            .unwrap_or_else(|e| panic!("etcd-client put: {e}"));
+        let wrong = etcd_client::ConnectOptions::new().with_user("root", "nope");
+        let refused = etcd_client::Client::connect([third.as_str()], Some(wrong)).await;
+        let refused = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            refused.contains("etcdserver: authentication failed, invalid user ID or password"),
+            "{refused}"
+        );
         assert_eq!(
             put_with(third, "garbage.1").await,
             Err((

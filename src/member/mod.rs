@@ -292,6 +292,9 @@ impl ApplyObserver for MemberObserver {
 
     fn restored(&self) {
         self.hub.restored();
+        // The received state may hold password changes and deletions this member never applied
+        // one by one: forget every token rather than honor one of those (clients log in again).
+        self.auth.tokens.clear();
     }
 }
 

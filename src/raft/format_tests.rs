@@ -123,11 +123,73 @@ const ENTRY_BATCH: &str = "
     fc ff ff ff ff ff ff ff     #     id = -4
 ";
 
+// The payload of a WAL entry record for a batch of two auth changes: a user (its password only
+// as a hash) and a permission.
+const ENTRY_AUTH: &str = "
+    02 00 00 00 00 00 00 00     # log_id.leader_id.term = 2
+    01 00 00 00 00 00 00 00     # log_id.leader_id.node_id = 1
+    09 00 00 00 00 00 00 00     # log_id.index = 9
+    01 00 00 00                 # EntryPayload::Normal
+    4f 58 50 01                 # proposal tag: \"OXP\" version 1
+    01 00 00 00                 # batch
+    02 00 00 00 00 00 00 00     # of two envelopes
+    03 00 00 00 00 00 00 00     # [0] header.id = 3
+    01 00 00 00 00 00 00 00 72  #     header.user = \"r\"
+    05 00 00 00 00 00 00 00     #     header.auth_revision = 5
+    07 00 00 00                 #     Auth
+    03 00 00 00                 #       UserAdd
+    01 00 00 00 00 00 00 00 75  #       name \"u\"
+    01 00 00 00 00 00 00 00 68  #       password_hash \"h\" (a bcrypt hash in real life)
+    00                          #       no_password false
+    04 00 00 00 00 00 00 00     # [1] header.id = 4
+    01 00 00 00 00 00 00 00 72  #     header.user = \"r\"
+    05 00 00 00 00 00 00 00     #     header.auth_revision = 5
+    07 00 00 00                 #     Auth
+    0a 00 00 00                 #       RoleGrantPermission
+    01 00 00 00 00 00 00 00 72  #       name \"r\"
+    02 00 00 00                 #       READWRITE
+    02 00 00 00 00 00 00 00     #       key \"p/\"
+    70 2f
+    02 00 00 00 00 00 00 00     #       range_end \"p0\"
+    70 30
+";
+
+fn auth_batch() -> Proposal {
+    use crate::auth::{AuthCommand, PermType, Permission};
+    let header = |id| RequestHeader {
+        id,
+        user: "r".into(),
+        auth_revision: 5,
+    };
+    let add = AuthCommand::UserAdd {
+        name: "u".into(),
+        password_hash: "h".into(),
+        no_password: false,
+    };
+    let grant = AuthCommand::RoleGrantPermission {
+        name: "r".into(),
+        perm: Permission {
+            perm_type: PermType::ReadWrite,
+            key: b"p/".to_vec(),
+            range_end: b"p0".to_vec(),
+        },
+    };
+    Proposal::Batch(vec![
+        Envelope::new(header(3), Command::Auth(add)),
+        Envelope::new(header(4), Command::Auth(grant)),
+    ])
+}
+
 #[test]
 fn log_entry_bytes_are_fixed() {
     for (what, entry, expected) in [
         ("entry with one put", entry(7, one_put()), ENTRY_ONE_PUT),
         ("entry with a batch", entry(8, batch()), ENTRY_BATCH),
+        (
+            "entry with auth changes",
+            entry(9, auth_batch()),
+            ENTRY_AUTH,
+        ),
     ] {
         let bytes = bincode::serialize(&entry).unwrap();
         assert_golden(what, &bytes, expected);
