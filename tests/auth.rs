@@ -399,3 +399,48 @@ fn a_simple_token_works_on_every_member_until_the_password_changes() {
         }
     });
 }
+
+/// A simple token unused for longer than `--auth-token-ttl` is refused with etcd's "invalid auth
+/// token". (The wait is the idle time under test, not synchronization: any idle period longer
+/// than the TTL must end the token. The sliding deadline itself is unit-tested in `api::auth`.)
+#[test]
+fn an_idle_simple_token_expires_after_the_ttl() {
+    if require_etcd_tools("an_idle_simple_token_expires_after_the_ttl").is_none() {
+        return;
+    }
+    let flags = ["--auth-token-ttl=1", "--bcrypt-cost=4"];
+    let server = match Server::start_with(ServerKind::Oxetcd, "default", &flags) {
+        Ok(server) => server,
+        Err(e) => panic!("{e}"),
+    };
+    let ep = server.endpoint.as_str();
+    ctl(ep, &["user", "add", "root:pw"]);
+    ctl(ep, &["auth", "enable"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    rt.block_on(async {
+        let mut auth = AuthClient::connect(format!("http://{ep}"))
+            .await
+            .unwrap_or_else(|e| panic!("connect {ep}: {e}"));
+        let token = auth
+            .authenticate(AuthenticateRequest {
+                name: "root".into(),
+                password: "pw".into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("authenticate: {e}"))
+            .into_inner()
+            .token;
+        assert_eq!(put_with(ep, &token).await, Ok(()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            put_with(ep, &token).await,
+            Err((
+                tonic::Code::Unauthenticated,
+                "etcdserver: invalid auth token".into()
+            ))
+        );
+    });
+}
