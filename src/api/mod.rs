@@ -5,6 +5,10 @@
 //! request message; it returns the response or an [`ApiError`]. The gRPC adapters (`grpc/`)
 //! and the HTTP side (JSON gateway, health) call these and translate only at the edge.
 //!
+//! The caller's identity (auth token or certificate CN) is resolved once per call by
+//! `Api::auth_info` (`auth`); reads are checked here, writes in apply against the auth revision
+//! the request header carries.
+//!
 //! Writes are validated (size limits, etcd's pre-proposal checks), proposed through raft (or
 //! forwarded to the leader over the peer protocol, `forward`) and answered from the applied
 //! result. Linearizable reads pass the read-index barrier first; every read runs on an O(1)

@@ -225,6 +225,17 @@ mod tests {
         }
     }
 
+    /// The `token` metadata wins over `authorization`; either is taken raw.
+    #[test]
+    fn the_auth_token_comes_from_token_or_authorization_metadata() {
+        let mut meta = MetadataMap::new();
+        assert_eq!(auth_token(&meta), None);
+        meta.insert("authorization", "abc.7".parse().unwrap());
+        assert_eq!(auth_token(&meta).as_deref(), Some("abc.7"));
+        meta.insert("token", "xyz.9".parse().unwrap());
+        assert_eq!(auth_token(&meta).as_deref(), Some("xyz.9"));
+    }
+
     #[test]
     fn api_errors_keep_etcds_code_and_text() {
         let s = status(ApiError::Kv(crate::mvcc::KvError::Compacted {
