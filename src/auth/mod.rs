@@ -176,6 +176,33 @@ impl AuthStore {
         self.roles.keys().cloned().collect()
     }
 
+    /// Users in name order.
+    pub fn users(&self) -> impl Iterator<Item = (&str, &User)> {
+        self.users.iter().map(|(name, user)| (name.as_str(), user))
+    }
+
+    /// Roles in name order.
+    pub fn roles(&self) -> impl Iterator<Item = (&str, &Role)> {
+        self.roles.iter().map(|(name, role)| (name.as_str(), role))
+    }
+
+    /// A store from its parts (an imported etcd backend), checked like a decoded one.
+    pub fn from_parts(
+        enabled: bool,
+        revision: u64,
+        users: BTreeMap<String, User>,
+        roles: BTreeMap<String, Role>,
+    ) -> Result<AuthStore, String> {
+        let store = AuthStore {
+            enabled,
+            revision,
+            users,
+            roles,
+        };
+        store.check()?;
+        Ok(store)
+    }
+
     fn bump(&mut self) {
         self.revision += 1;
     }

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oxetcd::backend::Imported;
 use oxetcd::bbolt::{check, Db, Value};
 use oxetcd::config::{BootstrapCluster, Config, Url};
 use oxetcd::io::os::OsDisk;
@@ -273,16 +272,6 @@ fn require_empty_dir(disk: &dyn Disk, data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn warn_about_auth(imported: &Imported) {
-    if imported.auth_enabled || imported.auth_users + imported.auth_roles > 0 {
-        eprintln!(
-            "warning: the snapshot holds auth state (enabled: {}, {} users, {} roles); \
-             oxetcd has no auth yet, so it is not restored",
-            imported.auth_enabled, imported.auth_users, imported.auth_roles
-        );
-    }
-}
-
 fn restore(argv: &[String]) -> Result<(), String> {
     let valued: &[(&'static str, &[&str])] = &[
         ("data-dir", &[]),
@@ -308,7 +297,6 @@ fn restore(argv: &[String]) -> Result<(), String> {
     let db = Db::open(db_bytes).map_err(|e| e.to_string())?;
     check(&db).map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
     let imported = oxetcd::backend::import(&db).map_err(|e| e.to_string())?;
-    warn_about_auth(&imported);
     let revision = imported.state.kv.current_revision();
     let members: Vec<(u64, MemberNode)> = boot
         .members
