@@ -5,17 +5,20 @@
 //!
 //! Owns: the command set, the proposal envelope and their encodings, the glue between the KV
 //! store and the lease table (lease existence for puts, key attachment, revoke = delete keys +
-//! drop lease), the snapshot image of the whole state. Knows nothing of raft, time or I/O.
+//! drop lease), the auth checks of writes (`authorize.rs`), the snapshot image of the whole
+//! state. Knows nothing of raft, time or I/O.
 //!
-//! Invariant: `apply` is a function of (state, command): the same sequence of commands from the
-//!            same state gives byte-identical `encode()` output on every member. The request
-//!            header does not take part (yet): auth will check `user`/`auth_revision` here.
+//! Invariant: `apply_entry` is a function of (state, log index, header, command): the same
+//!            sequence from the same state gives byte-identical `encode()` output on every
+//!            member. The header's `user`/`auth_revision` decide, while auth is enabled, whether
+//!            a write is allowed, exactly as etcd's auth applier does.
 //! Invariant: a proposal holds plain commands only; batches cannot nest (the types forbid it),
 //!            so decoding a proposal never recurses.
 //! Invariant: a command that fails changes nothing and produces no events.
 //! Invariant: a key is attached to lease L in the table exactly when it is live with lease L in
 //!            the KV store (`State::check`).
 
+mod authorize;
 mod codec;
 mod proposal;
 #[cfg(test)]
@@ -24,9 +27,11 @@ mod proposal_tests;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthCommand, AuthStore};
 use crate::lease::{LeaseError, LeaseTable, LEASE_TTL_SECONDS_MAX};
 use crate::mvcc::{self, validate, KvError, Written};
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
@@ -68,6 +73,8 @@ pub enum Command {
         member_id: u64,
         alarm: i32,
     },
+    /// A change of the auth store (passwords arrive hashed; see `auth`).
+    Auth(AuthCommand),
 }
 
 /// The successful result of a command. Headers carry only `revision`. Serde (protobuf bytes
@@ -81,6 +88,12 @@ pub enum Outcome {
     LeaseGrant(#[serde(with = "codec::proto_bytes")] LeaseGrantResponse),
     LeaseRevoke(#[serde(with = "codec::proto_bytes")] LeaseRevokeResponse),
     Alarm(#[serde(with = "codec::proto_bytes")] AlarmResponse),
+    /// An auth store change: the KV revision for the response header, and the token an
+    /// Authenticate issued (empty for every other change).
+    Auth {
+        revision: i64,
+        token: String,
+    },
 }
 
 /// What applying one command did.
@@ -101,6 +114,8 @@ pub struct State {
     /// Raised alarms: (member ID, `AlarmType`). While NOSPACE is raised, writes that would add
     /// data are refused (etcd's capped applier); deletes, reads, compaction still work.
     pub alarms: BTreeSet<(u64, i32)>,
+    /// Users, roles, permissions; shared until changed (auth changes are rare, views many).
+    pub auth: Arc<AuthStore>,
 }
 
 impl State {
@@ -109,10 +124,19 @@ impl State {
         Self::default()
     }
 
-    /// Applies one committed command. A batched entry applies each of its commands with this,
-    /// in order, as if each had its own entry: its own revision, its own result.
+    /// Applies one command with an empty header at log index 0 (tests, tools).
     pub fn apply(&mut self, cmd: &Command) -> Applied {
-        let result = self.apply_command(cmd);
+        self.apply_entry(0, &RequestHeader::default(), cmd)
+    }
+
+    /// Applies one committed command of the entry at log `index`, proposed with `header`. A
+    /// batched entry applies each of its commands with this, in order, as if each had its own
+    /// entry: its own revision, its own result.
+    pub fn apply_entry(&mut self, index: u64, header: &RequestHeader, cmd: &Command) -> Applied {
+        let result = self
+            .refuse_by_alarm(cmd)
+            .and_then(|()| self.authorize(header, cmd))
+            .and_then(|()| self.apply_command(index, cmd));
         let revision = self.kv.current_revision();
         match result {
             Ok((outcome, events)) => Applied {
@@ -142,13 +166,11 @@ impl State {
             .any(|(_, a)| *a == AlarmType::Corrupt as i32)
     }
 
-    fn apply_command(&mut self, cmd: &Command) -> Result<(Outcome, Vec<Event>), KvError> {
-        if self.corrupt() && !matches!(cmd, Command::Alarm { .. }) {
-            return Err(KvError::Corrupt);
-        }
-        if self.out_of_space() && adds_data(cmd) {
-            return Err(KvError::NoSpace);
-        }
+    fn apply_command(
+        &mut self,
+        index: u64,
+        cmd: &Command,
+    ) -> Result<(Outcome, Vec<Event>), KvError> {
         let leases = &self.leases;
         let lease_exists = |id: i64| leases.contains(id);
         match cmd {
@@ -186,6 +208,13 @@ impl State {
                 Outcome::Alarm(self.alarm(*action, *member_id, *alarm)),
                 Vec::new(),
             )),
+            Command::Auth(change) => {
+                let token = Arc::make_mut(&mut self.auth)
+                    .apply(index, change)
+                    .map_err(KvError::Auth)?;
+                let revision = self.kv.current_revision();
+                Ok((Outcome::Auth { revision, token }, Vec::new()))
+            }
         }
     }
 
@@ -341,7 +370,10 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
         Command::Put(req) => validate::check_put(req),
         Command::DeleteRange(req) => validate::check_delete_range(req),
         Command::Txn(req) => validate::check_txn(req, max_txn_ops),
-        Command::Compact(_) | Command::LeaseRevoke { .. } | Command::Alarm { .. } => Ok(()),
+        Command::Compact(_)
+        | Command::LeaseRevoke { .. }
+        | Command::Alarm { .. }
+        | Command::Auth(_) => Ok(()),
         Command::LeaseGrant { ttl, .. } if *ttl > LEASE_TTL_SECONDS_MAX => {
             Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
         }
@@ -363,6 +395,7 @@ fn adds_data(cmd: &Command) -> bool {
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }
-        | Command::Alarm { .. } => false,
+        | Command::Alarm { .. }
+        | Command::Auth(_) => false,
     }
 }

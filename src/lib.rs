@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod backend;
 pub mod bbolt;
 pub mod canary;

@@ -12,7 +12,7 @@ mod common;
 use common::diff::run_script_file;
 
 /// The case files; `every_script_has_a_test` keeps this list and the directory in step.
-const SCRIPTS: [&str; 10] = [
+const SCRIPTS: [&str; 11] = [
     "put_get.txt",
     "range.txt",
     "delete.txt",
@@ -23,7 +23,13 @@ const SCRIPTS: [&str; 10] = [
     "lease.txt",
     "watch.txt",
     "quota.txt",
+    "auth.txt",
 ];
+
+#[test]
+fn diff_auth() {
+    run_script_file("auth.txt");
+}
 
 #[test]
 fn diff_put_get() {

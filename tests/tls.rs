@@ -1365,3 +1365,58 @@ fn client_cert_allowed_hostname_admits_matching_certificates_only() {
         .log_text()
         .contains("client certificate authentication failed"));
 }
+
+/// With `--client-cert-auth` and auth enabled, a request without a token is made as the user
+/// the client certificate's CN names (here `root`); a request with neither names nobody. The
+/// answers (code and output) are compared with etcd 3.5's.
+#[test]
+fn the_certificate_cn_is_the_user_when_no_token_is_given() {
+    if require_etcd_tools("the_certificate_cn_is_the_user_when_no_token_is_given").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let mut transcripts = Vec::new();
+    for kind in [ServerKind::Etcd35, ServerKind::Oxetcd] {
+        let server = start_tls_server(kind, &certs);
+        let tls = |args: &[&str]| {
+            ctl(
+                CtlVersion::V35,
+                &server.https,
+                &certs.ca,
+                Some(&certs.client),
+                args,
+            )
+        };
+        ok(&tls(&["user", "add", "root:cn-test-pw"]), "user add");
+        ok(&tls(&["auth", "enable"]), "auth enable");
+        let plain = |args: &[&str]| etcdctl(CtlVersion::V35, &server.http, &os(args), b"");
+        let answers = [
+            tls(&["put", "k", "v"]),
+            tls(&["get", "k"]),
+            tls(&["user", "list"]),
+            plain(&["get", "k"]),
+            plain(&["get", "k", "--user", "root:cn-test-pw"]),
+        ];
+        let transcript: Vec<(i32, String, String)> = answers
+            .iter()
+            .map(|out| {
+                // etcdctl's retry log line carries a timestamp and a client address.
+                let error_line = out
+                    .stderr_text()
+                    .lines()
+                    .filter(|l| l.starts_with("Error:"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (out.code, out.stdout_text(), error_line)
+            })
+            .collect();
+        transcripts.push((kind, transcript));
+    }
+    let (reference, candidate) = (&transcripts[0].1, &transcripts[1].1);
+    assert_eq!(candidate, reference, "oxetcd differs from etcd 3.5");
+    assert_eq!(reference[1].0, 0, "the CN root reads: {reference:?}");
+    assert_eq!(
+        reference[3].2, "Error: etcdserver: user name is empty",
+        "{reference:?}"
+    );
+}

@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use crate::auth::AuthError;
 use crate::mvcc::KvError;
 use crate::raft::forward::ForwardError;
 use crate::raft::membership::MembershipError;
@@ -82,6 +83,15 @@ pub enum ApiError {
     Unimplemented(&'static str),
     /// A bug or a failed internal task; never an etcd outcome.
     Internal(String),
+    /// An auth refusal etcd 3.5 returns unmapped (maintenance calls that need the root role):
+    /// code Unknown, the auth package's own "auth: ..." text.
+    AuthRaw(AuthError),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Kv(KvError::Auth(e))
+    }
 }
 
 impl ApiError {
@@ -108,6 +118,7 @@ impl ApiError {
             ApiError::MessageTooLarge { .. } => Code::ResourceExhausted,
             ApiError::Unimplemented(_) => Code::Unimplemented,
             ApiError::Internal(_) => Code::Internal,
+            ApiError::AuthRaw(_) => Code::Unknown,
         }
     }
 
@@ -140,6 +151,7 @@ impl ApiError {
             ApiError::InvalidPeerUrls => INVALID_PEER_URLS.to_string(),
             ApiError::Unimplemented(what) => (*what).to_string(),
             ApiError::Internal(what) => what.clone(),
+            ApiError::AuthRaw(e) => e.raw_message().to_string(),
         }
     }
 }
@@ -195,7 +207,31 @@ fn kv_code(e: &KvError) -> Code {
         KvError::LeaseExists { .. } => Code::FailedPrecondition,
         KvError::NoSpace => Code::ResourceExhausted,
         KvError::Corrupt => Code::DataLoss,
+        KvError::Auth(e) => auth_code(*e),
         _ => Code::InvalidArgument,
+    }
+}
+
+/// The code etcd uses for an auth error.
+pub fn auth_code(e: AuthError) -> Code {
+    match e {
+        AuthError::UserEmpty
+        | AuthError::RoleEmpty
+        | AuthError::AuthFailed
+        | AuthError::PermissionNotGiven
+        | AuthError::InvalidAuthMgmt
+        | AuthError::AuthOldRevision => Code::InvalidArgument,
+        AuthError::PermissionDenied => Code::PermissionDenied,
+        AuthError::InvalidAuthToken => Code::Unauthenticated,
+        AuthError::RootUserNotExist
+        | AuthError::RootRoleNotExist
+        | AuthError::UserAlreadyExist
+        | AuthError::UserNotFound
+        | AuthError::RoleAlreadyExist
+        | AuthError::RoleNotFound
+        | AuthError::RoleNotGranted
+        | AuthError::PermissionNotGranted
+        | AuthError::AuthNotEnabled => Code::FailedPrecondition,
     }
 }
 
@@ -282,6 +318,102 @@ mod tests {
         for (err, code, text) in cases {
             assert_eq!(pair(err), (code, text.to_string()));
         }
+    }
+
+    /// Every auth error with etcd's gRPC code and text (reference §2), and the raw form the
+    /// maintenance calls use.
+    #[test]
+    fn auth_errors_use_etcds_codes_and_texts() {
+        use AuthError as A;
+        let table = [
+            (
+                A::RootUserNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not exist",
+            ),
+            (
+                A::RootRoleNotExist,
+                Code::FailedPrecondition,
+                "etcdserver: root user does not have root role",
+            ),
+            (
+                A::UserAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: user name already exists",
+            ),
+            (
+                A::UserEmpty,
+                Code::InvalidArgument,
+                "etcdserver: user name is empty",
+            ),
+            (
+                A::UserNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: user name not found",
+            ),
+            (
+                A::RoleAlreadyExist,
+                Code::FailedPrecondition,
+                "etcdserver: role name already exists",
+            ),
+            (
+                A::RoleNotFound,
+                Code::FailedPrecondition,
+                "etcdserver: role name not found",
+            ),
+            (
+                A::RoleEmpty,
+                Code::InvalidArgument,
+                "etcdserver: role name is empty",
+            ),
+            (
+                A::AuthFailed,
+                Code::InvalidArgument,
+                "etcdserver: authentication failed, invalid user ID or password",
+            ),
+            (
+                A::PermissionDenied,
+                Code::PermissionDenied,
+                "etcdserver: permission denied",
+            ),
+            (
+                A::RoleNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: role is not granted to the user",
+            ),
+            (
+                A::PermissionNotGranted,
+                Code::FailedPrecondition,
+                "etcdserver: permission is not granted to the role",
+            ),
+            (
+                A::AuthNotEnabled,
+                Code::FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
+            (
+                A::InvalidAuthToken,
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ),
+            (
+                A::InvalidAuthMgmt,
+                Code::InvalidArgument,
+                "etcdserver: invalid auth management",
+            ),
+            (
+                A::AuthOldRevision,
+                Code::InvalidArgument,
+                "etcdserver: revision of auth store is old",
+            ),
+        ];
+        for (e, code, text) in table {
+            assert_eq!(pair(e.into()), (code, text.to_string()), "{e:?}");
+        }
+        assert_eq!(
+            pair(ApiError::AuthRaw(A::PermissionDenied)),
+            (Code::Unknown, "auth: permission denied".to_string())
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub async fn propose_or_forward(
     cmd: Command,
 ) -> Result<Outcome, ApiError> {
     let deadline = ctx.deadline_within(api.node.request_timeout());
-    let envelope = Envelope::new(api.request_header(ctx), cmd);
+    let envelope = Envelope::new(api.request_header(ctx)?, cmd);
     match api.node.propose(envelope.clone()).await {
         Ok(applied) => return applied.result.clone().map_err(ApiError::Kv),
         Err(ProposeError::NoLeader) => {}

@@ -68,6 +68,9 @@ pub async fn range(api: &Api, ctx: &ReqCtx, req: RangeRequest) -> Result<RangeRe
             api.node.read_index().await?;
         }
     }
+    // After the read index, so a linearizable read is checked against an auth store at least
+    // as new as the data it reads (etcd's order).
+    api.check_read(ctx, &req.key, &req.range_end)?;
     // One key is a lookup; a span counts every key in it, however small the limit.
     let cost = if req.range_end.is_empty() {
         ReadCost::Lookup

@@ -217,11 +217,16 @@ pub async fn time_to_live(
 ) -> Result<LeaseTimeToLiveResponse, ApiError> {
     api.check_leader(ctx)?;
     api.refuse_learner()?;
+    let with_keys = req.keys;
     let mut resp = match api.node.remote_leader() {
         // Deadlines live on the leader; a follower asks it.
         Some((leader, node)) => api.node.forward_time_to_live(leader, &node, &req).await?,
         None => time_to_live_here(&api.node, &api.lessor, req).await?,
     };
+    if with_keys {
+        // The attached keys are only shown to a caller that may read every one of them.
+        api.check_lease_keys(ctx, &resp.keys)?;
+    }
     resp.header = Some(api.header(&resp.header));
     Ok(resp)
 }
@@ -259,7 +264,6 @@ fn promote_if_new_term(node: &RaftNode, lessor: &Lessor) {
 /// The leader's expiry loop: revokes expired leases through raft. Runs until `stop` fires.
 pub async fn run_expiry(api: Arc<Api>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let lessor = api.lessor.clone();
-    let internal = ReqCtx::internal();
     loop {
         let leader = api.node.current_leader() == Some(api.node.member_id());
         if leader {
@@ -272,7 +276,7 @@ pub async fn run_expiry(api: Arc<Api>, mut stop: tokio::sync::watch::Receiver<bo
             Vec::new()
         };
         for id in expired {
-            let revoke = Envelope::new(api.request_header(&internal), Command::LeaseRevoke { id });
+            let revoke = Envelope::new(api.internal_header(), Command::LeaseRevoke { id });
             match api.node.propose(revoke).await {
                 Ok(_) => tracing::debug!(lease = %format!("{id:016x}"), "revoked expired lease"),
                 Err(e) => {

@@ -5,6 +5,10 @@
 //! request message; it returns the response or an [`ApiError`]. The gRPC adapters (`grpc/`)
 //! and the HTTP side (JSON gateway, health) call these and translate only at the edge.
 //!
+//! The caller's identity (auth token or certificate CN) is resolved once per call by
+//! `Api::auth_info` (`auth`); reads are checked here, writes in apply against the auth revision
+//! the request header carries.
+//!
 //! Writes are validated (size limits, etcd's pre-proposal checks), proposed through raft (or
 //! forwarded to the leader over the peer protocol, `forward`) and answered from the applied
 //! result. Linearizable reads pass the read-index barrier first; every read runs on an O(1)
@@ -13,6 +17,7 @@
 //! Invariant: nothing here sees tonic, hyper or openraft types.
 //! Invariant: no lock is held across an `.await`.
 
+pub mod auth;
 pub mod cluster;
 pub mod error;
 pub mod forward;
@@ -59,6 +64,8 @@ pub struct Api {
     /// A watch stream opened with `hasleader` metadata is canceled with "etcdserver: no leader"
     /// after the member has had no leader this long (etcd: 3 election timeouts).
     pub leader_lost_watch_cancel: Duration,
+    /// Auth settings and this member's simple tokens (`auth`).
+    pub auth: Arc<auth::AuthContext>,
 }
 
 /// Who makes a call, and its bounds. Built by the transport from what it knows of the caller.
@@ -69,8 +76,11 @@ pub struct ReqCtx {
     /// The common name of the client's verified TLS certificate (etcd uses it as the user when
     /// no token is given).
     pub cert_common_name: Option<String>,
-    /// The authenticated user; `None` until auth is enabled and a token names one.
+    /// A user the transport already established (none today: tokens and certificate names are
+    /// resolved by `Api::auth_info`).
     pub user: Option<String>,
+    /// The auth token the client sent (`token` or `authorization` metadata).
+    pub token: Option<String>,
     /// Whether the client asked to fail without a leader (Go clientv3's `WithRequireLeader`,
     /// used by kube-apiserver and flannel watches).
     pub require_leader: bool,
@@ -86,6 +96,7 @@ impl ReqCtx {
             peer: None,
             cert_common_name: None,
             user: None,
+            token: None,
             require_leader: false,
             deadline: None,
         }
@@ -121,12 +132,23 @@ impl Api {
         Ok(())
     }
 
-    /// The request header of a new proposal: a fresh request ID, the caller's user (auth
-    /// revision 0 until there is an auth store).
-    pub fn request_header(&self, ctx: &ReqCtx) -> RequestHeader {
+    /// The request header of a client's proposal: a fresh request ID, the caller's user and the
+    /// auth revision it was resolved at (never 0, so apply checks it while auth is enabled).
+    pub fn request_header(&self, ctx: &ReqCtx) -> Result<RequestHeader, ApiError> {
+        let info = self.auth_info(ctx)?;
+        Ok(RequestHeader {
+            id: self.node.next_request_id(),
+            user: info.user,
+            auth_revision: info.revision,
+        })
+    }
+
+    /// The request header of a proposal this member makes on its own (lease expiry): no user,
+    /// auth revision 0, which apply does not check.
+    pub fn internal_header(&self) -> RequestHeader {
         RequestHeader {
             id: self.node.next_request_id(),
-            user: ctx.user.clone().unwrap_or_default(),
+            user: String::new(),
             auth_revision: 0,
         }
     }

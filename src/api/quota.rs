@@ -34,7 +34,8 @@ pub fn cost(cmd: &Command) -> u64 {
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }
-        | Command::Alarm { .. } => 0,
+        | Command::Alarm { .. }
+        | Command::Auth(_) => 0,
     }
 }
 

@@ -3,11 +3,16 @@
 //! rebuilds and checks. (Proposals have their own module, `proposal.rs`.)
 //!
 //! ```text
-//! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)> alarms   (store: mvcc/codec.rs)
+//! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)> alarms auth  (store: mvcc/codec.rs)
 //! alarms := seq<(member:u64, alarm:i32)>                              ; format 2 on
+//! auth   := enabled:bool revision:u64 users roles                     ; format 3 on
+//! users  := map<name:string, (password_hash:string no_password:bool roles:seq<string>)>
+//! roles  := map<name:string, perms:seq<(type:u32 key:bytes range_end:bytes)>>
 //! ```
 //! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
-//! Format 1 (no alarms) is still read, as a state without alarms; only format 2 is written.
+//! Format 1 (no alarms) and format 2 (no auth store) are still read, as a state without alarms
+//! and with a fresh auth store; only format 3 is written. `type` is `auth::PermType`'s variant
+//! index (Read 0, Write 1, ReadWrite 2). Password hashes are bcrypt's; no password is written.
 //!
 //! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
 //!            is the caller's (a local image with a matching checksum).
@@ -19,11 +24,14 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::State;
+use crate::auth::AuthStore;
 use crate::lease::LeaseTable;
 use crate::mvcc::{Store, UncheckedStore};
 
 /// Version of the state layout above (the one written).
-const STATE_FORMAT: u32 = 2;
+const STATE_FORMAT: u32 = 3;
+/// The layout before the auth store, still read.
+const STATE_FORMAT_NO_AUTH: u32 = 2;
 /// The layout before alarms, still read.
 const STATE_FORMAT_NO_ALARMS: u32 = 1;
 
@@ -104,6 +112,7 @@ struct StateImageRef<'a> {
     kv: &'a Store,
     leases: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
+    auth: &'a AuthStore,
 }
 
 /// The decoded image; `K` is [`Store`] (checked) or [`UncheckedStore`].
@@ -112,10 +121,18 @@ struct StateImage<K> {
     kv: K,
     leases: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
+    auth: AuthStore,
 }
 
-/// Elements of the newest layout: format, store, leases, alarms.
-const STATE_ELEMENTS_MAX: usize = 4;
+/// Elements of the newest layout: format, store, leases, alarms, auth.
+const STATE_ELEMENTS_MAX: usize = 5;
+
+fn known_format(format: u32) -> bool {
+    matches!(
+        format,
+        STATE_FORMAT | STATE_FORMAT_NO_AUTH | STATE_FORMAT_NO_ALARMS
+    )
+}
 
 impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -133,7 +150,7 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
             ) -> Result<Self::Value, A::Error> {
                 let ends = || A::Error::custom("state image ends early");
                 let format: u32 = seq.next_element()?.ok_or_else(ends)?;
-                if format != STATE_FORMAT && format != STATE_FORMAT_NO_ALARMS {
+                if !known_format(format) {
                     return Err(A::Error::custom(format!("unknown state format {format}")));
                 }
                 let kv: K = seq.next_element()?.ok_or_else(ends)?;
@@ -143,11 +160,17 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
                 } else {
                     seq.next_element()?.ok_or_else(ends)?
                 };
+                let auth = if format == STATE_FORMAT {
+                    seq.next_element()?.ok_or_else(ends)?
+                } else {
+                    AuthStore::new()
+                };
                 Ok(StateImage {
                     format,
                     kv,
                     leases,
                     alarms,
+                    auth,
                 })
             }
         }
@@ -163,7 +186,13 @@ pub struct UncheckedState(pub State);
 impl<'de> Deserialize<'de> for UncheckedState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StateImage::<UncheckedStore>::deserialize(deserializer)?;
-        let state = state_from_image(image.format, image.kv.0, image.leases, image.alarms);
+        let state = state_from_image(
+            image.format,
+            image.kv.0,
+            image.leases,
+            image.alarms,
+            image.auth,
+        );
         state.map(UncheckedState).map_err(D::Error::custom)
     }
 }
@@ -174,10 +203,12 @@ fn state_from_image(
     kv: Store,
     lease_ttls: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
+    auth: AuthStore,
 ) -> Result<State, String> {
-    if format != STATE_FORMAT && format != STATE_FORMAT_NO_ALARMS {
+    if !known_format(format) {
         return Err(format!("unknown state format {format}"));
     }
+    auth.check()?;
     let mut leases = LeaseTable::new();
     for (id, ttl) in lease_ttls {
         leases.grant(id, ttl).map_err(|e| e.to_string())?;
@@ -191,6 +222,7 @@ fn state_from_image(
         kv,
         leases,
         alarms: alarms.into_iter().collect(),
+        auth: std::sync::Arc::new(auth),
     })
 }
 
@@ -201,6 +233,7 @@ impl Serialize for State {
             kv: &self.kv,
             leases: self.leases.leases().collect(),
             alarms: self.alarms.iter().copied().collect(),
+            auth: &self.auth,
         };
         image.serialize(serializer)
     }
@@ -209,7 +242,13 @@ impl Serialize for State {
 impl<'de> Deserialize<'de> for State {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let image = StateImage::<Store>::deserialize(deserializer)?;
-        let state = state_from_image(image.format, image.kv, image.leases, image.alarms);
+        let state = state_from_image(
+            image.format,
+            image.kv,
+            image.leases,
+            image.alarms,
+            image.auth,
+        );
         let state = state.map_err(D::Error::custom)?;
         // The store was fully checked by its own decoder and every attachment above came from
         // it, so `State::check` holds by construction; re-running it doubled the decode time of

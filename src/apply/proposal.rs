@@ -10,7 +10,9 @@
 //! header    := id:u64 user_len:u64 user:utf8{user_len} auth_revision:u64
 //! command   := variant:u32 fields                        ; `Command`'s derived bincode layout:
 //!              0 Put, 1 DeleteRange, 2 Txn, 3 Compact (each a protobuf: len:u64 bytes),
-//!              4 LeaseGrant id:i64 ttl:i64, 5 LeaseRevoke id:i64
+//!              4 LeaseGrant id:i64 ttl:i64, 5 LeaseRevoke id:i64,
+//!              6 Alarm action:i32 member:u64 alarm:i32,
+//!              7 Auth change                             ; `auth::AuthCommand`'s derived layout
 //! ```
 //! Integers are little-endian (bincode's fixed-width default). A batch holds envelopes and an
 //! envelope holds a plain command, so nothing nests and decoding never recurses.

@@ -77,6 +77,9 @@ pub fn export<S: PageSink>(
             schema::META => write_meta(&mut w, state, info)?,
             schema::MEMBERS => write_members(&mut w, info)?,
             schema::CLUSTER => w.put(schema::CLUSTER_VERSION, info.cluster_version.as_bytes())?,
+            super::auth::AUTH => super::auth::write_auth(&mut w, &state.auth)?,
+            super::auth::AUTH_USERS => super::auth::write_users(&mut w, &state.auth)?,
+            super::auth::AUTH_ROLES => super::auth::write_roles(&mut w, &state.auth)?,
             _ => {}
         }
         w.end_bucket()?;

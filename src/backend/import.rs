@@ -70,7 +70,7 @@ pub struct Imported {
     /// Records in the `key` bucket that became part of the history.
     pub records: u64,
     /// Entries of the source's `authUsers` and `authRoles` buckets, and whether its auth was
-    /// enabled: oxetcd has no auth yet, so these are reported, not imported.
+    /// enabled (all imported into `state.auth`).
     pub auth_users: u64,
     pub auth_roles: u64,
     pub auth_enabled: bool,
@@ -80,7 +80,11 @@ fn bucket<'a>(root: &Bucket<'a>, name: &'static str) -> Result<Option<Bucket<'a>
     Ok(root.bucket(name.as_bytes())?)
 }
 
-fn data<'a>(value: Value<'a>, bucket: &'static str, key: &[u8]) -> Result<&'a [u8], ImportError> {
+pub(super) fn data<'a>(
+    value: Value<'a>,
+    bucket: &'static str,
+    key: &[u8],
+) -> Result<&'a [u8], ImportError> {
     match value {
         Value::Data(bytes) => Ok(bytes),
         Value::Bucket(_) => Err(ImportError::BadEntry {
@@ -187,6 +191,7 @@ pub fn import(db: &Db<'_>) -> Result<Imported, ImportError> {
             .map_err(|e| ImportError::Inconsistent(format!("compaction at {scheduled}: {e}")))?;
     }
     import_leases(&root, &mut state)?;
+    state.auth = std::sync::Arc::new(super::auth::import_auth(&root)?);
     state.check().map_err(ImportError::Inconsistent)?;
     let count = |name| -> Result<u64, ImportError> {
         let Some(b) = bucket(&root, name)? else {

@@ -16,6 +16,7 @@
 //! Invariant: import never trusts the file: every key and value is decoded with errors, and the
 //! rebuilt state passes `State::check` before it is returned.
 
+mod auth;
 mod export;
 mod import;
 mod schema;

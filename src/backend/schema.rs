@@ -9,7 +9,7 @@
 //! members          id as lowercase hex -> member JSON; members_removed: hex id -> "removed"
 //! cluster          clusterVersion -> "3.5.0"
 //! alarm            etcdserverpb.AlarmMember (marshaled) -> empty, one per raised alarm
-//! auth, authUsers, authRoles          (always empty: no auth yet)
+//! auth, authUsers, authRoles          the auth store (grammar in `backend/auth.rs`)
 //! ```
 //!
 //! Invariant: `BUCKETS` is in byte order, the order the writer needs.

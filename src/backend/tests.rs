@@ -317,3 +317,68 @@ fn raised_alarms_are_exported_as_etcd_stores_them() {
     assert_eq!(member.alarm, AlarmType::Nospace as i32);
     assert!(entries[0].1, "the value is empty");
 }
+
+/// Users (as bcrypt hashes), roles and the auth revision travel in etcd's auth buckets and come
+/// back unchanged, enabled flag included.
+#[test]
+fn the_auth_store_is_exported_as_etcd_stores_it_and_imported_back() {
+    use crate::auth::{AuthCommand, PermType, Permission};
+    let mut state = history();
+    let changes = [
+        AuthCommand::UserAdd {
+            name: "root".into(),
+            password_hash: "$2b$04$abcdefghijklmnopqrstuv".into(),
+            no_password: false,
+        },
+        AuthCommand::UserAdd {
+            name: "cn".into(),
+            password_hash: String::new(),
+            no_password: true,
+        },
+        AuthCommand::RoleAdd { name: "r".into() },
+        AuthCommand::RoleGrantPermission {
+            name: "r".into(),
+            perm: Permission {
+                perm_type: PermType::Write,
+                key: b"p/".to_vec(),
+                range_end: b"p0".to_vec(),
+            },
+        },
+        AuthCommand::UserGrantRole {
+            user: "cn".into(),
+            role: "r".into(),
+        },
+        AuthCommand::UserGrantRole {
+            user: "root".into(),
+            role: "root".into(),
+        },
+        AuthCommand::Enable,
+    ];
+    for change in changes {
+        assert!(state.apply(&Command::Auth(change)).result.is_ok());
+    }
+    let bytes = export_bytes(&state);
+    let db = Db::open(&bytes).expect("open");
+    check(&db).expect("check");
+    let auth = db.root().bucket(b"auth").expect("read").expect("auth");
+    assert!(matches!(
+        auth.get(b"authEnabled"),
+        Ok(Some(Value::Data([1])))
+    ));
+    let revision = 7u64.to_be_bytes();
+    assert!(matches!(auth.get(b"authRevision"), Ok(Some(Value::Data(r))) if r == revision));
+    let users = db
+        .root()
+        .bucket(b"authUsers")
+        .expect("read")
+        .expect("authUsers");
+    let Ok(Some(Value::Data(root))) = users.get(b"root") else {
+        panic!("no root user");
+    };
+    let root = crate::proto::authpb::User::decode(root).expect("authpb.User");
+    assert_eq!(root.password, b"$2b$04$abcdefghijklmnopqrstuv");
+    assert_eq!(root.roles, vec!["root".to_string()]);
+    let imported = import(&db).expect("import");
+    assert_eq!(imported.state, state);
+    assert_eq!((imported.auth_users, imported.auth_roles), (2, 1));
+}

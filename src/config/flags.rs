@@ -48,9 +48,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // serving and observability extras
     "log-package-levels",
     "experimental-warning-apply-duration",
-    // auth (parsed, waiting for the Auth service)
-    "bcrypt-cost",
-    "auth-token-ttl",
     "listen-metrics-urls",
     "cors",
     "experimental-enable-lease-checkpoint",
@@ -136,7 +133,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level"
         }
         "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
-        "bcrypt-cost" | "auth-token-ttl" => "the Auth service is not served yet",
         "cluster-active-size"
         | "cluster-remove-delay"
         | "cluster-sync-interval"

@@ -502,8 +502,6 @@ fn cors_values() {
 #[test]
 fn flags_without_a_consumer_yet_are_refused_unless_default() {
     let cases: &[(&str, &str)] = &[
-        ("--bcrypt-cost=12", "the Auth service is not served yet"),
-        ("--auth-token-ttl=60", "the Auth service is not served yet"),
         ("--metrics=extensive", "metrics are not served yet"),
         (
             "--experimental-warning-apply-duration=1s",
@@ -524,14 +522,10 @@ fn flags_without_a_consumer_yet_are_refused_unless_default() {
         assert_eq!(e.exit_code(), 1, "{arg}");
     }
     let c = run(
-        &[
-            "--bcrypt-cost=10",
-            "--auth-token-ttl=300",
-            "--metrics=basic",
-        ],
+        &["--bcrypt-cost=12", "--auth-token-ttl=60", "--metrics=basic"],
         &[],
     );
-    assert_eq!(c.bcrypt_cost, 10);
+    assert_eq!((c.bcrypt_cost, c.auth_token_ttl_s), (12, 60));
 }
 
 /// Every refused flag, set to a value other than etcd's default, stops startup with exit code 1

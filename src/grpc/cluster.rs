@@ -30,6 +30,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        // Membership changes need the root role while auth is enabled.
+        self.api
+            .check_admin(&super::req_ctx(&request))
+            .map_err(status)?;
         cluster::member_add(&self.api, request.into_inner())
             .await
             .map(Response::new)
@@ -40,6 +44,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        // Membership changes need the root role while auth is enabled.
+        self.api
+            .check_admin(&super::req_ctx(&request))
+            .map_err(status)?;
         cluster::member_remove(&self.api, request.get_ref().id)
             .await
             .map(Response::new)
@@ -50,6 +58,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        // Membership changes need the root role while auth is enabled.
+        self.api
+            .check_admin(&super::req_ctx(&request))
+            .map_err(status)?;
         cluster::member_update(&self.api, request.into_inner())
             .await
             .map(Response::new)
@@ -70,6 +82,10 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        // Membership changes need the root role while auth is enabled.
+        self.api
+            .check_admin(&super::req_ctx(&request))
+            .map_err(status)?;
         cluster::member_promote(&self.api, request.get_ref().id)
             .await
             .map(Response::new)

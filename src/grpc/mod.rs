@@ -9,6 +9,7 @@
 //! Invariant: the only module that builds gRPC statuses for client requests.
 //! Invariant: no handler holds the state machine lock across an `.await`.
 
+pub mod auth;
 pub mod cluster;
 pub mod health;
 pub mod kv;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use crate::api::{Api, ApiError, Code, ReqCtx};
 use crate::net::{Listener, ListenerSettings};
+use crate::proto::etcdserverpb::auth_server::AuthServer;
 use crate::proto::etcdserverpb::cluster_server::ClusterServer;
 use crate::proto::etcdserverpb::kv_server::KvServer;
 use crate::proto::etcdserverpb::lease_server::LeaseServer;
@@ -97,11 +99,21 @@ pub fn req_ctx<T>(request: &tonic::Request<T>) -> ReqCtx {
     let (peer, cert_common_name) = (request.remote_addr(), None);
     ReqCtx {
         peer,
-        cert_common_name,
+        // etcd ignores the certificate of a request relayed by its gRPC gateway
+        // (CVE-2018-16886): the gateway's certificate names no user.
+        cert_common_name: cert_common_name.filter(|_| !meta.contains_key("grpcgateway-accept")),
         user: None,
+        token: auth_token(meta),
         require_leader: requires_leader(meta),
         deadline: grpc_timeout(meta).map(|t| tokio::time::Instant::now() + t),
     }
+}
+
+/// The auth token a client sent: `token` metadata (Go, Python, Node clients) or
+/// `authorization` (the Rust client, the gateway), raw as etcd takes it.
+pub fn auth_token(meta: &tonic::metadata::MetadataMap) -> Option<String> {
+    let value = meta.get("token").or_else(|| meta.get("authorization"))?;
+    value.to_str().ok().map(str::to_string)
 }
 
 /// Transport-level ceiling for one decoded message. Requests above the gRPC limit are rejected
@@ -143,6 +155,7 @@ fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport
         .add_service(ClusterServer::new(cluster::ClusterService::new(
             api.clone(),
         )))
+        .add_service(AuthServer::new(auth::AuthService::new(api.clone())))
 }
 
 /// A bound client listener, ready to serve.
@@ -210,6 +223,17 @@ mod tests {
             };
             assert_eq!(grpc_timeout(&meta), None, "{bad:?}");
         }
+    }
+
+    /// The `token` metadata wins over `authorization`; either is taken raw.
+    #[test]
+    fn the_auth_token_comes_from_token_or_authorization_metadata() {
+        let mut meta = MetadataMap::new();
+        assert_eq!(auth_token(&meta), None);
+        meta.insert("authorization", "abc.7".parse().unwrap());
+        assert_eq!(auth_token(&meta).as_deref(), Some("abc.7"));
+        meta.insert("token", "xyz.9".parse().unwrap());
+        assert_eq!(auth_token(&meta).as_deref(), Some("xyz.9"));
     }
 
     #[test]

@@ -125,6 +125,58 @@ fn handle_request<K: KeySpace>(
     })
 }
 
+/// The request stream of one watch, minus the create requests the caller may not make (READ on
+/// the watched range, checked once per create as etcd does): each of those is answered here
+/// with etcd's canceled-at-creation response and not passed on.
+struct PermittedCreates<S> {
+    inner: S,
+    api: Arc<Api>,
+    ctx: crate::api::ReqCtx,
+    id: StreamId,
+}
+
+/// etcd's cancel reason for a watch the caller may not read.
+const WATCH_PERMISSION_DENIED: &str =
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
+
+impl<S> Stream for PermittedCreates<S>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Unpin,
+{
+    type Item = Result<WatchRequest, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            let next = Pin::new(&mut self.inner).poll_next(cx);
+            let Poll::Ready(Some(Ok(req))) = next else {
+                return next;
+            };
+            let Some(RequestUnion::CreateRequest(create)) = &req.request_union else {
+                return Poll::Ready(Some(Ok(req)));
+            };
+            let key = if create.key.is_empty() {
+                vec![0]
+            } else {
+                create.key.clone()
+            };
+            if self
+                .api
+                .check_read(&self.ctx, &key, &create.range_end)
+                .is_ok()
+            {
+                return Poll::Ready(Some(Ok(req)));
+            }
+            let current = self.api.current_header().revision;
+            // A full queue drops the refusal rather than block the reader; the client then
+            // sees no answer to this create, as with any request on an overloaded stream.
+            let _ = self
+                .api
+                .hub
+                .refuse_create(self.id, WATCH_PERMISSION_DENIED, current);
+        }
+    }
+}
+
 /// Ends a `hasleader` stream after the member has had no leader for a while.
 pub(crate) struct LeaderWatch {
     pub known: Box<dyn Fn() -> bool + Send + Sync>,
@@ -261,11 +313,16 @@ impl Watch for WatchService {
         let api = &self.api;
         api.check_leader(&ctx).map_err(status)?;
         api.refuse_learner().map_err(status)?;
-        let inbound = request.into_inner();
         let (id, output) = api.hub.open_stream();
+        let inbound = PermittedCreates {
+            inner: request.into_inner(),
+            api: api.clone(),
+            ctx,
+            id,
+        };
         let (gone_tx, gone_rx) = mpsc::channel(1);
         let end: EndReason = Arc::default();
-        let leader = ctx.require_leader.then(|| {
+        let leader = inbound.ctx.require_leader.then(|| {
             let node = api.node.clone();
             LeaderWatch {
                 known: Box::new(move || node.current_leader().is_some()),

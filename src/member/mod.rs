@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{Api, ServerLimits};
-use crate::apply::{Applied, Command};
+use crate::apply::{Applied, Command, Outcome};
 use crate::config::{Config, Limits, Scheme, TlsFiles, Url};
 use crate::grpc::ClientListener;
 use crate::io::Disk;
@@ -76,6 +76,12 @@ pub struct MemberSpec {
     /// How long to wait for a leader before serving clients anyway (etcd serves at once; the
     /// wait only keeps the first requests from failing with "no leader").
     pub leader_wait: Duration,
+    /// `--auth-token-ttl` (simple tokens).
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: the certificate CN names the user of a request without a token.
+    pub client_cert_auth: bool,
 }
 
 fn usize_of(v: u64) -> usize {
@@ -236,6 +242,9 @@ impl MemberSpec {
             request_timeout: limits.request_timeout,
             auto_compaction: limits.auto_compaction,
             auto_compaction_revision_check_interval: limits.auto_compaction_revision_check_interval,
+            auth_token_ttl: limits.auth_token_ttl,
+            bcrypt_cost: limits.bcrypt_cost,
+            client_cert_auth: config.client_tls.client_cert_auth,
         })
     }
 }
@@ -254,10 +263,11 @@ pub enum Stopped {
     Fatal(String),
 }
 
-/// Feeds applied commands to the watch hub and the lease clock, in log order.
+/// Feeds applied commands to the watch hub, the lease clock and the token table, in log order.
 struct MemberObserver {
     hub: Arc<Hub>,
     lessor: Arc<Lessor>,
+    auth: Arc<crate::api::auth::AuthContext>,
 }
 
 impl ApplyObserver for MemberObserver {
@@ -270,6 +280,7 @@ impl ApplyObserver for MemberObserver {
                 self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            Command::Auth(change) if applied.result.is_ok() => self.auth_applied(change, applied),
             // etcd's mvcc logs this once the compaction is done; ours is done when applied.
             Command::Compact(req) if applied.result.is_ok() => tracing::info!(
                 compact_revision = req.revision,
@@ -281,6 +292,27 @@ impl ApplyObserver for MemberObserver {
 
     fn restored(&self) {
         self.hub.restored();
+        // The received state may hold password changes and deletions this member never applied
+        // one by one: forget every token rather than honor one of those (clients log in again).
+        self.auth.tokens.clear();
+    }
+}
+
+impl MemberObserver {
+    /// Tokens follow the auth store: issued by Authenticate, dropped with their user's password
+    /// or the user, all dropped when auth is disabled.
+    fn auth_applied(&self, change: &crate::auth::AuthCommand, applied: &Applied) {
+        use crate::auth::AuthCommand;
+        let tokens = &self.auth.tokens;
+        match (change, &applied.result) {
+            (AuthCommand::Authenticate { name, .. }, Ok(Outcome::Auth { token, .. })) => {
+                tokens.issue(token.clone(), name.clone(), tokio::time::Instant::now());
+            }
+            (AuthCommand::UserDelete { name }, _)
+            | (AuthCommand::UserChangePassword { name, .. }, _) => tokens.invalidate_user(name),
+            (AuthCommand::Disable, _) => tokens.clear(),
+            _ => {}
+        }
     }
 }
 
@@ -313,9 +345,15 @@ impl Member {
     pub async fn start(disk: Arc<dyn Disk>, spec: MemberSpec) -> Result<Member, String> {
         let hub = Arc::new(Hub::new(spec.hub));
         let lessor = Arc::new(Lessor::default());
+        let auth = Arc::new(crate::api::auth::AuthContext::new(
+            spec.auth_token_ttl,
+            spec.bcrypt_cost,
+            spec.client_cert_auth,
+        ));
         let observer = Arc::new(MemberObserver {
             hub: hub.clone(),
             lessor: lessor.clone(),
+            auth: auth.clone(),
         });
         let name = spec.node.name.clone();
         let data_dir = spec.node.data_dir.clone();
@@ -364,6 +402,7 @@ impl Member {
             lease_ttl_min_s: spec.lease_ttl_min_s,
             progress_notify_interval: spec.progress_notify_interval,
             leader_lost_watch_cancel: spec.leader_lost_watch_cancel,
+            auth,
         });
         let mut client_listeners = Vec::new();
         let mut client_secure = Vec::new();

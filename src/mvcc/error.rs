@@ -46,6 +46,8 @@ pub enum KvError {
     NoSpace,
     /// Any write while the CORRUPT alarm is raised.
     Corrupt,
+    /// The auth store refused the request (permissions, stale auth revision, auth management).
+    Auth(crate::auth::AuthError),
 }
 
 impl KvError {
@@ -66,6 +68,7 @@ impl KvError {
             KvError::LeaseTtlTooLarge { .. } => "etcdserver: too large lease TTL",
             KvError::NoSpace => "etcdserver: mvcc: database space exceeded",
             KvError::Corrupt => "etcdserver: corrupt cluster",
+            KvError::Auth(e) => e.etcd_message(),
         }
     }
 }

@@ -123,11 +123,73 @@ const ENTRY_BATCH: &str = "
     fc ff ff ff ff ff ff ff     #     id = -4
 ";
 
+// The payload of a WAL entry record for a batch of two auth changes: a user (its password only
+// as a hash) and a permission.
+const ENTRY_AUTH: &str = "
+    02 00 00 00 00 00 00 00     # log_id.leader_id.term = 2
+    01 00 00 00 00 00 00 00     # log_id.leader_id.node_id = 1
+    09 00 00 00 00 00 00 00     # log_id.index = 9
+    01 00 00 00                 # EntryPayload::Normal
+    4f 58 50 01                 # proposal tag: \"OXP\" version 1
+    01 00 00 00                 # batch
+    02 00 00 00 00 00 00 00     # of two envelopes
+    03 00 00 00 00 00 00 00     # [0] header.id = 3
+    01 00 00 00 00 00 00 00 72  #     header.user = \"r\"
+    05 00 00 00 00 00 00 00     #     header.auth_revision = 5
+    07 00 00 00                 #     Auth
+    03 00 00 00                 #       UserAdd
+    01 00 00 00 00 00 00 00 75  #       name \"u\"
+    01 00 00 00 00 00 00 00 68  #       password_hash \"h\" (a bcrypt hash in real life)
+    00                          #       no_password false
+    04 00 00 00 00 00 00 00     # [1] header.id = 4
+    01 00 00 00 00 00 00 00 72  #     header.user = \"r\"
+    05 00 00 00 00 00 00 00     #     header.auth_revision = 5
+    07 00 00 00                 #     Auth
+    0a 00 00 00                 #       RoleGrantPermission
+    01 00 00 00 00 00 00 00 72  #       name \"r\"
+    02 00 00 00                 #       READWRITE
+    02 00 00 00 00 00 00 00     #       key \"p/\"
+    70 2f
+    02 00 00 00 00 00 00 00     #       range_end \"p0\"
+    70 30
+";
+
+fn auth_batch() -> Proposal {
+    use crate::auth::{AuthCommand, PermType, Permission};
+    let header = |id| RequestHeader {
+        id,
+        user: "r".into(),
+        auth_revision: 5,
+    };
+    let add = AuthCommand::UserAdd {
+        name: "u".into(),
+        password_hash: "h".into(),
+        no_password: false,
+    };
+    let grant = AuthCommand::RoleGrantPermission {
+        name: "r".into(),
+        perm: Permission {
+            perm_type: PermType::ReadWrite,
+            key: b"p/".to_vec(),
+            range_end: b"p0".to_vec(),
+        },
+    };
+    Proposal::Batch(vec![
+        Envelope::new(header(3), Command::Auth(add)),
+        Envelope::new(header(4), Command::Auth(grant)),
+    ])
+}
+
 #[test]
 fn log_entry_bytes_are_fixed() {
     for (what, entry, expected) in [
         ("entry with one put", entry(7, one_put()), ENTRY_ONE_PUT),
         ("entry with a batch", entry(8, batch()), ENTRY_BATCH),
+        (
+            "entry with auth changes",
+            entry(9, auth_batch()),
+            ENTRY_AUTH,
+        ),
     ] {
         let bytes = bincode::serialize(&entry).unwrap();
         assert_golden(what, &bytes, expected);
@@ -137,8 +199,68 @@ fn log_entry_bytes_are_fixed() {
     }
 }
 
-/// A tiny snapshot image: one member, one put, one alarm.
+/// A tiny snapshot image: one member, one put, one alarm, an auth store with one user and one
+/// role.
 const IMAGE: &str = "
+    4f 58 53 01                 # image tag: \"OXS\" version 1
+    01                          # meta.last_log_id: Some
+    02 00 00 00 00 00 00 00     #   term 2
+    01 00 00 00 00 00 00 00     #   node 1
+    07 00 00 00 00 00 00 00     #   index 7
+    01                          # meta.last_membership.log_id: Some
+    01 00 00 00 00 00 00 00     #   term 1
+    01 00 00 00 00 00 00 00     #   node 1
+    01 00 00 00 00 00 00 00     #   index 1
+    01 00 00 00 00 00 00 00     # configs: 1 joint config
+    01 00 00 00 00 00 00 00     #   of 1 voter
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00 00 00 00 00     # nodes: 1
+    01 00 00 00 00 00 00 00     #   id 1
+    01 00 00 00 00 00 00 00 61  #   name \"a\"
+    01 00 00 00 00 00 00 00     #   peer_urls: 1
+    0d 00 00 00 00 00 00 00     #   \"http://a:2380\"
+    68 74 74 70 3a 2f 2f 61 3a 32 33 38 30
+    00 00 00 00 00 00 00 00     #   client_urls: 0
+    05 00 00 00 00 00 00 00     # meta.snapshot_id = \"2-7-0\"
+    32 2d 37 2d 30
+    03 00 00 00                 # state format 3
+    01 00 00 00                 # store format 1
+    02 00 00 00 00 00 00 00     #   current_revision 2
+    ff ff ff ff ff ff ff ff     #   compact_revision: never
+    01 00 00 00 00 00 00 00     #   1 record
+    02 00 00 00 00 00 00 00     #     main 2
+    00 00 00 00 00 00 00 00     #     sub 0
+    01 00 00 00 00 00 00 00 6b  #     key \"k\"
+    01                          #     put: Some
+    01 00 00 00 00 00 00 00 76  #       value \"v\"
+    02 00 00 00 00 00 00 00     #       create_revision 2
+    01 00 00 00 00 00 00 00     #       version 1
+    00 00 00 00 00 00 00 00     #       lease 0
+    00 00 00 00 00 00 00 00     # leases: 0
+    01 00 00 00 00 00 00 00     # alarms: 1
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00                 #   NOSPACE
+    01                          # auth.enabled
+    05 00 00 00 00 00 00 00     # auth.revision 5
+    01 00 00 00 00 00 00 00     # users: 1
+    04 00 00 00 00 00 00 00     #   \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00 68  #     password_hash \"h\" (a bcrypt hash in real life)
+    00                          #     no_password false
+    01 00 00 00 00 00 00 00     #     roles: 1
+    04 00 00 00 00 00 00 00     #       \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00     # roles: 1
+    01 00 00 00 00 00 00 00 72  #   \"r\"
+    01 00 00 00 00 00 00 00     #   perms: 1
+    02 00 00 00                 #     READWRITE
+    01 00 00 00 00 00 00 00 61  #     key \"a\"
+    00 00 00 00 00 00 00 00     #     range_end \"\"
+";
+
+/// The image of [`tiny_state_with_alarm`] with state format 2 (before the auth store), as
+/// written until then.
+const IMAGE_STATE_FORMAT_2: &str = "
     4f 58 53 01                 # image tag: \"OXS\" version 1
     01                          # meta.last_log_id: Some
     02 00 00 00 00 00 00 00     #   term 2
@@ -228,18 +350,58 @@ fn tiny_state_with_alarm() -> State {
     state
 }
 
+fn tiny_state_with_alarm_and_auth() -> State {
+    use crate::auth::{AuthCommand, PermType, Permission};
+    let mut state = tiny_state_with_alarm();
+    let changes = [
+        AuthCommand::UserAdd {
+            name: "root".into(),
+            password_hash: "h".into(),
+            no_password: false,
+        },
+        AuthCommand::RoleAdd { name: "r".into() },
+        AuthCommand::RoleGrantPermission {
+            name: "r".into(),
+            perm: Permission {
+                perm_type: PermType::ReadWrite,
+                key: b"a".to_vec(),
+                range_end: Vec::new(),
+            },
+        },
+        AuthCommand::UserGrantRole {
+            user: "root".into(),
+            role: "root".into(),
+        },
+        AuthCommand::Enable,
+    ];
+    for change in changes {
+        assert!(state.apply(&Command::Auth(change)).result.is_ok());
+    }
+    state
+}
+
 #[test]
 fn snapshot_image_bytes_are_fixed() {
     let image = SnapshotImage {
         meta: meta(),
-        state: tiny_state_with_alarm(),
+        state: tiny_state_with_alarm_and_auth(),
     };
     let bytes = bincode::serialize(&image).unwrap();
     assert_golden("snapshot image", &bytes, IMAGE);
     let back: SnapshotImage<State> = decode_bounded(&bytes).unwrap();
     assert_eq!(back.meta, meta());
-    assert_eq!(back.state, tiny_state_with_alarm());
+    assert_eq!(back.state, tiny_state_with_alarm_and_auth());
     assert_eq!(decode_meta(&bytes).unwrap(), meta());
+}
+
+/// Images written before the auth store existed (state format 2) still load, with a fresh auth
+/// store (auth off, revision 1).
+#[test]
+fn a_state_format_2_image_still_loads() {
+    let back: SnapshotImage<State> = decode_bounded(&hex(IMAGE_STATE_FORMAT_2)).unwrap();
+    assert_eq!(back.meta, meta());
+    assert_eq!(back.state, tiny_state_with_alarm());
+    assert_eq!(*back.state.auth, crate::auth::AuthStore::new());
 }
 
 /// Images written before alarms existed (state format 1) still load, without alarms.

@@ -465,12 +465,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     Reply::None
                 }
-                // Only the command is applied: the request header's user and auth revision are
-                // not checked yet (the auth store will refuse stale ones here).
+                // The request header's user and auth revision decide the auth checks.
                 EntryPayload::Normal(Proposal::Batch(envelopes)) => {
                     let mut results = Vec::with_capacity(envelopes.len());
                     for envelope in &envelopes {
-                        let applied = inner.state.apply(&envelope.command);
+                        let applied = inner.state.apply_entry(
+                            entry_index,
+                            &envelope.header,
+                            &envelope.command,
+                        );
                         self.shared
                             .observer
                             .applied(entry_index, &envelope.command, &applied);
@@ -480,7 +483,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Reply::Batch(results)
                 }
                 EntryPayload::Normal(Proposal::One(envelope)) => {
-                    let applied = inner.state.apply(&envelope.command);
+                    let applied =
+                        inner
+                            .state
+                            .apply_entry(entry_index, &envelope.header, &envelope.command);
                     self.shared
                         .observer
                         .applied(entry_index, &envelope.command, &applied);

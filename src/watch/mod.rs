@@ -389,6 +389,25 @@ impl Hub {
         Ok(())
     }
 
+    /// Answers a create request the caller may not make (auth): etcd's canceled-at-creation
+    /// response with `reason`, in order with the stream's other control responses.
+    pub fn refuse_create(&self, id: StreamId, reason: &str, current: i64) -> Result<(), QueueFull> {
+        let mut inner = self.lock();
+        let Some(slot) = inner.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        slot.request_room()?;
+        slot.send_control(WatchResponse {
+            header: header(current),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..WatchResponse::default()
+        });
+        Ok(())
+    }
+
     /// Handles a cancel request; an unknown ID gets no reply (as etcd).
     pub fn cancel(&self, id: StreamId, watch_id: i64, current: i64) -> Result<(), QueueFull> {
         let mut inner = self.lock();

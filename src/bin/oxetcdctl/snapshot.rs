@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use oxetcd::backend::Imported;
 use oxetcd::bbolt::{check, Db, Value};
 use oxetcd::config::{BootstrapCluster, Config, Url};
 use oxetcd::io::os::OsDisk;
@@ -379,16 +378,6 @@ fn require_empty_dir(disk: &dyn Disk, data_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn warn_about_auth(imported: &Imported) {
-    if imported.auth_enabled || imported.auth_users + imported.auth_roles > 0 {
-        eprintln!(
-            "warning: the snapshot holds auth state (enabled: {}, {} users, {} roles); \
-             oxetcd has no auth yet, so it is not restored",
-            imported.auth_enabled, imported.auth_users, imported.auth_roles
-        );
-    }
-}
-
 fn restore(a: &RestoreArgs) -> Result<(), String> {
     let path = &a.filename;
     let data_dir = a
@@ -407,7 +396,6 @@ fn restore(a: &RestoreArgs) -> Result<(), String> {
     check(&db).map_err(|e| format!("snapshot file integrity check failed: {e}"))?;
     steps.set_message("importing keys and leases");
     let imported = oxetcd::backend::import(&db).map_err(|e| e.to_string())?;
-    warn_about_auth(&imported);
     let revision = imported.state.kv.current_revision();
     let members: Vec<(u64, MemberNode)> = boot
         .members
