@@ -82,6 +82,10 @@ pub enum ApiError {
     Unimplemented(&'static str),
     /// A bug or a failed internal task; never an etcd outcome.
     Internal(String),
+    /// A request that does not decode (the JSON gateway's body); the decoder's text.
+    BadRequest(String),
+    /// An Election or Lock call failed (etcd reports these with code Unknown).
+    Recipe(super::recipe::RecipeError),
 }
 
 impl ApiError {
@@ -108,6 +112,8 @@ impl ApiError {
             ApiError::MessageTooLarge { .. } => Code::ResourceExhausted,
             ApiError::Unimplemented(_) => Code::Unimplemented,
             ApiError::Internal(_) => Code::Internal,
+            ApiError::Recipe(_) => Code::Unknown,
+            ApiError::BadRequest(_) => Code::InvalidArgument,
         }
     }
 
@@ -140,6 +146,8 @@ impl ApiError {
             ApiError::InvalidPeerUrls => INVALID_PEER_URLS.to_string(),
             ApiError::Unimplemented(what) => (*what).to_string(),
             ApiError::Internal(what) => what.clone(),
+            ApiError::Recipe(e) => e.message(),
+            ApiError::BadRequest(what) => what.clone(),
         }
     }
 }

@@ -14,12 +14,15 @@
 //! Invariant: no lock is held across an `.await`.
 
 pub mod cluster;
+pub mod election;
 pub mod error;
 pub mod forward;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
+pub mod recipe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
