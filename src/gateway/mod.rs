@@ -199,7 +199,9 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-/// Decodes one request; an empty body is the empty message, as grpc-gateway reads it.
+/// Decodes one request; an empty body is the empty message, as grpc-gateway reads it. Like
+/// Go's JSON decoder, only the first JSON value of the body is read (anything after it is
+/// ignored).
 pub fn decode<T: DeserializeOwned + Default + prost::Message>(
     api: &Api,
     body: &[u8],
@@ -208,7 +210,14 @@ pub fn decode<T: DeserializeOwned + Default + prost::Message>(
     let req: T = if text.is_empty() || text == b"null" {
         T::default()
     } else {
-        serde_json::from_slice(text).map_err(|e| bad_json(&e))?
+        match serde_json::Deserializer::from_slice(text)
+            .into_iter::<T>()
+            .next()
+        {
+            Some(Ok(req)) => req,
+            Some(Err(e)) => return Err(bad_json(&e)),
+            None => T::default(),
+        }
     };
     let size = req.encoded_len();
     let max = api.limits.grpc_max_recv_bytes;
@@ -232,7 +241,39 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 
 /// A body that is not the request message: InvalidArgument with the decoder's text.
 pub fn bad_json(e: &serde_json::Error) -> ApiError {
-    ApiError::BadRequest(e.to_string())
+    ApiError::BadRequest(go_text(e))
+}
+
+/// The decoder's text, in Go's words where clients may read them: a cut-off body is
+/// "unexpected EOF", bad base64 is "illegal base64 data at input byte N" (N: the offset of the
+/// bad symbol, or of the 4-byte group a bad ending starts). Other texts are serde's, without
+/// the position suffix.
+pub fn go_text(e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        return "unexpected EOF".to_string();
+    }
+    let full = e.to_string();
+    let text = full
+        .rfind(" at line ")
+        .map_or(full.as_str(), |at| &full[..at]);
+    let offset = |t: &str| -> Option<usize> {
+        let rest = &t[t.rfind("offset ")? + "offset ".len()..];
+        rest.trim_end_matches('.').parse().ok()
+    };
+    if text.starts_with("Invalid symbol ") {
+        if let Some(n) = offset(text) {
+            return format!("illegal base64 data at input byte {n}");
+        }
+    }
+    if text.starts_with("Invalid last symbol ") {
+        if let Some(n) = offset(text) {
+            return format!("illegal base64 data at input byte {}", n / 4 * 4);
+        }
+    }
+    if text.starts_with("Invalid input length") || text.starts_with("Invalid padding") {
+        return "illegal base64 data at input byte 0".to_string();
+    }
+    text.to_string()
 }
 
 async fn unary(api: &Arc<Api>, ctx: &ReqCtx, route: Route, body: &[u8]) -> Response<Body> {

@@ -42,7 +42,7 @@ fn messages<T: DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, ApiError> {
             Err(e) if out.is_empty() => {
                 // etcd's gateway reports it with code Unknown (500).
                 return Err(ApiError::Recipe(crate::api::recipe::RecipeError::Failed(
-                    Box::new(ApiError::Internal(e.to_string())),
+                    Box::new(ApiError::Internal(super::go_text(&e))),
                 )));
             }
             Err(_) => break,

@@ -139,3 +139,17 @@ fn errors_are_written_as_grpc_gateway_v1_writes_them() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[test]
+fn decoder_texts_clients_read_are_gos() {
+    let text = |body: &str| go_text(&serde_json::from_str::<RangeRequest>(body).unwrap_err());
+    assert_eq!(text(r#"{"key":"#), "unexpected EOF");
+    assert_eq!(
+        text(r#"{"key":"!!!"}"#),
+        "illegal base64 data at input byte 0"
+    );
+    assert_eq!(
+        text(r#"{"key":"Zm9v=="}"#),
+        "illegal base64 data at input byte 4"
+    );
+}

@@ -10,6 +10,7 @@
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
 //! Invariant: nothing here changes state; every handler is a read of the member's status.
+//! `OPTIONS` on any path is a CORS preflight: `200`, empty, with the CORS headers.
 //! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
 
@@ -62,6 +63,10 @@ impl tower_service::Service<Request<Body>> for Endpoints {
     fn call(&mut self, request: Request<Body>) -> Answer {
         let node = self.node.clone();
         let (parts, body) = request.into_parts();
+        if parts.method == Method::OPTIONS && !is_grpc(&parts) {
+            // etcd's CORS wrapper answers every preflight itself, whatever the path.
+            return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
+        }
         if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
             let api = self.api.clone();
             return Box::pin(async move {
