@@ -653,3 +653,51 @@ fn observe_then_proclaim(endpoint: &str) -> Vec<String> {
     seen.push(one_object(&o.next_chunk().expect("the proclaimed value")));
     seen
 }
+
+/// PyPI `etcd3gw` (the OpenStack gateway client): put/get, prefixes, compare-and-swap,
+/// leases with keep-alive, watches and locks give the same lines from etcd 3.5 and oxetcd.
+#[test]
+fn etcd3gw_sees_the_same_as_on_etcd() {
+    if require_etcd_tools("etcd3gw_sees_the_same_as_on_etcd").is_none() {
+        return;
+    }
+    let probe = Command::new("python3")
+        .args(["-c", "import etcd3gw"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        assert!(
+            !common::in_ci(),
+            "python package etcd3gw missing (`pip install etcd3gw==2.7.0`)"
+        );
+        eprintln!("skipping etcd3gw_sees_the_same_as_on_etcd: python package etcd3gw missing");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/etcd3gw_smoke.py"
+    );
+    let run = |server: &Server| {
+        let (host, port) = server.endpoint.rsplit_once(':').expect("host:port");
+        let out = Command::new("python3")
+            .args([script, host, port])
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "etcd3gw against {}: {}\n{text}\n{}",
+            server.endpoint,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let etcd = Server::start(ServerKind::Etcd35).expect("etcd 3.5 starts");
+    let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let expected = run(&etcd);
+    assert!(expected.contains("lock release True"), "{expected}");
+    assert_eq!(run(&ox), expected);
+}
