@@ -290,6 +290,11 @@ fn gateway_answers_as_etcd_35_does() {
             "observe stream\n  etcd:   {eo:?}\n  oxetcd: {oo:?}"
         ));
     }
+    let el = lock_waits_for_unlock(&etcd.endpoint);
+    let ol = lock_waits_for_unlock(&ox.endpoint);
+    if el != ol {
+        mismatches.push(format!("waiting lock\n  etcd:   {el:?}\n  oxetcd: {ol:?}"));
+    }
     assert!(
         mismatches.is_empty(),
         "{} gateway differences:\n{}",
@@ -700,4 +705,43 @@ fn etcd3gw_sees_the_same_as_on_etcd() {
     let expected = run(&etcd);
     assert!(expected.contains("lock release True"), "{expected}");
     assert_eq!(run(&ox), expected);
+}
+
+/// A second Lock blocks until the first is unlocked; its answer (key, header revision) and
+/// the unlock's are compared.
+fn lock_waits_for_unlock(endpoint: &str) -> Vec<String> {
+    for id in ["5000", "6000"] {
+        let grant = Case {
+            method: "POST",
+            path: "/v3/lease/grant",
+            body: format!(r#"{{"TTL":30,"ID":"{id}"}}"#),
+            cmp: Cmp::Exact,
+        };
+        assert_eq!(curl(endpoint, &grant).0, 200);
+    }
+    let first = post("/v3/lock/lock", r#"{"name":"d2w=","lease":"5000"}"#);
+    let (status, held) = curl(endpoint, &first);
+    assert_eq!(status, 200, "{held}");
+    let ep = endpoint.to_string();
+    let second = std::thread::spawn(move || {
+        let c = post("/v3/lock/lock", r#"{"name":"d2w=","lease":"6000"}"#);
+        curl(&ep, &c)
+    });
+    // Both owner keys exist ("wl/" to "wl0"): the second Lock is waiting.
+    wait_for_keys(endpoint, "d2wv", "d2ww", 2);
+    assert!(!second.is_finished(), "the second lock did not wait");
+    let key = serde_json::from_str::<Value>(&held).expect("lock JSON")["key"].clone();
+    let unlock = Case {
+        method: "POST",
+        path: "/v3/lock/unlock",
+        body: serde_json::json!({ "key": key }).to_string(),
+        cmp: Cmp::Exact,
+    };
+    let (us, ub) = curl(endpoint, &unlock);
+    let (ls, lb) = second.join().expect("the waiting curl");
+    vec![
+        format!("{:?}", comparable(Cmp::Exact, status, &held)),
+        format!("{:?}", comparable(Cmp::Exact, us, &ub)),
+        format!("{:?}", comparable(Cmp::Exact, ls, &lb)),
+    ]
 }

@@ -4,7 +4,8 @@
 //! Lock{name, lease}: the owner key is `<name>/<lease hex>`, created in one txn that also reads
 //! the oldest key under `<name>/` (or, when the key exists already — the same lease locks
 //! again — reads it back); the caller owns the lock once no key under the prefix has a lower
-//! create revision. Lease 0 gets a fresh 60 s lease nobody keeps alive.
+//! create revision, and its own key still exists then ("mutex: session is expired"
+//! otherwise). Lease 0 gets a fresh 60 s lease nobody keeps alive.
 //! Unlock{key}: a plain delete of the owner key.
 //!
 //! Invariant: a Lock call that fails or is abandoned while waiting (the client went away)
@@ -18,7 +19,9 @@ use super::recipe::{
 };
 use super::{kv, Api, ApiError, ReqCtx};
 use crate::proto::etcdserverpb::response_op::Response as OpResponse;
-use crate::proto::etcdserverpb::{DeleteRangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use crate::proto::etcdserverpb::{
+    DeleteRangeRequest, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
 use crate::proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
 pub async fn lock(
@@ -68,10 +71,24 @@ async fn lock_inner(
         });
     }
     let guard = DeleteOnDrop::new(api.clone(), ctx.clone(), key.clone());
-    let header = wait_deletes(api, ctx, &prefix, my_rev - 1).await?;
+    wait_deletes(api, ctx, &prefix, my_rev - 1).await?;
+    // The caller owns the lock only if its key outlived the wait (its lease may have expired
+    // meanwhile); the answer carries the header of this last read.
+    let mine = kv::range(
+        api,
+        ctx,
+        RangeRequest {
+            key: key.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    if mine.kvs.is_empty() {
+        return Err(RecipeError::SessionExpired);
+    }
     guard.disarm();
     Ok(LockResponse {
-        header: Some(header),
+        header: mine.header,
         key,
     })
 }

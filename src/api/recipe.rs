@@ -33,7 +33,8 @@ const WATCH_SYNC_TICK: Duration = Duration::from_millis(100);
 pub const NOT_LEADER: &str = "election: not leader";
 pub const NO_LEADER: &str = "election: no leader";
 pub const LEADER_MISSING: &str = "\"leader\" field must be provided";
-pub const SESSION_EXPIRED: &str = "election: session expired";
+/// The mutex recipe's text when the caller's key is gone once it would own the lock.
+pub const SESSION_EXPIRED: &str = "mutex: session is expired";
 
 /// Why an Election or Lock call failed. Always reported with code Unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +45,8 @@ pub enum RecipeError {
     NoLeader,
     /// Proclaim or Resign without the `leader` field.
     LeaderMissing,
-    /// The caller's key vanished while it waited (its lease expired).
+    /// The caller's key vanished while it waited (its lease expired): "mutex: session is
+    /// expired".
     SessionExpired,
     /// A KV, lease or watch call underneath failed; its text is kept, its code is not.
     Failed(Box<ApiError>),
