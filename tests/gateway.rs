@@ -95,7 +95,12 @@ fn cases() -> Vec<Case> {
         post("/v3/kv/put", &huge),
         // Beyond what the gateway reads at all (twice the gRPC limit): the same status and
         // code, though the size in the text is the body's, not the encoded request's.
-        case("POST", "/v3/kv/put", &huge.replace("eHh4", "eHh4eHh4"), Cmp::Code),
+        case(
+            "POST",
+            "/v3/kv/put",
+            &huge.replace("eHh4", "eHh4eHh4"),
+            Cmp::Code,
+        ),
         // Patroni's create-if-absent on an existing key: only the header, no `succeeded`.
         post(
             "/v3/kv/txn",
@@ -662,41 +667,43 @@ fn observe_then_proclaim(endpoint: &str) -> Vec<String> {
     seen
 }
 
-/// PyPI `etcd3gw` (the OpenStack gateway client): put/get, prefixes, compare-and-swap,
-/// leases with keep-alive, watches and locks give the same lines from etcd 3.5 and oxetcd.
-#[test]
-fn etcd3gw_sees_the_same_as_on_etcd() {
-    if require_etcd_tools("etcd3gw_sees_the_same_as_on_etcd").is_none() {
-        return;
-    }
+/// Runs a Python client script against etcd 3.5 and oxetcd and returns both outputs; `None`
+/// when the package is missing outside CI (in CI a missing package fails the test).
+fn python_client_outputs(
+    test: &str,
+    module: &str,
+    pip: &str,
+    script: &str,
+) -> Option<(String, String)> {
+    require_etcd_tools(test)?;
     let probe = Command::new("python3")
-        .args(["-c", "import etcd3gw"])
+        .args(["-c", &format!("import {module}")])
+        .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
     if !matches!(probe, Ok(s) if s.success()) {
         assert!(
             !common::in_ci(),
-            "python package etcd3gw missing (`pip install etcd3gw==2.7.0`)"
+            "python package {module} missing (`pip install {pip}`)"
         );
-        eprintln!("skipping etcd3gw_sees_the_same_as_on_etcd: python package etcd3gw missing");
-        return;
+        eprintln!("skipping {test}: python package {module} missing");
+        return None;
     }
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/etcd3gw_smoke.py"
-    );
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let run = |server: &Server| {
         let (host, port) = server.endpoint.rsplit_once(':').expect("host:port");
         let out = Command::new("python3")
-            .args([script, host, port])
+            .args([script.as_str(), host, port])
+            // etcd3 0.12's generated modules predate protoc 3.19 (clients.md §4).
+            .env("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
             .stdin(Stdio::null())
             .output()
             .expect("python3 runs");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
             out.status.success(),
-            "etcd3gw against {}: {}\n{text}\n{}",
+            "{module} against {}: {}\n{text}\n{}",
             server.endpoint,
             out.status,
             String::from_utf8_lossy(&out.stderr)
@@ -705,9 +712,39 @@ fn etcd3gw_sees_the_same_as_on_etcd() {
     };
     let etcd = Server::start(ServerKind::Etcd35).expect("etcd 3.5 starts");
     let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
-    let expected = run(&etcd);
+    Some((run(&etcd), run(&ox)))
+}
+
+/// PyPI `etcd3gw` (the OpenStack gateway client): put/get, prefixes, compare-and-swap,
+/// leases with keep-alive, watches and locks give the same lines from etcd 3.5 and oxetcd.
+#[test]
+fn etcd3gw_sees_the_same_as_on_etcd() {
+    let Some((expected, got)) = python_client_outputs(
+        "etcd3gw_sees_the_same_as_on_etcd",
+        "etcd3gw",
+        "etcd3gw==2.7.0",
+        "etcd3gw_smoke.py",
+    ) else {
+        return;
+    };
     assert!(expected.contains("lock release True"), "{expected}");
-    assert_eq!(run(&ox), expected);
+    assert_eq!(got, expected);
+}
+
+/// PyPI `etcd3` (gRPC): put/get, prefixes, transactions, leases with keep-alive, watches and
+/// locks give the same lines from etcd 3.5 and oxetcd.
+#[test]
+fn python_etcd3_sees_the_same_as_on_etcd() {
+    let Some((expected, got)) = python_client_outputs(
+        "python_etcd3_sees_the_same_as_on_etcd",
+        "etcd3",
+        "etcd3==0.12.0",
+        "etcd3_smoke.py",
+    ) else {
+        return;
+    };
+    assert!(expected.contains("lock acquire True"), "{expected}");
+    assert_eq!(got, expected);
 }
 
 /// A second Lock blocks until the first is unlocked; its answer (key, header revision) and
