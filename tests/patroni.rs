@@ -1,8 +1,9 @@
 //! Patroni (Debian's 3.0.2) + PostgreSQL 15 on oxetcd through the JSON gateway (`etcd3:` DCS):
 //! two nodes on loopback elect a leader and stream to a replica; the leader's Patroni and
 //! PostgreSQL are killed; the replica takes the leader key once the old one's lease expires
-//! (within Patroni's ttl) and `patronictl list` shows it as the leader. The failover time is
-//! printed, not asserted beyond the deadline.
+//! (within Patroni's ttl) and `patronictl list` shows it as the leader. The same again on a
+//! 3-member oxetcd cluster whose raft leader is killed first. The failover time is printed,
+//! not asserted beyond the deadline.
 //!
 //! Runs as root (Patroni and PostgreSQL run as the `postgres` user); outside CI a machine
 //! without Patroni, PostgreSQL 15 or root skips it.
@@ -134,8 +135,8 @@ fn wait_until<T>(what: &str, logs: &Path, mut probe: impl FnMut() -> Option<T>) 
     }
 }
 
-#[test]
-fn patroni_fails_over_on_oxetcd() {
+/// Skips (outside CI) when the machine cannot run Patroni; otherwise the postgres uid/gid.
+fn prerequisites(test: &str) -> Option<(u32, u32)> {
     let ready = Path::new(PATRONI).exists()
         && Path::new(PG_BIN).join("initdb").exists()
         // SAFETY: geteuid has no preconditions.
@@ -146,11 +147,44 @@ fn patroni_fails_over_on_oxetcd() {
             !in_ci(),
             "patroni, postgresql-15, root and the postgres user are needed"
         );
-        eprintln!("skipping patroni_fails_over_on_oxetcd: needs patroni, postgresql-15, root");
-        return;
+        eprintln!("skipping {test}: needs patroni, postgresql-15, root");
+        return None;
     }
-    let (uid, gid) = ids.unwrap_or_default();
+    ids
+}
+
+#[test]
+fn patroni_fails_over_on_oxetcd() {
+    let Some((uid, gid)) = prerequisites("patroni_fails_over_on_oxetcd") else {
+        return;
+    };
     let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    failover(&ox.endpoint, uid, gid, "one oxetcd member", || {});
+}
+
+/// The same on a 3-member oxetcd cluster, one of whose members (the raft leader) is killed
+/// once Patroni runs: Patroni carries on with the other two, and still fails over.
+#[test]
+fn patroni_fails_over_on_a_three_member_oxetcd_cluster_missing_a_member() {
+    let Some((uid, gid)) =
+        prerequisites("patroni_fails_over_on_a_three_member_oxetcd_cluster_missing_a_member")
+    else {
+        return;
+    };
+    let mut cluster = OxCluster::start(3);
+    let hosts = cluster.endpoints().join(",");
+    failover(
+        &hosts,
+        uid,
+        gid,
+        "3 oxetcd members, the raft leader killed",
+        || cluster.kill_leader(),
+    );
+}
+
+/// A bootstrapped Patroni pair on `hosts`; `disturb` runs once leader and replica run; then the
+/// Patroni leader is killed and the replica must take over.
+fn failover(hosts: &str, uid: u32, gid: u32, label: &str, disturb: impl FnOnce()) {
     let dir = tempfile::Builder::new()
         .prefix("oxetcd-patroni-")
         .tempdir()
@@ -159,7 +193,7 @@ fn patroni_fails_over_on_oxetcd() {
     let mut nodes = Vec::new();
     for name in ["pg1", "pg2"] {
         let config_path = dir.path().join(format!("{name}.yml"));
-        let text = config(dir.path(), name, &ox.endpoint, free_port(), free_port());
+        let text = config(dir.path(), name, hosts, free_port(), free_port());
         fs::write(&config_path, text).expect("write config");
         chown(&config_path, uid, gid);
         let log = fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
@@ -201,6 +235,7 @@ fn patroni_fails_over_on_oxetcd() {
             .any(|(_, r, s)| r == "Replica" && (s == "streaming" || s == "running"))
             .then(|| leader.0.clone())
     });
+    disturb();
     let (dead, alive): (Vec<&mut Node>, Vec<&mut Node>) =
         nodes.iter_mut().partition(|n| n.name == leader);
     let survivor_config = alive[0].config.clone();
@@ -216,7 +251,105 @@ fn patroni_fails_over_on_oxetcd() {
             .then_some(())
     });
     eprintln!(
-        "patroni on oxetcd: failover from {leader} to {survivor} in {:.1} s (ttl {TTL_S} s)",
+        "patroni on {label}: failover from {leader} to {survivor} in {:.1} s (ttl {TTL_S} s)",
         killed_at.elapsed().as_secs_f64()
     );
+}
+
+/// A 3-member oxetcd cluster on loopback (each member's process killed on drop).
+struct OxCluster {
+    _dir: tempfile::TempDir,
+    members: Vec<(u16, Child)>,
+}
+
+impl OxCluster {
+    fn start(n: usize) -> OxCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("oxetcd-patroni-cluster-")
+            .tempdir()
+            .expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        for (i, (c, p)) in ports.iter().enumerate() {
+            let log = fs::File::create(dir.path().join(format!("m{i}.log"))).expect("log");
+            let child = Command::new(env!("CARGO_BIN_EXE_oxetcd"))
+                .env_clear()
+                .arg(format!("--name=m{i}"))
+                .arg(format!(
+                    "--data-dir={}",
+                    dir.path().join(format!("m{i}")).display()
+                ))
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{c}"))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{c}"))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{p}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{p}"
+                ))
+                .arg(format!("--initial-cluster={initial}"))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("oxetcd runs");
+            members.push((*c, child));
+        }
+        let cluster = OxCluster { _dir: dir, members };
+        for (port, _) in &cluster.members {
+            wait_until("an oxetcd member to serve", cluster._dir.path(), || {
+                status(*port)
+                    .filter(|s| s.get("leader").is_some())
+                    .map(|_| ())
+            });
+        }
+        cluster
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// Kills the member that leads raft now.
+    fn kill_leader(&mut self) {
+        let idx = self
+            .members
+            .iter()
+            .position(|(p, _)| {
+                status(*p).is_some_and(|s| {
+                    s.get("leader") == s.get("header").and_then(|h| h.get("member_id"))
+                })
+            })
+            .expect("one member leads");
+        let (_, child) = &mut self.members[idx];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for OxCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.members {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `Maintenance.Status` of one member through the gateway.
+fn status(port: u16) -> Option<Value> {
+    let out = Command::new("/usr/bin/curl")
+        .args(["-s", "-m", "5", "-X", "POST", "-d", "{}"])
+        .arg(format!("http://127.0.0.1:{port}/v3/maintenance/status"))
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
 }
