@@ -15,6 +15,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -784,4 +785,58 @@ fn lock_waits_for_unlock(endpoint: &str) -> Vec<String> {
         format!("{:?}", comparable(Cmp::Exact, us, &ub)),
         format!("{:?}", comparable(Cmp::Exact, ls, &lb)),
     ]
+}
+
+/// npm `etcd3` 1.1.2 (gRPC; its lock and election are client-side recipes): put/get, prefix,
+/// txn, leases, watch, lock, election campaign/proclaim/resign give the same lines from etcd
+/// 3.5 and oxetcd. `.ci/run` installs it with `npm install --prefix tests/clients/node`.
+#[test]
+fn node_etcd3_sees_the_same_as_on_etcd() {
+    let test = "node_etcd3_sees_the_same_as_on_etcd";
+    if require_etcd_tools(test).is_none() {
+        return;
+    }
+    let modules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/node/node_modules"
+    );
+    let node = Path::new("/usr/bin/node");
+    if !node.exists() || !Path::new(modules).join("etcd3").exists() {
+        assert!(
+            !common::in_ci(),
+            "node or the etcd3 npm package missing (`npm install --prefix tests/clients/node`)"
+        );
+        eprintln!("skipping {test}: node or the etcd3 npm package missing");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/etcd3_node_smoke.js"
+    );
+    let run = |server: &Server| {
+        let out = Command::new(node)
+            .args([script, server.endpoint.as_str()])
+            .env_clear()
+            .env("NODE_PATH", modules)
+            .stdin(Stdio::null())
+            .output()
+            .expect("node runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "npm etcd3 against {}: {}\n{text}\n{}",
+            server.endpoint,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let etcd = Server::start(ServerKind::Etcd35).expect("etcd 3.5 starts");
+    let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let expected = run(&etcd);
+    assert!(
+        expected.contains("\"leader after proclaim\" \"candidate-1b\""),
+        "{expected}"
+    );
+    assert_eq!(run(&ox), expected);
 }
