@@ -7,6 +7,8 @@ pub mod backend;
 pub mod bbolt;
 pub mod canary;
 pub mod config;
+#[cfg(not(madsim))]
+pub mod gateway;
 #[cfg(test)]
 mod golden;
 pub mod grpc;

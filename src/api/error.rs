@@ -86,6 +86,10 @@ pub enum ApiError {
     /// An auth refusal etcd 3.5 returns unmapped (maintenance calls that need the root role):
     /// code Unknown, the auth package's own "auth: ..." text.
     AuthRaw(AuthError),
+    /// A request that does not decode (the JSON gateway's body); the decoder's text.
+    BadRequest(String),
+    /// An Election or Lock call failed (etcd reports these with code Unknown).
+    Recipe(super::recipe::RecipeError),
 }
 
 impl From<AuthError> for ApiError {
@@ -119,6 +123,8 @@ impl ApiError {
             ApiError::Unimplemented(_) => Code::Unimplemented,
             ApiError::Internal(_) => Code::Internal,
             ApiError::AuthRaw(_) => Code::Unknown,
+            ApiError::Recipe(_) => Code::Unknown,
+            ApiError::BadRequest(_) => Code::InvalidArgument,
         }
     }
 
@@ -152,6 +158,8 @@ impl ApiError {
             ApiError::Unimplemented(what) => (*what).to_string(),
             ApiError::Internal(what) => what.clone(),
             ApiError::AuthRaw(e) => e.raw_message().to_string(),
+            ApiError::Recipe(e) => e.message(),
+            ApiError::BadRequest(what) => what.clone(),
         }
     }
 }

@@ -19,12 +19,15 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod error;
 pub mod forward;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod quota;
+pub mod recipe;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,9 +11,11 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod health;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod stream;
 pub mod watch;
@@ -32,6 +34,8 @@ use crate::proto::etcdserverpb::lease_server::LeaseServer;
 use crate::proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::proto::etcdserverpb::watch_server::WatchServer;
 use crate::proto::health::health_server::HealthServer;
+use crate::proto::v3electionpb::election_server::ElectionServer;
+use crate::proto::v3lockpb::lock_server::LockServer;
 
 /// THE mapping of an API error to a gRPC status: etcd's code and text.
 pub fn status(e: ApiError) -> tonic::Status {
@@ -140,7 +144,7 @@ fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport
     #[cfg(not(madsim))]
     let router = builder
         .accept_http1(true)
-        .add_routes(crate::http::routes(api.node.clone()))
+        .add_routes(crate::http::routes(api.clone()))
         .add_service(health);
     #[cfg(madsim)]
     let router = {
@@ -156,6 +160,10 @@ fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport
             api.clone(),
         )))
         .add_service(AuthServer::new(auth::AuthService::new(api.clone())))
+        .add_service(ElectionServer::new(election::ElectionService::new(
+            api.clone(),
+        )))
+        .add_service(LockServer::new(lock::LockService::new(api.clone())))
 }
 
 /// A bound client listener, ready to serve.

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{req_ctx, status};
-use crate::api::{Api, ApiError};
+use crate::api::{Api, ApiError, ReqCtx};
 use crate::mvcc::Store;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::watch_server::Watch;
@@ -310,48 +310,58 @@ impl Watch for WatchService {
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<WatchOut>, Status> {
         let ctx = req_ctx(&request);
-        let api = &self.api;
-        api.check_leader(&ctx).map_err(status)?;
-        api.refuse_learner().map_err(status)?;
-        let (id, output) = api.hub.open_stream();
-        let inbound = PermittedCreates {
-            inner: request.into_inner(),
-            api: api.clone(),
-            ctx,
-            id,
-        };
-        let (gone_tx, gone_rx) = mpsc::channel(1);
-        let end: EndReason = Arc::default();
-        let leader = inbound.ctx.require_leader.then(|| {
-            let node = api.node.clone();
-            LeaderWatch {
-                known: Box::new(move || node.current_leader().is_some()),
-                cancel_after: api.leader_lost_watch_cancel,
-                end: end.clone(),
-            }
-        });
-        // The tasks end by themselves (see `spawn_stream_tasks`); nothing joins them.
-        let _tasks = spawn_stream_tasks(
-            api.hub.clone(),
-            api.node.state().clone(),
-            id,
-            inbound,
-            gone_tx,
-            &output,
-            SyncerOpts {
-                progress_notify_interval: api.progress_notify_interval,
-                leader,
-            },
-        );
-        Ok(Response::new(WatchOut {
-            output,
-            api: api.clone(),
-            id,
-            end,
-            ended: false,
-            _gone: gone_rx,
-        }))
+        open_stream(&self.api, &ctx, request.into_inner())
+            .map(Response::new)
+            .map_err(status)
     }
+}
+
+/// Opens one watch stream fed by `inbound` (the gRPC request stream, or the requests of a
+/// gateway body): the response side is the returned [`WatchOut`].
+pub fn open_stream<S>(api: &Arc<Api>, ctx: &ReqCtx, inbound: S) -> Result<WatchOut, ApiError>
+where
+    S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+{
+    api.check_leader(ctx)?;
+    api.refuse_learner()?;
+    let (id, output) = api.hub.open_stream();
+    let inbound = PermittedCreates {
+        inner: inbound,
+        api: api.clone(),
+        ctx: ctx.clone(),
+        id,
+    };
+    let (gone_tx, gone_rx) = mpsc::channel(1);
+    let end: EndReason = Arc::default();
+    let leader = ctx.require_leader.then(|| {
+        let node = api.node.clone();
+        LeaderWatch {
+            known: Box::new(move || node.current_leader().is_some()),
+            cancel_after: api.leader_lost_watch_cancel,
+            end: end.clone(),
+        }
+    });
+    // The tasks end by themselves (see `spawn_stream_tasks`); nothing joins them.
+    let _tasks = spawn_stream_tasks(
+        api.hub.clone(),
+        api.node.state().clone(),
+        id,
+        inbound,
+        gone_tx,
+        &output,
+        SyncerOpts {
+            progress_notify_interval: api.progress_notify_interval,
+            leader,
+        },
+    );
+    Ok(WatchOut {
+        output,
+        api: api.clone(),
+        id,
+        end,
+        ended: false,
+        _gone: gone_rx,
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
 //! Invariant: nothing here changes state; every handler is a read of the member's status.
+//! `OPTIONS` on any path is a CORS preflight: `200`, empty, with the CORS headers.
+//! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
 
 pub mod health;
@@ -33,8 +35,9 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 
 /// The routes of the client port around the gRPC services: every path the services do not
 /// claim goes to [`Endpoints`].
-pub fn routes(node: Arc<RaftNode>) -> tonic::service::Routes {
-    let router = axum::Router::new().fallback_service(Endpoints { node });
+pub fn routes(api: Arc<crate::api::Api>) -> tonic::service::Routes {
+    let node = api.node.clone();
+    let router = axum::Router::new().fallback_service(Endpoints { node, api });
     tonic::service::Routes::from(router)
 }
 
@@ -42,11 +45,13 @@ pub fn routes(node: Arc<RaftNode>) -> tonic::service::Routes {
 #[derive(Clone)]
 pub struct Endpoints {
     node: Arc<RaftNode>,
+    /// For the JSON gateway (`/v3/...`, `crate::gateway`).
+    api: Arc<crate::api::Api>,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-impl<B: Send + 'static> tower_service::Service<Request<B>> for Endpoints {
+impl tower_service::Service<Request<Body>> for Endpoints {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Answer;
@@ -55,9 +60,19 @@ impl<B: Send + 'static> tower_service::Service<Request<B>> for Endpoints {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<B>) -> Answer {
+    fn call(&mut self, request: Request<Body>) -> Answer {
         let node = self.node.clone();
-        let (parts, _body) = request.into_parts();
+        let (parts, body) = request.into_parts();
+        if parts.method == Method::OPTIONS && !is_grpc(&parts) {
+            // etcd's CORS wrapper answers every preflight itself, whatever the path.
+            return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
+        }
+        if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
+            let api = self.api.clone();
+            return Box::pin(async move {
+                Ok(with_cors(crate::gateway::serve(api, parts, body).await))
+            });
+        }
         Box::pin(async move { Ok(respond(&node, &parts).await) })
     }
 }
