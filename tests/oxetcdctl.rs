@@ -745,3 +745,215 @@ fn make_mirror_copies_and_follows_as_etcdctl_does() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+/// A background `lock`/`elect` process whose stdout is read line by line.
+struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::process::ChildStderr,
+}
+
+impl Background {
+    fn start(binary: &Path, endpoint: &str, args: &[&str]) -> Background {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = Command::new(binary)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next `n` lines of stdout (panics after 30 s without them).
+    fn read(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                self.lines
+                    .recv_timeout(std::time::Duration::from_secs(30))
+                    .expect("the command printed its next line")
+            })
+            .collect()
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
+    /// Sends SIGINT and returns the exit code, what is left on stdout, and stderr (minus the
+    /// client's log lines).
+    fn interrupt(self) -> (i32, String, String) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: signalling our own child process, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        self.finish()
+    }
+
+    fn finish(mut self) -> (i32, String, String) {
+        use std::io::Read as _;
+        let status = self.child.wait().expect("the command ends");
+        let rest: Vec<String> = self.lines.iter().collect();
+        let mut err = String::new();
+        let _ = self.stderr.read_to_string(&mut err);
+        (
+            status.code().unwrap_or(-1),
+            rest.join("\n"),
+            without_client_logs(&err),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `count` keys exist under `prefix` (a waiter has queued its own key).
+fn wait_for_keys(endpoint: &str, prefix: &str, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let args: Vec<OsString> = ["get", prefix, "--prefix", "--keys-only"]
+            .iter()
+            .map(|a| a.into())
+            .collect();
+        let out = oxetcdctl(endpoint, &args, b"");
+        let keys = out.stdout_text().lines().filter(|l| !l.is_empty()).count();
+        if keys == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} keys under {prefix} never showed up: {:?}",
+            out.stdout_text()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Replaces each session's lease ID in `name/<hex>` keys by `<lease>`.
+fn without_lease_ids(text: &str, names: &[&str]) -> String {
+    let mut out = text.to_string();
+    for name in names {
+        let marker = format!("{name}/");
+        let mut result = String::new();
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(&marker) {
+            result.push_str(&rest[..at + marker.len()]);
+            rest = &rest[at + marker.len()..];
+            let hex = rest.chars().take_while(char::is_ascii_hexdigit).count();
+            result.push_str("<lease>");
+            rest = &rest[hex..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+/// One run of the lock and election scenario with one tool against one server.
+fn lock_and_elect_transcript(binary: &Path, server: &Server) -> String {
+    let ep = server.endpoint.as_str();
+    let mut out = String::new();
+    // A holder, and a waiter that runs a command once it gets the lock.
+    let holder = Background::start(binary, ep, &["lock", "L"]);
+    out.push_str(&format!("holder: {:?}\n", holder.read(2)));
+    let hook = "echo got $ETCD_LOCK_KEY; exit 0";
+    let mut waiter = Background::start(binary, ep, &["lock", "L", "--", "sh", "-c", hook]);
+    wait_for_keys(ep, "L/", 2);
+    assert!(waiter.still_running(), "the waiter took a held lock");
+    out.push_str(&format!("holder stopped: {:?}\n", holder.interrupt()));
+    out.push_str(&format!("waiter: {:?}\n", waiter.finish()));
+    wait_for_keys(ep, "L/", 0);
+    // A command's failure becomes the exit status.
+    let failing = Background::start(binary, ep, &["lock", "L", "--", "sh", "-c", "exit 3"]);
+    out.push_str(&format!("failing command: {:?}\n", failing.finish()));
+    // An observer, a leader, and a candidate that takes over when the leader resigns.
+    let observer = Background::start(binary, ep, &["elect", "-l", "E"]);
+    let first = Background::start(binary, ep, &["elect", "E", "one"]);
+    out.push_str(&format!("first: {:?}\n", first.read(2)));
+    out.push_str(&format!("observer: {:?}\n", observer.read(2)));
+    let mut second = Background::start(binary, ep, &["elect", "E", "two"]);
+    wait_for_keys(ep, "E/", 2);
+    assert!(second.still_running(), "the second candidate led too early");
+    out.push_str(&format!("first resigned: {:?}\n", first.interrupt()));
+    out.push_str(&format!("second: {:?}\n", second.read(2)));
+    out.push_str(&format!("observer: {:?}\n", observer.read(2)));
+    out.push_str(&format!("second resigned: {:?}\n", second.interrupt()));
+    out.push_str(&format!("observer stopped: {:?}\n", observer.interrupt()));
+    for args in [
+        &["lock"][..],
+        &["elect", "E"],
+        &["elect", "-l", "E", "x"],
+        &["elect", "a", "b", "c"],
+    ] {
+        let bad = Background::start(binary, ep, args);
+        out.push_str(&format!("{args:?}: {:?}\n", bad.finish()));
+    }
+    without_lease_ids(&out, &["L", "E"])
+}
+
+/// `lock` and `elect` behave and print as etcdctl 3.5's (holders, waiters, a command run under
+/// the lock, its exit status, an observer following two leaders, argument errors), on oxetcd
+/// and on etcd; and the two tools queue behind each other on the same lock.
+#[test]
+fn lock_and_elect_behave_as_etcdctl_does() {
+    let Some(tools) = require_etcd_tools("lock_and_elect_behave_as_etcdctl_does") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let theirs = {
+            let server = Server::start(kind).expect("server starts");
+            lock_and_elect_transcript(&tools.etcdctl35, &server)
+        };
+        let server = Server::start(kind).expect("server starts");
+        let mine = lock_and_elect_transcript(ours, &server);
+        assert_eq!(theirs, mine, "etcdctl 3.5 vs oxetcdctl on {}", kind.label());
+        for expected in ["got L/<lease>", "E/<lease>\", \"two\"", "exit status 3"] {
+            assert!(
+                theirs.contains(expected),
+                "{expected:?} missing in {theirs}"
+            );
+        }
+    }
+    // Mixed: an etcdctl holder blocks an oxetcdctl waiter and the other way round.
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ep = server.endpoint.as_str();
+    for (first, second) in [(tools.etcdctl35.as_path(), ours), (ours, &tools.etcdctl35)] {
+        let holder = Background::start(first, ep, &["lock", "M"]);
+        let held = holder.read(2);
+        let mut waiter = Background::start(second, ep, &["lock", "M", "true"]);
+        wait_for_keys(ep, "M/", 2);
+        assert!(
+            waiter.still_running(),
+            "{held:?}: a second tool took a held lock"
+        );
+        assert_eq!(holder.interrupt().0, 0);
+        assert_eq!(waiter.finish().0, 0);
+        wait_for_keys(ep, "M/", 0);
+    }
+}

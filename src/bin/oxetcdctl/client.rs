@@ -169,11 +169,12 @@ fn read_password() -> Result<String, CtlError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// One connection to one endpoint.
+/// One connection to one endpoint (clones share it).
+#[derive(Clone)]
 pub struct Client {
     pub channel: Channel,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
-    command_timeout: Duration,
+    pub command_timeout: Duration,
 }
 
 impl Client {
