@@ -957,3 +957,154 @@ fn lock_and_elect_behave_as_etcdctl_does() {
         wait_for_keys(ep, "M/", 0);
     }
 }
+
+/// The current revision of a server, through oxetcdctl.
+fn current_revision(endpoint: &str) -> i64 {
+    let args: Vec<OsString> = ["get", "x", "-w", "json"]
+        .iter()
+        .map(|a| a.into())
+        .collect();
+    let out = oxetcdctl(endpoint, &args, b"");
+    let text = out.stdout_text();
+    let at = text.find("\"revision\":").expect("a header revision") + "\"revision\":".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a number")
+}
+
+/// Lines of a check's output that carry its verdict (etcdctl also draws its progress bar on
+/// stdout), with numbers masked.
+fn verdict_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .split(['\n', '\r'])
+        .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.starts_with("Start"))
+        .map(masked)
+        .collect()
+}
+
+/// `check perf` and `check datascale`: argument and prefix errors exactly as etcdctl 3.5's;
+/// datascale's report lines as etcdctl's; perf writes at its model's rate for its minute, prints
+/// a verdict consistent with its exit code and the writes the server saw, and cleans up.
+#[test]
+fn check_perf_and_datascale_report_as_etcdctl_does() {
+    if require_etcd_tools("check_perf_and_datascale_report_as_etcdctl_does").is_none() {
+        return;
+    }
+    let args = |line: &str| -> Vec<OsString> { line.split(' ').map(OsString::from).collect() };
+    // perf runs for a minute on its own server while the rest goes on.
+    let perf_server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let perf_endpoint = perf_server.endpoint.clone();
+    let perf = std::thread::spawn(move || {
+        let before = current_revision(&perf_endpoint);
+        let out = oxetcdctl(&perf_endpoint, &args("check perf"), b"");
+        let after = current_revision(&perf_endpoint);
+        (out, after - before)
+    });
+
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ep = server.endpoint.as_str();
+    let script = [
+        "check perf --load x",
+        "check datascale --load huge",
+        "put /etcdctl-check-perf/k v",
+        "check perf",
+        "del /etcdctl-check-perf/k",
+        "put /etcdctl-check-datascale/k v",
+        "check datascale",
+        "del /etcdctl-check-datascale/k",
+    ];
+    let mut transcripts = Vec::new();
+    for ours in [false, true] {
+        let mut transcript = String::new();
+        for line in script {
+            let out = if ours {
+                oxetcdctl(ep, &args(line), b"")
+            } else {
+                etcdctl(CtlVersion::V35, ep, &args(line), b"")
+            };
+            transcript.push_str(&format!(
+                "$ {line}\n{}{}exit {}\n",
+                out.stdout_text(),
+                without_client_logs(&out.stderr_text()),
+                out.code
+            ));
+        }
+        transcripts.push(transcript);
+    }
+    let (theirs, ours) = (&transcripts[0], &transcripts[1]);
+    assert_eq!(theirs, ours, "etcdctl 3.5 vs oxetcdctl");
+    assert!(theirs.contains("has keys. Delete with"), "{theirs}");
+
+    let mut reports = Vec::new();
+    for out in [
+        etcdctl(CtlVersion::V35, ep, &args("check datascale"), b""),
+        oxetcdctl(ep, &args("check datascale"), b""),
+    ] {
+        reports.push((verdict_lines(&out.stdout_text()), out.code));
+    }
+    assert_eq!(
+        reports[0], reports[1],
+        "datascale: etcdctl 3.5 vs oxetcdctl"
+    );
+    assert_eq!(reports[1].0.len(), 2, "{:?}", reports[1]);
+    let left: Vec<OsString> = args("get /etcdctl-check-datascale/ --prefix --keys-only");
+    assert_eq!(
+        oxetcdctl(ep, &left, b"").stdout_text(),
+        "",
+        "datascale cleaned up"
+    );
+
+    let (out, writes_seen) = perf.join().expect("perf thread");
+    let stdout = out.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let allowed = [
+        "PASS: Throughput is ",
+        "FAIL: Throughput too low: ",
+        "PASS: Slowest request took ",
+        "Slowest request took too long: ",
+        "PASS: Stddev is ",
+        "Stddev too high: ",
+        "FAIL: too many errors",
+        "FAIL: ERROR(",
+    ];
+    let last = lines.last().copied().unwrap_or_default();
+    assert_eq!(
+        (last, out.code),
+        if out.code == 0 {
+            ("PASS", 0)
+        } else {
+            ("FAIL", 1)
+        },
+        "{stdout}"
+    );
+    for line in &lines[..lines.len() - 1] {
+        assert!(
+            allowed.iter().any(|a| line.starts_with(a)),
+            "{line:?} in {stdout}"
+        );
+    }
+    // The throughput it reports is the rate the server saw over the minute (every put a
+    // revision, plus one for the clean-up delete).
+    let throughput: f64 = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("PASS: Throughput is ")
+                .or_else(|| l.strip_prefix("FAIL: Throughput too low: "))
+        })
+        .and_then(|rest| rest.strip_suffix(" writes/s"))
+        .and_then(|n| n.parse().ok())
+        .expect("a throughput line");
+    let per_minute = writes_seen as f64 / 60.0;
+    assert!(
+        (per_minute - throughput).abs() <= throughput * 0.05 + 2.0,
+        "reported {throughput} writes/s, the server saw {writes_seen} writes in the minute"
+    );
+    let left: Vec<OsString> = args("get /etcdctl-check-perf/ --prefix --keys-only");
+    assert_eq!(
+        oxetcdctl(&perf_server.endpoint, &left, b"").stdout_text(),
+        ""
+    );
+}

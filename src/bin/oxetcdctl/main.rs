@@ -16,6 +16,8 @@
 #[cfg(not(madsim))]
 mod auth;
 #[cfg(not(madsim))]
+mod check;
+#[cfg(not(madsim))]
 mod client;
 #[cfg(not(madsim))]
 mod cluster;
@@ -136,7 +138,8 @@ mod cli {
     use clap::{Parser, Subcommand};
 
     use super::{
-        auth, client, cluster, elect, inspect, kv, lease, mirror, snapshot, txn, watch, CtlError,
+        auth, check, client, cluster, elect, inspect, kv, lease, mirror, snapshot, txn, watch,
+        CtlError,
     };
 
     const EXAMPLES: &str = "\
@@ -180,6 +183,9 @@ Examples:
         Lock(elect::LockArgs),
         /// Observes and participates in leader election
         Elect(elect::ElectArgs),
+        /// commands for checking properties of the etcd cluster
+        #[command(subcommand)]
+        Check(check::CheckCommand),
         /// Lease related commands
         #[command(subcommand)]
         Lease(lease::LeaseCommand),
@@ -230,6 +236,7 @@ Examples:
             Command::MakeMirror(args) => mirror::make_mirror(g, args).await,
             Command::Compaction(args) => kv::compaction(g, args).await,
             Command::Lock(args) => elect::lock(g, args).await,
+            Command::Check(command) => check::run(g, command).await,
             Command::Elect(args) => elect::elect(g, args).await,
             Command::Lease(command) => lease::run(g, command).await,
             Command::Member(command) => cluster::member(g, command).await,
@@ -291,7 +298,10 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {}", e.message);
+            // An empty message: the command has printed its own verdict (check's FAIL lines).
+            if !e.message.is_empty() {
+                eprintln!("Error: {}", e.message);
+            }
             ExitCode::from(e.code)
         }
     }
