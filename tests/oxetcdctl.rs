@@ -811,9 +811,21 @@ impl Background {
         self.finish()
     }
 
+    /// Waits (at most 30 s, then kills it) for the command to end.
     fn finish(mut self) -> (i32, String, String) {
         use std::io::Read as _;
-        let status = self.child.wait().expect("the command ends");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().expect("the killed command is reaped");
+            }
+            // Polling a process for its exit; the deadline above bounds the loop.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         let rest: Vec<String> = self.lines.iter().collect();
         let mut err = String::new();
         let _ = self.stderr.read_to_string(&mut err);
@@ -1107,4 +1119,49 @@ fn check_perf_and_datascale_report_as_etcdctl_does() {
         oxetcdctl(&perf_server.endpoint, &left, b"").stdout_text(),
         ""
     );
+}
+
+/// `--keepalive-time` and `--keepalive-timeout`: with pings every second, a watch on a member
+/// that stopped answering (SIGSTOP) fails instead of waiting forever; a watch with an hour
+/// between pings is still waiting then, and gets the next event once the member resumes.
+#[test]
+fn keepalive_pings_detect_a_silent_member() {
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let pinging = Background::start(
+        ours,
+        &server.endpoint,
+        &[
+            "--keepalive-time=1s",
+            "--keepalive-timeout=1s",
+            "watch",
+            "k",
+        ],
+    );
+    let mut patient = Background::start(
+        ours,
+        &server.endpoint,
+        &["--keepalive-time=1h", "watch", "k"],
+    );
+    // Both watches are registered once a put reaches both.
+    let put: Vec<OsString> = ["put", "k", "v1"].iter().map(|a| a.into()).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    assert_eq!(pinging.read(3), ["PUT", "k", "v1"]);
+    assert_eq!(patient.read(3), ["PUT", "k", "v1"]);
+    let pid = i32::try_from(server.pid()).expect("pid fits");
+    // SAFETY: stopping and resuming the test's own server process.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let (code, _, stderr) = pinging.finish();
+    let still_waiting = patient.still_running();
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(still_waiting, "the watch without pings gave up");
+    let put: Vec<OsString> = ["put", "k", "v2"].iter().map(|a| a.into()).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    assert_eq!(patient.read(3), ["PUT", "k", "v2"]);
 }
