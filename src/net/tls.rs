@@ -210,6 +210,15 @@ impl ServerTls {
     }
 }
 
+/// A client configuration for HTTP/1.1 over TLS (oxetcdctl's v2 commands): the CA bundle and
+/// optional client certificate of `files`, ALPN `http/1.1`.
+#[cfg(not(madsim))]
+pub fn http1_client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut config = real::client_config(files, Side::Client)?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
 impl ClientTls {
     /// A client that accepts any server certificate (etcdctl's `--insecure-skip-tls-verify`);
     /// the handshake's signatures are still checked, and the client certificate is presented

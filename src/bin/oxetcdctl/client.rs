@@ -99,7 +99,7 @@ pub struct Global {
     pub hex: bool,
 }
 
-fn go_duration(s: &str) -> Result<Duration, String> {
+pub fn go_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s)
         .map_err(|e| e.to_string())?
         .to_std()

@@ -40,6 +40,8 @@ mod snapshot;
 #[cfg(not(madsim))]
 mod txn;
 #[cfg(not(madsim))]
+mod v2;
+#[cfg(not(madsim))]
 mod watch;
 
 use std::process::ExitCode;
@@ -277,9 +279,14 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    if std::env::var("ETCDCTL_API").is_ok_and(|v| v == "2") {
-        eprintln!("Error: the v2 API commands are not in oxetcdctl yet (unset ETCDCTL_API)");
-        return ExitCode::from(exit::BAD_FEATURE);
+    // etcdctl 3.4's v2 commands: with ETCDCTL_API=2, or after a leading `v2`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let v2_word = args.get(1).is_some_and(|a| a == "v2");
+    if v2_word || std::env::var("ETCDCTL_API").is_ok_and(|v| v == "2") {
+        if v2_word {
+            args.remove(1);
+        }
+        return run_v2(args);
     }
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -303,6 +310,39 @@ fn main() -> ExitCode {
                 eprintln!("Error: {}", e.message);
             }
             ExitCode::from(e.code)
+        }
+    }
+}
+
+/// Runs one v2 command (see `v2`), printing its output and etcdctl 3.4's error lines.
+#[cfg(not(madsim))]
+fn run_v2(args: Vec<std::ffi::OsString>) -> ExitCode {
+    use clap::Parser;
+    use std::io::Write as _;
+    let cli = match v2::V2Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Error: starting the runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match runtime.block_on(v2::run(cli)) {
+        Ok(out) => {
+            print!("{out}");
+            let _ = std::io::stdout().flush();
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let _ = std::io::stdout().flush();
+            eprint!("{}", failure.stderr);
+            ExitCode::from(failure.code)
         }
     }
 }

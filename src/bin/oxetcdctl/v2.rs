@@ -1,0 +1,1220 @@
+//! `ETCDCTL_API=2 oxetcdctl ...` (or `oxetcdctl v2 ...`): etcdctl 3.4's v2 commands over the v2
+//! HTTP API (`/v2/keys`, `/v2/members`, `/health`), with its global flags, its three output
+//! formats (`simple`, `extended`, `json` — the JSON of the Go client's `Response`), its error
+//! lines and exit codes (1 bad arguments, 2 no reachable endpoint, 4 a server error).
+//!
+//! As etcdctl, every command but `cluster-health` first asks `/v2/members` for the cluster's
+//! client URLs and talks to those (`--no-sync` talks to `--endpoints` as given).
+//!
+//! Invariant: a response body is read up to [`BODY_BYTES_MAX`]; a larger one is an error, never
+//! an unbounded allocation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::print::{string, Obj};
+
+/// etcdctl v2's exit codes.
+mod exit {
+    pub const BAD_ARGS: u8 = 1;
+    pub const BAD_CONNECTION: u8 = 2;
+    pub const SERVER_ERROR: u8 = 4;
+    pub const CLUSTER_NOT_HEALTHY: u8 = 5;
+}
+
+/// The largest response body accepted (a recursive listing of a big tree stays far below).
+const BODY_BYTES_MAX: usize = 256 << 20;
+
+/// etcdctl 3.4's v2 command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "oxetcdctl",
+    about = "A simple command line client for etcd (v2 API)."
+)]
+pub struct V2Cli {
+    #[command(flatten)]
+    global: V2Global,
+    #[command(subcommand)]
+    command: V2Command,
+}
+
+#[derive(Debug, Clone, Args)]
+struct V2Global {
+    /// don't synchronize cluster information before sending request
+    #[arg(long = "no-sync", global = true)]
+    no_sync: bool,
+    /// output response in the given format (`simple`, `extended` or `json`)
+    #[arg(short = 'o', long, global = true, default_value = "simple")]
+    output: String,
+    /// DEPRECATED - "--endpoints" should be used instead
+    #[arg(short = 'C', long, global = true)]
+    peers: Option<String>,
+    /// DEPRECATED - "--endpoints" should be used instead
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// a comma-delimited list of machine addresses in the cluster (default:
+    /// "http://127.0.0.1:2379,http://127.0.0.1:4001")
+    #[arg(long, global = true)]
+    endpoints: Option<String>,
+    /// identify HTTPS client using this SSL certificate file
+    #[arg(long = "cert-file", global = true, env = "ETCDCTL_CERT_FILE")]
+    cert_file: Option<std::path::PathBuf>,
+    /// identify HTTPS client using this SSL key file
+    #[arg(long = "key-file", global = true, env = "ETCDCTL_KEY_FILE")]
+    key_file: Option<std::path::PathBuf>,
+    /// verify certificates of HTTPS-enabled servers using this CA bundle
+    #[arg(long = "ca-file", global = true, env = "ETCDCTL_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// connection timeout per request
+    #[arg(long, global = true, default_value = "2s", value_parser = duration)]
+    timeout: Duration,
+    /// timeout for the command execution (except watch)
+    #[arg(long = "total-timeout", global = true, default_value = "5s", value_parser = duration)]
+    total_timeout: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    super::client::go_duration(s)
+}
+
+#[derive(Debug, Subcommand)]
+enum V2Command {
+    /// check the health of the etcd cluster
+    ClusterHealth,
+    /// make a new key with a given value
+    Mk {
+        /// create in-order key under directory <key>
+        #[arg(long = "in-order")]
+        in_order: bool,
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        #[arg(value_name = "KEY VALUE")]
+        args: Vec<String>,
+    },
+    /// make a new directory
+    Mkdir {
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// remove a key or a directory
+    Rm {
+        /// removes the key if it is an empty directory or a key-value pair
+        #[arg(long)]
+        dir: bool,
+        /// removes the key and all child keys(if it is a directory)
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// previous value
+        #[arg(long = "with-value", default_value = "")]
+        with_value: String,
+        /// previous index
+        #[arg(long = "with-index", default_value_t = 0)]
+        with_index: u64,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// removes the key if it is an empty directory or a key-value pair
+    Rmdir {
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// retrieve the value of a key
+    Get {
+        /// returns result in sorted order
+        #[arg(long)]
+        sort: bool,
+        /// require quorum for get request
+        #[arg(short = 'q', long)]
+        quorum: bool,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// retrieve a directory
+    Ls {
+        /// returns result in sorted order
+        #[arg(long)]
+        sort: bool,
+        /// returns all key names recursively for the given path
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// append slash (/) to directories
+        #[arg(short = 'p')]
+        p: bool,
+        /// require quorum for get request
+        #[arg(short = 'q', long)]
+        quorum: bool,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// set the value of a key
+    Set {
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        /// previous value
+        #[arg(long = "swap-with-value", default_value = "")]
+        swap_with_value: String,
+        /// previous index
+        #[arg(long = "swap-with-index", default_value_t = 0)]
+        swap_with_index: u64,
+        #[arg(value_name = "KEY VALUE")]
+        args: Vec<String>,
+    },
+    /// create a new directory or update an existing directory TTL
+    Setdir {
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// update an existing key with a given value
+    Update {
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        #[arg(value_name = "KEY VALUE")]
+        args: Vec<String>,
+    },
+    /// update an existing directory
+    Updatedir {
+        /// key time-to-live in seconds
+        #[arg(long, default_value_t = 0)]
+        ttl: u64,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// watch a key for changes
+    Watch {
+        /// forever watch a key until CTRL+C
+        #[arg(short = 'f', long)]
+        forever: bool,
+        /// watch after the given index
+        #[arg(long = "after-index", default_value_t = 0)]
+        after_index: u64,
+        /// returns all values for key and child keys
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        #[arg(value_name = "KEY")]
+        args: Vec<String>,
+    },
+    /// member list
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// enumerate existing cluster members
+    List,
+}
+
+/// A failed command: what goes to stderr and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub stderr: String,
+}
+
+fn bad_args(message: &str) -> Failure {
+    Failure {
+        code: exit::BAD_ARGS,
+        stderr: format!("Error:  {message}\n"),
+    }
+}
+
+/// An answer of the server.
+struct Reply {
+    status: u16,
+    etcd_index: Option<u64>,
+    body: Vec<u8>,
+}
+
+/// Why no answer came: every endpoint failed, each for its Go-style reason.
+struct HttpError(Vec<String>);
+
+impl HttpError {
+    /// Go's `ClusterError` text.
+    fn text(&self) -> String {
+        let mut s = "client: etcd cluster is unavailable or misconfigured".to_string();
+        for (i, e) in self.0.iter().enumerate() {
+            s.push_str(&format!("; error #{i}: {e}\n"));
+        }
+        s
+    }
+
+    /// Go's `ClusterError.Detail`.
+    fn detail(&self) -> String {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("error #{i}: {e}\n"))
+            .collect()
+    }
+}
+
+struct Http {
+    endpoints: Vec<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+}
+
+impl Http {
+    /// One request to the first endpoint that answers.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+    ) -> Result<Reply, HttpError> {
+        let mut errors = Vec::new();
+        for endpoint in &self.endpoints {
+            match self.call_one(endpoint, method, path, form.clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(HttpError(errors))
+    }
+
+    async fn call_one(
+        &self,
+        endpoint: &str,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+    ) -> Result<Reply, String> {
+        use http_body_util::BodyExt as _;
+        let (https, authority) = match endpoint.split_once("://") {
+            Some(("https", rest)) => (true, rest.trim_end_matches('/')),
+            Some((_, rest)) => (false, rest.trim_end_matches('/')),
+            None => (false, endpoint.trim_end_matches('/')),
+        };
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(authority))
+            .await
+            .map_err(|_| format!("dial tcp {authority}: i/o timeout"))?
+            .map_err(|e| format!("dial tcp {authority}: connect: {}", go_io(&e)))?;
+        let body = http_body_util::Full::new(bytes::Bytes::from(form.clone().unwrap_or_default()));
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority);
+        if form.is_some() {
+            request = request.header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
+        let request = request.body(body).map_err(|e| e.to_string())?;
+        let response = if https {
+            let Some(tls) = &self.tls else {
+                return Err(format!("{endpoint}: https needs --ca-file"));
+            };
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| e.to_string())?;
+            let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("Get {endpoint}: {e}"))?;
+            send(stream, request).await?
+        } else {
+            send(tcp, request).await?
+        };
+        let status = response.status().as_u16();
+        let etcd_index = response
+            .headers()
+            .get("X-Etcd-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = http_body_util::Limited::new(response.into_body(), BODY_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer of {endpoint}: {e}"))?
+            .to_bytes()
+            .to_vec();
+        Ok(Reply {
+            status,
+            etcd_index,
+            body,
+        })
+    }
+}
+
+async fn send<S>(
+    stream: S,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<http::Response<hyper::body::Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn go_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        _ => e.to_string(),
+    }
+}
+
+/// Go's `url.QueryEscape` for form and query values.
+fn escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The Go client's key path: `/v2/keys` + the key, cleaned, a trailing slash kept.
+fn keys_path(key: &str) -> String {
+    let raw = if key.starts_with('/') {
+        format!("/v2/keys{key}")
+    } else {
+        format!("/v2/keys/{key}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut path = String::new();
+    for p in &parts {
+        path.push('/');
+        for b in p.bytes() {
+            match b {
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'_'
+                | b'.'
+                | b'~'
+                | b':'
+                | b'@'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'=' => path.push(b as char),
+                _ => path.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    if raw.ends_with('/') && !path.is_empty() {
+        path.push('/');
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+fn query(pairs: &[(&str, String)]) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", escape(v)))
+        .collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", items.join("&"))
+    }
+}
+
+/// A v2 store answer in the Go client's `Response` JSON (`action`, `node`, `prevNode`, with
+/// the `Node` fields in its order and its `omitempty` rules).
+fn node_json(node: Option<&serde_json::Value>) -> String {
+    let Some(node) = node.filter(|n| n.is_object()) else {
+        return "null".to_string();
+    };
+    let text = |k: &str| node.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let number = |k: &str| node.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let nodes = match node.get("nodes").and_then(|v| v.as_array()) {
+        Some(children) => {
+            let items: Vec<String> = children.iter().map(|c| node_json(Some(c))).collect();
+            format!("[{}]", items.join(","))
+        }
+        None => "null".to_string(),
+    };
+    let mut obj = Obj::new()
+        .str_always("key", text("key"))
+        .bool(
+            "dir",
+            node.get("dir").and_then(|v| v.as_bool()).unwrap_or(false),
+        )
+        .str_always("value", text("value"))
+        .raw("nodes", &nodes)
+        .raw("createdIndex", &number("createdIndex").to_string())
+        .raw("modifiedIndex", &number("modifiedIndex").to_string());
+    if let Some(expiration) = node.get("expiration").and_then(|v| v.as_str()) {
+        obj = obj.raw("expiration", &string(expiration));
+    }
+    obj.i64("ttl", number("ttl")).finish()
+}
+
+/// One parsed keys answer.
+struct KeysResponse {
+    json: serde_json::Value,
+    index: u64,
+}
+
+impl KeysResponse {
+    fn action(&self) -> &str {
+        self.json
+            .get("action")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    fn node(&self) -> Option<&serde_json::Value> {
+        self.json.get("node")
+    }
+
+    fn node_field(&self, field: &str) -> String {
+        field_text(self.node(), field)
+    }
+
+    fn is_dir(&self) -> bool {
+        self.node()
+            .and_then(|n| n.get("dir"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    }
+}
+
+fn field_text(node: Option<&serde_json::Value>, field: &str) -> String {
+    match node.and_then(|n| n.get(field)) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => match field {
+            "createdIndex" | "modifiedIndex" | "ttl" => "0".to_string(),
+            _ => String::new(),
+        },
+    }
+}
+
+/// etcdctl's `printResponseKey`.
+fn print_response(r: &KeysResponse, format: &str) -> String {
+    match format {
+        "simple" => {
+            if r.action() != "delete" {
+                format!("{}\n", r.node_field("value"))
+            } else {
+                format!(
+                    "PrevNode.Value: {}\n",
+                    field_text(r.json.get("prevNode"), "value")
+                )
+            }
+        }
+        "extended" => {
+            let mut out = format!(
+                "Key: {}\nCreated-Index: {}\nModified-Index: {}\n",
+                r.node_field("key"),
+                r.node_field("createdIndex"),
+                r.node_field("modifiedIndex")
+            );
+            if r.json.get("prevNode").is_some_and(|p| p.is_object()) {
+                out.push_str(&format!(
+                    "PrevNode.Value: {}\n",
+                    field_text(r.json.get("prevNode"), "value")
+                ));
+            }
+            out.push_str(&format!(
+                "TTL: {}\nIndex: {}\n",
+                r.node_field("ttl"),
+                r.index
+            ));
+            if r.action() != "delete" {
+                out.push_str(&format!("\n{}\n", r.node_field("value")));
+            }
+            out
+        }
+        "json" => format!(
+            "{}\n",
+            Obj::new()
+                .str_always("action", r.action())
+                .raw("node", &node_json(r.node()))
+                .raw("prevNode", &node_json(r.json.get("prevNode")))
+                .finish()
+        ),
+        other => {
+            eprintln!("Unsupported output format: {other}");
+            String::new()
+        }
+    }
+}
+
+/// A keys request's failure as etcdctl's `handleError` prints it (`Error:  CODE: MESSAGE
+/// (CAUSE) [INDEX]`, whatever the output format: its JSON branch never matches the error
+/// values the Go client returns).
+fn keys_failure(reply: Option<&Reply>, e: Option<&HttpError>, code: u8) -> Failure {
+    if let Some(reply) = reply {
+        if let Ok(err) = serde_json::from_slice::<serde_json::Value>(&reply.body) {
+            if let Some(error_code) = err.get("errorCode").and_then(|v| v.as_i64()) {
+                let message = err.get("message").and_then(|v| v.as_str()).unwrap_or("");
+                let cause = err.get("cause").and_then(|v| v.as_str()).unwrap_or("");
+                let index = err.get("index").and_then(|v| v.as_u64()).unwrap_or(0);
+                return Failure {
+                    code,
+                    stderr: format!("Error:  {error_code}: {message} ({cause}) [{index}]\n"),
+                };
+            }
+        }
+        return Failure {
+            code,
+            stderr: format!(
+                "Error:  unexpected response status {} from the server\n",
+                reply.status
+            ),
+        };
+    }
+    let e = e.map(|e| (e.text(), e.detail())).unwrap_or_default();
+    Failure {
+        code,
+        stderr: format!("Error:  {}\n{}", e.0, e.1),
+    }
+}
+
+/// etcdctl's endpoint list: `--endpoints`, `ETCDCTL_ENDPOINTS`, `--endpoint`, ... in that
+/// order, a scheme added where missing.
+fn endpoints(g: &V2Global) -> Vec<String> {
+    let from_env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let list = g
+        .endpoints
+        .clone()
+        .filter(|v| !v.is_empty())
+        .or_else(|| from_env("ETCDCTL_ENDPOINTS"))
+        .or_else(|| g.endpoint.clone().filter(|v| !v.is_empty()))
+        .or_else(|| from_env("ETCDCTL_ENDPOINT"))
+        .or_else(|| g.peers.clone().filter(|v| !v.is_empty()))
+        .or_else(|| from_env("ETCDCTL_PEERS"))
+        .unwrap_or_else(|| "http://127.0.0.1:2379,http://127.0.0.1:4001".to_string());
+    list.split(',')
+        .map(|e| {
+            if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("http://{e}")
+            }
+        })
+        .collect()
+}
+
+fn http_for(g: &V2Global, endpoints: Vec<String>) -> Result<Http, Failure> {
+    let tls = if endpoints.iter().any(|e| e.starts_with("https://")) || g.ca_file.is_some() {
+        let files = oxetcd::config::TlsFiles {
+            cert_file: g.cert_file.clone(),
+            key_file: g.key_file.clone(),
+            trusted_ca_file: g.ca_file.clone(),
+            ..oxetcd::config::TlsFiles::default()
+        };
+        Some(
+            oxetcd::net::tls::http1_client_config(&files).map_err(|e| Failure {
+                code: exit::BAD_ARGS,
+                stderr: format!("{e}\n"),
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(Http {
+        endpoints,
+        tls,
+        timeout: g.timeout,
+    })
+}
+
+/// The members as `/v2/members` lists them.
+fn members_of(reply: &Reply) -> Result<Vec<serde_json::Value>, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(&reply.body).map_err(|e| format!("bad members answer: {e}"))?;
+    Ok(json
+        .get("members")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn strings(v: &serde_json::Value, field: &str) -> Vec<String> {
+    v.get(field)
+        .and_then(|l| l.as_array())
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A client for the keys commands: synced to the cluster's client URLs unless `--no-sync`.
+async fn keys_client(g: &V2Global) -> Result<Http, Failure> {
+    let http = http_for(g, endpoints(g))?;
+    if g.no_sync {
+        return Ok(http);
+    }
+    let reply =
+        match tokio::time::timeout(g.total_timeout, http.call("GET", "/v2/members", None)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return Err(keys_failure(None, Some(&e), exit::BAD_CONNECTION)),
+            Err(_) => {
+                return Err(Failure {
+                    code: exit::BAD_CONNECTION,
+                    stderr: "Error:  context deadline exceeded\n".to_string(),
+                })
+            }
+        };
+    let members = members_of(&reply).map_err(|e| Failure {
+        code: exit::SERVER_ERROR,
+        stderr: format!("Error:  {e}\n"),
+    })?;
+    let urls: Vec<String> = members
+        .iter()
+        .flat_map(|m| strings(m, "clientURLs"))
+        .collect();
+    if urls.is_empty() {
+        return Err(Failure {
+            code: exit::SERVER_ERROR,
+            stderr: format!(
+                "etcd cluster has no published client endpoints.\nTry '--no-sync' if you want \
+                 to access non-published client endpoints({}).\nError:  client: no endpoints \
+                 available\n",
+                http.endpoints.join(",")
+            ),
+        });
+    }
+    http_for(g, urls)
+}
+
+async fn keys_call(
+    http: &Http,
+    method: &str,
+    path: String,
+    form: Option<String>,
+    total: Option<Duration>,
+) -> Result<KeysResponse, Failure> {
+    let call = http.call(method, &path, form);
+    let result = match total {
+        Some(limit) => match tokio::time::timeout(limit, call).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(Failure {
+                    code: exit::SERVER_ERROR,
+                    stderr: "Error:  context deadline exceeded\n".to_string(),
+                })
+            }
+        },
+        None => call.await,
+    };
+    let reply = result.map_err(|e| keys_failure(None, Some(&e), exit::SERVER_ERROR))?;
+    if !(200..300).contains(&reply.status) {
+        return Err(keys_failure(Some(&reply), None, exit::SERVER_ERROR));
+    }
+    let json = serde_json::from_slice(&reply.body).map_err(|e| Failure {
+        code: exit::SERVER_ERROR,
+        stderr: format!("Error:  {e}\n"),
+    })?;
+    Ok(KeysResponse {
+        json,
+        index: reply.etcd_index.unwrap_or(0),
+    })
+}
+
+fn key_arg(args: &[String]) -> Result<&str, Failure> {
+    args.first()
+        .map(String::as_str)
+        .ok_or_else(|| bad_args("key required"))
+}
+
+/// The value argument, or standard input when it is left out (etcdctl's `argOrStdin`).
+fn value_arg(args: &[String]) -> Result<String, Failure> {
+    if let Some(v) = args.get(1) {
+        return Ok(v.clone());
+    }
+    use std::io::Read as _;
+    let mut text = String::new();
+    match std::io::stdin().read_to_string(&mut text) {
+        Ok(_) if !text.is_empty() => Ok(text),
+        _ => Err(bad_args("value required")),
+    }
+}
+
+/// A set (PUT) with etcdctl's options.
+struct SetOptions {
+    ttl: u64,
+    prev_value: String,
+    prev_index: u64,
+    prev_exist: Option<bool>,
+    dir: bool,
+}
+
+fn set_request(key: &str, value: &str, o: &SetOptions) -> (String, String) {
+    let mut q = Vec::new();
+    if !o.prev_value.is_empty() {
+        q.push(("prevValue", o.prev_value.clone()));
+    }
+    if o.prev_index != 0 {
+        q.push(("prevIndex", o.prev_index.to_string()));
+    }
+    if let Some(exist) = o.prev_exist {
+        q.push(("prevExist", exist.to_string()));
+    }
+    if o.dir {
+        q.push(("dir", "true".to_string()));
+    }
+    let mut form = Vec::new();
+    if !o.dir {
+        form.push(format!("value={}", escape(value)));
+    }
+    if o.ttl > 0 {
+        form.push(format!("ttl={}", o.ttl));
+    }
+    (format!("{}{}", keys_path(key), query(&q)), form.join("&"))
+}
+
+pub async fn run(cli: V2Cli) -> Result<String, Failure> {
+    let g = &cli.global;
+    let total = Some(g.total_timeout);
+    match cli.command {
+        V2Command::ClusterHealth => cluster_health(g).await,
+        V2Command::Member(MemberCommand::List) => member_list(g).await,
+        V2Command::Get { sort, quorum, args } => {
+            let key = key_arg(&args)?;
+            let http = keys_client(g).await?;
+            let mut q = Vec::new();
+            if sort {
+                q.push(("sorted", "true".to_string()));
+            }
+            if quorum {
+                q.push(("quorum", "true".to_string()));
+            }
+            let path = format!("{}{}", keys_path(key), query(&q));
+            let r = keys_call(&http, "GET", path, None, total).await?;
+            if r.is_dir() {
+                return Err(Failure {
+                    code: 1,
+                    stderr: format!("{}: is a directory\n", r.node_field("key")),
+                });
+            }
+            Ok(print_response(&r, &g.output))
+        }
+        V2Command::Ls {
+            sort,
+            recursive,
+            p,
+            quorum,
+            args,
+        } => {
+            let key = args.first().map_or("/", String::as_str);
+            let http = keys_client(g).await?;
+            let mut q = Vec::new();
+            if recursive {
+                q.push(("recursive", "true".to_string()));
+            }
+            if sort {
+                q.push(("sorted", "true".to_string()));
+            }
+            if quorum {
+                q.push(("quorum", "true".to_string()));
+            }
+            let path = format!("{}{}", keys_path(key), query(&q));
+            let r = keys_call(&http, "GET", path, None, total).await?;
+            if g.output != "simple" {
+                return Ok(print_response(&r, &g.output));
+            }
+            let mut out = String::new();
+            if !r.is_dir() {
+                out.push_str(&format!("{}\n", r.node_field("key")));
+            }
+            fn walk(out: &mut String, node: &serde_json::Value, slash: bool) {
+                let dir = node.get("dir").and_then(|v| v.as_bool()).unwrap_or(false);
+                let key = field_text(Some(node), "key");
+                if dir && slash {
+                    out.push_str(&format!("{key}/\n"));
+                } else {
+                    out.push_str(&format!("{key}\n"));
+                }
+                for child in node
+                    .get("nodes")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    walk(out, child, slash);
+                }
+            }
+            let children = r
+                .node()
+                .and_then(|n| n.get("nodes"))
+                .and_then(|v| v.as_array());
+            for child in children.into_iter().flatten() {
+                walk(&mut out, child, p);
+            }
+            Ok(out)
+        }
+        V2Command::Set {
+            ttl,
+            swap_with_value,
+            swap_with_index,
+            args,
+        } => {
+            let key = key_arg(&args)?;
+            let value = value_arg(&args)?;
+            let options = SetOptions {
+                ttl,
+                prev_value: swap_with_value,
+                prev_index: swap_with_index,
+                prev_exist: None,
+                dir: false,
+            };
+            put(g, key, &value, &options, true).await
+        }
+        V2Command::Mk {
+            in_order,
+            ttl,
+            args,
+        } => {
+            let key = key_arg(&args)?;
+            let value = value_arg(&args)?;
+            if in_order {
+                let http = keys_client(g).await?;
+                let mut form = vec![format!("value={}", escape(&value))];
+                if ttl > 0 {
+                    form.push(format!("ttl={ttl}"));
+                }
+                let r =
+                    keys_call(&http, "POST", keys_path(key), Some(form.join("&")), total).await?;
+                return Ok(print_response(&r, &g.output));
+            }
+            let options = SetOptions {
+                ttl,
+                prev_value: String::new(),
+                prev_index: 0,
+                prev_exist: Some(false),
+                dir: false,
+            };
+            put(g, key, &value, &options, true).await
+        }
+        V2Command::Update { ttl, args } => {
+            let key = key_arg(&args)?;
+            let value = value_arg(&args)?;
+            let options = SetOptions {
+                ttl,
+                prev_value: String::new(),
+                prev_index: 0,
+                prev_exist: Some(true),
+                dir: false,
+            };
+            put(g, key, &value, &options, true).await
+        }
+        V2Command::Mkdir { ttl, args } => dir_command(g, &args, ttl, Some(false)).await,
+        V2Command::Setdir { ttl, args } => dir_command(g, &args, ttl, None).await,
+        V2Command::Updatedir { ttl, args } => dir_command(g, &args, ttl, Some(true)).await,
+        V2Command::Rm {
+            dir,
+            recursive,
+            with_value,
+            with_index,
+            args,
+        } => {
+            let key = key_arg(&args)?;
+            remove(g, key, dir, recursive, &with_value, with_index).await
+        }
+        V2Command::Rmdir { args } => {
+            let key = key_arg(&args)?;
+            remove(g, key, true, false, "", 0).await
+        }
+        V2Command::Watch {
+            forever,
+            after_index,
+            recursive,
+            args,
+        } => {
+            let key = key_arg(&args)?;
+            watch(g, key, forever, after_index, recursive).await
+        }
+    }
+}
+
+/// `mkdir` (create only), `setdir` (create or update) and `updatedir` (update only): a
+/// directory PUT, printed only in the extended and JSON formats.
+async fn dir_command(
+    g: &V2Global,
+    args: &[String],
+    ttl: u64,
+    prev_exist: Option<bool>,
+) -> Result<String, Failure> {
+    let key = key_arg(args)?;
+    let options = SetOptions {
+        ttl,
+        prev_value: String::new(),
+        prev_index: 0,
+        prev_exist,
+        dir: true,
+    };
+    put(g, key, "", &options, false).await
+}
+
+async fn put(
+    g: &V2Global,
+    key: &str,
+    value: &str,
+    options: &SetOptions,
+    print: bool,
+) -> Result<String, Failure> {
+    let http = keys_client(g).await?;
+    let (path, form) = set_request(key, value, options);
+    let r = keys_call(&http, "PUT", path, Some(form), Some(g.total_timeout)).await?;
+    if print || g.output != "simple" {
+        Ok(print_response(&r, &g.output))
+    } else {
+        Ok(String::new())
+    }
+}
+
+async fn remove(
+    g: &V2Global,
+    key: &str,
+    dir: bool,
+    recursive: bool,
+    prev_value: &str,
+    prev_index: u64,
+) -> Result<String, Failure> {
+    let http = keys_client(g).await?;
+    let mut q = Vec::new();
+    if !prev_value.is_empty() {
+        q.push(("prevValue", prev_value.to_string()));
+    }
+    if prev_index != 0 {
+        q.push(("prevIndex", prev_index.to_string()));
+    }
+    if dir {
+        q.push(("dir", "true".to_string()));
+    }
+    if recursive {
+        q.push(("recursive", "true".to_string()));
+    }
+    let path = format!("{}{}", keys_path(key), query(&q));
+    let r = keys_call(&http, "DELETE", path, None, Some(g.total_timeout)).await?;
+    if !r.is_dir() || g.output != "simple" {
+        Ok(print_response(&r, &g.output))
+    } else {
+        Ok(String::new())
+    }
+}
+
+async fn watch(
+    g: &V2Global,
+    key: &str,
+    forever: bool,
+    after_index: u64,
+    recursive: bool,
+) -> Result<String, Failure> {
+    use std::io::Write as _;
+    let http = keys_client(g).await?;
+    let mut wait_index = (after_index > 0).then_some(after_index + 1);
+    loop {
+        let mut q = vec![("wait", "true".to_string())];
+        if let Some(index) = wait_index {
+            q.push(("waitIndex", index.to_string()));
+        }
+        if recursive {
+            q.push(("recursive", "true".to_string()));
+        }
+        let path = format!("{}{}", keys_path(key), query(&q));
+        let r = keys_call(&http, "GET", path, None, None).await?;
+        let modified: u64 = r.node_field("modifiedIndex").parse().unwrap_or(0);
+        wait_index = Some(modified + 1);
+        if r.is_dir() {
+            continue;
+        }
+        let mut out = String::new();
+        if recursive {
+            out.push_str(&format!("[{}] {}\n", r.action(), r.node_field("key")));
+        }
+        out.push_str(&print_response(&r, &g.output));
+        if !forever {
+            return Ok(out);
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+async fn member_list(g: &V2Global) -> Result<String, Failure> {
+    let fail = |e: String| Failure {
+        code: 1,
+        stderr: format!("{e}\n"),
+    };
+    let http = keys_client(g).await?;
+    let reply = http
+        .call("GET", "/v2/members", None)
+        .await
+        .map_err(|e| fail(e.text()))?;
+    let members = members_of(&reply).map_err(fail)?;
+    let leader = http
+        .call("GET", "/v2/members/leader", None)
+        .await
+        .map_err(|e| fail(format!("Failed to get leader:  {}", e.text())))?;
+    let leader: serde_json::Value = serde_json::from_slice(&leader.body)
+        .map_err(|e| fail(format!("Failed to get leader:  {e}")))?;
+    let leader_id = leader
+        .get("id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let mut out = String::new();
+    for m in &members {
+        let id = m.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        let name = m.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+        let peers = strings(m, "peerURLs").join(",");
+        if name.is_empty() {
+            out.push_str(&format!("{id}[unstarted]: peerURLs={peers}\n"));
+        } else {
+            out.push_str(&format!(
+                "{id}: name={name} peerURLs={peers} clientURLs={} isLeader={}\n",
+                strings(m, "clientURLs").join(","),
+                id == leader_id
+            ));
+        }
+    }
+    Ok(out)
+}
+
+async fn cluster_health(g: &V2Global) -> Result<String, Failure> {
+    let http = http_for(g, endpoints(g))?;
+    let reply = match http.call("GET", "/v2/members", None).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            println!("cluster may be unhealthy: failed to list members");
+            return Err(keys_failure(None, Some(&e), exit::SERVER_ERROR));
+        }
+    };
+    let members = members_of(&reply).map_err(|e| Failure {
+        code: exit::SERVER_ERROR,
+        stderr: format!("Error:  {e}\n"),
+    })?;
+    let mut out = String::new();
+    let mut healthy = 0usize;
+    for m in &members {
+        let id = m.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        let urls = strings(m, "clientURLs");
+        if urls.is_empty() {
+            out.push_str(&format!(
+                "member {id} is unreachable: no available published client urls\n"
+            ));
+            continue;
+        }
+        let mut checked = false;
+        for url in &urls {
+            let one = Http {
+                endpoints: vec![url.clone()],
+                tls: http.tls.clone(),
+                timeout: g.timeout,
+            };
+            let answer = match one.call_one(url, "GET", "/health", None).await {
+                Ok(a) => a,
+                Err(e) => {
+                    out.push_str(&format!(
+                        "failed to check the health of member {id} on {url}: {e}\n"
+                    ));
+                    continue;
+                }
+            };
+            let health = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .and_then(|v| v.get("health").cloned());
+            let Some(health) = health else {
+                out.push_str(&format!(
+                    "failed to check the health of member {id} on {url}: unexpected answer\n"
+                ));
+                continue;
+            };
+            checked = true;
+            if health == serde_json::Value::String("true".into())
+                || health == serde_json::Value::Bool(true)
+            {
+                out.push_str(&format!(
+                    "member {id} is healthy: got healthy result from {url}\n"
+                ));
+                healthy += 1;
+            } else {
+                out.push_str(&format!(
+                    "member {id} is unhealthy: got unhealthy result from {url}\n"
+                ));
+            }
+            break;
+        }
+        if !checked {
+            out.push_str(&format!(
+                "member {id} is unreachable: [{}] are all unreachable\n",
+                urls.join(" ")
+            ));
+        }
+    }
+    if healthy == members.len() {
+        out.push_str("cluster is healthy\n");
+        Ok(out)
+    } else {
+        out.push_str(if healthy == 0 {
+            "cluster is unavailable\n"
+        } else {
+            "cluster is degraded\n"
+        });
+        print!("{out}");
+        Err(Failure {
+            code: exit::CLUSTER_NOT_HEALTHY,
+            stderr: String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_are_cleaned_as_the_go_client_cleans_them() {
+        assert_eq!(keys_path("foo"), "/v2/keys/foo");
+        assert_eq!(keys_path("/a//b/../c/"), "/v2/keys/a/c/");
+        assert_eq!(keys_path("/"), "/v2/keys/");
+        assert_eq!(keys_path("a b"), "/v2/keys/a%20b");
+    }
+
+    #[test]
+    fn form_values_are_query_escaped() {
+        assert_eq!(escape("a b&c=d"), "a+b%26c%3Dd");
+    }
+}
