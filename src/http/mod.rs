@@ -16,6 +16,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod v2;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -66,6 +67,10 @@ impl tower_service::Service<Request<Body>> for Endpoints {
         if parts.method == Method::OPTIONS && !is_grpc(&parts) {
             // etcd's CORS wrapper answers every preflight itself, whatever the path.
             return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
+        }
+        if self.api.v2.enabled && v2::claims(parts.uri.path()) && !is_grpc(&parts) {
+            let api = self.api.clone();
+            return Box::pin(async move { Ok(with_cors(v2::serve(api, parts, body).await)) });
         }
         if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
             let api = self.api.clone();

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 pub use error::V2Error;
-pub use event::{Action, Event, Listing, NodeView};
+pub use event::{push_json_str, rfc3339_nano, Action, Event, Listing, NodeView};
 
 /// Events a watch can still start from (etcd's event history capacity).
 pub const HISTORY_EVENTS_MAX: usize = 1000;
@@ -95,6 +95,34 @@ pub enum V2Request {
 }
 
 impl V2Request {
+    /// The operation etcd's applier picks for this request (what its store statistics count).
+    pub fn kind(&self) -> Action {
+        match self {
+            V2Request::Put {
+                prev_exist,
+                prev_value,
+                prev_index,
+                ..
+            } => {
+                let compare = *prev_index > 0 || !prev_value.is_empty();
+                match prev_exist {
+                    Some(true) if !compare => Action::Update,
+                    Some(false) => Action::Create,
+                    Some(true) | None if compare => Action::CompareAndSwap,
+                    _ => Action::Set,
+                }
+            }
+            V2Request::Post { .. } => Action::Create,
+            V2Request::Delete {
+                prev_value,
+                prev_index,
+                ..
+            } if *prev_index > 0 || !prev_value.is_empty() => Action::CompareAndDelete,
+            V2Request::Delete { .. } => Action::Delete,
+            V2Request::Expire { .. } => Action::Expire,
+        }
+    }
+
     /// Bytes the request may add to the data size (for the space quota).
     pub fn cost_bytes(&self) -> u64 {
         match self {
@@ -372,7 +400,7 @@ impl Store {
         for i in 1..path.len() {
             if let Some(n) = self.nodes.get(&path[..i]) {
                 if !n.is_dir() {
-                    return Err(self.err(error::NOT_FILE, key_of(&path[..i])));
+                    return Err(self.err(error::NOT_DIR, key_of(&path[..i])));
                 }
             }
         }
@@ -437,13 +465,12 @@ impl Store {
         mut path: Path,
         dir: bool,
         value: &str,
-        unique: bool,
-        replace: bool,
+        mode: CreateMode,
         ttl: Ttl,
         action: Action,
     ) -> Result<Event, V2Error> {
         let next = self.current_index + 1;
-        if unique {
+        if mode == CreateMode::InOrder {
             path.push(format!("{next:020}"));
         }
         if path.is_empty() {
@@ -452,7 +479,7 @@ impl Store {
         self.check_parents(&path)?;
         let mut prev = None;
         if let Some(existing) = self.nodes.get(&path) {
-            if !replace {
+            if mode != CreateMode::Replace {
                 return Err(self.err(error::NODE_EXIST, key_of(&path)));
             }
             if existing.is_dir() {
@@ -499,8 +526,14 @@ impl Store {
             (true, Err(missing)) => return Err(missing),
             (false, _) => value.to_string(),
         };
-        let mut event =
-            self.create_node(path.to_vec(), dir, &value, false, true, ttl, Action::Set)?;
+        let mut event = self.create_node(
+            path.to_vec(),
+            dir,
+            &value,
+            CreateMode::Replace,
+            ttl,
+            Action::Set,
+        )?;
         if ttl.refresh {
             event.refresh = true;
             if let Some(last) = self.history.back_mut() {
@@ -518,7 +551,12 @@ impl Store {
         unique: bool,
         ttl: Ttl,
     ) -> Result<Event, V2Error> {
-        self.create_node(path, dir, value, unique, false, ttl, Action::Create)
+        let mode = if unique {
+            CreateMode::InOrder
+        } else {
+            CreateMode::Refuse
+        };
+        self.create_node(path, dir, value, mode, ttl, Action::Create)
     }
 
     fn update(&mut self, path: &[String], value: &str, ttl: Ttl) -> Result<Event, V2Error> {
@@ -795,6 +833,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What a create does about an existing node: replace a file (set), refuse (create), or
+/// name a new in-order child (POST).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CreateMode {
+    Replace,
+    Refuse,
+    InOrder,
 }
 
 /// The TTL part of a write: the absolute expiration (`None`: permanent), whether it only
