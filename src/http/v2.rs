@@ -312,7 +312,15 @@ async fn keys(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Respons
     };
     cluster_id_header(&api, &mut response);
     if method == Method::HEAD {
-        let (parts, _) = response.into_parts();
+        // Go reports the length the GET body would have had.
+        use axum::body::HttpBody;
+        let length = response.body().size_hint().exact();
+        let (mut parts, _) = response.into_parts();
+        if let Some(n) = length {
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
         return Response::from_parts(parts, Body::empty());
     }
     response

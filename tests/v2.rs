@@ -1,0 +1,611 @@
+//! The v2 API (`/v2/keys` and friends) against real etcd 3.4 started with `--enable-v2`: the
+//! same scripts of HTTP calls and `ETCDCTL_API=2` etcdctl commands run on both servers and must
+//! give the same answers (status, headers but IDs/dates, JSON bodies), with store indexes taken
+//! relative to each server's starting index (etcd 3.4 keeps its membership in the same v2
+//! store, so its index starts a few writes later).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{require_etcd_tools, Server, ServerKind};
+
+/// Bound on any single HTTP exchange (a wait that never fires fails the test instead of
+/// hanging it).
+const HTTP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One HTTP answer, as a test compares it.
+#[derive(Debug, Clone)]
+struct Answer {
+    status: u16,
+    /// Lower-cased `name: value` lines, sorted.
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn etcd_index(&self) -> u64 {
+        self.header("x-etcd-index")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no X-Etcd-Index in {self:?}"))
+    }
+}
+
+/// Sends one HTTP/1.1 request and reads the whole answer. `on_headers` runs once the status
+/// line and headers arrived (a wait's registration point).
+fn http_with(
+    endpoint: &str,
+    method: &str,
+    target: &str,
+    body: Option<(&str, &[u8])>,
+    on_headers: impl FnOnce(),
+) -> Answer {
+    let mut s = TcpStream::connect(endpoint).expect("connect");
+    s.set_read_timeout(Some(HTTP_DEADLINE)).expect("timeout");
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n");
+    if let Some((ctype, bytes)) = body {
+        req.push_str(&format!(
+            "Content-Type: {ctype}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    req.push_str("\r\n");
+    let mut raw = req.into_bytes();
+    if let Some((_, bytes)) = body {
+        raw.extend_from_slice(bytes);
+    }
+    s.write_all(&raw).expect("send");
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("read head");
+        assert!(n > 0, "connection closed before the headers");
+        data.extend_from_slice(&buf[..n]);
+    };
+    on_headers();
+    loop {
+        let n = s.read(&mut buf).expect("read body");
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&data[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let mut headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    headers.sort();
+    let mut body = data[head_end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v == "chunked")
+    {
+        body = dechunk(&body);
+    }
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    }
+}
+
+fn http(endpoint: &str, method: &str, target: &str, form: Option<&str>) -> Answer {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f.as_bytes()));
+    http_with(endpoint, method, target, body, || {})
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..p]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[p + 2..p + 2 + size]);
+        b = &b[p + 2 + size + 2..];
+    }
+    out
+}
+
+/// Rewrites what legitimately differs between the servers: indexes (relative to `base`),
+/// in-order key names, expirations and remaining TTLs, raft positions, IDs, dates.
+fn normalize(a: &Answer, base: u64) -> String {
+    let rel = |n: u64| {
+        if n >= base {
+            (n - base).to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    let mut out = format!("{}\n", a.status);
+    for (n, v) in &a.headers {
+        let v = match n.as_str() {
+            // Go switches large bodies to chunked encoding; either framing is the same answer.
+            "transfer-encoding" | "content-length" => continue,
+            "date" | "x-raft-index" | "x-raft-term" | "x-etcd-cluster-id" => "*".to_string(),
+            "x-etcd-index" => rel(v.parse().unwrap_or(0)),
+            _ => v.clone(),
+        };
+        out.push_str(&format!("{n}: {v}\n"));
+    }
+    out.push_str(&rewrite_numbers(&a.body, &rel));
+    out
+}
+
+fn rewrite_numbers(body: &str, rel: &dyn Fn(u64) -> String) -> String {
+    let mut s = body.to_string();
+    for field in ["\"modifiedIndex\":", "\"createdIndex\":", "\"index\":"] {
+        s = replace_after(&s, field, |digits| rel(digits.parse().unwrap_or(0)));
+    }
+    s = replace_after(&s, "\"ttl\":", |_| "T".into());
+    // "the requested history has been cleared [oldest/asked]"
+    s = replace_after(&s, "cleared [", |d| rel(d.parse().unwrap_or(0)));
+    let marker = "cleared [";
+    if let Some(p) = s.find(marker) {
+        if let Some(slash) = s[p..].find('/') {
+            let at = p + slash + 1;
+            let len = s[at..].bytes().take_while(u8::is_ascii_digit).count();
+            let n = rel(s[at..at + len].parse().unwrap_or(0));
+            s.replace_range(at..at + len, &n);
+        }
+    }
+    s = replace_after(&s, "\"expiration\":\"", |_| "E".into());
+    // In-order keys are the index, zero-padded to 20 digits.
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(p) = rest.find('/') {
+        out.push_str(&rest[..=p]);
+        rest = &rest[p + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 20 {
+            out.push_str(&format!(
+                "{:020}",
+                rel(rest[..20].parse().unwrap_or(0))
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            ));
+            rest = &rest[20..];
+        }
+    }
+    out.push_str(rest);
+    // Compare causes: "[a != b]" with indexes.
+    let mut fixed = String::new();
+    let mut rest = out.as_str();
+    while let Some(p) = rest.find(" != ") {
+        let (before, after) = rest.split_at(p);
+        let lhs_start = before.rfind('[').map_or(before.len(), |i| i + 1);
+        let lhs = &before[lhs_start..];
+        let rhs_len = after[4..].find(']').unwrap_or(0);
+        let rhs = &after[4..4 + rhs_len];
+        fixed.push_str(&before[..lhs_start]);
+        let num = |t: &str| t.parse::<u64>().map(rel).unwrap_or_else(|_| t.to_string());
+        if lhs.parse::<u64>().is_ok() && rhs.parse::<u64>().is_ok() {
+            fixed.push_str(&format!("{} != {}", num(lhs), num(rhs)));
+        } else {
+            fixed.push_str(&format!("{lhs} != {rhs}"));
+        }
+        rest = &after[4 + rhs_len..];
+    }
+    fixed.push_str(rest);
+    fixed
+}
+
+fn replace_after(s: &str, marker: &str, f: impl Fn(&str) -> String) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(p) = rest.find(marker) {
+        out.push_str(&rest[..p + marker.len()]);
+        rest = &rest[p + marker.len()..];
+        let len = if marker.ends_with('"') {
+            rest.find('"').unwrap_or(0)
+        } else {
+            rest.bytes()
+                .take_while(|c| c.is_ascii_digit() || *c == b'-')
+                .count()
+        };
+        out.push_str(&f(&rest[..len]));
+        rest = &rest[len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Fails with the first place where etcd's transcript entry and oxetcd's differ.
+fn assert_same(etcd: &str, ox: &str) {
+    if etcd == ox {
+        return;
+    }
+    let at = etcd
+        .bytes()
+        .zip(ox.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or(etcd.len().min(ox.len()));
+    let from = at.saturating_sub(200);
+    let cut = |s: &str| {
+        s.get(from..(at + 200).min(s.len()))
+            .unwrap_or("")
+            .to_string()
+    };
+    panic!(
+        "etcd 3.4 and oxetcd differ at byte {at} of:\n{}\n--- etcd 3.4: ...{}\n--- oxetcd:   ...{}",
+        etcd.lines().next().unwrap_or(""),
+        cut(etcd),
+        cut(ox)
+    );
+}
+
+/// One server under test and its transcript.
+struct Run<'a> {
+    endpoint: &'a str,
+    base: u64,
+    log: Vec<String>,
+}
+
+impl Run<'_> {
+    fn call(&mut self, method: &str, target: &str, form: Option<&str>) -> Answer {
+        let a = http(self.endpoint, method, target, form);
+        let base = self.base;
+        let shown = replace_after(target, "Index=", |d| match d.parse::<u64>() {
+            Ok(n) if n >= base => (n - base).to_string(),
+            _ => d.to_string(),
+        });
+        self.log.push(format!(
+            "{method} {shown} {}\n{}",
+            form.unwrap_or(""),
+            normalize(&a, self.base)
+        ));
+        a
+    }
+
+    /// The real index for a relative one (requests must name real indexes).
+    fn idx(&self, relative: u64) -> u64 {
+        self.base + relative
+    }
+
+    /// Starts a wait, runs `trigger` once the wait is registered, returns the wait's answer.
+    fn wait_for(&mut self, target: &str, trigger: impl FnOnce(&mut Self)) -> Answer {
+        let (tx, rx) = mpsc::channel();
+        let endpoint = self.endpoint.to_string();
+        let t = target.to_string();
+        let handle = thread::spawn(move || {
+            http_with(&endpoint, "GET", &t, None, move || {
+                let _ = tx.send(());
+            })
+        });
+        rx.recv_timeout(HTTP_DEADLINE)
+            .expect("the wait answered its headers");
+        trigger(self);
+        let a = handle.join().expect("wait thread");
+        let base = self.base;
+        let shown = replace_after(target, "Index=", |d| match d.parse::<u64>() {
+            Ok(n) if n >= base => (n - base).to_string(),
+            _ => d.to_string(),
+        });
+        self.log
+            .push(format!("WAIT {shown}\n{}", normalize(&a, self.base)));
+        a
+    }
+}
+
+fn start_pair(test: &str) -> Option<(Server, Server)> {
+    require_etcd_tools(test)?;
+    let etcd = Server::start_with(ServerKind::Etcd34, "default", &["--enable-v2=true"])
+        .expect("start etcd 3.4");
+    let ox = Server::start_with(ServerKind::Oxetcd, "default", &["--enable-v2=true"])
+        .expect("start oxetcd");
+    Some((etcd, ox))
+}
+
+/// The script of v2 calls; every parameter of the issue, errors, waits, TTL expiry, a wait
+/// on a cleared index.
+fn script(run: &mut Run) {
+    run.call("GET", "/v2/keys", None);
+    run.call("PUT", "/v2/keys/foo", Some("value=bar"));
+    run.call("PUT", "/v2/keys/foo", Some("value=b%20z%3C%26%3E"));
+    run.call("GET", "/v2/keys/foo", None);
+    run.call("HEAD", "/v2/keys/foo", None);
+    run.call("GET", "/v2/keys/foo?quorum=true", None);
+    run.call("PUT", "/v2/keys/foo?prevExist=false", Some("value=x"));
+    run.call("PUT", "/v2/keys/nokey?prevExist=true", Some("value=x"));
+    run.call("PUT", "/v2/keys/foo?prevExist=true", Some("value=upd"));
+    run.call("PUT", "/v2/keys/foo?prevValue=zz", Some("value=x"));
+    run.call("PUT", "/v2/keys/foo?prevValue=upd", Some("value=cas1"));
+    let prev = run.idx(4);
+    run.call(
+        "PUT",
+        &format!("/v2/keys/foo?prevIndex={prev}"),
+        Some("value=cas2"),
+    );
+    run.call(
+        "PUT",
+        &format!("/v2/keys/foo?prevIndex={}&prevValue=cas1", run.idx(99)),
+        Some("value=x"),
+    );
+    run.call(
+        "PUT",
+        "/v2/keys/foo?prevExist=true&prevValue=cas2",
+        Some("value=cas3"),
+    );
+    run.call("PUT", "/v2/keys/foo/bar", Some("value=x"));
+    run.call("PUT", "/v2/keys/foo/bar?prevExist=false", Some("value=x"));
+    run.call("PUT", "/v2/keys/nv", Some("value=1&noValueOnSuccess=true"));
+    // Directories.
+    run.call("PUT", "/v2/keys/dir?dir=true", None);
+    run.call("PUT", "/v2/keys/dir?dir=true", None);
+    run.call("PUT", "/v2/keys/dir", Some("value=x"));
+    run.call("PUT", "/v2/keys/dir/a", Some("value=1"));
+    run.call("PUT", "/v2/keys/dir/_hidden", Some("value=h"));
+    run.call("PUT", "/v2/keys/dir/sub/b", Some("value=2"));
+    run.call("PUT", "/v2/keys/dir-x", Some("value=3"));
+    run.call("GET", "/v2/keys/dir?sorted=true", None);
+    run.call("GET", "/v2/keys/dir?recursive=true&sorted=true", None);
+    run.call("GET", "/v2/keys/?recursive=true&sorted=true", None);
+    run.call("GET", "/v2/keys/dir/_hidden", None);
+    run.call("GET", "/v2/keys/dir/a/b", None);
+    run.call("GET", "/v2/keys/missing/deeper", None);
+    run.call("PUT", "/v2/keys/dir?prevExist=true&dir=true", None);
+    run.call("DELETE", "/v2/keys/dir", None);
+    run.call("DELETE", "/v2/keys/dir?dir=true", None);
+    run.call("DELETE", "/v2/keys/dir/sub?recursive=true", None);
+    run.call("DELETE", "/v2/keys/dir?recursive=true", None);
+    run.call("DELETE", "/v2/keys/foo?prevValue=nope", None);
+    run.call("DELETE", "/v2/keys/foo?prevValue=cas3", None);
+    run.call("DELETE", "/v2/keys/nv?prevIndex=1", None);
+    run.call("DELETE", "/v2/keys/nokey", None);
+    run.call("PUT", "/v2/keys", Some("value=x"));
+    run.call("DELETE", "/v2/keys/?recursive=true", None);
+    // In-order keys.
+    run.call("POST", "/v2/keys/queue", Some("value=job1"));
+    run.call("POST", "/v2/keys/queue", Some("value=job2"));
+    run.call("GET", "/v2/keys/queue?sorted=true", None);
+    // TTLs and refresh.
+    run.call("PUT", "/v2/keys/ttl?ttl=100", Some("value=v"));
+    run.call("PUT", "/v2/keys/ttl?ttl=200&refresh=true", None);
+    run.call("PUT", "/v2/keys/ttl?refresh=true", None);
+    run.call("PUT", "/v2/keys/ttl?refresh=true&ttl=5", Some("value=v"));
+    run.call("PUT", "/v2/keys/ttl", Some("value=permanent&ttl="));
+    run.call("GET", "/v2/keys/ttl", None);
+    run.call("PUT", "/v2/keys/gone?refresh=true&ttl=5", None);
+    // Bad input.
+    run.call("PUT", "/v2/keys/bad?ttl=abc", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?ttl=-1", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?prevIndex=x", Some("value=1"));
+    run.call("GET", "/v2/keys/bad?waitIndex=1.5&wait=true", None);
+    run.call("PUT", "/v2/keys/bad?prevValue=", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?recursive=maybe", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?prevExist=maybe", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?wait=true", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?x=%zz", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad", Some("value=%G1"));
+    run.call("PUT", "/v2/keys/bad?a=1;b=2", Some("value=1"));
+    run.call("PUT", "/v2/keys/bad?unknown=1", Some("value=1&other=2"));
+    run.call("PATCH", "/v2/keys/bad", None);
+    run.call("GET", "/v2/keys//bad/../x", None);
+    let deep = format!("/v2/keys{}", "/d".repeat(40));
+    run.call("PUT", &deep, Some("value=deep"));
+    run.call("GET", "/v2/keys/d?recursive=true", None);
+    let huge = format!("value={}", "v".repeat(2 * 1024 * 1024));
+    let a = http(run.endpoint, "PUT", "/v2/keys/huge", Some(&huge));
+    run.log
+        .push(format!("PUT huge\n{} {}", a.status, a.body.len()));
+    let a = http(run.endpoint, "GET", "/v2/keys/huge", None);
+    run.log
+        .push(format!("GET huge\n{} {}", a.status, a.body.len()));
+    // Waits: from the history, then one that fires on a later write, recursive.
+    run.call(
+        "GET",
+        &format!(
+            "/v2/keys/queue?wait=true&recursive=true&waitIndex={}",
+            run.idx(1)
+        ),
+        None,
+    );
+    run.wait_for("/v2/keys/w?wait=true", |r| {
+        r.call("PUT", "/v2/keys/w", Some("value=fired"));
+    });
+    run.wait_for("/v2/keys/wd?wait=true&recursive=true", |r| {
+        r.call("PUT", "/v2/keys/wd/_hidden", Some("value=not seen"));
+        r.call("PUT", "/v2/keys/wd/child", Some("value=seen"));
+    });
+    // TTL expiry, observed through a wait (no sleeping).
+    let set = run.call("PUT", "/v2/keys/lease?ttl=1", Some("value=short"));
+    let after = set.etcd_index() + 1;
+    run.wait_for(
+        &format!("/v2/keys/lease?wait=true&waitIndex={after}"),
+        |_| {},
+    );
+    run.call("GET", "/v2/keys/lease", None);
+}
+
+/// More writes than the history holds, then a wait on an index that was cleared.
+fn cleared_history(run: &mut Run) {
+    for i in 0..1010 {
+        let a = http(
+            run.endpoint,
+            "PUT",
+            "/v2/keys/churn",
+            Some(&format!("value={i}")),
+        );
+        assert!(a.status == 200 || a.status == 201, "{a:?}");
+    }
+    run.call(
+        "GET",
+        &format!("/v2/keys/churn?wait=true&waitIndex={}", run.idx(1)),
+        None,
+    );
+}
+
+#[test]
+fn v2_http_script_matches_etcd_34() {
+    let Some((etcd, ox)) = start_pair("v2_http_script_matches_etcd_34") else {
+        return;
+    };
+    let mut logs = Vec::new();
+    for server in [&etcd, &ox] {
+        let base = http(&server.endpoint, "GET", "/v2/keys", None).etcd_index();
+        let mut run = Run {
+            endpoint: &server.endpoint,
+            base,
+            log: Vec::new(),
+        };
+        script(&mut run);
+        cleared_history(&mut run);
+        logs.push(run.log);
+    }
+    assert_eq!(logs[0].len(), logs[1].len());
+    for (e, o) in logs[0].iter().zip(&logs[1]) {
+        assert_same(e, o);
+    }
+}
+
+/// Without `--enable-v2` the v2 paths answer as etcd 3.4's do without it.
+#[test]
+fn v2_is_off_by_default_as_in_etcd_34() {
+    if require_etcd_tools("v2_is_off_by_default_as_in_etcd_34").is_none() {
+        return;
+    }
+    let etcd = Server::start(ServerKind::Etcd34).expect("start etcd");
+    let ox = Server::start(ServerKind::Oxetcd).expect("start oxetcd");
+    for target in [
+        "/v2/keys/foo",
+        "/v2/members",
+        "/v2/machines",
+        "/v2/stats/self",
+    ] {
+        let e = http(&etcd.endpoint, "GET", target, None);
+        let o = http(&ox.endpoint, "GET", target, None);
+        assert_eq!(normalize(&e, 0), normalize(&o, 0), "{target}");
+    }
+}
+
+/// Runs etcdctl 3.4 in v2 mode; killed after the deadline.
+fn etcdctl_v2(endpoint: &str, args: &[&str]) -> String {
+    let tools = common::etcd_tools().expect("tools");
+    let mut child = Command::new(&tools.etcdctl34)
+        .env_clear()
+        .env("ETCDCTL_API", "2")
+        .arg(format!("--endpoints=http://{endpoint}"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn etcdctl");
+    let deadline = Instant::now() + HTTP_DEADLINE;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("etcdctl output");
+    format!(
+        "{}\n{}\nexit {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    )
+}
+
+#[test]
+fn etcdctl_v2_transcripts_match_etcd_34() {
+    let Some((etcd, ox)) = start_pair("etcdctl_v2_transcripts_match_etcd_34") else {
+        return;
+    };
+    let mut transcripts = Vec::new();
+    for server in [&etcd, &ox] {
+        let base = http(&server.endpoint, "GET", "/v2/keys", None).etcd_index();
+        let ep = server.endpoint.as_str();
+        let after = (base + 1).to_string();
+        let steps: Vec<Vec<&str>> = vec![
+            vec![
+                "set",
+                "/coreos.com/network/config",
+                "{\"Network\":\"10.1.0.0/16\"}",
+            ],
+            vec!["get", "/coreos.com/network/config"],
+            vec![
+                "mk",
+                "/coreos.com/network/subnets/10.1.5.0-24",
+                "lease",
+                "--ttl",
+                "100",
+            ],
+            vec!["mk", "/coreos.com/network/subnets/10.1.5.0-24", "again"],
+            vec!["mkdir", "/emptydir"],
+            vec!["mkdir", "/emptydir"],
+            vec!["update", "/coreos.com/network/config", "new"],
+            vec!["update", "/nokey", "x"],
+            vec!["updatedir", "/emptydir", "--ttl", "100"],
+            vec!["ls", "/coreos.com/network", "-r", "--sort"],
+            vec!["ls", "/", "-p", "--sort"],
+            vec!["get", "/nokey"],
+            vec!["rm", "/coreos.com/network/config"],
+            vec!["rm", "/coreos.com"],
+            vec!["rmdir", "/emptydir"],
+            vec!["rm", "/coreos.com", "--recursive"],
+            vec![
+                "watch",
+                "/coreos.com/network/config",
+                "--after-index",
+                &after,
+            ],
+        ];
+        let mut log = Vec::new();
+        for step in steps {
+            let out = etcdctl_v2(ep, &step);
+            let step: Vec<&str> = step
+                .iter()
+                .map(|a| if *a == after.as_str() { "AFTER" } else { a })
+                .collect();
+            let out = out.replace(ep, "ENDPOINT");
+            let rel = |n: u64| {
+                if n >= base {
+                    (n - base).to_string()
+                } else {
+                    n.to_string()
+                }
+            };
+            // etcdctl prints an error's index as "[N]".
+            let out = replace_after(&out, ") [", |d| rel(d.parse().unwrap_or(0)));
+            log.push(format!("{step:?}\n{}", rewrite_numbers(&out, &rel)));
+        }
+        let members = etcdctl_v2(ep, &["member", "list"]);
+        log.push(format!("member list lines {}", members.lines().count()));
+        let health = etcdctl_v2(ep, &["cluster-health"]);
+        log.push(format!(
+            "cluster-health healthy {}",
+            health.contains("cluster is healthy")
+        ));
+        transcripts.push(log);
+    }
+    for (e, o) in transcripts[0].iter().zip(&transcripts[1]) {
+        assert_same(e, o);
+    }
+}
