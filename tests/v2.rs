@@ -609,3 +609,214 @@ fn etcdctl_v2_transcripts_match_etcd_34() {
         assert_same(e, o);
     }
 }
+
+/// Three oxetcd members on free ports, killed on drop.
+struct Trio {
+    dir: tempfile::TempDir,
+    ports: Vec<(u16, u16)>,
+    children: Vec<Option<std::process::Child>>,
+}
+
+const TRIO_NAMES: [&str; 3] = ["m0", "m1", "m2"];
+
+impl Trio {
+    fn start() -> Trio {
+        let ports = TRIO_NAMES
+            .iter()
+            .map(|_| (common::free_port(), common::free_port()))
+            .collect();
+        let dir = tempfile::Builder::new()
+            .prefix("oxetcd-v2-trio-")
+            .tempdir()
+            .expect("temp dir");
+        let mut trio = Trio {
+            dir,
+            ports,
+            children: vec![None, None, None],
+        };
+        for i in 0..3 {
+            trio.spawn(i);
+        }
+        for i in 0..3 {
+            trio.wait_serving(i);
+        }
+        trio
+    }
+
+    fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i].0)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let cluster: Vec<String> = TRIO_NAMES
+            .iter()
+            .zip(&self.ports)
+            .map(|(n, (_, p))| format!("{n}=http://127.0.0.1:{p}"))
+            .collect();
+        let (c, p) = self.ports[i];
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", TRIO_NAMES[i])))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_oxetcd"))
+            .env_clear()
+            .args(["--name", TRIO_NAMES[i]])
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join(TRIO_NAMES[i]).display()
+            ))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{c}"))
+            .arg(format!("--advertise-client-urls=http://127.0.0.1:{c}"))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{p}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{p}"
+            ))
+            .arg(format!("--initial-cluster={}", cluster.join(",")))
+            .args(["--enable-v2=true", "--snapshot-count=20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn oxetcd");
+        self.children[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Polls (with a deadline) until `probe` holds for member `i`'s answer to a GET.
+    fn wait_for(&self, i: usize, target: &str, probe: impl Fn(&Answer) -> bool) -> Answer {
+        let deadline = Instant::now() + HTTP_DEADLINE;
+        loop {
+            if let Ok(a) = std::panic::catch_unwind(|| http(&self.endpoint(i), "GET", target, None))
+            {
+                if probe(&a) {
+                    return a;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i}: {target} never matched"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_serving(&self, i: usize) {
+        self.wait_for(i, "/v2/keys?quorum=true", |a| a.status == 200);
+    }
+
+    /// The member that reports itself leader.
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + HTTP_DEADLINE;
+        loop {
+            for i in (0..3).filter(|i| self.children[*i].is_some()) {
+                if let Ok(a) = std::panic::catch_unwind(|| {
+                    http(&self.endpoint(i), "GET", "/v2/stats/self", None)
+                }) {
+                    if a.body.contains("\"state\":\"StateLeader\"") {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Trio {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
+
+/// v2 writes through every member, TTL expiry decided by a new leader after the old one died,
+/// and a restarted member that rebuilds its v2 tree from its snapshot and log.
+#[test]
+fn three_members_replicate_expire_and_restore_the_v2_tree() {
+    let mut trio = Trio::start();
+    for i in 0..3 {
+        let a = http(
+            &trio.endpoint(i),
+            "PUT",
+            &format!("/v2/keys/via/m{i}"),
+            Some("value=v"),
+        );
+        assert!(a.status == 201, "write through member {i}: {a:?}");
+    }
+    for i in 0..3 {
+        let a = http(
+            &trio.endpoint(i),
+            "GET",
+            "/v2/keys/via?recursive=true&sorted=true&quorum=true",
+            None,
+        );
+        for j in 0..3 {
+            assert!(
+                a.body.contains(&format!("\"key\":\"/via/m{j}\"")),
+                "member {i}: {}",
+                a.body
+            );
+        }
+    }
+    // Enough writes for every member to take a snapshot (--snapshot-count=20).
+    for k in 0..40 {
+        let a = http(
+            &trio.endpoint(k % 3),
+            "PUT",
+            &format!("/v2/keys/bulk/{k}"),
+            Some("value=x"),
+        );
+        assert!(a.status == 201, "{a:?}");
+    }
+    let leader = trio.leader();
+    let survivor = (leader + 1) % 3;
+    let set = http(
+        &trio.endpoint(survivor),
+        "PUT",
+        "/v2/keys/lease?ttl=2",
+        Some("value=short"),
+    );
+    assert_eq!(set.status, 201, "{set:?}");
+    trio.kill(leader);
+    // The new leader expires the key; a wait on the survivor sees the expiry.
+    let after = set.etcd_index() + 1;
+    let a = http(
+        &trio.endpoint(survivor),
+        "GET",
+        &format!("/v2/keys/lease?wait=true&waitIndex={after}"),
+        None,
+    );
+    assert!(a.body.starts_with("{\"action\":\"expire\""), "{a:?}");
+    let a = http(
+        &trio.endpoint(survivor),
+        "PUT",
+        "/v2/keys/after-failover",
+        Some("value=1"),
+    );
+    assert_eq!(a.status, 201, "{a:?}");
+    // The old leader comes back from its own snapshot and log, then catches up.
+    trio.spawn(leader);
+    let a = trio.wait_for(leader, "/v2/keys/after-failover", |a| a.status == 200);
+    assert!(a.body.contains("\"value\":\"1\""), "{a:?}");
+    let a = http(
+        &trio.endpoint(leader),
+        "GET",
+        "/v2/keys/bulk?sorted=true",
+        None,
+    );
+    assert_eq!(a.body.matches("\"key\":\"/bulk/").count(), 40, "{}", a.body);
+    let a = http(&trio.endpoint(leader), "GET", "/v2/keys/lease", None);
+    assert_eq!(
+        a.status, 404,
+        "the expiry reached the restarted member: {a:?}"
+    );
+}
