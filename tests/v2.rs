@@ -820,3 +820,49 @@ fn three_members_replicate_expire_and_restore_the_v2_tree() {
         "the expiry reached the restarted member: {a:?}"
     );
 }
+
+/// flannel's v2 protocol (config, subnet leases created with prevExist=false and a TTL,
+/// renewal, a watch from an index, resync after the history was cleared, an expired lease
+/// lost) through PyPI python-etcd 0.4.5: the same lines from etcd 3.4 and oxetcd.
+#[test]
+fn flannel_protocol_through_python_etcd_matches_etcd_34() {
+    let test = "flannel_protocol_through_python_etcd_matches_etcd_34";
+    let probe = Command::new("python3")
+        .args(["-c", "import etcd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        assert!(
+            !common::in_ci(),
+            "python-etcd missing (`pip install python-etcd==0.4.5`)"
+        );
+        eprintln!("skipping {test}: python package python-etcd missing");
+        return;
+    }
+    let Some((etcd, ox)) = start_pair(test) else {
+        return;
+    };
+    let script = format!("{}/tests/clients/flannel_v2.py", env!("CARGO_MANIFEST_DIR"));
+    let run = |server: &Server| {
+        let (host, port) = server.endpoint.rsplit_once(':').expect("host:port");
+        let out = Command::new("python3")
+            .args([script.as_str(), host, port])
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "flannel script against {}: {}\n{text}\n{}",
+            server.endpoint,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let expected = run(&etcd);
+    assert!(expected.contains("lease lost expire"), "{expected}");
+    assert!(expected.contains("history cleared 401"), "{expected}");
+    assert_same(&expected, &run(&ox));
+}
