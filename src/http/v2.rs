@@ -1,5 +1,6 @@
 //! http/v2 — etcd 3.4's v2 HTTP API on the client port, served only with `--enable-v2`:
 //! `/v2/keys` (this file), `/v2/members`, `/v2/machines` and `/v2/stats/*` (`members.rs`),
+//! `/v2/auth/*` as etcd answers it with v2 auth disabled (`auth.rs`),
 //! parameters parsed as Go's `net/http` does (`form.rs`).
 //!
 //! Life of a request: the path is cleaned as Go's mux does (301 otherwise), the form parsed,
@@ -13,6 +14,7 @@
 //!            falls further behind, or whose client is gone, ends.
 //! Invariant: a request body is read up to Go's form limit (10 MiB) + 1 byte, no further.
 
+pub mod auth;
 pub mod form;
 pub mod members;
 
@@ -47,6 +49,7 @@ pub fn claims(path: &str) -> bool {
         || path == "/v2/members"
         || path.starts_with("/v2/members/")
         || path.starts_with("/v2/stats/")
+        || auth::claims(path)
 }
 
 /// Serves one v2 request.
@@ -57,6 +60,13 @@ pub async fn serve(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Re
     }
     if raw_path == KEYS_PREFIX || raw_path.starts_with("/v2/keys/") {
         return keys(api, parts, body).await;
+    }
+    if auth::claims(&raw_path) {
+        let mut r = auth::serve(&parts.method, &raw_path);
+        if r.status() != StatusCode::METHOD_NOT_ALLOWED {
+            cluster_id_header(&api, &mut r);
+        }
+        return r;
     }
     members::serve(&api, parts, body).await
 }
