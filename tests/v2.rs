@@ -319,6 +319,59 @@ fn start_pair(test: &str) -> Option<(Server, Server)> {
     Some((etcd, ox))
 }
 
+/// Opens a `stream=true` wait, runs `trigger` once it is registered, reads `events` events,
+/// then hangs up (the server must let the watch go: `/v2/stats/store` counts it no more).
+fn stream_for(run: &mut Run, target: &str, events: usize, trigger: impl FnOnce(&mut Run)) {
+    let mut s = TcpStream::connect(run.endpoint).expect("connect");
+    s.set_read_timeout(Some(HTTP_DEADLINE)).expect("timeout");
+    let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).expect("read head");
+        assert!(n > 0, "closed before the headers");
+        data.extend_from_slice(&buf[..n]);
+    }
+    trigger(run);
+    while String::from_utf8_lossy(&data).matches("\"action\"").count() < events {
+        let n = s.read(&mut buf).expect("read events");
+        assert!(n > 0, "stream ended early");
+        data.extend_from_slice(&buf[..n]);
+    }
+    drop(s);
+    let text = String::from_utf8_lossy(&data).to_string();
+    let body_at = text.find("\r\n\r\n").map_or(0, |p| p + 4);
+    let events: Vec<String> = dechunk(&data[body_at..])
+        .split(|c| *c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            rewrite_numbers(&String::from_utf8_lossy(l), &|n| {
+                if n >= run.base {
+                    (n - run.base).to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+        })
+        .collect();
+    run.log
+        .push(format!("STREAM {}\n{}", events.len(), events.join("\n")));
+    let deadline = Instant::now() + HTTP_DEADLINE;
+    loop {
+        let stats = http(run.endpoint, "GET", "/v2/stats/store", None);
+        if stats.body.contains("\"watchers\":0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hung-up stream is still watching: {}",
+            stats.body
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The script of v2 calls; every parameter of the issue, errors, waits, TTL expiry, a wait
 /// on a cleared index.
 fn script(run: &mut Run) {
@@ -430,6 +483,20 @@ fn script(run: &mut Run) {
         r.call("PUT", "/v2/keys/wd/_hidden", Some("value=not seen"));
         r.call("PUT", "/v2/keys/wd/child", Some("value=seen"));
     });
+    stream_for(
+        run,
+        "/v2/keys/st?wait=true&stream=true&recursive=true",
+        3,
+        |r| {
+            for v in ["1", "2", "3"] {
+                r.call(
+                    "PUT",
+                    &format!("/v2/keys/st/k{v}"),
+                    Some(&format!("value={v}")),
+                );
+            }
+        },
+    );
     // TTL expiry, observed through a wait (no sleeping).
     let set = run.call("PUT", "/v2/keys/lease?ttl=1", Some("value=short"));
     let after = set.etcd_index() + 1;

@@ -9,7 +9,8 @@
 //! `404 page not found` for unknown paths (answered at once, never left hanging). A request with
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
-//! Invariant: nothing here changes state; every handler is a read of the member's status.
+//! Invariant: nothing here changes state but through `api/`; the status handlers are reads.
+//! With `--enable-v2`, paths under `/v2/` belong to the v2 API (`v2`).
 //! `OPTIONS` on any path is a CORS preflight: `200`, empty, with the CORS headers.
 //! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
