@@ -974,3 +974,136 @@ fn members_machines_and_auth_paths_match_etcd_34() {
         assert_same(&answers[0], &answers[1]);
     }
 }
+
+/// A single member serving the client port over TLS (client certificates required) and
+/// plaintext (for the readiness probe), killed on drop.
+struct TlsMember {
+    child: std::process::Child,
+    https: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsMember {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_tls_member(kind: ServerKind, certs: &common::certs::Certs) -> TlsMember {
+    let binary = match kind {
+        ServerKind::Oxetcd => std::path::PathBuf::from(env!("CARGO_BIN_EXE_oxetcd")),
+        _ => common::etcd_tools().expect("tools").etcd34.clone(),
+    };
+    let (tls, plain, peer) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("oxetcd-v2-tls-")
+        .tempdir()
+        .expect("temp dir");
+    let https = format!("https://127.0.0.1:{tls}");
+    let child = Command::new(binary)
+        .env_clear()
+        .arg("--name=tls1")
+        .arg(format!("--data-dir={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--listen-client-urls={https},http://127.0.0.1:{plain}"
+        ))
+        .arg(format!("--advertise-client-urls={https}"))
+        .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+        .arg(format!(
+            "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+        ))
+        .arg(format!("--initial-cluster=tls1=http://127.0.0.1:{peer}"))
+        .arg(format!("--cert-file={}", certs.server.cert.display()))
+        .arg(format!("--key-file={}", certs.server.key.display()))
+        .arg(format!("--trusted-ca-file={}", certs.ca.display()))
+        .args(["--client-cert-auth=true", "--enable-v2=true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let member = TlsMember {
+        child,
+        https,
+        _dir: dir,
+    };
+    let plain = format!("127.0.0.1:{plain}");
+    let deadline = Instant::now() + HTTP_DEADLINE;
+    while !std::panic::catch_unwind(|| {
+        http(&plain, "GET", "/v2/keys?quorum=true", None).status == 200
+    })
+    .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "{} never served", kind.label());
+        thread::sleep(Duration::from_millis(100));
+    }
+    member
+}
+
+/// The operator's check of a flannel network on a TLS cluster: `ETCDCTL_API=2 etcdctl ls
+/// /coreos.com/network -r` with `--ca-file/--cert-file/--key-file`, the same on both servers.
+#[test]
+fn etcdctl_v2_over_tls_lists_flannel_config_and_subnets() {
+    let test = "etcdctl_v2_over_tls_lists_flannel_config_and_subnets";
+    let Some(tools) = require_etcd_tools(test) else {
+        return;
+    };
+    let certs = common::certs::Certs::generate();
+    let mut outputs = Vec::new();
+    for kind in [ServerKind::Etcd34, ServerKind::Oxetcd] {
+        let member = start_tls_member(kind, &certs);
+        let ctl = |args: &[&str]| {
+            let out = Command::new(&tools.etcdctl34)
+                .env_clear()
+                .env("ETCDCTL_API", "2")
+                .arg(format!("--endpoints={}", member.https))
+                .arg(format!("--ca-file={}", certs.ca.display()))
+                .arg(format!("--cert-file={}", certs.client.cert.display()))
+                .arg(format!("--key-file={}", certs.client.key.display()))
+                .args(args)
+                .output()
+                .expect("etcdctl runs");
+            format!(
+                "{}{}exit {:?}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                out.status.code()
+            )
+        };
+        let mut log = vec![
+            ctl(&[
+                "set",
+                "/coreos.com/network/config",
+                "{\"Network\":\"10.5.0.0/16\"}",
+            ]),
+            ctl(&[
+                "mk",
+                "/coreos.com/network/subnets/10.5.1.0-24",
+                "{\"PublicIP\":\"192.0.2.1\"}",
+                "--ttl",
+                "600",
+            ]),
+            ctl(&[
+                "mk",
+                "/coreos.com/network/subnets/10.5.2.0-24",
+                "{\"PublicIP\":\"192.0.2.2\"}",
+                "--ttl",
+                "600",
+            ]),
+            ctl(&["ls", "/coreos.com/network", "-r", "--sort"]),
+        ];
+        log.push(ctl(&["get", "/coreos.com/network/subnets/10.5.2.0-24"]));
+        outputs.push(log.join("\n"));
+    }
+    assert!(
+        outputs[0].contains("/coreos.com/network/subnets/10.5.1.0-24"),
+        "{}",
+        outputs[0]
+    );
+    assert_same(&outputs[0], &outputs[1]);
+}
