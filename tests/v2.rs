@@ -381,6 +381,8 @@ fn script(run: &mut Run) {
     run.call("GET", "/v2/keys/foo", None);
     run.call("HEAD", "/v2/keys/foo", None);
     run.call("GET", "/v2/keys/foo?quorum=true", None);
+    run.call("GET", "/v2/keys/foo?quorum=true&wait=true", None);
+    run.call("HEAD", "/v2/keys/foo?wait=true", None);
     run.call("PUT", "/v2/keys/foo?prevExist=false", Some("value=x"));
     run.call("PUT", "/v2/keys/nokey?prevExist=true", Some("value=x"));
     run.call("PUT", "/v2/keys/foo?prevExist=true", Some("value=upd"));

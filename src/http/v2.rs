@@ -316,7 +316,8 @@ async fn keys(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Respons
         Err(e) => return error_response(&api, &e),
     };
     let mut response = match method {
-        Method::GET | Method::HEAD if req.wait => return watch(api, req).await,
+        // etcd turns a quorum GET into a read through raft before it looks at `wait`.
+        Method::GET if req.wait && !req.quorum => return watch(api, req).await,
         Method::GET | Method::HEAD => get(&api, &req).await,
         _ => write(&api, &method, req).await,
     };
