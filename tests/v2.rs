@@ -975,6 +975,37 @@ fn members_machines_and_auth_paths_match_etcd_34() {
         }
         assert_same(&answers[0], &answers[1]);
     }
+    // Member changes through /v2/members: refusals that leave the one-member cluster intact.
+    let posts: [(&str, &str, &str); 4] = [
+        ("POST", "application/x-www-form-urlencoded", "peerURLs=x"),
+        ("POST", "application/json", r#"{"peerURLs":["PEER"]}"#),
+        (
+            "PUT",
+            "application/json",
+            r#"{"peerURLs":["http://127.0.0.1:1"]}"#,
+        ),
+        ("DELETE", "application/json", ""),
+    ];
+    for (method, ctype, body) in posts {
+        let mut answers = Vec::new();
+        for server in [&etcd, &ox] {
+            let body = body.replace("PEER", &server.peer_url);
+            let target = if method == "POST" {
+                "/v2/members"
+            } else {
+                "/v2/members/abcdef"
+            };
+            let a = http_with(
+                &server.endpoint,
+                method,
+                target,
+                Some((ctype, body.as_bytes())),
+                || {},
+            );
+            answers.push(normalize(&a, 0));
+        }
+        assert_same(&answers[0], &answers[1]);
+    }
 }
 
 /// A single member serving the client port over TLS (client certificates required) and
