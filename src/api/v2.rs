@@ -172,7 +172,9 @@ pub async fn write(api: &Api, ctx: &ReqCtx, req: V2Request) -> Result<V2Outcome,
 pub async fn run_expiry(api: Arc<Api>, mut stop: watch::Receiver<bool>) {
     loop {
         let leader = api.node.current_leader() == Some(api.node.member_id());
-        if leader && api.v2.enabled {
+        // Whatever this member's --enable-v2: the v2 store is cluster state, and members
+        // started with it may have written TTLs through another member.
+        if leader {
             let now_ns = now_unix_ns();
             let due = api
                 .node
