@@ -112,6 +112,13 @@ fn http_with(
     }
 }
 
+/// A GET to a member that may not be listening (yet, or any more): `None` when it refuses the
+/// connection or drops it mid-answer.
+fn try_get(endpoint: &str, target: &str) -> Option<Answer> {
+    TcpStream::connect(endpoint).ok()?;
+    std::panic::catch_unwind(|| http(endpoint, "GET", target, None)).ok()
+}
+
 fn http(endpoint: &str, method: &str, target: &str, form: Option<&str>) -> Answer {
     let body = form.map(|f| ("application/x-www-form-urlencoded", f.as_bytes()));
     http_with(endpoint, method, target, body, || {})
@@ -762,8 +769,7 @@ impl Trio {
     fn wait_for(&self, i: usize, target: &str, probe: impl Fn(&Answer) -> bool) -> Answer {
         let deadline = Instant::now() + HTTP_DEADLINE;
         loop {
-            if let Ok(a) = std::panic::catch_unwind(|| http(&self.endpoint(i), "GET", target, None))
-            {
+            if let Some(a) = try_get(&self.endpoint(i), target) {
                 if probe(&a) {
                     return a;
                 }
@@ -785,9 +791,7 @@ impl Trio {
         let deadline = Instant::now() + HTTP_DEADLINE;
         loop {
             for i in (0..3).filter(|i| self.children[*i].is_some()) {
-                if let Ok(a) = std::panic::catch_unwind(|| {
-                    http(&self.endpoint(i), "GET", "/v2/stats/self", None)
-                }) {
+                if let Some(a) = try_get(&self.endpoint(i), "/v2/stats/self") {
                     if a.body.contains("\"state\":\"StateLeader\"") {
                         return i;
                     }
@@ -1067,11 +1071,7 @@ fn start_tls_member(kind: ServerKind, certs: &common::certs::Certs) -> TlsMember
     };
     let plain = format!("127.0.0.1:{plain}");
     let deadline = Instant::now() + HTTP_DEADLINE;
-    while !std::panic::catch_unwind(|| {
-        http(&plain, "GET", "/v2/keys?quorum=true", None).status == 200
-    })
-    .unwrap_or(false)
-    {
+    while !try_get(&plain, "/v2/keys?quorum=true").is_some_and(|a| a.status == 200) {
         assert!(Instant::now() < deadline, "{} never served", kind.label());
         thread::sleep(Duration::from_millis(100));
     }
