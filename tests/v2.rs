@@ -1071,7 +1071,7 @@ fn start_tls_member(kind: ServerKind, certs: &common::certs::Certs) -> TlsMember
     };
     let plain = format!("127.0.0.1:{plain}");
     let deadline = Instant::now() + HTTP_DEADLINE;
-    while !try_get(&plain, "/v2/keys?quorum=true").is_some_and(|a| a.status == 200) {
+    while try_get(&plain, "/v2/keys?quorum=true").is_none_or(|a| a.status != 200) {
         assert!(Instant::now() < deadline, "{} never served", kind.label());
         thread::sleep(Duration::from_millis(100));
     }
