@@ -3,6 +3,9 @@
 //! [`Envelope`]s, each a command with its [`RequestHeader`] (request ID, user, auth revision),
 //! encoded with a format tag (see `proposal.rs`).
 //!
+//! The v2 store (`v2store`) rides in the same state: its writes are `Command::V2`, they never
+//! move the KV revision and KV commands never touch it.
+//!
 //! Owns: the command set, the proposal envelope and their encodings, the glue between the KV
 //! store and the lease table (lease existence for puts, key attachment, revoke = delete keys +
 //! drop lease), the auth checks of writes (`authorize.rs`), the snapshot image of the whole
@@ -41,6 +44,7 @@ use crate::proto::etcdserverpb::{
     PutResponse, RangeRequest, ResponseHeader, TxnRequest, TxnResponse,
 };
 use crate::proto::mvccpb::{event::EventType, Event};
+use crate::v2store::{Store as V2Store, V2Outcome, V2Request};
 
 pub use codec::{decode_bounded, CodecError, UncheckedState};
 pub use proposal::{Envelope, Proposal, RequestHeader, PROPOSAL_TAG_V1};
@@ -75,6 +79,9 @@ pub enum Command {
     },
     /// A change of the auth store (passwords arrive hashed; see `auth`).
     Auth(AuthCommand),
+    /// A write of the v2 store (`/v2/keys`), or the leader's expiry of its TTL nodes. Never
+    /// touches the KV store or its revision.
+    V2(V2Request),
 }
 
 /// The successful result of a command. Headers carry only `revision`. Serde (protobuf bytes
@@ -94,6 +101,9 @@ pub enum Outcome {
         revision: i64,
         token: String,
     },
+    /// A v2 store write: its event or etcd's v2 error (a v2 error is an answer, not a failed
+    /// command: it changes nothing).
+    V2(V2Outcome),
 }
 
 /// What applying one command did.
@@ -116,6 +126,8 @@ pub struct State {
     pub alarms: BTreeSet<(u64, i32)>,
     /// Users, roles, permissions; shared until changed (auth changes are rare, views many).
     pub auth: Arc<AuthStore>,
+    /// The v2 store (`/v2/keys`), shared until changed; invisible to the KV store and back.
+    pub v2: Arc<V2Store>,
 }
 
 impl State {
@@ -214,6 +226,10 @@ impl State {
                     .map_err(KvError::Auth)?;
                 let revision = self.kv.current_revision();
                 Ok((Outcome::Auth { revision, token }, Vec::new()))
+            }
+            Command::V2(req) => {
+                let outcome = Arc::make_mut(&mut self.v2).apply(req);
+                Ok((Outcome::V2(outcome), Vec::new()))
             }
         }
     }
@@ -317,6 +333,7 @@ impl State {
     /// Checks the KV store's invariants and that lease attachments match the store; O(size).
     pub fn check(&self) -> Result<(), String> {
         self.kv.check()?;
+        self.v2.check()?;
         let in_store: Vec<(i64, &[u8])> = {
             let mut pairs: Vec<_> = self
                 .kv
@@ -373,7 +390,8 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
         Command::Compact(_)
         | Command::LeaseRevoke { .. }
         | Command::Alarm { .. }
-        | Command::Auth(_) => Ok(()),
+        | Command::Auth(_)
+        | Command::V2(_) => Ok(()),
         Command::LeaseGrant { ttl, .. } if *ttl > LEASE_TTL_SECONDS_MAX => {
             Err(KvError::LeaseTtlTooLarge { ttl_seconds: *ttl })
         }
@@ -392,6 +410,7 @@ pub fn validate_range(req: &RangeRequest) -> Result<(), KvError> {
 fn adds_data(cmd: &Command) -> bool {
     match cmd {
         Command::Put(_) | Command::Txn(_) | Command::LeaseGrant { .. } => true,
+        Command::V2(req) => req.cost_bytes() > 0,
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }

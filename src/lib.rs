@@ -24,5 +24,6 @@ pub mod net;
 pub mod proto;
 pub mod raft;
 pub mod snap;
+pub mod v2store;
 pub mod wal;
 pub mod watch;

@@ -30,8 +30,17 @@ pub async fn propose_or_forward(
     ctx: &ReqCtx,
     cmd: Command,
 ) -> Result<Outcome, ApiError> {
-    let deadline = ctx.deadline_within(api.node.request_timeout());
     let envelope = Envelope::new(api.request_header(ctx)?, cmd);
+    propose_envelope_or_forward(api, ctx, envelope).await
+}
+
+/// [`propose_or_forward`] with the request header already chosen (v2 writes carry none).
+pub async fn propose_envelope_or_forward(
+    api: &Api,
+    ctx: &ReqCtx,
+    envelope: Envelope,
+) -> Result<Outcome, ApiError> {
+    let deadline = ctx.deadline_within(api.node.request_timeout());
     match api.node.propose(envelope.clone()).await {
         Ok(applied) => return applied.result.clone().map_err(ApiError::Kv),
         Err(ProposeError::NoLeader) => {}

@@ -28,6 +28,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod quota;
 pub mod recipe;
+pub mod v2;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct Api {
     pub leader_lost_watch_cancel: Duration,
     /// Auth settings and this member's simple tokens (`auth`).
     pub auth: Arc<auth::AuthContext>,
+    /// `--enable-v2` and the notice of applied v2 writes (`v2`).
+    pub v2: Arc<v2::V2Context>,
 }
 
 /// Who makes a call, and its bounds. Built by the transport from what it knows of the caller.

@@ -31,6 +31,7 @@ pub fn cost(cmd: &Command) -> u64 {
         // read-only txn pays (etcd 3.5 refuses those too once over the quota).
         Command::Txn(txn) => RECORD_COST + ops_cost(&txn.success).max(ops_cost(&txn.failure)),
         Command::LeaseGrant { .. } => LEASE_COST,
+        Command::V2(req) => req.cost_bytes(),
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }

@@ -6,12 +6,16 @@
 //! state := format:u32 kv:store leases:seq<(id:i64, ttl:i64)> alarms auth  (store: mvcc/codec.rs)
 //! alarms := seq<(member:u64, alarm:i32)>                              ; format 2 on
 //! auth   := enabled:bool revision:u64 users roles                     ; format 3 on
+//! v2     := nodes:map<path:seq<string>, node> index:u64 ttl_keys:seq<(expire:i64, path)>
+//!           history:seq<event>                                        ; format 4 on
+//! node   := value:option<string> created:u64 modified:u64 expire:option<i64>
 //! users  := map<name:string, (password_hash:string no_password:bool roles:seq<string>)>
 //! roles  := map<name:string, perms:seq<(type:u32 key:bytes range_end:bytes)>>
 //! ```
 //! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
-//! Format 1 (no alarms) and format 2 (no auth store) are still read, as a state without alarms
-//! and with a fresh auth store; only format 3 is written. `type` is `auth::PermType`'s variant
+//! Format 1 (no alarms), format 2 (no auth store) and format 3 (no v2 store) are still read, as
+//! a state without alarms, with a fresh auth store, with an empty v2 store; only format 4 is
+//! written. The v2 store is serde's encoding of `v2store::Store` (events: see `v2store`). `type` is `auth::PermType`'s variant
 //! index (Read 0, Write 1, ReadWrite 2). Password hashes are bcrypt's; no password is written.
 //!
 //! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
@@ -27,9 +31,12 @@ use super::State;
 use crate::auth::AuthStore;
 use crate::lease::LeaseTable;
 use crate::mvcc::{Store, UncheckedStore};
+use crate::v2store::Store as V2Store;
 
 /// Version of the state layout above (the one written).
-const STATE_FORMAT: u32 = 3;
+const STATE_FORMAT: u32 = 4;
+/// The layout before the v2 store, still read.
+const STATE_FORMAT_NO_V2: u32 = 3;
 /// The layout before the auth store, still read.
 const STATE_FORMAT_NO_AUTH: u32 = 2;
 /// The layout before alarms, still read.
@@ -113,6 +120,7 @@ struct StateImageRef<'a> {
     leases: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
     auth: &'a AuthStore,
+    v2: &'a V2Store,
 }
 
 /// The decoded image; `K` is [`Store`] (checked) or [`UncheckedStore`].
@@ -122,15 +130,16 @@ struct StateImage<K> {
     leases: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
     auth: AuthStore,
+    v2: V2Store,
 }
 
-/// Elements of the newest layout: format, store, leases, alarms, auth.
-const STATE_ELEMENTS_MAX: usize = 5;
+/// Elements of the newest layout: format, store, leases, alarms, auth, v2.
+const STATE_ELEMENTS_MAX: usize = 6;
 
 fn known_format(format: u32) -> bool {
     matches!(
         format,
-        STATE_FORMAT | STATE_FORMAT_NO_AUTH | STATE_FORMAT_NO_ALARMS
+        STATE_FORMAT | STATE_FORMAT_NO_V2 | STATE_FORMAT_NO_AUTH | STATE_FORMAT_NO_ALARMS
     )
 }
 
@@ -160,10 +169,15 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
                 } else {
                     seq.next_element()?.ok_or_else(ends)?
                 };
-                let auth = if format == STATE_FORMAT {
+                let auth = if format >= STATE_FORMAT_NO_V2 {
                     seq.next_element()?.ok_or_else(ends)?
                 } else {
                     AuthStore::new()
+                };
+                let v2 = if format == STATE_FORMAT {
+                    seq.next_element()?.ok_or_else(ends)?
+                } else {
+                    V2Store::new()
                 };
                 Ok(StateImage {
                     format,
@@ -171,6 +185,7 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
                     leases,
                     alarms,
                     auth,
+                    v2,
                 })
             }
         }
@@ -192,6 +207,7 @@ impl<'de> Deserialize<'de> for UncheckedState {
             image.leases,
             image.alarms,
             image.auth,
+            image.v2,
         );
         state.map(UncheckedState).map_err(D::Error::custom)
     }
@@ -204,11 +220,13 @@ fn state_from_image(
     lease_ttls: Vec<(i64, i64)>,
     alarms: Vec<(u64, i32)>,
     auth: AuthStore,
+    v2: V2Store,
 ) -> Result<State, String> {
     if !known_format(format) {
         return Err(format!("unknown state format {format}"));
     }
     auth.check()?;
+    v2.check()?;
     let mut leases = LeaseTable::new();
     for (id, ttl) in lease_ttls {
         leases.grant(id, ttl).map_err(|e| e.to_string())?;
@@ -223,6 +241,7 @@ fn state_from_image(
         leases,
         alarms: alarms.into_iter().collect(),
         auth: std::sync::Arc::new(auth),
+        v2: std::sync::Arc::new(v2),
     })
 }
 
@@ -234,6 +253,7 @@ impl Serialize for State {
             leases: self.leases.leases().collect(),
             alarms: self.alarms.iter().copied().collect(),
             auth: &self.auth,
+            v2: &self.v2,
         };
         image.serialize(serializer)
     }
@@ -248,6 +268,7 @@ impl<'de> Deserialize<'de> for State {
             image.leases,
             image.alarms,
             image.auth,
+            image.v2,
         );
         let state = state.map_err(D::Error::custom)?;
         // The store was fully checked by its own decoder and every attachment above came from

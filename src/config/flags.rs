@@ -37,7 +37,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "proxy-read-timeout",
     "v2-deprecation",
     "experimental-enable-v2v3",
-    "enable-v2",
     // raft and backend tuning without an equivalent here
     "initial-election-tick-advance",
     "pre-vote",
@@ -98,8 +97,12 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         | "proxy-dial-timeout"
         | "proxy-write-timeout"
         | "proxy-read-timeout" => "the v2 proxy is not implemented",
-        "v2-deprecation" | "experimental-enable-v2v3" | "enable-v2" => {
-            "the v2 API is not served yet"
+        "v2-deprecation" => {
+            "v2 deprecation stages are not implemented (--enable-v2 serves the v2 API as etcd 3.4)"
+        }
+        "experimental-enable-v2v3" => {
+            "serving the v2 API from the v3 store is not implemented (--enable-v2 serves it from \
+             the v2 store)"
         }
         "initial-election-tick-advance" => {
             "elections always start after a randomized election timeout; the boot-time tick \

@@ -289,6 +289,15 @@ fn help_and_version_outcomes() {
     );
 }
 
+/// `--enable-v2` switches the v2 API on (it was refused while the v2 API was not served).
+#[test]
+fn enable_v2_is_read_from_flags_and_env() {
+    assert!(run(&["--enable-v2"], &[]).enable_v2);
+    assert!(run(&["--enable-v2=true"], &[]).enable_v2);
+    assert!(run(&[], &[("ETCD_ENABLE_V2", "true")]).enable_v2);
+    assert!(!run(&["--enable-v2=false"], &[]).enable_v2);
+}
+
 #[test]
 fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
@@ -296,9 +305,7 @@ fn unsupported_flags_and_values_exit_one() {
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
         (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
-        // Regression: these were accepted and then ignored.
-        (&["--enable-v2"], &[], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
-        (&[], &[("ETCD_ENABLE_V2", "true")], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
+        (&["--experimental-enable-v2v3", "/v2/"], &[], "oxetcd: flag --experimental-enable-v2v3 is not supported yet (serving the v2 API from the v3 store is not implemented (--enable-v2 serves it from the v2 store))"),
         (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
         (

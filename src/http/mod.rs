@@ -9,13 +9,15 @@
 //! `404 page not found` for unknown paths (answered at once, never left hanging). A request with
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
-//! Invariant: nothing here changes state; every handler is a read of the member's status.
+//! Invariant: nothing here changes state but through `api/`; the status handlers are reads.
+//! With `--enable-v2`, paths under `/v2/` belong to the v2 API (`v2`).
 //! `OPTIONS` on any path is a CORS preflight: `200`, empty, with the CORS headers.
 //! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
 
 pub mod health;
 pub mod metrics;
+pub mod v2;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -66,6 +68,10 @@ impl tower_service::Service<Request<Body>> for Endpoints {
         if parts.method == Method::OPTIONS && !is_grpc(&parts) {
             // etcd's CORS wrapper answers every preflight itself, whatever the path.
             return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
+        }
+        if self.api.v2.enabled && v2::claims(parts.uri.path()) && !is_grpc(&parts) {
+            let api = self.api.clone();
+            return Box::pin(async move { Ok(with_cors(v2::serve(api, parts, body).await)) });
         }
         if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
             let api = self.api.clone();

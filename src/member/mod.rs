@@ -82,6 +82,8 @@ pub struct MemberSpec {
     pub bcrypt_cost: u32,
     /// `--client-cert-auth`: the certificate CN names the user of a request without a token.
     pub client_cert_auth: bool,
+    /// `--enable-v2`: serve the v2 API (`/v2/...`) on the client port.
+    pub enable_v2: bool,
 }
 
 fn usize_of(v: u64) -> usize {
@@ -245,6 +247,7 @@ impl MemberSpec {
             auth_token_ttl: limits.auth_token_ttl,
             bcrypt_cost: limits.bcrypt_cost,
             client_cert_auth: config.client_tls.client_cert_auth,
+            enable_v2: config.enable_v2,
         })
     }
 }
@@ -268,10 +271,27 @@ struct MemberObserver {
     hub: Arc<Hub>,
     lessor: Arc<Lessor>,
     auth: Arc<crate::api::auth::AuthContext>,
+    v2: Arc<crate::api::v2::V2Context>,
 }
 
 impl ApplyObserver for MemberObserver {
     fn applied(&self, _index: u64, cmd: &Command, applied: &Applied) {
+        if let (Command::V2(req), Ok(Outcome::V2(outcome))) = (cmd, &applied.result) {
+            let expired = match outcome {
+                crate::v2store::V2Outcome::Expired { count } => *count,
+                _ => 0,
+            };
+            let ok = !matches!(outcome, crate::v2store::V2Outcome::Error(_));
+            self.v2.count_write(req.kind(), ok, expired);
+            let store_index = match outcome {
+                crate::v2store::V2Outcome::Event { etcd_index, .. } => Some(*etcd_index),
+                crate::v2store::V2Outcome::Expired { count } if *count > 0 => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(index) = store_index {
+                self.v2.applied(index);
+            }
+        }
         if !applied.events.is_empty() {
             self.hub.publish(applied.revision, &applied.events);
         }
@@ -292,6 +312,7 @@ impl ApplyObserver for MemberObserver {
 
     fn restored(&self) {
         self.hub.restored();
+        self.v2.applied(u64::MAX);
         // The received state may hold password changes and deletions this member never applied
         // one by one: forget every token rather than honor one of those (clients log in again).
         self.auth.tokens.clear();
@@ -327,6 +348,8 @@ pub struct Member {
     client_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     expiry: JoinHandle<()>,
+    /// The leader's v2 TTL expiry (`api::v2::run_expiry`).
+    v2_expiry: JoinHandle<()>,
     compactor: JoinHandle<()>,
     corruption_check: Option<JoinHandle<()>>,
 }
@@ -350,10 +373,12 @@ impl Member {
             spec.bcrypt_cost,
             spec.client_cert_auth,
         ));
+        let v2 = Arc::new(crate::api::v2::V2Context::new(spec.enable_v2));
         let observer = Arc::new(MemberObserver {
             hub: hub.clone(),
             lessor: lessor.clone(),
             auth: auth.clone(),
+            v2: v2.clone(),
         });
         let name = spec.node.name.clone();
         let data_dir = spec.node.data_dir.clone();
@@ -403,6 +428,7 @@ impl Member {
             progress_notify_interval: spec.progress_notify_interval,
             leader_lost_watch_cancel: spec.leader_lost_watch_cancel,
             auth,
+            v2,
         });
         let mut client_listeners = Vec::new();
         let mut client_secure = Vec::new();
@@ -424,6 +450,7 @@ impl Member {
             client_servers.push(tokio::spawn(listener.serve(api.clone(), shutdown)));
         }
         let expiry = tokio::spawn(crate::api::lease::run_expiry(api.clone(), stop_rx.clone()));
+        let v2_expiry = tokio::spawn(crate::api::v2::run_expiry(api.clone(), stop_rx.clone()));
         let corruption_check = spec.corrupt_check_interval.map(|interval| {
             tokio::spawn(corruption::run(
                 node.clone(),
@@ -462,6 +489,7 @@ impl Member {
             client_servers,
             peer_servers,
             expiry,
+            v2_expiry,
             compactor,
             corruption_check,
         })
@@ -552,6 +580,7 @@ impl Member {
             }
         }
         let _ = self.expiry.await;
+        let _ = self.v2_expiry.await;
         let _ = self.compactor.await;
         if let Some(check) = self.corruption_check {
             let _ = check.await;

@@ -141,6 +141,7 @@ pub fn command_bytes(cmd: &Command) -> usize {
             Command::Alarm { .. } => 24,
             // Names, a bcrypt hash, a permission's keys: small, bounded by the request size.
             Command::Auth(change) => bincode::serialized_size(change).map_or(256, |n| n as usize),
+            Command::V2(req) => bincode::serialized_size(req).map_or(256, |n| n as usize),
         }
 }
 

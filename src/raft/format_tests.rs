@@ -154,6 +154,38 @@ const ENTRY_AUTH: &str = "
     70 30
 ";
 
+/// A v2 PUT of `/f` = "x" with an expiration, proposed at 1 s after the epoch.
+const ENTRY_V2: &str = "
+    02 00 00 00 00 00 00 00     # log_id.leader_id.term = 2
+    01 00 00 00 00 00 00 00     # log_id.leader_id.node_id = 1
+    0a 00 00 00 00 00 00 00     # log_id.index = 10
+    01 00 00 00                 # EntryPayload::Normal
+    4f 58 50 01                 # proposal tag: \"OXP\" version 1
+    00 00 00 00                 # one envelope
+    00 00 00 00 00 00 00 00     # header.id
+    00 00 00 00 00 00 00 00     # header.user = \"\"
+    00 00 00 00 00 00 00 00     # header.auth_revision = 0
+    08 00 00 00                 # Command::V2
+    00 00 00 00                 # V2Request::Put
+    02 00 00 00 00 00 00 00     # path \"/f\"
+    2f 66
+    01 00 00 00 00 00 00 00 78  # value \"x\"
+    00                          # dir false
+    00 00 00 00 00 00 00 00     # prev_value \"\"
+    00 00 00 00 00 00 00 00     # prev_index 0
+    00                          # prev_exist: None
+    01 00 5e d0 b2 00 00 00 00  # expire_ns: Some(3 s)
+    00                          # refresh false
+    00 ca 9a 3b 00 00 00 00     # now_ns 1 s
+";
+
+fn v2_entry() -> Proposal {
+    Proposal::One(Envelope::new(
+        RequestHeader::default(),
+        Command::V2(v2_put()),
+    ))
+}
+
 fn auth_batch() -> Proposal {
     use crate::auth::{AuthCommand, PermType, Permission};
     let header = |id| RequestHeader {
@@ -190,6 +222,7 @@ fn log_entry_bytes_are_fixed() {
             entry(9, auth_batch()),
             ENTRY_AUTH,
         ),
+        ("entry with a v2 write", entry(10, v2_entry()), ENTRY_V2),
     ] {
         let bytes = bincode::serialize(&entry).unwrap();
         assert_golden(what, &bytes, expected);
@@ -200,8 +233,93 @@ fn log_entry_bytes_are_fixed() {
 }
 
 /// A tiny snapshot image: one member, one put, one alarm, an auth store with one user and one
-/// role.
+/// role, a v2 store with one file.
 const IMAGE: &str = "
+    4f 58 53 01                 # image tag: \"OXS\" version 1
+    01                          # meta.last_log_id: Some
+    02 00 00 00 00 00 00 00     #   term 2
+    01 00 00 00 00 00 00 00     #   node 1
+    07 00 00 00 00 00 00 00     #   index 7
+    01                          # meta.last_membership.log_id: Some
+    01 00 00 00 00 00 00 00     #   term 1
+    01 00 00 00 00 00 00 00     #   node 1
+    01 00 00 00 00 00 00 00     #   index 1
+    01 00 00 00 00 00 00 00     # configs: 1 joint config
+    01 00 00 00 00 00 00 00     #   of 1 voter
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00 00 00 00 00     # nodes: 1
+    01 00 00 00 00 00 00 00     #   id 1
+    01 00 00 00 00 00 00 00 61  #   name \"a\"
+    01 00 00 00 00 00 00 00     #   peer_urls: 1
+    0d 00 00 00 00 00 00 00     #   \"http://a:2380\"
+    68 74 74 70 3a 2f 2f 61 3a 32 33 38 30
+    00 00 00 00 00 00 00 00     #   client_urls: 0
+    05 00 00 00 00 00 00 00     # meta.snapshot_id = \"2-7-0\"
+    32 2d 37 2d 30
+    04 00 00 00                 # state format 4
+    01 00 00 00                 # store format 1
+    02 00 00 00 00 00 00 00     #   current_revision 2
+    ff ff ff ff ff ff ff ff     #   compact_revision: never
+    01 00 00 00 00 00 00 00     #   1 record
+    02 00 00 00 00 00 00 00     #     main 2
+    00 00 00 00 00 00 00 00     #     sub 0
+    01 00 00 00 00 00 00 00 6b  #     key \"k\"
+    01                          #     put: Some
+    01 00 00 00 00 00 00 00 76  #       value \"v\"
+    02 00 00 00 00 00 00 00     #       create_revision 2
+    01 00 00 00 00 00 00 00     #       version 1
+    00 00 00 00 00 00 00 00     #       lease 0
+    00 00 00 00 00 00 00 00     # leases: 0
+    01 00 00 00 00 00 00 00     # alarms: 1
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00                 #   NOSPACE
+    01                          # auth.enabled
+    05 00 00 00 00 00 00 00     # auth.revision 5
+    01 00 00 00 00 00 00 00     # users: 1
+    04 00 00 00 00 00 00 00     #   \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00 68  #     password_hash \"h\" (a bcrypt hash in real life)
+    00                          #     no_password false
+    01 00 00 00 00 00 00 00     #     roles: 1
+    04 00 00 00 00 00 00 00     #       \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00     # roles: 1
+    01 00 00 00 00 00 00 00 72  #   \"r\"
+    01 00 00 00 00 00 00 00     #   perms: 1
+    02 00 00 00                 #     READWRITE
+    01 00 00 00 00 00 00 00 61  #     key \"a\"
+    00 00 00 00 00 00 00 00     #     range_end \"\"
+    01 00 00 00 00 00 00 00     # v2.nodes: 1
+    01 00 00 00 00 00 00 00     #   path: 1 component
+    01 00 00 00 00 00 00 00 66  #     \"f\"
+    01                          #   value: Some
+    01 00 00 00 00 00 00 00 78  #     \"x\"
+    01 00 00 00 00 00 00 00     #   created_index 1
+    01 00 00 00 00 00 00 00     #   modified_index 1
+    01 00 5e d0 b2 00 00 00 00  #   expire_ns: Some(3 s)
+    01 00 00 00 00 00 00 00     # v2.current_index 1
+    01 00 00 00 00 00 00 00     # v2.ttl_keys: 1
+    00 5e d0 b2 00 00 00 00     #   expire_ns 3 s
+    01 00 00 00 00 00 00 00     #   path: 1 component
+    01 00 00 00 00 00 00 00 66  #     \"f\"
+    01 00 00 00 00 00 00 00     # v2.history: 1 event
+    01 00 00 00                 #   action Set
+    02 00 00 00 00 00 00 00     #   node.key \"/f\"
+    2f 66
+    01                          #   node.value: Some
+    01 00 00 00 00 00 00 00 78  #     \"x\"
+    00                          #   node.dir false
+    01 00 5e d0 b2 00 00 00 00  #   node.expire_ns: Some(3 s)
+    02 00 00 00 00 00 00 00     #   node.ttl 2
+    01 00 00 00 00 00 00 00     #   node.modified_index 1
+    01 00 00 00 00 00 00 00     #   node.created_index 1
+    00                          #   prev_node: None
+    00                          #   refresh false
+";
+
+/// The image of [`tiny_state_with_alarm_and_auth`] with state format 3 (before the v2 store),
+/// as written until then.
+const IMAGE_STATE_FORMAT_3: &str = "
     4f 58 53 01                 # image tag: \"OXS\" version 1
     01                          # meta.last_log_id: Some
     02 00 00 00 00 00 00 00     #   term 2
@@ -384,14 +502,46 @@ fn tiny_state_with_alarm_and_auth() -> State {
 fn snapshot_image_bytes_are_fixed() {
     let image = SnapshotImage {
         meta: meta(),
-        state: tiny_state_with_alarm_and_auth(),
+        state: tiny_state_with_alarm_auth_and_v2(),
     };
     let bytes = bincode::serialize(&image).unwrap();
     assert_golden("snapshot image", &bytes, IMAGE);
     let back: SnapshotImage<State> = decode_bounded(&bytes).unwrap();
     assert_eq!(back.meta, meta());
-    assert_eq!(back.state, tiny_state_with_alarm_and_auth());
+    assert_eq!(back.state, tiny_state_with_alarm_auth_and_v2());
     assert_eq!(decode_meta(&bytes).unwrap(), meta());
+}
+
+/// Images written before the v2 store existed (state format 3) still load, with an empty v2
+/// store.
+#[test]
+fn a_state_format_3_image_still_loads() {
+    let back: SnapshotImage<State> = decode_bounded(&hex(IMAGE_STATE_FORMAT_3)).unwrap();
+    assert_eq!(back.meta, meta());
+    assert_eq!(back.state, tiny_state_with_alarm_and_auth());
+    assert_eq!(*back.state.v2, crate::v2store::Store::new());
+}
+
+fn v2_put() -> crate::v2store::V2Request {
+    crate::v2store::V2Request::Put {
+        path: "/f".into(),
+        value: "x".into(),
+        dir: false,
+        prev_value: String::new(),
+        prev_index: 0,
+        prev_exist: None,
+        expire_ns: Some(3_000_000_000),
+        refresh: false,
+        now_ns: 1_000_000_000,
+    }
+}
+
+fn tiny_state_with_alarm_auth_and_v2() -> State {
+    let mut state = tiny_state_with_alarm_and_auth();
+    // Straight into the v2 store: the NOSPACE alarm above refuses writes through apply.
+    let outcome = std::sync::Arc::make_mut(&mut state.v2).apply(&v2_put());
+    assert!(matches!(outcome, crate::v2store::V2Outcome::Event { .. }));
+    state
 }
 
 /// Images written before the auth store existed (state format 2) still load, with a fresh auth
