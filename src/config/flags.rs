@@ -24,7 +24,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "experimental-peer-skip-client-san-verification",
     // layout, bootstrap and proxies
     "wal-dir",
-    "config-file",
     "discovery",
     "discovery-fallback",
     "discovery-proxy",
@@ -56,8 +55,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "host-whitelist",
     "enable-grpc-gateway",
     "enable-pprof",
-    "enable-log-rotation",
-    "log-rotation-config-json",
     "experimental-enable-distributed-tracing",
     "experimental-distributed-tracing-address",
     "experimental-distributed-tracing-service-name",
@@ -91,7 +88,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
              there is nothing to skip"
         }
         "wal-dir" => "a WAL directory apart from --data-dir is not implemented",
-        "config-file" => "configuration files are not read; use flags or ETCD_* variables",
         "discovery" | "discovery-fallback" | "discovery-proxy" | "discovery-srv"
         | "discovery-srv-name" => "discovery bootstrap is not implemented; use --initial-cluster",
         "proxy"
@@ -117,9 +113,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "host-whitelist" => "Host header checks need the HTTP endpoints, which are not served yet",
         "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
         "enable-pprof" => "runtime profiles are not served",
-        "enable-log-rotation" | "log-rotation-config-json" => {
-            "logs go to stderr only; file logs and their rotation are not implemented"
-        }
         "experimental-enable-distributed-tracing"
         | "experimental-distributed-tracing-address"
         | "experimental-distributed-tracing-service-name"
@@ -190,6 +183,8 @@ pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     CommandLine,
+    /// A key of the `--config-file` YAML file.
+    ConfigFile,
     /// The environment variable's name.
     Env(String),
 }
@@ -205,13 +200,39 @@ pub struct Setting {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     explicit: Vec<Option<Setting>>,
+    /// The values come from a configuration file (etcd's file rules differ in a few
+    /// defaults, see `config::build`).
+    from_config_file: bool,
 }
 
 impl Settings {
     fn new() -> Settings {
         Settings {
             explicit: vec![None; FLAGS.len()],
+            from_config_file: false,
         }
+    }
+
+    /// Empty settings to be filled from a configuration file.
+    pub fn from_config_file() -> Settings {
+        Settings {
+            from_config_file: true,
+            ..Settings::new()
+        }
+    }
+
+    /// Whether these settings were read from a configuration file.
+    pub fn is_from_config_file(&self) -> bool {
+        self.from_config_file
+    }
+
+    /// Sets `name` to a value read from the configuration file.
+    pub fn set_from_file(&mut self, name: &str, value: String) {
+        let i = self.slot(name);
+        self.explicit[i] = Some(Setting {
+            value,
+            origin: Origin::ConfigFile,
+        });
     }
 
     fn slot(&self, name: &str) -> usize {
