@@ -46,7 +46,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "unsafe-no-fsync",
     // serving and observability extras
     "log-package-levels",
-    "experimental-warning-apply-duration",
     "listen-metrics-urls",
     "cors",
     "experimental-enable-lease-checkpoint",
@@ -125,7 +124,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "log-package-levels" => {
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level"
         }
-        "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
         "cluster-active-size"
         | "cluster-remove-delay"
         | "cluster-sync-interval"

@@ -502,10 +502,6 @@ fn flags_without_a_consumer_yet_are_refused_unless_default() {
     let cases: &[(&str, &str)] = &[
         ("--metrics=extensive", "metrics are not served yet"),
         (
-            "--experimental-warning-apply-duration=1s",
-            "slow-apply warnings are not implemented",
-        ),
-        (
             "--log-package-levels=etcdserver=DEBUG",
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
         ),
@@ -1204,5 +1200,18 @@ fn log_rotation_errors_match_etcd() {
     assert_eq!(
         with_json(r#"{"compress": true}"#),
         r#"oxetcd: --log-rotation-config-json={"compress": true} is not supported yet (compressing rotated log files is not implemented)"#
+    );
+}
+
+#[test]
+fn warning_apply_duration_is_read() {
+    let c = run(&["--experimental-warning-apply-duration=1s"], &[]);
+    assert_eq!(
+        c.experimental_warning_apply_duration,
+        std::time::Duration::from_secs(1)
+    );
+    assert_eq!(
+        run(&[], &[]).experimental_warning_apply_duration,
+        std::time::Duration::from_millis(100)
     );
 }
