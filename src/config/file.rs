@@ -537,6 +537,17 @@ mod tests {
         );
     }
 
+    /// The documented difference: YAML 1.2 reads `yes` as a string, where etcd's YAML 1.1
+    /// reader takes it as `true`; the file is refused rather than misread.
+    #[test]
+    fn yaml_1_1_booleans_are_strings() {
+        assert_eq!(
+            err("enable-v2: yes\n"),
+            "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into \
+             Go struct field configYAML.enable-v2 of type bool"
+        );
+    }
+
     #[test]
     fn proxy_fields_are_decoded_after_the_main_ones() {
         let p = "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal";
