@@ -1044,10 +1044,16 @@ fn config_file_errors() {
     );
     assert_eq!(e.exit_code(), 1);
     // Refused exactly like the flag of the same name.
-    let e = parse_file(&["--config-file", "/c.yml"], &[], "/c.yml", "wal-dir: /w\n").unwrap_err();
+    let e = parse_file(
+        &["--config-file", "/c.yml"],
+        &[],
+        "/c.yml",
+        "unsafe-no-fsync: true\n",
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"
+        "oxetcd: flag --unsafe-no-fsync is not supported yet (every write is fsynced; skipping fsync is not implemented)"
     );
     // The same validation as the flags.
     let e = parse_file(
