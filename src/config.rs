@@ -157,6 +157,8 @@ pub struct Config {
     // member
     pub name: String,
     pub data_dir: PathBuf,
+    /// `--wal-dir`: the WAL segments' own directory (default `<data-dir>/member/wal`).
+    pub wal_dir: Option<PathBuf>,
     pub snapshot_count: u64,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_ms: u64,
@@ -373,6 +375,10 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         initial_cluster: initial_cluster_raw(settings, &name, &initial_advertise_peer_urls),
         name,
         data_dir,
+        wal_dir: match settings.raw("wal-dir") {
+            "" => None,
+            dir => Some(PathBuf::from(dir)),
+        },
         snapshot_count: read_uint(settings, "snapshot-count")?,
         heartbeat_interval_ms: read_uint(settings, "heartbeat-interval")?,
         election_timeout_ms: read_uint(settings, "election-timeout")?,

@@ -745,3 +745,423 @@ fn make_mirror_copies_and_follows_as_etcdctl_does() {
     }
     assert_eq!(finals[0], finals[1]);
 }
+
+/// A background `lock`/`elect` process whose stdout is read line by line.
+struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::process::ChildStderr,
+}
+
+impl Background {
+    fn start(binary: &Path, endpoint: &str, args: &[&str]) -> Background {
+        use std::io::{BufRead as _, BufReader};
+        let mut child = Command::new(binary)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .arg(format!("--endpoints={endpoint}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next `n` lines of stdout (panics after 30 s without them).
+    fn read(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                self.lines
+                    .recv_timeout(std::time::Duration::from_secs(30))
+                    .expect("the command printed its next line")
+            })
+            .collect()
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
+    /// Sends SIGINT and returns the exit code, what is left on stdout, and stderr (minus the
+    /// client's log lines).
+    fn interrupt(self) -> (i32, String, String) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: signalling our own child process, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        self.finish()
+    }
+
+    /// Waits (at most 30 s, then kills it) for the command to end.
+    fn finish(mut self) -> (i32, String, String) {
+        use std::io::Read as _;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                break self.child.wait().expect("the killed command is reaped");
+            }
+            // Polling a process for its exit; the deadline above bounds the loop.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let rest: Vec<String> = self.lines.iter().collect();
+        let mut err = String::new();
+        let _ = self.stderr.read_to_string(&mut err);
+        (
+            status.code().unwrap_or(-1),
+            rest.join("\n"),
+            without_client_logs(&err),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `count` keys exist under `prefix` (a waiter has queued its own key).
+fn wait_for_keys(endpoint: &str, prefix: &str, count: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let args: Vec<OsString> = ["get", prefix, "--prefix", "--keys-only"]
+            .iter()
+            .map(|a| a.into())
+            .collect();
+        let out = oxetcdctl(endpoint, &args, b"");
+        let keys = out.stdout_text().lines().filter(|l| !l.is_empty()).count();
+        if keys == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} keys under {prefix} never showed up: {:?}",
+            out.stdout_text()
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Replaces each session's lease ID in `name/<hex>` keys by `<lease>`.
+fn without_lease_ids(text: &str, names: &[&str]) -> String {
+    let mut out = text.to_string();
+    for name in names {
+        let marker = format!("{name}/");
+        let mut result = String::new();
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(&marker) {
+            result.push_str(&rest[..at + marker.len()]);
+            rest = &rest[at + marker.len()..];
+            let hex = rest.chars().take_while(char::is_ascii_hexdigit).count();
+            result.push_str("<lease>");
+            rest = &rest[hex..];
+        }
+        result.push_str(rest);
+        out = result;
+    }
+    out
+}
+
+/// One run of the lock and election scenario with one tool against one server.
+fn lock_and_elect_transcript(binary: &Path, server: &Server) -> String {
+    let ep = server.endpoint.as_str();
+    let mut out = String::new();
+    // A holder, and a waiter that runs a command once it gets the lock.
+    let holder = Background::start(binary, ep, &["lock", "L"]);
+    out.push_str(&format!("holder: {:?}\n", holder.read(2)));
+    let hook = "echo got $ETCD_LOCK_KEY; exit 0";
+    let mut waiter = Background::start(binary, ep, &["lock", "L", "--", "sh", "-c", hook]);
+    wait_for_keys(ep, "L/", 2);
+    assert!(waiter.still_running(), "the waiter took a held lock");
+    out.push_str(&format!("holder stopped: {:?}\n", holder.interrupt()));
+    out.push_str(&format!("waiter: {:?}\n", waiter.finish()));
+    wait_for_keys(ep, "L/", 0);
+    // A command's failure becomes the exit status.
+    let failing = Background::start(binary, ep, &["lock", "L", "--", "sh", "-c", "exit 3"]);
+    out.push_str(&format!("failing command: {:?}\n", failing.finish()));
+    // An observer, a leader, and a candidate that takes over when the leader resigns.
+    let observer = Background::start(binary, ep, &["elect", "-l", "E"]);
+    let first = Background::start(binary, ep, &["elect", "E", "one"]);
+    out.push_str(&format!("first: {:?}\n", first.read(2)));
+    out.push_str(&format!("observer: {:?}\n", observer.read(2)));
+    let mut second = Background::start(binary, ep, &["elect", "E", "two"]);
+    wait_for_keys(ep, "E/", 2);
+    assert!(second.still_running(), "the second candidate led too early");
+    out.push_str(&format!("first resigned: {:?}\n", first.interrupt()));
+    out.push_str(&format!("second: {:?}\n", second.read(2)));
+    out.push_str(&format!("observer: {:?}\n", observer.read(2)));
+    out.push_str(&format!("second resigned: {:?}\n", second.interrupt()));
+    out.push_str(&format!("observer stopped: {:?}\n", observer.interrupt()));
+    for args in [
+        &["lock"][..],
+        &["elect", "E"],
+        &["elect", "-l", "E", "x"],
+        &["elect", "a", "b", "c"],
+    ] {
+        let bad = Background::start(binary, ep, args);
+        out.push_str(&format!("{args:?}: {:?}\n", bad.finish()));
+    }
+    without_lease_ids(&out, &["L", "E"])
+}
+
+/// `lock` and `elect` behave and print as etcdctl 3.5's (holders, waiters, a command run under
+/// the lock, its exit status, an observer following two leaders, argument errors), on oxetcd
+/// and on etcd; and the two tools queue behind each other on the same lock.
+#[test]
+fn lock_and_elect_behave_as_etcdctl_does() {
+    let Some(tools) = require_etcd_tools("lock_and_elect_behave_as_etcdctl_does") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let theirs = {
+            let server = Server::start(kind).expect("server starts");
+            lock_and_elect_transcript(&tools.etcdctl35, &server)
+        };
+        let server = Server::start(kind).expect("server starts");
+        let mine = lock_and_elect_transcript(ours, &server);
+        assert_eq!(theirs, mine, "etcdctl 3.5 vs oxetcdctl on {}", kind.label());
+        for expected in ["got L/<lease>", "E/<lease>\", \"two\"", "exit status 3"] {
+            assert!(
+                theirs.contains(expected),
+                "{expected:?} missing in {theirs}"
+            );
+        }
+    }
+    // Mixed: an etcdctl holder blocks an oxetcdctl waiter and the other way round.
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ep = server.endpoint.as_str();
+    for (first, second) in [(tools.etcdctl35.as_path(), ours), (ours, &tools.etcdctl35)] {
+        let holder = Background::start(first, ep, &["lock", "M"]);
+        let held = holder.read(2);
+        let mut waiter = Background::start(second, ep, &["lock", "M", "true"]);
+        wait_for_keys(ep, "M/", 2);
+        assert!(
+            waiter.still_running(),
+            "{held:?}: a second tool took a held lock"
+        );
+        assert_eq!(holder.interrupt().0, 0);
+        assert_eq!(waiter.finish().0, 0);
+        wait_for_keys(ep, "M/", 0);
+    }
+}
+
+/// The current revision of a server, through oxetcdctl.
+fn current_revision(endpoint: &str) -> i64 {
+    let args: Vec<OsString> = ["get", "x", "-w", "json"]
+        .iter()
+        .map(|a| a.into())
+        .collect();
+    let out = oxetcdctl(endpoint, &args, b"");
+    let text = out.stdout_text();
+    let at = text.find("\"revision\":").expect("a header revision") + "\"revision\":".len();
+    text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a number")
+}
+
+/// Lines of a check's output that carry its verdict (etcdctl also draws its progress bar on
+/// stdout), with numbers masked.
+fn verdict_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .split(['\n', '\r'])
+        .filter(|l| l.starts_with("PASS") || l.starts_with("FAIL") || l.starts_with("Start"))
+        .map(masked)
+        .collect()
+}
+
+/// `check perf` and `check datascale`: argument and prefix errors exactly as etcdctl 3.5's;
+/// datascale's report lines as etcdctl's; perf writes at its model's rate for its minute, prints
+/// a verdict consistent with its exit code and the writes the server saw, and cleans up.
+#[test]
+fn check_perf_and_datascale_report_as_etcdctl_does() {
+    if require_etcd_tools("check_perf_and_datascale_report_as_etcdctl_does").is_none() {
+        return;
+    }
+    let args = |line: &str| -> Vec<OsString> { line.split(' ').map(OsString::from).collect() };
+    // perf runs for a minute on its own server while the rest goes on.
+    let perf_server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let perf_endpoint = perf_server.endpoint.clone();
+    let perf = std::thread::spawn(move || {
+        let before = current_revision(&perf_endpoint);
+        let out = oxetcdctl(&perf_endpoint, &args("check perf"), b"");
+        let after = current_revision(&perf_endpoint);
+        (out, after - before)
+    });
+
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ep = server.endpoint.as_str();
+    let script = [
+        "check perf --load x",
+        "check datascale --load huge",
+        "put /etcdctl-check-perf/k v",
+        "check perf",
+        "del /etcdctl-check-perf/k",
+        "put /etcdctl-check-datascale/k v",
+        "check datascale",
+        "del /etcdctl-check-datascale/k",
+    ];
+    let mut transcripts = Vec::new();
+    for ours in [false, true] {
+        let mut transcript = String::new();
+        for line in script {
+            let out = if ours {
+                oxetcdctl(ep, &args(line), b"")
+            } else {
+                etcdctl(CtlVersion::V35, ep, &args(line), b"")
+            };
+            transcript.push_str(&format!(
+                "$ {line}\n{}{}exit {}\n",
+                out.stdout_text(),
+                without_client_logs(&out.stderr_text()),
+                out.code
+            ));
+        }
+        transcripts.push(transcript);
+    }
+    let (theirs, ours) = (&transcripts[0], &transcripts[1]);
+    assert_eq!(theirs, ours, "etcdctl 3.5 vs oxetcdctl");
+    assert!(theirs.contains("has keys. Delete with"), "{theirs}");
+
+    let mut reports = Vec::new();
+    for out in [
+        etcdctl(CtlVersion::V35, ep, &args("check datascale"), b""),
+        oxetcdctl(ep, &args("check datascale"), b""),
+    ] {
+        reports.push((verdict_lines(&out.stdout_text()), out.code));
+    }
+    assert_eq!(
+        reports[0], reports[1],
+        "datascale: etcdctl 3.5 vs oxetcdctl"
+    );
+    assert_eq!(reports[1].0.len(), 2, "{:?}", reports[1]);
+    let left: Vec<OsString> = args("get /etcdctl-check-datascale/ --prefix --keys-only");
+    assert_eq!(
+        oxetcdctl(ep, &left, b"").stdout_text(),
+        "",
+        "datascale cleaned up"
+    );
+
+    let (out, writes_seen) = perf.join().expect("perf thread");
+    let stdout = out.stdout_text();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let allowed = [
+        "PASS: Throughput is ",
+        "FAIL: Throughput too low: ",
+        "PASS: Slowest request took ",
+        "Slowest request took too long: ",
+        "PASS: Stddev is ",
+        "Stddev too high: ",
+        "FAIL: too many errors",
+        "FAIL: ERROR(",
+    ];
+    let last = lines.last().copied().unwrap_or_default();
+    assert_eq!(
+        (last, out.code),
+        if out.code == 0 {
+            ("PASS", 0)
+        } else {
+            ("FAIL", 1)
+        },
+        "{stdout}"
+    );
+    for line in &lines[..lines.len() - 1] {
+        assert!(
+            allowed.iter().any(|a| line.starts_with(a)),
+            "{line:?} in {stdout}"
+        );
+    }
+    // The throughput it reports is the rate the server saw over the minute (every put a
+    // revision, plus one for the clean-up delete).
+    let throughput: f64 = lines
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("PASS: Throughput is ")
+                .or_else(|| l.strip_prefix("FAIL: Throughput too low: "))
+        })
+        .and_then(|rest| rest.strip_suffix(" writes/s"))
+        .and_then(|n| n.parse().ok())
+        .expect("a throughput line");
+    let per_minute = writes_seen as f64 / 60.0;
+    assert!(
+        (per_minute - throughput).abs() <= throughput * 0.05 + 2.0,
+        "reported {throughput} writes/s, the server saw {writes_seen} writes in the minute"
+    );
+    let left: Vec<OsString> = args("get /etcdctl-check-perf/ --prefix --keys-only");
+    assert_eq!(
+        oxetcdctl(&perf_server.endpoint, &left, b"").stdout_text(),
+        ""
+    );
+}
+
+/// `--keepalive-time` and `--keepalive-timeout`: with pings every second, a watch on a member
+/// that stopped answering (SIGSTOP) fails instead of waiting forever; a watch with an hour
+/// between pings is still waiting then, and gets the next event once the member resumes.
+#[test]
+fn keepalive_pings_detect_a_silent_member() {
+    let server = Server::start(ServerKind::Oxetcd).expect("server starts");
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let pinging = Background::start(
+        ours,
+        &server.endpoint,
+        &[
+            "--keepalive-time=1s",
+            "--keepalive-timeout=1s",
+            "watch",
+            "k",
+        ],
+    );
+    let mut patient = Background::start(
+        ours,
+        &server.endpoint,
+        &["--keepalive-time=1h", "watch", "k"],
+    );
+    // Both watches are registered once a put reaches both.
+    let put: Vec<OsString> = ["put", "k", "v1"].iter().map(|a| a.into()).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    assert_eq!(pinging.read(3), ["PUT", "k", "v1"]);
+    assert_eq!(patient.read(3), ["PUT", "k", "v1"]);
+    let pid = i32::try_from(server.pid()).expect("pid fits");
+    // SAFETY: stopping and resuming the test's own server process.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let (code, _, stderr) = pinging.finish();
+    let still_waiting = patient.still_running();
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(still_waiting, "the watch without pings gave up");
+    let put: Vec<OsString> = ["put", "k", "v2"].iter().map(|a| a.into()).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    assert_eq!(patient.read(3), ["PUT", "k", "v2"]);
+}

@@ -1420,3 +1420,55 @@ fn the_certificate_cn_is_the_user_when_no_token_is_given() {
         "{reference:?}"
     );
 }
+
+/// `--insecure-skip-tls-verify`: etcdctl 3.5 and oxetcdctl both reach a TLS member without the
+/// CA bundle when told to skip the server's certificate check (still presenting the client
+/// certificate the member requires), and both fail without the flag.
+#[test]
+fn insecure_skip_tls_verify_reaches_a_member_without_its_ca() {
+    if require_etcd_tools("insecure_skip_tls_verify_reaches_a_member_without_its_ca").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let server = start_tls_server(ServerKind::Oxetcd, &certs);
+    let client = [
+        format!("--cert={}", certs.client.cert.display()),
+        format!("--key={}", certs.client.key.display()),
+    ];
+    let run = |ours: bool, skip: bool| -> CtlOutput {
+        let mut args: Vec<OsString> = client.iter().map(OsString::from).collect();
+        args.push("--dial-timeout=2s".into());
+        args.push("--command-timeout=4s".into());
+        if skip {
+            args.push("--insecure-skip-tls-verify".into());
+        }
+        args.extend(os(&["get", "ready", "-w", "json"]));
+        if ours {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxetcdctl"))
+                .env_clear()
+                .arg(format!("--endpoints={}", server.https))
+                .args(&args)
+                .output()
+                .expect("oxetcdctl runs");
+            CtlOutput {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                code: out.status.code().unwrap_or(-1),
+                timed_out: false,
+            }
+        } else {
+            etcdctl(CtlVersion::V35, &server.https, &args, b"")
+        }
+    };
+    for ours in [false, true] {
+        let tool = if ours { "oxetcdctl" } else { "etcdctl 3.5" };
+        let skipped = run(ours, true);
+        assert!(
+            ok(&skipped, tool).contains("\"header\""),
+            "{tool}: {}",
+            skipped.stdout_text()
+        );
+        let checked = run(ours, false);
+        assert_ne!(checked.code, 0, "{tool} trusted an unknown CA");
+    }
+}

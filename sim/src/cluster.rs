@@ -270,6 +270,7 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
     let peer = format!("http://{ip}:2380");
     NodeOptions {
         data_dir: data_dir(),
+        wal_dir: None,
         name: name.to_string(),
         bootstrap_member_id: 0x1000 + index,
         bootstrap_cluster_id: 0xc1,

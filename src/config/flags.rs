@@ -22,8 +22,7 @@ pub use super::table::{env_key, index_of, spec, FlagSpec, Group, Kind, FLAGS};
 pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // TLS: the peer client certificate SAN check this flag skips is not done
     "experimental-peer-skip-client-san-verification",
-    // layout, bootstrap and proxies
-    "wal-dir",
+    // bootstrap and proxies
     "discovery",
     "discovery-fallback",
     "discovery-proxy",
@@ -86,7 +85,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
             "peer client certificates are never checked against the peer's address, so \
              there is nothing to skip"
         }
-        "wal-dir" => "a WAL directory apart from --data-dir is not implemented",
         "discovery" | "discovery-fallback" | "discovery-proxy" | "discovery-srv"
         | "discovery-srv-name" => "discovery bootstrap is not implemented; use --initial-cluster",
         "proxy"
@@ -693,13 +691,7 @@ mod tests {
             let (s, _) = scanned(list);
             first_unsupported(&s)
         };
-        assert_eq!(
-            check(&["--wal-dir", "/w"]),
-            Some(ConfigError::Unsupported {
-                flag: "wal-dir".into(),
-                why: "a WAL directory apart from --data-dir is not implemented",
-            })
-        );
+        assert_eq!(check(&["--wal-dir", "/w"]), None);
         assert_eq!(check(&["--cert-file", "/c.pem"]), None);
         assert_eq!(check(&["--client-crl-file", "/crl.pem"]), None);
         assert_eq!(
@@ -717,16 +709,15 @@ mod tests {
         assert!(check(&["--pre-vote=false"]).is_some());
         assert_eq!(check(&["--pre-vote=True"]), None);
         assert_eq!(check(&["--client-cert-auth=false"]), None);
-        assert_eq!(check(&["--wal-dir="]), None);
         assert!(check(&["--v"]).is_some());
         assert_eq!(
             ConfigError::Unsupported {
-                flag: "wal-dir".into(),
-                why: "a WAL directory apart from --data-dir is not implemented",
+                flag: "discovery".into(),
+                why: "discovery bootstrap is not implemented; use --initial-cluster",
             }
             .to_string(),
-            "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir \
-             is not implemented)"
+            "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not \
+             implemented; use --initial-cluster)"
         );
     }
 }

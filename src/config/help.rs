@@ -82,9 +82,7 @@ mod tests {
             let expected = usize::from(spec.group != Group::Hidden);
             assert_eq!(count, expected, "{}", spec.name);
         }
-        assert!(text.contains(
-            "  --wal-dir ''\n    Separate directory for the write-ahead log. (not supported yet"
-        ));
+        assert!(text.contains("  --discovery ''\n    Discovery service URL. (not supported yet"));
         assert!(text.contains("  --enable-v2 false\n"));
         assert!(text.contains("  --snapshot-count '100000'\n"));
     }

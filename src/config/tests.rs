@@ -293,7 +293,6 @@ fn help_and_version_outcomes() {
 fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
-        (&["--wal-dir", "/w"], &[], "oxetcd: flag --wal-dir is not supported yet (a WAL directory apart from --data-dir is not implemented)"),
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         // Regression: these were accepted and then ignored.
         (&["--enable-v2"], &[], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),

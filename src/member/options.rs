@@ -89,6 +89,7 @@ pub async fn node_options(
     let limits = config.limits();
     let opts = NodeOptions {
         data_dir: config.data_dir.clone(),
+        wal_dir: config.wal_dir.clone(),
         name: config.name.clone(),
         bootstrap_member_id: member_id,
         bootstrap_cluster_id: cluster_id,

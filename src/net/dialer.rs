@@ -46,17 +46,34 @@ pub struct Dialer {
     // Under madsim there is no TLS dial, and a TLS setting cannot be built.
     #[cfg_attr(madsim, allow(dead_code))]
     tls: Option<ClientTls>,
+    /// HTTP/2 keep-alive pings: (interval without traffic, answer deadline), sent only while a
+    /// call is open (gRPC's keep-alive without `PermitWithoutStream`).
+    #[cfg_attr(madsim, allow(dead_code))]
+    keepalive: Option<(Duration, Duration)>,
 }
 
 impl Dialer {
     /// A dialer for `http://` URLs only.
     pub fn plaintext() -> Dialer {
-        Dialer { tls: None }
+        Dialer {
+            tls: None,
+            keepalive: None,
+        }
     }
 
     /// A dialer that speaks TLS to `https://` URLs (and plaintext to `http://` ones).
     pub fn with_tls(tls: ClientTls) -> Dialer {
-        Dialer { tls: Some(tls) }
+        Dialer {
+            tls: Some(tls),
+            keepalive: None,
+        }
+    }
+
+    /// Pings the other side after `interval` without traffic on a connection with an open
+    /// call, and drops the connection when the ping is not answered within `timeout`.
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Dialer {
+        self.keepalive = Some((interval, timeout));
+        self
     }
 
     /// A channel to `url` that connects on first use, each connect bounded by
@@ -66,6 +83,14 @@ impl Dialer {
             .map_err(|_| DialError::BadUrl(url.to_string()))?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true);
+        #[cfg(not(madsim))]
+        let endpoint = match self.keepalive {
+            Some((interval, timeout)) => endpoint
+                .http2_keep_alive_interval(interval)
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(false),
+            None => endpoint,
+        };
         let https = url.starts_with("https://");
         if !https {
             return Ok(endpoint.connect_lazy());

@@ -211,6 +211,16 @@ impl ServerTls {
 }
 
 impl ClientTls {
+    /// A client that accepts any server certificate (etcdctl's `--insecure-skip-tls-verify`);
+    /// the handshake's signatures are still checked, and the client certificate is presented
+    /// when both files are given. Testing only, as etcdctl warns.
+    #[cfg(not(madsim))]
+    pub fn load_unverified(files: &TlsFiles) -> Result<ClientTls, TlsError> {
+        Reloading::load(files, Side::Client, real::unverified_client_config).map(|r| ClientTls {
+            reloading: Arc::new(r),
+        })
+    }
+
     /// Loads the dialer's CA bundle and, when both files are given, its client certificate.
     pub fn load(files: &TlsFiles, side: Side) -> Result<ClientTls, TlsError> {
         #[cfg(not(madsim))]
@@ -451,6 +461,29 @@ mod real {
             .with_safe_default_protocol_versions()
             .map_err(|e| rejected("TLS versions", e))?
             .with_root_certificates(roots(ca)?);
+        let mut config = if files.cert_file.is_some() || files.key_file.is_some() {
+            let (certs, key) = key_pair(files)?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| rejected("tls: certificate and key", e))?
+        } else {
+            builder.with_no_client_auth()
+        };
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+
+    /// A dialer that does not verify the server's certificate (`--insecure-skip-tls-verify`).
+    pub fn unverified_client_config(
+        files: &TlsFiles,
+        _side: Side,
+    ) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = provider(files)?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| rejected("TLS versions", e))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(super::auto::AcceptAnyServer(provider)));
         let mut config = if files.cert_file.is_some() || files.key_file.is_some() {
             let (certs, key) = key_pair(files)?;
             builder

@@ -41,6 +41,8 @@ use crate::wal::{GroupCommit, Wal, WalConfig};
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     pub data_dir: PathBuf,
+    /// Where the WAL segments live (`--wal-dir`); `None`: `<data_dir>/member/wal`.
+    pub wal_dir: Option<PathBuf>,
     pub name: String,
     /// IDs to use when this start bootstraps a new cluster (ignored on restart).
     pub bootstrap_member_id: u64,
@@ -359,6 +361,31 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
     }
 }
 
+/// A member that has run before keeps its log where it wrote it: a restart with a `--wal-dir`
+/// whose directory holds no segment while the default WAL directory does would come back
+/// without its acknowledged writes (the flag was added to a member that ran without it), so
+/// it is refused. (A restored data dir has no WAL yet, wherever it is to be kept.)
+fn check_wal_dir(disk: &dyn Disk, member_dir: &Path, wal_dir: &Path) -> Result<(), StartError> {
+    let has_files = |dir: &Path| -> Result<bool, StartError> {
+        if !disk.exists(dir).map_err(io_err(dir))? {
+            return Ok(false);
+        }
+        Ok(!disk.list(dir).map_err(io_err(dir))?.is_empty())
+    };
+    let default_wal = member_dir.join("wal");
+    if default_wal != wal_dir && !has_files(wal_dir)? && has_files(&default_wal)? {
+        return Err(StartError::Identity {
+            path: wal_dir.to_path_buf(),
+            reason: format!(
+                "the WAL directory holds no segments but {} holds this member's log (move \
+                 its files there, or start without --wal-dir)",
+                default_wal.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl RaftNode {
     /// How this member dials the others (TLS for `https://` URLs with the peer settings).
     pub fn dialer(&self) -> &crate::net::Dialer {
@@ -391,8 +418,15 @@ impl RaftNode {
             max_wals: opts.max_wals,
             ..WalConfig::default()
         };
+        let wal_dir = opts
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| member_dir.join("wal"));
+        if !fresh {
+            check_wal_dir(disk.as_ref(), &member_dir, &wal_dir)?;
+        }
         let (wal, recovered) =
-            Wal::open(disk.clone(), &member_dir.join("wal"), wal_cfg).map_err(StartError::Wal)?;
+            Wal::open(disk.clone(), &wal_dir, wal_cfg).map_err(StartError::Wal)?;
         if let Some(torn) = &recovered.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, "repaired a torn WAL tail");
         }
@@ -1034,6 +1068,7 @@ mod fault_tests {
     fn options() -> NodeOptions {
         NodeOptions {
             data_dir: PathBuf::from("/data"),
+            wal_dir: None,
             name: "m1".into(),
             bootstrap_member_id: 0x1111,
             bootstrap_cluster_id: 0x2222,

@@ -61,6 +61,20 @@ pub struct Global {
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = go_bool)]
     pub insecure_transport: bool,
+    /// skip server certificate verification (CAUTION: this option should be enabled only for
+    /// testing purposes)
+    #[arg(long, global = true, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", default_value = "false",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = go_bool)]
+    pub insecure_skip_tls_verify: bool,
+    /// keepalive time for client connections (a Go duration)
+    #[arg(long, global = true, env = "ETCDCTL_KEEPALIVE_TIME", default_value = "2s",
+          value_parser = go_duration)]
+    pub keepalive_time: Duration,
+    /// keepalive timeout for client connections (a Go duration)
+    #[arg(long, global = true, env = "ETCDCTL_KEEPALIVE_TIMEOUT", default_value = "6s",
+          value_parser = go_duration)]
+    pub keepalive_timeout: Duration,
     /// username[:password] for authentication (prompt if password is not supplied)
     #[arg(long, global = true, env = "ETCDCTL_USER")]
     pub user: Option<String>,
@@ -118,19 +132,29 @@ impl Global {
         }
     }
 
+    /// The dialer: TLS when a TLS flag is given (or an `https://` endpoint with
+    /// `--insecure-skip-tls-verify`), with the keep-alive pings of `--keepalive-time/-timeout`.
     fn dialer(&self) -> Result<Dialer, CtlError> {
-        if !self.tls_requested() {
-            return Ok(Dialer::plaintext());
-        }
         let files = TlsFiles {
             cert_file: self.cert.clone(),
             key_file: self.key.clone(),
             trusted_ca_file: self.cacert.clone(),
             ..TlsFiles::default()
         };
-        ClientTls::load(&files, Side::Client)
-            .map(Dialer::with_tls)
-            .map_err(|e| CtlError::bad_connection(format!("TLS settings: {e}")))
+        let tls = if self.insecure_skip_tls_verify {
+            Some(ClientTls::load_unverified(&files))
+        } else if self.tls_requested() {
+            Some(ClientTls::load(&files, Side::Client))
+        } else {
+            None
+        };
+        let dialer = match tls {
+            None => Dialer::plaintext(),
+            Some(tls) => tls
+                .map(Dialer::with_tls)
+                .map_err(|e| CtlError::bad_connection(format!("TLS settings: {e}")))?,
+        };
+        Ok(dialer.with_keepalive(self.keepalive_time, self.keepalive_timeout))
     }
 
     /// The user and password from `--user name[:password]` and `--password`.
@@ -169,11 +193,12 @@ fn read_password() -> Result<String, CtlError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-/// One connection to one endpoint.
+/// One connection to one endpoint (clones share it).
+#[derive(Clone)]
 pub struct Client {
     pub channel: Channel,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
-    command_timeout: Duration,
+    pub command_timeout: Duration,
 }
 
 impl Client {

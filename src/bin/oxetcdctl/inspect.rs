@@ -21,6 +21,9 @@ use super::CtlError;
 pub struct InspectArgs {
     /// the data dir (the one given to oxetcd as --data-dir)
     data_dir: PathBuf,
+    /// the WAL directory, when the member runs with --wal-dir (default DATA_DIR/member/wal)
+    #[arg(long = "wal-dir")]
+    wal_dir: Option<PathBuf>,
     /// print every record of every segment (offset, kind, index, term, size)
     #[arg(long)]
     records: bool,
@@ -166,9 +169,10 @@ pub fn inspect(a: &InspectArgs) -> Result<(), CtlError> {
         )));
     }
     let mut damaged = false;
-    let segments = sorted_files(&member.join("wal"), |n| parse_segment_name(n).is_some())?;
+    let wal_dir = a.wal_dir.clone().unwrap_or_else(|| member.join("wal"));
+    let segments = sorted_files(&wal_dir, |n| parse_segment_name(n).is_some())?;
     if segments.is_empty() {
-        println!("{}: no WAL segments", member.join("wal").display());
+        println!("{}: no WAL segments", wal_dir.display());
     }
     for (i, path) in segments.iter().enumerate() {
         let bytes = read(path)?;

@@ -52,6 +52,10 @@ pub struct RestoreArgs {
     /// Path to the output data directory
     #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
+    /// Path to the WAL directory (use --data-dir if none given); the member must then be
+    /// started with the same --wal-dir
+    #[arg(long = "wal-dir")]
+    wal_dir: Option<PathBuf>,
     /// Human-readable name for this member
     #[arg(long, default_value = "default")]
     name: String,
@@ -387,6 +391,9 @@ fn restore(a: &RestoreArgs) -> Result<(), String> {
     let boot = restore_cluster(a)?;
     let disk: Arc<dyn Disk> = Arc::new(OsDisk::new());
     require_empty_dir(disk.as_ref(), &data_dir)?;
+    if let Some(wal_dir) = &a.wal_dir {
+        require_empty_dir(disk.as_ref(), wal_dir)?;
+    }
 
     let steps = progress_steps();
     steps.set_message("verifying the snapshot");
@@ -411,7 +418,7 @@ fn restore(a: &RestoreArgs) -> Result<(), String> {
         .collect();
     steps.set_message("writing the data dir");
     oxetcd::raft::seed::seed_data_dir(
-        disk,
+        disk.clone(),
         &data_dir,
         boot.local_member_id,
         boot.cluster_id,
@@ -419,6 +426,12 @@ fn restore(a: &RestoreArgs) -> Result<(), String> {
         imported.state,
     )
     .map_err(|e| e.to_string())?;
+    // The member's log starts empty after a restore; a dedicated WAL directory only has to
+    // exist (the member writes its first segment there when it starts).
+    if let Some(wal_dir) = &a.wal_dir {
+        disk.create_dir_all(wal_dir)
+            .map_err(|e| format!("creating {}: {e}", wal_dir.display()))?;
+    }
     steps.finish_and_clear();
     println!(
         "restored snapshot {} to {} (revision {revision}, {} records; member {:x}, cluster {:x})",
