@@ -7,14 +7,20 @@
 //! when not at etcd's default) and flags without effect (`flags::NO_EFFECT_FLAGS`, a warning)
 //! → typed build → `validate` (exit 1 on errors).
 //!
-//! Invariant: `Config::parse` is pure: no I/O, no clock; input is the argument list
-//! (without the program name) and the environment as key/value pairs.
+//! With `--config-file` (or `ETCD_CONFIG_FILE`) the file replaces the command line and the
+//! environment entirely, as in etcd: `file::settings_from_yaml` produces the settings the
+//! later stages check.
+//!
+//! Invariant: `Config::parse_with` is pure: no I/O, no clock; input is the argument list
+//! (without the program name), the environment as key/value pairs and a reader for the
+//! configuration file. `Config::parse` reads that file from disk.
 //! Invariant: a returned `Config` has passed every check etcd makes before it starts
 //! serving, except the bootstrap checks of `bootstrap_cluster` (etcd makes those only for a
 //! member without data, and so must the caller).
 
 mod cluster;
 mod error;
+mod file;
 pub mod flags;
 pub mod goparse;
 mod help;
@@ -197,6 +203,10 @@ pub struct Config {
     pub metrics: MetricsLevel,
     pub listen_metrics_urls: Vec<Url>,
     pub log_level: LogLevel,
+    /// `--log-outputs`, in order (duplicates are written once).
+    pub log_outputs: Vec<crate::logging::LogOutput>,
+    /// `--enable-log-rotation` with `--log-rotation-config-json`: the one file output rotates.
+    pub log_rotation: Option<crate::logging::RotationConfig>,
     // experimental and unsafe
     /// Compare this member's HashKV with its peers' before serving.
     pub experimental_initial_corrupt_check: bool,
@@ -207,15 +217,29 @@ pub struct Config {
     pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
     pub force_new_cluster: bool,
-    /// Flags given on the command line or through `ETCD_*`, in flag-table order.
+    /// `--config-file` / `ETCD_CONFIG_FILE`: the file the settings came from (the command
+    /// line and the environment were then ignored).
+    pub config_file: Option<PathBuf>,
+    /// Flags given on the command line, through `ETCD_*` or as keys of the configuration
+    /// file, in flag-table order.
     pub flags_explicitly_set: Vec<&'static str>,
     /// Warnings for the caller to log once logging is up.
     pub warnings: Vec<ConfigWarning>,
 }
 
 impl Config {
-    /// Parses `args` (without the program name) and `env` like etcd 3.5 does.
+    /// Parses `args` (without the program name) and `env` like etcd 3.5 does, reading the
+    /// configuration file from disk when one is named.
     pub fn parse(args: &[String], env: &[(String, String)]) -> Result<Parsed, ConfigError> {
+        Config::parse_with(args, env, &|path| std::fs::read_to_string(path))
+    }
+
+    /// `parse` with the configuration file read through `read_file`.
+    pub fn parse_with(
+        args: &[String],
+        env: &[(String, String)],
+        read_file: &dyn Fn(&std::path::Path) -> std::io::Result<String>,
+    ) -> Result<Parsed, ConfigError> {
         if let Some(first) = args.first() {
             if first == "gateway" || first == "grpc-proxy" {
                 return Err(ConfigError::UnsupportedCommand {
@@ -234,12 +258,22 @@ impl Config {
             return Ok(Parsed::Version(version_text()));
         }
         let mut warnings = Vec::new();
-        flags::merge_env(&mut settings, env, &mut warnings)?;
+        let config_file = config_file_path(&settings, env);
+        match &config_file {
+            Some(path) => {
+                let text = read_file(path).map_err(|e| ConfigError::ConfigFile {
+                    reason: go_open_error(path, &e),
+                })?;
+                settings = file::settings_from_yaml(&text)?;
+            }
+            None => flags::merge_env(&mut settings, env, &mut warnings)?,
+        }
         if let Some(e) = flags::first_unsupported(&settings) {
             return Err(e);
         }
         warnings.extend(flags::no_effect_warnings(&settings));
-        let config = build(&settings, warnings)?;
+        let mut config = build(&settings, warnings)?;
+        config.config_file = config_file;
         validate::validate(&config)?;
         Ok(Parsed::Run(Box::new(config)))
     }
@@ -270,6 +304,38 @@ impl Default for Config {
     }
 }
 
+/// `--config-file`, else a non-empty `ETCD_CONFIG_FILE` (etcd looks at that one variable
+/// before deciding whether the environment counts at all).
+fn config_file_path(settings: &Settings, env: &[(String, String)]) -> Option<PathBuf> {
+    let flag = settings.raw("config-file");
+    if !flag.is_empty() {
+        return Some(PathBuf::from(flag));
+    }
+    env.iter()
+        .find(|(k, v)| k == "ETCD_CONFIG_FILE" && !v.is_empty())
+        .map(|(_, v)| PathBuf::from(v))
+}
+
+/// Go's `*PathError` text for a failed read: `open <path>: no such file or directory`.
+fn go_open_error(path: &std::path::Path, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let (op, what) = match e.kind() {
+        ErrorKind::NotFound => ("open", "no such file or directory".to_string()),
+        ErrorKind::PermissionDenied => ("open", "permission denied".to_string()),
+        ErrorKind::IsADirectory => ("read", "is a directory".to_string()),
+        _ => {
+            let text = e.to_string();
+            // Rust appends " (os error N)"; Go does not.
+            let text = match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            };
+            ("read", text.to_lowercase())
+        }
+    };
+    format!("{op} {}: {what}", path.display())
+}
+
 fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config, ConfigError> {
     let name = settings.raw("name").to_string();
     let data_dir = match settings.raw("data-dir") {
@@ -283,12 +349,16 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         dir => PathBuf::from(dir),
     };
     let initial_advertise_peer_urls = read_urls(settings, "initial-advertise-peer-urls")?;
-    let advertise_client_urls =
-        if settings.is_set("listen-client-urls") && !settings.is_set("advertise-client-urls") {
-            Vec::new()
-        } else {
-            read_urls(settings, "advertise-client-urls")?
-        };
+    // Flags: an explicit --listen-client-urls needs an explicit --advertise-client-urls. A
+    // configuration file starts from etcd's defaults instead, so the default stays.
+    let advertise_client_urls = if settings.is_set("listen-client-urls")
+        && !settings.is_set("advertise-client-urls")
+        && !settings.is_from_config_file()
+    {
+        Vec::new()
+    } else {
+        read_urls(settings, "advertise-client-urls")?
+    };
     let bcrypt_given = read_uint(settings, "bcrypt-cost")?;
     let bcrypt_cost = match u32::try_from(bcrypt_given) {
         Ok(c @ 4..=31) => c,
@@ -300,6 +370,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         }
     };
     let quota_backend_bytes = read_int(settings, "quota-backend-bytes")?;
+    let (log_level, log_outputs, log_rotation) = read_logging(settings)?;
     Ok(Config {
         initial_cluster: initial_cluster_raw(settings, &name, &initial_advertise_peer_urls),
         name,
@@ -334,7 +405,11 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         enable_v2: read_bool(settings, "enable-v2")?,
         client_tls: read_tls(settings, "")?,
         peer_tls: read_tls(settings, "peer-")?,
-        self_signed_cert_validity_years: read_uint(settings, "self-signed-cert-validity")?,
+        // A configuration file's 0 means etcd's default of 1 year.
+        self_signed_cert_validity_years: match read_uint(settings, "self-signed-cert-validity")? {
+            0 if settings.is_from_config_file() => 1,
+            years => years,
+        },
         cors: read_cors(settings)?,
         auth_token: read_auth_token(settings)?,
         auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
@@ -355,7 +430,9 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
             }
         },
         listen_metrics_urls: read_urls(settings, "listen-metrics-urls")?,
-        log_level: read_logging(settings)?,
+        log_level,
+        log_outputs,
+        log_rotation,
         experimental_initial_corrupt_check: read_bool(
             settings,
             "experimental-initial-corrupt-check",
@@ -377,6 +454,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
             "experimental-warning-apply-duration",
         )?,
         force_new_cluster: read_bool(settings, "force-new-cluster")?,
+        config_file: None,
         flags_explicitly_set: settings.explicit_names(),
         warnings,
     })
@@ -592,9 +670,16 @@ fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {
     }
 }
 
-/// `--logger`, `--log-outputs`, `--log-level` and etcd 3.4's `--debug` (etcd checks them first
-/// in Validate).
-fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
+type Logging = (
+    LogLevel,
+    Vec<crate::logging::LogOutput>,
+    Option<crate::logging::RotationConfig>,
+);
+
+/// `--logger`, `--log-outputs`, `--enable-log-rotation`, `--log-rotation-config-json`,
+/// `--log-level` and etcd 3.4's `--debug` (etcd checks them first in Validate).
+fn read_logging(settings: &Settings) -> Result<Logging, ConfigError> {
+    use crate::logging::LogOutput;
     match settings.raw("logger") {
         "zap" => {}
         "capnslog" => return Err(ConfigError::LoggerRemoved),
@@ -604,26 +689,131 @@ fn read_logging(settings: &Settings) -> Result<LogLevel, ConfigError> {
             })
         }
     }
-    let outputs = settings.raw("log-outputs");
-    for output in outputs.split(',') {
-        if output != "default" && output != "stderr" {
-            return Err(ConfigError::UnsupportedValue {
-                flag: "log-outputs".into(),
-                value: outputs.into(),
-                why: "only 'default' and 'stderr' are implemented",
-            });
+    let raw_outputs = settings.raw("log-outputs");
+    let mut outputs = Vec::new();
+    for output in raw_outputs.split(',') {
+        outputs.push(match output {
+            "default" | "stderr" => LogOutput::Stderr,
+            "stdout" => LogOutput::Stdout,
+            "systemd/journal" => {
+                return Err(ConfigError::UnsupportedValue {
+                    flag: "log-outputs".into(),
+                    value: raw_outputs.into(),
+                    why: "writing to the systemd journal directly is not implemented; \
+                          under systemd, stderr goes to the journal",
+                })
+            }
+            path => LogOutput::File(PathBuf::from(path)),
+        });
+    }
+    let rotation = if read_bool(settings, "enable-log-rotation")? {
+        let files = outputs
+            .iter()
+            .filter(|o| matches!(o, LogOutput::File(_)))
+            .count();
+        // etcd's rule: one output that is not a file, or several files, cannot rotate.
+        if (outputs.len() == 1 && files == 0) || files > 1 {
+            return Err(ConfigError::LogRotationOutputs);
+        }
+        Some(read_rotation(settings.raw("log-rotation-config-json"))?)
+    } else {
+        None
+    };
+    // etcd 3.4's --debug: debug-level logging.
+    let level = if read_bool(settings, "debug")? {
+        LogLevel::Debug
+    } else {
+        match settings.raw("log-level") {
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" => LogLevel::Warn,
+            _ => LogLevel::Error,
+        }
+    };
+    Ok((level, outputs, rotation))
+}
+
+/// `--log-rotation-config-json`, decoded with Go's JSON rules into lumberjack's fields
+/// (unknown fields ignored; `filename` is replaced by the output path, as in etcd).
+fn read_rotation(json: &str) -> Result<crate::logging::RotationConfig, ConfigError> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_str(json).map_err(|e| ConfigError::LogRotationConfig {
+        reason: format!("improperly formatted log rotation config: {e}"),
+    })?;
+    let type_error = |what: String, field: Option<(&str, &str)>| {
+        let target = match field {
+            Some((name, ty)) => format!("Go struct field logRotationConfig.{name} of type {ty}"),
+            None => "Go value of type embed.logRotationConfig".to_string(),
+        };
+        ConfigError::LogRotationConfig {
+            reason: format!(
+                "invalid log rotation config: json: cannot unmarshal {what} into {target}"
+            ),
+        }
+    };
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let map = match &value {
+        Value::Object(map) => map,
+        Value::Null => &serde_json::Map::new(),
+        other => return Err(type_error(kind(other).to_string(), None)),
+    };
+    let mut config = crate::logging::RotationConfig {
+        max_size_mb: crate::logging::RotationConfig::MAX_SIZE_MB_DEFAULT,
+        max_age_days: 0,
+        max_backups: 0,
+        local_time: false,
+    };
+    for (name, v) in map {
+        match name.as_str() {
+            "maxsize" | "maxage" | "maxbackups" => {
+                let n = match v {
+                    Value::Null => continue,
+                    Value::Number(n) => n
+                        .as_i64()
+                        .ok_or_else(|| type_error(format!("number {n}"), Some((name, "int"))))?,
+                    other => return Err(type_error(kind(other).into(), Some((name, "int")))),
+                };
+                let n = u64::try_from(n).map_err(|_| ConfigError::UnsupportedValue {
+                    flag: "log-rotation-config-json".into(),
+                    value: json.into(),
+                    why: "negative sizes, ages and counts are not supported",
+                })?;
+                match name.as_str() {
+                    "maxsize" => config.max_size_mb = n,
+                    "maxage" => config.max_age_days = n,
+                    _ => config.max_backups = n,
+                }
+            }
+            "localtime" | "compress" => {
+                let b = match v {
+                    Value::Null => continue,
+                    Value::Bool(b) => *b,
+                    other => return Err(type_error(kind(other).into(), Some((name, "bool")))),
+                };
+                if name == "localtime" {
+                    config.local_time = b;
+                } else if b {
+                    return Err(ConfigError::UnsupportedValue {
+                        flag: "log-rotation-config-json".into(),
+                        value: json.into(),
+                        why: "compressing rotated log files is not implemented",
+                    });
+                }
+            }
+            "filename" if !matches!(v, Value::String(_) | Value::Null) => {
+                return Err(type_error(kind(v).into(), Some((name, "string"))));
+            }
+            _ => {}
         }
     }
-    // etcd 3.4's --debug: debug-level logging.
-    if read_bool(settings, "debug")? {
-        return Ok(LogLevel::Debug);
-    }
-    Ok(match settings.raw("log-level") {
-        "debug" => LogLevel::Debug,
-        "info" => LogLevel::Info,
-        "warn" => LogLevel::Warn,
-        _ => LogLevel::Error,
-    })
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Structured logs as JSON lines on stderr, in the shape of etcd 3.5's zap output:
+//! Structured logs as JSON lines, in the shape of etcd 3.5's zap output, on stderr or on the
+//! destinations of `--log-outputs` (`output`: files, stdout, rotation):
 //!
 //! ```text
 //! {"level":"info","ts":"2026-11-26T19:22:26.861Z","caller":"etcdserver/server.go:843","msg":"starting etcd server","local-member-id":"bdae9bbc11dd390d"}
@@ -35,17 +36,24 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 
+pub mod output;
+
+pub use output::{LogOutput, Outputs, RotationConfig};
+
 /// Why `init` failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoggingError {
     /// A global subscriber was installed before (only the first `init` takes effect).
     AlreadyInitialized,
+    /// An output could not be opened; the text is etcd's (`couldn't open sink ...`).
+    Output(String),
 }
 
 impl fmt::Display for LoggingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LoggingError::AlreadyInitialized => f.write_str("a global logger is already set"),
+            LoggingError::Output(text) => f.write_str(text),
         }
     }
 }
@@ -68,9 +76,20 @@ fn effective_level(meta: &Metadata<'_>) -> Level {
 /// Level `emit` filters with; set by `init` (info until then, like etcd's early logger).
 static EMIT_LEVEL: AtomicUsize = AtomicUsize::new(level_rank(Level::INFO));
 
-/// Installs the JSON logger on stderr as the global subscriber, printing events at
-/// `level` and above.
-pub fn init(level: Level) -> Result<(), LoggingError> {
+/// The process's log destinations once `init` opened them (stderr until then).
+static OUTPUTS: std::sync::OnceLock<Outputs> = std::sync::OnceLock::new();
+
+/// Opens `outputs` (rotating file outputs under `rotation`) and installs the JSON logger
+/// writing to them as the global subscriber, printing events at `level` and above.
+pub fn init(
+    level: Level,
+    outputs: &[LogOutput],
+    rotation: Option<RotationConfig>,
+) -> Result<(), LoggingError> {
+    let opened = Outputs::open(outputs, rotation).map_err(LoggingError::Output)?;
+    if OUTPUTS.set(opened).is_err() {
+        return Err(LoggingError::AlreadyInitialized);
+    }
     EMIT_LEVEL.store(level_rank(level), Ordering::Relaxed);
     tracing::subscriber::set_global_default(JsonLogger::stderr(level))
         .map_err(|_| LoggingError::AlreadyInitialized)
@@ -97,7 +116,7 @@ pub fn emit(level: Level, msg: &str, fields: &[(&str, &str)]) {
         push_field(&mut line, key, &json_string(value));
     }
     line.push_str("}\n");
-    write_stderr(&line);
+    write_outputs(&line);
 }
 
 /// zap's level names; tracing's TRACE prints as "debug".
@@ -157,6 +176,21 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// (year, month, day) → days since 1970-01-01; `None` for an invalid date or one before
+/// 1970. The inverse of `civil_from_days`.
+fn days_from_civil(year: u64, month: u64, day: u64) -> Option<u64> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let year_of_era = y % 400;
+    let month_index = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    (era * 146_097 + day_of_era).checked_sub(719_468)
+}
+
 /// `dir/file.rs:line` from a source path, like zap's short caller.
 fn caller(file: &str, line: u32) -> String {
     let mut parts = file.rsplit(['/', '\\']);
@@ -201,9 +235,15 @@ fn push_field(out: &mut String, key: &str, value: &str) {
     let _ = write!(out, ",{}:{value}", json_string(&key.replace('_', "-")));
 }
 
-/// One line to stderr. A failed write cannot be reported anywhere, so it is dropped.
-fn write_stderr(line: &str) {
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+/// One line to the process's outputs (stderr before `init`). A failed write cannot be
+/// reported anywhere, so it is dropped.
+fn write_outputs(line: &str) {
+    match OUTPUTS.get() {
+        Some(outputs) => outputs.write_line(line),
+        None => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+    }
 }
 
 /// Renders one complete log line (with trailing newline). Field values are JSON texts.
@@ -340,7 +380,7 @@ impl JsonLogger {
 
     fn write(&self, line: &str) {
         match &self.sink {
-            Sink::Stderr => write_stderr(line),
+            Sink::Stderr => write_outputs(line),
             Sink::Buffer(buffer) => buffer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

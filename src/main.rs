@@ -82,9 +82,24 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(code).unwrap_or(1));
         }
     };
-    if let Err(e) = oxetcd::logging::init(config.log_level.to_tracing()) {
-        eprintln!("oxetcd: cannot start logging: {e}");
+    if let Err(e) = oxetcd::logging::init(
+        config.log_level.to_tracing(),
+        &config.log_outputs,
+        config.log_rotation,
+    ) {
+        // As etcd: an output that cannot be opened fails the flag check.
+        oxetcd::logging::emit(
+            tracing::Level::WARN,
+            "failed to verify flags",
+            &[("error", e.to_string().as_str())],
+        );
         return ExitCode::from(1);
+    }
+    if let Some(path) = &config.config_file {
+        tracing::info!(
+            path = %path.display(),
+            "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided"
+        );
     }
     config.log_warnings();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -284,6 +284,7 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         wal_segment_bytes: 1024 * 1024,
         bootstrap_members: Vec::new(),
         peer_dialer: oxetcd::net::Dialer::plaintext(),
+        warning_apply_duration: oxetcd::raft::slow_apply::WARNING_APPLY_DURATION_DEFAULT,
     }
 }
 

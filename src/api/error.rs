@@ -90,6 +90,14 @@ pub enum ApiError {
     BadRequest(String),
     /// An Election or Lock call failed (etcd reports these with code Unknown).
     Recipe(super::recipe::RecipeError),
+    /// Maintenance.Downgrade refused the request.
+    Downgrade(super::maintenance::DowngradeError),
+}
+
+impl From<super::maintenance::DowngradeError> for ApiError {
+    fn from(e: super::maintenance::DowngradeError) -> Self {
+        ApiError::Downgrade(e)
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -125,6 +133,15 @@ impl ApiError {
             ApiError::AuthRaw(_) => Code::Unknown,
             ApiError::Recipe(_) => Code::Unknown,
             ApiError::BadRequest(_) => Code::InvalidArgument,
+            ApiError::Downgrade(e) => {
+                use super::maintenance::DowngradeError as D;
+                match e {
+                    D::WrongFormat | D::InvalidTarget => Code::InvalidArgument,
+                    D::NoInflight => Code::FailedPrecondition,
+                    D::UnknownAction => Code::Unknown,
+                    D::NotSupported => Code::Unimplemented,
+                }
+            }
         }
     }
 
@@ -160,6 +177,7 @@ impl ApiError {
             ApiError::AuthRaw(e) => e.raw_message().to_string(),
             ApiError::Recipe(e) => e.message(),
             ApiError::BadRequest(what) => what.clone(),
+            ApiError::Downgrade(e) => e.message().to_string(),
         }
     }
 }

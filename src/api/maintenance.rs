@@ -9,23 +9,59 @@
 //! `Defragment` rewrites the member's storage: a snapshot of everything applied, after which
 //! the log, WAL segments and snapshot files it covers are dropped by the retention rules.
 //!
-//! Downgrade belongs to later work and answers `Unimplemented` rather than pretending to
-//! succeed.
+//! `Downgrade` answers as etcd 3.5 does for every action and target version (the allowed
+//! target is the minor version below the cluster version, 3.4), except that a valid ENABLE is
+//! refused: no downgrade job can ever run here (oxetcd cannot become etcd 3.4), so none is
+//! started and CANCEL always finds none in flight.
 
 use super::forward::propose_or_forward;
 use super::kv::{on_view, ReadCost};
 use super::{Api, ApiError, ReqCtx};
 use crate::apply::{Command, Outcome};
 use crate::proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentResponse, HashKvResponse, HashResponse,
-    MoveLeaderResponse, SnapshotResponse, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentResponse, DowngradeRequest, DowngradeResponse,
+    HashKvResponse, HashResponse, MoveLeaderResponse, SnapshotResponse, StatusResponse,
 };
 
 /// The etcd version we report. Kubernetes parses it as semver to switch features on; see
 /// docs/compatibility.md for why this one.
 pub const ETCD_VERSION: &str = "3.5.17";
 
-pub const DOWNGRADE_UNSUPPORTED: &str = "downgrade is not supported yet";
+/// Why a Downgrade call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DowngradeError {
+    /// The target is not `major.minor[.patch...]`.
+    WrongFormat,
+    /// The target is not the one minor version below the cluster version.
+    InvalidTarget,
+    /// CANCEL without a downgrade job.
+    NoInflight,
+    /// An action number etcd does not define.
+    UnknownAction,
+    /// ENABLE of a valid target: oxetcd never starts a downgrade job.
+    NotSupported,
+}
+
+impl DowngradeError {
+    /// etcd's text (ours for `NotSupported`).
+    pub fn message(self) -> &'static str {
+        match self {
+            DowngradeError::WrongFormat => "etcdserver: wrong downgrade target version format",
+            DowngradeError::InvalidTarget => "etcdserver: invalid downgrade target version",
+            DowngradeError::NoInflight => "etcdserver: no inflight downgrade job",
+            DowngradeError::UnknownAction => "etcdserver: unknown method",
+            DowngradeError::NotSupported => {
+                "oxetcd: downgrading the cluster is not supported (oxetcd cannot run as the \
+                 target version; migrate through a snapshot instead)"
+            }
+        }
+    }
+}
+
+/// `DowngradeRequest.action` values.
+const DOWNGRADE_VALIDATE: i32 = 0;
+const DOWNGRADE_ENABLE: i32 = 1;
+const DOWNGRADE_CANCEL: i32 = 2;
 
 /// Snapshot chunks (32 KiB each) waiting for a slow client before the builder pauses.
 const SNAPSHOT_CHUNKS_QUEUED_MAX: usize = 8;
@@ -137,6 +173,100 @@ fn send_snapshot<E: Send + 'static>(
 /// etcd's Alarm call: GET lists the raised alarms, ACTIVATE raises one, DEACTIVATE clears one
 /// (`etcdctl alarm disarm` lists, then clears each). Every action goes through the log, so
 /// alarms are the same on every member and survive restarts.
+/// Maintenance.Downgrade. Like etcd 3.5.1 it needs no permission, even with auth on (no
+/// action changes any state here).
+///
+/// VALIDATE checks the target's format, reads linearizably (as etcd, to see the newest cluster
+/// version), then checks the target against the cluster version and answers with the cluster
+/// version. ENABLE validates the same way and, where etcd would start the job, is refused.
+/// CANCEL reads linearizably and finds no job.
+pub async fn downgrade(api: &Api, req: DowngradeRequest) -> Result<DowngradeResponse, ApiError> {
+    api.refuse_learner()?;
+    match req.action {
+        DOWNGRADE_VALIDATE | DOWNGRADE_ENABLE => {
+            let target = downgrade_target(&req.version).ok_or(DowngradeError::WrongFormat)?;
+            api.node.read_index().await?;
+            let (major, minor) = cluster_version_parts();
+            let allowed = (major, minor.saturating_sub(1));
+            if target != allowed {
+                if req.action == DOWNGRADE_ENABLE {
+                    tracing::warn!(
+                        error = DowngradeError::InvalidTarget.message(),
+                        "reject downgrade request"
+                    );
+                }
+                return Err(DowngradeError::InvalidTarget.into());
+            }
+            if req.action == DOWNGRADE_ENABLE {
+                tracing::warn!(
+                    target_version = %req.version,
+                    "reject downgrade request: oxetcd does not downgrade"
+                );
+                return Err(DowngradeError::NotSupported.into());
+            }
+            Ok(DowngradeResponse {
+                header: Some(api.header(&None)),
+                version: CLUSTER_VERSION.to_string(),
+            })
+        }
+        DOWNGRADE_CANCEL => {
+            api.node.read_index().await?;
+            Err(DowngradeError::NoInflight.into())
+        }
+        _ => Err(DowngradeError::UnknownAction.into()),
+    }
+}
+
+/// (major, minor) of [`CLUSTER_VERSION`].
+fn cluster_version_parts() -> (i64, i64) {
+    match downgrade_target(CLUSTER_VERSION) {
+        Some(parts) => parts,
+        None => panic!("CLUSTER_VERSION {CLUSTER_VERSION:?} is not a version"),
+    }
+}
+
+/// etcd's reading of a downgrade target: a semantic version (`3.4.0`, `3.4.1-rc.0+build`) or
+/// `major.minor`, of which only major and minor count.
+fn downgrade_target(v: &str) -> Option<(i64, i64)> {
+    semver_major_minor(v).or_else(|| semver_major_minor(&format!("{v}.0")))
+}
+
+/// go-semver's `NewVersion` rules: `MAJOR.MINOR.PATCH` with Go integers, optional
+/// `-prerelease` and `+metadata` made of dot-separated `[0-9A-Za-z-]+` identifiers.
+fn semver_major_minor(v: &str) -> Option<(i64, i64)> {
+    let (rest, metadata) = match v.split_once('+') {
+        Some((r, m)) => (r, Some(m)),
+        None => (v, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let identifiers_ok = |s: &str| {
+        s.split('.').all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    if pre.is_some_and(|p| !p.is_empty() && !identifiers_ok(p))
+        || metadata.is_some_and(|m| !m.is_empty() && !identifiers_ok(m))
+    {
+        return None;
+    }
+    let mut parts = core.splitn(3, '.');
+    let mut next = || go_parse_int(parts.next()?);
+    let (major, minor, _patch) = (next()?, next()?, next()?);
+    Some((major, minor))
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)`: an optional sign, then decimal digits.
+fn go_parse_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.strip_prefix('+').unwrap_or(s).parse().ok()
+}
+
 pub async fn alarm(api: &Api, ctx: &ReqCtx, req: AlarmRequest) -> Result<AlarmResponse, ApiError> {
     api.refuse_learner()?;
     let cmd = Command::Alarm {
@@ -248,4 +378,35 @@ pub async fn move_leader(api: &Api, target: u64) -> Result<MoveLeaderResponse, A
     Ok(MoveLeaderResponse {
         header: Some(api.header(&None)),
     })
+}
+
+#[cfg(test)]
+mod downgrade_tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_read_like_go_semver() {
+        assert_eq!(downgrade_target("3.4"), Some((3, 4)));
+        assert_eq!(downgrade_target("3.4.0"), Some((3, 4)));
+        assert_eq!(downgrade_target("3.4.27"), Some((3, 4)));
+        assert_eq!(downgrade_target("3.4.0-rc.1+build.5"), Some((3, 4)));
+        // Metadata is split off first, so a leading '+' leaves no version (as in Go).
+        assert_eq!(downgrade_target("+3.4.0"), None);
+        assert_eq!(downgrade_target("3.5"), Some((3, 5)));
+        // An empty pre-release passes go-semver's identifier check.
+        assert_eq!(downgrade_target("3.4.0-"), Some((3, 4)));
+        for bad in [
+            "",
+            "3",
+            "v3.4",
+            "3.4.x",
+            "3.4.0.1",
+            "abc",
+            "3..4",
+            "3.4.0-a..b",
+        ] {
+            assert_eq!(downgrade_target(bad), None, "{bad:?}");
+        }
+        assert_eq!(cluster_version_parts(), (3, 5));
+    }
 }

@@ -45,6 +45,23 @@ pub enum ConfigError {
         key: String,
     },
 
+    // ---- configuration file (exit 1) ----
+    /// Reading or decoding `--config-file` failed; the text is etcd's (`open <path>: no such
+    /// file or directory`, `error unmarshaling JSON: ...`).
+    ConfigFile {
+        reason: String,
+    },
+    /// A URL list key of the configuration file does not parse; etcd prints this plainly on
+    /// stderr: `unexpected error setting up listen-client-urls: <reason>`.
+    ConfigFileUrl {
+        key: String,
+        reason: String,
+    },
+    /// `unexpected clusterState "x"` (a configuration file's `initial-cluster-state`).
+    UnexpectedClusterState {
+        state: String,
+    },
+
     // ---- not implemented (exit 1) ----
     /// A flag from `flags::UNSUPPORTED_FLAGS` set to a non-default value; `why` names what
     /// is missing.
@@ -98,6 +115,13 @@ pub enum ConfigError {
         reason: String,
     },
     LoggerRemoved,
+    /// `--enable-log-rotation` without exactly one file output.
+    LogRotationOutputs,
+    /// `--log-rotation-config-json` does not decode; the text is etcd's
+    /// (`invalid log rotation config: ...`, `improperly formatted log rotation config: ...`).
+    LogRotationConfig {
+        reason: String,
+    },
     UnknownLogger {
         logger: String,
     },
@@ -181,6 +205,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid value {value:?} for {key}: {reason}")
             }
             EnvConflict { .. } => f.write_str(ENV_CONFLICT_MSG),
+            ConfigFile { reason } => f.write_str(reason),
+            ConfigFileUrl { key, reason } => {
+                write!(f, "unexpected error setting up {key}: {reason}")
+            }
+            UnexpectedClusterState { state } => write!(f, "unexpected clusterState {state:?}"),
             Unsupported { flag, why } => {
                 write!(f, "oxetcd: flag --{flag} is not supported yet ({why})")
             }
@@ -220,6 +249,11 @@ impl fmt::Display for ConfigError {
                 write!(f, "error parsing CompactionRetention: {reason}")
             }
             LoggerRemoved => f.write_str("--logger=capnslog is removed in v3.5"),
+            LogRotationOutputs => f.write_str(
+                "--log-outputs requires a single file path when --log-rotate-config-json is \
+                 defined",
+            ),
+            LogRotationConfig { reason } => f.write_str(reason),
             UnknownLogger { logger } => write!(f, "unknown logger option {logger:?}"),
             UnknownMetrics { metrics } => write!(
                 f,

@@ -23,7 +23,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // TLS: the peer client certificate SAN check this flag skips is not done
     "experimental-peer-skip-client-san-verification",
     // bootstrap and proxies
-    "config-file",
     "discovery",
     "discovery-fallback",
     "discovery-proxy",
@@ -45,7 +44,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "unsafe-no-fsync",
     // serving and observability extras
     "log-package-levels",
-    "experimental-warning-apply-duration",
     "listen-metrics-urls",
     "cors",
     "experimental-enable-lease-checkpoint",
@@ -54,8 +52,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "host-whitelist",
     "enable-grpc-gateway",
     "enable-pprof",
-    "enable-log-rotation",
-    "log-rotation-config-json",
     "experimental-enable-distributed-tracing",
     "experimental-distributed-tracing-address",
     "experimental-distributed-tracing-service-name",
@@ -88,7 +84,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
             "peer client certificates are never checked against the peer's address, so \
              there is nothing to skip"
         }
-        "config-file" => "configuration files are not read; use flags or ETCD_* variables",
         "discovery" | "discovery-fallback" | "discovery-proxy" | "discovery-srv"
         | "discovery-srv-name" => "discovery bootstrap is not implemented; use --initial-cluster",
         "proxy"
@@ -118,9 +113,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "host-whitelist" => "Host header checks need the HTTP endpoints, which are not served yet",
         "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
         "enable-pprof" => "runtime profiles are not served",
-        "enable-log-rotation" | "log-rotation-config-json" => {
-            "logs go to stderr only; file logs and their rotation are not implemented"
-        }
         "experimental-enable-distributed-tracing"
         | "experimental-distributed-tracing-address"
         | "experimental-distributed-tracing-service-name"
@@ -133,7 +125,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "log-package-levels" => {
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level"
         }
-        "experimental-warning-apply-duration" => "slow-apply warnings are not implemented",
         "cluster-active-size"
         | "cluster-remove-delay"
         | "cluster-sync-interval"
@@ -191,6 +182,8 @@ pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     CommandLine,
+    /// A key of the `--config-file` YAML file.
+    ConfigFile,
     /// The environment variable's name.
     Env(String),
 }
@@ -206,13 +199,39 @@ pub struct Setting {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     explicit: Vec<Option<Setting>>,
+    /// The values come from a configuration file (etcd's file rules differ in a few
+    /// defaults, see `config::build`).
+    from_config_file: bool,
 }
 
 impl Settings {
     fn new() -> Settings {
         Settings {
             explicit: vec![None; FLAGS.len()],
+            from_config_file: false,
         }
+    }
+
+    /// Empty settings to be filled from a configuration file.
+    pub fn from_config_file() -> Settings {
+        Settings {
+            from_config_file: true,
+            ..Settings::new()
+        }
+    }
+
+    /// Whether these settings were read from a configuration file.
+    pub fn is_from_config_file(&self) -> bool {
+        self.from_config_file
+    }
+
+    /// Sets `name` to a value read from the configuration file.
+    pub fn set_from_file(&mut self, name: &str, value: String) {
+        let i = self.slot(name);
+        self.explicit[i] = Some(Setting {
+            value,
+            origin: Origin::ConfigFile,
+        });
     }
 
     fn slot(&self, name: &str) -> usize {

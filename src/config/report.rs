@@ -18,6 +18,11 @@ pub fn report_error(err: &ConfigError) -> i32 {
         let text = format!("{err}\n{USAGE_SHORT}");
         // Nothing sensible remains to be done if stderr is gone.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    } else if let ConfigError::ConfigFileUrl { .. } = err {
+        // etcd prints this one with fmt.Fprintf before its logger exists.
+        let _ = std::io::stderr()
+            .lock()
+            .write_all(format!("{err}\n").as_bytes());
     } else if let ConfigError::EnvConflict { key } = err {
         logging::emit(
             Level::ERROR,

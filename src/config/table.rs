@@ -179,7 +179,7 @@ pub const FLAGS: &[FlagSpec] = &[
     f("metrics", Str, "basic", Monitoring, "Metrics detail: 'basic' or 'extensive'."),
     f("listen-metrics-urls", Urls, "", Monitoring, "Extra URLs serving /metrics and /health."),
     f("logger", Str, "zap", Logging, "Structured JSON logger ('zap')."),
-    f("log-outputs", Str, "default", Logging, "Log destination: 'default' or 'stderr'."),
+    f("log-outputs", Str, "default", Logging, "Log destinations: 'default', 'stderr', 'stdout' or file paths."),
     f("log-level", Choice(LOG_LEVELS), "info", Logging, "debug, info, warn, error, dpanic, panic or fatal."),
     f("enable-log-rotation", Bool, "false", Logging, "Rotate a file log output."),
     f("log-rotation-config-json", Str, r#"{"maxsize": 100, "maxage": 0, "maxbackups": 0, "localtime": false, "compress": false}"#, Logging, "Log rotation settings."),

@@ -303,8 +303,6 @@ fn unsupported_flags_and_values_exit_one() {
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
     let cases: &[Case] = &[
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
-        (&[], &[("ETCD_CONFIG_FILE", "/etc/etcd.yml")], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
-        (&["--config-file", "x.yml"], &[], "oxetcd: flag --config-file is not supported yet (configuration files are not read; use flags or ETCD_* variables)"),
         (&["--experimental-enable-v2v3", "/v2/"], &[], "oxetcd: flag --experimental-enable-v2v3 is not supported yet (serving the v2 API from the v3 store is not implemented (--enable-v2 serves it from the v2 store))"),
         (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
@@ -319,9 +317,9 @@ fn unsupported_flags_and_values_exit_one() {
             "oxetcd: --auth-token=jwt,sign-method=RS256 is not supported yet (JWT tokens are not implemented)",
         ),
         (
-            &["--log-outputs", "stdout"],
+            &["--log-outputs", "stderr,systemd/journal"],
             &[],
-            "oxetcd: --log-outputs=stdout is not supported yet (only 'default' and 'stderr' are implemented)",
+            "oxetcd: --log-outputs=stderr,systemd/journal is not supported yet (writing to the systemd journal directly is not implemented; under systemd, stderr goes to the journal)",
         ),
         (&["gateway", "start"], &[], "oxetcd: command \"gateway\" is not supported yet"),
     ];
@@ -509,10 +507,6 @@ fn cors_values() {
 fn flags_without_a_consumer_yet_are_refused_unless_default() {
     let cases: &[(&str, &str)] = &[
         ("--metrics=extensive", "metrics are not served yet"),
-        (
-            "--experimental-warning-apply-duration=1s",
-            "slow-apply warnings are not implemented",
-        ),
         (
             "--log-package-levels=etcdserver=DEBUG",
             "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
@@ -965,4 +959,271 @@ fn tls_flags_are_parsed_for_both_sides() {
     assert!(c
         .listen_client_urls
         .contains(&url("http://127.0.0.1:22379")));
+}
+
+/// Parses with a configuration file served from memory.
+fn parse_file(
+    list: &[&str],
+    env_list: &[(&str, &str)],
+    path: &str,
+    yaml: &str,
+) -> Result<Parsed, ConfigError> {
+    let env: Vec<(String, String)> = env_list
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let expected = std::path::PathBuf::from(path);
+    let text = yaml.to_string();
+    Config::parse_with(&args(list), &env, &move |p: &std::path::Path| {
+        if p == expected {
+            Ok(text.clone())
+        } else {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    })
+}
+
+fn run_file(list: &[&str], env_list: &[(&str, &str)], path: &str, yaml: &str) -> Config {
+    match parse_file(list, env_list, path, yaml) {
+        Ok(Parsed::Run(c)) => *c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn config_file_replaces_flags_and_environment() {
+    let yaml = "name: infile\ndata-dir: /var/lib/infile\nsnapshot-count: 777\n\
+                listen-client-urls: http://127.0.0.1:4001\n";
+    let c = run_file(
+        &[
+            "--config-file",
+            "/etc/e.yml",
+            "--name",
+            "ignored",
+            "--snapshot-count",
+            "5",
+        ],
+        &[("ETCD_NAME", "alsoignored"), ("ETCD_FOOBAR", "1")],
+        "/etc/e.yml",
+        yaml,
+    );
+    assert_eq!(c.name, "infile");
+    assert_eq!(c.data_dir, std::path::PathBuf::from("/var/lib/infile"));
+    assert_eq!(c.snapshot_count, 777);
+    assert_eq!(c.config_file, Some(std::path::PathBuf::from("/etc/e.yml")));
+    // No "unrecognized environment variable" warning: the environment is not looked at.
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // A file keeps the default advertise URL where the flags would demand one.
+    assert_eq!(
+        c.advertise_client_urls[0].to_string(),
+        "http://localhost:2379"
+    );
+    assert_eq!(c.listen_client_urls[0].to_string(), "http://127.0.0.1:4001");
+    assert_eq!(c.initial_cluster, "infile=http://localhost:2380");
+}
+
+#[test]
+fn config_file_from_environment() {
+    let c = run_file(
+        &[],
+        &[("ETCD_CONFIG_FILE", "/e.yml"), ("ETCD_NAME", "x")],
+        "/e.yml",
+        "name: y\n",
+    );
+    assert_eq!(c.name, "y");
+    // The flag wins over the variable, without a conflict error.
+    let c = run_file(
+        &["--config-file", "/f.yml"],
+        &[("ETCD_CONFIG_FILE", "/e.yml")],
+        "/f.yml",
+        "name: z\n",
+    );
+    assert_eq!(c.name, "z");
+}
+
+#[test]
+fn config_file_errors() {
+    let e = parse_file(&["--config-file", "/nonexist.yml"], &[], "/other.yml", "").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "open /nonexist.yml: no such file or directory"
+    );
+    assert_eq!(e.exit_code(), 1);
+    // Refused exactly like the flag of the same name.
+    let e = parse_file(
+        &["--config-file", "/c.yml"],
+        &[],
+        "/c.yml",
+        "unsafe-no-fsync: true\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "oxetcd: flag --unsafe-no-fsync is not supported yet (every write is fsynced; skipping fsync is not implemented)"
+    );
+    // The same validation as the flags.
+    let e = parse_file(
+        &["--config-file", "/c.yml"],
+        &[],
+        "/c.yml",
+        "heartbeat-interval: 1000\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--election-timeout[1000ms] should be at least as 5 times as --heartbeat-interval[1000ms]"
+    );
+    let e = parse_file(
+        &["--config-file", "/c.yml"],
+        &[],
+        "/c.yml",
+        "logger: capnslog\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "--logger=capnslog is removed in v3.5");
+    // Command-line syntax is still checked first.
+    let e = parse_file(&["--config-file", "/c.yml", "--bogus"], &[], "/c.yml", "").unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+}
+
+#[test]
+fn config_file_tls_blocks() {
+    let yaml = "client-transport-security:\n  cert-file: /s.pem\n  key-file: /s.key\n\
+                \x20 client-cert-auth: true\n  trusted-ca-file: /ca.pem\n\
+                peer-transport-security:\n  auto-tls: true\n";
+    let c = run_file(&["--config-file", "/c.yml"], &[], "/c.yml", yaml);
+    assert_eq!(c.client_tls.cert_file, Some("/s.pem".into()));
+    assert_eq!(c.client_tls.key_file, Some("/s.key".into()));
+    assert!(c.client_tls.client_cert_auth);
+    assert_eq!(c.client_tls.trusted_ca_file, Some("/ca.pem".into()));
+    assert!(c.peer_tls.auto_tls);
+    assert_eq!(c.self_signed_cert_validity_years, 1);
+}
+
+/// `src/config/testdata/etcd.conf.yml` (etcd's sample configuration file, with oxetcd's
+/// paths and ports) parses into the configuration it describes.
+#[test]
+fn sample_config_file_parses() {
+    let yaml = include_str!("testdata/etcd.conf.yml");
+    let c = run_file(&["--config-file", "/s.yml"], &[], "/s.yml", yaml);
+    assert_eq!(c.name, "default");
+    assert_eq!(c.snapshot_count, 10000);
+    assert_eq!(c.heartbeat_interval_ms, 100);
+    assert_eq!(c.election_timeout_ms, 1000);
+    assert_eq!(c.initial_cluster_token, "etcd-cluster");
+    assert_eq!(c.initial_cluster_state, ClusterState::New);
+    assert!(!c.strict_reconfig_check);
+    assert_eq!(c.self_signed_cert_validity_years, 1);
+    assert_eq!(c.log_level, LogLevel::Debug);
+    assert_eq!(c.data_dir, std::path::PathBuf::from("default.etcd"));
+    assert_eq!(c.initial_cluster, "default=http://localhost:2380");
+    assert_eq!(
+        c.auto_compaction,
+        AutoCompaction::Periodic {
+            retention: std::time::Duration::from_secs(3600)
+        }
+    );
+}
+
+#[test]
+fn log_outputs_and_rotation() {
+    use crate::logging::{LogOutput, RotationConfig};
+    let c = run(&["--log-outputs", "stdout,default,/var/log/e.log"], &[]);
+    assert_eq!(
+        c.log_outputs,
+        vec![
+            LogOutput::Stdout,
+            LogOutput::Stderr,
+            LogOutput::File("/var/log/e.log".into())
+        ]
+    );
+    assert_eq!(c.log_rotation, None);
+    assert_eq!(run(&[], &[]).log_outputs, vec![LogOutput::Stderr]);
+    // Without rotation the JSON is not even read, as in etcd.
+    run(&["--log-rotation-config-json", "notjson"], &[]);
+    let c = run(
+        &[
+            "--enable-log-rotation",
+            "--log-outputs",
+            "stderr,/var/log/e.log",
+            "--log-rotation-config-json",
+            r#"{"maxsize": 5, "maxbackups": 3, "maxage": 7, "localtime": true, "filename": "x", "other": 1}"#,
+        ],
+        &[],
+    );
+    assert_eq!(
+        c.log_rotation,
+        Some(RotationConfig {
+            max_size_mb: 5,
+            max_age_days: 7,
+            max_backups: 3,
+            local_time: true
+        })
+    );
+    let c = run(&["--enable-log-rotation", "--log-outputs", "/l.log"], &[]);
+    assert_eq!(
+        c.log_rotation,
+        Some(RotationConfig {
+            max_size_mb: 100,
+            max_age_days: 0,
+            max_backups: 0,
+            local_time: false
+        })
+    );
+    // Two outputs, neither a file: etcd accepts it (there is nothing to rotate).
+    run(
+        &["--enable-log-rotation", "--log-outputs", "stderr,stdout"],
+        &[],
+    );
+}
+
+/// Texts observed on etcd 3.5.1 with the same flags.
+#[test]
+fn log_rotation_errors_match_etcd() {
+    let single =
+        "--log-outputs requires a single file path when --log-rotate-config-json is defined";
+    for outputs in ["default", "stderr", "/a.log,/b.log"] {
+        let e = fail(&["--enable-log-rotation", "--log-outputs", outputs], &[]);
+        assert_eq!(e.to_string(), single, "{outputs}");
+        assert_eq!(e.exit_code(), 1);
+    }
+    let with_json = |json: &str| {
+        fail(
+            &[
+                "--enable-log-rotation",
+                "--log-outputs",
+                "/a.log",
+                "--log-rotation-config-json",
+                json,
+            ],
+            &[],
+        )
+        .to_string()
+    };
+    assert_eq!(
+        with_json(r#"{"maxsize": "x"}"#),
+        "invalid log rotation config: json: cannot unmarshal string into Go struct field logRotationConfig.maxsize of type int"
+    );
+    assert_eq!(
+        with_json(r#"{"localtime": 1}"#),
+        "invalid log rotation config: json: cannot unmarshal number into Go struct field logRotationConfig.localtime of type bool"
+    );
+    assert!(with_json("notjson").starts_with("improperly formatted log rotation config: "));
+    assert_eq!(
+        with_json(r#"{"compress": true}"#),
+        r#"oxetcd: --log-rotation-config-json={"compress": true} is not supported yet (compressing rotated log files is not implemented)"#
+    );
+}
+
+#[test]
+fn warning_apply_duration_is_read() {
+    let c = run(&["--experimental-warning-apply-duration=1s"], &[]);
+    assert_eq!(
+        c.experimental_warning_apply_duration,
+        std::time::Duration::from_secs(1)
+    );
+    assert_eq!(
+        run(&[], &[]).experimental_warning_apply_duration,
+        std::time::Duration::from_millis(100)
+    );
 }

@@ -305,7 +305,7 @@ async fn unary(api: &Arc<Api>, ctx: &ReqCtx, route: Route, body: &[u8]) -> Respo
         Route::Defragment => call!(|r| defragment(api, r)),
         Route::Hash => call!(|r| hash(api, r)),
         Route::MoveLeader => call!(|r| move_leader(api, r)),
-        Route::Downgrade => call!(|r| downgrade(r)),
+        Route::Downgrade => call!(|r| maintenance::downgrade(api, r)),
         Route::Auth => error_response(&auth_call()),
         Route::Campaign => call!(|r| election::campaign(api, ctx, r)),
         Route::Proclaim => call!(|r| election::proclaim(api, ctx, r)),
@@ -384,10 +384,6 @@ async fn move_leader(
     r: pb::MoveLeaderRequest,
 ) -> Result<pb::MoveLeaderResponse, ApiError> {
     maintenance::move_leader(api, r.target_id).await
-}
-
-async fn downgrade(_r: pb::DowngradeRequest) -> Result<pb::DowngradeResponse, ApiError> {
-    Err(ApiError::Unimplemented(maintenance::DOWNGRADE_UNSUPPORTED))
 }
 
 /// A successful unary answer, or the error's JSON.

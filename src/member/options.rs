@@ -107,6 +107,7 @@ pub async fn node_options(
         wal_segment_bytes,
         bootstrap_members: members,
         peer_dialer: dialer,
+        warning_apply_duration: config.experimental_warning_apply_duration,
     };
     Ok((opts, mode))
 }

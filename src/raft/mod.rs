@@ -27,6 +27,7 @@ pub mod node;
 pub mod peer;
 pub mod runtime;
 pub mod seed;
+pub mod slow_apply;
 pub mod state_machine;
 
 use std::sync::Arc;

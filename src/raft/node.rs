@@ -60,6 +60,8 @@ pub struct NodeOptions {
     pub bootstrap_members: Vec<(NodeId, MemberNode)>,
     /// How this member dials the others' peer URLs (TLS for `https://` ones).
     pub peer_dialer: crate::net::Dialer,
+    /// `--experimental-warning-apply-duration`.
+    pub warning_apply_duration: std::time::Duration,
 }
 
 /// Why a member could not start.
@@ -447,7 +449,8 @@ impl RaftNode {
             .map_err(StartError::Snap)?;
         let sm = StateMachineStore::recover(snaps, log_first_index, observer)
             .map_err(StartError::StateRecovery)?
-            .with_durable_commit(log_store.durable_commit());
+            .with_durable_commit(log_store.durable_commit())
+            .with_warning_apply_duration(opts.warning_apply_duration);
         let shared = sm.shared();
 
         let config = Arc::new(
@@ -1079,6 +1082,7 @@ mod fault_tests {
             wal_segment_bytes: 1 << 20,
             bootstrap_members: Vec::new(),
             peer_dialer: crate::net::Dialer::plaintext(),
+            warning_apply_duration: crate::raft::slow_apply::WARNING_APPLY_DURATION_DEFAULT,
         }
     }
 

@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use super::slow_apply::SlowApply;
+
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError};
 
@@ -229,6 +231,8 @@ pub struct StateMachineStore {
     startup_meta: Arc<Mutex<Option<SnapshotMeta<NodeId, MemberNode>>>>,
     /// When set, entries are applied only once the committed marker covering them is durable.
     durable_commit: Option<super::log_store::DurableCommit>,
+    /// `--experimental-warning-apply-duration`: applies slower than this are logged.
+    warning_apply: Duration,
 }
 
 /// The builder handed to openraft: a frozen copy of the state at one applied index.
@@ -346,7 +350,14 @@ impl StateMachineStore {
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             startup_meta: Arc::new(Mutex::new(startup_meta)),
             durable_commit: None,
+            warning_apply: super::slow_apply::WARNING_APPLY_DURATION_DEFAULT,
         })
+    }
+
+    /// Logs etcd's "apply request took too long" for applies slower than `threshold`.
+    pub fn with_warning_apply_duration(mut self, threshold: Duration) -> Self {
+        self.warning_apply = threshold;
+        self
     }
 
     /// Applies nothing past the durable committed marker (see `log_store::DurableCommit`).
@@ -450,6 +461,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut replies = Vec::new();
         let mut commands = 0u64;
         let mut marks = Vec::new();
+        let mut slow = Vec::new();
+        let threshold = self.warning_apply;
         // One write lock for everything openraft hands over at once: readers wait at most one
         // call, and a burst of entries does not pay a lock round trip each.
         let mut inner = self.shared.write();
@@ -469,11 +482,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(Proposal::Batch(envelopes)) => {
                     let mut results = Vec::with_capacity(envelopes.len());
                     for envelope in &envelopes {
+                        let started = Instant::now();
                         let applied = inner.state.apply_entry(
                             entry_index,
                             &envelope.header,
                             &envelope.command,
                         );
+                        slow.extend(SlowApply::check(
+                            started.elapsed(),
+                            threshold,
+                            &envelope.header,
+                            &envelope.command,
+                            &applied,
+                        ));
                         self.shared
                             .observer
                             .applied(entry_index, &envelope.command, &applied);
@@ -483,10 +504,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Reply::Batch(results)
                 }
                 EntryPayload::Normal(Proposal::One(envelope)) => {
+                    let started = Instant::now();
                     let applied =
                         inner
                             .state
                             .apply_entry(entry_index, &envelope.header, &envelope.command);
+                    slow.extend(SlowApply::check(
+                        started.elapsed(),
+                        threshold,
+                        &envelope.header,
+                        &envelope.command,
+                        &applied,
+                    ));
                     self.shared
                         .observer
                         .applied(entry_index, &envelope.command, &applied);
@@ -503,6 +532,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             replies.push(reply);
         }
         drop(inner);
+        for s in &slow {
+            s.log(threshold);
+        }
         self.shared.count_applied(commands);
         let mut log_marks = self.shared.marks.lock().unwrap_or_else(|p| p.into_inner());
         for (index, in_entry) in marks {
