@@ -91,7 +91,7 @@ fn response_size(outcome: &Outcome) -> String {
         Outcome::LeaseGrant(r) => r.encoded_len(),
         Outcome::LeaseRevoke(r) => r.encoded_len(),
         Outcome::Alarm(r) => r.encoded_len(),
-        Outcome::Auth { .. } => return String::new(),
+        Outcome::Auth { .. } | Outcome::V2(_) => return String::new(),
     };
     format!("size:{size}")
 }
@@ -138,6 +138,8 @@ pub fn describe(cmd: &Command) -> String {
             alarm,
         } => format!("alarm:<action:{action} memberID:{member_id} alarm:{alarm} >"),
         Command::Auth(_) => "auth:<>".to_string(),
+        // A v2 store write (etcd applies these outside the v3 apply it times).
+        Command::V2(_) => "v2:<>".to_string(),
     }
 }
 
