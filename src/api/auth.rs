@@ -63,10 +63,14 @@ impl AuthContext {
     }
 
     /// Whether tokens are JWTs (then no simple token is recorded or honored).
+    #[cfg(not(madsim))]
     pub fn uses_jwt(&self) -> bool {
-        #[cfg(not(madsim))]
-        return self.jwt.is_some();
-        #[cfg(madsim)]
+        self.jwt.is_some()
+    }
+
+    /// The simulator runs simple tokens only.
+    #[cfg(madsim)]
+    pub fn uses_jwt(&self) -> bool {
         false
     }
 }
