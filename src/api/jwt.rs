@@ -559,8 +559,14 @@ fn pem_blocks(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         .unwrap_or_default()
 }
 
-/// A SubjectPublicKeyInfo's algorithm OID, parameters (the curve OID for EC) and key bits.
-fn spki(der_bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
+/// The parts of a SubjectPublicKeyInfo: algorithm OID, parameters (the curve OID for EC), key.
+struct Spki<'a> {
+    algorithm: &'a [u8],
+    curve: Option<&'a [u8]>,
+    key: &'a [u8],
+}
+
+fn spki(der_bytes: &[u8]) -> Option<Spki<'_>> {
     let (0x30, body, _) = der(der_bytes)? else {
         return None;
     };
@@ -575,7 +581,11 @@ fn spki(der_bytes: &[u8]) -> Option<(&[u8], Option<&[u8]>, &[u8])> {
         return None;
     };
     let (&unused, key) = bits.split_first()?;
-    (unused == 0).then_some((oid, param, key))
+    (unused == 0).then_some(Spki {
+        algorithm: oid,
+        curve: param,
+        key,
+    })
 }
 
 fn rsa_keys(
@@ -608,7 +618,7 @@ fn rsa_keys(
                 der_bytes
             } else {
                 match spki(&der_bytes) {
-                    Some((oid, _, key)) if oid == OID_RSA => key.to_vec(),
+                    Some(k) if k.algorithm == OID_RSA => k.key.to_vec(),
                     _ => return Err(JwtConfigError::BadKey(ERR_RSA_PUBLIC)),
                 }
             };
@@ -671,11 +681,11 @@ fn ec_keys(
                 .next()
                 .ok_or(JwtConfigError::BadKey(ERR_NOT_PEM))?;
             match spki(&der_bytes) {
-                Some((oid, Some(curve), key)) if oid == OID_EC_PUBLIC_KEY => {
-                    if curve != method.curve_oid() {
+                Some(k) if k.algorithm == OID_EC_PUBLIC_KEY => {
+                    if k.curve != Some(method.curve_oid()) {
                         return Err(JwtConfigError::BadKey(ERR_EC_PUBLIC));
                     }
-                    Some(key.to_vec())
+                    Some(k.key.to_vec())
                 }
                 _ => return Err(JwtConfigError::BadKey(ERR_EC_PUBLIC)),
             }
