@@ -325,6 +325,12 @@ pub async fn authenticate(
             cmd,
         )
         .await?;
+        if !api.auth.uses_jwt() {
+            // Through a follower the entry was applied on the leader first: wait until this
+            // member applied it too, so the client's next call here finds its token (etcd
+            // waits for the token's index when it looks a simple token up).
+            api.node.read_index().await?;
+        }
         if api.auth_store().revision() == checked_at {
             #[cfg(not(madsim))]
             let token = match &api.auth.jwt {
