@@ -115,9 +115,12 @@ pub enum MetricsLevel {
 }
 
 /// `--auth-token` type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthTokenKind {
     Simple,
+    /// `jwt,<key>=<value>,...`: the options, checked and loaded when the member starts
+    /// (`api::jwt`), as etcd loads them when its server starts.
+    Jwt(std::collections::BTreeMap<String, String>),
 }
 
 /// `--cors`.
@@ -657,16 +660,27 @@ fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {
     }
 }
 
+/// etcd's reading of `--auth-token`: `<type>[,<key>=<value>...]`; an option that is not exactly
+/// one `key=value`, a key given twice or an unknown type is "auth: invalid auth options".
 fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {
     let raw = settings.raw("auth-token");
-    match raw.split(',').next().unwrap_or("") {
+    let invalid = || ConfigError::InvalidAuthOptions { token: raw.into() };
+    let mut parts = raw.split(',');
+    let kind = parts.next().unwrap_or("");
+    let mut options = std::collections::BTreeMap::new();
+    for option in parts {
+        let mut kv = option.split('=');
+        let (Some(k), Some(v), None) = (kv.next(), kv.next(), kv.next()) else {
+            return Err(invalid());
+        };
+        if options.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(invalid());
+        }
+    }
+    match kind {
         "simple" => Ok(AuthTokenKind::Simple),
-        "jwt" => Err(ConfigError::UnsupportedValue {
-            flag: "auth-token".into(),
-            value: raw.into(),
-            why: "JWT tokens are not implemented",
-        }),
-        _ => Err(ConfigError::InvalidAuthOptions { token: raw.into() }),
+        "jwt" => Ok(AuthTokenKind::Jwt(options)),
+        _ => Err(invalid()),
     }
 }
 

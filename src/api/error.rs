@@ -258,6 +258,8 @@ pub fn auth_code(e: AuthError) -> Code {
         | AuthError::RoleNotGranted
         | AuthError::PermissionNotGranted
         | AuthError::AuthNotEnabled => Code::FailedPrecondition,
+        // etcd returns it unmapped.
+        AuthError::VerifyOnly => Code::Unknown,
     }
 }
 

@@ -42,7 +42,12 @@ pub async fn propose_envelope_or_forward(
 ) -> Result<Outcome, ApiError> {
     let deadline = ctx.deadline_within(api.node.request_timeout());
     match api.node.propose(envelope.clone()).await {
-        Ok(applied) => return applied.result.clone().map_err(ApiError::Kv),
+        Ok(applied) => {
+            return applied
+                .result
+                .clone()
+                .map_err(|e| api.unmapped_if_jwt(e.into()))
+        }
         Err(ProposeError::NoLeader) => {}
         Err(e) => return Err(e.into()),
     }
@@ -60,7 +65,7 @@ pub async fn propose_envelope_or_forward(
             .forward_propose(leader, &node, &envelope, left)
             .await
         {
-            Ok(result) => return result.map_err(ApiError::Kv),
+            Ok(result) => return result.map_err(|e| api.unmapped_if_jwt(e.into())),
             // The member asked no longer leads and proposed nothing: ask the new leader.
             Err(ForwardError::Leader(ProposeError::NoLeader)) => refused_by = Some(leader),
             Err(e) => {

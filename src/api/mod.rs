@@ -22,6 +22,8 @@ pub mod cluster;
 pub mod election;
 pub mod error;
 pub mod forward;
+#[cfg(not(madsim))]
+pub mod jwt;
 pub mod kv;
 pub mod lease;
 pub mod lock;

@@ -30,6 +30,8 @@ pub enum AuthError {
     InvalidAuthMgmt,
     /// The request was checked against an older auth store than the one it is applied to.
     AuthOldRevision,
+    /// Authenticate on a member whose JWT provider has only the public key.
+    VerifyOnly,
 }
 
 impl AuthError {
@@ -55,6 +57,7 @@ impl AuthError {
             AuthError::InvalidAuthToken => "etcdserver: invalid auth token",
             AuthError::InvalidAuthMgmt => "etcdserver: invalid auth management",
             AuthError::AuthOldRevision => "etcdserver: revision of auth store is old",
+            AuthError::VerifyOnly => "auth: token signing attempted with verify-only key",
         }
     }
 
@@ -66,6 +69,7 @@ impl AuthError {
             AuthError::UserNotFound => "auth: user name not found",
             AuthError::InvalidAuthToken => "auth: invalid auth token",
             AuthError::AuthOldRevision => "auth: revision in header is old",
+            AuthError::VerifyOnly => "auth: token signing attempted with verify-only key",
             _ => "auth: permission denied",
         }
     }

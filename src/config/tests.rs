@@ -312,11 +312,6 @@ fn unsupported_flags_and_values_exit_one() {
             "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented)",
         ),
         (
-            &["--auth-token", "jwt,sign-method=RS256"],
-            &[],
-            "oxetcd: --auth-token=jwt,sign-method=RS256 is not supported yet (JWT tokens are not implemented)",
-        ),
-        (
             &["--log-outputs", "stderr,systemd/journal"],
             &[],
             "oxetcd: --log-outputs=stderr,systemd/journal is not supported yet (writing to the systemd journal directly is not implemented; under systemd, stderr goes to the journal)",
@@ -389,6 +384,9 @@ fn validation_errors_use_etcd_texts() {
         (&["--logger", "capnslog"], "--logger=capnslog is removed in v3.5"),
         (&["--logger", "abc"], r#"unknown logger option "abc""#),
         (&["--auth-token", "bogus"], "auth: invalid auth options"),
+        (&["--auth-token", "jwt,sign-method=RS256,foo"], "auth: invalid auth options"),
+        (&["--auth-token", "jwt,ttl=1m,ttl=2m"], "auth: invalid auth options"),
+        (&["--auth-token", "simple,a=b=c"], "auth: invalid auth options"),
         (&["--grpc-keepalive-timeout", "-1s"], "--grpc-keepalive-timeout must not be negative (set to -1s)"),
     ];
     for (list, text) in cases {

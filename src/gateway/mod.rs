@@ -16,8 +16,11 @@
 //! Maintenance.HashKV has no route: etcd 3.5.1 answers `/v3/maintenance/hashkv` with 404
 //! (the call is reachable over gRPC only), and so does this gateway.
 //!
-//! Auth: the `Authorization` header carries the token raw. The Auth service is not served by
-//! this member yet: its routes answer Unimplemented ([`auth_call`] is the hook to wire).
+//! Auth: every Auth call has its route, served by `api::auth` as over gRPC. The
+//! `Authorization` header carries the token, raw (no "Bearer"); the client certificate's CN
+//! names no user here, as with etcd's gateway. Cluster member changes need the root role
+//! (`Api::check_admin`), Defragment/Hash/Snapshot/MoveLeader too, refused with the auth
+//! package's raw text (`Api::check_admin_raw`), as their gRPC twins.
 //!
 //! Invariant: every call goes through `api/` with the same checks as its gRPC twin; nothing
 //!   here touches state directly.
@@ -36,7 +39,9 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{cluster, election, kv, lease, lock, maintenance, Api, ApiError, Code, ReqCtx};
+use crate::api::{
+    auth, cluster, election, kv, lease, lock, maintenance, Api, ApiError, Code, ReqCtx,
+};
 
 /// One call of the gateway, by path (aliases map to the same call).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +69,23 @@ pub enum Route {
     Snapshot,
     MoveLeader,
     Downgrade,
-    /// Any call of the Auth service (see [`auth_call`]).
-    Auth,
+    AuthEnable,
+    AuthDisable,
+    AuthStatus,
+    Authenticate,
+    UserAdd,
+    UserGet,
+    UserList,
+    UserDelete,
+    UserChangePassword,
+    UserGrantRole,
+    UserRevokeRole,
+    RoleAdd,
+    RoleGet,
+    RoleList,
+    RoleDelete,
+    RoleGrantPermission,
+    RoleRevokePermission,
     Campaign,
     Proclaim,
     Leader,
@@ -103,23 +123,23 @@ const ROUTES: &[(&str, Route)] = &[
     ("/maintenance/snapshot", Route::Snapshot),
     ("/maintenance/transfer-leadership", Route::MoveLeader),
     ("/maintenance/downgrade", Route::Downgrade),
-    ("/auth/enable", Route::Auth),
-    ("/auth/disable", Route::Auth),
-    ("/auth/status", Route::Auth),
-    ("/auth/authenticate", Route::Auth),
-    ("/auth/user/add", Route::Auth),
-    ("/auth/user/get", Route::Auth),
-    ("/auth/user/list", Route::Auth),
-    ("/auth/user/delete", Route::Auth),
-    ("/auth/user/changepw", Route::Auth),
-    ("/auth/user/grant", Route::Auth),
-    ("/auth/user/revoke", Route::Auth),
-    ("/auth/role/add", Route::Auth),
-    ("/auth/role/get", Route::Auth),
-    ("/auth/role/list", Route::Auth),
-    ("/auth/role/delete", Route::Auth),
-    ("/auth/role/grant", Route::Auth),
-    ("/auth/role/revoke", Route::Auth),
+    ("/auth/enable", Route::AuthEnable),
+    ("/auth/disable", Route::AuthDisable),
+    ("/auth/status", Route::AuthStatus),
+    ("/auth/authenticate", Route::Authenticate),
+    ("/auth/user/add", Route::UserAdd),
+    ("/auth/user/get", Route::UserGet),
+    ("/auth/user/list", Route::UserList),
+    ("/auth/user/delete", Route::UserDelete),
+    ("/auth/user/changepw", Route::UserChangePassword),
+    ("/auth/user/grant", Route::UserGrantRole),
+    ("/auth/user/revoke", Route::UserRevokeRole),
+    ("/auth/role/add", Route::RoleAdd),
+    ("/auth/role/get", Route::RoleGet),
+    ("/auth/role/list", Route::RoleList),
+    ("/auth/role/delete", Route::RoleDelete),
+    ("/auth/role/grant", Route::RoleGrantPermission),
+    ("/auth/role/revoke", Route::RoleRevokePermission),
     ("/election/campaign", Route::Campaign),
     ("/election/proclaim", Route::Proclaim),
     ("/election/leader", Route::Leader),
@@ -164,19 +184,25 @@ pub async fn serve(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Re
     match route {
         Route::Watch => stream::watch(&api, &ctx, &body),
         Route::LeaseKeepAlive => stream::keep_alive(api, ctx, &body),
-        Route::Snapshot => stream::snapshot(&api, &body),
+        Route::Snapshot => stream::snapshot(&api, &ctx, &body),
         Route::Observe => stream::observe(api, ctx, &body),
         _ => unary(&api, &ctx, route, &body).await,
     }
 }
 
-/// The request context of a gateway call: the connection's address and certificate name.
-/// The `Authorization` header (the raw token) is for the auth check to resolve into a user.
+/// The request context of a gateway call: the connection's address and the token of the
+/// `Authorization` header, raw (etcd's gateway hands the header on as `authorization`
+/// metadata, which the server reads as the token). The client certificate's common name is
+/// not an identity here: etcd's server ignores it for gateway calls (CVE-2018-16886).
 fn req_ctx(parts: &http::request::Parts) -> ReqCtx {
     let conn = parts.extensions.get::<crate::net::transport::ConnInfo>();
     let mut ctx = ReqCtx::internal();
     ctx.peer = conn.and_then(|c| c.remote_addr);
-    ctx.cert_common_name = conn.and_then(|c| c.common_name.clone());
+    ctx.token = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     ctx
 }
 
@@ -278,8 +304,8 @@ pub fn go_text(e: &serde_json::Error) -> String {
 
 async fn unary(api: &Arc<Api>, ctx: &ReqCtx, route: Route, body: &[u8]) -> Response<Body> {
     macro_rules! call {
-        (|$req:ident| $call:expr) => {
-            match decode(api, body) {
+        (|$req:ident $(: $ty:ty)?| $call:expr) => {
+            match decode$(::<$ty>)?(api, body) {
                 Ok($req) => answer($call.await),
                 Err(e) => error_response(&e),
             }
@@ -295,18 +321,36 @@ async fn unary(api: &Arc<Api>, ctx: &ReqCtx, route: Route, body: &[u8]) -> Respo
         Route::LeaseRevoke => call!(|r| lease_revoke(api, ctx, r)),
         Route::LeaseTimeToLive => call!(|r| lease::time_to_live(api, ctx, r)),
         Route::LeaseLeases => call!(|r| lease_leases(api, ctx, r)),
-        Route::MemberAdd => call!(|r| cluster::member_add(api, r)),
-        Route::MemberRemove => call!(|r| member_remove(api, r)),
-        Route::MemberUpdate => call!(|r| cluster::member_update(api, r)),
+        Route::MemberAdd => call!(|r| admin(api.check_admin(ctx), cluster::member_add(api, r))),
+        Route::MemberRemove => call!(|r| admin(api.check_admin(ctx), member_remove(api, r))),
+        Route::MemberUpdate => {
+            call!(|r| admin(api.check_admin(ctx), cluster::member_update(api, r)))
+        }
         Route::MemberList => call!(|r| member_list(api, r)),
-        Route::MemberPromote => call!(|r| member_promote(api, r)),
+        Route::MemberPromote => call!(|r| admin(api.check_admin(ctx), member_promote(api, r))),
         Route::Alarm => call!(|r| maintenance::alarm(api, ctx, r)),
         Route::Status => call!(|r| status(api, r)),
-        Route::Defragment => call!(|r| defragment(api, r)),
-        Route::Hash => call!(|r| hash(api, r)),
-        Route::MoveLeader => call!(|r| move_leader(api, r)),
+        Route::Defragment => call!(|r| admin(api.check_admin_raw(ctx), defragment(api, r))),
+        Route::Hash => call!(|r| admin(api.check_admin_raw(ctx), hash(api, r))),
+        Route::MoveLeader => call!(|r| admin(api.check_admin_raw(ctx), move_leader(api, r))),
         Route::Downgrade => call!(|r| maintenance::downgrade(api, r)),
-        Route::Auth => error_response(&auth_call()),
+        Route::AuthEnable => call!(|_r: pb::AuthEnableRequest| auth::auth_enable(api, ctx)),
+        Route::AuthDisable => call!(|_r: pb::AuthDisableRequest| auth::auth_disable(api, ctx)),
+        Route::AuthStatus => call!(|_r: pb::AuthStatusRequest| auth::auth_status(api, ctx)),
+        Route::Authenticate => call!(|r| auth::authenticate(api, ctx, r)),
+        Route::UserAdd => call!(|r| auth::user_add(api, ctx, r)),
+        Route::UserGet => call!(|r| auth::user_get(api, ctx, r)),
+        Route::UserList => call!(|_r: pb::AuthUserListRequest| auth::user_list(api, ctx)),
+        Route::UserDelete => call!(|r| auth::user_delete(api, ctx, r)),
+        Route::UserChangePassword => call!(|r| auth::user_change_password(api, ctx, r)),
+        Route::UserGrantRole => call!(|r| auth::user_grant_role(api, ctx, r)),
+        Route::UserRevokeRole => call!(|r| auth::user_revoke_role(api, ctx, r)),
+        Route::RoleAdd => call!(|r| auth::role_add(api, ctx, r)),
+        Route::RoleGet => call!(|r| auth::role_get(api, ctx, r)),
+        Route::RoleList => call!(|_r: pb::AuthRoleListRequest| auth::role_list(api, ctx)),
+        Route::RoleDelete => call!(|r| auth::role_delete(api, ctx, r)),
+        Route::RoleGrantPermission => call!(|r| auth::role_grant_permission(api, ctx, r)),
+        Route::RoleRevokePermission => call!(|r| auth::role_revoke_permission(api, ctx, r)),
         Route::Campaign => call!(|r| election::campaign(api, ctx, r)),
         Route::Proclaim => call!(|r| election::proclaim(api, ctx, r)),
         Route::Leader => call!(|r| election::leader(api, ctx, r)),
@@ -319,13 +363,17 @@ async fn unary(api: &Arc<Api>, ctx: &ReqCtx, route: Route, body: &[u8]) -> Respo
     }
 }
 
-/// The hook of the Auth service's routes: this member serves no Auth calls yet, so each
-/// answers Unimplemented, as its gRPC twin does.
-fn auth_call() -> ApiError {
-    ApiError::Unimplemented("unknown service etcdserverpb.Auth")
-}
-
 use crate::proto::etcdserverpb as pb;
+
+/// A call made only after its admin check passed (the request decoded first, as the gateway
+/// decodes before the server checks).
+async fn admin<T>(
+    check: Result<(), ApiError>,
+    call: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    check?;
+    call.await
+}
 
 async fn lease_revoke(
     api: &Api,

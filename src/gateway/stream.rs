@@ -226,9 +226,21 @@ pub fn keep_alive(api: Arc<Api>, ctx: ReqCtx, body: &[u8]) -> Response<Body> {
     chunked(ChannelStream::new(rx))
 }
 
-pub fn snapshot(api: &Api, body: &[u8]) -> Response<Body> {
+pub fn snapshot(api: &Api, ctx: &ReqCtx, body: &[u8]) -> Response<Body> {
     if let Err(e) = messages::<SnapshotRequest>(body) {
         return error_response(&e);
+    }
+    // Refused before the first message: the status is the error's, the body the stream's
+    // error chunk (etcd 3.5.1's gateway answers so).
+    if let Err(e) = api.check_admin_raw(ctx) {
+        let code = e.code();
+        let mut r = Response::new(Body::from(error_chunk(code as i32, &e.message())));
+        *r.status_mut() = http_status(code);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return r;
     }
     chunked(ChannelStream::new(maintenance::snapshot(api, |e| e)))
 }

@@ -84,6 +84,9 @@ pub struct MemberSpec {
     pub client_cert_auth: bool,
     /// `--enable-v2`: serve the v2 API (`/v2/...`) on the client port.
     pub enable_v2: bool,
+    /// `--auth-token jwt,...`: the loaded keys (none: simple tokens).
+    #[cfg(not(madsim))]
+    pub jwt: Option<Arc<crate::api::jwt::JwtTokens>>,
 }
 
 fn usize_of(v: u64) -> usize {
@@ -178,6 +181,26 @@ fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<Listen
     Ok(out)
 }
 
+/// The JWT provider `--auth-token` asks for, its keys loaded; etcd's errors otherwise.
+#[cfg(not(madsim))]
+fn jwt_tokens(
+    kind: &crate::config::AuthTokenKind,
+) -> Result<Option<Arc<crate::api::jwt::JwtTokens>>, String> {
+    let crate::config::AuthTokenKind::Jwt(options) = kind else {
+        return Ok(None);
+    };
+    match crate::api::jwt::JwtTokens::from_options(options) {
+        Ok(t) => Ok(Some(Arc::new(t))),
+        Err(e) => {
+            if let Some(detail) = e.detail() {
+                tracing::error!(error = %detail, "problem loading JWT options");
+            }
+            tracing::warn!(error = %e, "failed to create token provider");
+            Err(e.to_string())
+        }
+    }
+}
+
 impl MemberSpec {
     /// The spec etcd's flags describe, around node options already derived from them.
     pub fn from_config(
@@ -186,6 +209,10 @@ impl MemberSpec {
         mode: StartMode,
     ) -> Result<MemberSpec, String> {
         let limits: Limits = config.limits();
+        #[cfg(madsim)]
+        if matches!(config.auth_token, crate::config::AuthTokenKind::Jwt(_)) {
+            return Err("JWT tokens are not available in the simulated build".into());
+        }
         Ok(MemberSpec {
             node,
             mode,
@@ -248,6 +275,8 @@ impl MemberSpec {
             bcrypt_cost: limits.bcrypt_cost,
             client_cert_auth: config.client_tls.client_cert_auth,
             enable_v2: config.enable_v2,
+            #[cfg(not(madsim))]
+            jwt: jwt_tokens(&config.auth_token)?,
         })
     }
 }
@@ -326,7 +355,9 @@ impl MemberObserver {
         use crate::auth::AuthCommand;
         let tokens = &self.auth.tokens;
         match (change, &applied.result) {
-            (AuthCommand::Authenticate { name, .. }, Ok(Outcome::Auth { token, .. })) => {
+            (AuthCommand::Authenticate { name, .. }, Ok(Outcome::Auth { token, .. }))
+                if !self.auth.uses_jwt() =>
+            {
                 tokens.issue(token.clone(), name.clone(), tokio::time::Instant::now());
             }
             (AuthCommand::UserDelete { name }, _)
@@ -368,11 +399,17 @@ impl Member {
     pub async fn start(disk: Arc<dyn Disk>, spec: MemberSpec) -> Result<Member, String> {
         let hub = Arc::new(Hub::new(spec.hub));
         let lessor = Arc::new(Lessor::default());
-        let auth = Arc::new(crate::api::auth::AuthContext::new(
+        #[cfg_attr(madsim, allow(unused_mut))]
+        let mut auth_context = crate::api::auth::AuthContext::new(
             spec.auth_token_ttl,
             spec.bcrypt_cost,
             spec.client_cert_auth,
-        ));
+        );
+        #[cfg(not(madsim))]
+        {
+            auth_context.jwt = spec.jwt.clone();
+        }
+        let auth = Arc::new(auth_context);
         let v2 = Arc::new(crate::api::v2::V2Context::new(spec.enable_v2));
         let observer = Arc::new(MemberObserver {
             hub: hub.clone(),
