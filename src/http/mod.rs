@@ -16,6 +16,7 @@
 
 pub mod health;
 pub mod metrics;
+pub mod observe;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,16 +37,22 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 /// The routes of the client port around the gRPC services: every path the services do not
 /// claim goes to [`Endpoints`].
 pub fn routes(api: Arc<crate::api::Api>) -> tonic::service::Routes {
-    let node = api.node.clone();
-    let router = axum::Router::new().fallback_service(Endpoints { node, api });
+    let router = axum::Router::new().fallback_service(Endpoints { api });
+    tonic::service::Routes::from(router)
+}
+
+/// `routes` with the gRPC server metrics counted around every call (see [`observe`]).
+pub fn observed(routes: tonic::service::Routes) -> tonic::service::Routes {
+    let router = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(observe::observe));
     tonic::service::Routes::from(router)
 }
 
 /// The HTTP handlers of one client listener.
 #[derive(Clone)]
 pub struct Endpoints {
-    node: Arc<RaftNode>,
-    /// For the JSON gateway (`/v3/...`, `crate::gateway`).
+    /// The member's API: its raft node for the checks, the JSON gateway (`/v3/...`).
     api: Arc<crate::api::Api>,
 }
 
@@ -61,7 +68,6 @@ impl tower_service::Service<Request<Body>> for Endpoints {
     }
 
     fn call(&mut self, request: Request<Body>) -> Answer {
-        let node = self.node.clone();
         let (parts, body) = request.into_parts();
         if parts.method == Method::OPTIONS && !is_grpc(&parts) {
             // etcd's CORS wrapper answers every preflight itself, whatever the path.
@@ -73,7 +79,8 @@ impl tower_service::Service<Request<Body>> for Endpoints {
                 Ok(with_cors(crate::gateway::serve(api, parts, body).await))
             });
         }
-        Box::pin(async move { Ok(respond(&node, &parts).await) })
+        let api = self.api.clone();
+        Box::pin(async move { Ok(respond(&api, &parts).await) })
     }
 }
 
@@ -85,7 +92,8 @@ fn is_grpc(parts: &http::request::Parts) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body> {
+async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Response<Body> {
+    let node = &*api.node;
     if is_grpc(parts) {
         return tonic::Status::unimplemented("").into_http::<Body>();
     }
@@ -112,7 +120,7 @@ async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body
         "/health" => health(node, &HealthQuery::parse(query)).await,
         "/version" => version(),
         "/livez" => livez(node, verbose(query)).await,
-        "/metrics" => metrics(node).await,
+        "/metrics" => metrics(api).await,
         _ => readyz(node, verbose(query)).await,
     };
     with_cors(response)
@@ -218,17 +226,28 @@ fn version() -> Response<Body> {
     r
 }
 
-async fn metrics(node: &RaftNode) -> Response<Body> {
+async fn metrics(api: &crate::api::Api) -> Response<Body> {
+    let node = &*api.node;
     let m = node.metrics();
     let committed = node.committed_index().await;
-    let (current_revision, compact_revision, db_bytes) = {
-        let sm = node.state().read();
-        let kv = &sm.state.kv;
+    // Counting keys walks the key index: on a view, off the async workers.
+    let view = node.state().view();
+    let counted = tokio::task::spawn_blocking(move || {
+        let kv = &view.state.kv;
         (
             kv.current_revision(),
             kv.compact_revision(),
             kv.logical_bytes(),
+            kv.live_key_count() as u64,
         )
+    })
+    .await;
+    let Ok((current_revision, compact_revision, db_bytes, keys)) = counted else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics: the key count failed\n",
+            false,
+        );
     };
     let sample = metrics::Sample {
         has_leader: m.current_leader.is_some(),
@@ -241,6 +260,8 @@ async fn metrics(node: &RaftNode) -> Response<Body> {
         db_bytes,
         current_revision,
         compact_revision,
+        keys,
+        quota_bytes: api.limits.quota_bytes.unwrap_or(0),
         process: metrics::process(),
     };
     let mut r = Response::new(Body::from(metrics::render(&sample)));

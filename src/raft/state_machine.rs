@@ -469,10 +469,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(Proposal::Batch(envelopes)) => {
                     let mut results = Vec::with_capacity(envelopes.len());
                     for envelope in &envelopes {
+                        let started = Instant::now();
                         let applied = inner.state.apply_entry(
                             entry_index,
                             &envelope.header,
                             &envelope.command,
+                        );
+                        crate::metrics::count_applied(
+                            &envelope.command,
+                            &applied,
+                            started.elapsed(),
                         );
                         self.shared
                             .observer
@@ -483,10 +489,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Reply::Batch(results)
                 }
                 EntryPayload::Normal(Proposal::One(envelope)) => {
+                    let started = Instant::now();
                     let applied =
                         inner
                             .state
                             .apply_entry(entry_index, &envelope.header, &envelope.command);
+                    crate::metrics::count_applied(&envelope.command, &applied, started.elapsed());
                     self.shared
                         .observer
                         .applied(entry_index, &envelope.command, &applied);
