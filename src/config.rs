@@ -335,13 +335,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         bcrypt_cost,
         metrics: match settings.raw("metrics") {
             "basic" => MetricsLevel::Basic,
-            "extensive" => {
-                return Err(ConfigError::UnsupportedValue {
-                    flag: "metrics".into(),
-                    value: "extensive".into(),
-                    why: "metrics are not served yet",
-                })
-            }
+            "extensive" => MetricsLevel::Extensive,
             other => {
                 return Err(ConfigError::UnknownMetrics {
                     metrics: other.into(),

@@ -48,7 +48,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // serving and observability extras
     "log-package-levels",
     "experimental-warning-apply-duration",
-    "listen-metrics-urls",
     "cors",
     "experimental-enable-lease-checkpoint",
     "socket-reuse-port",
@@ -124,7 +123,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         | "experimental-distributed-tracing-address"
         | "experimental-distributed-tracing-service-name"
         | "experimental-distributed-tracing-instance-id" => "trace export is not implemented",
-        "listen-metrics-urls" => "the /metrics and /health listener is not implemented yet",
         "cors" => "CORS applies to the HTTP endpoints, which are not served yet",
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"

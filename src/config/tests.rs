@@ -300,7 +300,6 @@ fn unsupported_flags_and_values_exit_one() {
         // Regression: these were accepted and then ignored.
         (&["--enable-v2"], &[], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
         (&[], &[("ETCD_ENABLE_V2", "true")], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
-        (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
         (
             &["--listen-peer-urls", "unix://localhost:2380"],
@@ -502,7 +501,6 @@ fn cors_values() {
 #[test]
 fn flags_without_a_consumer_yet_are_refused_unless_default() {
     let cases: &[(&str, &str)] = &[
-        ("--metrics=extensive", "metrics are not served yet"),
         (
             "--experimental-warning-apply-duration=1s",
             "slow-apply warnings are not implemented",

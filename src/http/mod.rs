@@ -37,8 +37,40 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 /// The routes of the client port around the gRPC services: every path the services do not
 /// claim goes to [`Endpoints`].
 pub fn routes(api: Arc<crate::api::Api>) -> tonic::service::Routes {
-    let router = axum::Router::new().fallback_service(Endpoints { api });
+    let router = axum::Router::new().fallback_service(Endpoints {
+        api,
+        port: Port::Client,
+    });
     tonic::service::Routes::from(router)
+}
+
+/// Serves a `--listen-metrics-urls` listener until `shutdown`: `/metrics` and `/health` only,
+/// over HTTP/1.1 or h2c (h2 or http/1.1 by ALPN with TLS), without CORS headers (etcd serves
+/// them from a plain mux there).
+pub async fn serve_metrics(
+    listener: crate::net::Listener,
+    api: Arc<crate::api::Api>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let router = axum::Router::new().fallback_service(Endpoints {
+        api,
+        port: Port::Metrics,
+    });
+    let server = listener
+        .settings()
+        .server()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(router));
+    listener.serve(server, shutdown).await
+}
+
+/// Which listener an [`Endpoints`] answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    /// The client port: every endpoint, CORS headers, the JSON gateway.
+    Client,
+    /// A metrics listener: `/metrics` and `/health`, nothing else.
+    Metrics,
 }
 
 /// `routes` with the gRPC server metrics counted around every call (see [`observe`]).
@@ -54,6 +86,7 @@ pub fn observed(routes: tonic::service::Routes) -> tonic::service::Routes {
 pub struct Endpoints {
     /// The member's API: its raft node for the checks, the JSON gateway (`/v3/...`).
     api: Arc<crate::api::Api>,
+    port: Port,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -69,6 +102,10 @@ impl tower_service::Service<Request<Body>> for Endpoints {
 
     fn call(&mut self, request: Request<Body>) -> Answer {
         let (parts, body) = request.into_parts();
+        if self.port == Port::Metrics {
+            let api = self.api.clone();
+            return Box::pin(async move { Ok(respond_metrics_port(&api, &parts).await) });
+        }
         if parts.method == Method::OPTIONS && !is_grpc(&parts) {
             // etcd's CORS wrapper answers every preflight itself, whatever the path.
             return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
@@ -105,15 +142,9 @@ async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Respons
     if !known {
         return with_cors(text(StatusCode::NOT_FOUND, "404 page not found\n", true));
     }
-    if parts.method != Method::GET {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method Not Allowed\n",
-            false,
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return with_cors(r);
+    // The Prometheus handler answers any method; the others are GET only.
+    if parts.method != Method::GET && path != "/metrics" {
+        return with_cors(method_not_allowed());
     }
     let query = parts.uri.query();
     let response = match path {
@@ -124,6 +155,31 @@ async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Respons
         _ => readyz(node, verbose(query)).await,
     };
     with_cors(response)
+}
+
+/// A metrics listener's answer: etcd's plain mux there has `/metrics` (any method) and
+/// `/health` (GET only), and Go's 404 for the rest, with no CORS headers.
+async fn respond_metrics_port(
+    api: &crate::api::Api,
+    parts: &http::request::Parts,
+) -> Response<Body> {
+    match parts.uri.path() {
+        "/metrics" => metrics(api).await,
+        "/health" if parts.method != Method::GET => method_not_allowed(),
+        "/health" => health(&api.node, &HealthQuery::parse(parts.uri.query())).await,
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n", true),
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut r = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method Not Allowed\n",
+        true,
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    r
 }
 
 fn verbose(query: Option<&str>) -> bool {

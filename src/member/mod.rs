@@ -51,6 +51,11 @@ pub struct MemberSpec {
     pub mode: StartMode,
     pub listen_client: Vec<ListenAddr>,
     pub listen_peer: Vec<ListenAddr>,
+    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health` (https
+    /// with the client certificate, as etcd does).
+    pub listen_metrics: Vec<ListenAddr>,
+    /// `--metrics extensive`: the gRPC handling-time histograms are printed too.
+    pub metrics_extensive: bool,
     /// HTTP/2 and TCP settings of the client listeners (`--grpc-keepalive-*`,
     /// `--max-concurrent-streams`).
     pub client_listener: ListenerSettings,
@@ -130,9 +135,21 @@ pub(crate) fn with_auto_tls(
 /// any URL is `https://` (etcd's texts when they are missing). An `http://` URL beside TLS
 /// files is served in plaintext with etcd's warning.
 fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<ListenAddr>, String> {
-    let what = match side {
-        Side::Client => "client",
-        Side::Peer => "peer",
+    listen_addrs_for(urls, files, side, false)
+}
+
+/// [`listen_addrs`]; `metrics`: the URLs are `--listen-metrics-urls`, served with the client
+/// TLS files, whose absence etcd reports with its listener's generic text.
+fn listen_addrs_for(
+    urls: &[Url],
+    files: &TlsFiles,
+    side: Side,
+    metrics: bool,
+) -> Result<Vec<ListenAddr>, String> {
+    let what = match (side, metrics) {
+        (_, true) => "metrics",
+        (Side::Client, false) => "client",
+        (Side::Peer, false) => "peer",
     };
     let mut tls: Option<ServerTls> = None;
     let mut out = Vec::with_capacity(urls.len());
@@ -153,11 +170,11 @@ fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<Listen
         }
         if !tls::has_key_pair(files) {
             return Err(match side {
-                Side::Client => format!(
+                Side::Client if !metrics => format!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url \
                      {url} with HTTPS scheme"
                 ),
-                Side::Peer => format!(
+                Side::Client | Side::Peer => format!(
                     "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
                     url.host_port()
                 ),
@@ -184,20 +201,24 @@ impl MemberSpec {
         mode: StartMode,
     ) -> Result<MemberSpec, String> {
         let limits: Limits = config.limits();
+        let client_tls = with_auto_tls(
+            &config.client_tls,
+            &config.data_dir,
+            &config.listen_client_urls,
+            config.self_signed_cert_validity_years,
+            Side::Client,
+        )?;
         Ok(MemberSpec {
             node,
             mode,
-            listen_client: listen_addrs(
-                &config.listen_client_urls,
-                &with_auto_tls(
-                    &config.client_tls,
-                    &config.data_dir,
-                    &config.listen_client_urls,
-                    config.self_signed_cert_validity_years,
-                    Side::Client,
-                )?,
+            listen_client: listen_addrs(&config.listen_client_urls, &client_tls, Side::Client)?,
+            listen_metrics: listen_addrs_for(
+                &config.listen_metrics_urls,
+                &client_tls,
                 Side::Client,
+                true,
             )?,
+            metrics_extensive: config.metrics == crate::config::MetricsLevel::Extensive,
             listen_peer: listen_addrs(
                 &config.listen_peer_urls,
                 &with_auto_tls(
@@ -323,6 +344,7 @@ pub struct Member {
     node: Arc<RaftNode>,
     client_addrs: Vec<SocketAddr>,
     peer_addrs: Vec<SocketAddr>,
+    metrics_addrs: Vec<SocketAddr>,
     stop_tx: watch::Sender<bool>,
     client_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
@@ -423,6 +445,28 @@ impl Member {
             let shutdown = stopped(stop_rx.clone());
             client_servers.push(tokio::spawn(listener.serve(api.clone(), shutdown)));
         }
+        crate::metrics::set_extensive(spec.metrics_extensive);
+        #[cfg_attr(madsim, allow(unused_mut))]
+        let mut metrics_addrs = Vec::new();
+        // No HTTP server under madsim: the simulator passes no metrics URLs.
+        #[cfg(not(madsim))]
+        for ListenAddr { addr, tls } in &spec.listen_metrics {
+            let settings = ListenerSettings {
+                tls: tls.clone(),
+                ..ListenerSettings::default()
+            };
+            let listener = crate::net::Listener::bind(*addr, settings)
+                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let address = listener.local_addr();
+            tracing::info!(%address, "serving metrics");
+            metrics_addrs.push(address);
+            let shutdown = stopped(stop_rx.clone());
+            client_servers.push(tokio::spawn(crate::http::serve_metrics(
+                listener,
+                api.clone(),
+                shutdown,
+            )));
+        }
         let expiry = tokio::spawn(crate::api::lease::run_expiry(api.clone(), stop_rx.clone()));
         let corruption_check = spec.corrupt_check_interval.map(|interval| {
             tokio::spawn(corruption::run(
@@ -458,6 +502,7 @@ impl Member {
             node,
             client_addrs,
             peer_addrs,
+            metrics_addrs,
             stop_tx,
             client_servers,
             peer_servers,
@@ -479,6 +524,11 @@ impl Member {
     /// The bound peer addresses.
     pub fn peer_addrs(&self) -> &[SocketAddr] {
         &self.peer_addrs
+    }
+
+    /// The bound `--listen-metrics-urls` addresses.
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        &self.metrics_addrs
     }
 
     /// Serves until `stop` resolves, the member is removed from the cluster or a listener
