@@ -172,11 +172,7 @@ async fn respond_metrics_port(
 }
 
 fn method_not_allowed() -> Response<Body> {
-    let mut r = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method Not Allowed\n",
-        true,
-    );
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n", true);
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("GET"));
     r
