@@ -186,6 +186,8 @@ pub struct Config {
     /// `--self-signed-cert-validity`: years the `--auto-tls` certificates are valid.
     pub self_signed_cert_validity_years: u64,
     pub cors: Cors,
+    /// `--host-whitelist`: the Host names plain-HTTP requests may name; empty = any (`*`).
+    pub host_whitelist: Vec<String>,
     // auth
     pub auth_token: AuthTokenKind,
     pub auth_token_ttl_s: u64,
@@ -330,6 +332,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         peer_tls: read_tls(settings, "peer-")?,
         self_signed_cert_validity_years: read_uint(settings, "self-signed-cert-validity")?,
         cors: read_cors(settings)?,
+        host_whitelist: read_host_whitelist(settings),
         auth_token: read_auth_token(settings)?,
         auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
         bcrypt_cost,
@@ -565,6 +568,18 @@ fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {
             .map(Cors::Origins)
             .map_err(|e| value_error(settings, "cors", e.to_string())),
     }
+}
+
+/// etcd's unique-strings flag: comma-separated names; `*` (the default) allows any.
+fn read_host_whitelist(settings: &Settings) -> Vec<String> {
+    let names: Vec<String> = match settings.raw("host-whitelist") {
+        "" => Vec::new(),
+        raw => raw.split(',').map(str::to_string).collect(),
+    };
+    if names.iter().any(|n| n == "*") {
+        return Vec::new();
+    }
+    names
 }
 
 fn read_auth_token(settings: &Settings) -> Result<AuthTokenKind, ConfigError> {

@@ -48,11 +48,9 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     // serving and observability extras
     "log-package-levels",
     "experimental-warning-apply-duration",
-    "cors",
     "experimental-enable-lease-checkpoint",
     "socket-reuse-port",
     "socket-reuse-address",
-    "host-whitelist",
     "enable-grpc-gateway",
     "enable-pprof",
     "enable-log-rotation",
@@ -113,7 +111,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "socket-reuse-port" | "socket-reuse-address" => {
             "socket options on listeners are not implemented"
         }
-        "host-whitelist" => "Host header checks need the HTTP endpoints, which are not served yet",
         "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
         "enable-pprof" => "runtime profiles are not served",
         "enable-log-rotation" | "log-rotation-config-json" => {
@@ -123,7 +120,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         | "experimental-distributed-tracing-address"
         | "experimental-distributed-tracing-service-name"
         | "experimental-distributed-tracing-instance-id" => "trace export is not implemented",
-        "cors" => "CORS applies to the HTTP endpoints, which are not served yet",
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
         }

@@ -485,15 +485,43 @@ fn url_lists_are_sorted_and_empty_keeps_default() {
 fn cors_values() {
     assert_eq!(run(&["--cors", "*"], &[]).cors, Cors::Any);
     assert_eq!(run(&["--cors="], &[]).cors, Cors::Any);
-    // No HTTP endpoint is served yet, so a list of origins would mean nothing.
     assert_eq!(
-        fail(&["--cors", "http://a.example:80"], &[]).to_string(),
-        "oxetcd: flag --cors is not supported yet (CORS applies to the HTTP endpoints, which \
-         are not served yet)"
+        run(&["--cors", "http://a.example:80,https://b.example:8443"], &[]).cors,
+        Cors::Origins(vec![
+            url("http://a.example:80"),
+            url("https://b.example:8443")
+        ])
     );
+    // etcd accepts "*" only as the whole value.
     assert_eq!(
         fail(&["--cors", "http://a.example:80,*"], &[]).exit_code(),
         2
+    );
+}
+
+#[test]
+fn host_whitelist_and_metrics_values() {
+    assert!(run(&[], &[]).host_whitelist.is_empty(), "default '*': any host");
+    assert_eq!(
+        run(&["--host-whitelist", "a.example,127.0.0.1"], &[]).host_whitelist,
+        vec!["a.example".to_string(), "127.0.0.1".to_string()]
+    );
+    assert!(run(&["--host-whitelist", "a.example,*"], &[])
+        .host_whitelist
+        .is_empty());
+    let c = run(
+        &[
+            "--metrics",
+            "extensive",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:2381,https://127.0.0.1:2382",
+        ],
+        &[],
+    );
+    assert_eq!(c.metrics, MetricsLevel::Extensive);
+    assert_eq!(
+        c.listen_metrics_urls,
+        vec![url("http://127.0.0.1:2381"), url("https://127.0.0.1:2382")]
     );
 }
 

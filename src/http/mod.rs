@@ -4,8 +4,9 @@
 //! HTTP/1.1 (hyper tells the protocols apart by the HTTP/2 preface), and [`routes`] puts
 //! [`Endpoints`] behind every path no gRPC service claims.
 //!
-//! Responses copy etcd 3.5's: bodies, status codes, content types, the CORS headers of its
-//! default `--cors=*`, `405 Method Not Allowed` with `Allow: GET` for other methods, and Go's
+//! Responses copy etcd 3.5's: bodies, status codes, content types, `--host-whitelist` and the
+//! CORS headers of `--cors` (see [`access`]), `405 Method Not Allowed` with `Allow: GET` for
+//! other methods than GET (`/metrics` takes any), and Go's
 //! `404 page not found` for unknown paths (answered at once, never left hanging). A request with
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
@@ -14,6 +15,7 @@
 //! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
 
+pub mod access;
 pub mod health;
 pub mod metrics;
 pub mod observe;
@@ -106,19 +108,52 @@ impl tower_service::Service<Request<Body>> for Endpoints {
             let api = self.api.clone();
             return Box::pin(async move { Ok(respond_metrics_port(&api, &parts).await) });
         }
-        if parts.method == Method::OPTIONS && !is_grpc(&parts) {
-            // etcd's CORS wrapper answers every preflight itself, whatever the path.
-            return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
+        if is_grpc(&parts) {
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http::<Body>()) });
         }
-        if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
-            let api = self.api.clone();
-            return Box::pin(async move {
-                Ok(with_cors(crate::gateway::serve(api, parts, body).await))
-            });
+        // etcd's access controller: the Host check (plaintext only), then CORS, then the
+        // preflight answer, before any handler (`access`).
+        let access = &self.api.http_access;
+        let secure = parts
+            .extensions
+            .get::<crate::net::transport::ConnInfo>()
+            .is_some_and(|c| c.secure);
+        let host = request_host(&parts);
+        if !secure && !access::host_allowed(access, &host) {
+            return Box::pin(async move { Ok(access::misdirected(&host)) });
+        }
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let cors = access::allowed_origin(access, origin);
+        if parts.method == Method::OPTIONS {
+            let r = access::with_cors(Response::new(Body::empty()), cors.as_deref());
+            return Box::pin(async { Ok(r) });
         }
         let api = self.api.clone();
-        Box::pin(async move { Ok(respond(&api, &parts).await) })
+        if crate::gateway::claims(parts.uri.path()) {
+            return Box::pin(async move {
+                let r = crate::gateway::serve(api, parts, body).await;
+                Ok(access::with_cors(r, cors.as_deref()))
+            });
+        }
+        Box::pin(async move {
+            let r = respond(&api, &parts).await;
+            Ok(access::with_cors(r, cors.as_deref()))
+        })
     }
+}
+
+/// The Host a request names: the Host header (HTTP/1.1) or the URI's authority (HTTP/2).
+fn request_host(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
 }
 
 fn is_grpc(parts: &http::request::Parts) -> bool {
@@ -129,22 +164,20 @@ fn is_grpc(parts: &http::request::Parts) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
+/// The answer of a client-port endpoint, before the CORS headers.
 async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Response<Body> {
     let node = &*api.node;
-    if is_grpc(parts) {
-        return tonic::Status::unimplemented("").into_http::<Body>();
-    }
     let path = parts.uri.path();
     let known = matches!(
         path,
         "/health" | "/livez" | "/readyz" | "/version" | "/metrics"
     );
     if !known {
-        return with_cors(text(StatusCode::NOT_FOUND, "404 page not found\n", true));
+        return text(StatusCode::NOT_FOUND, "404 page not found\n", true);
     }
     // The Prometheus handler answers any method; the others are GET only.
     if parts.method != Method::GET && path != "/metrics" {
-        return with_cors(method_not_allowed());
+        return method_not_allowed();
     }
     let query = parts.uri.query();
     let response = match path {
@@ -154,7 +187,7 @@ async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Respons
         "/metrics" => metrics(api).await,
         _ => readyz(node, verbose(query)).await,
     };
-    with_cors(response)
+    response
 }
 
 /// A metrics listener's answer: etcd's plain mux there has `/metrics` (any method) and
@@ -198,24 +231,6 @@ fn text(status: StatusCode, body: &str, nosniff: bool) -> Response<Body> {
             HeaderValue::from_static("nosniff"),
         );
     }
-    r
-}
-
-/// etcd's CORS headers with its default `--cors=*`.
-fn with_cors(mut r: Response<Body>) -> Response<Body> {
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("accept, content-type, authorization"),
-    );
     r
 }
 

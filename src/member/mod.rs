@@ -56,6 +56,8 @@ pub struct MemberSpec {
     pub listen_metrics: Vec<ListenAddr>,
     /// `--metrics extensive`: the gRPC handling-time histograms are printed too.
     pub metrics_extensive: bool,
+    /// `--cors` and `--host-whitelist`.
+    pub http_access: crate::api::HttpAccess,
     /// HTTP/2 and TCP settings of the client listeners (`--grpc-keepalive-*`,
     /// `--max-concurrent-streams`).
     pub client_listener: ListenerSettings,
@@ -219,6 +221,15 @@ impl MemberSpec {
                 true,
             )?,
             metrics_extensive: config.metrics == crate::config::MetricsLevel::Extensive,
+            http_access: crate::api::HttpAccess {
+                cors_origins: match &config.cors {
+                    crate::config::Cors::Any => None,
+                    crate::config::Cors::Origins(urls) => {
+                        Some(urls.iter().map(|u| u.to_string()).collect())
+                    }
+                },
+                host_whitelist: config.host_whitelist.clone(),
+            },
             listen_peer: listen_addrs(
                 &config.listen_peer_urls,
                 &with_auto_tls(
@@ -419,6 +430,7 @@ impl Member {
         let api = Arc::new(Api {
             node: node.clone(),
             limits: spec.server,
+            http_access: spec.http_access.clone(),
             hub,
             lessor,
             lease_ttl_min_s: spec.lease_ttl_min_s,

@@ -195,6 +195,7 @@ impl tonic::transport::server::Connected for Conn<super::transport::Transport> {
             local_addr: self.inner.tcp().local_addr().ok(),
             remote_addr: self.inner.peer_addr(),
             common_name: self.inner.client_common_name(),
+            secure: matches!(self.inner, super::transport::Transport::Tls(_)),
         }
     }
 }

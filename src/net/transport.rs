@@ -20,6 +20,8 @@ pub struct ConnInfo {
     pub remote_addr: Option<SocketAddr>,
     /// The common name of the verified client certificate (etcd's user for such a client).
     pub common_name: Option<String>,
+    /// Whether the connection is TLS (etcd checks `--host-whitelist` on plaintext only).
+    pub secure: bool,
 }
 
 /// An accepted socket, with or without TLS.
