@@ -2,7 +2,9 @@
 //! extensive`, compared with a real etcd 3.5 given the same flags and driven by the same
 //! etcdctl script: the counters of the script's requests (mvcc puts, deletes, txns, gRPC calls
 //! by method and code, messages) are equal, the gRPC label sets are etcd's, and the metrics
-//! listener answers each path as etcd's does (plain and with TLS and client certificates).
+//! listener answers each path as etcd's does (plain and with TLS and client certificates);
+//! `--cors` and `--host-whitelist` give the client port's HTTP endpoints etcd's headers and
+//! refusals.
 
 mod common;
 
@@ -12,11 +14,13 @@ use std::process::{Command, Stdio};
 use common::certs::Certs;
 use common::{etcdctl, free_port, require_etcd_tools, CtlVersion, Server, ServerKind};
 
-/// One answer of curl: status code, content type and body.
+/// One answer of curl: status code, content type, CORS headers and body.
 #[derive(Debug, PartialEq, Eq)]
 struct HttpAnswer {
     status: u16,
     content_type: String,
+    /// `access-control-*` header lines, lower-cased names, sorted.
+    cors: Vec<String>,
     body: String,
 }
 
@@ -42,17 +46,29 @@ fn curl(args: &[&str]) -> HttpAnswer {
         return HttpAnswer {
             status: 0,
             content_type: String::new(),
+            cors: Vec::new(),
             body: String::new(),
         };
     };
-    let content_type = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.trim().to_string())
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut cors: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("access-control-"))
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    cors.sort();
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.clone())
         .unwrap_or_default();
     HttpAnswer {
         status,
         content_type,
+        cors,
         body: body.to_string(),
     }
 }
@@ -336,4 +352,83 @@ fn an_https_metrics_url_without_a_key_pair_is_refused_with_etcds_text() {
         "cannot listen on TLS for 127.0.0.1:{port}: KeyFile and CertFile are not presented"
     );
     assert!(stderr.contains(&want), "{stderr}");
+}
+
+/// `--cors` with two origins and `--host-whitelist` with two names: the same requests (each
+/// Origin, each Host, a preflight, a gateway path, the metrics listener) get the same status,
+/// content type, CORS headers and body from both; gRPC is never checked against the whitelist.
+#[test]
+fn cors_and_host_whitelist_answer_like_etcd_35() {
+    if require_etcd_tools("cors_and_host_whitelist_answer_like_etcd_35").is_none() {
+        return;
+    }
+    let flags = [
+        "--cors=http://a.example.com:80,http://b.example.com:8080",
+        "--host-whitelist=good.example.com,127.0.0.1",
+    ];
+    let ours = start_metered(ServerKind::Oxetcd, "http", &flags);
+    let etcd = start_metered(ServerKind::Etcd35, "http", &flags);
+    let requests: Vec<Vec<String>> = vec![
+        vec![],
+        vec!["-H".into(), "Origin: http://a.example.com:80".into()],
+        vec!["-H".into(), "Origin: http://b.example.com:8080".into()],
+        vec!["-H".into(), "Origin: http://a.example.com".into()],
+        vec!["-H".into(), "Origin: *".into()],
+        vec!["-H".into(), "Host: good.example.com:1234".into()],
+        vec!["-H".into(), "Host: good.example.com".into()],
+        vec!["-H".into(), "Host: bad.example.com:1234".into()],
+        vec!["-H".into(), "Host: bad.example.com".into()],
+        vec![
+            "-H".into(),
+            "Host: bad.example.com".into(),
+            "-H".into(),
+            "Origin: http://a.example.com:80".into(),
+        ],
+        vec![
+            "-X".into(),
+            "OPTIONS".into(),
+            "-H".into(),
+            "Origin: http://a.example.com:80".into(),
+        ],
+        vec![
+            "-X".into(),
+            "OPTIONS".into(),
+            "-H".into(),
+            "Host: bad.example.com".into(),
+        ],
+    ];
+    for path in ["/health", "/no/such/path", "/v3/kv/range"] {
+        for extra in &requests {
+            let ask = |m: &Metered| {
+                let url = format!("{}{path}", m.server.client_url);
+                let mut args: Vec<&str> = extra.iter().map(String::as_str).collect();
+                args.push(&url);
+                curl(&args)
+            };
+            assert_eq!(ask(&ours), ask(&etcd), "{path} with {extra:?}");
+        }
+    }
+    // The metrics listener checks neither.
+    for m in [&ours, &etcd] {
+        let url = format!("{}/health", m.metrics_url);
+        let a = curl(&[
+            "-H",
+            "Host: bad.example.com",
+            "-H",
+            "Origin: http://a.example.com:80",
+            &url,
+        ]);
+        assert_eq!(
+            (a.status, a.cors.len()),
+            (200, 0),
+            "{}: {a:?}",
+            m.server.kind.label()
+        );
+    }
+    // gRPC reaches the member under a name the whitelist does not list.
+    for m in [&ours, &etcd] {
+        let port = m.server.endpoint.rsplit(':').next().unwrap_or("");
+        let out = ctl(&format!("localhost:{port}"), &["put", "g", "1"], "");
+        assert_eq!(out, "OK", "{}", m.server.kind.label());
+    }
 }

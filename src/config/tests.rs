@@ -486,7 +486,11 @@ fn cors_values() {
     assert_eq!(run(&["--cors", "*"], &[]).cors, Cors::Any);
     assert_eq!(run(&["--cors="], &[]).cors, Cors::Any);
     assert_eq!(
-        run(&["--cors", "http://a.example:80,https://b.example:8443"], &[]).cors,
+        run(
+            &["--cors", "http://a.example:80,https://b.example:8443"],
+            &[]
+        )
+        .cors,
         Cors::Origins(vec![
             url("http://a.example:80"),
             url("https://b.example:8443")
@@ -501,7 +505,10 @@ fn cors_values() {
 
 #[test]
 fn host_whitelist_and_metrics_values() {
-    assert!(run(&[], &[]).host_whitelist.is_empty(), "default '*': any host");
+    assert!(
+        run(&[], &[]).host_whitelist.is_empty(),
+        "default '*': any host"
+    );
     assert_eq!(
         run(&["--host-whitelist", "a.example,127.0.0.1"], &[]).host_whitelist,
         vec!["a.example".to_string(), "127.0.0.1".to_string()]

@@ -122,14 +122,20 @@ mod tests {
         assert!(host_allowed(&a, "127.0.0.1"));
         assert!(!host_allowed(&a, "bad.example:2379"));
         assert!(!host_allowed(&a, ""));
-        assert!(host_allowed(&access(None, &[]), "anything"), "no list: any host");
+        assert!(
+            host_allowed(&access(None, &[]), "anything"),
+            "no list: any host"
+        );
     }
 
     #[test]
     fn origins_are_echoed_only_when_listed() {
         let any = access(None, &[]);
         assert_eq!(allowed_origin(&any, None).as_deref(), Some("*"));
-        assert_eq!(allowed_origin(&any, Some("http://x:1")).as_deref(), Some("*"));
+        assert_eq!(
+            allowed_origin(&any, Some("http://x:1")).as_deref(),
+            Some("*")
+        );
         let listed = access(Some(&["http://a.example:80"]), &[]);
         assert_eq!(
             allowed_origin(&listed, Some("http://a.example:80")).as_deref(),
@@ -138,7 +144,10 @@ mod tests {
         assert_eq!(allowed_origin(&listed, Some("http://a.example")), None);
         assert_eq!(allowed_origin(&listed, None), None);
         let r = with_cors(Response::new(Body::empty()), None);
-        assert!(r.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+        assert!(r
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none());
     }
 
     #[test]
