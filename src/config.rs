@@ -440,8 +440,8 @@ fn read_urls(settings: &Settings, name: &str) -> Result<Vec<Url>, ConfigError> {
 pub(crate) fn check_url_support(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
     for url in urls {
         let why = match url.scheme {
-            Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKETS_SUPPORTED => {
-                "unix socket URLs are not implemented"
+            Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKET_FLAGS.contains(&flag) => {
+                "unix socket URLs are not implemented for peers"
             }
             Scheme::Https | Scheme::Unixs if !flags::TLS_SUPPORTED => "TLS is not implemented",
             _ => continue,

@@ -167,9 +167,7 @@ fn the_scripts_counters_and_grpc_label_sets_match_etcd_35() {
     let put = grpc("Put", "KV");
     let txn = grpc("Txn", "KV");
     let del = grpc("DeleteRange", "KV");
-    let members = format!(
-        "grpc_method=\"MemberList\",grpc_service=\"etcdserverpb.Cluster\",grpc_type=\"unary\""
-    );
+    let members = grpc("MemberList", "Cluster");
     let compared = [
         "etcd_mvcc_put_total".to_string(),
         "etcd_mvcc_delete_total".into(),

@@ -77,8 +77,14 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
 
 /// `https://` URLs are served with TLS (`net::tls`).
 pub const TLS_SUPPORTED: bool = true;
-/// `unix://` listeners are not implemented yet.
-pub const UNIX_SOCKETS_SUPPORTED: bool = false;
+/// Flags whose `unix://`/`unixs://` URLs are served: client and metrics listeners (and the
+/// client URLs advertised for them). Peers cannot use unix sockets yet (the peer dialer speaks
+/// TCP only).
+pub const UNIX_SOCKET_FLAGS: &[&str] = &[
+    "listen-client-urls",
+    "listen-metrics-urls",
+    "advertise-client-urls",
+];
 
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {

@@ -304,7 +304,12 @@ fn unsupported_flags_and_values_exit_one() {
         (
             &["--listen-peer-urls", "unix://localhost:2380"],
             &[],
-            "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented)",
+            "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented for peers)",
+        ),
+        (
+            &["--initial-advertise-peer-urls", "unixs://localhost:2380"],
+            &[],
+            "oxetcd: --initial-advertise-peer-urls=unixs://localhost:2380 is not supported yet (unix socket URLs are not implemented for peers)",
         ),
         (
             &["--auth-token", "jwt,sign-method=RS256"],
@@ -501,6 +506,26 @@ fn cors_values() {
         fail(&["--cors", "http://a.example:80,*"], &[]).exit_code(),
         2
     );
+}
+
+#[test]
+fn unix_socket_urls_are_accepted_for_clients_and_metrics() {
+    let c = run(
+        &[
+            "--listen-client-urls",
+            "unix://sock.example:2379,http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "unix://sock.example:2379",
+            "--listen-metrics-urls",
+            "unixs://m.example:2381",
+        ],
+        &[],
+    );
+    assert_eq!(
+        c.listen_client_urls,
+        vec![url("unix://sock.example:2379"), url("http://127.0.0.1:2379")]
+    );
+    assert_eq!(c.listen_metrics_urls, vec![url("unixs://m.example:2381")]);
 }
 
 #[test]

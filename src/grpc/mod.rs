@@ -184,10 +184,14 @@ pub struct ClientListener {
 }
 
 impl ClientListener {
-    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
-    pub fn bind(addr: SocketAddr, settings: ListenerSettings) -> std::io::Result<Self> {
+    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free
+    /// port; a unix socket path for a `unix://` URL).
+    pub fn bind(
+        addr: &crate::net::listener::BindAddr,
+        settings: ListenerSettings,
+    ) -> std::io::Result<Self> {
         Ok(ClientListener {
-            listener: Listener::bind(addr, settings)?,
+            listener: Listener::bind_to(addr, settings)?,
         })
     }
 

@@ -38,6 +38,7 @@ use crate::grpc::ClientListener;
 use crate::io::Disk;
 use crate::lease::lessor::Lessor;
 use crate::net::tls::{self, Side};
+use crate::net::listener::BindAddr;
 use crate::net::{ListenerSettings, ServerTls};
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
@@ -98,7 +99,7 @@ fn usize_of(v: u64) -> usize {
 /// One address to listen on, with TLS for an `https://` URL.
 #[derive(Debug, Clone)]
 pub struct ListenAddr {
-    pub addr: SocketAddr,
+    pub addr: BindAddr,
     pub tls: Option<ServerTls>,
 }
 
@@ -156,8 +157,7 @@ fn listen_addrs_for(
     let mut tls: Option<ServerTls> = None;
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
-        let addr = url
-            .bind_addr()
+        let addr = bind_addr_of(url)
             .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
         let secure = matches!(url.scheme, Scheme::Https | Scheme::Unixs);
         if !secure {
@@ -193,6 +193,23 @@ fn listen_addrs_for(
         });
     }
     Ok(out)
+}
+
+/// Where a listen URL listens: its IP and port, or for `unix://host:port` (and `unixs://`) the
+/// socket file `host:port` in the working directory, as etcd names it.
+fn bind_addr_of(url: &Url) -> Option<BindAddr> {
+    match url.scheme {
+        Scheme::Unix | Scheme::Unixs => Some(BindAddr::Unix(url.host_port().into())),
+        Scheme::Http | Scheme::Https => url.bind_addr().map(BindAddr::Tcp),
+    }
+}
+
+/// etcd's (Go's) text for a listener that could not bind.
+fn listen_error(addr: &BindAddr, e: &std::io::Error) -> String {
+    match addr {
+        BindAddr::Tcp(addr) => format!("listen tcp {addr}: {e}"),
+        BindAddr::Unix(path) => format!("listen unix {}: {e}", path.display()),
+    }
 }
 
 impl MemberSpec {
@@ -399,6 +416,9 @@ impl Member {
 
         let mut peer_listeners = Vec::new();
         for ListenAddr { addr, tls } in &spec.listen_peer {
+            let BindAddr::Tcp(addr) = addr else {
+                return Err(format!("cannot listen on {addr}: unix sockets are not served to peers"));
+            };
             let listener = PeerListener::bind(*addr, tls.clone())
                 .map_err(|e| format!("listen tcp {addr}: {e}"))?;
             peer_listeners.push((listener, tls.is_some()));
@@ -445,13 +465,25 @@ impl Member {
                 tls: tls.clone(),
                 ..spec.client_listener.clone()
             };
-            let listener = ClientListener::bind(*addr, settings)
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let listener = ClientListener::bind(addr, settings).map_err(|e| listen_error(addr, &e))?;
             client_listeners.push(listener);
             client_secure.push(tls.is_some());
         }
-        let client_addrs: Vec<SocketAddr> =
-            client_listeners.iter().map(|l| l.local_addr()).collect();
+        // The real ports (port 0 asks for any); unix sockets are logged by path.
+        let client_served: Vec<String> = client_listeners
+            .iter()
+            .zip(&spec.listen_client)
+            .map(|(l, spec)| match &spec.addr {
+                BindAddr::Tcp(_) => l.local_addr().to_string(),
+                BindAddr::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let client_addrs: Vec<SocketAddr> = client_listeners
+            .iter()
+            .zip(&spec.listen_client)
+            .filter(|(_, spec)| matches!(spec.addr, BindAddr::Tcp(_)))
+            .map(|(l, _)| l.local_addr())
+            .collect();
         let mut client_servers = Vec::new();
         for listener in client_listeners {
             let shutdown = stopped(stop_rx.clone());
@@ -467,11 +499,15 @@ impl Member {
                 tls: tls.clone(),
                 ..ListenerSettings::default()
             };
-            let listener = crate::net::Listener::bind(*addr, settings)
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            let address = listener.local_addr();
-            tracing::info!(%address, "serving metrics");
-            metrics_addrs.push(address);
+            let listener =
+                crate::net::Listener::bind_to(addr, settings).map_err(|e| listen_error(addr, &e))?;
+            if let BindAddr::Tcp(_) = addr {
+                let address = listener.local_addr();
+                tracing::info!(%address, "serving metrics");
+                metrics_addrs.push(address);
+            } else {
+                tracing::info!(address = %addr, "serving metrics");
+            }
             let shutdown = stopped(stop_rx.clone());
             client_servers.push(tokio::spawn(crate::http::serve_metrics(
                 listener,
@@ -501,7 +537,7 @@ impl Member {
             cluster_id = %format!("{:x}", node.cluster_id()),
             "ready to serve client requests"
         );
-        for (address, secure) in client_addrs.iter().zip(client_secure) {
+        for (address, secure) in client_served.iter().zip(client_secure) {
             if secure {
                 tracing::info!(%address, "serving client traffic securely");
             } else {
