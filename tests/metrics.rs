@@ -4,7 +4,7 @@
 //! by method and code, messages) are equal, the gRPC label sets are etcd's, and the metrics
 //! listener answers each path as etcd's does (plain and with TLS and client certificates);
 //! `--cors` and `--host-whitelist` give the client port's HTTP endpoints etcd's headers and
-//! refusals.
+//! refusals; `unix://` and `unixs://` client URLs serve etcdctl as etcd's do.
 
 mod common;
 
@@ -429,4 +429,179 @@ fn cors_and_host_whitelist_answer_like_etcd_35() {
         let out = ctl(&format!("localhost:{port}"), &["put", "g", "1"], "");
         assert_eq!(out, "OK", "{}", m.server.kind.label());
     }
+}
+
+/// A server listening on unix sockets, started in its own directory (etcd names the socket
+/// file `host:port` relative to the working directory); SIGKILLed and reaped on drop.
+struct UnixServer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    plain: String,
+    secure: String,
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// etcdctl 3.5 run in `dir` (so a relative unix endpoint names the server's socket).
+fn ctl_in(dir: &std::path::Path, endpoint: &str, extra: &[&str], args: &[&str]) -> String {
+    let tools = match common::etcd_tools() {
+        Ok(tools) => tools,
+        Err(e) => panic!("etcd tools: {e}"),
+    };
+    let out = Command::new(&tools.etcdctl35)
+        .current_dir(dir)
+        .env_clear()
+        .arg(format!("--endpoints={endpoint}"))
+        .args(["--dial-timeout=2s", "--command-timeout=5s"])
+        .args(extra)
+        .args(args)
+        .stdin(Stdio::null())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run etcdctl: {e}"),
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter(|l| !l.starts_with('{'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn start_unix(kind: ServerKind, certs: &Certs) -> UnixServer {
+    let dir = match tempfile::Builder::new().prefix("oxetcd-unix-").tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("temp dir: {e}"),
+    };
+    let (plain_port, secure_port, peer_port) = (free_port(), free_port(), free_port());
+    let plain = format!("localhost:{plain_port}");
+    let secure = format!("localhost:{secure_port}");
+    // A regular file left where the socket goes: etcd replaces it.
+    if let Err(e) = std::fs::write(dir.path().join(&plain), b"stale") {
+        panic!("cannot write the stale file: {e}");
+    }
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let binary = match kind {
+        ServerKind::Oxetcd => std::path::PathBuf::from(env!("CARGO_BIN_EXE_oxetcd")),
+        _ => match common::etcd_tools() {
+            Ok(tools) => tools.etcd35.clone(),
+            Err(e) => panic!("etcd tools: {e}"),
+        },
+    };
+    let log = match std::fs::File::create(dir.path().join("server.log")) {
+        Ok(f) => f,
+        Err(e) => panic!("log file: {e}"),
+    };
+    let child = Command::new(binary)
+        .current_dir(dir.path())
+        .env_clear()
+        .args(["--name=u1", "--data-dir=data"])
+        .arg(format!(
+            "--listen-client-urls=unix://{plain},unixs://{secure}"
+        ))
+        .arg(format!("--advertise-client-urls=unix://{plain}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=u1={peer}"))
+        .arg(format!("--cert-file={}", certs.server.cert.display()))
+        .arg(format!("--key-file={}", certs.server.key.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) => panic!("cannot start {}: {e}", kind.label()),
+    };
+    let server = UnixServer {
+        child,
+        dir,
+        plain,
+        secure,
+    };
+    let deadline = std::time::Instant::now() + common::server::STARTUP_DEADLINE;
+    let endpoint = format!("unix://{}", server.plain);
+    loop {
+        let out = ctl_in(server.dir.path(), &endpoint, &[], &["endpoint", "health"]);
+        if out.contains("is healthy") {
+            return server;
+        }
+        let log = std::fs::read_to_string(server.dir.path().join("server.log")).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} not ready over {endpoint}: {out}\n{log}",
+            kind.label()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `unix://` and `unixs://` client URLs: etcdctl reaches the member through each socket and
+/// gets etcd's answers; the socket replaces a stale file; SIGTERM removes both sockets.
+#[test]
+fn unix_socket_client_urls_serve_etcdctl_like_etcd_35() {
+    use std::os::unix::fs::FileTypeExt;
+    if require_etcd_tools("unix_socket_client_urls_serve_etcdctl_like_etcd_35").is_none() {
+        return;
+    }
+    let certs = Certs::generate();
+    let ca = format!("--cacert={}", certs.ca.display());
+    let mut answers = Vec::new();
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let mut s = start_unix(kind, &certs);
+        let dir = s.dir.path().to_path_buf();
+        let plain = format!("unix://{}", s.plain);
+        let secure = format!("unixs://{}", s.secure);
+        let mut out = vec![
+            ctl_in(&dir, &plain, &[], &["put", "k", "over unix"]),
+            ctl_in(&dir, &secure, &[&ca], &["put", "k2", "over unixs"]),
+            ctl_in(&dir, &secure, &[&ca], &["get", "k", "k3"]),
+            ctl_in(&dir, &plain, &[], &["get", "k2", "--print-value-only"]),
+            ctl_in(&dir, &plain, &[], &["del", "k"]),
+        ];
+        // The member advertises its unix URL.
+        let members = ctl_in(&dir, &plain, &[], &["member", "list"]);
+        let advertised = members.rsplit(", ").nth(1).unwrap_or("");
+        out.push(advertised.replace(&s.plain, "localhost:<port>"));
+        for name in [&s.plain, &s.secure] {
+            let meta = std::fs::symlink_metadata(dir.join(name));
+            assert!(
+                meta.is_ok_and(|m| m.file_type().is_socket()),
+                "{}: {name} is a socket",
+                kind.label()
+            );
+        }
+        // SIGTERM: a graceful stop removes the sockets.
+        let pid = s.child.id() as libc::pid_t;
+        // SAFETY: kill only sends a signal to the child this test started and still owns.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while s.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop",
+                kind.label()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        for name in [&s.plain, &s.secure] {
+            assert!(
+                !dir.join(name).exists(),
+                "{}: {name} left behind after a graceful stop",
+                kind.label()
+            );
+        }
+        answers.push(out);
+    }
+    assert_eq!(answers[0][0], "OK");
+    assert_eq!(answers[0], answers[1], "oxetcd, then etcd 3.5");
 }

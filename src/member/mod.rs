@@ -37,8 +37,8 @@ use crate::config::{Config, Limits, Scheme, TlsFiles, Url};
 use crate::grpc::ClientListener;
 use crate::io::Disk;
 use crate::lease::lessor::Lessor;
-use crate::net::tls::{self, Side};
 use crate::net::listener::BindAddr;
+use crate::net::tls::{self, Side};
 use crate::net::{ListenerSettings, ServerTls};
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
 use crate::raft::peer::PeerListener;
@@ -157,8 +157,8 @@ fn listen_addrs_for(
     let mut tls: Option<ServerTls> = None;
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
-        let addr = bind_addr_of(url)
-            .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
+        let addr =
+            bind_addr_of(url).ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
         let secure = matches!(url.scheme, Scheme::Https | Scheme::Unixs);
         if !secure {
             if tls::has_key_pair(files) {
@@ -417,7 +417,9 @@ impl Member {
         let mut peer_listeners = Vec::new();
         for ListenAddr { addr, tls } in &spec.listen_peer {
             let BindAddr::Tcp(addr) = addr else {
-                return Err(format!("cannot listen on {addr}: unix sockets are not served to peers"));
+                return Err(format!(
+                    "cannot listen on {addr}: unix sockets are not served to peers"
+                ));
             };
             let listener = PeerListener::bind(*addr, tls.clone())
                 .map_err(|e| format!("listen tcp {addr}: {e}"))?;
@@ -465,7 +467,8 @@ impl Member {
                 tls: tls.clone(),
                 ..spec.client_listener.clone()
             };
-            let listener = ClientListener::bind(addr, settings).map_err(|e| listen_error(addr, &e))?;
+            let listener =
+                ClientListener::bind(addr, settings).map_err(|e| listen_error(addr, &e))?;
             client_listeners.push(listener);
             client_secure.push(tls.is_some());
         }
@@ -499,8 +502,8 @@ impl Member {
                 tls: tls.clone(),
                 ..ListenerSettings::default()
             };
-            let listener =
-                crate::net::Listener::bind_to(addr, settings).map_err(|e| listen_error(addr, &e))?;
+            let listener = crate::net::Listener::bind_to(addr, settings)
+                .map_err(|e| listen_error(addr, &e))?;
             if let BindAddr::Tcp(_) = addr {
                 let address = listener.local_addr();
                 tracing::info!(%address, "serving metrics");
