@@ -521,11 +521,12 @@ fn unix_socket_urls_are_accepted_for_clients_and_metrics() {
         ],
         &[],
     );
+    // Sorted by their text, as etcd keeps URL lists.
     assert_eq!(
         c.listen_client_urls,
         vec![
-            url("unix://sock.example:2379"),
-            url("http://127.0.0.1:2379")
+            url("http://127.0.0.1:2379"),
+            url("unix://sock.example:2379")
         ]
     );
     assert_eq!(c.listen_metrics_urls, vec![url("unixs://m.example:2381")]);
