@@ -325,9 +325,14 @@ fn an_https_metrics_url_without_a_key_pair_is_refused_with_etcds_text() {
         Err(e) => panic!("temp dir: {e}"),
     };
     let (client, peer) = (free_port(), free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_oxetcd"))
+    let log_path = dir.path().join("server.log");
+    let log = match std::fs::File::create(&log_path) {
+        Ok(f) => f,
+        Err(e) => panic!("log file: {e}"),
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_oxetcd"))
         .env_clear()
-        .arg(format!("--data-dir={}", dir.path().display()))
+        .arg(format!("--data-dir={}", dir.path().join("data").display()))
         .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
         .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
         .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
@@ -337,13 +342,28 @@ fn an_https_metrics_url_without_a_key_pair_is_refused_with_etcds_text() {
         .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}"))
         .arg(format!("--listen-metrics-urls={url}"))
         .stdin(Stdio::null())
-        .output();
-    let out = match out {
-        Ok(out) => out,
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
         Err(e) => panic!("cannot run oxetcd: {e}"),
     };
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Bounded: a member that started after all is killed and the test fails.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("oxetcd kept running with an https metrics URL and no key pair");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     // etcd 3.5.1: "cannot listen on TLS for 127.0.0.1:<port>: KeyFile and CertFile are not
     // presented" (checked by hand; the text comes from its listener package).
     let want = format!(
