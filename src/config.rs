@@ -441,7 +441,7 @@ pub(crate) fn check_url_support(flag: &str, urls: &[Url]) -> Result<(), ConfigEr
     for url in urls {
         let why = match url.scheme {
             Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKET_FLAGS.contains(&flag) => {
-                "unix socket URLs are not implemented for peers"
+                "unix socket URLs are not served for this flag"
             }
             Scheme::Https | Scheme::Unixs if !flags::TLS_SUPPORTED => "TLS is not implemented",
             _ => continue,

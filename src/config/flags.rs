@@ -77,13 +77,15 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
 
 /// `https://` URLs are served with TLS (`net::tls`).
 pub const TLS_SUPPORTED: bool = true;
-/// Flags whose `unix://`/`unixs://` URLs are served: client and metrics listeners (and the
-/// client URLs advertised for them). Peers cannot use unix sockets yet (the peer dialer speaks
-/// TCP only).
+/// Flags whose `unix://`/`unixs://` URLs are served (listeners) or dialed (peers): every URL
+/// flag etcd accepts them in.
 pub const UNIX_SOCKET_FLAGS: &[&str] = &[
     "listen-client-urls",
     "listen-metrics-urls",
     "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
 ];
 
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.

@@ -302,16 +302,6 @@ fn unsupported_flags_and_values_exit_one() {
         (&[], &[("ETCD_ENABLE_V2", "true")], "oxetcd: flag --enable-v2 is not supported yet (the v2 API is not served yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
         (
-            &["--listen-peer-urls", "unix://localhost:2380"],
-            &[],
-            "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented for peers)",
-        ),
-        (
-            &["--initial-advertise-peer-urls", "unixs://localhost:2380"],
-            &[],
-            "oxetcd: --initial-advertise-peer-urls=unixs://localhost:2380 is not supported yet (unix socket URLs are not implemented for peers)",
-        ),
-        (
             &["--auth-token", "jwt,sign-method=RS256"],
             &[],
             "oxetcd: --auth-token=jwt,sign-method=RS256 is not supported yet (JWT tokens are not implemented)",
@@ -509,7 +499,7 @@ fn cors_values() {
 }
 
 #[test]
-fn unix_socket_urls_are_accepted_for_clients_and_metrics() {
+fn unix_socket_urls_are_accepted_for_clients_peers_and_metrics() {
     let c = run(
         &[
             "--listen-client-urls",
@@ -530,6 +520,20 @@ fn unix_socket_urls_are_accepted_for_clients_and_metrics() {
         ]
     );
     assert_eq!(c.listen_metrics_urls, vec![url("unixs://m.example:2381")]);
+    let c = run(
+        &[
+            "--name",
+            "u1",
+            "--listen-peer-urls",
+            "unix://u1.example:2380",
+            "--initial-advertise-peer-urls",
+            "unix://u1.example:2380",
+            "--initial-cluster",
+            "u1=unix://u1.example:2380",
+        ],
+        &[],
+    );
+    assert_eq!(c.listen_peer_urls, vec![url("unix://u1.example:2380")]);
 }
 
 #[test]

@@ -416,25 +416,26 @@ impl Member {
 
         let mut peer_listeners = Vec::new();
         for ListenAddr { addr, tls } in &spec.listen_peer {
-            let BindAddr::Tcp(addr) = addr else {
-                return Err(format!(
-                    "cannot listen on {addr}: unix sockets are not served to peers"
-                ));
-            };
-            let listener = PeerListener::bind(*addr, tls.clone())
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            peer_listeners.push((listener, tls.is_some()));
+            let listener =
+                PeerListener::bind_to(addr, tls.clone()).map_err(|e| listen_error(addr, &e))?;
+            peer_listeners.push((listener, addr.clone(), tls.is_some()));
         }
         let mut peer_addrs = Vec::new();
         let mut peer_servers = Vec::new();
-        for (listener, secure) in peer_listeners {
-            let address = listener.local_addr();
+        for (listener, bound, secure) in peer_listeners {
+            // The real port for TCP (port 0 asks for any); a unix socket by its path.
+            let address = match bound {
+                BindAddr::Tcp(_) => {
+                    peer_addrs.push(listener.local_addr());
+                    listener.local_addr().to_string()
+                }
+                BindAddr::Unix(path) => path.display().to_string(),
+            };
             if secure {
                 tracing::info!(%address, "serving peer traffic securely");
             } else {
                 tracing::info!(%address, "serving peer traffic");
             }
-            peer_addrs.push(address);
             let shutdown = stopped(stop_rx.clone());
             peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
         }

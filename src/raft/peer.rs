@@ -612,12 +612,20 @@ impl PeerListener {
     /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
     /// With `tls`, every connection is a TLS session (an `https://` peer URL).
     pub fn bind(addr: SocketAddr, tls: Option<ServerTls>) -> std::io::Result<Self> {
+        PeerListener::bind_to(&crate::net::listener::BindAddr::Tcp(addr), tls)
+    }
+
+    /// As [`PeerListener::bind`], for a TCP address or a unix socket (a `unix://` peer URL).
+    pub fn bind_to(
+        addr: &crate::net::listener::BindAddr,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<Self> {
         let settings = ListenerSettings {
             tls,
             ..ListenerSettings::default()
         };
         Ok(PeerListener {
-            listener: Listener::bind(addr, settings)?,
+            listener: Listener::bind_to(addr, settings)?,
         })
     }
 
