@@ -625,3 +625,143 @@ fn unix_socket_client_urls_serve_etcdctl_like_etcd_35() {
     assert_eq!(answers[0][0], "OK");
     assert_eq!(answers[0], answers[1], "oxetcd, then etcd 3.5");
 }
+
+/// One member of a two-member cluster whose peers talk over unix sockets; SIGKILLed and reaped
+/// on drop.
+struct Member(std::process::Child);
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The label names of the first series of `family` in `text` (empty when there is none).
+fn label_names(text: &str, family: &str) -> Vec<String> {
+    let Some(series) = series_of(text, family).into_iter().next() else {
+        return Vec::new();
+    };
+    let inner = series
+        .split_once('{')
+        .map_or("", |(_, rest)| rest.trim_end_matches('}'));
+    inner
+        .split(',')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// `unix://` peer URLs: two members elect a leader and replicate over their sockets (a write on
+/// one is read on the other), and the peer traffic families carry etcd's labels (`To`,
+/// `From`) and the heartbeat round trips; the same cluster of etcd 3.5 agrees.
+#[test]
+fn unix_socket_peer_urls_replicate_like_etcd_35() {
+    if require_etcd_tools("unix_socket_peer_urls_replicate_like_etcd_35").is_none() {
+        return;
+    }
+    let mut seen = Vec::new();
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let dir = match tempfile::Builder::new()
+            .prefix("oxetcd-unix-peers-")
+            .tempdir()
+        {
+            Ok(dir) => dir,
+            Err(e) => panic!("temp dir: {e}"),
+        };
+        let binary = match kind {
+            ServerKind::Oxetcd => std::path::PathBuf::from(env!("CARGO_BIN_EXE_oxetcd")),
+            _ => match common::etcd_tools() {
+                Ok(tools) => tools.etcd35.clone(),
+                Err(e) => panic!("etcd tools: {e}"),
+            },
+        };
+        let names = ["a", "b"];
+        let peers: Vec<String> = names
+            .iter()
+            .map(|_| format!("unix://localhost:{}", free_port()))
+            .collect();
+        let clients: Vec<String> = names
+            .iter()
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let cluster = format!("a={},b={}", peers[0], peers[1]);
+        let mut members = Vec::new();
+        for i in 0..2 {
+            let log = match std::fs::File::create(dir.path().join(format!("{}.log", names[i]))) {
+                Ok(f) => f,
+                Err(e) => panic!("log file: {e}"),
+            };
+            let child = Command::new(&binary)
+                .current_dir(dir.path())
+                .env_clear()
+                .arg(format!("--name={}", names[i]))
+                .arg(format!("--data-dir={}", names[i]))
+                .arg(format!("--listen-client-urls=http://{}", clients[i]))
+                .arg(format!("--advertise-client-urls=http://{}", clients[i]))
+                .arg(format!("--listen-peer-urls={}", peers[i]))
+                .arg(format!("--initial-advertise-peer-urls={}", peers[i]))
+                .arg(format!("--initial-cluster={cluster}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .spawn();
+            match child {
+                Ok(child) => members.push(Member(child)),
+                Err(e) => panic!("cannot start {}: {e}", kind.label()),
+            }
+        }
+        // Both answer a linearizable read once a leader is elected over the sockets.
+        let deadline = std::time::Instant::now() + common::server::STARTUP_DEADLINE;
+        for client in &clients {
+            loop {
+                let out = ctl(client, &["get", "none"], "");
+                if out.is_empty() {
+                    break;
+                }
+                let log = std::fs::read_to_string(dir.path().join("a.log")).unwrap_or_default();
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: {client} not ready: {out}\n{log}",
+                    kind.label()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let put = ctl(&clients[0], &["put", "k", "over unix peers"], "");
+        let got = ctl(&clients[1], &["get", "k", "--print-value-only"], "");
+        let members_out = ctl(&clients[1], &["member", "list"], "");
+        let listed: Vec<bool> = peers
+            .iter()
+            .map(|p| members_out.contains(p.as_str()))
+            .collect();
+        // Peer families: on each member, one series per other member.
+        let mut labels = Vec::new();
+        let mut round_trips = 0.0;
+        for client in &clients {
+            let text = curl(&[&format!("http://{client}/metrics")]).body;
+            labels.push((
+                label_names(&text, "etcd_network_peer_sent_bytes_total"),
+                label_names(&text, "etcd_network_peer_received_bytes_total"),
+            ));
+            for series in series_of(&text, "etcd_network_peer_round_trip_time_seconds_count") {
+                round_trips += value(&text, &series).unwrap_or(0.0);
+            }
+        }
+        drop(members);
+        seen.push((put, got, listed, labels, round_trips));
+    }
+    let (ours, etcd) = (&seen[0], &seen[1]);
+    assert_eq!(
+        (&ours.0, &ours.1, &ours.2),
+        (
+            &"OK".to_string(),
+            &"over unix peers".to_string(),
+            &vec![true, true]
+        )
+    );
+    assert_eq!((&ours.0, &ours.1, &ours.2), (&etcd.0, &etcd.1, &etcd.2));
+    let want = (vec!["To".to_string()], vec!["From".to_string()]);
+    assert_eq!(ours.3, vec![want.clone(), want], "oxetcd's peer labels");
+    assert_eq!(ours.3, etcd.3, "the same labels as etcd 3.5");
+    assert!(ours.4 > 0.0, "the leader timed heartbeats");
+}
