@@ -1,10 +1,12 @@
 //! The dialing side: lazily connected gRPC channels to other members' peer URLs, in plaintext
 //! (`http://`) or over TLS (`https://`, with the peer certificate presented as the client
 //! certificate and the other member's certificate checked against the peer CA and the URL's
-//! host, an IP SAN for IP URLs). `raft::network` keeps one channel per peer URL from here.
+//! host, an IP SAN for IP URLs), or to a unix socket for `unix://host:port`/`unixs://` (the
+//! socket file `host:port`, as etcd names it; TLS on it for `unixs://`). `raft::network` keeps
+//! one channel per peer URL from here.
 //!
-//! Invariant: an `https://` URL is never dialed in plaintext, and an `http://` URL never with
-//! TLS (etcd's transport decides by the scheme the same way).
+//! Invariant: an `https://` or `unixs://` URL is never dialed in plaintext, and an `http://`
+//! or `unix://` URL never with TLS (etcd's transport decides by the scheme the same way).
 //! Invariant: every connect is bounded by the caller's timeout (TCP connect and TLS handshake
 //! together).
 //! Under `--cfg madsim` channels are madsim-tonic's simulated ones and TLS does not exist.

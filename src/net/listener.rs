@@ -1,6 +1,7 @@
-//! A bound TCP listener serving one tonic router: bind (reporting the real address, so port 0
-//! works), accept, wrap each connection in [`Conn`], serve until shutdown. Both the client and
-//! the peer listener are one of these.
+//! A bound listener serving one tonic router: bind a TCP address (reporting the real address,
+//! so port 0 works) or a unix socket file (`unix://host:port` URLs; a stale file is replaced and
+//! the socket removed when the listener goes), accept, wrap each connection in [`Conn`], serve
+//! until shutdown. The client, peer and metrics listeners are each one of these.
 //!
 //! The accept loop is ours (`serve_with_incoming_shutdown` over [`Incoming`]) so that TLS and
 //! the connection wrapper sit between the socket and the server. With
