@@ -158,6 +158,12 @@ fn the_scripts_counters_and_grpc_label_sets_match_etcd_35() {
     let etcd_out = run_script(&etcd.server.endpoint);
     // The member list names different IDs and ports; the rest must answer alike.
     assert_eq!(ours_out[..6], etcd_out[..6], "the script's answers");
+    for m in [&ours, &etcd] {
+        for _ in 0..2 {
+            let health = curl(&[&format!("{}/health", m.server.client_url)]);
+            assert_eq!(health.status, 200, "{}: {health:?}", m.server.kind.label());
+        }
+    }
     let scrape = |m: &Metered| {
         let a = curl(&[&format!("{}/metrics", m.metrics_url)]);
         assert_eq!(a.status, 200, "{} /metrics: {a:?}", m.server.kind.label());
@@ -175,6 +181,9 @@ fn the_scripts_counters_and_grpc_label_sets_match_etcd_35() {
         "etcd_debugging_mvcc_keys_total".into(),
         "etcd_server_leader_changes_seen_total".into(),
         "etcd_server_proposals_pending".into(),
+        "etcd_server_health_success".into(),
+        "etcd_server_health_failures".into(),
+        "etcd_cluster_version{cluster_version=\"3.5\"}".into(),
         format!("grpc_server_started_total{{{put}}}"),
         format!("grpc_server_handled_total{{grpc_code=\"OK\",{put}}}"),
         format!("grpc_server_handled_total{{grpc_code=\"NotFound\",{put}}}"),
@@ -191,6 +200,7 @@ fn the_scripts_counters_and_grpc_label_sets_match_etcd_35() {
         assert_eq!(value(&ours_text, &series), theirs, "{series}");
     }
     assert_eq!(value(&ours_text, "etcd_mvcc_put_total"), Some(5.0));
+    assert_eq!(value(&ours_text, "etcd_server_health_success"), Some(2.0));
     // Every gRPC method etcd lists (with every code, every bucket) and no other.
     for family in [
         "grpc_server_started_total",

@@ -274,7 +274,19 @@ fn render_sample(f: &mut Families, sample: &Sample) {
                 "Maximum number of open file descriptors.",
                 max as f64,
             );
+            f.one(
+                "os_fd_limit",
+                Gauge,
+                "The file descriptor limit.",
+                max as f64,
+            );
         }
+        f.one(
+            "os_fd_used",
+            Gauge,
+            "The number of used file descriptors.",
+            p.open_fds as f64,
+        );
         f.one(
             "process_open_fds",
             Gauge,
@@ -315,6 +327,28 @@ fn render_registry(f: &mut Families, extensive: bool) {
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",
         &[(String::new(), m::BACKEND_COMMIT.values())],
+    );
+    f.one(
+        "etcd_server_health_success",
+        Counter,
+        "The total number of successful health checks",
+        m::HEALTH_SUCCESS.get() as f64,
+    );
+    f.one(
+        "etcd_server_health_failures",
+        Counter,
+        "The total number of failed health checks",
+        m::HEALTH_FAILURES.get() as f64,
+    );
+    // etcd labels the cluster version major.minor.
+    let cluster = super::CLUSTER_VERSION
+        .rsplit_once('.')
+        .map_or(super::CLUSTER_VERSION, |(mm, _)| mm);
+    f.scalar(
+        "etcd_cluster_version",
+        Gauge,
+        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        &[(format!("cluster_version=\"{cluster}\""), 1.0)],
     );
     f.one(
         "etcd_server_leader_changes_seen_total",

@@ -263,7 +263,10 @@ async fn health(node: &RaftNode, query: &HealthQuery) -> Response<Body> {
     if verdict.healthy {
         verdict = health::after_read(read(node, query.serializable).await);
     }
-    if !verdict.healthy {
+    if verdict.healthy {
+        crate::metrics::HEALTH_SUCCESS.inc();
+    } else {
+        crate::metrics::HEALTH_FAILURES.inc();
         tracing::warn!(reason = %verdict.reason, "serving /health false");
     }
     health_response(&verdict)

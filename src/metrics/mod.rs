@@ -162,6 +162,10 @@ pub static SLOW_APPLY_TOTAL: Counter = Counter::new();
 /// etcd's warning threshold for one apply (`warnApplyDuration`).
 pub const SLOW_APPLY: Duration = Duration::from_millis(100);
 
+/// `etcd_server_health_success` / `_failures`: answers of `/health` (etcd counts each one).
+pub static HEALTH_SUCCESS: Counter = Counter::new();
+pub static HEALTH_FAILURES: Counter = Counter::new();
+
 // ---- mvcc -------------------------------------------------------------------------------
 
 /// `etcd_mvcc_put_total`, `_delete_total`, `_range_total`, `_txn_total` (and the debugging
