@@ -197,6 +197,8 @@ pub struct Config {
     /// `--self-signed-cert-validity`: years the `--auto-tls` certificates are valid.
     pub self_signed_cert_validity_years: u64,
     pub cors: Cors,
+    /// `--host-whitelist`: the Host names plain-HTTP requests may name; empty = any (`*`).
+    pub host_whitelist: Vec<String>,
     // auth
     pub auth_token: AuthTokenKind,
     pub auth_token_ttl_s: u64,
@@ -414,18 +416,13 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
             years => years,
         },
         cors: read_cors(settings)?,
+        host_whitelist: read_host_whitelist(settings),
         auth_token: read_auth_token(settings)?,
         auth_token_ttl_s: read_uint(settings, "auth-token-ttl")?,
         bcrypt_cost,
         metrics: match settings.raw("metrics") {
             "basic" => MetricsLevel::Basic,
-            "extensive" => {
-                return Err(ConfigError::UnsupportedValue {
-                    flag: "metrics".into(),
-                    value: "extensive".into(),
-                    why: "metrics are not served yet",
-                })
-            }
+            "extensive" => MetricsLevel::Extensive,
             other => {
                 return Err(ConfigError::UnknownMetrics {
                     metrics: other.into(),
@@ -530,8 +527,8 @@ fn read_urls(settings: &Settings, name: &str) -> Result<Vec<Url>, ConfigError> {
 pub(crate) fn check_url_support(flag: &str, urls: &[Url]) -> Result<(), ConfigError> {
     for url in urls {
         let why = match url.scheme {
-            Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKETS_SUPPORTED => {
-                "unix socket URLs are not implemented"
+            Scheme::Unix | Scheme::Unixs if !flags::UNIX_SOCKET_FLAGS.contains(&flag) => {
+                "unix socket URLs are not served for this flag"
             }
             Scheme::Https | Scheme::Unixs if !flags::TLS_SUPPORTED => "TLS is not implemented",
             _ => continue,
@@ -658,6 +655,18 @@ fn read_cors(settings: &Settings) -> Result<Cors, ConfigError> {
             .map(Cors::Origins)
             .map_err(|e| value_error(settings, "cors", e.to_string())),
     }
+}
+
+/// etcd's unique-strings flag: comma-separated names; `*` (the default) allows any.
+fn read_host_whitelist(settings: &Settings) -> Vec<String> {
+    let names: Vec<String> = match settings.raw("host-whitelist") {
+        "" => Vec::new(),
+        raw => raw.split(',').map(str::to_string).collect(),
+    };
+    if names.iter().any(|n| n == "*") {
+        return Vec::new();
+    }
+    names
 }
 
 /// etcd's reading of `--auth-token`: `<type>[,<key>=<value>...]`; an option that is not exactly

@@ -19,6 +19,7 @@ pub mod io;
 pub mod lease;
 pub mod logging;
 pub mod member;
+pub mod metrics;
 pub mod mvcc;
 pub mod net;
 pub mod proto;

@@ -78,6 +78,7 @@ pub async fn range(api: &Api, ctx: &ReqCtx, req: RangeRequest) -> Result<RangeRe
         ReadCost::Scan
     };
     let mut resp = on_view(api, cost, move |sm| sm.state.kv.range(&req)).await??;
+    crate::metrics::MVCC_RANGE.inc();
     resp.header = Some(api.header(&resp.header));
     Ok(resp)
 }

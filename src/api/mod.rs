@@ -57,10 +57,22 @@ pub struct ServerLimits {
     pub quota_bytes: Option<u64>,
 }
 
+/// `--cors` and `--host-whitelist`, which the plain-HTTP endpoints of the client port enforce
+/// (`http::access`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAccess {
+    /// Origins allowed to read responses; `None`: any (`*`, etcd's default).
+    pub cors_origins: Option<Vec<String>>,
+    /// Host names a plaintext HTTP request may name; empty: any (`*`, etcd's default).
+    pub host_whitelist: Vec<String>,
+}
+
 /// What every call needs: the member's node and the member-wide services beside it.
 pub struct Api {
     pub node: Arc<RaftNode>,
     pub limits: ServerLimits,
+    /// `--cors` and `--host-whitelist` for the HTTP endpoints.
+    pub http_access: HttpAccess,
     pub hub: Arc<Hub>,
     /// The leader's lease deadlines.
     pub lessor: Arc<Lessor>,

@@ -44,12 +44,9 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "unsafe-no-fsync",
     // serving and observability extras
     "log-package-levels",
-    "listen-metrics-urls",
-    "cors",
     "experimental-enable-lease-checkpoint",
     "socket-reuse-port",
     "socket-reuse-address",
-    "host-whitelist",
     "enable-grpc-gateway",
     "enable-pprof",
     "experimental-enable-distributed-tracing",
@@ -74,8 +71,16 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
 
 /// `https://` URLs are served with TLS (`net::tls`).
 pub const TLS_SUPPORTED: bool = true;
-/// `unix://` listeners are not implemented yet.
-pub const UNIX_SOCKETS_SUPPORTED: bool = false;
+/// Flags whose `unix://`/`unixs://` URLs are served (listeners) or dialed (peers): every URL
+/// flag etcd accepts them in.
+pub const UNIX_SOCKET_FLAGS: &[&str] = &[
+    "listen-client-urls",
+    "listen-metrics-urls",
+    "advertise-client-urls",
+    "listen-peer-urls",
+    "initial-advertise-peer-urls",
+    "initial-cluster",
+];
 
 /// What is missing for a flag of `UNSUPPORTED_FLAGS`, shown in its startup error.
 pub fn unsupported_reason(name: &str) -> &'static str {
@@ -110,15 +115,12 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "socket-reuse-port" | "socket-reuse-address" => {
             "socket options on listeners are not implemented"
         }
-        "host-whitelist" => "Host header checks need the HTTP endpoints, which are not served yet",
         "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
         "enable-pprof" => "runtime profiles are not served",
         "experimental-enable-distributed-tracing"
         | "experimental-distributed-tracing-address"
         | "experimental-distributed-tracing-service-name"
         | "experimental-distributed-tracing-instance-id" => "trace export is not implemented",
-        "listen-metrics-urls" => "the /metrics and /health listener is not implemented yet",
-        "cors" => "CORS applies to the HTTP endpoints, which are not served yet",
         "experimental-enable-lease-checkpoint" => {
             "lease checkpoints are not implemented; a new leader gives every lease its full TTL"
         }

@@ -304,13 +304,7 @@ fn unsupported_flags_and_values_exit_one() {
     let cases: &[Case] = &[
         (&["--discovery", "https://d.example/x"], &[], "oxetcd: flag --discovery is not supported yet (discovery bootstrap is not implemented; use --initial-cluster)"),
         (&["--experimental-enable-v2v3", "/v2/"], &[], "oxetcd: flag --experimental-enable-v2v3 is not supported yet (serving the v2 API from the v3 store is not implemented (--enable-v2 serves it from the v2 store))"),
-        (&["--listen-metrics-urls", "http://127.0.0.1:2381"], &[], "oxetcd: flag --listen-metrics-urls is not supported yet (the /metrics and /health listener is not implemented yet)"),
         (&["--experimental-enable-lease-checkpoint"], &[], "oxetcd: flag --experimental-enable-lease-checkpoint is not supported yet (lease checkpoints are not implemented; a new leader gives every lease its full TTL)"),
-        (
-            &["--listen-peer-urls", "unix://localhost:2380"],
-            &[],
-            "oxetcd: --listen-peer-urls=unix://localhost:2380 is not supported yet (unix socket URLs are not implemented)",
-        ),
         (
             &["--log-outputs", "stderr,systemd/journal"],
             &[],
@@ -488,28 +482,98 @@ fn url_lists_are_sorted_and_empty_keeps_default() {
 fn cors_values() {
     assert_eq!(run(&["--cors", "*"], &[]).cors, Cors::Any);
     assert_eq!(run(&["--cors="], &[]).cors, Cors::Any);
-    // No HTTP endpoint is served yet, so a list of origins would mean nothing.
     assert_eq!(
-        fail(&["--cors", "http://a.example:80"], &[]).to_string(),
-        "oxetcd: flag --cors is not supported yet (CORS applies to the HTTP endpoints, which \
-         are not served yet)"
+        run(
+            &["--cors", "http://a.example:80,https://b.example:8443"],
+            &[]
+        )
+        .cors,
+        Cors::Origins(vec![
+            url("http://a.example:80"),
+            url("https://b.example:8443")
+        ])
     );
+    // etcd accepts "*" only as the whole value.
     assert_eq!(
         fail(&["--cors", "http://a.example:80,*"], &[]).exit_code(),
         2
     );
 }
 
+#[test]
+fn unix_socket_urls_are_accepted_for_clients_peers_and_metrics() {
+    let c = run(
+        &[
+            "--listen-client-urls",
+            "unix://sock.example:2379,http://127.0.0.1:2379",
+            "--advertise-client-urls",
+            "unix://sock.example:2379",
+            "--listen-metrics-urls",
+            "unixs://m.example:2381",
+        ],
+        &[],
+    );
+    // Sorted by their text, as etcd keeps URL lists.
+    assert_eq!(
+        c.listen_client_urls,
+        vec![
+            url("http://127.0.0.1:2379"),
+            url("unix://sock.example:2379")
+        ]
+    );
+    assert_eq!(c.listen_metrics_urls, vec![url("unixs://m.example:2381")]);
+    let c = run(
+        &[
+            "--name",
+            "u1",
+            "--listen-peer-urls",
+            "unix://u1.example:2380",
+            "--initial-advertise-peer-urls",
+            "unix://u1.example:2380",
+            "--initial-cluster",
+            "u1=unix://u1.example:2380",
+        ],
+        &[],
+    );
+    assert_eq!(c.listen_peer_urls, vec![url("unix://u1.example:2380")]);
+}
+
+#[test]
+fn host_whitelist_and_metrics_values() {
+    assert!(
+        run(&[], &[]).host_whitelist.is_empty(),
+        "default '*': any host"
+    );
+    assert_eq!(
+        run(&["--host-whitelist", "a.example,127.0.0.1"], &[]).host_whitelist,
+        vec!["a.example".to_string(), "127.0.0.1".to_string()]
+    );
+    assert!(run(&["--host-whitelist", "a.example,*"], &[])
+        .host_whitelist
+        .is_empty());
+    let c = run(
+        &[
+            "--metrics",
+            "extensive",
+            "--listen-metrics-urls",
+            "http://127.0.0.1:2381,https://127.0.0.1:2382",
+        ],
+        &[],
+    );
+    assert_eq!(c.metrics, MetricsLevel::Extensive);
+    assert_eq!(
+        c.listen_metrics_urls,
+        vec![url("http://127.0.0.1:2381"), url("https://127.0.0.1:2382")]
+    );
+}
+
 /// Regression: these were accepted and then ignored (nothing reads them yet).
 #[test]
 fn flags_without_a_consumer_yet_are_refused_unless_default() {
-    let cases: &[(&str, &str)] = &[
-        ("--metrics=extensive", "metrics are not served yet"),
-        (
-            "--log-package-levels=etcdserver=DEBUG",
-            "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
-        ),
-    ];
+    let cases: &[(&str, &str)] = &[(
+        "--log-package-levels=etcdserver=DEBUG",
+        "per-package log levels (capnslog) are gone since etcd 3.5; use --log-level",
+    )];
     for (arg, why) in cases {
         let e = fail(&[arg], &[]);
         assert!(

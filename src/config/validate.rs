@@ -4,7 +4,7 @@
 //! Invariant: validation only reads the config; it never fills in or corrects values.
 
 use super::error::ConfigError;
-use super::url::{join_urls, Url};
+use super::url::{join_urls, Scheme, Url};
 use super::{Config, ELECTION_TIMEOUT_MS_MAX};
 
 pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -23,9 +23,10 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Listen URLs must name an IP literal or `localhost`.
+/// Listen URLs must name an IP literal or `localhost` (unix socket URLs name a file instead).
 fn check_bind_urls(urls: &[Url]) -> Result<(), ConfigError> {
-    match urls.iter().find(|u| u.bind_addr().is_none()) {
+    let unix = |u: &Url| matches!(u.scheme, Scheme::Unix | Scheme::Unixs);
+    match urls.iter().find(|u| !unix(u) && u.bind_addr().is_none()) {
         Some(u) => Err(ConfigError::BindNotIp { url: u.to_string() }),
         None => Ok(()),
     }

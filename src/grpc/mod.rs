@@ -140,30 +140,42 @@ fn router(builder: tonic::transport::Server, api: &Arc<Api>) -> tonic::transport
         .max_encoding_message_size(WATCH_SEND_BYTES_MAX);
     let lease = LeaseServer::new(lease::LeaseService::new(api.clone()));
     let health = HealthServer::new(health::HealthService::new(api.node.clone()));
-    // HTTP/1.1 beside gRPC, and the plain-HTTP endpoints on every path no service claims.
+    let cluster = ClusterServer::new(cluster::ClusterService::new(api.clone()));
+    let auth = AuthServer::new(auth::AuthService::new(api.clone()));
+    let election = ElectionServer::new(election::ElectionService::new(api.clone()));
+    let lock = LockServer::new(lock::LockService::new(api.clone()));
+    // HTTP/1.1 beside gRPC, the plain-HTTP endpoints on every path no service claims, and the
+    // gRPC server metrics around every call (`http::observe`).
     #[cfg(not(madsim))]
-    let router = builder
-        .accept_http1(true)
-        .add_routes(crate::http::routes(api.clone()))
-        .add_service(health);
+    {
+        let routes = crate::http::routes(api.clone())
+            .add_service(health)
+            .add_service(kv)
+            .add_service(watch)
+            .add_service(lease)
+            .add_service(maintenance)
+            .add_service(cluster)
+            .add_service(auth)
+            .add_service(election)
+            .add_service(lock);
+        builder
+            .accept_http1(true)
+            .add_routes(crate::http::observed(routes))
+    }
     #[cfg(madsim)]
-    let router = {
+    {
         let mut builder = builder;
-        builder.add_service(health)
-    };
-    router
-        .add_service(kv)
-        .add_service(watch)
-        .add_service(lease)
-        .add_service(maintenance)
-        .add_service(ClusterServer::new(cluster::ClusterService::new(
-            api.clone(),
-        )))
-        .add_service(AuthServer::new(auth::AuthService::new(api.clone())))
-        .add_service(ElectionServer::new(election::ElectionService::new(
-            api.clone(),
-        )))
-        .add_service(LockServer::new(lock::LockService::new(api.clone())))
+        builder
+            .add_service(health)
+            .add_service(kv)
+            .add_service(watch)
+            .add_service(lease)
+            .add_service(maintenance)
+            .add_service(cluster)
+            .add_service(auth)
+            .add_service(election)
+            .add_service(lock)
+    }
 }
 
 /// A bound client listener, ready to serve.
@@ -172,10 +184,14 @@ pub struct ClientListener {
 }
 
 impl ClientListener {
-    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
-    pub fn bind(addr: SocketAddr, settings: ListenerSettings) -> std::io::Result<Self> {
+    /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free
+    /// port; a unix socket path for a `unix://` URL).
+    pub fn bind(
+        addr: &crate::net::listener::BindAddr,
+        settings: ListenerSettings,
+    ) -> std::io::Result<Self> {
         Ok(ClientListener {
-            listener: Listener::bind(addr, settings)?,
+            listener: Listener::bind_to(addr, settings)?,
         })
     }
 

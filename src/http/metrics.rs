@@ -2,16 +2,19 @@
 //! metric names, types, help texts and labels, so dashboards and alert rules written for etcd
 //! read them unchanged.
 //!
-//! Only families whose value oxetcd knows exactly are written; a family etcd has and we cannot
-//! fill honestly (the WAL fsync and backend commit histograms, per-RPC gRPC counters, peer
-//! traffic, pending proposals, leader-change counts) is left out rather than reported as zero.
-//! The rendering is a pure function of a [`Sample`], tested without a server; `process_*` is
-//! read from `/proc/self` (Linux), as Go's process collector does.
+//! Two sources: a [`Sample`] of the member's state taken at scrape time (leader, indexes,
+//! revisions, sizes, `process_*` from `/proc/self` as Go's process collector reads it), and the
+//! process-wide registry `crate::metrics`, counted where the events happen (WAL fsync, snapshot
+//! write, proposals, leader changes, apply, peer traffic, gRPC calls). A family etcd has and we
+//! cannot fill honestly is left out rather than reported as zero (see docs/operations.md).
+//! Families are printed sorted by name, samples sorted by labels, numbers as Go prints them.
 //!
 //! Invariant: every family is written as `# HELP`, `# TYPE`, then its samples; names never
-//! repeat.
+//! repeat; a labelled family with no samples is not written (Go's client omits it too).
 
 use std::fmt::Write;
+
+use crate::metrics::HistogramValues;
 
 /// What one scrape reports.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,6 +31,10 @@ pub struct Sample {
     pub db_bytes: u64,
     pub current_revision: i64,
     pub compact_revision: i64,
+    /// Keys that exist now (etcd's key index entries with a live generation).
+    pub keys: u64,
+    /// `--quota-backend-bytes` in effect; 0 when the quota is off, as etcd leaves the gauge.
+    pub quota_bytes: u64,
     pub process: Option<Process>,
 }
 
@@ -42,30 +49,116 @@ pub struct Process {
     pub start_time_seconds: f64,
 }
 
+#[derive(Clone, Copy)]
 enum Kind {
     Gauge,
     Counter,
 }
 
-fn family(out: &mut String, name: &str, kind: Kind, help: &str, samples: &[(&str, f64)]) {
-    let kind = match kind {
-        Kind::Gauge => "gauge",
-        Kind::Counter => "counter",
-    };
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "{name}{labels} {}", number(*value));
+/// The families of one scrape, printed sorted by name (as the Prometheus client does).
+#[derive(Default)]
+struct Families(Vec<(String, String)>);
+
+impl Families {
+    /// A gauge or counter family; `samples` are (labels without braces, value). A family with
+    /// no samples is left out, as Go's client leaves out a vector with no children.
+    fn scalar(&mut self, name: &str, kind: Kind, help: &str, samples: &[(String, f64)]) {
+        if samples.is_empty() {
+            return;
+        }
+        let kind = match kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let mut lines: Vec<String> = samples
+            .iter()
+            .map(|(labels, value)| format!("{name}{} {}", braced(labels), number(*value)))
+            .collect();
+        lines.sort();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        self.0.push((name.to_string(), out));
+    }
+
+    fn one(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
+        self.scalar(name, kind, help, &[(String::new(), value)]);
+    }
+
+    /// A histogram family; `series` are (labels without braces, values).
+    fn histogram(&mut self, name: &str, help: &str, series: &[(String, HistogramValues)]) {
+        if series.is_empty() {
+            return;
+        }
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut sorted: Vec<&(String, HistogramValues)> = series.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (labels, h) in sorted {
+            let sep = if labels.is_empty() { "" } else { "," };
+            for (bound, count) in h.bounds.iter().zip(&h.cumulative) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels}{sep}le=\"{}\"}} {count}",
+                    number(*bound)
+                );
+            }
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(out, "{name}_sum{} {}", braced(labels), number(h.sum));
+            let _ = writeln!(out, "{name}_count{} {}", braced(labels), h.count);
+        }
+        self.0.push((name.to_string(), out));
+    }
+
+    fn text(mut self) -> String {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        debug_assert!(
+            self.0.windows(2).all(|w| w[0].0 != w[1].0),
+            "a family twice"
+        );
+        self.0.into_iter().map(|(_, text)| text).collect()
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` for the values we write: integers without a
-/// fraction, large ones in exponent form as the Prometheus client prints them.
+fn braced(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)`, which the Prometheus client prints values and
+/// bucket bounds with: the shortest digits that read back as `v`, in exponent form when the
+/// decimal exponent is below -4 or at least 6 (`2.147483648e+09`, `1e-05`), plain otherwise
+/// (`123456`, `0.0001`).
 fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v.fract() == 0.0 {
-        format!("{v:e}").replace('e', "e+")
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    // Rust's `{:e}` gives the shortest round-tripping digits: "2.147483648e9".
+    let sci = format!("{v:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return sci;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {
         format!("{v}")
     }
@@ -79,136 +172,338 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-/// The exposition text of `sample`.
+/// The exposition text of `sample` and of the process-wide registry (`crate::metrics`).
 pub fn render(sample: &Sample) -> String {
-    let mut out = String::new();
-    let o = &mut out;
-    family(
-        o,
+    let mut f = Families::default();
+    render_sample(&mut f, sample);
+    render_registry(&mut f, crate::metrics::extensive());
+    f.text()
+}
+
+fn render_sample(f: &mut Families, sample: &Sample) {
+    use Kind::{Counter, Gauge};
+    f.one(
         "etcd_debugging_mvcc_compact_revision",
-        Kind::Gauge,
+        Gauge,
         "The revision of the last compaction in store.",
-        &[("", sample.compact_revision as f64)],
+        sample.compact_revision as f64,
     );
-    family(
-        o,
+    f.one(
         "etcd_debugging_mvcc_current_revision",
-        Kind::Gauge,
+        Gauge,
         "The current revision of store.",
-        &[("", sample.current_revision as f64)],
+        sample.current_revision as f64,
     );
-    family(
-        o,
+    f.one(
+        "etcd_debugging_mvcc_keys_total",
+        Gauge,
+        "Total number of keys.",
+        sample.keys as f64,
+    );
+    f.one(
         "etcd_mvcc_db_total_size_in_bytes",
-        Kind::Gauge,
+        Gauge,
         "Total size of the underlying database physically allocated in bytes.",
-        &[("", sample.db_bytes as f64)],
+        sample.db_bytes as f64,
     );
-    family(
-        o,
+    f.one(
         "etcd_mvcc_db_total_size_in_use_in_bytes",
-        Kind::Gauge,
+        Gauge,
         "Total size of the underlying database logically in use in bytes.",
-        &[("", sample.db_bytes as f64)],
+        sample.db_bytes as f64,
     );
-    family(
-        o,
+    f.one(
         "etcd_server_has_leader",
-        Kind::Gauge,
+        Gauge,
         "Whether or not a leader exists. 1 is existence, 0 is not.",
-        &[("", flag(sample.has_leader))],
+        flag(sample.has_leader),
     );
-    let id_label = format!("{{server_id=\"{:x}\"}}", sample.member_id);
-    family(
-        o,
+    f.scalar(
         "etcd_server_id",
-        Kind::Gauge,
+        Gauge,
         "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
-        &[(&id_label, 1.0)],
+        &[(format!("server_id=\"{:x}\"", sample.member_id), 1.0)],
     );
-    family(
-        o,
+    f.one(
         "etcd_server_is_leader",
-        Kind::Gauge,
+        Gauge,
         "Whether or not this member is a leader. 1 if is, 0 otherwise.",
-        &[("", flag(sample.is_leader))],
+        flag(sample.is_leader),
     );
-    family(
-        o,
+    f.one(
         "etcd_server_is_learner",
-        Kind::Gauge,
+        Gauge,
         "Whether or not this member is a learner. 1 if is, 0 otherwise.",
-        &[("", flag(sample.is_learner))],
+        flag(sample.is_learner),
     );
-    family(
-        o,
+    f.one(
         "etcd_server_proposals_applied_total",
-        Kind::Gauge,
+        Gauge,
         "The total number of consensus proposals applied.",
-        &[("", sample.applied_index as f64)],
+        sample.applied_index as f64,
     );
-    family(
-        o,
+    f.one(
         "etcd_server_proposals_committed_total",
-        Kind::Gauge,
+        Gauge,
         "The total number of consensus proposals committed.",
-        &[("", sample.committed_index as f64)],
+        sample.committed_index as f64,
     );
-    let version_label = format!("{{server_version=\"{}\"}}", sample.server_version);
-    family(
-        o,
+    f.one(
+        "etcd_server_quota_backend_bytes",
+        Gauge,
+        "Current backend storage quota size in bytes.",
+        sample.quota_bytes as f64,
+    );
+    f.scalar(
         "etcd_server_version",
-        Kind::Gauge,
+        Gauge,
         "Which version is running. 1 for 'server_version' label with current version.",
-        &[(&version_label, 1.0)],
+        &[(format!("server_version=\"{}\"", sample.server_version), 1.0)],
     );
     if let Some(p) = &sample.process {
-        family(
-            o,
+        f.one(
             "process_cpu_seconds_total",
-            Kind::Counter,
+            Counter,
             "Total user and system CPU time spent in seconds.",
-            &[("", p.cpu_seconds)],
+            p.cpu_seconds,
         );
         if let Some(max) = p.max_fds {
-            family(
-                o,
+            f.one(
                 "process_max_fds",
-                Kind::Gauge,
+                Gauge,
                 "Maximum number of open file descriptors.",
-                &[("", max as f64)],
+                max as f64,
+            );
+            f.one(
+                "os_fd_limit",
+                Gauge,
+                "The file descriptor limit.",
+                max as f64,
             );
         }
-        family(
-            o,
+        f.one(
+            "os_fd_used",
+            Gauge,
+            "The number of used file descriptors.",
+            p.open_fds as f64,
+        );
+        f.one(
             "process_open_fds",
-            Kind::Gauge,
+            Gauge,
             "Number of open file descriptors.",
-            &[("", p.open_fds as f64)],
+            p.open_fds as f64,
         );
-        family(
-            o,
+        f.one(
             "process_resident_memory_bytes",
-            Kind::Gauge,
+            Gauge,
             "Resident memory size in bytes.",
-            &[("", p.resident_bytes as f64)],
+            p.resident_bytes as f64,
         );
-        family(
-            o,
+        f.one(
             "process_start_time_seconds",
-            Kind::Gauge,
+            Gauge,
             "Start time of the process since unix epoch in seconds.",
-            &[("", p.start_time_seconds)],
+            p.start_time_seconds,
         );
-        family(
-            o,
+        f.one(
             "process_virtual_memory_bytes",
-            Kind::Gauge,
+            Gauge,
             "Virtual memory size in bytes.",
-            &[("", p.virtual_bytes as f64)],
+            p.virtual_bytes as f64,
         );
     }
-    out
+}
+
+/// The families counted where their events happen (`crate::metrics`).
+fn render_registry(f: &mut Families, extensive: bool) {
+    use crate::metrics as m;
+    use Kind::{Counter, Gauge};
+    f.histogram(
+        "etcd_disk_wal_fsync_duration_seconds",
+        "The latency distributions of fsync called by WAL.",
+        &[(String::new(), m::WAL_FSYNC.values())],
+    );
+    f.histogram(
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+        &[(String::new(), m::BACKEND_COMMIT.values())],
+    );
+    f.one(
+        "etcd_server_health_success",
+        Counter,
+        "The total number of successful health checks",
+        m::HEALTH_SUCCESS.get() as f64,
+    );
+    f.one(
+        "etcd_server_health_failures",
+        Counter,
+        "The total number of failed health checks",
+        m::HEALTH_FAILURES.get() as f64,
+    );
+    // etcd labels the cluster version major.minor.
+    let cluster = super::CLUSTER_VERSION
+        .rsplit_once('.')
+        .map_or(super::CLUSTER_VERSION, |(mm, _)| mm);
+    f.scalar(
+        "etcd_cluster_version",
+        Gauge,
+        "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        &[(format!("cluster_version=\"{cluster}\""), 1.0)],
+    );
+    f.one(
+        "etcd_server_leader_changes_seen_total",
+        Counter,
+        "The number of leader changes seen.",
+        m::LEADER_CHANGES.get() as f64,
+    );
+    f.one(
+        "etcd_server_proposals_pending",
+        Gauge,
+        "The current number of pending proposals to commit.",
+        m::PROPOSALS_PENDING.get() as f64,
+    );
+    f.one(
+        "etcd_server_proposals_failed_total",
+        Counter,
+        "The total number of failed proposals seen.",
+        m::PROPOSALS_FAILED.get() as f64,
+    );
+    f.one(
+        "etcd_server_slow_apply_total",
+        Counter,
+        "The total number of slow apply requests (likely overloaded from slow disk).",
+        m::SLOW_APPLY_TOTAL.get() as f64,
+    );
+    let mvcc = [
+        ("etcd_mvcc_put_total", "puts", &m::MVCC_PUT),
+        ("etcd_mvcc_delete_total", "deletes", &m::MVCC_DELETE),
+        ("etcd_mvcc_range_total", "ranges", &m::MVCC_RANGE),
+        ("etcd_debugging_mvcc_range_total", "ranges", &m::MVCC_RANGE),
+        ("etcd_mvcc_txn_total", "txns", &m::MVCC_TXN),
+    ];
+    for (name, what, counter) in mvcc {
+        let help = format!("Total number of {what} seen by this member.");
+        f.one(name, Counter, &help, counter.get() as f64);
+    }
+    f.one(
+        "etcd_network_client_grpc_received_bytes_total",
+        Counter,
+        "The total number of bytes received from grpc clients.",
+        m::CLIENT_GRPC_RECEIVED_BYTES.get() as f64,
+    );
+    f.one(
+        "etcd_network_client_grpc_sent_bytes_total",
+        Counter,
+        "The total number of bytes sent to grpc clients.",
+        m::CLIENT_GRPC_SENT_BYTES.get() as f64,
+    );
+    render_peers(f, &m::peers());
+    render_grpc(f, extensive);
+}
+
+fn render_peers(f: &mut Families, peers: &[crate::metrics::PeerSample]) {
+    let to = |id: u64| format!("To=\"{id:x}\"");
+    let from = |id: u64| format!("From=\"{id:x}\"");
+    let sent: Vec<(String, f64)> = peers
+        .iter()
+        .map(|p| (to(p.id), p.sent_bytes as f64))
+        .collect();
+    let received: Vec<(String, f64)> = peers
+        .iter()
+        .map(|p| (from(p.id), p.received_bytes as f64))
+        .collect();
+    let failed: Vec<(String, f64)> = peers
+        .iter()
+        .filter(|p| p.sent_failures > 0)
+        .map(|p| (to(p.id), p.sent_failures as f64))
+        .collect();
+    let rtt: Vec<(String, HistogramValues)> = peers
+        .iter()
+        .filter(|p| p.round_trip.count > 0)
+        .map(|p| (to(p.id), p.round_trip.clone()))
+        .collect();
+    f.scalar(
+        "etcd_network_peer_sent_bytes_total",
+        Kind::Counter,
+        "The total number of bytes sent to peers.",
+        &sent,
+    );
+    f.scalar(
+        "etcd_network_peer_received_bytes_total",
+        Kind::Counter,
+        "The total number of bytes received from peers.",
+        &received,
+    );
+    f.scalar(
+        "etcd_network_peer_sent_failures_total",
+        Kind::Counter,
+        "The total number of send failures from peers.",
+        &failed,
+    );
+    f.histogram(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers",
+        &rtt,
+    );
+}
+
+fn render_grpc(f: &mut Families, extensive: bool) {
+    use crate::metrics::{GRPC_CODES, GRPC_METHODS, GRPC_STATS};
+    let (mut started, mut handled, mut received, mut sent, mut handling) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (method, stats) in GRPC_METHODS.iter().zip(GRPC_STATS.iter()) {
+        let count = stats.started.get();
+        if !method.preset && count == 0 {
+            continue;
+        }
+        let labels = format!(
+            "grpc_method=\"{}\",grpc_service=\"{}\",grpc_type=\"{}\"",
+            method.method,
+            method.service,
+            method.kind.label()
+        );
+        started.push((labels.clone(), count as f64));
+        for (code, counter) in GRPC_CODES.iter().zip(stats.handled.iter()) {
+            handled.push((
+                format!("grpc_code=\"{code}\",{labels}"),
+                counter.get() as f64,
+            ));
+        }
+        received.push((labels.clone(), stats.msg_received.get() as f64));
+        sent.push((labels.clone(), stats.msg_sent.get() as f64));
+        handling.push((labels, stats.handling.values()));
+    }
+    f.scalar(
+        "grpc_server_started_total",
+        Kind::Counter,
+        "Total number of RPCs started on the server.",
+        &started,
+    );
+    f.scalar(
+        "grpc_server_handled_total",
+        Kind::Counter,
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+        &handled,
+    );
+    f.scalar(
+        "grpc_server_msg_received_total",
+        Kind::Counter,
+        "Total number of RPC stream messages received on the server.",
+        &received,
+    );
+    f.scalar(
+        "grpc_server_msg_sent_total",
+        Kind::Counter,
+        "Total number of gRPC stream messages sent by the server.",
+        &sent,
+    );
+    if extensive {
+        f.histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            &handling,
+        );
+    }
 }
 
 /// This process's figures from `/proc/self`; `None` where `/proc` is not there.
@@ -294,6 +589,106 @@ mod tests {
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let name = line.split_whitespace().nth(2).unwrap_or("");
             assert!(names.insert(name.to_string()), "{name} twice");
+        }
+    }
+
+    /// Every family oxetcd can print: the sample's, the registry's with the handling-time
+    /// histograms, and the peer families with one peer that has every kind of figure.
+    fn catalogue() -> String {
+        let mut f = Families::default();
+        let sample = Sample {
+            process: Some(Process {
+                max_fds: Some(1024),
+                ..Process::default()
+            }),
+            ..Sample::default()
+        };
+        render_sample(&mut f, &sample);
+        render_registry(&mut f, true);
+        let rtt = crate::metrics::Histogram::new(&crate::metrics::RTT_BUCKETS);
+        rtt.observe(0.0003);
+        let peer = crate::metrics::PeerSample {
+            id: 0xabc,
+            sent_bytes: 10,
+            received_bytes: 20,
+            sent_failures: 1,
+            round_trip: rtt.values(),
+        };
+        let mut peers = Families::default();
+        render_peers(&mut peers, &[peer]);
+        f.0.retain(|(name, _)| !name.starts_with("etcd_network_peer_"));
+        f.0.extend(peers.0);
+        f.text()
+    }
+
+    #[test]
+    fn the_metrics_of_etcds_dashboard_and_alerts_exist() {
+        let text = catalogue();
+        let printed: std::collections::HashSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let wanted = include_str!("testdata/etcd_dashboard_metrics.txt");
+        let names: Vec<&str> = wanted
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(names.len() >= 15, "the list was read");
+        for name in names {
+            assert!(printed.contains(name), "{name} is not printed by oxetcd");
+        }
+    }
+
+    #[test]
+    fn peer_and_histogram_series_use_etcds_labels() {
+        let text = catalogue();
+        assert!(text.contains("etcd_network_peer_sent_bytes_total{To=\"abc\"} 10\n"));
+        assert!(text.contains("etcd_network_peer_received_bytes_total{From=\"abc\"} 20\n"));
+        assert!(text.contains(
+            "etcd_network_peer_round_trip_time_seconds_bucket{To=\"abc\",le=\"0.0002\"} 0\n\
+             etcd_network_peer_round_trip_time_seconds_bucket{To=\"abc\",le=\"0.0004\"} 1\n"
+        ));
+        assert!(text.contains("etcd_network_peer_round_trip_time_seconds_count{To=\"abc\"} 1\n"));
+        assert!(text.contains("# TYPE etcd_disk_wal_fsync_duration_seconds histogram\n"));
+        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_bucket{le=\"8.192\"} "));
+        assert!(text.contains(
+            "grpc_server_handled_total{grpc_code=\"Aborted\",grpc_method=\"Alarm\",\
+             grpc_service=\"etcdserverpb.Maintenance\",grpc_type=\"unary\"} "
+        ));
+        assert!(text.contains(
+            "grpc_server_started_total{grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",\
+             grpc_type=\"bidi_stream\"} "
+        ));
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted, "families sorted by name, none twice");
+    }
+
+    #[test]
+    fn numbers_are_printed_as_go_prints_them() {
+        for (v, text) in [
+            (0.0, "0"),
+            (3.0, "3"),
+            (1.5, "1.5"),
+            (123456.0, "123456"),
+            (1e6, "1e+06"),
+            (2147483648.0, "2.147483648e+09"),
+            (0.001, "0.001"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (8.192, "8.192"),
+            (1.8446744073709552e19, "1.8446744073709552e+19"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(number(v), text, "{v}");
         }
     }
 

@@ -4,8 +4,9 @@
 //! HTTP/1.1 (hyper tells the protocols apart by the HTTP/2 preface), and [`routes`] puts
 //! [`Endpoints`] behind every path no gRPC service claims.
 //!
-//! Responses copy etcd 3.5's: bodies, status codes, content types, the CORS headers of its
-//! default `--cors=*`, `405 Method Not Allowed` with `Allow: GET` for other methods, and Go's
+//! Responses copy etcd 3.5's: bodies, status codes, content types, `--host-whitelist` and the
+//! CORS headers of `--cors` (see [`access`]), `405 Method Not Allowed` with `Allow: GET` for
+//! other methods than GET (`/metrics` takes any), and Go's
 //! `404 page not found` for unknown paths (answered at once, never left hanging). A request with
 //! a gRPC content type to an unknown path gets gRPC's Unimplemented, as tonic answers it.
 //!
@@ -15,8 +16,10 @@
 //! Paths under `/v3/` and `/v3beta/` belong to the JSON gateway (`crate::gateway`).
 //! Not in the simulated build (there is no HTTP server under madsim).
 
+pub mod access;
 pub mod health;
 pub mod metrics;
+pub mod observe;
 pub mod v2;
 
 use std::convert::Infallible;
@@ -38,17 +41,56 @@ pub const CLUSTER_VERSION: &str = "3.5.0";
 /// The routes of the client port around the gRPC services: every path the services do not
 /// claim goes to [`Endpoints`].
 pub fn routes(api: Arc<crate::api::Api>) -> tonic::service::Routes {
-    let node = api.node.clone();
-    let router = axum::Router::new().fallback_service(Endpoints { node, api });
+    let router = axum::Router::new().fallback_service(Endpoints {
+        api,
+        port: Port::Client,
+    });
+    tonic::service::Routes::from(router)
+}
+
+/// Serves a `--listen-metrics-urls` listener until `shutdown`: `/metrics` and `/health` only,
+/// over HTTP/1.1 or h2c (h2 or http/1.1 by ALPN with TLS), without CORS headers (etcd serves
+/// them from a plain mux there).
+pub async fn serve_metrics(
+    listener: crate::net::Listener,
+    api: Arc<crate::api::Api>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let router = axum::Router::new().fallback_service(Endpoints {
+        api,
+        port: Port::Metrics,
+    });
+    let server = listener
+        .settings()
+        .server()
+        .accept_http1(true)
+        .add_routes(tonic::service::Routes::from(router));
+    listener.serve(server, shutdown).await
+}
+
+/// Which listener an [`Endpoints`] answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    /// The client port: every endpoint, CORS headers, the JSON gateway.
+    Client,
+    /// A metrics listener: `/metrics` and `/health`, nothing else.
+    Metrics,
+}
+
+/// `routes` with the gRPC server metrics counted around every call (see [`observe`]).
+pub fn observed(routes: tonic::service::Routes) -> tonic::service::Routes {
+    let router = routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(observe::observe));
     tonic::service::Routes::from(router)
 }
 
 /// The HTTP handlers of one client listener.
 #[derive(Clone)]
 pub struct Endpoints {
-    node: Arc<RaftNode>,
-    /// For the JSON gateway (`/v3/...`, `crate::gateway`).
+    /// The member's API: its raft node for the checks, the JSON gateway (`/v3/...`).
     api: Arc<crate::api::Api>,
+    port: Port,
 }
 
 type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -63,24 +105,63 @@ impl tower_service::Service<Request<Body>> for Endpoints {
     }
 
     fn call(&mut self, request: Request<Body>) -> Answer {
-        let node = self.node.clone();
         let (parts, body) = request.into_parts();
-        if parts.method == Method::OPTIONS && !is_grpc(&parts) {
-            // etcd's CORS wrapper answers every preflight itself, whatever the path.
-            return Box::pin(async { Ok(with_cors(Response::new(Body::empty()))) });
-        }
-        if self.api.v2.enabled && v2::claims(parts.uri.path()) && !is_grpc(&parts) {
+        if self.port == Port::Metrics {
             let api = self.api.clone();
-            return Box::pin(async move { Ok(with_cors(v2::serve(api, parts, body).await)) });
+            return Box::pin(async move { Ok(respond_metrics_port(&api, &parts).await) });
         }
-        if crate::gateway::claims(parts.uri.path()) && !is_grpc(&parts) {
-            let api = self.api.clone();
+        if is_grpc(&parts) {
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http::<Body>()) });
+        }
+        // etcd's access controller: the Host check (plaintext only), then CORS, then the
+        // preflight answer, before any handler (`access`).
+        let access = &self.api.http_access;
+        let secure = parts
+            .extensions
+            .get::<crate::net::transport::ConnInfo>()
+            .is_some_and(|c| c.secure);
+        let host = request_host(&parts);
+        if !secure && !access::host_allowed(access, &host) {
+            return Box::pin(async move { Ok(access::misdirected(&host)) });
+        }
+        let origin = parts
+            .headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let cors = access::allowed_origin(access, origin);
+        if parts.method == Method::OPTIONS {
+            let r = access::with_cors(Response::new(Body::empty()), cors.as_deref());
+            return Box::pin(async { Ok(r) });
+        }
+        let api = self.api.clone();
+        if api.v2.enabled && v2::claims(parts.uri.path()) {
             return Box::pin(async move {
-                Ok(with_cors(crate::gateway::serve(api, parts, body).await))
+                let r = v2::serve(api, parts, body).await;
+                Ok(access::with_cors(r, cors.as_deref()))
             });
         }
-        Box::pin(async move { Ok(respond(&node, &parts).await) })
+        if crate::gateway::claims(parts.uri.path()) {
+            return Box::pin(async move {
+                let r = crate::gateway::serve(api, parts, body).await;
+                Ok(access::with_cors(r, cors.as_deref()))
+            });
+        }
+        Box::pin(async move {
+            let r = respond(&api, &parts).await;
+            Ok(access::with_cors(r, cors.as_deref()))
+        })
     }
+}
+
+/// The Host a request names: the Host header (HTTP/1.1) or the URI's authority (HTTP/2).
+fn request_host(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
 }
 
 fn is_grpc(parts: &http::request::Parts) -> bool {
@@ -91,37 +172,51 @@ fn is_grpc(parts: &http::request::Parts) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-async fn respond(node: &RaftNode, parts: &http::request::Parts) -> Response<Body> {
-    if is_grpc(parts) {
-        return tonic::Status::unimplemented("").into_http::<Body>();
-    }
+/// The answer of a client-port endpoint, before the CORS headers.
+async fn respond(api: &crate::api::Api, parts: &http::request::Parts) -> Response<Body> {
+    let node = &*api.node;
     let path = parts.uri.path();
     let known = matches!(
         path,
         "/health" | "/livez" | "/readyz" | "/version" | "/metrics"
     );
     if !known {
-        return with_cors(text(StatusCode::NOT_FOUND, "404 page not found\n", true));
+        return text(StatusCode::NOT_FOUND, "404 page not found\n", true);
     }
-    if parts.method != Method::GET {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Method Not Allowed\n",
-            false,
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET"));
-        return with_cors(r);
+    // The Prometheus handler answers any method; the others are GET only.
+    if parts.method != Method::GET && path != "/metrics" {
+        return method_not_allowed();
     }
     let query = parts.uri.query();
     let response = match path {
         "/health" => health(node, &HealthQuery::parse(query)).await,
         "/version" => version(),
         "/livez" => livez(node, verbose(query)).await,
-        "/metrics" => metrics(node).await,
+        "/metrics" => metrics(api).await,
         _ => readyz(node, verbose(query)).await,
     };
-    with_cors(response)
+    response
+}
+
+/// A metrics listener's answer: etcd's plain mux there has `/metrics` (any method) and
+/// `/health` (GET only), and Go's 404 for the rest, with no CORS headers.
+async fn respond_metrics_port(
+    api: &crate::api::Api,
+    parts: &http::request::Parts,
+) -> Response<Body> {
+    match parts.uri.path() {
+        "/metrics" => metrics(api).await,
+        "/health" if parts.method != Method::GET => method_not_allowed(),
+        "/health" => health(&api.node, &HealthQuery::parse(parts.uri.query())).await,
+        _ => text(StatusCode::NOT_FOUND, "404 page not found\n", true),
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n", true);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    r
 }
 
 fn verbose(query: Option<&str>) -> bool {
@@ -144,24 +239,6 @@ fn text(status: StatusCode, body: &str, nosniff: bool) -> Response<Body> {
             HeaderValue::from_static("nosniff"),
         );
     }
-    r
-}
-
-/// etcd's CORS headers with its default `--cors=*`.
-fn with_cors(mut r: Response<Body>) -> Response<Body> {
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST, GET, OPTIONS, PUT, DELETE"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("accept, content-type, authorization"),
-    );
     r
 }
 
@@ -194,7 +271,10 @@ async fn health(node: &RaftNode, query: &HealthQuery) -> Response<Body> {
     if verdict.healthy {
         verdict = health::after_read(read(node, query.serializable).await);
     }
-    if !verdict.healthy {
+    if verdict.healthy {
+        crate::metrics::HEALTH_SUCCESS.inc();
+    } else {
+        crate::metrics::HEALTH_FAILURES.inc();
         tracing::warn!(reason = %verdict.reason, "serving /health false");
     }
     health_response(&verdict)
@@ -224,17 +304,28 @@ fn version() -> Response<Body> {
     r
 }
 
-async fn metrics(node: &RaftNode) -> Response<Body> {
+async fn metrics(api: &crate::api::Api) -> Response<Body> {
+    let node = &*api.node;
     let m = node.metrics();
     let committed = node.committed_index().await;
-    let (current_revision, compact_revision, db_bytes) = {
-        let sm = node.state().read();
-        let kv = &sm.state.kv;
+    // Counting keys walks the key index: on a view, off the async workers.
+    let view = node.state().view();
+    let counted = tokio::task::spawn_blocking(move || {
+        let kv = &view.state.kv;
         (
             kv.current_revision(),
             kv.compact_revision(),
             kv.logical_bytes(),
+            kv.live_key_count() as u64,
         )
+    })
+    .await;
+    let Ok((current_revision, compact_revision, db_bytes, keys)) = counted else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics: the key count failed\n",
+            false,
+        );
     };
     let sample = metrics::Sample {
         has_leader: m.current_leader.is_some(),
@@ -247,6 +338,8 @@ async fn metrics(node: &RaftNode) -> Response<Body> {
         db_bytes,
         current_revision,
         compact_revision,
+        keys,
+        quota_bytes: api.limits.quota_bytes.unwrap_or(0),
         process: metrics::process(),
     };
     let mut r = Response::new(Body::from(metrics::render(&sample)));

@@ -37,6 +37,7 @@ use crate::config::{Config, Limits, Scheme, TlsFiles, Url};
 use crate::grpc::ClientListener;
 use crate::io::Disk;
 use crate::lease::lessor::Lessor;
+use crate::net::listener::BindAddr;
 use crate::net::tls::{self, Side};
 use crate::net::{ListenerSettings, ServerTls};
 use crate::raft::node::{NodeOptions, RaftNode, StartMode};
@@ -51,6 +52,13 @@ pub struct MemberSpec {
     pub mode: StartMode,
     pub listen_client: Vec<ListenAddr>,
     pub listen_peer: Vec<ListenAddr>,
+    /// `--listen-metrics-urls`: extra listeners serving only `/metrics` and `/health` (https
+    /// with the client certificate, as etcd does).
+    pub listen_metrics: Vec<ListenAddr>,
+    /// `--metrics extensive`: the gRPC handling-time histograms are printed too.
+    pub metrics_extensive: bool,
+    /// `--cors` and `--host-whitelist`.
+    pub http_access: crate::api::HttpAccess,
     /// HTTP/2 and TCP settings of the client listeners (`--grpc-keepalive-*`,
     /// `--max-concurrent-streams`).
     pub client_listener: ListenerSettings,
@@ -96,7 +104,7 @@ fn usize_of(v: u64) -> usize {
 /// One address to listen on, with TLS for an `https://` URL.
 #[derive(Debug, Clone)]
 pub struct ListenAddr {
-    pub addr: SocketAddr,
+    pub addr: BindAddr,
     pub tls: Option<ServerTls>,
 }
 
@@ -135,16 +143,27 @@ pub(crate) fn with_auto_tls(
 /// any URL is `https://` (etcd's texts when they are missing). An `http://` URL beside TLS
 /// files is served in plaintext with etcd's warning.
 fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<ListenAddr>, String> {
-    let what = match side {
-        Side::Client => "client",
-        Side::Peer => "peer",
+    listen_addrs_for(urls, files, side, false)
+}
+
+/// [`listen_addrs`]; `metrics`: the URLs are `--listen-metrics-urls`, served with the client
+/// TLS files, whose absence etcd reports with its listener's generic text.
+fn listen_addrs_for(
+    urls: &[Url],
+    files: &TlsFiles,
+    side: Side,
+    metrics: bool,
+) -> Result<Vec<ListenAddr>, String> {
+    let what = match (side, metrics) {
+        (_, true) => "metrics",
+        (Side::Client, false) => "client",
+        (Side::Peer, false) => "peer",
     };
     let mut tls: Option<ServerTls> = None;
     let mut out = Vec::with_capacity(urls.len());
     for url in urls {
-        let addr = url
-            .bind_addr()
-            .ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
+        let addr =
+            bind_addr_of(url).ok_or_else(|| format!("cannot resolve listen {what} URL {url}"))?;
         let secure = matches!(url.scheme, Scheme::Https | Scheme::Unixs);
         if !secure {
             if tls::has_key_pair(files) {
@@ -158,11 +177,11 @@ fn listen_addrs(urls: &[Url], files: &TlsFiles, side: Side) -> Result<Vec<Listen
         }
         if !tls::has_key_pair(files) {
             return Err(match side {
-                Side::Client => format!(
+                Side::Client if !metrics => format!(
                     "TLS key/cert (--cert-file, --key-file) must be provided for client url \
                      {url} with HTTPS scheme"
                 ),
-                Side::Peer => format!(
+                Side::Client | Side::Peer => format!(
                     "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
                     url.host_port()
                 ),
@@ -201,6 +220,23 @@ fn jwt_tokens(
     }
 }
 
+/// Where a listen URL listens: its IP and port, or for `unix://host:port` (and `unixs://`) the
+/// socket file `host:port` in the working directory, as etcd names it.
+fn bind_addr_of(url: &Url) -> Option<BindAddr> {
+    match url.scheme {
+        Scheme::Unix | Scheme::Unixs => Some(BindAddr::Unix(url.host_port().into())),
+        Scheme::Http | Scheme::Https => url.bind_addr().map(BindAddr::Tcp),
+    }
+}
+
+/// etcd's (Go's) text for a listener that could not bind.
+fn listen_error(addr: &BindAddr, e: &std::io::Error) -> String {
+    match addr {
+        BindAddr::Tcp(addr) => format!("listen tcp {addr}: {e}"),
+        BindAddr::Unix(path) => format!("listen unix {}: {e}", path.display()),
+    }
+}
+
 impl MemberSpec {
     /// The spec etcd's flags describe, around node options already derived from them.
     pub fn from_config(
@@ -213,20 +249,33 @@ impl MemberSpec {
         if matches!(config.auth_token, crate::config::AuthTokenKind::Jwt(_)) {
             return Err("JWT tokens are not available in the simulated build".into());
         }
+        let client_tls = with_auto_tls(
+            &config.client_tls,
+            &config.data_dir,
+            &config.listen_client_urls,
+            config.self_signed_cert_validity_years,
+            Side::Client,
+        )?;
         Ok(MemberSpec {
             node,
             mode,
-            listen_client: listen_addrs(
-                &config.listen_client_urls,
-                &with_auto_tls(
-                    &config.client_tls,
-                    &config.data_dir,
-                    &config.listen_client_urls,
-                    config.self_signed_cert_validity_years,
-                    Side::Client,
-                )?,
+            listen_client: listen_addrs(&config.listen_client_urls, &client_tls, Side::Client)?,
+            listen_metrics: listen_addrs_for(
+                &config.listen_metrics_urls,
+                &client_tls,
                 Side::Client,
+                true,
             )?,
+            metrics_extensive: config.metrics == crate::config::MetricsLevel::Extensive,
+            http_access: crate::api::HttpAccess {
+                cors_origins: match &config.cors {
+                    crate::config::Cors::Any => None,
+                    crate::config::Cors::Origins(urls) => {
+                        Some(urls.iter().map(|u| u.to_string()).collect())
+                    }
+                },
+                host_whitelist: config.host_whitelist.clone(),
+            },
             listen_peer: listen_addrs(
                 &config.listen_peer_urls,
                 &with_auto_tls(
@@ -375,6 +424,7 @@ pub struct Member {
     node: Arc<RaftNode>,
     client_addrs: Vec<SocketAddr>,
     peer_addrs: Vec<SocketAddr>,
+    metrics_addrs: Vec<SocketAddr>,
     stop_tx: watch::Sender<bool>,
     client_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
     peer_servers: Vec<JoinHandle<Result<(), tonic::transport::Error>>>,
@@ -428,20 +478,26 @@ impl Member {
 
         let mut peer_listeners = Vec::new();
         for ListenAddr { addr, tls } in &spec.listen_peer {
-            let listener = PeerListener::bind(*addr, tls.clone())
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
-            peer_listeners.push((listener, tls.is_some()));
+            let listener =
+                PeerListener::bind_to(addr, tls.clone()).map_err(|e| listen_error(addr, &e))?;
+            peer_listeners.push((listener, addr.clone(), tls.is_some()));
         }
         let mut peer_addrs = Vec::new();
         let mut peer_servers = Vec::new();
-        for (listener, secure) in peer_listeners {
-            let address = listener.local_addr();
+        for (listener, bound, secure) in peer_listeners {
+            // The real port for TCP (port 0 asks for any); a unix socket by its path.
+            let address = match bound {
+                BindAddr::Tcp(_) => {
+                    peer_addrs.push(listener.local_addr());
+                    listener.local_addr().to_string()
+                }
+                BindAddr::Unix(path) => path.display().to_string(),
+            };
             if secure {
                 tracing::info!(%address, "serving peer traffic securely");
             } else {
                 tracing::info!(%address, "serving peer traffic");
             }
-            peer_addrs.push(address);
             let shutdown = stopped(stop_rx.clone());
             peer_servers.push(tokio::spawn(listener.serve(node.peer_service(), shutdown)));
         }
@@ -459,6 +515,7 @@ impl Member {
         let api = Arc::new(Api {
             node: node.clone(),
             limits: spec.server,
+            http_access: spec.http_access.clone(),
             hub,
             lessor,
             lease_ttl_min_s: spec.lease_ttl_min_s,
@@ -474,17 +531,56 @@ impl Member {
                 tls: tls.clone(),
                 ..spec.client_listener.clone()
             };
-            let listener = ClientListener::bind(*addr, settings)
-                .map_err(|e| format!("listen tcp {addr}: {e}"))?;
+            let listener =
+                ClientListener::bind(addr, settings).map_err(|e| listen_error(addr, &e))?;
             client_listeners.push(listener);
             client_secure.push(tls.is_some());
         }
-        let client_addrs: Vec<SocketAddr> =
-            client_listeners.iter().map(|l| l.local_addr()).collect();
+        // The real ports (port 0 asks for any); unix sockets are logged by path.
+        let client_served: Vec<String> = client_listeners
+            .iter()
+            .zip(&spec.listen_client)
+            .map(|(l, spec)| match &spec.addr {
+                BindAddr::Tcp(_) => l.local_addr().to_string(),
+                BindAddr::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let client_addrs: Vec<SocketAddr> = client_listeners
+            .iter()
+            .zip(&spec.listen_client)
+            .filter(|(_, spec)| matches!(spec.addr, BindAddr::Tcp(_)))
+            .map(|(l, _)| l.local_addr())
+            .collect();
         let mut client_servers = Vec::new();
         for listener in client_listeners {
             let shutdown = stopped(stop_rx.clone());
             client_servers.push(tokio::spawn(listener.serve(api.clone(), shutdown)));
+        }
+        crate::metrics::set_extensive(spec.metrics_extensive);
+        #[cfg_attr(madsim, allow(unused_mut))]
+        let mut metrics_addrs = Vec::new();
+        // No HTTP server under madsim: the simulator passes no metrics URLs.
+        #[cfg(not(madsim))]
+        for ListenAddr { addr, tls } in &spec.listen_metrics {
+            let settings = ListenerSettings {
+                tls: tls.clone(),
+                ..ListenerSettings::default()
+            };
+            let listener = crate::net::Listener::bind_to(addr, settings)
+                .map_err(|e| listen_error(addr, &e))?;
+            if let BindAddr::Tcp(_) = addr {
+                let address = listener.local_addr();
+                tracing::info!(%address, "serving metrics");
+                metrics_addrs.push(address);
+            } else {
+                tracing::info!(address = %addr, "serving metrics");
+            }
+            let shutdown = stopped(stop_rx.clone());
+            client_servers.push(tokio::spawn(crate::http::serve_metrics(
+                listener,
+                api.clone(),
+                shutdown,
+            )));
         }
         let expiry = tokio::spawn(crate::api::lease::run_expiry(api.clone(), stop_rx.clone()));
         let v2_expiry = tokio::spawn(crate::api::v2::run_expiry(api.clone(), stop_rx.clone()));
@@ -509,7 +605,7 @@ impl Member {
             cluster_id = %format!("{:x}", node.cluster_id()),
             "ready to serve client requests"
         );
-        for (address, secure) in client_addrs.iter().zip(client_secure) {
+        for (address, secure) in client_served.iter().zip(client_secure) {
             if secure {
                 tracing::info!(%address, "serving client traffic securely");
             } else {
@@ -522,6 +618,7 @@ impl Member {
             node,
             client_addrs,
             peer_addrs,
+            metrics_addrs,
             stop_tx,
             client_servers,
             peer_servers,
@@ -544,6 +641,11 @@ impl Member {
     /// The bound peer addresses.
     pub fn peer_addrs(&self) -> &[SocketAddr] {
         &self.peer_addrs
+    }
+
+    /// The bound `--listen-metrics-urls` addresses.
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        &self.metrics_addrs
     }
 
     /// Serves until `stop` resolves, the member is removed from the cluster or a listener

@@ -276,6 +276,12 @@ impl Store {
         self.compact_revision
     }
 
+    /// Number of keys that exist now (their last generation is open); O(keys), for
+    /// `etcd_debugging_mvcc_keys_total`. Run it on a view, not under a lock.
+    pub fn live_key_count(&self) -> usize {
+        self.index.values().filter(|h| h.live().is_some()).count()
+    }
+
     /// Number of retained records (live values, older versions and tombstones).
     pub fn record_count(&self) -> usize {
         self.records.len()

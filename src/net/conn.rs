@@ -192,9 +192,10 @@ impl tonic::transport::server::Connected for Conn<super::transport::Transport> {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         super::transport::ConnInfo {
-            local_addr: self.inner.tcp().local_addr().ok(),
+            local_addr: self.inner.socket().local_addr(),
             remote_addr: self.inner.peer_addr(),
             common_name: self.inner.client_common_name(),
+            secure: matches!(self.inner, super::transport::Transport::Tls(_)),
         }
     }
 }

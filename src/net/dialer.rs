@@ -1,10 +1,12 @@
 //! The dialing side: lazily connected gRPC channels to other members' peer URLs, in plaintext
 //! (`http://`) or over TLS (`https://`, with the peer certificate presented as the client
 //! certificate and the other member's certificate checked against the peer CA and the URL's
-//! host, an IP SAN for IP URLs). `raft::network` keeps one channel per peer URL from here.
+//! host, an IP SAN for IP URLs), or to a unix socket for `unix://host:port`/`unixs://` (the
+//! socket file `host:port`, as etcd names it; TLS on it for `unixs://`). `raft::network` keeps
+//! one channel per peer URL from here.
 //!
-//! Invariant: an `https://` URL is never dialed in plaintext, and an `http://` URL never with
-//! TLS (etcd's transport decides by the scheme the same way).
+//! Invariant: an `https://` or `unixs://` URL is never dialed in plaintext, and an `http://`
+//! or `unix://` URL never with TLS (etcd's transport decides by the scheme the same way).
 //! Invariant: every connect is bounded by the caller's timeout (TCP connect and TLS handshake
 //! together).
 //! Under `--cfg madsim` channels are madsim-tonic's simulated ones and TLS does not exist.
@@ -79,6 +81,20 @@ impl Dialer {
     /// A channel to `url` that connects on first use, each connect bounded by
     /// `connect_timeout`.
     pub fn lazy_channel(&self, url: &str, connect_timeout: Duration) -> Result<Channel, DialError> {
+        #[cfg(not(madsim))]
+        if let Some((secure, socket)) = unix_socket(url) {
+            // The URI only names the HTTP/2 authority; the connector dials the socket file.
+            let endpoint = Endpoint::from_shared(format!("http://{socket}"))
+                .map_err(|_| DialError::BadUrl(url.to_string()))?
+                .connect_timeout(connect_timeout);
+            let tls = match (secure, &self.tls) {
+                (false, _) => None,
+                (true, Some(tls)) => Some(tls.clone()),
+                (true, None) => return Err(DialError::TlsNotConfigured(url.to_string())),
+            };
+            let connector = real::UnixConnector::new(socket.into(), tls);
+            return Ok(endpoint.connect_with_connector_lazy(connector));
+        }
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|_| DialError::BadUrl(url.to_string()))?
             .connect_timeout(connect_timeout)
@@ -110,6 +126,15 @@ impl Dialer {
     }
 }
 
+/// `unix://host:port` (or `unixs://`, the bool): the socket file `host:port`, as etcd names it.
+#[cfg(not(madsim))]
+fn unix_socket(url: &str) -> Option<(bool, &str)> {
+    if let Some(socket) = url.strip_prefix("unixs://") {
+        return Some((true, socket));
+    }
+    url.strip_prefix("unix://").map(|socket| (false, socket))
+}
+
 #[cfg(not(madsim))]
 mod real {
     //! A tower connector: TCP connect, then the client side of a TLS handshake.
@@ -119,12 +144,105 @@ mod real {
     use std::pin::Pin;
     use std::task::{Context, Poll};
 
+    use std::path::PathBuf;
+
     use hyper_util::rt::TokioIo;
     use rustls_pki_types::ServerName;
-    use tokio::net::TcpStream;
+    use tokio::net::{TcpStream, UnixStream};
     use tokio_rustls::client::TlsStream;
 
     use crate::net::tls::ClientTls;
+
+    /// A tower connector to a unix socket file, with TLS for a `unixs://` URL (the server name
+    /// checked is the URL's host, as etcd's transport does).
+    #[derive(Clone)]
+    pub struct UnixConnector {
+        path: PathBuf,
+        tls: Option<ClientTls>,
+    }
+
+    impl UnixConnector {
+        pub fn new(path: PathBuf, tls: Option<ClientTls>) -> Self {
+            UnixConnector { path, tls }
+        }
+    }
+
+    /// A unix socket, plain or under TLS.
+    pub enum UnixIo {
+        Plain(UnixStream),
+        Tls(Box<TlsStream<UnixStream>>),
+    }
+
+    impl tokio::io::AsyncRead for UnixIo {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                UnixIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+                UnixIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl tokio::io::AsyncWrite for UnixIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                UnixIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+                UnixIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                UnixIo::Plain(s) => Pin::new(s).poll_flush(cx),
+                UnixIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                UnixIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+                UnixIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            }
+        }
+    }
+
+    type UnixConnecting = Pin<Box<dyn Future<Output = io::Result<TokioIo<UnixIo>>> + Send>>;
+
+    impl tower_service::Service<http::Uri> for UnixConnector {
+        type Response = TokioIo<UnixIo>;
+        type Error = io::Error;
+        type Future = UnixConnecting;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, uri: http::Uri) -> Self::Future {
+            let path = self.path.clone();
+            let tls = self.tls.as_ref().map(|t| t.current());
+            Box::pin(async move {
+                let socket = UnixStream::connect(&path).await?;
+                let Some(tls) = tls else {
+                    return Ok(TokioIo::new(UnixIo::Plain(socket)));
+                };
+                let host = uri.host().unwrap_or("localhost").to_string();
+                let name = ServerName::try_from(host).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "host is not a DNS name or IP")
+                })?;
+                let session = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, socket)
+                    .await?;
+                Ok(TokioIo::new(UnixIo::Tls(Box::new(session))))
+            })
+        }
+    }
 
     #[derive(Clone)]
     pub struct TlsConnector {

@@ -1,6 +1,7 @@
-//! A bound TCP listener serving one tonic router: bind (reporting the real address, so port 0
-//! works), accept, wrap each connection in [`Conn`], serve until shutdown. Both the client and
-//! the peer listener are one of these.
+//! A bound listener serving one tonic router: bind a TCP address (reporting the real address,
+//! so port 0 works) or a unix socket file (`unix://host:port` URLs; a stale file is replaced and
+//! the socket removed when the listener goes), accept, wrap each connection in [`Conn`], serve
+//! until shutdown. The client, peer and metrics listeners are each one of these.
 //!
 //! The accept loop is ours (`serve_with_incoming_shutdown` over [`Incoming`]) so that TLS and
 //! the connection wrapper sit between the socket and the server. With
@@ -18,6 +19,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::tls::ServerTls;
@@ -107,15 +109,97 @@ impl ListenerSettings {
     }
 }
 
+/// Where a listener listens: a TCP address, or a unix socket path (a `unix://host:port` or
+/// `unixs://` URL: etcd names the socket file `host:port`, relative to the working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindAddr::Tcp(addr) => write!(f, "{addr}"),
+            BindAddr::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The bound socket.
+#[cfg(not(madsim))]
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    /// The socket file is removed when the listener is dropped (as etcd removes it on close).
+    Unix {
+        socket: tokio::net::UnixListener,
+        _file: UnixPath,
+    },
+}
+
+/// A unix socket file, removed on drop.
+#[cfg(not(madsim))]
+struct UnixPath(PathBuf);
+
+#[cfg(not(madsim))]
+impl Drop for UnixPath {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::debug!(path = %self.0.display(), error = %e, "cannot remove the unix socket");
+        }
+    }
+}
+
 /// A bound listener, ready to serve.
 pub struct Listener {
     addr: SocketAddr,
     settings: ListenerSettings,
     #[cfg(not(madsim))]
-    socket: tokio::net::TcpListener,
+    socket: Bound,
 }
 
 impl Listener {
+    /// Binds a TCP address or a unix socket (see [`Listener::bind`], [`Listener::bind_unix`]).
+    pub fn bind_to(addr: &BindAddr, settings: ListenerSettings) -> std::io::Result<Self> {
+        match addr {
+            BindAddr::Tcp(addr) => Listener::bind(*addr, settings),
+            BindAddr::Unix(path) => Listener::bind_unix(path.clone(), settings),
+        }
+    }
+
+    /// Binds a unix socket at `path`, replacing a file left there (a stale socket of a process
+    /// that did not close it), as etcd does. [`Listener::local_addr`] is `0.0.0.0:0` for it.
+    pub fn bind_unix(path: PathBuf, settings: ListenerSettings) -> std::io::Result<Self> {
+        #[cfg(not(madsim))]
+        {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let socket = std::os::unix::net::UnixListener::bind(&path)?;
+            let guard = UnixPath(path);
+            socket.set_nonblocking(true)?;
+            let socket = tokio::net::UnixListener::from_std(socket)?;
+            Ok(Listener {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                settings,
+                socket: Bound::Unix {
+                    socket,
+                    _file: guard,
+                },
+            })
+        }
+        #[cfg(madsim)]
+        {
+            let _ = (path, settings);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no unix sockets in the simulator",
+            ))
+        }
+    }
+
     /// Binds `addr` now, so that a port conflict is reported at startup. Port 0 picks a free
     /// port; [`Listener::local_addr`] tells which. Must be called inside the runtime.
     pub fn bind(addr: SocketAddr, settings: ListenerSettings) -> std::io::Result<Self> {
@@ -128,7 +212,7 @@ impl Listener {
             Ok(Listener {
                 addr,
                 settings,
-                socket,
+                socket: Bound::Tcp(socket),
             })
         }
         #[cfg(madsim)]
@@ -137,7 +221,7 @@ impl Listener {
         }
     }
 
-    /// The address actually bound.
+    /// The address actually bound (`0.0.0.0:0` for a unix socket).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -178,26 +262,26 @@ mod accept {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use tokio::net::{TcpListener, TcpStream};
     use tokio::sync::{OwnedSemaphorePermit, Semaphore};
     use tokio::task::JoinSet;
     use tokio_rustls::TlsAcceptor;
 
-    use super::{ListenerSettings, ACCEPT_ERROR_PAUSE, TLS_HANDSHAKE_TIMEOUT};
+    use super::{Bound, ListenerSettings, ACCEPT_ERROR_PAUSE, TLS_HANDSHAKE_TIMEOUT};
     use crate::net::conn::Conn;
     use crate::net::tls::ServerTls;
-    use crate::net::transport::Transport;
+    use crate::net::transport::{Socket, Transport};
 
     struct Acceptor {
-        socket: TcpListener,
+        socket: Bound,
         permits: Arc<Semaphore>,
         tcp_keepalive: Option<Duration>,
     }
 
     /// A socket accepted and configured, holding its permit.
     struct Accepted {
-        stream: TcpStream,
-        remote: SocketAddr,
+        stream: Socket,
+        /// `None` for a unix socket.
+        remote: Option<SocketAddr>,
         permit: OwnedSemaphorePermit,
     }
 
@@ -212,7 +296,7 @@ mod accept {
     }
 
     impl Incoming {
-        pub fn new(socket: TcpListener, settings: &ListenerSettings) -> Self {
+        pub(super) fn new(socket: Bound, settings: &ListenerSettings) -> Self {
             let acceptor = Acceptor {
                 socket,
                 permits: Arc::new(Semaphore::new(settings.connections_max)),
@@ -277,6 +361,7 @@ mod accept {
             Ok(Err(e)) => crate::net::tls::handshake_failure(&e),
             Err(_) => format!("TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}"),
         };
+        let remote = remote.map_or_else(|| "unix socket".to_string(), |a| a.to_string());
         tracing::warn!(remote_addr = %remote, error = %error, "rejected connection");
         None
     }
@@ -288,9 +373,18 @@ mod accept {
                 // The semaphore is never closed.
                 Err(e) => return (self, Err(io::Error::other(e))),
             };
-            match self.socket.accept().await {
-                Ok((stream, remote)) => {
+            let accepted = match &self.socket {
+                Bound::Tcp(socket) => socket.accept().await.map(|(stream, remote)| {
                     configure(&stream, self.tcp_keepalive);
+                    (Socket::Tcp(stream), Some(remote))
+                }),
+                Bound::Unix { socket, .. } => socket
+                    .accept()
+                    .await
+                    .map(|(stream, _)| (Socket::Unix(stream), None)),
+            };
+            match accepted {
+                Ok((stream, remote)) => {
                     let accepted = Accepted {
                         stream,
                         remote,
@@ -308,7 +402,7 @@ mod accept {
     }
 
     /// Socket options of an accepted connection; a failure is logged, not fatal.
-    fn configure(stream: &TcpStream, tcp_keepalive: Option<Duration>) {
+    fn configure(stream: &tokio::net::TcpStream, tcp_keepalive: Option<Duration>) {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }

@@ -166,6 +166,9 @@ pub async fn run(
         };
         for m in transitions(&last, &now, version_announced) {
             version_announced |= m == Milestone::ClusterVersion;
+            if matches!(m, Milestone::ElectedLeader { .. }) {
+                crate::metrics::LEADER_CHANGES.inc();
+            }
             log(me, cluster_id, &m);
         }
         if let Some(node) = attributes {

@@ -562,6 +562,8 @@ pub struct PeerClient {
 #[derive(Clone, Copy)]
 enum Rpc {
     Append,
+    /// An append-entries call without entries: its round trip is the peer RTT metric.
+    Heartbeat,
     Vote,
     Snapshot,
 }
@@ -570,7 +572,7 @@ impl Rpc {
     /// The largest encoded request the receiver accepts for this RPC.
     fn bytes_max(self) -> usize {
         match self {
-            Rpc::Append => APPEND_ENTRIES_BYTES_MAX,
+            Rpc::Append | Rpc::Heartbeat => APPEND_ENTRIES_BYTES_MAX,
             Rpc::Vote => VOTE_BYTES_MAX,
             Rpc::Snapshot => INSTALL_SNAPSHOT_BYTES_MAX,
         }
@@ -628,16 +630,28 @@ impl PeerClient {
             ));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
+        let sent_bytes = data.len() as u64;
         let blob = stamp(&self.identity, RaftBlob { data });
         let fut = async {
             match rpc {
-                Rpc::Append => client.append_entries(blob).await,
+                Rpc::Append | Rpc::Heartbeat => client.append_entries(blob).await,
                 Rpc::Vote => client.vote(blob).await,
                 Rpc::Snapshot => client.install_snapshot(blob).await,
             }
         };
+        let started = std::time::Instant::now();
         let reply = with_deadline(ttl, fut).await;
         self.contact.record(target, reply.is_ok());
+        match &reply {
+            Ok(r) => {
+                crate::metrics::peer_sent(target, sent_bytes);
+                crate::metrics::peer_received(target, r.data.len() as u64);
+                if matches!(rpc, Rpc::Heartbeat) {
+                    crate::metrics::peer_round_trip(target, started.elapsed());
+                }
+            }
+            Err(_) => crate::metrics::peer_send_failed(target),
+        }
         let reply = match reply {
             Ok(r) => r,
             Err(e @ PeerError::Transport(_)) => {
@@ -665,7 +679,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 openraft::error::PayloadTooLarge::new_entries_hint(hint),
             ));
         }
-        self.send(Rpc::Append, data, option.hard_ttl()).await
+        let rpc_kind = if rpc.entries.is_empty() {
+            Rpc::Heartbeat
+        } else {
+            Rpc::Append
+        };
+        self.send(rpc_kind, data, option.hard_ttl()).await
     }
 
     async fn install_snapshot(

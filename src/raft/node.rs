@@ -144,10 +144,37 @@ impl Proposer {
         if apply_lags_too_far(committed, applied, self.apply_lag_entries_max) {
             return Err(ProposeError::TooManyRequests);
         }
-        match tokio::time::timeout(self.request_timeout, self.batcher.propose(envelope)).await {
+        let _pending = PendingProposal::start();
+        let result = match tokio::time::timeout(
+            self.request_timeout,
+            self.batcher.propose(envelope),
+        )
+        .await
+        {
             Err(_) => Err(ProposeError::Timeout),
             Ok(r) => r,
+        };
+        if result.is_err() {
+            crate::metrics::PROPOSALS_FAILED.inc();
         }
+        result
+    }
+}
+
+/// One proposal in `etcd_server_proposals_pending`, from the batcher to its answer (or to the
+/// caller giving up on it).
+struct PendingProposal;
+
+impl PendingProposal {
+    fn start() -> Self {
+        crate::metrics::PROPOSALS_PENDING.inc();
+        PendingProposal
+    }
+}
+
+impl Drop for PendingProposal {
+    fn drop(&mut self) {
+        crate::metrics::PROPOSALS_PENDING.dec();
     }
 }
 

@@ -280,6 +280,19 @@ impl PeerService {
     }
 }
 
+/// Counts an admitted raft message and its reply into the peer traffic metrics.
+fn counted(
+    from: &PeerIdentity,
+    request: &Request<RaftBlob>,
+    reply: Result<Response<RaftBlob>, Status>,
+) -> Result<Response<RaftBlob>, Status> {
+    crate::metrics::peer_received(from.member_id, request.get_ref().data.len() as u64);
+    if let Ok(r) = &reply {
+        crate::metrics::peer_sent(from.member_id, r.get_ref().data.len() as u64);
+    }
+    reply
+}
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn append_entries(
@@ -289,15 +302,15 @@ impl RaftPeer for PeerService {
         let rpc: AppendEntriesRequest<TypeConfig> =
             parse(&request.get_ref().data, APPEND_ENTRIES_BYTES_MAX)?;
         let leader = rpc.vote.leader_id().voted_for();
-        self.admit(&request, PeerRpc::FromLeader { leader })?;
-        blob(&self.raft.append_entries(rpc).await)
+        let from = self.admit(&request, PeerRpc::FromLeader { leader })?;
+        counted(&from, &request, blob(&self.raft.append_entries(rpc).await))
     }
 
     async fn vote(&self, request: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
         let rpc: VoteRequest<NodeId> = parse(&request.get_ref().data, VOTE_BYTES_MAX)?;
         let candidate = rpc.vote.leader_id().voted_for();
-        self.admit(&request, PeerRpc::Vote { candidate })?;
-        blob(&self.raft.vote(rpc).await)
+        let from = self.admit(&request, PeerRpc::Vote { candidate })?;
+        counted(&from, &request, blob(&self.raft.vote(rpc).await))
     }
 
     async fn install_snapshot(
@@ -307,8 +320,12 @@ impl RaftPeer for PeerService {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             parse(&request.get_ref().data, INSTALL_SNAPSHOT_BYTES_MAX)?;
         let leader = rpc.vote.leader_id().voted_for();
-        self.admit(&request, PeerRpc::FromLeader { leader })?;
-        blob(&self.raft.install_snapshot(rpc).await)
+        let from = self.admit(&request, PeerRpc::FromLeader { leader })?;
+        counted(
+            &from,
+            &request,
+            blob(&self.raft.install_snapshot(rpc).await),
+        )
     }
 
     async fn read_index(
@@ -595,12 +612,20 @@ impl PeerListener {
     /// Binds `addr` now, so that a port conflict is reported at startup (port 0: any free port).
     /// With `tls`, every connection is a TLS session (an `https://` peer URL).
     pub fn bind(addr: SocketAddr, tls: Option<ServerTls>) -> std::io::Result<Self> {
+        PeerListener::bind_to(&crate::net::listener::BindAddr::Tcp(addr), tls)
+    }
+
+    /// As [`PeerListener::bind`], for a TCP address or a unix socket (a `unix://` peer URL).
+    pub fn bind_to(
+        addr: &crate::net::listener::BindAddr,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<Self> {
         let settings = ListenerSettings {
             tls,
             ..ListenerSettings::default()
         };
         Ok(PeerListener {
-            listener: Listener::bind(addr, settings)?,
+            listener: Listener::bind_to(addr, settings)?,
         })
     }
 

@@ -495,6 +495,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             &envelope.command,
                             &applied,
                         ));
+                        crate::metrics::count_applied(
+                            &envelope.command,
+                            &applied,
+                            started.elapsed(),
+                        );
                         self.shared
                             .observer
                             .applied(entry_index, &envelope.command, &applied);
@@ -516,6 +521,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         &envelope.command,
                         &applied,
                     ));
+                    crate::metrics::count_applied(&envelope.command, &applied, started.elapsed());
                     self.shared
                         .observer
                         .applied(entry_index, &envelope.command, &applied);

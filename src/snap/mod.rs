@@ -198,6 +198,7 @@ impl SnapStore {
 
     /// Writes a snapshot durably, then applies retention.
     pub fn save(&self, term: u64, index: u64, data: &[u8]) -> Result<SnapMeta, SnapError> {
+        let started = std::time::Instant::now();
         let name = snap_name(term, index);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -223,6 +224,8 @@ impl SnapStore {
         self.disk
             .sync_dir(&self.dir)
             .map_err(|e| SnapError::io("fsync dir", &self.dir, e))?;
+        // oxetcd's counterpart of etcd's backend commit: the image is durable from here on.
+        crate::metrics::BACKEND_COMMIT.observe_duration(started.elapsed());
         self.apply_retention(&path)?;
         Ok(SnapMeta { term, index, path })
     }

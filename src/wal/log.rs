@@ -190,7 +190,7 @@ impl Wal {
         self.check_usable()?;
         self.write_buffer()?;
         if self.dirty {
-            if let Err(e) = self.active.sync_data() {
+            if let Err(e) = self.timed_sync() {
                 let path = self.active_path();
                 return Err(self.poison(WalError::io("fdatasync", path, e)));
             }
@@ -200,6 +200,14 @@ impl Wal {
             self.apply_retention();
         }
         Ok(())
+    }
+
+    /// fdatasync of the active segment, timed into `etcd_disk_wal_fsync_duration_seconds`.
+    fn timed_sync(&self) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        let synced = self.active.sync_data();
+        crate::metrics::WAL_FSYNC.observe_duration(started.elapsed());
+        synced
     }
 
     /// The last entry index, if the log has entries.
@@ -311,7 +319,7 @@ impl Wal {
     /// records and a frame of `next_frame_bytes`.
     fn cut(&mut self, next_frame_bytes: u64) -> Result<(), WalError> {
         self.write_buffer()?;
-        if let Err(e) = self.active.sync_data() {
+        if let Err(e) = self.timed_sync() {
             let path = self.active_path();
             return Err(self.poison(WalError::io("fdatasync", path, e)));
         }
