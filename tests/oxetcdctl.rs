@@ -234,7 +234,7 @@ fn neutral(text: &str, server: &Server, dir: &Path) -> String {
     out
 }
 
-/// Every word holding a digit (numbers, hex IDs, durations) becomes `N`, and runs of spaces
+/// Every word holding a digit (numbers, hex IDs, durations with their unit) becomes `N`, and runs of spaces
 /// and dashes collapse to one (table padding follows the widths of the numbers).
 fn masked(text: &str) -> String {
     let mut out = String::new();
@@ -248,7 +248,9 @@ fn masked(text: &str) -> String {
         word.clear();
     };
     for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
+        // Unicode letters count: a duration's unit (`µs` or `ms`) belongs to its number, so
+        // `1.5µs` and `1.5ms` mask alike.
+        if c.is_alphanumeric() {
             word.push(c);
             continue;
         }
@@ -366,6 +368,9 @@ fn masking_hides_digits_and_padding_only() {
         masked("lease 694d7b2f3d0c4b0a granted"),
         masked("lease 3f1c2b4a5d6e7f80 granted")
     );
+    // A duration keeps no trace of its unit (a fast server answers in µs, a slow one in ms).
+    assert_eq!(masked("took = 1.52µs"), masked("took = 3.1ms"));
+    assert_ne!(masked("took = 1.52µs"), masked("took = µs"));
 }
 
 /// Without a terminal, `snapshot save` prints its one result line and nothing else: no
