@@ -447,45 +447,11 @@ fn stream_lines(
     args: &[&str],
     lines: usize,
 ) -> (Vec<String>, String) {
-    use std::io::{BufRead as _, BufReader, Read as _};
-    use std::sync::mpsc;
-    use std::time::Duration;
-    let mut child = Command::new(binary)
-        .env_clear()
-        .env("ETCDCTL_API", "3")
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the watch starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < lines {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => got.push(line),
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut err = String::new();
-    let _ = stderr.read_to_string(&mut err);
-    (got, without_client_logs(&err))
+    let mut command = Background::start(binary, endpoint, args);
+    let got = command.read_up_to(lines);
+    let _ = command.child.kill();
+    let (_, _, stderr) = command.finish();
+    (got, stderr)
 }
 
 /// `watch` (from a past revision, with `--prev-kv`, with a command after `--`, canceled by a
@@ -792,13 +758,23 @@ impl Background {
 
     /// The next `n` lines of stdout (panics after 30 s without them).
     fn read(&self, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|_| {
-                self.lines
-                    .recv_timeout(std::time::Duration::from_secs(30))
-                    .expect("the command printed its next line")
-            })
-            .collect()
+        let got = self.read_up_to(n);
+        assert_eq!(got.len(), n, "the command printed only {got:?}");
+        got
+    }
+
+    /// At most `n` lines of stdout, whatever arrived within 30 s.
+    fn read_up_to(&self, n: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => got.push(line),
+                Err(_) => break,
+            }
+        }
+        got
     }
 
     fn still_running(&mut self) -> bool {
