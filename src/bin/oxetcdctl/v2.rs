@@ -311,6 +311,9 @@ impl Http {
             );
         }
         let request = request.body(body).map_err(|e| e.to_string())?;
+        // `--timeout` bounds the wait for an answer's headers, except for a watch (`wait=true`),
+        // as the Go client's header timeout does.
+        let header_timeout = (!path.contains("wait=true")).then_some(self.timeout);
         let response = if https {
             let Some(tls) = &self.tls else {
                 return Err(format!("{endpoint}: https needs --ca-file"));
@@ -322,9 +325,9 @@ impl Http {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("Get {endpoint}: {e}"))?;
-            send(stream, request).await?
+            send(stream, request, header_timeout).await?
         } else {
-            send(tcp, request).await?
+            send(tcp, request, header_timeout).await?
         };
         let status = response.status().as_u16();
         let etcd_index = response
@@ -349,6 +352,7 @@ impl Http {
 async fn send<S>(
     stream: S,
     request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    header_timeout: Option<Duration>,
 ) -> Result<http::Response<hyper::body::Incoming>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -360,10 +364,14 @@ where
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
+    let answer = sender.send_request(request);
+    match header_timeout {
+        Some(limit) => tokio::time::timeout(limit, answer)
+            .await
+            .map_err(|_| "context deadline exceeded".to_string())?
+            .map_err(|e| e.to_string()),
+        None => answer.await.map_err(|e| e.to_string()),
+    }
 }
 
 fn go_io(e: &std::io::Error) -> String {
@@ -1080,14 +1088,15 @@ async fn member_list(g: &V2Global) -> Result<String, Failure> {
         stderr: format!("{e}\n"),
     };
     let http = keys_client(g).await?;
-    let reply = http
-        .call("GET", "/v2/members", None)
+    let deadline = tokio::time::Instant::now() + g.total_timeout;
+    let reply = tokio::time::timeout_at(deadline, http.call("GET", "/v2/members", None))
         .await
+        .map_err(|_| fail("context deadline exceeded".to_string()))?
         .map_err(|e| fail(e.text()))?;
     let members = members_of(&reply).map_err(fail)?;
-    let leader = http
-        .call("GET", "/v2/members/leader", None)
+    let leader = tokio::time::timeout_at(deadline, http.call("GET", "/v2/members/leader", None))
         .await
+        .map_err(|_| fail("Failed to get leader:  context deadline exceeded".to_string()))?
         .map_err(|e| fail(format!("Failed to get leader:  {}", e.text())))?;
     let leader: serde_json::Value = serde_json::from_slice(&leader.body)
         .map_err(|e| fail(format!("Failed to get leader:  {e}")))?;
