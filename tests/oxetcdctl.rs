@@ -726,10 +726,15 @@ struct Background {
 
 impl Background {
     fn start(binary: &Path, endpoint: &str, args: &[&str]) -> Background {
+        Background::start_api(binary, "3", endpoint, args)
+    }
+
+    /// As [`Background::start`], with `ETCDCTL_API` set to `api`.
+    fn start_api(binary: &Path, api: &str, endpoint: &str, args: &[&str]) -> Background {
         use std::io::{BufRead as _, BufReader};
         let mut child = Command::new(binary)
             .env_clear()
-            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_API", api)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .arg(format!("--endpoints={endpoint}"))
             .args(args)
@@ -1196,6 +1201,10 @@ const V2_SCRIPT: &[&str] = &[
     "-o json get /k",
     "member list",
     "cluster-health",
+    "member add onlyname",
+    "member remove ffff",
+    "member update ffff http://127.0.0.1:1",
+    "member update ffff",
     "~ -o json mkdir /t --ttl 100",
     "~ -o extended set /tk v --ttl 100",
 ];
@@ -1284,5 +1293,64 @@ fn v2_commands_print_what_etcdctl_34_prints() {
                 "{expected:?} missing in {theirs}"
             );
         }
+    }
+}
+
+/// `ETCDCTL_API=2 exec-watch KEY -- COMMAND`: the command runs for a change with etcdctl 3.4's
+/// `ETCD_WATCH_*` variables, on etcd 3.4 and on oxetcd, as with etcdctl 3.4.
+#[test]
+fn v2_exec_watch_runs_the_command_as_etcdctl_34_does() {
+    let Some(tools) = require_etcd_tools("v2_exec_watch_runs_the_command_as_etcdctl_34_does")
+    else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let hook = "echo $ETCD_WATCH_ACTION $ETCD_WATCH_KEY $ETCD_WATCH_VALUE";
+    for kind in [ServerKind::Etcd34, ServerKind::Oxetcd] {
+        let mut seen = Vec::new();
+        for binary in [tools.etcdctl34.as_path(), ours] {
+            let server =
+                Server::start_with(kind, "v2", &["--enable-v2=true"]).expect("server starts");
+            let url = format!("http://{}", server.endpoint);
+            // Two writes, so the watched one is past index 1 on either server (oxetcd's v2
+            // index starts at 0, etcd's after its membership entries).
+            for (key, value) in [("/other", "x"), ("/e/k", "v 1")] {
+                let set = Background::start_api(binary, "2", &url, &["set", key, value]);
+                assert_eq!(set.finish().0, 0);
+            }
+            let watching = Background::start_api(
+                binary,
+                "2",
+                &url,
+                &[
+                    "exec-watch",
+                    // etcdctl 3.4 (urfave/cli) loses `--after-index` when it follows `-r`.
+                    "--after-index",
+                    "1",
+                    "-r",
+                    "/e",
+                    "--",
+                    "sh",
+                    "-c",
+                    hook,
+                ],
+            );
+            let got = watching.read_up_to(1);
+            if got.is_empty() {
+                panic!(
+                    "{}: exec-watch printed nothing: {:?}",
+                    binary.display(),
+                    watching.interrupt()
+                );
+            }
+            seen.push(got);
+        }
+        assert_eq!(
+            seen[0],
+            seen[1],
+            "etcdctl 3.4 vs oxetcdctl on {}",
+            kind.label()
+        );
+        assert_eq!(seen[0], ["set /e/k v 1"], "on {}", kind.label());
     }
 }

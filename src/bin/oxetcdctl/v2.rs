@@ -204,7 +204,22 @@ enum V2Command {
         #[arg(value_name = "KEY")]
         args: Vec<String>,
     },
-    /// member list
+    /// watch a key for changes and exec an executable
+    ExecWatch {
+        /// watch after the given index
+        #[arg(long = "after-index", default_value_t = 0)]
+        after_index: u64,
+        /// watch all values for key and child keys
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        #[arg(
+            value_name = "KEY -- COMMAND [ARGS...]",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<String>,
+    },
+    /// member add, remove and list subcommands
     #[command(subcommand)]
     Member(MemberCommand),
 }
@@ -213,6 +228,21 @@ enum V2Command {
 enum MemberCommand {
     /// enumerate existing cluster members
     List,
+    /// add a new member to the etcd cluster
+    Add {
+        #[arg(value_name = "NAME PEER_URL")]
+        args: Vec<String>,
+    },
+    /// remove an existing member from the etcd cluster
+    Remove {
+        #[arg(value_name = "MEMBER_ID")]
+        args: Vec<String>,
+    },
+    /// update an existing member in the etcd cluster
+    Update {
+        #[arg(value_name = "MEMBER_ID PEER_URLS")]
+        args: Vec<String>,
+    },
 }
 
 /// A failed command: what goes to stderr and the exit code.
@@ -282,12 +312,51 @@ impl Http {
         Err(HttpError(errors))
     }
 
+    /// One request with a JSON body (the members API), to the first endpoint that answers.
+    async fn call_json(
+        &self,
+        method: &str,
+        path: String,
+        body: Option<String>,
+    ) -> Result<Reply, HttpError> {
+        let mut errors = Vec::new();
+        for endpoint in &self.endpoints {
+            let sent = self
+                .call_one_typed(endpoint, method, &path, body.clone(), "application/json")
+                .await;
+            match sent {
+                Ok(reply) => return Ok(reply),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(HttpError(errors))
+    }
+
     async fn call_one(
         &self,
         endpoint: &str,
         method: &str,
         path: &str,
         form: Option<String>,
+    ) -> Result<Reply, String> {
+        self.call_one_typed(
+            endpoint,
+            method,
+            path,
+            form,
+            "application/x-www-form-urlencoded",
+        )
+        .await
+    }
+
+    /// One request to one endpoint; `body` goes with `content_type`.
+    async fn call_one_typed(
+        &self,
+        endpoint: &str,
+        method: &str,
+        path: &str,
+        form: Option<String>,
+        content_type: &str,
     ) -> Result<Reply, String> {
         use http_body_util::BodyExt as _;
         let (https, authority) = match endpoint.split_once("://") {
@@ -305,10 +374,7 @@ impl Http {
             .uri(path)
             .header(http::header::HOST, authority);
         if form.is_some() {
-            request = request.header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            );
+            request = request.header(http::header::CONTENT_TYPE, content_type);
         }
         let request = request.body(body).map_err(|e| e.to_string())?;
         // `--timeout` bounds the wait for an answer's headers, except for a watch (`wait=true`),
@@ -819,6 +885,12 @@ pub async fn run(cli: V2Cli) -> Result<String, Failure> {
     match cli.command {
         V2Command::ClusterHealth => cluster_health(g).await,
         V2Command::Member(MemberCommand::List) => member_list(g).await,
+        V2Command::Member(command) => member_change(g, command).await,
+        V2Command::ExecWatch {
+            after_index,
+            recursive,
+            args,
+        } => exec_watch(g, args, after_index, recursive).await,
         V2Command::Get { sort, quorum, args } => {
             let key = key_arg(&args)?;
             let http = keys_client(g).await?;
@@ -1079,6 +1151,239 @@ async fn watch(
         }
         print!("{out}");
         let _ = std::io::stdout().flush();
+    }
+}
+
+/// `exec-watch KEY -- COMMAND ARGS...`: runs the command (without waiting for it) on every
+/// change of a file under the key, with `ETCD_WATCH_ACTION`, `ETCD_WATCH_MODIFIED_INDEX`,
+/// `ETCD_WATCH_KEY` and `ETCD_WATCH_VALUE` set. Without `--`, etcdctl 3.4 takes the last
+/// argument as the key and the others as the command; so does this.
+async fn exec_watch(
+    g: &V2Global,
+    args: Vec<String>,
+    after_index: u64,
+    recursive: bool,
+) -> Result<String, Failure> {
+    if args.len() < 2 {
+        return Err(bad_args("key and command to exec required"));
+    }
+    let (key, command) = match args.iter().skip(1).position(|a| a == "--") {
+        Some(_) => (args[0].clone(), args[2..].to_vec()),
+        None => {
+            let (last, rest) = args.split_last().ok_or_else(|| bad_args("key required"))?;
+            (last.clone(), rest.to_vec())
+        }
+    };
+    let Some((program, program_args)) = command.split_first() else {
+        return Err(bad_args("key and command to exec required"));
+    };
+    let http = keys_client(g).await?;
+    let mut wait_index = (after_index > 0).then_some(after_index + 1);
+    loop {
+        let mut q = vec![("wait", "true".to_string())];
+        if let Some(index) = wait_index {
+            q.push(("waitIndex", index.to_string()));
+        }
+        if recursive {
+            q.push(("recursive", "true".to_string()));
+        }
+        let path = format!("{}{}", keys_path(&key), query(&q));
+        let r = keys_call(&http, "GET", path, None, None).await?;
+        let modified = r.node_field("modifiedIndex");
+        wait_index = Some(modified.parse::<u64>().unwrap_or(0) + 1);
+        if r.is_dir() {
+            eprintln!("Ignored dir {} change", r.node_field("key"));
+            continue;
+        }
+        let child = std::process::Command::new(program)
+            .args(program_args)
+            .env("ETCD_WATCH_ACTION", r.action())
+            .env("ETCD_WATCH_MODIFIED_INDEX", &modified)
+            .env("ETCD_WATCH_KEY", r.node_field("key"))
+            .env("ETCD_WATCH_VALUE", r.node_field("value"))
+            .spawn();
+        match child {
+            // Reaped on its own thread: the watch goes on while the command runs.
+            Ok(mut child) => {
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
+            }
+            Err(e) => {
+                return Err(Failure {
+                    code: 1,
+                    stderr: format!("exec: {program:?}: {e}"),
+                })
+            }
+        }
+    }
+}
+
+async fn list_members(http: &Http, limit: Duration) -> Result<Vec<serde_json::Value>, String> {
+    let reply = tokio::time::timeout(limit, http.call("GET", "/v2/members", None))
+        .await
+        .map_err(|_| "context deadline exceeded".to_string())?
+        .map_err(|e| e.text())?;
+    members_of(&reply)
+}
+
+async fn send_json(
+    http: &Http,
+    limit: Duration,
+    method: &str,
+    path: String,
+    body: Option<String>,
+) -> Result<Reply, String> {
+    tokio::time::timeout(limit, http.call_json(method, path, body))
+        .await
+        .map_err(|_| "context deadline exceeded".to_string())?
+        .map_err(|e| e.text())
+}
+
+/// `member add NAME PEER_URL`, `member remove ID`, `member update ID PEER_URLS`, as etcdctl
+/// 3.4 prints them (errors as the server's message, exit 1).
+async fn member_change(g: &V2Global, command: MemberCommand) -> Result<String, Failure> {
+    let fail = |e: String| Failure {
+        code: 1,
+        stderr: format!("{e}\n"),
+    };
+    let usage = |text: &str| Failure {
+        code: 1,
+        stderr: format!("{text}\n"),
+    };
+    let message_of = |reply: &Reply| -> String {
+        serde_json::from_slice::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| format!("unexpected status {}", reply.status))
+    };
+    let urls_json = |urls: &[&str]| {
+        let items: Vec<String> = urls.iter().map(|u| string(u)).collect();
+        format!("{{\"peerURLs\":[{}]}}", items.join(","))
+    };
+    match command {
+        MemberCommand::List => member_list(g).await,
+        MemberCommand::Add { args } => {
+            let [name, url] = args.as_slice() else {
+                return Err(usage("Provide a name and a single member peerURL"));
+            };
+            let http = keys_client(g).await?;
+            let reply = send_json(
+                &http,
+                g.total_timeout,
+                "POST",
+                "/v2/members".into(),
+                Some(urls_json(&[url])),
+            )
+            .await
+            .map_err(fail)?;
+            if reply.status != 201 {
+                return Err(fail(message_of(&reply)));
+            }
+            let added: serde_json::Value =
+                serde_json::from_slice(&reply.body).map_err(|e| fail(e.to_string()))?;
+            let new_id = added.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+            let mut out = format!("Added member named {name} with ID {new_id} to cluster\n");
+            let members = list_members(&http, g.total_timeout).await.map_err(fail)?;
+            let mut conf = Vec::new();
+            for m in &members {
+                let id = m.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                let member_name = if id == new_id {
+                    name.as_str()
+                } else {
+                    m.get("name").and_then(|v| v.as_str()).unwrap_or_default()
+                };
+                for u in strings(m, "peerURLs") {
+                    conf.push(format!("{member_name}={u}"));
+                }
+            }
+            out.push_str(&format!(
+                "\nETCD_NAME={}\nETCD_INITIAL_CLUSTER={}\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+                super::print::go_quote(name),
+                super::print::go_quote(&conf.join(","))
+            ));
+            Ok(out)
+        }
+        MemberCommand::Remove { args } => {
+            let [id] = args.as_slice() else {
+                return Err(usage("Provide a single member ID"));
+            };
+            let http = keys_client(g).await?;
+            let members = list_members(&http, g.total_timeout).await.map_err(|e| {
+                fail(format!(
+                    "Error while verifying ID against known members: {e}"
+                ))
+            })?;
+            let mut found = false;
+            let mut notes = String::new();
+            for m in &members {
+                let member_id = m.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                let name = m.get("name").and_then(|v| v.as_str()).unwrap_or_default();
+                found |= member_id == id;
+                if name == id {
+                    notes.push_str(&format!(
+                        "Found a member named {name}; if this is correct, please use its ID, eg:\n\tetcdctl member remove {member_id}\nFor more details, read the documentation at https://github.com/etcd-io/etcd/blob/master/Documentation/runtime-configuration.md#remove-a-member\n\n"
+                    ));
+                }
+            }
+            if !found {
+                return Err(Failure {
+                    code: 1,
+                    stderr: format!(
+                        "{notes}Couldn't find a member in the cluster with an ID of {id}.\n"
+                    ),
+                });
+            }
+            eprint!("{notes}");
+            let reply = send_json(
+                &http,
+                g.total_timeout,
+                "DELETE",
+                format!("/v2/members/{id}"),
+                None,
+            )
+            .await
+            .map_err(|e| Failure {
+                code: 1,
+                stderr: format!("Received an error trying to remove member {id}: {e}"),
+            })?;
+            if reply.status != 204 {
+                return Err(Failure {
+                    code: 1,
+                    stderr: format!(
+                        "Received an error trying to remove member {id}: {}",
+                        message_of(&reply)
+                    ),
+                });
+            }
+            Ok(format!("Removed member {id} from cluster\n"))
+        }
+        MemberCommand::Update { args } => {
+            let [id, urls] = args.as_slice() else {
+                return Err(usage(
+                    "Provide an ID and a list of comma separated peerURL (0xabcd http://example.com,http://example1.com)",
+                ));
+            };
+            let http = keys_client(g).await?;
+            let list: Vec<&str> = urls.split(',').collect();
+            let reply = send_json(
+                &http,
+                g.total_timeout,
+                "PUT",
+                format!("/v2/members/{id}"),
+                Some(urls_json(&list)),
+            )
+            .await
+            .map_err(fail)?;
+            if reply.status != 204 {
+                return Err(fail(message_of(&reply)));
+            }
+            Ok(format!("Updated member with ID {id} in cluster\n"))
+        }
     }
 }
 
