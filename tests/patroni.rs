@@ -1,4 +1,5 @@
-//! Patroni (Debian's 3.0.2) + PostgreSQL 15 on oxetcd through the JSON gateway (`etcd3:` DCS):
+//! Patroni (Debian's 3.0.2) + PostgreSQL 15 on oxetcd through the JSON gateway (`etcd3:` DCS),
+//! and through the v2 API (`etcd:` DCS, python-etcd):
 //! two nodes on loopback elect a leader and stream to a replica; the leader's Patroni and
 //! PostgreSQL are killed; the replica takes the leader key once the old one's lease expires
 //! (within Patroni's ttl) and `patronictl list` shows it as the leader. The same again on a
@@ -71,11 +72,12 @@ fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to postgres");
 }
 
-fn config(dir: &Path, name: &str, etcd: &str, rest_port: u16, pg_port: u16) -> String {
+/// Patroni's configuration; `dcs` is `etcd3` (the JSON gateway) or `etcd` (the v2 API).
+fn config(dir: &Path, name: &str, dcs: &str, etcd: &str, rest_port: u16, pg_port: u16) -> String {
     format!(
         "scope: demo\nnamespace: /service/\nname: {name}\n\
          restapi:\n  listen: 127.0.0.1:{rest_port}\n  connect_address: 127.0.0.1:{rest_port}\n\
-         etcd3:\n  hosts: {etcd}\n\
+         {dcs}:\n  hosts: {etcd}\n\
          bootstrap:\n  dcs:\n    ttl: {TTL_S}\n    loop_wait: 2\n    retry_timeout: 5\n\
          \x20   postgresql:\n      use_pg_rewind: false\n  initdb:\n  - encoding: UTF8\n\
          \x20 pg_hba:\n  - host replication replicator 127.0.0.1/32 trust\n\
@@ -159,7 +161,26 @@ fn patroni_fails_over_on_oxetcd() {
         return;
     };
     let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
-    failover(&ox.endpoint, uid, gid, "one oxetcd member", || {});
+    failover(&ox.endpoint, "etcd3", uid, gid, "one oxetcd member", || {});
+}
+
+/// The same through Patroni's v2 DCS (`etcd:`, python-etcd over `/v2/keys`: TTL keys, CAS on
+/// the leader key, waits) on a member serving the v2 API.
+#[test]
+fn patroni_fails_over_on_oxetcd_through_the_v2_api() {
+    let Some((uid, gid)) = prerequisites("patroni_fails_over_on_oxetcd_through_the_v2_api") else {
+        return;
+    };
+    let ox =
+        Server::start_with(ServerKind::Oxetcd, "v2", &["--enable-v2=true"]).expect("oxetcd starts");
+    failover(
+        &ox.endpoint,
+        "etcd",
+        uid,
+        gid,
+        "one oxetcd member, v2 API",
+        || {},
+    );
 }
 
 /// The same on a 3-member oxetcd cluster, one of whose members (the raft leader) is killed
@@ -175,6 +196,7 @@ fn patroni_fails_over_on_a_three_member_oxetcd_cluster_missing_a_member() {
     let hosts = cluster.endpoints().join(",");
     failover(
         &hosts,
+        "etcd3",
         uid,
         gid,
         "3 oxetcd members, the raft leader killed",
@@ -184,7 +206,7 @@ fn patroni_fails_over_on_a_three_member_oxetcd_cluster_missing_a_member() {
 
 /// A bootstrapped Patroni pair on `hosts`; `disturb` runs once leader and replica run; then the
 /// Patroni leader is killed and the replica must take over.
-fn failover(hosts: &str, uid: u32, gid: u32, label: &str, disturb: impl FnOnce()) {
+fn failover(hosts: &str, dcs: &str, uid: u32, gid: u32, label: &str, disturb: impl FnOnce()) {
     let dir = tempfile::Builder::new()
         .prefix("oxetcd-patroni-")
         .tempdir()
@@ -193,7 +215,7 @@ fn failover(hosts: &str, uid: u32, gid: u32, label: &str, disturb: impl FnOnce()
     let mut nodes = Vec::new();
     for name in ["pg1", "pg2"] {
         let config_path = dir.path().join(format!("{name}.yml"));
-        let text = config(dir.path(), name, hosts, free_port(), free_port());
+        let text = config(dir.path(), name, dcs, hosts, free_port(), free_port());
         fs::write(&config_path, text).expect("write config");
         chown(&config_path, uid, gid);
         let log = fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
