@@ -3,8 +3,9 @@
 //! two nodes on loopback elect a leader and stream to a replica; the leader's Patroni and
 //! PostgreSQL are killed; the replica takes the leader key once the old one's lease expires
 //! (within Patroni's ttl) and `patronictl list` shows it as the leader. The same again on a
-//! 3-member oxetcd cluster whose raft leader is killed first. The failover time is printed,
-//! not asserted beyond the deadline.
+//! 3-member oxetcd cluster whose raft leader is killed first. The one-member scenarios run on
+//! etcd (3.5.1 for the gateway, 3.4 for the v2 API) right after oxetcd, as a baseline. The
+//! failover time is printed, not asserted beyond the deadline.
 //!
 //! Runs as root (Patroni and PostgreSQL run as the `postgres` user); outside CI a machine
 //! without Patroni, PostgreSQL 15 or root skips it.
@@ -162,6 +163,17 @@ fn patroni_fails_over_on_oxetcd() {
     };
     let ox = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
     failover(&ox.endpoint, "etcd3", uid, gid, "one oxetcd member", || {});
+    drop(ox);
+    // The same script on etcd 3.5.1, for the record beside oxetcd's figure.
+    let etcd = Server::start(ServerKind::Etcd35).expect("etcd 3.5 starts");
+    failover(
+        &etcd.endpoint,
+        "etcd3",
+        uid,
+        gid,
+        "one etcd 3.5.1 member",
+        || {},
+    );
 }
 
 /// The same through Patroni's v2 DCS (`etcd:`, python-etcd over `/v2/keys`: TTL keys, CAS on
@@ -179,6 +191,17 @@ fn patroni_fails_over_on_oxetcd_through_the_v2_api() {
         uid,
         gid,
         "one oxetcd member, v2 API",
+        || {},
+    );
+    drop(ox);
+    let etcd = Server::start_with(ServerKind::Etcd34, "v2", &["--enable-v2=true"])
+        .expect("etcd 3.4 starts");
+    failover(
+        &etcd.endpoint,
+        "etcd",
+        uid,
+        gid,
+        "one etcd 3.4 member, v2 API",
         || {},
     );
 }
