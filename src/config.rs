@@ -191,6 +191,8 @@ pub struct Config {
     pub strict_reconfig_check: bool,
     pub auto_compaction: AutoCompaction,
     pub enable_v2: bool,
+    /// `--enable-grpc-gateway`: serve the JSON gateway (`/v3/...`) on the client port.
+    pub enable_grpc_gateway: bool,
     // security
     pub client_tls: TlsFiles,
     pub peer_tls: TlsFiles,
@@ -408,6 +410,7 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         strict_reconfig_check: read_bool(settings, "strict-reconfig-check")?,
         auto_compaction: read_auto_compaction(settings)?,
         enable_v2: read_bool(settings, "enable-v2")?,
+        enable_grpc_gateway: read_bool(settings, "enable-grpc-gateway")?,
         client_tls: read_tls(settings, "")?,
         peer_tls: read_tls(settings, "peer-")?,
         // A configuration file's 0 means etcd's default of 1 year.

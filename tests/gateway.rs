@@ -840,3 +840,23 @@ fn node_etcd3_sees_the_same_as_on_etcd() {
     );
     assert_eq!(run(&ox), expected);
 }
+
+/// `--enable-grpc-gateway=false`: `/v3/...` gets Go's 404 like any unknown path (what etcd's
+/// HTTP mux answers without the gateway), while gRPC and `/health` still serve; with the
+/// default the same request is served.
+#[test]
+fn the_gateway_can_be_switched_off() {
+    let range = post("/v3/kv/range", r#"{"key":"Zm9v"}"#);
+    let off = Server::start_with(ServerKind::Oxetcd, "nogw", &["--enable-grpc-gateway=false"])
+        .expect("oxetcd starts");
+    assert_eq!(
+        curl(&off.endpoint, &range),
+        (404, "404 page not found\n".to_string())
+    );
+    let health = case("GET", "/health", "", Cmp::Exact);
+    assert_eq!(curl(&off.endpoint, &health).0, 200);
+    let on = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let (status, body) = curl(&on.endpoint, &range);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"header\""), "{body}");
+}

@@ -65,6 +65,8 @@ pub struct HttpAccess {
     pub cors_origins: Option<Vec<String>>,
     /// Host names a plaintext HTTP request may name; empty: any (`*`, etcd's default).
     pub host_whitelist: Vec<String>,
+    /// `--enable-grpc-gateway=false`: `/v3/...` is not served (Go's 404, as any unknown path).
+    pub gateway_disabled: bool,
 }
 
 /// What every call needs: the member's node and the member-wide services beside it.

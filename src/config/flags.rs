@@ -47,7 +47,6 @@ pub const UNSUPPORTED_FLAGS: &[&str] = &[
     "experimental-enable-lease-checkpoint",
     "socket-reuse-port",
     "socket-reuse-address",
-    "enable-grpc-gateway",
     "enable-pprof",
     "experimental-enable-distributed-tracing",
     "experimental-distributed-tracing-address",
@@ -115,7 +114,6 @@ pub fn unsupported_reason(name: &str) -> &'static str {
         "socket-reuse-port" | "socket-reuse-address" => {
             "socket options on listeners are not implemented"
         }
-        "enable-grpc-gateway" => "the JSON gateway is not served yet, so it cannot be switched",
         "enable-pprof" => "runtime profiles are not served",
         "experimental-enable-distributed-tracing"
         | "experimental-distributed-tracing-address"

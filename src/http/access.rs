@@ -107,6 +107,7 @@ mod tests {
         HttpAccess {
             cors_origins: cors.map(|c| c.iter().map(|s| s.to_string()).collect()),
             host_whitelist: hosts.iter().map(|s| s.to_string()).collect(),
+            gateway_disabled: false,
         }
     }
 

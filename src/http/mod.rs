@@ -140,7 +140,7 @@ impl tower_service::Service<Request<Body>> for Endpoints {
                 Ok(access::with_cors(r, cors.as_deref()))
             });
         }
-        if crate::gateway::claims(parts.uri.path()) {
+        if !api.http_access.gateway_disabled && crate::gateway::claims(parts.uri.path()) {
             return Box::pin(async move {
                 let r = crate::gateway::serve(api, parts, body).await;
                 Ok(access::with_cors(r, cors.as_deref()))

@@ -275,6 +275,7 @@ impl MemberSpec {
                     }
                 },
                 host_whitelist: config.host_whitelist.clone(),
+                gateway_disabled: !config.enable_grpc_gateway,
             },
             listen_peer: listen_addrs(
                 &config.listen_peer_urls,
