@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the state machine's hot paths: `apply::State::apply` of a put and of a
-//! 4-op txn, and `mvcc::Store::range` over 10k and 1M keys.
+//! 4-op txn, `mvcc::Store::range` over 10k and 1M keys, and compaction over 1M keys (all at
+//! once, against one batch of `--experimental-compaction-batch-limit`'s default: the longest
+//! the state lock is held for it).
 //!
 //! Invariant: each timed batch starts from an O(1) clone of the same prepared state, so history
 //! growth from earlier batches never leaks into later ones and memory stays bounded.
@@ -183,5 +185,44 @@ fn bench_range(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_range);
+/// 1M keys each written twice, compacted between the two rounds: half the records go.
+fn bench_compaction(c: &mut Criterion) {
+    const KEYS: u64 = 1_000_000;
+    let mut state = state_with(KEYS);
+    let point = state.kv.current_revision();
+    for i in 0..KEYS {
+        let applied = state.apply(&put(i));
+        assert!(applied.result.is_ok(), "setup put failed");
+    }
+    let pending = || {
+        let mut kv = state.kv.clone();
+        kv.begin_compaction(point).expect("a valid point");
+        kv
+    };
+    let mut group = c.benchmark_group("compaction");
+    group.sample_size(10);
+    group.bench_function("all_at_once_1m_keys", |b| {
+        b.iter_batched(
+            pending,
+            |mut kv| {
+                kv.finish_compaction();
+                kv
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("one_batch_of_1000_in_1m_keys", |b| {
+        b.iter_batched(
+            pending,
+            |mut kv| {
+                black_box(kv.compact_step(1000));
+                kv
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_range, bench_compaction);
 criterion_main!(benches);

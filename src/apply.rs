@@ -198,9 +198,10 @@ impl State {
                 let written = self.kv.txn(req, &lease_exists)?;
                 Ok(self.attach_leases(written, Outcome::Txn))
             }
-            Command::Compact(req) => {
-                Ok((Outcome::Compact(self.kv.compact(req.revision)?), Vec::new()))
-            }
+            Command::Compact(req) => Ok((
+                Outcome::Compact(self.kv.begin_compaction(req.revision)?),
+                Vec::new(),
+            )),
             Command::LeaseGrant { id, ttl } => {
                 self.leases.grant(*id, *ttl)?;
                 let response = LeaseGrantResponse {

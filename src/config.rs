@@ -223,6 +223,9 @@ pub struct Config {
     /// (0: never).
     pub experimental_corrupt_check_time: Duration,
     pub experimental_warning_apply_duration: Duration,
+    /// `--experimental-compaction-batch-limit`: work per compaction batch (0: etcd's 1000,
+    /// negative: no limit).
+    pub experimental_compaction_batch_limit: i64,
     pub force_new_cluster: bool,
     /// `--config-file` / `ETCD_CONFIG_FILE`: the file the settings came from (the command
     /// line and the environment were then ignored).
@@ -455,6 +458,10 @@ fn build(settings: &Settings, mut warnings: Vec<ConfigWarning>) -> Result<Config
         experimental_warning_apply_duration: read_duration(
             settings,
             "experimental-warning-apply-duration",
+        )?,
+        experimental_compaction_batch_limit: read_int(
+            settings,
+            "experimental-compaction-batch-limit",
         )?,
         force_new_cluster: read_bool(settings, "force-new-cluster")?,
         config_file: None,

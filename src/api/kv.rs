@@ -122,8 +122,14 @@ pub async fn compact(
     ctx: &ReqCtx,
     req: CompactionRequest,
 ) -> Result<CompactionResponse, ApiError> {
+    let physical = req.physical.then_some(req.revision);
     match write(api, ctx, req.encoded_len(), Command::Compact(req)).await? {
         Outcome::Compact(mut resp) => {
+            // `physical`: answer once this member dropped what the compaction frees (etcd
+            // waits for its backend deletions the same way).
+            if let Some(revision) = physical {
+                api.node.state().compaction_finished(revision).await;
+            }
             resp.header = Some(api.header(&resp.header));
             Ok(resp)
         }

@@ -89,7 +89,9 @@ pub fn export<S: PageSink>(
 
 fn write_keys<S: PageSink>(w: &mut Writer<S>, state: &State) -> Result<(), WriteError> {
     let mut value = Vec::new();
-    for (rev, key, kv) in state.kv.records() {
+    // The file holds what a finished compaction keeps, however far this member's has got.
+    let kv_store = state.kv.settled();
+    for (rev, key, kv) in kv_store.records() {
         let tombstone = kv.is_none();
         let kv = kv.unwrap_or_else(|| KeyValue {
             key: key.to_vec(),

@@ -163,10 +163,6 @@ pub const NO_EFFECT_FLAGS: &[(&str, &str)] = &[
         "there is no backend commit batching; every raft entry is fsynced in the WAL",
     ),
     (
-        "experimental-compaction-batch-limit",
-        "compaction runs in memory in one step",
-    ),
-    (
         "experimental-txn-mode-write-with-shared-buffer",
         "there is no backend read buffer",
     ),

@@ -733,10 +733,6 @@ fn backend_tuning_flags_warn_that_they_have_no_effect() {
         ("--backend-batch-interval=10ms", "backend-batch-interval"),
         ("--backend-batch-limit=100", "backend-batch-limit"),
         (
-            "--experimental-compaction-batch-limit=500",
-            "experimental-compaction-batch-limit",
-        ),
-        (
             "--experimental-txn-mode-write-with-shared-buffer=false",
             "experimental-txn-mode-write-with-shared-buffer",
         ),
@@ -1288,4 +1284,18 @@ fn warning_apply_duration_is_read() {
         run(&[], &[]).experimental_warning_apply_duration,
         std::time::Duration::from_millis(100)
     );
+}
+
+#[test]
+fn compaction_batch_limit_is_read() {
+    let c = run(&["--experimental-compaction-batch-limit=500"], &[]);
+    assert_eq!(c.experimental_compaction_batch_limit, 500);
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.to_string().contains("compaction-batch-limit")),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(run(&[], &[]).experimental_compaction_batch_limit, 1000);
 }

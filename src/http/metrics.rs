@@ -324,6 +324,22 @@ fn render_registry(f: &mut Families, extensive: bool) {
         &[(String::new(), m::WAL_FSYNC.values())],
     );
     f.histogram(
+        "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+        "Bucketed histogram of db compaction pause duration.",
+        &[(String::new(), m::COMPACTION_PAUSE_MS.values())],
+    );
+    f.histogram(
+        "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+        "Bucketed histogram of db compaction total duration.",
+        &[(String::new(), m::COMPACTION_TOTAL_MS.values())],
+    );
+    f.one(
+        "etcd_debugging_mvcc_db_compaction_keys_total",
+        Counter,
+        "Total number of db keys compacted.",
+        m::COMPACTION_KEYS.get() as f64,
+    );
+    f.histogram(
         "etcd_disk_backend_commit_duration_seconds",
         "The latency distributions of commit called by backend.",
         &[(String::new(), m::BACKEND_COMMIT.values())],

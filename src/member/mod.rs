@@ -70,6 +70,8 @@ pub struct MemberSpec {
     pub leader_lost_watch_cancel: Duration,
     /// `--strict-reconfig-check`.
     pub strict_reconfig_check: bool,
+    /// `--experimental-compaction-batch-limit`, as units of work per batch.
+    pub compaction_batch_limit: usize,
     /// `--experimental-initial-corrupt-check`: compare HashKV with the peers before serving.
     pub initial_corrupt_check: bool,
     /// The leader's periodic corruption check (`--experimental-corrupt-check-time`); `None`:
@@ -315,6 +317,9 @@ impl MemberSpec {
             leader_lost_watch_cancel: limits.leader_lost_watch_cancel,
             leader_wait: Duration::from_millis(config.election_timeout_ms.saturating_mul(10)),
             strict_reconfig_check: config.strict_reconfig_check,
+            compaction_batch_limit: crate::raft::compaction::batch_limit_from_flag(
+                config.experimental_compaction_batch_limit,
+            ),
             initial_corrupt_check: config.experimental_initial_corrupt_check,
             corrupt_check_interval: Some(config.experimental_corrupt_check_time)
                 .filter(|d| !d.is_zero()),
@@ -380,11 +385,11 @@ impl ApplyObserver for MemberObserver {
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
             Command::Auth(change) if applied.result.is_ok() => self.auth_applied(change, applied),
-            // etcd's mvcc logs this once the compaction is done; ours is done when applied.
-            Command::Compact(req) if applied.result.is_ok() => tracing::info!(
-                compact_revision = req.revision,
-                "finished scheduled compaction"
-            ),
+            // In force for reads now; `raft::compaction` drops what it frees and logs
+            // "finished scheduled compaction" when done, as etcd's mvcc does.
+            Command::Compact(req) if applied.result.is_ok() => {
+                tracing::info!(revision = req.revision, "compact tree index")
+            }
             _ => {}
         }
     }
@@ -474,6 +479,8 @@ impl Member {
             .await
             .map_err(|e| e.to_string())?;
         node.set_strict_reconfig_check(spec.strict_reconfig_check);
+        node.state()
+            .set_compaction_batch_limit(spec.compaction_batch_limit);
         let node = Arc::new(node);
         let (stop_tx, stop_rx) = watch::channel(false);
 

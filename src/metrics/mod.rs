@@ -192,6 +192,38 @@ pub fn count_txn(compares: u64, puts: u64, deletes: u64, ranges: u64) {
     MVCC_DELETE.add(deletes);
 }
 
+// ---- compaction --------------------------------------------------------------------------
+
+/// etcd's compaction pause buckets, in milliseconds: 1 ms doubling 13 times.
+pub const COMPACTION_PAUSE_BUCKETS_MS: [f64; 13] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+/// etcd's compaction total buckets, in milliseconds: 100 ms doubling 14 times.
+pub const COMPACTION_TOTAL_BUCKETS_MS: [f64; 14] = [
+    100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0, 25600.0, 51200.0, 102400.0,
+    204800.0, 409600.0, 819200.0,
+];
+
+/// `etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds`: one batch of a scheduled
+/// compaction (the time the state machine's write lock was held for it).
+pub static COMPACTION_PAUSE_MS: Histogram<13> = Histogram::new(&COMPACTION_PAUSE_BUCKETS_MS);
+/// `etcd_debugging_mvcc_db_compaction_total_duration_milliseconds`: a whole compaction, from
+/// its first batch to its last.
+pub static COMPACTION_TOTAL_MS: Histogram<14> = Histogram::new(&COMPACTION_TOTAL_BUCKETS_MS);
+/// `etcd_debugging_mvcc_db_compaction_keys_total`: records dropped by compactions.
+pub static COMPACTION_KEYS: Counter = Counter::new();
+
+/// One compaction batch that held the lock for `pause` and dropped `removed` records.
+pub fn observe_compaction_batch(pause: Duration, removed: usize) {
+    COMPACTION_PAUSE_MS.observe(pause.as_secs_f64() * 1000.0);
+    COMPACTION_KEYS.add(removed as u64);
+}
+
+/// A whole compaction that took `took`.
+pub fn observe_compaction_total(took: Duration) {
+    COMPACTION_TOTAL_MS.observe(took.as_secs_f64() * 1000.0);
+}
+
 // ---- network ----------------------------------------------------------------------------
 
 /// `etcd_network_client_grpc_received_bytes_total` / `_sent_bytes_total`: gRPC message bytes

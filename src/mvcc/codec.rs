@@ -133,7 +133,12 @@ impl Serialize for Records<'_> {
 }
 
 impl Serialize for Store {
+    /// An image never shows how far a compaction got: a pending one is carried out on a copy
+    /// first, so every member writes the same image for the same applied state.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.pending.is_some() {
+            return self.settled().serialize(serializer);
+        }
         let mut image = serializer.serialize_struct("Store", 4)?;
         image.serialize_field("format", &STORE_FORMAT)?;
         image.serialize_field("current_revision", &self.current_revision)?;

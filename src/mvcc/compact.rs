@@ -4,17 +4,50 @@
 //! Invariant: `hash_kv(r)` depends only on the records retained at or below `r`, so two members
 //!            with the same history and compaction point agree on it.
 
+use std::borrow::Cow;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use super::{header, KvError, Record, Revision, Store};
 use crate::proto::etcdserverpb::CompactionResponse;
 use crate::proto::mvccpb::Event;
 
+/// A compaction in force for reads but not yet carried out for every key: the keys from
+/// `resume` on (in key order; `None` = from the first key) may still hold records that no read
+/// at or above `revision` can see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    revision: i64,
+    resume: Option<Arc<[u8]>>,
+}
+
+/// What one [`Store::compact_step`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StepDone {
+    /// Keys whose history was looked at.
+    pub keys: usize,
+    /// Records dropped.
+    pub removed: usize,
+    /// Whether the pending compaction is now complete.
+    pub finished: bool,
+}
+
 impl Store {
-    /// Compacts at `revision`: reads below it fail from now on, what reads at or above it see is
-    /// kept. No revision bump. Fails with `Compacted` if `revision` is not above the previous
-    /// compaction point and with `FutureRev` if it is above the current revision.
+    /// Compacts at `revision` at once: [`Store::begin_compaction`] then every step. Used where
+    /// nobody waits on the store (tools, tests, imports); members go step by step.
     pub fn compact(&mut self, revision: i64) -> Result<CompactionResponse, KvError> {
+        let response = self.begin_compaction(revision)?;
+        self.finish_compaction();
+        Ok(response)
+    }
+
+    /// Puts a compaction at `revision` in force: from now on reads below it fail and reads at
+    /// or above it see what they saw before. Dropping the records nobody can see any more is
+    /// left to [`Store::compact_step`]; until that is done the store answers every read, hash
+    /// and encoding exactly as if it were. No revision bump. Fails with `Compacted` if
+    /// `revision` is not above the previous compaction point and with `FutureRev` if it is
+    /// above the current revision. O(1).
+    pub fn begin_compaction(&mut self, revision: i64) -> Result<CompactionResponse, KvError> {
         if revision <= self.compact_revision {
             return Err(KvError::Compacted {
                 requested: revision,
@@ -27,24 +60,59 @@ impl Store {
                 current_revision: self.current_revision,
             });
         }
-        let changed: Vec<_> = self
-            .index
-            .iter()
-            .filter_map(|(key, history)| {
-                history
-                    .compact(revision)
-                    .map(|done| (Arc::clone(key), done))
-            })
-            .collect();
-        for (key, done) in changed {
-            for rev in &done.removed {
+        self.compact_revision = revision;
+        // A newer point covers an unfinished older one: start over from the first key, since
+        // the keys already done were only compacted to the older point.
+        self.pending = Some(Pending {
+            revision,
+            resume: None,
+        });
+        Ok(CompactionResponse {
+            header: header(self.current_revision),
+        })
+    }
+
+    /// The compaction point still being carried out, if any.
+    pub fn compaction_pending(&self) -> Option<i64> {
+        self.pending.as_ref().map(|p| p.revision)
+    }
+
+    /// Carries the pending compaction on over the next keys, until `budget` units of work were
+    /// done (one per key looked at and one per record dropped; at least one key per call).
+    pub fn compact_step(&mut self, budget: usize) -> StepDone {
+        let Some(pending) = self.pending.clone() else {
+            return StepDone {
+                finished: true,
+                ..StepDone::default()
+            };
+        };
+        let mut done = StepDone::default();
+        let mut changed = Vec::new();
+        let mut next = None;
+        let from = match &pending.resume {
+            Some(key) => Bound::Included(Arc::clone(key)),
+            None => Bound::Unbounded,
+        };
+        for (key, history) in self.index.range((from, Bound::Unbounded)) {
+            if done.keys > 0 && done.keys + done.removed >= budget {
+                next = Some(Arc::clone(key));
+                break;
+            }
+            done.keys += 1;
+            if let Some(compacted) = history.compact(pending.revision) {
+                done.removed += compacted.removed.len();
+                changed.push((Arc::clone(key), compacted));
+            }
+        }
+        for (key, compacted) in changed {
+            for rev in &compacted.removed {
                 let removed = self.remove_record(rev);
-                debug_assert!(
+                assert!(
                     removed.is_some(),
                     "compaction dropped a revision {rev} without record"
                 );
             }
-            match done.remaining {
+            match compacted.remaining {
                 Some(history) => {
                     self.index.insert(key, Arc::new(history));
                 }
@@ -53,11 +121,47 @@ impl Store {
                 }
             }
         }
-        self.compact_revision = revision;
-        debug_assert_eq!(self.check(), Ok(()));
-        Ok(CompactionResponse {
-            header: header(self.current_revision),
-        })
+        match next {
+            Some(key) => {
+                self.pending = Some(Pending {
+                    revision: pending.revision,
+                    resume: Some(key),
+                })
+            }
+            None => {
+                self.pending = None;
+                done.finished = true;
+                debug_assert_eq!(self.check(), Ok(()));
+            }
+        }
+        done
+    }
+
+    /// Carries the pending compaction, if any, through to the end.
+    pub fn finish_compaction(&mut self) {
+        while !self.compact_step(usize::MAX).finished {}
+    }
+
+    /// This store with its pending compaction carried out: itself if there is none, otherwise
+    /// a finished copy (O(1) to copy, O(keys) to finish). For whatever walks every record and
+    /// must not depend on how far compaction got: hashes, images, equality.
+    pub fn settled(&self) -> Cow<'_, Store> {
+        if self.pending.is_none() {
+            return Cow::Borrowed(self);
+        }
+        let mut copy = self.clone();
+        copy.finish_compaction();
+        Cow::Owned(copy)
+    }
+
+    /// Whether the record at `rev` is one the pending compaction will drop although the key
+    /// walk has not reached it: records at or above the point survive compaction, except a
+    /// tombstone exactly at the point (its generation ended there, nobody at or above can see
+    /// it). What reads starting at the compaction point rely on to see a finished compaction.
+    pub(crate) fn dropped_by_pending(&self, rev: Revision, record: &Record) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| rev.main == p.revision && matches!(record, Record::Tombstone { .. }))
     }
 
     /// CRC-32 (IEEE) over every retained record at or below `revision` (0 = current), in
@@ -65,6 +169,9 @@ impl Store {
     /// (i64 big-endian), a kind byte (1 put, 0 tombstone), key length (u64 BE) and key, then for a
     /// put value length and value, create revision, version and lease (i64 BE).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64), KvError> {
+        if self.pending.is_some() {
+            return self.settled().hash_kv(revision);
+        }
         let at = self.read_revision(revision)?;
         let mut hasher = crc32fast::Hasher::new();
         // A fixed domain prefix, so that even an empty key space has a non-zero hash.
@@ -161,6 +268,49 @@ mod tests {
             .kvs
             .first()
             .map(|kv| String::from_utf8(kv.value.clone()).unwrap()))
+    }
+
+    /// A replay from the compaction point must not show the tombstone at the point, whether or
+    /// not the key walk reached its key yet (a finished compaction dropped it).
+    #[test]
+    fn replay_from_a_pending_point_hides_the_tombstone_there() {
+        let full = example();
+        let mut eager = full.clone();
+        eager.compact(6).unwrap();
+        let mut lazy = full.clone();
+        lazy.begin_compaction(6).unwrap();
+        assert_eq!(lazy.compaction_pending(), Some(6));
+        assert_eq!(lazy.record_count(), full.record_count());
+        let all = |s: &Store| s.events_since(6, b"\0", b"\0", usize::MAX).unwrap();
+        assert_eq!(all(&lazy), all(&eager));
+        let k = |s: &Store| s.events_since(6, b"k", b"", usize::MAX).unwrap();
+        assert_eq!(k(&lazy), k(&eager));
+        assert!(
+            k(&full).iter().any(|e| e.r#type == 1),
+            "the tombstone is in the log"
+        );
+        assert_eq!(lazy.hash_kv(0), eager.hash_kv(0));
+        assert!(lazy == eager);
+    }
+
+    /// Each step looks at one key at least and stops once its budget is spent; the last one
+    /// says so and leaves the records a compaction at once leaves.
+    #[test]
+    fn steps_keep_to_their_budget() {
+        let mut eager = example();
+        eager.compact(9).unwrap();
+        let mut lazy = example();
+        lazy.begin_compaction(9).unwrap();
+        // Keys "k" (2, 4 and the tombstone 6 go) and "other" (3, 5 and 7 go).
+        let first = lazy.compact_step(1);
+        assert_eq!((first.keys, first.removed, first.finished), (1, 3, false));
+        let second = lazy.compact_step(1);
+        assert_eq!((second.keys, second.removed, second.finished), (1, 3, true));
+        assert_eq!(lazy.compaction_pending(), None);
+        assert_eq!(lazy.record_count(), eager.record_count());
+        lazy.check().unwrap();
+        let none = lazy.compact_step(1);
+        assert_eq!((none.keys, none.finished), (0, true));
     }
 
     #[test]

@@ -137,21 +137,25 @@ impl Store {
                     if rev > end {
                         break;
                     }
+                    let Some(record) = self.record(rev) else {
+                        continue;
+                    };
+                    if self.dropped_by_pending(rev, record) {
+                        continue;
+                    }
                     if !pager.admits(rev.main) {
                         return Ok(HistoryPage {
                             events: pager.events,
                             next: rev.main,
                         });
                     }
-                    if let Some(record) = self.record(rev) {
-                        pager.push(self.event_for(rev, record));
-                    }
+                    pager.push(self.event_for(rev, record));
                 }
             }
             span => {
                 for (rev, record) in self.records.range(Revision::new(from, 0)..=end) {
                     note_visit();
-                    if !span.contains(record.key()) {
+                    if !span.contains(record.key()) || self.dropped_by_pending(*rev, record) {
                         continue;
                     }
                     if !pager.admits(rev.main) {

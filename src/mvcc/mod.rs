@@ -64,6 +64,11 @@
 //!            [`COUNTERS_BYTES`]: kept up to date by every insert and removal of a record (writes,
 //!            compaction, decode), so `Status` reads it in O(1); `check` recounts it.
 //! Invariant: a `Writer` with changes is finished before the store is read by anyone else.
+//! Invariant: while a compaction is pending (in force for reads, carried out key by key by
+//!            `compact_step`), the records and histories it will drop are invisible: reads at or
+//!            above the point never select them, replay skips the one kind they would (a
+//!            tombstone at the point), and whatever walks every record (hash, image, export,
+//!            equality) works on `settled()`. So no answer depends on how far it got.
 
 mod codec;
 mod compact;
@@ -93,6 +98,7 @@ use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
 pub(crate) use codec::bytes_serde;
 pub use codec::UncheckedStore;
 pub use codec::{PutFields, StoreBuilder};
+pub use compact::StepDone;
 pub use error::KvError;
 #[cfg(test)]
 pub use history::history_entries_visited;
@@ -236,6 +242,9 @@ pub struct Store {
     compact_revision: i64,
     /// [`Store::logical_bytes`], maintained as records come and go (see the module header).
     logical_bytes: u64,
+    /// A compaction already in force for reads but not yet carried out for every key (see
+    /// compact.rs); `None` when the records hold exactly what the compaction point keeps.
+    pending: Option<compact::Pending>,
 }
 
 impl Default for Store {
@@ -245,7 +254,11 @@ impl Default for Store {
 }
 
 impl PartialEq for Store {
+    /// Equal as clients can tell: a compaction still being carried out compares as finished.
     fn eq(&self, other: &Self) -> bool {
+        if self.pending.is_some() || other.pending.is_some() {
+            return *self.settled() == *other.settled();
+        }
         self.current_revision == other.current_revision
             && self.compact_revision == other.compact_revision
             && self.logical_bytes == other.logical_bytes
@@ -263,6 +276,7 @@ impl Store {
             current_revision: FIRST_REVISION,
             compact_revision: NEVER_COMPACTED,
             logical_bytes: COUNTERS_BYTES,
+            pending: None,
         }
     }
 
@@ -376,11 +390,20 @@ impl Store {
     }
 
     /// The watch event for the record at `rev`, with `prev_kv` as described in the module header.
+    /// The key as it was just before main revision `main`: `None` when that is below the
+    /// compaction point, whether or not a pending compaction dropped it yet (a finished one has).
+    fn visible_before(&self, key: &[u8], main: i64) -> Option<KeyValue> {
+        if main - 1 < self.compact_revision {
+            return None;
+        }
+        self.visible(key, main - 1)
+    }
+
     pub(crate) fn event_for(&self, rev: Revision, record: &Record) -> Event {
         match record.key_value(rev) {
             Some(kv) => {
                 let prev_kv = if kv.version > 1 {
-                    self.visible(&kv.key, rev.main - 1)
+                    self.visible_before(&kv.key, rev.main)
                 } else {
                     None
                 };
@@ -397,7 +420,7 @@ impl Store {
                     mod_revision: rev.main,
                     ..KeyValue::default()
                 };
-                let prev_kv = self.visible(key, rev.main - 1);
+                let prev_kv = self.visible_before(key, rev.main);
                 Event {
                     r#type: EventType::Delete as i32,
                     kv: Some(kv),

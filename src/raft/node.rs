@@ -561,6 +561,10 @@ impl RaftNode {
             node.sm.clone(),
             node.stopped.clone(),
         ));
+        tokio::spawn(super::compaction::run(
+            node.sm.clone(),
+            node.stopped.clone(),
+        ));
         tokio::spawn(super::milestones::run(
             node.raft.metrics(),
             member_id,

@@ -22,12 +22,13 @@
 //!   (`load.rs`), and a failure there stops `apply`.
 //! Invariant: every applied entry is reported to the [`ApplyObserver`] in log order, under the
 //!   same write lock that applied it, so observers see revisions in order without gaps.
-//! Invariant: no O(keys) or O(history) work runs under the lock, except apply itself (and the
-//!   watch hub's catch-up, which owns its own lock discipline).
+//! Invariant: no O(keys) or O(history) work runs under the lock, except apply itself, one
+//!   batch of a compaction (`compaction.rs`, bounded by `--experimental-compaction-batch-limit`)
+//!   and the watch hub's catch-up, which owns its own lock discipline.
 
 use std::collections::VecDeque;
 use std::io::Cursor;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,12 @@ pub struct SmShared {
     /// Set when the structural check of the image loaded at startup failed: the state is not
     /// trustworthy and `apply` refuses to go on (see [`StateMachineStore::recover`]).
     image_defect: OnceLock<String>,
+    /// Set when an apply left a compaction pending (see `compaction.rs`).
+    compaction_due: tokio::sync::Notify,
+    /// Units of work per compaction batch (`--experimental-compaction-batch-limit`).
+    compaction_batch: AtomicUsize,
+    /// The newest compaction point this member finished carrying out.
+    compacted: tokio::sync::watch::Sender<i64>,
 }
 
 /// Client commands the log keeps behind a snapshot for slow followers (etcd keeps 5000
@@ -171,6 +178,65 @@ impl SmShared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .purge_point()
+    }
+
+    /// Sets `--experimental-compaction-batch-limit` (already mapped by
+    /// [`super::compaction::batch_limit_from_flag`]).
+    pub fn set_compaction_batch_limit(&self, units: usize) {
+        self.compaction_batch.store(units.max(1), Ordering::Relaxed);
+    }
+
+    /// Waits until an apply left a compaction pending, or `wait` passed (`false` then).
+    pub async fn compaction_due(&self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.compaction_due.notified())
+            .await
+            .is_ok()
+    }
+
+    /// Carries the pending compaction one batch further under the write lock; `None` if none
+    /// is pending, else its point and what the batch did.
+    pub fn compaction_step(&self) -> Option<(i64, crate::mvcc::StepDone)> {
+        let budget = self.compaction_batch.load(Ordering::Relaxed);
+        let mut inner = self.write();
+        let revision = inner.state.kv.compaction_pending()?;
+        let done = inner.state.kv.compact_step(budget);
+        drop(inner);
+        if done.finished {
+            self.compacted.send_if_modified(|at| {
+                let newer = revision > *at;
+                if newer {
+                    *at = revision;
+                }
+                newer
+            });
+        }
+        Some((revision, done))
+    }
+
+    /// Returns once this member finished carrying out a compaction at `revision` or later
+    /// (what a `physical` Compact waits for).
+    pub async fn compaction_finished(&self, revision: i64) {
+        let mut finished = self.compacted.subscribe();
+        // The sender lives as long as `self`, which the caller holds.
+        let _ = finished.wait_for(|at| *at >= revision).await;
+    }
+
+    /// After an apply or an install: wakes the compaction loop if a compaction is pending,
+    /// or records the point as finished if there is none.
+    fn note_compaction(&self, state: &State) {
+        match state.kv.compaction_pending() {
+            Some(_) => self.compaction_due.notify_one(),
+            None => {
+                let at = state.kv.compact_revision();
+                self.compacted.send_if_modified(|finished| {
+                    let newer = at > *finished;
+                    if newer {
+                        *finished = at;
+                    }
+                    newer
+                });
+            }
+        }
     }
 
     fn count_applied(&self, commands: u64) {
@@ -332,6 +398,8 @@ impl StateMachineStore {
             }
         };
         let to_check = loaded_index.map(|index| (index, inner.state.clone()));
+        debug_assert!(inner.state.kv.compaction_pending().is_none());
+        let compacted = tokio::sync::watch::Sender::new(inner.state.kv.compact_revision());
         let shared = Arc::new(SmShared {
             inner: RwLock::new(inner),
             observer,
@@ -340,6 +408,9 @@ impl StateMachineStore {
             snapshot_due: tokio::sync::Notify::new(),
             marks: Mutex::new(CommandMarks::default()),
             image_defect: OnceLock::new(),
+            compaction_due: tokio::sync::Notify::new(),
+            compaction_batch: AtomicUsize::new(super::compaction::DEFAULT_BATCH_LIMIT),
+            compacted,
         });
         if let Some((index, state)) = to_check {
             check_loaded_image(Arc::downgrade(&shared), index, state);
@@ -537,6 +608,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             marks.push((entry_index, in_entry));
             replies.push(reply);
         }
+        self.shared.note_compaction(&inner.state);
         drop(inner);
         for s in &slow {
             s.log(threshold);
@@ -606,6 +678,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             inner.membership = meta.last_membership.clone();
             let replaced = std::mem::replace(&mut inner.state, image.state);
             self.shared.observer.restored();
+            self.shared.note_compaction(&inner.state);
             replaced
         };
         // Freeing the replaced state is O(state): neither under the lock nor on a worker.
