@@ -1,11 +1,21 @@
 //! `watch [KEY [RANGE_END]] [-- COMMAND ARGS...]`: etcdctl 3.5's watch. Each event prints as
 //! etcdctl prints it (its type, the previous key-value with `--prev-kv`, the key-value); with a
 //! command after `--`, the command also runs once per event with etcdctl's `ETCD_WATCH_*`
-//! variables (type, key and value quoted as Go's `%q` quotes them, as etcdctl sets them). The watch runs until the server cancels it (compaction, revoked permission) or
-//! the process is stopped.
+//! variables (type, key and value quoted as Go's `%q` quotes them, as etcdctl sets them). The
+//! watch runs until the server cancels it (compaction, revoked permission) or the process is
+//! stopped. A command that fails ends oxetcdctl with etcdctl's `command [...] error (...)` line.
 //!
-//! Invariant: a canceled watch ends the command with an error naming the server's reason; it
-//! never hangs on a stream that will carry nothing more.
+//! `watch -i` reads requests from standard input, one per line, as etcdctl 3.5 does: `watch
+//! [flags] KEY [RANGE_END] [-- COMMAND...]` opens one more watch on the same stream (the line's
+//! own flags only), `progress` asks the server for a progress notification (printed once per
+//! open watch, as the Go client hands it to each); a line it cannot use is reported on stderr
+//! and skipped, a flag it cannot parse ends the command (exit 128), and the end of the input
+//! ends it with etcdctl's "error reading watch request line: EOF" (exit 3).
+//!
+//! Invariant: a canceled watch ends the (non-interactive) command with an error naming the
+//! server's reason; it never hangs on a stream that will carry nothing more.
+//! Invariant: `watch -i` holds one stdin line at a time in flight (a bounded channel), and one
+//! exec command per watch it opened.
 
 use clap::Args;
 
@@ -22,7 +32,7 @@ use super::CtlError;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Interactive mode (not supported yet)
+    /// Interactive mode
     #[arg(short = 'i', long)]
     interactive: bool,
     /// Watch on a prefix if prefix is set
@@ -47,9 +57,7 @@ pub struct WatchArgs {
 
 pub async fn watch(g: &Global, a: WatchArgs) -> Result<(), CtlError> {
     if a.interactive {
-        return Err(CtlError::bad_feature(
-            "interactive watch is not supported by oxetcdctl yet",
-        ));
+        return interactive(g).await;
     }
     let command = a.command.clone();
     let (key, range_end) = match a.args.as_slice() {
@@ -122,6 +130,238 @@ pub async fn watch(g: &Global, a: WatchArgs) -> Result<(), CtlError> {
     }
 }
 
+/// A `watch -i` input line, read as etcdctl 3.5 reads it.
+#[derive(Debug)]
+enum Line {
+    Watch {
+        create: WatchCreateRequest,
+        exec: Vec<String>,
+    },
+    Progress,
+    /// Reported on stderr; the next line is read.
+    Invalid(String),
+    /// Ends the command.
+    Fatal(CtlError),
+}
+
+/// The flags a `watch` line may carry.
+#[derive(Debug, clap::Parser)]
+#[command(name = "watch", disable_help_flag = true)]
+struct LineArgs {
+    #[command(flatten)]
+    watch: WatchArgs,
+}
+
+fn parse_line(line: &str) -> Line {
+    let words = match super::txn::argify(line) {
+        Ok(words) => words,
+        Err(e) => return Line::Fatal(e),
+    };
+    match words.first().map(String::as_str) {
+        None => Line::Invalid(format!(
+            "Invalid command: {line} (watch and progress supported)"
+        )),
+        Some("progress") => Line::Progress,
+        Some("watch") if words.len() < 2 => Line::Invalid(format!(
+            "Invalid command {line} (command type or key is not provided)"
+        )),
+        Some("watch") => {
+            if words.last().is_some_and(|w| w == "--") {
+                return Line::Fatal(CtlError::bad_args(
+                    "bad number of arguments (found separator --, but no commands)",
+                ));
+            }
+            let a = match <LineArgs as clap::Parser>::try_parse_from(&words) {
+                Ok(parsed) => parsed.watch,
+                Err(e) => return Line::Fatal(CtlError::bad_args(flag_error(&e))),
+            };
+            let (key, range_end) = match a.args.as_slice() {
+                [] if a.command.is_empty() => {
+                    return Line::Fatal(CtlError::bad_args("bad number of arguments"))
+                }
+                [] => {
+                    return Line::Invalid(format!(
+                        "Invalid command {line} (bad number of arguments)"
+                    ))
+                }
+                [_, _] if a.prefix => {
+                    return Line::Invalid(format!(
+                        "Invalid command {line} (`range_end` and `--prefix` are mutually exclusive)"
+                    ))
+                }
+                [key, end] => (key.clone(), end.as_bytes().to_vec()),
+                // etcdctl watches the first key alone when given more than two.
+                [key, ..] if a.prefix => (key.clone(), prefix_or_all(key)),
+                [key, ..] => (key.clone(), Vec::new()),
+            };
+            Line::Watch {
+                create: WatchCreateRequest {
+                    key: key.into_bytes(),
+                    range_end,
+                    start_revision: a.rev,
+                    progress_notify: a.progress_notify,
+                    prev_kv: a.prev_kv,
+                    ..WatchCreateRequest::default()
+                },
+                exec: a.command,
+            }
+        }
+        Some(_) => Line::Invalid(format!("Invalid command {line} (only support watch)")),
+    }
+}
+
+/// A flag error in pflag's words ("unknown flag: --x", "invalid argument ...").
+fn flag_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            let flag = context(ContextKind::InvalidArg);
+            format!(
+                "unknown flag: {}",
+                flag.split('=').next().unwrap_or_default()
+            )
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_string(),
+    }
+}
+
+/// The next response of the stream once it is open; never, before.
+async fn next_response(
+    stream: &mut Option<tonic::Streaming<WatchResponse>>,
+) -> Result<Option<WatchResponse>, tonic::Status> {
+    match stream {
+        Some(stream) => stream.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `watch -i`: see the module header.
+async fn interactive(g: &Global) -> Result<(), CtlError> {
+    if !matches!(g.write_out, Format::Simple | Format::Json | Format::Fields) {
+        return Err(unsupported(g.write_out));
+    }
+    let client = Client::connect(g).await?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(1);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = String::new();
+            let read = match std::io::BufRead::read_line(&mut stdin, &mut line) {
+                Ok(0) => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                Ok(_) => Ok(line),
+                Err(e) => Err(e),
+            };
+            let end = read.is_err();
+            if lines_tx.blocking_send(read).is_err() || end {
+                return;
+            }
+        }
+    });
+    let (requests, rx) = tokio::sync::mpsc::channel::<WatchRequest>(16);
+    let mut outbound = Some(oxetcd::grpc::stream::ChannelStream::new(rx));
+    let mut stream: Option<tonic::Streaming<WatchResponse>> = None;
+    // Commands of the watches asked for and not created yet (the server answers in order),
+    // then by watch ID.
+    let mut awaiting: std::collections::VecDeque<Vec<String>> = Default::default();
+    let mut commands: std::collections::HashMap<i64, Vec<String>> = Default::default();
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let line = match line {
+                    Some(Ok(line)) => line,
+                    Some(Err(e)) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                        return Err(CtlError::invalid_input(format!(
+                            "error reading watch request line: {e}"
+                        )))
+                    }
+                    _ => {
+                        return Err(CtlError::invalid_input(
+                            "error reading watch request line: EOF",
+                        ))
+                    }
+                };
+                let line = line.strip_suffix('\n').unwrap_or(&line);
+                let request = match parse_line(line) {
+                    Line::Invalid(message) => {
+                        eprintln!("{message}");
+                        continue;
+                    }
+                    Line::Fatal(e) => return Err(e),
+                    Line::Progress => RequestUnion::ProgressRequest(Default::default()),
+                    Line::Watch { create, exec } => {
+                        awaiting.push_back(exec);
+                        RequestUnion::CreateRequest(create)
+                    }
+                };
+                requests
+                    .send(WatchRequest { request_union: Some(request) })
+                    .await
+                    .map_err(|_| CtlError::general("the watch stream closed"))?;
+                // Opened with its first request already queued.
+                if let Some(outbound) = outbound.take() {
+                    let mut watch_client = WatchClient::new(client.channel.clone());
+                    let call = watch_client.watch(client.request(outbound));
+                    let opened = tokio::time::timeout(g.command_timeout, call)
+                        .await
+                        .map_err(|_| CtlError::general("context deadline exceeded"))?
+                        .map_err(|s| CtlError::from_status(&s))?;
+                    stream = Some(opened.into_inner());
+                }
+            }
+            response = next_response(&mut stream) => {
+                let Some(r) = response.map_err(|s| CtlError::from_status(&s))? else {
+                    // The server ended the stream: no watch is left; input is still read.
+                    stream = None;
+                    commands.clear();
+                    continue;
+                };
+                if r.created {
+                    let exec = awaiting.pop_front().unwrap_or_default();
+                    if !r.canceled {
+                        commands.insert(r.watch_id, exec);
+                    }
+                    if r.events.is_empty() && !r.canceled {
+                        continue;
+                    }
+                }
+                if r.canceled {
+                    commands.remove(&r.watch_id);
+                    let reason = if r.compact_revision != 0 {
+                        "etcdserver: mvcc: required revision has been compacted".to_string()
+                    } else {
+                        r.cancel_reason.clone()
+                    };
+                    eprintln!("watch was canceled ({reason})");
+                    if g.write_out == Format::Json {
+                        show(g, &r);
+                    }
+                    continue;
+                }
+                // A progress answer for the whole stream reaches every watch of it.
+                let copies = if r.watch_id == -1 { commands.len() } else { 1 };
+                for _ in 0..copies {
+                    show(g, &r);
+                }
+                if let Some(exec) = commands.get(&r.watch_id).filter(|c| !c.is_empty()) {
+                    for event in &r.events {
+                        run_command(exec, &r, event)?;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The range end of `--prefix` (an empty key watches every key, as etcdctl's `WithPrefix`).
 fn prefix_or_all(key: &str) -> Vec<u8> {
     if key.is_empty() {
@@ -140,7 +380,11 @@ fn event_type(e: &Event) -> &'static str {
 }
 
 fn show(g: &Global, r: &WatchResponse) {
-    let progress = r.events.is_empty() && !r.created && !r.canceled;
+    let progress = r.events.is_empty() && !r.created && !r.canceled && r.compact_revision == 0;
+    // etcdctl prints this line whatever the output format, before the response itself.
+    if progress {
+        println!("progress notify: {}", r.header.unwrap_or_default().revision);
+    }
     match g.write_out {
         Format::Json => {
             let events: Vec<String> = r
@@ -167,9 +411,6 @@ fn show(g: &Global, r: &WatchResponse) {
             );
         }
         _ => {
-            if progress {
-                println!("progress notify: {}", r.header.unwrap_or_default().revision);
-            }
             let mut out = String::new();
             for e in &r.events {
                 out.push_str(event_type(e));
@@ -208,10 +449,38 @@ fn run_command(command: &[String], r: &WatchResponse, e: &Event) -> Result<(), C
             "ETCD_WATCH_VALUE",
             print::go_quote(&String::from_utf8_lossy(&kv.value)),
         )
-        .status()
-        .map_err(|err| CtlError::general(format!("running {:?}: {err}", command[0])))?;
-    if !status.success() {
-        eprintln!("command {:?} ended with {status}", command.join(" "));
+        .status();
+    let failure = match status {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(signal)) => format!("signal: {}", signal_name(signal)),
+            (None, None) => status.to_string(),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+            "exec: {}: executable file not found in $PATH",
+            print::go_quote(&command[0])
+        ),
+        Err(e) => e.to_string(),
+    };
+    // etcdctl: `command %q error (%v)` on stderr, then exit 1 without its "Error:" line.
+    let quoted: Vec<String> = command.iter().map(|c| print::go_quote(c)).collect();
+    eprintln!("command [{}] error ({failure})", quoted.join(" "));
+    Err(CtlError::general(""))
+}
+
+/// The name Go prints for a signal that ended a command.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        1 => "hangup".into(),
+        2 => "interrupt".into(),
+        6 => "aborted".into(),
+        9 => "killed".into(),
+        13 => "broken pipe".into(),
+        15 => "terminated".into(),
+        n => format!("signal {n}"),
     }
-    Ok(())
 }
