@@ -510,6 +510,32 @@ mod tests {
     }
 
     #[test]
+    fn kube_defaults_and_flags() {
+        let o = parse(&args("kube")).unwrap();
+        assert_eq!(
+            (o.workload, o.val_size, o.total),
+            (Workload::Kube, 1536, 10_000)
+        );
+        assert_eq!(o.kube, KubeOpts::default());
+        let o = parse(&args(
+            "compare kube --duration 5 --objects 100000 --resources pods --mix get=3,list=1 --val-size 900 --server-cpu none",
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.total, o.val_size, o.kube.duration_s),
+            (u64::MAX, 900, Some(5))
+        );
+        assert_eq!(o.kube.mix, vec![(KubeOp::Get, 3), (KubeOp::List, 1)]);
+        assert_eq!(o.kube.resources, vec!["pods"]);
+        assert!(o.unpinned);
+        let o = parse(&args("kube --duration 5 --total 7 --mix update=1,create=0")).unwrap();
+        assert_eq!(o.total, 7);
+        assert_eq!(o.kube.mix, vec![(KubeOp::Update, 1)]);
+        let o = parse(&args("put --bench-cpu 1")).unwrap();
+        assert_eq!(o.bench_cpu, Some(1));
+    }
+
+    #[test]
     fn rejects_unknown_flags_commands_and_bad_values() {
         for bad in [
             "",
@@ -525,6 +551,20 @@ mod tests {
             "put extra",
             "range --background-readers 2",
             "put --server-cpu 1",
+            "put --unpinned",
+            "put --objects 5",
+            "range --duration 3",
+            "kube --objects 200000",
+            "kube --mix foo=1",
+            "kube --mix get=0",
+            "kube --mix get=1,get=2",
+            "kube --mix get",
+            "kube --resources events",
+            "kube --resources Pods",
+            "kube --duration 0",
+            "kube --val-size 4",
+            "compare put --unpinned --server-cpu 0",
+            "compare put --server-cpu 1 --bench-cpu 1",
         ] {
             assert!(
                 matches!(parse(&args(bad)), Err(BenchError::Usage(_))),
