@@ -389,8 +389,12 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
                 let first = server.endpoints()[0].clone();
                 let leader_before = leader_and_term(&first).await;
                 let cpu_before = server.cpu_seconds();
+                let generator_before = cpu_seconds(std::process::id());
                 let outcome = load::run(variant, &server.endpoints()).await?;
                 let cpu_s = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
+                let generator_s = generator_before
+                    .zip(cpu_seconds(std::process::id()))
+                    .map(|(a, b)| b - a);
                 let summary = Summary {
                     server_cpu_s: cpu_s,
                     ..outcome.summary
@@ -413,6 +417,13 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
                     let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
                     println!(
                         "  server CPU {cpu:.3} s: {per_op_us:.1} µs per op, {busy:.0}% of one core"
+                    );
+                }
+                if let Some(cpu) = generator_s {
+                    // Setup (fill, connections) is inside this figure, outside the timed window.
+                    let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
+                    println!(
+                        "  load generator CPU {cpu:.3} s ({busy:.0}% of one core over the timed window; setup included)"
                     );
                 }
                 match (leader_before, leader_after) {
