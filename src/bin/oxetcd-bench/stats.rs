@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::error::BenchError;
 
 /// Latencies of one client (or many, once merged), in nanoseconds.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Recorder {
     samples_ns: Vec<u64>,
     errors: u64,
@@ -63,6 +63,7 @@ impl Recorder {
             p99_ms: pct(0.99),
             p999_ms: pct(0.999),
             max_ms: self.samples_ns.last().map_or(0.0, |ns| *ns as f64 / 1e6),
+            server_cpu_s: None,
         }
     }
 }
@@ -93,6 +94,15 @@ pub struct Summary {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub max_ms: f64,
+    /// CPU time the server used during the run (`compare` fills it in).
+    pub server_cpu_s: Option<f64>,
+}
+
+impl Summary {
+    /// Microseconds of server CPU per successful operation, when the CPU time is known.
+    pub fn cpu_us_per_op(&self) -> Option<f64> {
+        self.server_cpu_s.and_then(|c| cpu_us_per_op(c, self.ok))
+    }
 }
 
 impl Summary {
@@ -122,13 +132,46 @@ pub struct RunLabel {
     pub val_size: usize,
     /// CPU time the server process used during the run (compare only).
     pub server_cpu_s: Option<f64>,
+    /// Where the servers and the generator ran (`pin::Layout::label`).
+    pub layout: String,
 }
 
-pub const CSV_HEADER: &str = "unix_time_s,server,workload,round,conns,clients,total,key_size_bytes,val_size_bytes,ok,errors,seconds,per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,server_cpu_s";
+pub const CSV_HEADER: &str = "unix_time_s,server,workload,round,conns,clients,total,key_size_bytes,val_size_bytes,ok,errors,seconds,per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,server_cpu_s,server_cpu_us_per_op,layout";
+/// The header before the CPU-per-operation and layout columns; such files are upgraded in
+/// place (the new CPU column is computed from `server_cpu_s` and `ok`, the layout left empty).
+const CSV_HEADER_V1: &str = "unix_time_s,server,workload,round,conns,clients,total,key_size_bytes,val_size_bytes,ok,errors,seconds,per_second,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,server_cpu_s";
+
+/// The CSV `total` column: 0 when the run had no operation limit (`kube --duration`).
+pub fn csv_total(total: u64) -> u64 {
+    if total == u64::MAX {
+        0
+    } else {
+        total
+    }
+}
+
+/// Microseconds of server CPU per successful operation.
+pub fn cpu_us_per_op(cpu_s: f64, ok: u64) -> Option<f64> {
+    (ok > 0).then(|| cpu_s * 1e6 / ok as f64)
+}
+
+/// A v1 row with the two new columns appended.
+fn upgrade_v1_row(row: &str) -> String {
+    let fields: Vec<&str> = row.split(',').collect();
+    let ok = fields.get(9).and_then(|f| f.parse::<u64>().ok());
+    let cpu = fields.get(18).and_then(|f| f.parse::<f64>().ok());
+    let per_op = match (cpu, ok) {
+        (Some(cpu), Some(ok)) => {
+            cpu_us_per_op(cpu, ok).map_or(String::new(), |u| format!("{u:.1}"))
+        }
+        _ => String::new(),
+    };
+    format!("{row},{per_op},")
+}
 
 pub fn csv_row(unix_time_s: u64, label: &RunLabel, s: &Summary) -> String {
     format!(
-        "{unix_time_s},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{:.4},{:.4},{:.4},{:.4},{:.4},{}",
+        "{unix_time_s},{},{},{},{},{},{},{},{},{},{},{:.4},{:.2},{:.4},{:.4},{:.4},{:.4},{:.4},{},{},{}",
         label.server.replace(',', ";"),
         label.workload,
         label.round,
@@ -148,8 +191,34 @@ pub fn csv_row(unix_time_s: u64, label: &RunLabel, s: &Summary) -> String {
         s.max_ms,
         label
             .server_cpu_s
-            .map_or(String::new(), |c| format!("{c:.3}"))
+            .map_or(String::new(), |c| format!("{c:.3}")),
+        label
+            .server_cpu_s
+            .and_then(|c| cpu_us_per_op(c, s.ok))
+            .map_or(String::new(), |u| format!("{u:.1}")),
+        label.layout.replace(',', ";"),
     )
+}
+
+/// The per-call table of a `kube` run (empty for the other workloads).
+pub fn render_parts(parts: &[(String, Summary)]) -> String {
+    if parts.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "  {:12} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9}\n",
+        "call", "ok", "errors", "per s", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, s) in parts {
+        out.push_str(&format!(
+            "  {name:12} {:>9} {:>7} {:>10.1} {:>9.3} {:>9.3} {:>9.3}\n",
+            s.ok, s.errors, s.per_second, s.p50_ms, s.p99_ms, s.max_ms
+        ));
+        if let Some(e) = &s.first_error {
+            out.push_str(&format!("    first {name} error: {e}\n"));
+        }
+    }
+    out
 }
 
 /// Appends one row, writing the header first when the file is new or empty.
@@ -161,6 +230,23 @@ pub fn append_csv(path: &Path, label: &RunLabel, s: &Summary) -> Result<(), Benc
         .open(path)
         .map_err(io)?;
     let empty = file.metadata().map_err(io)?.len() == 0;
+    if !empty {
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let header = text.lines().next().unwrap_or_default();
+        if header == CSV_HEADER_V1 {
+            let mut upgraded = format!("{CSV_HEADER}\n");
+            for row in text.lines().skip(1).filter(|l| !l.is_empty()) {
+                upgraded.push_str(&upgrade_v1_row(row));
+                upgraded.push('\n');
+            }
+            std::fs::write(path, upgraded).map_err(io)?;
+        } else if header != CSV_HEADER {
+            return Err(BenchError::Io(format!(
+                "{}: its columns are not oxetcd-bench's ({CSV_HEADER}); use another file",
+                path.display()
+            )));
+        }
+    }
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -221,6 +307,7 @@ mod tests {
             key_size: 8,
             val_size: 256,
             server_cpu_s: Some(1.5),
+            layout: "server0-gen1".into(),
         };
         let mut r = Recorder::default();
         r.ok(Duration::from_millis(1));
@@ -234,6 +321,37 @@ mod tests {
         let columns = CSV_HEADER.split(',').count();
         assert!(lines[1..].iter().all(|l| l.split(',').count() == columns));
         assert!(lines[1].contains(",etcd; 3.5.1,put,1,10,100,20,8,256,1,0,"));
-        assert!(lines[1].ends_with(",1.500"));
+        assert!(lines[1].ends_with(",1.500,1500000.0,server0-gen1"));
+    }
+
+    #[test]
+    fn old_csv_files_gain_the_cpu_per_op_and_layout_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.csv");
+        let old_row = "1795725896,etcd,put,1,10,100,20000,8,256,20000,0,2.4436,8184.66,9.9697,20.7986,43.9980,61.3469,62.0330,1.500";
+        std::fs::write(&path, format!("{CSV_HEADER_V1}\n{old_row}\n")).unwrap();
+        let label = RunLabel {
+            server: "oxetcd".into(),
+            workload: "put".into(),
+            round: 1,
+            conns: 1,
+            clients: 1,
+            total: 1,
+            key_size: 8,
+            val_size: 8,
+            server_cpu_s: None,
+            layout: "shared".into(),
+        };
+        let mut r = Recorder::default();
+        r.ok(Duration::from_millis(1));
+        let s = r.summary(Duration::from_secs(1));
+        append_csv(&path, &label, &s).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines[1], format!("{old_row},75.0,"));
+        assert!(lines[2].ends_with(",,,shared"));
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        assert!(append_csv(&path, &label, &s).is_err());
     }
 }
