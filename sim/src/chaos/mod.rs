@@ -148,6 +148,7 @@ pub struct Report {
     pub faults: Vec<FaultRecord>,
     pub watch_events: usize,
     pub watch_segments: usize,
+    pub peer_connections: proxy::NetStats,
     pub anomalies: Vec<String>,
 }
 
@@ -193,6 +194,12 @@ impl fmt::Display for Report {
             f,
             "  watch: {} events in {} segments",
             self.watch_events, self.watch_segments
+        )?;
+        let net = &self.peer_connections;
+        writeln!(
+            f,
+            "  peer connections through the proxies: {} accepted, {} forwarded, {} refused by a cut, {} from no member",
+            net.accepted, net.forwarded, net.refused, net.unidentified
         )?;
         writeln!(f, "  faults injected: {}", self.faults.len())?;
         for (fault, count) in self.faults_by_type() {
@@ -444,6 +451,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             report.anomalies.push(format!("watch: {v}"));
         }
     }
+    report.peer_connections = cluster.net.stats();
     if !report.anomalies.is_empty() {
         eprintln!("{}", cluster.log_tails());
     }

@@ -19,6 +19,7 @@
 //! they spawned end with the runtime that runs the cluster.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,6 +63,29 @@ struct Shared {
     changed: watch::Sender<u64>,
     /// The private peer listener of each member.
     targets: Vec<SocketAddr>,
+    stats: Stats,
+}
+
+/// Connection counts of all proxies of a cluster.
+#[derive(Debug, Default)]
+struct Stats {
+    accepted: AtomicU64,
+    unidentified: AtomicU64,
+    refused: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+/// A snapshot of the proxies' connection counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Peer connections accepted.
+    pub accepted: u64,
+    /// Closed because no member process owned the connecting socket.
+    pub unidentified: u64,
+    /// Closed on accept because the link was cut ([`Cut::Drop`]).
+    pub refused: u64,
+    /// Forwarded to the member's peer listener.
+    pub forwarded: u64,
 }
 
 impl Shared {
@@ -89,6 +113,7 @@ impl PeerNet {
             pids: Mutex::new(vec![None; members]),
             changed,
             targets,
+            stats: Stats::default(),
         });
         let mut tasks = Vec::new();
         for (to, listener) in listeners.into_iter().enumerate() {
@@ -185,6 +210,16 @@ impl PeerNet {
     pub fn link(&self, from: usize, to: usize) -> Link {
         self.shared.link(from, to)
     }
+
+    pub fn stats(&self) -> NetStats {
+        let s = &self.shared.stats;
+        NetStats {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            unidentified: s.unidentified.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            forwarded: s.forwarded.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Drop for PeerNet {
@@ -207,6 +242,7 @@ async fn accept_loop(shared: Arc<Shared>, to: usize, listener: TcpListener) {
 }
 
 async fn connection(shared: Arc<Shared>, to: usize, socket: TcpStream, peer: SocketAddr) {
+    shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
     let pids = shared
         .pids
         .lock()
@@ -225,14 +261,17 @@ async fn connection(shared: Arc<Shared>, to: usize, socket: TcpStream, peer: Soc
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let Some(from) = from else {
+        shared.stats.unidentified.fetch_add(1, Ordering::Relaxed);
         return;
     };
     if shared.link(from, to).cut == Cut::Drop || shared.link(to, from).cut == Cut::Drop {
+        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let Ok(upstream) = TcpStream::connect(shared.targets[to]).await else {
         return;
     };
+    shared.stats.forwarded.fetch_add(1, Ordering::Relaxed);
     let _ = socket.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (client_read, client_write) = socket.into_split();
