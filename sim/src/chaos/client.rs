@@ -85,7 +85,7 @@ impl Rng {
         Rng(seed | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -99,7 +99,7 @@ impl Rng {
         if hi <= lo {
             lo
         } else {
-            lo + self.next() % (hi - lo + 1)
+            lo + self.next_u64() % (hi - lo + 1)
         }
     }
 }

@@ -256,36 +256,31 @@ async fn probe_write(
 ) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < deadline {
+        // A fresh connection for every attempt, as a client library redials after a failure.
         let Some(mut client) = connect(member).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        while started.elapsed() < deadline {
-            *counter += 1;
-            let op = Op::Put {
-                key: PROBE_KEY.into(),
-                value: format!("probe-{counter}"),
-            };
-            let invoke_ns = rec.now_ns();
-            let outcome = client::execute(&mut client, &op, Duration::from_secs(1)).await;
-            let complete_ns = rec.now_ns();
-            let acked = matches!(outcome, Outcome::Put { .. });
-            rec.record(Record {
-                client: PROBE_CLIENT,
-                op,
-                invoke_ns,
-                complete_ns,
-                outcome,
-            });
-            if acked {
-                return Some(started.elapsed());
-            }
-            if started.elapsed() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // A fresh connection after a failure, as a client library would redial.
-            break;
+        *counter += 1;
+        let op = Op::Put {
+            key: PROBE_KEY.into(),
+            value: format!("probe-{counter}"),
+        };
+        let invoke_ns = rec.now_ns();
+        let outcome = client::execute(&mut client, &op, Duration::from_secs(1)).await;
+        let complete_ns = rec.now_ns();
+        let acked = matches!(outcome, Outcome::Put { .. });
+        rec.record(Record {
+            client: PROBE_CLIENT,
+            op,
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
+        if acked {
+            return Some(started.elapsed());
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
 }
