@@ -3,11 +3,12 @@
 //! same checkers the simulation uses.
 //!
 //! Invariants: a write whose answer did not arrive (error, timeout, lost connection) is recorded
-//! [`Outcome::Unknown`], never failed; only reads are recorded [`Outcome::Failed`]. Every
+//! [`Outcome::Unknown`]; a write is recorded [`Outcome::Failed`] only when the client could not
+//! even open a connection (it was never sent), whatever the server's error text claims. Every
 //! written value is unique in the run (`c<client>-<n>`). Times are nanoseconds since the
 //! [`Recorder`] was made.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +32,11 @@ pub const PROBE_KEY: &str = "kprobe";
 pub struct Recorder {
     start: Instant,
     history: Arc<Mutex<History>>,
+    errors: Arc<Mutex<BTreeMap<String, usize>>>,
 }
+
+/// Error texts longer than this are cut (they often embed addresses and ids).
+const ERROR_TEXT_MAX: usize = 120;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -44,6 +49,7 @@ impl Recorder {
         Recorder {
             start: Instant::now(),
             history: Arc::new(Mutex::new(History::default())),
+            errors: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
@@ -54,6 +60,21 @@ impl Recorder {
     pub fn record(&self, record: Record) {
         let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
         h.push(record);
+    }
+
+    /// Counts an error a client was given (by its text, cut to [`ERROR_TEXT_MAX`]).
+    pub fn note_error(&self, text: &str) {
+        let text: String = text.chars().take(ERROR_TEXT_MAX).collect();
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        *errors.entry(text).or_insert(0) += 1;
+    }
+
+    /// The errors clients were given, by text.
+    pub fn errors(&self) -> BTreeMap<String, usize> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn snapshot(&self) -> History {
@@ -111,21 +132,35 @@ fn seen(kv: Option<&KeyValue>) -> Option<Seen> {
     })
 }
 
-/// Runs `op` on `client`, bounded by `timeout`.
-pub async fn execute(client: &mut Client, op: &Op, timeout: Duration) -> Outcome {
-    match tokio::time::timeout(timeout, run(client, op)).await {
-        Ok(Some(outcome)) => outcome,
-        Ok(None) | Err(_) if op.may_write() => Outcome::Unknown,
-        Ok(None) | Err(_) => Outcome::Failed,
+/// The client library's text for a request that failed because no TCP connection could be
+/// made (the request was never sent).
+const NOT_SENT: &str = "message: \"tcp connect error\"";
+
+/// Runs `op` on `client`, bounded by `timeout`; an error's text is noted in `rec`.
+pub async fn execute(client: &mut Client, op: &Op, timeout: Duration, rec: &Recorder) -> Outcome {
+    let error = match tokio::time::timeout(timeout, run(client, op)).await {
+        Ok(Ok(outcome)) => return outcome,
+        Ok(Err(text)) => text,
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    rec.note_error(&error);
+    // A connection that could not be made carried nothing: the write was never sent.
+    if op.may_write() && !error.contains(NOT_SENT) {
+        Outcome::Unknown
+    } else {
+        Outcome::Failed
     }
 }
 
-async fn run(client: &mut Client, op: &Op) -> Option<Outcome> {
+async fn run(client: &mut Client, op: &Op) -> Result<Outcome, String> {
     let rev = |h: Option<&etcd_client::ResponseHeader>| h.map_or(0, |h| h.revision());
     match op {
         Op::Get { key } => {
-            let resp = client.get(key.as_str(), None).await.ok()?;
-            Some(Outcome::Got {
+            let resp = client
+                .get(key.as_str(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Outcome::Got {
                 revision: rev(resp.header()),
                 kv: seen(resp.kvs().first()),
             })
@@ -135,15 +170,18 @@ async fn run(client: &mut Client, op: &Op) -> Option<Outcome> {
             let resp = client
                 .put(key.as_str(), value.as_str(), Some(options))
                 .await
-                .ok()?;
-            Some(Outcome::Put {
+                .map_err(|e| e.to_string())?;
+            Ok(Outcome::Put {
                 revision: rev(resp.header()),
                 prev: seen(resp.prev_key()),
             })
         }
         Op::Delete { key } => {
-            let resp = client.delete(key.as_str(), None).await.ok()?;
-            Some(Outcome::Deleted {
+            let resp = client
+                .delete(key.as_str(), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Outcome::Deleted {
                 revision: rev(resp.header()),
                 deleted: resp.deleted(),
             })
@@ -161,12 +199,12 @@ async fn run(client: &mut Client, op: &Op) -> Option<Outcome> {
                 )])
                 .and_then([TxnOp::put(key.as_str(), value.as_str(), None)])
                 .or_else([TxnOp::get(key.as_str(), None)]);
-            let resp = client.txn(txn).await.ok()?;
+            let resp = client.txn(txn).await.map_err(|e| e.to_string())?;
             let current = match resp.op_responses().first() {
                 Some(TxnOpResponse::Get(r)) => seen(r.kvs().first()),
                 _ => None,
             };
-            Some(Outcome::Cas {
+            Ok(Outcome::Cas {
                 revision: rev(resp.header()),
                 succeeded: resp.succeeded(),
                 current,
@@ -272,7 +310,7 @@ pub async fn run_kv_client(
         let op = next_op(&mut rng, client_id, n, cfg.keys, &last);
         n += 1;
         let invoke_ns = rec.now_ns();
-        let outcome = execute(client, &op, cfg.timeout).await;
+        let outcome = execute(client, &op, cfg.timeout, &rec).await;
         let complete_ns = rec.now_ns();
         if matches!(outcome, Outcome::Unknown | Outcome::Failed) {
             conn = None;

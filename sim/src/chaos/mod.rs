@@ -131,6 +131,8 @@ pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
 pub const FINAL_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the watcher has at the end to catch up with the last acknowledged write.
 pub const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
+/// Distinct client error texts a report prints.
+const CLIENT_ERRORS_SHOWN: usize = 8;
 /// The client id of recovery probes in the history.
 pub const PROBE_CLIENT: u32 = 1_000;
 
@@ -149,6 +151,8 @@ pub struct Report {
     pub watch_events: usize,
     pub watch_segments: usize,
     pub peer_connections: proxy::NetStats,
+    /// The errors clients were given (text, count), most frequent first.
+    pub client_errors: Vec<(String, usize)>,
     pub anomalies: Vec<String>,
 }
 
@@ -198,9 +202,13 @@ impl fmt::Display for Report {
         let net = &self.peer_connections;
         writeln!(
             f,
-            "  peer connections through the proxies: {} accepted, {} forwarded, {} refused by a cut, {} from no member",
-            net.accepted, net.forwarded, net.refused, net.unidentified
+            "  peer connections through the proxies: {} accepted, {} forwarded, {} refused by a cut, {} to a member that was down, {} from no member",
+            net.accepted, net.forwarded, net.refused, net.upstream_down, net.unidentified
         )?;
+        writeln!(f, "  client errors (most frequent first):")?;
+        for (text, count) in self.client_errors.iter().take(CLIENT_ERRORS_SHOWN) {
+            writeln!(f, "    {count:>6}  {text}")?;
+        }
         writeln!(f, "  faults injected: {}", self.faults.len())?;
         for (fault, count) in self.faults_by_type() {
             let times = self.recoveries(fault);
@@ -267,7 +275,7 @@ async fn probe_write(
             value: format!("probe-{counter}"),
         };
         let invoke_ns = rec.now_ns();
-        let outcome = client::execute(&mut client, &op, Duration::from_secs(1)).await;
+        let outcome = client::execute(&mut client, &op, Duration::from_secs(1), rec).await;
         let complete_ns = rec.now_ns();
         let acked = matches!(outcome, Outcome::Put { .. });
         rec.record(Record {
@@ -447,6 +455,10 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         }
     }
     report.peer_connections = cluster.net.stats();
+    report.client_errors = rec.errors().into_iter().collect();
+    report
+        .client_errors
+        .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     if !report.anomalies.is_empty() {
         eprintln!("{}", cluster.log_tails());
     }

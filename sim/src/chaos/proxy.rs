@@ -72,6 +72,7 @@ struct Stats {
     accepted: AtomicU64,
     unidentified: AtomicU64,
     refused: AtomicU64,
+    upstream_down: AtomicU64,
     forwarded: AtomicU64,
 }
 
@@ -84,6 +85,8 @@ pub struct NetStats {
     pub unidentified: u64,
     /// Closed on accept because the link was cut ([`Cut::Drop`]).
     pub refused: u64,
+    /// Closed because the member's peer listener did not accept (the member was down).
+    pub upstream_down: u64,
     /// Forwarded to the member's peer listener.
     pub forwarded: u64,
 }
@@ -217,6 +220,7 @@ impl PeerNet {
             accepted: s.accepted.load(Ordering::Relaxed),
             unidentified: s.unidentified.load(Ordering::Relaxed),
             refused: s.refused.load(Ordering::Relaxed),
+            upstream_down: s.upstream_down.load(Ordering::Relaxed),
             forwarded: s.forwarded.load(Ordering::Relaxed),
         }
     }
@@ -269,6 +273,7 @@ async fn connection(shared: Arc<Shared>, to: usize, socket: TcpStream, peer: Soc
         return;
     }
     let Ok(upstream) = TcpStream::connect(shared.targets[to]).await else {
+        shared.stats.upstream_down.fetch_add(1, Ordering::Relaxed);
         return;
     };
     shared.stats.forwarded.fetch_add(1, Ordering::Relaxed);
