@@ -6,8 +6,9 @@
 //!
 //! Knobs: `OXETCD_CHAOS_SECS` (run length of the oxetcd run; etcd runs half as long),
 //! `OXETCD_CHAOS_MEMBERS`, `OXETCD_CHAOS_SEED`, `OXETCD_CHAOS_REPORT` (a file each run's report
-//! is appended to). In `--features canary` builds only the canary test is compiled: it plants
-//! `follower-read-without-read-index` in every member and requires the checker to catch it.
+//! is appended to). In `--features canary` builds only the canary tests are compiled: they plant
+//! `follower-read-without-read-index` (or `drop-watch-event`) in every member and require the
+//! linearizability (or watch) checker to catch it.
 //!
 //! Invariant: the runs of this file never overlap (one lock), so recovery times are not
 //! inflated by a second cluster on the same cores; every process a run starts is killed when
@@ -24,6 +25,7 @@ use sim::chaos::cluster::ClusterSpec;
 use sim::chaos::{run, Fault, Report, RunConfig};
 
 /// Default length of the oxetcd run.
+#[cfg(not(feature = "canary"))]
 const DEFAULT_SECS: u64 = 90;
 
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -78,6 +80,7 @@ fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec
 }
 
 /// Every fault type was injected and the run saw traffic and no anomaly.
+#[cfg(not(feature = "canary"))]
 fn assert_clean(report: &Report) {
     assert!(
         report.anomalies.is_empty(),
@@ -162,5 +165,28 @@ fn planted_follower_reads_are_caught_by_the_checker() {
             .iter()
             .any(|a| a.starts_with("linearizability")),
         "the planted stale follower reads went unnoticed:\n{report}"
+    );
+}
+
+/// The watch checker is live too: with every 7th revision's events withheld from live
+/// watchers, the watcher's log has gaps the checker reports.
+#[cfg(feature = "canary")]
+#[test]
+fn planted_dropped_watch_events_are_caught_by_the_checker() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let env = vec![(
+        oxetcd::canary::PROCESS_ENV.to_string(),
+        oxetcd::canary::Canary::DropWatchEvent.name().to_string(),
+    )];
+    let mut cfg = RunConfig::new(
+        spec("oxetcd (canary drop-watch-event)", binary, env),
+        Duration::from_secs(env_u64("OXETCD_CHAOS_SECS").unwrap_or(15)),
+        seed(),
+    );
+    cfg.faults = vec![Fault::Delay];
+    let report = execute(cfg);
+    assert!(
+        report.anomalies.iter().any(|a| a.starts_with("watch")),
+        "the planted watch gaps went unnoticed:\n{report}"
     );
 }
