@@ -153,6 +153,8 @@ pub struct Report {
     pub peer_connections: proxy::NetStats,
     /// The errors clients were given (text, count), most frequent first.
     pub client_errors: Vec<(String, usize)>,
+    /// Where the whole history was written, when the run had anomalies.
+    pub history_file: Option<std::path::PathBuf>,
     pub anomalies: Vec<String>,
 }
 
@@ -232,6 +234,9 @@ impl fmt::Display for Report {
         writeln!(f, "  anomalies: {}", self.anomalies.len())?;
         for a in &self.anomalies {
             writeln!(f, "    {a}")?;
+        }
+        if let Some(path) = &self.history_file {
+            writeln!(f, "  history (record numbers as above): {}", path.display())?;
         }
         Ok(())
     }
@@ -461,6 +466,11 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     if !report.anomalies.is_empty() {
         eprintln!("{}", cluster.log_tails());
+        let path = std::env::temp_dir().join(format!("oxetcd-chaos-history-{}.txt", cfg.seed));
+        match std::fs::write(&path, history.dump()) {
+            Ok(()) => report.history_file = Some(path),
+            Err(e) => eprintln!("cannot write the history to {}: {e}", path.display()),
+        }
     }
     drop(cluster);
     Ok(report)
