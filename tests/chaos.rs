@@ -1,14 +1,14 @@
 //! The real-process nemesis suite: three real `oxetcd` members (five with
 //! `OXETCD_CHAOS_MEMBERS=5`) behind test-owned peer proxies, real etcd clients recording a
 //! history while the nemesis kills and restarts, pauses, partitions, one-way-cuts and delays
-//! members; the history goes through the simulation's linearizability and watch checkers.
+//! members; the history goes through the simulation's linearizability, watch and lease checkers.
 //! The same run against real etcd 3.5.1 is the calibration: it must pass there too.
 //!
 //! Knobs: `OXETCD_CHAOS_SECS` (run length of the oxetcd run; etcd runs half as long),
 //! `OXETCD_CHAOS_MEMBERS`, `OXETCD_CHAOS_SEED`, `OXETCD_CHAOS_REPORT` (a file each run's report
 //! is appended to). In `--features canary` builds only the canary tests are compiled: they plant
-//! `follower-read-without-read-index` (or `drop-watch-event`) in every member and require the
-//! linearizability (or watch) checker to catch it.
+//! `follower-read-without-read-index`, `drop-watch-event` or `lease-expiry-from-follower-clock`
+//! in every member and require the linearizability, watch or lease checker to catch it.
 //!
 //! Invariant: the runs of this file never overlap (one lock), so recovery times are not
 //! inflated by a second cluster on the same cores; every process a run starts is killed when
@@ -188,5 +188,35 @@ fn planted_dropped_watch_events_are_caught_by_the_checker() {
     assert!(
         report.anomalies.iter().any(|a| a.starts_with("watch")),
         "the planted watch gaps went unnoticed:\n{report}"
+    );
+}
+
+/// The lease checker is live too: a new leader that expires leases by the deadlines it noted
+/// as a follower (grant time + TTL) revokes leases the client kept alive.
+#[cfg(feature = "canary")]
+#[test]
+fn planted_lease_expiry_from_follower_clock_is_caught_by_the_checker() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let env = vec![(
+        oxetcd::canary::PROCESS_ENV.to_string(),
+        oxetcd::canary::Canary::LeaseExpiryFromFollowerClock
+            .name()
+            .to_string(),
+    )];
+    let mut cfg = RunConfig::new(
+        spec(
+            "oxetcd (canary lease-expiry-from-follower-clock)",
+            binary,
+            env,
+        ),
+        Duration::from_secs(env_u64("OXETCD_CHAOS_SECS").unwrap_or(45)),
+        seed(),
+    );
+    cfg.faults = vec![Fault::Kill, Fault::Partition];
+    cfg.leader_target_pct = 100;
+    let report = execute(cfg);
+    assert!(
+        report.anomalies.iter().any(|a| a.starts_with("lease")),
+        "the planted early lease expiry went unnoticed:\n{report}"
     );
 }

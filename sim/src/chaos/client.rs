@@ -1,6 +1,6 @@
 //! Real etcd clients (the `etcd-client` crate over real sockets) recording what they were told
-//! into a [`History`] with wall-clock intervals, and a watcher recording [`Segment`]s, for the
-//! same checkers the simulation uses.
+//! into a [`History`] with wall-clock intervals, a watcher recording [`Segment`]s and a lease
+//! client recording [`LeaseLife`]s, for the same checkers the simulation uses.
 //!
 //! Invariants: a write whose answer did not arrive (error, timeout, lost connection) is recorded
 //! [`Outcome::Unknown`]; a write is recorded [`Outcome::Failed`] only when the client could not
@@ -20,6 +20,7 @@ use etcd_client::{
 use tokio::time::Instant;
 
 use crate::history::{History, Op, Outcome, Record, Seen};
+use crate::leasecheck::LeaseLife;
 use crate::watchcheck::{Segment, WatchEvent};
 
 /// The keys of the workload share this prefix (the watcher watches it).
@@ -423,6 +424,84 @@ pub async fn run_watcher(
             .unwrap_or_else(|p| p.into_inner())
             .segments
             .push(segment);
+        member = (member + 1) % members;
+    }
+}
+
+/// The TTL of the lease client's leases, and how often it sends a keep-alive.
+pub const LEASE_TTL_S: i64 = 10;
+pub const LEASE_KEEP_ALIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps one lease alive at a time until `stop`, on one member, moving to the next member when
+/// a call gets no answer; records every answered keep-alive into `log` for
+/// [`crate::leasecheck`]. A lease reported gone is replaced by a fresh grant.
+pub async fn run_lease_client(
+    members: usize,
+    connect: Connector,
+    rec: Recorder,
+    log: Arc<Mutex<Vec<LeaseLife>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut member = 0usize;
+    let mut lease: Option<usize> = None;
+    let call = Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut client) = connect(member).await else {
+            member = (member + 1) % members;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let index = match lease {
+            Some(i) => i,
+            None => {
+                let grant = tokio::time::timeout(call, client.lease_grant(LEASE_TTL_S, None));
+                let Ok(Ok(resp)) = grant.await else {
+                    member = (member + 1) % members;
+                    continue;
+                };
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                l.push(LeaseLife {
+                    id: resp.id(),
+                    ttl_s: LEASE_TTL_S,
+                    ..LeaseLife::default()
+                });
+                lease = Some(l.len() - 1);
+                l.len() - 1
+            }
+        };
+        let id = log.lock().unwrap_or_else(|p| p.into_inner())[index].id;
+        let open = tokio::time::timeout(call, client.lease_keep_alive(id)).await;
+        let Ok(Ok((mut keeper, mut stream))) = open else {
+            member = (member + 1) % members;
+            continue;
+        };
+        while !stop.load(Ordering::Relaxed) {
+            let invoke_ns = rec.now_ns();
+            if !matches!(
+                tokio::time::timeout(call, keeper.keep_alive()).await,
+                Ok(Ok(()))
+            ) {
+                break;
+            }
+            let Ok(Ok(Some(answer))) = tokio::time::timeout(call, stream.message()).await else {
+                break;
+            };
+            let complete_ns = rec.now_ns();
+            let alive = answer.ttl() > 0;
+            {
+                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                if alive {
+                    l[index].renewed.push((invoke_ns, complete_ns));
+                } else {
+                    l[index].gone_ns = Some(complete_ns);
+                }
+            }
+            if !alive {
+                lease = None;
+                break;
+            }
+            tokio::time::sleep(LEASE_KEEP_ALIVE_EVERY).await;
+        }
         member = (member + 1) % members;
     }
 }

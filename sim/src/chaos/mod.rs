@@ -1,12 +1,12 @@
 //! The real-process nemesis suite: real member processes (`oxetcd`, or real etcd as the
 //! calibration) on loopback, real etcd clients over real sockets, and a nemesis that injects
 //! faults while the clients run; the recorded history goes through the same checkers as the
-//! simulation ([`crate::linear`], [`crate::watchcheck`]). Not built under madsim.
+//! simulation ([`crate::linear`], [`crate::watchcheck`], [`crate::leasecheck`]). Not built under madsim.
 //!
 //! - [`proxy`]: a TCP proxy per member's peer port, with a state per ordered pair of members
 //!   (partition, one-way blackhole, delay).
 //! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT.
-//! - [`client`]: KV clients and a watcher recording histories.
+//! - [`client`]: KV clients, a watcher and a lease client recording histories.
 //! - [`run`] (this module): one run: start, workload + nemesis for a duration, heal, check,
 //!   [`Report`].
 //!
@@ -43,9 +43,10 @@ pub enum Fault {
     Pause,
     /// Every link to and from one member closed and refused.
     Partition,
-    /// Everything one member sends is blackholed; it still hears the others.
+    /// Everything one member sends (or, half the time, receives) is blackholed; the other
+    /// direction still works.
     OneWayCut,
-    /// Latency on every link of one member.
+    /// Latency on every link of one member (or, half the time, of the whole cluster).
     Delay,
 }
 
@@ -63,8 +64,8 @@ impl Fault {
             Fault::Kill => "kill -9 + restart",
             Fault::Pause => "SIGSTOP/SIGCONT",
             Fault::Partition => "partition (isolate one member)",
-            Fault::OneWayCut => "one-way cut (member's outbound blackholed)",
-            Fault::Delay => "link delay",
+            Fault::OneWayCut => "one-way cut (a member's outbound or inbound)",
+            Fault::Delay => "link delay (a member's links or all)",
         }
     }
 }
@@ -88,6 +89,8 @@ pub struct RunConfig {
     /// The chance (percent) that a fault targets the current leader.
     pub leader_target_pct: u64,
     pub watch: bool,
+    /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]).
+    pub leases: bool,
     pub seed: u64,
     /// Stop the run early once the linearizability checker, run on the history so far after
     /// each fault, reports an anomaly (the canary test's mode).
@@ -108,6 +111,7 @@ impl RunConfig {
             quiet_ms: (500, 1_500),
             leader_target_pct: 50,
             watch: true,
+            leases: true,
             seed,
             stop_at_first_anomaly: false,
         }
@@ -133,6 +137,10 @@ pub const FINAL_DEADLINE: Duration = Duration::from_secs(60);
 pub const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
 /// Distinct client error texts a report prints.
 const CLIENT_ERRORS_SHOWN: usize = 8;
+/// How much earlier than its TTL after the last renewal a lease may be reported gone: a deposed
+/// leader that has not yet learnt of its successor renews in its own memory for as long as a
+/// fault can hide the new leader from it (the longest fault, 3.5 s, plus an election).
+pub const LEASE_SLACK: Duration = Duration::from_secs(6);
 /// The client id of recovery probes in the history.
 pub const PROBE_CLIENT: u32 = 1_000;
 
@@ -150,6 +158,9 @@ pub struct Report {
     pub faults: Vec<FaultRecord>,
     pub watch_events: usize,
     pub watch_segments: usize,
+    pub leases: usize,
+    pub leases_gone: usize,
+    pub keep_alives: usize,
     pub peer_connections: proxy::NetStats,
     /// The errors clients were given (text, count), most frequent first.
     pub client_errors: Vec<(String, usize)>,
@@ -200,6 +211,11 @@ impl fmt::Display for Report {
             f,
             "  watch: {} events in {} segments",
             self.watch_events, self.watch_segments
+        )?;
+        writeln!(
+            f,
+            "  leases: {} granted, {} answered keep-alives, {} reported gone",
+            self.leases, self.keep_alives, self.leases_gone
         )?;
         let net = &self.peer_connections;
         writeln!(
@@ -324,6 +340,16 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             stop.clone(),
         )));
     }
+    let lease_log = Arc::new(Mutex::new(Vec::new()));
+    let leases = cfg.leases.then(|| {
+        tokio::spawn(client::run_lease_client(
+            members,
+            connect.clone(),
+            rec.clone(),
+            lease_log.clone(),
+            stop.clone(),
+        ))
+    });
     let watch_log = Arc::new(Mutex::new(WatchLog::default()));
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watcher = cfg.watch.then(|| {
@@ -360,10 +386,17 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             Fault::Kill => cluster.kill(target),
             Fault::Pause => cluster.pause(target, true),
             Fault::Partition => cluster.net.isolate(target, Cut::Drop),
-            Fault::OneWayCut => cluster.net.cut_outbound(target, Cut::Stall),
+            Fault::OneWayCut if rng.between(0, 1) == 0 => {
+                cluster.net.cut_outbound(target, Cut::Stall)
+            }
+            Fault::OneWayCut => cluster.net.cut_inbound(target, Cut::Stall),
             Fault::Delay => {
                 let delay = Duration::from_millis(rng.between(50, 250));
-                cluster.net.delay_member(target, delay);
+                if rng.between(0, 1) == 0 {
+                    cluster.net.delay_member(target, delay);
+                } else {
+                    cluster.net.delay_all(delay);
+                }
             }
         }
         tokio::time::sleep(hold).await;
@@ -400,6 +433,9 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;
+    }
+    if let Some(leases) = leases {
+        let _ = leases.await;
     }
     // Liveness: every member takes a write once the faults are over.
     for i in 0..members {
@@ -445,6 +481,16 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     report.ok = report.ops - report.unknown - report.failed;
     if let Err(v) = crate::linear::check(&history, 1) {
         report.anomalies.push(format!("linearizability: {v}"));
+    }
+    if cfg.leases {
+        let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.leases = lives.len();
+        report.leases_gone = lives.iter().filter(|l| l.gone_ns.is_some()).count();
+        report.keep_alives = lives.iter().map(|l| l.renewed.len()).sum();
+        let slack = u64::try_from(LEASE_SLACK.as_nanos()).unwrap_or(u64::MAX);
+        if let Err(v) = crate::leasecheck::check(&lives, slack) {
+            report.anomalies.push(format!("lease: {v}"));
+        }
     }
     if cfg.watch {
         let log = watch_log.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -179,6 +179,36 @@ impl PeerNet {
         }
     }
 
+    /// Cuts only what the others send to `member`.
+    pub fn cut_inbound(&self, member: usize, cut: Cut) {
+        for other in (0..self.shared.members).filter(|o| *o != member) {
+            self.set_link(
+                other,
+                member,
+                Link {
+                    cut,
+                    ..self.link(other, member)
+                },
+            );
+        }
+    }
+
+    /// Delays every link of the cluster.
+    pub fn delay_all(&self, delay: Duration) {
+        for from in 0..self.shared.members {
+            for to in (0..self.shared.members).filter(|t| *t != from) {
+                self.set_link(
+                    from,
+                    to,
+                    Link {
+                        delay,
+                        ..self.link(from, to)
+                    },
+                );
+            }
+        }
+    }
+
     /// Delays every link from and to `member`.
     pub fn delay_member(&self, member: usize, delay: Duration) {
         for other in (0..self.shared.members).filter(|o| *o != member) {
