@@ -437,4 +437,61 @@ mod tests {
         assert_eq!(identify(peer, &[None, Some(me)]), Some(1));
         assert_eq!(identify(peer, &[None]), None);
     }
+
+    async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut buf));
+        read.await.expect("bytes in time").expect("a read");
+        buf
+    }
+
+    /// The connection from this process to member 1's proxy counts as member 0's (its pid):
+    /// bytes pass, a stall holds them and releases them in order, a drop closes the connection
+    /// and refuses new ones.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn links_forward_stall_and_drop() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = upstream.local_addr().unwrap();
+        let proxies = vec![
+            StdListener::bind("127.0.0.1:0").unwrap(),
+            StdListener::bind("127.0.0.1:0").unwrap(),
+        ];
+        let proxy1 = proxies[1].local_addr().unwrap();
+        let unused = SocketAddr::from(([127, 0, 0, 1], 9));
+        let net = PeerNet::start(proxies, vec![unused, target]).unwrap();
+        net.set_pid(0, Some(std::process::id()));
+
+        let mut client = TcpStream::connect(proxy1).await.unwrap();
+        let (mut server, _) = upstream.accept().await.unwrap();
+        client.write_all(b"a").await.unwrap();
+        assert_eq!(read_exact(&mut server, 1).await, b"a");
+        server.write_all(b"z").await.unwrap();
+        assert_eq!(read_exact(&mut client, 1).await, b"z");
+
+        net.cut_outbound(0, Cut::Stall);
+        client.write_all(b"b").await.unwrap();
+        let mut one = [0u8; 1];
+        let held = tokio::time::timeout(Duration::from_millis(300), server.read(&mut one)).await;
+        assert!(held.is_err(), "a stalled link passed bytes: {held:?}");
+        // The other direction of the same connection still works.
+        server.write_all(b"y").await.unwrap();
+        assert_eq!(read_exact(&mut client, 1).await, b"y");
+        net.heal();
+        client.write_all(b"c").await.unwrap();
+        assert_eq!(read_exact(&mut server, 2).await, b"bc");
+
+        net.isolate(1, Cut::Drop);
+        let closed = tokio::time::timeout(Duration::from_secs(10), client.read(&mut one)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "a dropped link kept its connection: {closed:?}"
+        );
+        let mut refused = TcpStream::connect(proxy1).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(10), refused.read(&mut one)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "a dropped link accepted a connection: {closed:?}"
+        );
+        assert!(net.stats().refused >= 1 && net.stats().forwarded == 1);
+    }
 }
