@@ -36,6 +36,36 @@ pub enum Canary {
     LeaseExpiryFromFollowerClock,
 }
 
+impl Canary {
+    /// Every canary, for parsing and listing.
+    pub const ALL: [Canary; 5] = [
+        Canary::AckBeforeFsync,
+        Canary::SkipRecoveryCrc,
+        Canary::FollowerReadWithoutReadIndex,
+        Canary::DropWatchEvent,
+        Canary::LeaseExpiryFromFollowerClock,
+    ];
+
+    /// The name [`PROCESS_ENV`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::AckBeforeFsync => "ack-before-fsync",
+            Canary::SkipRecoveryCrc => "skip-recovery-crc",
+            Canary::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
+            Canary::DropWatchEvent => "drop-watch-event",
+            Canary::LeaseExpiryFromFollowerClock => "lease-expiry-from-follower-clock",
+        }
+    }
+
+    /// The canary named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Canary> {
+        Canary::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// Environment variable that plants one canary in a whole process (canary builds only).
+pub const PROCESS_ENV: &str = "OXETCD_CANARY";
+
 /// Under [`Canary::DropWatchEvent`], revisions divisible by this lose their live events.
 pub const DROP_EVENT_EVERY: i64 = 7;
 
@@ -75,10 +105,25 @@ pub fn set(canary: Option<Canary>) {
     ACTIVE.with(|a| a.set(canary));
 }
 
-/// Whether `canary` is planted on the current thread.
+/// The canary the process environment selected (read once). An unknown name plants nothing
+/// and is reported once on stderr, so a typo cannot pass for a clean run unnoticed.
+#[cfg(feature = "canary")]
+fn process_canary() -> Option<Canary> {
+    static PROCESS: std::sync::OnceLock<Option<Canary>> = std::sync::OnceLock::new();
+    *PROCESS.get_or_init(|| {
+        let name = std::env::var(PROCESS_ENV).ok()?;
+        let canary = Canary::from_name(&name);
+        if canary.is_none() {
+            eprintln!("{PROCESS_ENV}={name:?} names no canary; none is planted");
+        }
+        canary
+    })
+}
+
+/// Whether `canary` is planted on the current thread (or in the whole process).
 #[cfg(feature = "canary")]
 pub fn active(canary: Canary) -> bool {
-    ACTIVE.with(|a| a.get() == Some(canary))
+    ACTIVE.with(|a| a.get() == Some(canary)) || process_canary() == Some(canary)
 }
 
 /// Whether `canary` is planted: never, without the `canary` feature.
@@ -106,5 +151,13 @@ mod tests {
         set(None);
         assert!(!active(Canary::AckBeforeFsync));
         assert!(!skip_this_sync());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in Canary::ALL {
+            assert_eq!(Canary::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Canary::from_name("no-such-canary"), None);
     }
 }

@@ -6,7 +6,12 @@
 //! disk faults, `multi` for 3 and 5 members with network faults) exists only under
 //! `--cfg madsim`; the suites live in `tests/` and are `#![cfg(madsim)]`.
 //! See docs/simulation.md for the fault model and how to replay a seed.
+//!
+//! [`chaos`] (not under madsim) is the real-process nemesis suite's harness: real member
+//! processes behind peer proxies, real etcd clients, the same checkers (docs/reliability.md).
 
+#[cfg(not(madsim))]
+pub mod chaos;
 pub mod durability;
 pub mod history;
 pub mod invariants;

@@ -1,0 +1,299 @@
+//! A cluster of real member processes (`oxetcd`, or real etcd for calibration) on loopback,
+//! each behind its own peer proxy ([`super::proxy`]), with the process faults of the nemesis:
+//! SIGKILL and restart on the same data dir, SIGSTOP and SIGCONT.
+//!
+//! Every member is started with exactly the flags one gives etcd; only its peer URL differs
+//! from its peer listener (the advertised URL is the proxy's).
+//!
+//! Invariants: every process is owned by the [`Cluster`], whose `Drop` SIGKILLs and reaps it
+//! (a stopped one too) and prints each member's log tail when dropped during a panic; the peer
+//! proxies always know the pid of every running member.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions};
+use tokio::time::Instant;
+
+use super::proxy::PeerNet;
+
+/// How long a fresh cluster may take to answer on every member.
+pub const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// Lines of each member's log printed when a run fails.
+const LOG_TAIL_LINES: usize = 30;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    /// Shown in reports: "oxetcd", "etcd 3.5.1".
+    pub label: String,
+    pub binary: PathBuf,
+    pub members: usize,
+    /// Extra environment of every member (the environment is otherwise empty).
+    pub env: Vec<(String, String)>,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    /// The member's own peer listener; only its proxy dials it.
+    peer_port: u16,
+    /// The proxy port: the peer URL everyone else knows.
+    proxy_port: u16,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+/// A running cluster. See the module invariants.
+pub struct Cluster {
+    pub spec: ClusterSpec,
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    pub net: PeerNet,
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    /// Starts every member and waits until each answers a linearizable read. Must be called
+    /// inside a multi-threaded Tokio runtime.
+    pub async fn start(spec: ClusterSpec) -> Result<Cluster, String> {
+        let io = |e: std::io::Error| format!("cluster setup: {e}");
+        let dir = tempfile::Builder::new()
+            .prefix("oxetcd-chaos-")
+            .tempdir()
+            .map_err(io)?;
+        let mut proxies = Vec::new();
+        let mut members = Vec::new();
+        let mut targets: Vec<SocketAddr> = Vec::new();
+        for i in 0..spec.members {
+            let proxy = TcpListener::bind("127.0.0.1:0").map_err(io)?;
+            let proxy_port = proxy.local_addr().map_err(io)?.port();
+            proxies.push(proxy);
+            let (client_port, peer_port) = (free_port().map_err(io)?, free_port().map_err(io)?);
+            targets.push(SocketAddr::from(([127, 0, 0, 1], peer_port)));
+            members.push(Member {
+                name: format!("m{i}"),
+                client_port,
+                peer_port,
+                proxy_port,
+                child: None,
+                stopped: false,
+            });
+        }
+        let net = PeerNet::start(proxies, targets).map_err(io)?;
+        let mut cluster = Cluster {
+            spec,
+            dir,
+            members,
+            net,
+        };
+        for i in 0..cluster.members.len() {
+            cluster.spawn(i)?;
+        }
+        let started = Instant::now();
+        for i in 0..cluster.members.len() {
+            loop {
+                match cluster.probe_read(i).await {
+                    Ok(()) => break,
+                    Err(e) if started.elapsed() > READY_DEADLINE => {
+                        return Err(format!(
+                            "{} member {i} not ready within {READY_DEADLINE:?}: {e}\n{}",
+                            cluster.spec.label,
+                            cluster.log_tails()
+                        ))
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// `http://127.0.0.1:<client port>` of member `i`.
+    pub fn client_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[i].name))
+    }
+
+    fn initial_cluster(&self) -> String {
+        let items: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy_port))
+            .collect();
+        items.join(",")
+    }
+
+    /// Starts member `i` (a restart reuses its data dir and flags).
+    pub fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .map_err(|e| format!("member log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("member log: {e}"))?;
+        let m = &self.members[i];
+        let client_url = format!("http://127.0.0.1:{}", m.client_port);
+        let args: Vec<OsString> = vec![
+            "--name".into(),
+            m.name.clone().into(),
+            "--data-dir".into(),
+            self.dir.path().join(format!("{}.etcd", m.name)).into(),
+            "--listen-client-urls".into(),
+            client_url.clone().into(),
+            "--advertise-client-urls".into(),
+            client_url.into(),
+            "--listen-peer-urls".into(),
+            format!("http://127.0.0.1:{}", m.peer_port).into(),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://127.0.0.1:{}", m.proxy_port).into(),
+            "--initial-cluster".into(),
+            self.initial_cluster().into(),
+            "--initial-cluster-token".into(),
+            "chaos-cluster".into(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+        ];
+        let child = Command::new(&self.spec.binary)
+            .env_clear()
+            .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.spec.binary.display()))?;
+        self.net.set_pid(i, Some(child.id()));
+        let m = &mut self.members[i];
+        m.child = Some(child);
+        m.stopped = false;
+        Ok(())
+    }
+
+    /// SIGKILL member `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.members[i].stopped = false;
+        self.net.set_pid(i, None);
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`) member `i`.
+    pub fn pause(&mut self, i: usize, stop: bool) {
+        let m = &mut self.members[i];
+        if let Some(child) = &m.child {
+            let signal = if stop { libc::SIGSTOP } else { libc::SIGCONT };
+            let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+                return;
+            };
+            // SAFETY: kill(2) with a pid this cluster spawned and has not reaped.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+            m.stopped = stop;
+        }
+    }
+
+    /// Whether member `i`'s process has exited on its own (it should never).
+    pub fn exited(&mut self, i: usize) -> Option<String> {
+        let child = self.members[i].child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A client of member `i` alone.
+    pub async fn client(&self, i: usize, timeout: Duration) -> Option<Client> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(timeout);
+        let connect = Client::connect([self.client_url(i)], Some(options));
+        tokio::time::timeout(Duration::from_secs(2), connect)
+            .await
+            .ok()?
+            .ok()
+    }
+
+    async fn probe_read(&self, i: usize) -> Result<(), String> {
+        let mut client = self
+            .client(i, Duration::from_secs(2))
+            .await
+            .ok_or("no connection")?;
+        let get = client.get("health-probe", None);
+        match tokio::time::timeout(Duration::from_secs(3), get).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// The member that says it leads, asking each live member once.
+    pub async fn leader(&self) -> Option<usize> {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() || self.members[i].stopped {
+                continue;
+            }
+            let Some(mut client) = self.client(i, Duration::from_secs(1)).await else {
+                continue;
+            };
+            let status = tokio::time::timeout(Duration::from_secs(1), client.status()).await;
+            if let Ok(Ok(status)) = status {
+                let own = status.header().map(|h| h.member_id());
+                if own.is_some() && own == Some(status.leader()) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// The last lines of every member's log.
+    pub fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.members.len() {
+            let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+            out.push_str(&format!(
+                "--- {} member {} log tail ---\n{tail}\n",
+                self.spec.label, self.members[i].name
+            ));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails());
+        }
+    }
+}

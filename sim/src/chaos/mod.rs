@@ -1,0 +1,523 @@
+//! The real-process nemesis suite: real member processes (`oxetcd`, or real etcd as the
+//! calibration) on loopback, real etcd clients over real sockets, and a nemesis that injects
+//! faults while the clients run; the recorded history goes through the same checkers as the
+//! simulation ([`crate::linear`], [`crate::watchcheck`], [`crate::leasecheck`]). Not built under madsim.
+//!
+//! - [`proxy`]: a TCP proxy per member's peer port, with a state per ordered pair of members
+//!   (partition, one-way blackhole, delay).
+//! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT.
+//! - [`client`]: KV clients, a watcher and a lease client recording histories.
+//! - [`run`] (this module): one run: start, workload + nemesis for a duration, heal, check,
+//!   [`Report`].
+//!
+//! Invariants: at most one fault is active at a time and every fault is healed before the next
+//! one starts and before the run is checked; each fault is followed by a recovery probe (a put
+//! through the faulted member, recorded in the history like every other write) whose latency
+//! from the heal is the fault's recovery time. A run's anomalies are exactly what the checkers
+//! and the liveness check at the end report.
+#![cfg(not(madsim))]
+
+pub mod client;
+pub mod cluster;
+pub mod proxy;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::history::{Op, Outcome, Record};
+use client::{Connector, KvConfig, Recorder, Rng, WatchLog, PROBE_KEY};
+use cluster::{Cluster, ClusterSpec};
+use proxy::Cut;
+
+/// The faults the nemesis injects, one at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// SIGKILL, then a restart on the same data dir.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Pause,
+    /// Every link to and from one member closed and refused.
+    Partition,
+    /// Everything one member sends (or, half the time, receives) is blackholed; the other
+    /// direction still works.
+    OneWayCut,
+    /// Latency on every link of one member (or, half the time, of the whole cluster).
+    Delay,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [
+        Fault::Kill,
+        Fault::Pause,
+        Fault::Partition,
+        Fault::OneWayCut,
+        Fault::Delay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill -9 + restart",
+            Fault::Pause => "SIGSTOP/SIGCONT",
+            Fault::Partition => "partition (isolate one member)",
+            Fault::OneWayCut => "one-way cut (a member's outbound or inbound)",
+            Fault::Delay => "link delay (a member's links or all)",
+        }
+    }
+}
+
+/// What one run does.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub cluster: ClusterSpec,
+    /// How long clients run under the nemesis.
+    pub duration: Duration,
+    pub kv_clients: u32,
+    pub keys: u64,
+    /// Client timeout per operation; a write that times out is unknown.
+    pub op_timeout: Duration,
+    /// The faults to inject, in rotation.
+    pub faults: Vec<Fault>,
+    /// How long a fault stays (uniform in the range).
+    pub fault_ms: (u64, u64),
+    /// Quiet time after each recovery.
+    pub quiet_ms: (u64, u64),
+    /// The chance (percent) that a fault targets the current leader.
+    pub leader_target_pct: u64,
+    pub watch: bool,
+    /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]).
+    pub leases: bool,
+    pub seed: u64,
+    /// Stop the run early once the linearizability checker, run on the history so far after
+    /// each fault, reports an anomaly (the canary test's mode).
+    pub stop_at_first_anomaly: bool,
+}
+
+impl RunConfig {
+    /// The default mix for `spec`: every fault type, 4 clients, 5 keys.
+    pub fn new(cluster: ClusterSpec, duration: Duration, seed: u64) -> Self {
+        RunConfig {
+            cluster,
+            duration,
+            kv_clients: 4,
+            keys: 5,
+            op_timeout: Duration::from_secs(2),
+            faults: Fault::ALL.to_vec(),
+            fault_ms: (1_500, 3_500),
+            quiet_ms: (500, 1_500),
+            leader_target_pct: 50,
+            watch: true,
+            leases: true,
+            seed,
+            stop_at_first_anomaly: false,
+        }
+    }
+}
+
+/// One injected fault and how long the cluster took to take a write through the faulted
+/// member once it was healed (`None`: not within [`RECOVERY_DEADLINE`]).
+#[derive(Clone, Debug)]
+pub struct FaultRecord {
+    pub fault: Fault,
+    pub member: usize,
+    pub was_leader: bool,
+    pub held: Duration,
+    pub recovery: Option<Duration>,
+}
+
+/// How long a recovery probe keeps trying.
+pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the healed cluster has at the end to take a write through every member.
+pub const FINAL_DEADLINE: Duration = Duration::from_secs(60);
+/// How long the watcher has at the end to catch up with the last acknowledged write.
+pub const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
+/// Distinct client error texts a report prints.
+const CLIENT_ERRORS_SHOWN: usize = 8;
+/// How much earlier than its TTL after the last renewal a lease may be reported gone: a deposed
+/// leader that has not yet learnt of its successor renews in its own memory for as long as a
+/// fault can hide the new leader from it (the longest fault, 3.5 s, plus an election).
+pub const LEASE_SLACK: Duration = Duration::from_secs(6);
+/// The client id of recovery probes in the history.
+pub const PROBE_CLIENT: u32 = 1_000;
+
+/// The outcome of one run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub label: String,
+    pub members: usize,
+    pub seed: u64,
+    pub elapsed: Duration,
+    pub ops: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    pub faults: Vec<FaultRecord>,
+    pub watch_events: usize,
+    pub watch_segments: usize,
+    pub leases: usize,
+    pub leases_gone: usize,
+    pub keep_alives: usize,
+    pub peer_connections: proxy::NetStats,
+    /// The errors clients were given (text, count), most frequent first.
+    pub client_errors: Vec<(String, usize)>,
+    /// Where the whole history was written, when the run had anomalies.
+    pub history_file: Option<std::path::PathBuf>,
+    pub anomalies: Vec<String>,
+}
+
+impl Report {
+    /// Faults injected per type.
+    pub fn faults_by_type(&self) -> BTreeMap<Fault, usize> {
+        let mut by = BTreeMap::new();
+        for f in &self.faults {
+            *by.entry(f.fault).or_insert(0) += 1;
+        }
+        by
+    }
+
+    /// Recovery times (ms) of one fault type, sorted; `None` for one that never recovered.
+    pub fn recoveries(&self, fault: Fault) -> Vec<Option<u128>> {
+        let mut v: Vec<Option<u128>> = self
+            .faults
+            .iter()
+            .filter(|f| f.fault == fault)
+            .map(|f| f.recovery.map(|d| d.as_millis()))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "chaos run: {} x{} members, seed {}, {:.1}s",
+            self.label,
+            self.members,
+            self.seed,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  operations: {} (ok {}, failed reads {}, unknown {})",
+            self.ops, self.ok, self.failed, self.unknown
+        )?;
+        writeln!(
+            f,
+            "  watch: {} events in {} segments",
+            self.watch_events, self.watch_segments
+        )?;
+        writeln!(
+            f,
+            "  leases: {} granted, {} answered keep-alives, {} reported gone",
+            self.leases, self.keep_alives, self.leases_gone
+        )?;
+        let net = &self.peer_connections;
+        writeln!(
+            f,
+            "  peer connections through the proxies: {} accepted, {} forwarded, {} refused by a cut, {} to a member that was down, {} from no member",
+            net.accepted, net.forwarded, net.refused, net.upstream_down, net.unidentified
+        )?;
+        writeln!(f, "  client errors (most frequent first):")?;
+        for (text, count) in self.client_errors.iter().take(CLIENT_ERRORS_SHOWN) {
+            writeln!(f, "    {count:>6}  {text}")?;
+        }
+        writeln!(f, "  faults injected: {}", self.faults.len())?;
+        for (fault, count) in self.faults_by_type() {
+            let times = self.recoveries(fault);
+            let known: Vec<u128> = times.iter().flatten().copied().collect();
+            let unrecovered = times.len() - known.len();
+            let (min, med, max) = match (known.first(), known.last()) {
+                (Some(min), Some(max)) => (*min, known[known.len() / 2], *max),
+                _ => (0, 0, 0),
+            };
+            writeln!(
+                f,
+                "    {:<44} {count:>3}  recovery ms min/median/max {min}/{med}/{max}{}",
+                fault.name(),
+                if unrecovered > 0 {
+                    format!(", {unrecovered} not within {RECOVERY_DEADLINE:?}")
+                } else {
+                    String::new()
+                }
+            )?;
+        }
+        writeln!(f, "  anomalies: {}", self.anomalies.len())?;
+        for a in &self.anomalies {
+            writeln!(f, "    {a}")?;
+        }
+        if let Some(path) = &self.history_file {
+            writeln!(f, "  history (record numbers as above): {}", path.display())?;
+        }
+        Ok(())
+    }
+}
+
+fn connector(cluster: &Cluster, timeout: Duration) -> Connector {
+    let urls: Vec<String> = (0..cluster.len()).map(|i| cluster.client_url(i)).collect();
+    Arc::new(move |i: usize| {
+        let url = urls[i].clone();
+        Box::pin(async move {
+            let options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(1))
+                .with_timeout(timeout);
+            let connect = etcd_client::Client::connect([url], Some(options));
+            tokio::time::timeout(Duration::from_secs(2), connect)
+                .await
+                .ok()?
+                .ok()
+        })
+    })
+}
+
+/// Puts through member `member` until one is acknowledged; every attempt is recorded.
+async fn probe_write(
+    connect: &Connector,
+    member: usize,
+    rec: &Recorder,
+    counter: &mut u64,
+    deadline: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        // A fresh connection for every attempt, as a client library redials after a failure.
+        let Some(mut client) = connect(member).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        *counter += 1;
+        let op = Op::Put {
+            key: PROBE_KEY.into(),
+            value: format!("probe-{counter}"),
+        };
+        let invoke_ns = rec.now_ns();
+        let outcome = client::execute(&mut client, &op, Duration::from_secs(1), rec).await;
+        let complete_ns = rec.now_ns();
+        let acked = matches!(outcome, Outcome::Put { .. });
+        rec.record(Record {
+            client: PROBE_CLIENT,
+            op,
+            invoke_ns,
+            complete_ns,
+            outcome,
+        });
+        if acked {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// Runs one nemesis run. Must be called inside a multi-threaded Tokio runtime.
+pub async fn run(cfg: RunConfig) -> Result<Report, String> {
+    let mut cluster = Cluster::start(cfg.cluster.clone()).await?;
+    let members = cluster.len();
+    let rec = Recorder::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let connect = connector(&cluster, cfg.op_timeout);
+    let started = Instant::now();
+
+    let mut workers = Vec::new();
+    for c in 0..cfg.kv_clients {
+        let kv = KvConfig {
+            keys: cfg.keys,
+            timeout: cfg.op_timeout,
+            think_ms: (0, 10),
+        };
+        workers.push(tokio::spawn(client::run_kv_client(
+            c,
+            members,
+            connect.clone(),
+            kv,
+            rec.clone(),
+            cfg.seed,
+            stop.clone(),
+        )));
+    }
+    let lease_log = Arc::new(Mutex::new(Vec::new()));
+    let leases = cfg.leases.then(|| {
+        tokio::spawn(client::run_lease_client(
+            members,
+            connect.clone(),
+            rec.clone(),
+            lease_log.clone(),
+            stop.clone(),
+        ))
+    });
+    let watch_log = Arc::new(Mutex::new(WatchLog::default()));
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watcher = cfg.watch.then(|| {
+        tokio::spawn(client::run_watcher(
+            members,
+            connect.clone(),
+            watch_log.clone(),
+            watch_stop.clone(),
+        ))
+    });
+
+    let mut report = Report {
+        label: cfg.cluster.label.clone(),
+        members,
+        seed: cfg.seed,
+        ..Report::default()
+    };
+    let mut rng = Rng::new(cfg.seed.wrapping_add(0x5EED));
+    let mut probes = 0u64;
+    let mut turn = 0usize;
+    let mut anomaly_seen = false;
+    while started.elapsed() < cfg.duration && !cfg.faults.is_empty() && !anomaly_seen {
+        let quiet = rng.between(cfg.quiet_ms.0, cfg.quiet_ms.1);
+        tokio::time::sleep(Duration::from_millis(quiet)).await;
+        let fault = cfg.faults[turn % cfg.faults.len()];
+        turn += 1;
+        let leader = cluster.leader().await;
+        let target = match leader {
+            Some(l) if rng.between(0, 99) < cfg.leader_target_pct => l,
+            _ => rng.between(0, members as u64 - 1) as usize,
+        };
+        let hold = Duration::from_millis(rng.between(cfg.fault_ms.0, cfg.fault_ms.1));
+        match fault {
+            Fault::Kill => cluster.kill(target),
+            Fault::Pause => cluster.pause(target, true),
+            Fault::Partition => cluster.net.isolate(target, Cut::Drop),
+            Fault::OneWayCut if rng.between(0, 1) == 0 => {
+                cluster.net.cut_outbound(target, Cut::Stall)
+            }
+            Fault::OneWayCut => cluster.net.cut_inbound(target, Cut::Stall),
+            Fault::Delay => {
+                let delay = Duration::from_millis(rng.between(50, 250));
+                if rng.between(0, 1) == 0 {
+                    cluster.net.delay_member(target, delay);
+                } else {
+                    cluster.net.delay_all(delay);
+                }
+            }
+        }
+        tokio::time::sleep(hold).await;
+        match fault {
+            Fault::Kill => cluster.spawn(target)?,
+            Fault::Pause => cluster.pause(target, false),
+            Fault::Partition | Fault::OneWayCut | Fault::Delay => cluster.net.heal(),
+        }
+        let recovery = probe_write(&connect, target, &rec, &mut probes, RECOVERY_DEADLINE).await;
+        report.faults.push(FaultRecord {
+            fault,
+            member: target,
+            was_leader: leader == Some(target),
+            held: hold,
+            recovery,
+        });
+        for i in 0..members {
+            if let Some(status) = cluster.exited(i) {
+                report
+                    .anomalies
+                    .push(format!("member {i} exited on its own ({status})"));
+                anomaly_seen = true;
+            }
+        }
+        if cfg.stop_at_first_anomaly && crate::linear::check(&rec.snapshot(), 1).is_err() {
+            anomaly_seen = true;
+        }
+    }
+    // Heal everything (already healed after each fault; this is the guard for early exits).
+    cluster.net.heal();
+    for i in 0..members {
+        cluster.pause(i, false);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    if let Some(leases) = leases {
+        let _ = leases.await;
+    }
+    // Liveness: every member takes a write once the faults are over.
+    for i in 0..members {
+        if probe_write(&connect, i, &rec, &mut probes, FINAL_DEADLINE)
+            .await
+            .is_none()
+        {
+            report.anomalies.push(format!(
+                "member {i} took no write within {FINAL_DEADLINE:?} after every fault healed"
+            ));
+        }
+    }
+    if let Some(watcher) = watcher {
+        let target = rec.max_acked_revision();
+        let waited = Instant::now();
+        while waited.elapsed() < WATCH_CATCH_UP {
+            let last = watch_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .last_revision();
+            if last >= target {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        watch_stop.store(true, Ordering::Relaxed);
+        let _ = watcher.await;
+    }
+    report.elapsed = started.elapsed();
+
+    let history = rec.snapshot();
+    report.ops = history.len();
+    report.unknown = history
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Unknown)
+        .count();
+    report.failed = history
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .count();
+    report.ok = report.ops - report.unknown - report.failed;
+    if let Err(v) = crate::linear::check(&history, 1) {
+        report.anomalies.push(format!("linearizability: {v}"));
+    }
+    if cfg.leases {
+        let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.leases = lives.len();
+        report.leases_gone = lives.iter().filter(|l| l.gone_ns.is_some()).count();
+        report.keep_alives = lives.iter().map(|l| l.renewed.len()).sum();
+        let slack = u64::try_from(LEASE_SLACK.as_nanos()).unwrap_or(u64::MAX);
+        if let Err(v) = crate::leasecheck::check(&lives, slack) {
+            report.anomalies.push(format!("lease: {v}"));
+        }
+    }
+    if cfg.watch {
+        let log = watch_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.watch_segments = log.segments.len();
+        report.watch_events = log
+            .segments
+            .iter()
+            .flat_map(|s| s.responses.iter())
+            .map(Vec::len)
+            .sum();
+        if let Err(v) = crate::watchcheck::check(&history, &log.segments) {
+            report.anomalies.push(format!("watch: {v}"));
+        }
+    }
+    report.peer_connections = cluster.net.stats();
+    report.client_errors = rec.errors().into_iter().collect();
+    report
+        .client_errors
+        .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if !report.anomalies.is_empty() {
+        eprintln!("{}", cluster.log_tails());
+        let path = std::env::temp_dir().join(format!("oxetcd-chaos-history-{}.txt", cfg.seed));
+        match std::fs::write(&path, history.dump()) {
+            Ok(()) => report.history_file = Some(path),
+            Err(e) => eprintln!("cannot write the history to {}: {e}", path.display()),
+        }
+    }
+    drop(cluster);
+    Ok(report)
+}

@@ -1,0 +1,222 @@
+//! The real-process nemesis suite: three real `oxetcd` members (five with
+//! `OXETCD_CHAOS_MEMBERS=5`) behind test-owned peer proxies, real etcd clients recording a
+//! history while the nemesis kills and restarts, pauses, partitions, one-way-cuts and delays
+//! members; the history goes through the simulation's linearizability, watch and lease checkers.
+//! The same run against real etcd 3.5.1 is the calibration: it must pass there too.
+//!
+//! Knobs: `OXETCD_CHAOS_SECS` (run length of the oxetcd run; etcd runs half as long),
+//! `OXETCD_CHAOS_MEMBERS`, `OXETCD_CHAOS_SEED`, `OXETCD_CHAOS_REPORT` (a file each run's report
+//! is appended to). In `--features canary` builds only the canary tests are compiled: they plant
+//! `follower-read-without-read-index`, `drop-watch-event` or `lease-expiry-from-follower-clock`
+//! in every member and require the linearizability, watch or lease checker to catch it.
+//!
+//! Invariant: the runs of this file never overlap (one lock), so recovery times are not
+//! inflated by a second cluster on the same cores; every process a run starts is killed when
+//! the run ends (`sim::chaos::cluster::Cluster`'s `Drop`).
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sim::chaos::cluster::ClusterSpec;
+use sim::chaos::{run, Fault, Report, RunConfig};
+
+/// Default length of the oxetcd run.
+#[cfg(not(feature = "canary"))]
+const DEFAULT_SECS: u64 = 90;
+
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn env_u64(name: &str) -> Option<u64> {
+    let raw = std::env::var(name).ok()?;
+    match raw.trim().parse() {
+        Ok(v) => Some(v),
+        Err(_) => panic!("{name}={raw:?} is not a number"),
+    }
+}
+
+fn seed() -> u64 {
+    env_u64("OXETCD_CHAOS_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    })
+}
+
+fn execute(cfg: RunConfig) -> Report {
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    let report = runtime
+        .block_on(run(cfg))
+        .unwrap_or_else(|e| panic!("the chaos run could not start: {e}"));
+    println!("{report}");
+    if let Ok(path) = std::env::var("OXETCD_CHAOS_REPORT") {
+        use std::io::Write;
+        let mut file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        writeln!(file, "{report}").unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+    report
+}
+
+fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec {
+    ClusterSpec {
+        label: label.into(),
+        binary,
+        members: env_u64("OXETCD_CHAOS_MEMBERS").unwrap_or(3) as usize,
+        env,
+    }
+}
+
+/// Every fault type was injected and the run saw traffic and no anomaly.
+#[cfg(not(feature = "canary"))]
+fn assert_clean(report: &Report) {
+    assert!(
+        report.anomalies.is_empty(),
+        "{} reported anomalies:\n{report}",
+        report.label
+    );
+    for fault in Fault::ALL {
+        assert!(
+            report.faults_by_type().contains_key(&fault),
+            "{}: no {} was injected:\n{report}",
+            report.label,
+            fault.name()
+        );
+    }
+    assert!(
+        report.ok > report.faults.len(),
+        "{}: too few successful operations:\n{report}",
+        report.label
+    );
+    assert!(
+        report.watch_events > 0,
+        "the watcher saw nothing:\n{report}"
+    );
+}
+
+#[cfg(not(feature = "canary"))]
+#[test]
+fn oxetcd_members_under_the_nemesis_stay_linearizable() {
+    let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS);
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let cfg = RunConfig::new(
+        spec("oxetcd", binary, Vec::new()),
+        Duration::from_secs(secs),
+        seed(),
+    );
+    assert_clean(&execute(cfg));
+}
+
+#[cfg(not(feature = "canary"))]
+#[test]
+fn etcd_3_5_under_the_same_nemesis_stays_linearizable() {
+    let Some(tools) = common::require_etcd_tools("etcd_3_5_under_the_same_nemesis") else {
+        return;
+    };
+    let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS) / 2;
+    let cfg = RunConfig::new(
+        spec("etcd 3.5.1", tools.etcd35.clone(), Vec::new()),
+        Duration::from_secs(secs.max(30)),
+        seed(),
+    );
+    assert_clean(&execute(cfg));
+}
+
+/// The suite can fail: with followers answering linearizable reads from their own state, an
+/// isolated or lagging follower serves stale values and the checker says so.
+#[cfg(feature = "canary")]
+#[test]
+fn planted_follower_reads_are_caught_by_the_checker() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let env = vec![(
+        oxetcd::canary::PROCESS_ENV.to_string(),
+        oxetcd::canary::Canary::FollowerReadWithoutReadIndex
+            .name()
+            .to_string(),
+    )];
+    let mut cfg = RunConfig::new(
+        spec(
+            "oxetcd (canary follower-read-without-read-index)",
+            binary,
+            env,
+        ),
+        Duration::from_secs(env_u64("OXETCD_CHAOS_SECS").unwrap_or(60)),
+        seed(),
+    );
+    cfg.faults = vec![Fault::Partition, Fault::OneWayCut];
+    cfg.leader_target_pct = 0;
+    cfg.stop_at_first_anomaly = true;
+    let report = execute(cfg);
+    assert!(
+        report
+            .anomalies
+            .iter()
+            .any(|a| a.starts_with("linearizability")),
+        "the planted stale follower reads went unnoticed:\n{report}"
+    );
+}
+
+/// The watch checker is live too: with every 7th revision's events withheld from live
+/// watchers, the watcher's log has gaps the checker reports.
+#[cfg(feature = "canary")]
+#[test]
+fn planted_dropped_watch_events_are_caught_by_the_checker() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let env = vec![(
+        oxetcd::canary::PROCESS_ENV.to_string(),
+        oxetcd::canary::Canary::DropWatchEvent.name().to_string(),
+    )];
+    let mut cfg = RunConfig::new(
+        spec("oxetcd (canary drop-watch-event)", binary, env),
+        Duration::from_secs(env_u64("OXETCD_CHAOS_SECS").unwrap_or(15)),
+        seed(),
+    );
+    cfg.faults = vec![Fault::Delay];
+    let report = execute(cfg);
+    assert!(
+        report.anomalies.iter().any(|a| a.starts_with("watch")),
+        "the planted watch gaps went unnoticed:\n{report}"
+    );
+}
+
+/// The lease checker is live too: a new leader that expires leases by the deadlines it noted
+/// as a follower (grant time + TTL) revokes leases the client kept alive.
+#[cfg(feature = "canary")]
+#[test]
+fn planted_lease_expiry_from_follower_clock_is_caught_by_the_checker() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
+    let env = vec![(
+        oxetcd::canary::PROCESS_ENV.to_string(),
+        oxetcd::canary::Canary::LeaseExpiryFromFollowerClock
+            .name()
+            .to_string(),
+    )];
+    let mut cfg = RunConfig::new(
+        spec(
+            "oxetcd (canary lease-expiry-from-follower-clock)",
+            binary,
+            env,
+        ),
+        Duration::from_secs(env_u64("OXETCD_CHAOS_SECS").unwrap_or(45)),
+        seed(),
+    );
+    cfg.faults = vec![Fault::Kill, Fault::Partition];
+    cfg.leader_target_pct = 100;
+    let report = execute(cfg);
+    assert!(
+        report.anomalies.iter().any(|a| a.starts_with("lease")),
+        "the planted early lease expiry went unnoticed:\n{report}"
+    );
+}
