@@ -17,6 +17,11 @@
 //!   [`DROP_EVENT_EVERY`] is not sent to live watchers.
 //! - [`Canary::LeaseExpiryFromFollowerClock`] in `lease::lessor::Lessor::promote`: a member
 //!   taking office expires leases by the deadlines its follower clock computed at grant time.
+//! - [`Canary::WatchResumedLate`] in `watch::Hub` (watch create): a watch created at a past
+//!   revision starts one revision later than asked, so a resuming client misses one event.
+//! - [`Canary::ResendForwardedProposal`] in `raft::network::PeerNetwork::forward_call`: a
+//!   follower that forwarded a client's write and heard nothing back within
+//!   [`RESEND_FORWARD_AFTER`] sends it again (the write may apply twice).
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -34,7 +39,15 @@ pub enum Canary {
     /// A new leader keeps the lease deadlines it computed as a follower (grant time + TTL,
     /// never renewed by keep-alives) instead of restarting every lease's TTL.
     LeaseExpiryFromFollowerClock,
+    /// A watch asked to start at a past revision starts one revision later.
+    WatchResumedLate,
+    /// A forwarded proposal without an answer is forwarded again, though it may have applied.
+    ResendForwardedProposal,
 }
+
+/// Under [`Canary::ResendForwardedProposal`], how long a forwarded write waits for its answer
+/// before it is sent again.
+pub const RESEND_FORWARD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Under [`Canary::DropWatchEvent`], revisions divisible by this lose their live events.
 pub const DROP_EVENT_EVERY: i64 = 7;

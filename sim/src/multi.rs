@@ -54,6 +54,9 @@ pub const LEASE_TTL_S: i64 = 15;
 /// How long a deposed leader may keep renewing leases in its own memory: the longest network
 /// fault (5 s) plus an election (at most 1 s).
 pub const LEASE_SLACK: Duration = Duration::from_secs(6);
+/// The same under the deeper nemesis, where a second fault may start while the first still
+/// holds (up to half its 5 s later) and last 5 s more: 7.5 s of cuts plus an election.
+pub const DEEP_LEASE_SLACK: Duration = Duration::from_secs(9);
 
 /// Knobs of a multi-member run.
 #[derive(Clone, Debug)]
@@ -63,6 +66,9 @@ pub struct MultiConfig {
     /// Simulated seconds of faults and traffic before healing.
     pub run_secs: u64,
     pub faults: bool,
+    /// The deeper nemesis: packet loss, duplicated raft messages and slow fsyncs join the fault
+    /// mix, and half the steps inject a second fault that overlaps the first.
+    pub deep: bool,
 }
 
 impl MultiConfig {
@@ -78,6 +84,24 @@ impl MultiConfig {
             },
             run_secs: 60,
             faults: true,
+            deep: false,
+        }
+    }
+
+    /// A run under the deeper nemesis (see [`MultiConfig::deep`]).
+    pub fn deep(members: usize) -> Self {
+        MultiConfig {
+            deep: true,
+            ..MultiConfig::new(members)
+        }
+    }
+
+    /// How long a deposed leader may keep renewing leases in its own memory in this run.
+    pub fn lease_slack(&self) -> Duration {
+        if self.deep {
+            DEEP_LEASE_SLACK
+        } else {
+            LEASE_SLACK
         }
     }
 }
@@ -156,7 +180,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let ops_node = node_at("nemesis", [10, 0, 2, 2]);
     while madsim::time::Instant::now() < stop_at {
         if cfg.faults {
-            nemesis_step(&cluster, &ops_node, &mut report, base_latency_ms).await;
+            nemesis_step(&cluster, &ops_node, &mut report, base_latency_ms, cfg.deep).await;
         } else {
             madsim::time::sleep(Duration::from_millis(500)).await;
         }
@@ -171,6 +195,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let _ = leases.await;
     cluster.heal();
     set_latency(base_latency_ms);
+    set_packet_loss(0.0);
+    oxetcd::raft::sim_faults::set_duplicate_pct(0);
+    for m in &cluster.members {
+        m.disk.set_sync_latency(Duration::ZERO);
+    }
     let checker = node_at("checker", [10, 0, 2, 1]);
     let healed = madsim::time::Instant::now();
     let live = checker
@@ -223,7 +252,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.leases = lives.len();
     report.leases_expired = lives.iter().filter(|l| l.gone_ns.is_some()).count();
-    if let Err(v) = leasecheck::check(&lives, LEASE_SLACK.as_nanos() as u64) {
+    if let Err(v) = leasecheck::check(&lives, cfg.lease_slack().as_nanos() as u64) {
         report.violations.push(format!("lease: {v}"));
     }
     finish(&cluster, &rec, last, started, &mut report);
@@ -232,6 +261,10 @@ pub async fn run(cfg: MultiConfig) -> Report {
 
 fn report_ms(cluster: &SimCluster) -> u64 {
     u64::try_from(cluster.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn set_packet_loss(rate: f64) {
+    madsim::net::NetSim::current().update_config(|c| c.packet_loss_rate = rate);
 }
 
 fn set_latency(ms: u64) {
@@ -294,7 +327,72 @@ enum Fault {
     Latency,
     Compact,
     MoveLeader,
+    /// Deep nemesis only: a share of packets lost (TCP retransmits after a backoff; new
+    /// connections are refused).
+    PacketLoss,
+    /// Deep nemesis only: a share of raft requests sent twice, the copy late.
+    Duplicate,
+    /// Deep nemesis only: one member's fsyncs take 20–500 ms longer.
+    SlowDisk,
     Nothing,
+}
+
+/// Draws a fault of the deeper nemesis: the base mix scaled to 70 %, packet loss 12 %,
+/// duplicated raft messages 8 %, slow disk 10 %.
+fn draw_deep_fault(rng: &mut impl Rng) -> Fault {
+    match rng.gen_range(0..100u32) {
+        0..=69 => draw_fault(rng),
+        70..=81 => Fault::PacketLoss,
+        82..=89 => Fault::Duplicate,
+        _ => Fault::SlowDisk,
+    }
+}
+
+/// One fault with everything drawn for it.
+#[derive(Clone, Debug)]
+struct Plan {
+    fault: Fault,
+    /// How long after the step starts the fault is injected (the second fault of a step
+    /// starts while the first still holds).
+    delay_ms: u64,
+    hold_ms: u64,
+    pause_ms: u64,
+    victim: usize,
+    other: usize,
+    minority: Vec<usize>,
+    down_ms: u64,
+    /// Packet loss rate, duplicated share (percent) or fsync latency (ms), by fault.
+    amount: u64,
+}
+
+/// What injecting one fault did.
+#[derive(Default)]
+struct Tally {
+    partitions: u32,
+    crashes: u32,
+    kills: u32,
+    pauses: u32,
+    compactions: u32,
+    moves_asked: u32,
+    moves_done: u32,
+    lossy: u32,
+    slow_disks: u32,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn add_to(self, report: &mut Report) {
+        report.partitions += self.partitions;
+        report.crashes += self.crashes;
+        report.kills += self.kills;
+        report.pauses += self.pauses;
+        report.compactions += self.compactions;
+        report.moves_asked += self.moves_asked;
+        report.moves_done += self.moves_done;
+        report.lossy += self.lossy;
+        report.slow_disks += self.slow_disks;
+        report.violations.extend(self.violations);
+    }
 }
 
 fn draw_fault(rng: &mut impl Rng) -> Fault {
@@ -324,45 +422,127 @@ fn draw_members(rng: &mut impl Rng, n: usize, k: usize) -> Vec<usize> {
     all
 }
 
+fn draw_plan(rng: &mut impl Rng, n: usize, election_ms: u64, deep: bool) -> Plan {
+    let victim = rng.gen_range(0..n);
+    let other = (victim + rng.gen_range(1..n)) % n;
+    let minority_len = rng.gen_range(1..=(n - 1) / 2);
+    let fault = if deep {
+        draw_deep_fault(rng)
+    } else {
+        draw_fault(rng)
+    };
+    let amount = match fault {
+        Fault::PacketLoss => rng.gen_range(5..=30),
+        Fault::Duplicate => rng.gen_range(10..=50),
+        Fault::SlowDisk => rng.gen_range(20..=500),
+        _ => 0,
+    };
+    Plan {
+        fault,
+        delay_ms: 0,
+        hold_ms: rng.gen_range(1000..5000u64),
+        pause_ms: rng.gen_range(election_ms..=3 * election_ms),
+        victim,
+        other,
+        minority: draw_members(rng, n, minority_len),
+        down_ms: rng.gen_range(0..3000u64),
+        amount,
+    }
+}
+
 async fn nemesis_step(
     cluster: &SimCluster,
     ops_node: &madsim::runtime::NodeHandle,
     report: &mut Report,
     base_latency_ms: u64,
+    deep: bool,
 ) {
     let n = cluster.members.len();
     let election_ms = cluster.config.election_timeout_ms;
-    let (wait_ms, fault, hold_ms, pause_ms, victim, other, minority, down_ms) = {
+    let (wait_ms, first, second) = {
         let mut rng = madsim::rand::thread_rng();
-        let victim = rng.gen_range(0..n);
-        let other = (victim + rng.gen_range(1..n)) % n;
-        let minority_len = rng.gen_range(1..=(n - 1) / 2);
-        (
-            rng.gen_range(500..3000u64),
-            draw_fault(&mut rng),
-            rng.gen_range(1000..5000u64),
-            rng.gen_range(election_ms..=3 * election_ms),
-            victim,
-            other,
-            draw_members(&mut rng, n, minority_len),
-            rng.gen_range(0..3000u64),
-        )
+        let wait_ms = rng.gen_range(500..3000u64);
+        let first = draw_plan(&mut rng, n, election_ms, deep);
+        // Half the deep steps overlap a second fault, on another victim, starting while the
+        // first still holds.
+        let second = if deep && rng.gen_bool(0.5) {
+            let mut p = draw_plan(&mut rng, n, election_ms, deep);
+            if p.victim == first.victim {
+                p.victim = (p.victim + rng.gen_range(1..n)) % n;
+                if p.other == p.victim {
+                    p.other = (p.victim + 1) % n;
+                }
+            }
+            p.delay_ms = rng.gen_range(0..=first.hold_ms / 2);
+            Some(p)
+        } else {
+            None
+        };
+        (wait_ms, first, second)
     };
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
-    tracing::info!(?fault, victim, "nemesis");
     let at_ms = report_ms(cluster);
-    report.fault_log.push(format!(
-        "{at_ms} ms: {fault:?} victim m{} other m{} minority {minority:?} hold {hold_ms} ms pause {pause_ms} ms down {down_ms} ms leader {:?}",
-        victim + 1,
-        other + 1,
-        cluster.leader().map(|l| l + 1)
-    ));
+    let leader = cluster.leader().map(|l| l + 1);
+    for p in std::iter::once(&first).chain(second.as_ref()) {
+        tracing::info!(fault = ?p.fault, victim = p.victim, "nemesis");
+        report.fault_log.push(format!(
+            "{} ms: {:?} victim m{} other m{} minority {:?} hold {} ms pause {} ms down {} ms amount {} leader {leader:?}",
+            at_ms + p.delay_ms,
+            p.fault,
+            p.victim + 1,
+            p.other + 1,
+            p.minority,
+            p.hold_ms,
+            p.pause_ms,
+            p.down_ms,
+            p.amount,
+        ));
+    }
+    match second {
+        None => inject(cluster, ops_node, first, base_latency_ms)
+            .await
+            .add_to(report),
+        Some(second) => {
+            report.overlaps += 1;
+            let (a, b) = tokio::join!(
+                inject(cluster, ops_node, first, base_latency_ms),
+                inject(cluster, ops_node, second, base_latency_ms)
+            );
+            a.add_to(report);
+            b.add_to(report);
+        }
+    }
+}
+
+/// Injects one fault, holds it, and lifts it.
+async fn inject(
+    cluster: &SimCluster,
+    ops_node: &madsim::runtime::NodeHandle,
+    plan: Plan,
+    base_latency_ms: u64,
+) -> Tally {
+    let mut t = Tally::default();
+    if plan.delay_ms > 0 {
+        madsim::time::sleep(Duration::from_millis(plan.delay_ms)).await;
+    }
+    let n = cluster.members.len();
+    let Plan {
+        fault,
+        hold_ms,
+        pause_ms,
+        victim,
+        other,
+        minority,
+        down_ms,
+        amount,
+        ..
+    } = plan;
     let hold = Duration::from_millis(hold_ms);
     match fault {
         Fault::IsolateLeader => {
             let leader = cluster.leader().unwrap_or(victim);
             cluster.partition(&[leader]);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
@@ -374,29 +554,29 @@ async fn nemesis_step(
                 _ => minority,
             };
             cluster.partition(&side);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
         Fault::OneWay => {
             cluster.clog_one_way(victim, other);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
         Fault::Crash | Fault::Kill => {
             if matches!(fault, Fault::Crash) {
                 cluster.crash(victim);
-                report.crashes += 1;
+                t.crashes += 1;
             } else {
                 cluster.kill(victim);
-                report.kills += 1;
+                t.kills += 1;
             }
             madsim::time::sleep(Duration::from_millis(down_ms)).await;
             cluster.restart(victim);
             match cluster.wait_started(victim, START_WAIT).await {
                 StartState::Serving => {}
-                other => report.violations.push(format!(
+                other => t.violations.push(format!(
                     "m{} did not come back after {fault:?}: {other:?}",
                     victim + 1
                 )),
@@ -404,7 +584,7 @@ async fn nemesis_step(
         }
         Fault::Pause => {
             cluster.pause(victim);
-            report.pauses += 1;
+            t.pauses += 1;
             madsim::time::sleep(Duration::from_millis(pause_ms)).await;
             cluster.resume(victim);
         }
@@ -417,7 +597,7 @@ async fn nemesis_step(
             let endpoint = cluster.endpoint(victim);
             let done = ops_node.spawn(compact_behind(endpoint)).await;
             if matches!(done, Ok(true)) {
-                report.compactions += 1;
+                t.compactions += 1;
             }
         }
         Fault::MoveLeader => {
@@ -425,14 +605,34 @@ async fn nemesis_step(
             let from = cluster.leader().unwrap_or(victim);
             let to = if other == from { (from + 1) % n } else { other };
             let (leader_ep, target_ep) = (cluster.endpoint(from), cluster.endpoint(to));
-            report.moves_asked += 1;
+            t.moves_asked += 1;
             let done = ops_node.spawn(move_leader(leader_ep, target_ep)).await;
             if matches!(done, Ok(true)) {
-                report.moves_done += 1;
+                t.moves_done += 1;
             }
+        }
+        Fault::PacketLoss => {
+            set_packet_loss(amount as f64 / 100.0);
+            t.lossy += 1;
+            madsim::time::sleep(hold).await;
+            set_packet_loss(0.0);
+        }
+        Fault::Duplicate => {
+            oxetcd::raft::sim_faults::set_duplicate_pct(u32::try_from(amount).unwrap_or(100));
+            t.lossy += 1;
+            madsim::time::sleep(hold).await;
+            oxetcd::raft::sim_faults::set_duplicate_pct(0);
+        }
+        Fault::SlowDisk => {
+            let disk = &cluster.members[victim].disk;
+            disk.set_sync_latency(Duration::from_millis(amount));
+            t.slow_disks += 1;
+            madsim::time::sleep(hold).await;
+            disk.set_sync_latency(Duration::ZERO);
         }
         Fault::Nothing => {}
     }
+    t
 }
 
 /// Asks the member at `leader` to hand leadership to the member at `target` (its ID read from
