@@ -28,13 +28,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use madsim::rand::Rng;
+use oxetcd::proto::etcdserverpb::cluster_client::ClusterClient;
 use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd::proto::etcdserverpb::{
-    CompactionRequest, HashKvRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
+    CompactionRequest, HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
+    MemberRemoveRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
 };
 use tonic::transport::Endpoint;
 
-use crate::cluster::{ClusterConfig, SimCluster, StartState};
+use crate::cluster::{is_joiner_peer, ClusterConfig, SimCluster, StartState, PEER_PORT};
 use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::{read_all, Report};
@@ -227,15 +229,76 @@ pub async fn run(cfg: MultiConfig) -> Report {
             .violations
             .push("final reads: could not read every key after healing".into());
     }
-    let hashes = checker
-        .spawn(converge(endpoints.clone()))
-        .await
-        .ok()
-        .flatten();
+    // A joiner still in the cluster must converge too (a learner included), and every member
+    // must report the same membership.
+    // A learner refuses HashKV and MemberList (etcd's learner rules): it must instead reach
+    // the converged revision, by its Status.
+    let mut converging = endpoints.clone();
+    let mut learner_ep = None;
+    if let Some((id, learner, ep, state)) = cluster.joiner_info() {
+        if state == StartState::Serving {
+            if learner {
+                learner_ep = Some(ep);
+            } else {
+                converging.push(ep);
+            }
+        } else {
+            report.violations.push(format!(
+                "membership: joiner {id:x} (learner {learner}) is not serving: {state:?}"
+            ));
+        }
+    }
+    if cfg.deep {
+        let agreed = checker
+            .spawn(membership_agrees(converging.clone()))
+            .await
+            .ok()
+            .flatten();
+        match (agreed, cluster.joiner_info()) {
+            (None, _) => report.violations.push(format!(
+                "membership: members did not agree on one member list within {CONVERGE_LIMIT:?}"
+            )),
+            (Some(list), joiner) => {
+                let founders = list
+                    .iter()
+                    .filter(|m| !m.2.iter().any(|u| is_joiner_peer(u)))
+                    .count();
+                let expect_joiner = joiner.map(|(id, learner, _, _)| (id, learner));
+                let joined: Vec<(u64, bool)> = list
+                    .iter()
+                    .filter(|m| m.2.iter().any(|u| is_joiner_peer(u)))
+                    .map(|m| (m.0, m.1))
+                    .collect();
+                let stray = joined.iter().filter(|j| Some(**j) != expect_joiner).count();
+                if founders != cfg.members
+                    || expect_joiner.is_some_and(|j| !joined.contains(&j))
+                    || stray > 0
+                {
+                    report.violations.push(format!(
+                        "membership: the agreed list {list:?} is not the {} founders plus the joiner {expect_joiner:?}",
+                        cfg.members
+                    ));
+                }
+            }
+        }
+    }
+    let hashes = checker.spawn(converge(converging)).await.ok().flatten();
     match hashes {
         Some(h) => {
             if let Err(v) = invariants::check_converged(&h) {
                 report.violations.push(format!("convergence: {v}"));
+            }
+            let revision = h.iter().map(|m| m.revision).max().unwrap_or(0);
+            if let Some(ep) = learner_ep {
+                let reached = checker
+                    .spawn(learner_catches_up(ep.clone(), revision))
+                    .await
+                    .unwrap_or(false);
+                if !reached {
+                    report.violations.push(format!(
+                        "convergence: the learner at {ep} did not reach revision {revision} within {CONVERGE_LIMIT:?}"
+                    ));
+                }
             }
         }
         None => report.violations.push(format!(
@@ -334,17 +397,21 @@ enum Fault {
     Duplicate,
     /// Deep nemesis only: one member's fsyncs take 20–500 ms longer.
     SlowDisk,
+    /// Deep nemesis only: the next membership change of the cycle add learner -> promote ->
+    /// remove, while other faults run.
+    Membership,
     Nothing,
 }
 
-/// Draws a fault of the deeper nemesis: the base mix scaled to 70 %, packet loss 12 %,
-/// duplicated raft messages 8 %, slow disk 10 %.
+/// Draws a fault of the deeper nemesis: the base mix scaled to 62 %, packet loss 12 %,
+/// duplicated raft messages 8 %, slow disk 8 %, a membership change 10 %.
 fn draw_deep_fault(rng: &mut impl Rng) -> Fault {
     match rng.gen_range(0..100u32) {
-        0..=69 => draw_fault(rng),
-        70..=81 => Fault::PacketLoss,
-        82..=89 => Fault::Duplicate,
-        _ => Fault::SlowDisk,
+        0..=61 => draw_fault(rng),
+        62..=73 => Fault::PacketLoss,
+        74..=81 => Fault::Duplicate,
+        82..=89 => Fault::SlowDisk,
+        _ => Fault::Membership,
     }
 }
 
@@ -377,6 +444,7 @@ struct Tally {
     moves_done: u32,
     lossy: u32,
     slow_disks: u32,
+    member_changes: u32,
     violations: Vec<String>,
 }
 
@@ -391,6 +459,7 @@ impl Tally {
         report.moves_done += self.moves_done;
         report.lossy += self.lossy;
         report.slow_disks += self.slow_disks;
+        report.member_changes += self.member_changes;
         report.violations.extend(self.violations);
     }
 }
@@ -474,6 +543,12 @@ async fn nemesis_step(
                 }
             }
             p.delay_ms = rng.gen_range(0..=first.hold_ms / 2);
+            if matches!(
+                (first.fault, p.fault),
+                (Fault::Membership, Fault::Membership)
+            ) {
+                p.fault = Fault::Nothing;
+            }
             Some(p)
         } else {
             None
@@ -630,9 +705,151 @@ async fn inject(
             madsim::time::sleep(hold).await;
             disk.set_sync_latency(Duration::ZERO);
         }
+        Fault::Membership => {
+            let via = cluster.endpoint(victim);
+            match cluster.joiner_info() {
+                None => {
+                    let peer = format!("http://{}:{}", cluster.next_joiner_ip(), PEER_PORT);
+                    let id = ops_node
+                        .spawn(add_learner(via.clone(), peer))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(id) = id {
+                        cluster.start_joiner(id, true);
+                        t.member_changes += 1;
+                    }
+                }
+                Some((id, true, _, _)) => {
+                    if matches!(ops_node.spawn(promote(via, id)).await, Ok(true)) {
+                        cluster.joiner_promoted();
+                        t.member_changes += 1;
+                    }
+                }
+                Some((id, false, _, _)) => {
+                    if matches!(ops_node.spawn(remove(via, id)).await, Ok(true)) {
+                        cluster.drop_joiner();
+                        t.member_changes += 1;
+                    }
+                }
+            }
+        }
         Fault::Nothing => {}
     }
     t
+}
+
+fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect_lazy();
+    Some(ClusterClient::new(channel))
+}
+
+/// The member list as `endpoint` answers it (linearizable), within 2 s.
+async fn member_list(endpoint: &str) -> Option<Vec<(u64, bool, Vec<String>)>> {
+    let mut c = cluster_client(endpoint)?;
+    let call = c.member_list(MemberListRequest { linearizable: true });
+    let resp = madsim::time::timeout(Duration::from_secs(2), call)
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    let mut members: Vec<(u64, bool, Vec<String>)> = resp
+        .members
+        .into_iter()
+        .map(|m| (m.id, m.is_learner, m.peer_ur_ls))
+        .collect();
+    members.sort();
+    Some(members)
+}
+
+/// Adds a learner at `peer`; its member ID (from the answer, or, when the answer was lost,
+/// from the member list: the add may have happened), or `None` when it is not a member.
+async fn add_learner(endpoint: String, peer: String) -> Option<u64> {
+    let mut c = cluster_client(&endpoint)?;
+    let call = c.member_add(MemberAddRequest {
+        peer_ur_ls: vec![peer.clone()],
+        is_learner: true,
+    });
+    if let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        if let Some(m) = resp.into_inner().member {
+            return Some(m.id);
+        }
+    }
+    for _ in 0..5 {
+        if let Some(list) = member_list(&endpoint).await {
+            return list.into_iter().find(|m| m.2.contains(&peer)).map(|m| m.0);
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
+/// Whether member `id` is a voter now (the promote answered OK, or the list says so).
+async fn promote(endpoint: String, id: u64) -> bool {
+    let Some(mut c) = cluster_client(&endpoint) else {
+        return false;
+    };
+    let call = c.member_promote(MemberPromoteRequest { id });
+    if let Ok(Ok(_)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        return true;
+    }
+    member_list(&endpoint)
+        .await
+        .is_some_and(|l| l.iter().any(|m| m.0 == id && !m.1))
+}
+
+/// Whether member `id` is gone now (the remove answered OK, or the list no longer has it).
+async fn remove(endpoint: String, id: u64) -> bool {
+    let Some(mut c) = cluster_client(&endpoint) else {
+        return false;
+    };
+    let call = c.member_remove(MemberRemoveRequest { id });
+    if let Ok(Ok(_)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        return true;
+    }
+    member_list(&endpoint)
+        .await
+        .is_some_and(|l| l.iter().all(|m| m.0 != id))
+}
+
+/// Polls a learner's `Maintenance.Status` until its revision reaches `revision`.
+async fn learner_catches_up(endpoint: String, revision: i64) -> bool {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < CONVERGE_LIMIT {
+        if let Ok(ep) = Endpoint::from_shared(endpoint.clone()) {
+            let mut m = MaintenanceClient::new(ep.connect_lazy());
+            let call = m.status(StatusRequest {});
+            if let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(1), call).await {
+                let got = resp.into_inner().header.map_or(0, |h| h.revision);
+                if got >= revision {
+                    return true;
+                }
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Polls every endpoint's member list until all answer the same one; `None` after
+/// [`CONVERGE_LIMIT`].
+async fn membership_agrees(endpoints: Vec<String>) -> Option<Vec<(u64, bool, Vec<String>)>> {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < CONVERGE_LIMIT {
+        let mut lists = Vec::new();
+        for ep in &endpoints {
+            if let Some(l) = member_list(ep).await {
+                lists.push(l);
+            }
+        }
+        if lists.len() == endpoints.len() && lists.windows(2).all(|w| w[0] == w[1]) {
+            return lists.pop();
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// Asks the member at `leader` to hand leadership to the member at `target` (its ID read from

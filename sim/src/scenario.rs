@@ -71,6 +71,8 @@ pub struct Report {
     pub lossy: u32,
     pub slow_disks: u32,
     pub overlaps: u32,
+    /// Membership changes that took effect (learner added, promoted, removed).
+    pub member_changes: u32,
     pub serial_reads: usize,
     pub liveness_ms: u64,
     pub watch_events: usize,
@@ -132,7 +134,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -151,6 +153,7 @@ impl fmt::Display for Report {
             self.lossy,
             self.slow_disks,
             self.overlaps,
+            self.member_changes,
             self.sync_errors,
             self.rot_detected,
             self.liveness_ms,
