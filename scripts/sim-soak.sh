@@ -116,7 +116,13 @@ while :; do
         echo "seed $bad: $t FAILED (${names:-see output})"
         grep -E "^simulation failed|^  [a-z]+: " "$log" | head -5 || true
         for name in ${names:-"?"}; do
-            failures+=("seed $bad $t::$name   replay: MADSIM_TEST_SEED=$bad MADSIM_TEST_NUM=1 cargo sim --test $t -- $name --exact")
+            # A seed's run can depend on the seeds run before it in the same process (hash
+            # keys are drawn once per thread), so check that the seed fails on its own too.
+            alone=no
+            if ! MADSIM_TEST_SEED=$bad MADSIM_TEST_NUM=1 "$bins/$t" -q "$name" --exact >/dev/null 2>&1; then
+                alone=yes
+            fi
+            failures+=("seed $bad $t::$name (fails alone: $alone)   replay: MADSIM_TEST_SEED=$bad MADSIM_TEST_NUM=1 cargo sim --features $features --test $t -- $name --exact")
         done
         bad_of[$t]=$(( ${bad_of[$t]} + 1 ))
         ran_of[$t]=$(( ${ran_of[$t]} + bad - seed + 1 ))

@@ -275,6 +275,18 @@ impl SimCluster {
         })
     }
 
+    /// Waits until the joiner (if any) serves or failed to start, up to `limit`.
+    pub async fn wait_joiner_started(&self, limit: Duration) {
+        let deadline = madsim::time::Instant::now() + limit;
+        while madsim::time::Instant::now() < deadline {
+            match self.joiner_info() {
+                Some((_, _, _, StartState::Starting)) => {}
+                _ => return,
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Records that the joiner was promoted to voter.
     pub fn joiner_promoted(&self) {
         if let Some(j) = self

@@ -235,6 +235,8 @@ pub async fn run(cfg: MultiConfig) -> Report {
     // the converged revision, by its Status.
     let mut converging = endpoints.clone();
     let mut learner_ep = None;
+    // A joiner added by the last steps may still be discovering its peers or catching up.
+    cluster.wait_joiner_started(START_WAIT).await;
     if let Some((id, learner, ep, state)) = cluster.joiner_info() {
         if state == StartState::Serving {
             if learner {
