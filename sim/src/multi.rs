@@ -432,6 +432,8 @@ struct Plan {
     down_ms: u64,
     /// Packet loss rate, duplicated share (percent) or fsync latency (ms), by fault.
     amount: u64,
+    /// A crash, kill or pause hits the member leading when it starts (not `victim`).
+    at_leader: bool,
 }
 
 /// What injecting one fault did.
@@ -518,6 +520,7 @@ fn draw_plan(rng: &mut impl Rng, n: usize, election_ms: u64, deep: bool) -> Plan
         minority: draw_members(rng, n, minority_len),
         down_ms: rng.gen_range(0..3000u64),
         amount,
+        at_leader: false,
     }
 }
 
@@ -538,7 +541,12 @@ async fn nemesis_step(
         // first still holds.
         let second = if deep && rng.gen_bool(0.5) {
             let mut p = draw_plan(&mut rng, n, election_ms, deep);
-            if p.victim == first.victim {
+            let process = |f: Fault| matches!(f, Fault::Crash | Fault::Kill | Fault::Pause);
+            if !process(first.fault) && process(p.fault) {
+                // e.g. a slow disk or lossy network, and then the leader killed.
+                p.at_leader = rng.gen_bool(0.5);
+            }
+            if process(first.fault) && process(p.fault) && p.victim == first.victim {
                 p.victim = (p.victim + rng.gen_range(1..n)) % n;
                 if p.other == p.victim {
                     p.other = (p.victim + 1) % n;
@@ -563,10 +571,11 @@ async fn nemesis_step(
     for p in std::iter::once(&first).chain(second.as_ref()) {
         tracing::info!(fault = ?p.fault, victim = p.victim, "nemesis");
         report.fault_log.push(format!(
-            "{} ms: {:?} victim m{} other m{} minority {:?} hold {} ms pause {} ms down {} ms amount {} leader {leader:?}",
+            "{} ms: {:?} victim m{}{} other m{} minority {:?} hold {} ms pause {} ms down {} ms amount {} leader {leader:?}",
             at_ms + p.delay_ms,
             p.fault,
             p.victim + 1,
+            if p.at_leader { " (or the leader)" } else { "" },
             p.other + 1,
             p.minority,
             p.hold_ms,
@@ -612,8 +621,14 @@ async fn inject(
         minority,
         down_ms,
         amount,
+        at_leader,
         ..
     } = plan;
+    let victim = if at_leader {
+        cluster.leader().unwrap_or(victim)
+    } else {
+        victim
+    };
     let hold = Duration::from_millis(hold_ms);
     match fault {
         Fault::IsolateLeader => {
