@@ -9,9 +9,11 @@
 # N seeds of each test file (SIM_SOAK_SEEDS=N does the same), or seeds until DEADLINE
 # (anything `date -d` understands: "06:00", "2 hours"; or a number of minutes). FIRST_SEED
 # defaults to a value from the clock (printed, so the run can be resumed). TEST_FILE defaults
-# to cluster_faults, deep_faults and kv_faults (sim/tests/<name>.rs). Seeds run in chunks of
-# SIM_SOAK_CHUNK (default 25) per cargo invocation; a failing chunk is counted up to its
-# first failing seed and the soak goes on after it. The test binaries are built at the start
+# to cluster_faults, deep_faults and kv_faults (sim/tests/<name>.rs). Each seed runs in a
+# process of its own by default: a seed replays exactly only when it is the first run of its
+# process (some process-wide state outlives a run), so this keeps every recorded failure
+# replayable. SIM_SOAK_CHUNK=N runs N seeds per process (less start-up cost); a failing chunk
+# is counted up to its first failing seed and the soak goes on after it. The test binaries are built at the start
 # and copied aside, so later edits of the tree do not change what a running soak tests.
 # Environment: OXETCD_SIM_TARGET_DIR (default target/madsim), MADSIM_TEST_TIME_LIMIT (300),
 # SIM_SOAK_LOG (default docs/sim-soak.log; empty: no record), SIM_SOAK_FEATURES (default
@@ -49,7 +51,7 @@ tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
     tests=(cluster_faults deep_faults kv_faults)
 fi
-chunk=${SIM_SOAK_CHUNK:-25}
+chunk=${SIM_SOAK_CHUNK:-1}
 target=${OXETCD_SIM_TARGET_DIR:-target/madsim}
 record=${SIM_SOAK_LOG-docs/sim-soak.log}
 features=${SIM_SOAK_FEATURES-canary}
