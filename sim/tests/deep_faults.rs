@@ -22,7 +22,7 @@ async fn run(members: usize, test_name: &str) {
 
 #[madsim::test]
 async fn cluster3_deep_faults_a() {
-    if seed() % 4 == 0 {
+    if seed().is_multiple_of(4) {
         run(3, "cluster3_deep_faults_a").await;
     }
 }
