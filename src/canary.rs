@@ -17,6 +17,11 @@
 //!   [`DROP_EVENT_EVERY`] is not sent to live watchers.
 //! - [`Canary::LeaseExpiryFromFollowerClock`] in `lease::lessor::Lessor::promote`: a member
 //!   taking office expires leases by the deadlines its follower clock computed at grant time.
+//! - [`Canary::WatchResumedLate`] in `watch::Hub` (watch create): a watch created at a past
+//!   revision starts one revision later than asked, so a resuming client misses one event.
+//! - [`Canary::ResendForwardedProposal`] in `raft::network::PeerNetwork::forward_call`: a
+//!   follower that forwarded a client's write and heard nothing back within
+//!   [`RESEND_FORWARD_AFTER`] sends it again (the write may apply twice).
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -34,16 +39,22 @@ pub enum Canary {
     /// A new leader keeps the lease deadlines it computed as a follower (grant time + TTL,
     /// never renewed by keep-alives) instead of restarting every lease's TTL.
     LeaseExpiryFromFollowerClock,
+    /// A watch asked to start at a past revision starts one revision later.
+    WatchResumedLate,
+    /// A forwarded proposal without an answer is forwarded again, though it may have applied.
+    ResendForwardedProposal,
 }
 
 impl Canary {
     /// Every canary, for parsing and listing.
-    pub const ALL: [Canary; 5] = [
+    pub const ALL: [Canary; 7] = [
         Canary::AckBeforeFsync,
         Canary::SkipRecoveryCrc,
         Canary::FollowerReadWithoutReadIndex,
         Canary::DropWatchEvent,
         Canary::LeaseExpiryFromFollowerClock,
+        Canary::WatchResumedLate,
+        Canary::ResendForwardedProposal,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -54,6 +65,8 @@ impl Canary {
             Canary::FollowerReadWithoutReadIndex => "follower-read-without-read-index",
             Canary::DropWatchEvent => "drop-watch-event",
             Canary::LeaseExpiryFromFollowerClock => "lease-expiry-from-follower-clock",
+            Canary::WatchResumedLate => "watch-resumed-late",
+            Canary::ResendForwardedProposal => "resend-forwarded-proposal",
         }
     }
 
@@ -65,6 +78,10 @@ impl Canary {
 
 /// Environment variable that plants one canary in a whole process (canary builds only).
 pub const PROCESS_ENV: &str = "OXETCD_CANARY";
+
+/// Under [`Canary::ResendForwardedProposal`], how long a forwarded write waits for its answer
+/// before it is sent again.
+pub const RESEND_FORWARD_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Under [`Canary::DropWatchEvent`], revisions divisible by this lose their live events.
 pub const DROP_EVENT_EVERY: i64 = 7;

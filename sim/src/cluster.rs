@@ -11,6 +11,10 @@
 //! it runs with the production limits; only the node's IDs and WAL segment size are the
 //! simulator's.
 //! Every member samples its raft metrics into [`SimCluster::samples`] for the raft checker.
+//! Membership changes: [`SimCluster::start_joiner`] starts one more member (a fresh disk and
+//! address each time) with `--initial-cluster-state existing`, after the suite added it with
+//! `MemberAdd`; it learns its IDs from the peers as `oxetcd` does (`member::node_options`).
+//! Joiners sample under indexes after the founding members'.
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG; no wall-clock time is read.
 
@@ -85,6 +89,52 @@ pub struct SimCluster {
     pub samples: Samples,
     /// The time origin of the samples.
     pub origin: madsim::time::Instant,
+    /// The member that joined with a membership change and was not removed yet, if any.
+    pub joiner: Mutex<Option<Joiner>>,
+    /// How many joiners were started (names `j1`, `j2`, ...; addresses `10.0.0.21`, ...).
+    pub joins: Mutex<u32>,
+}
+
+/// A member added to the running cluster.
+pub struct Joiner {
+    pub name: String,
+    pub ip: IpAddr,
+    /// Its index in the samples (after the founding members').
+    pub index: usize,
+    /// The member ID the cluster gave it (`MemberAdd`'s answer or the member list).
+    pub id: u64,
+    pub learner: bool,
+    pub disk: SimDisk,
+    pub node: NodeHandle,
+    pub state: Arc<Mutex<StartState>>,
+}
+
+impl Joiner {
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:{PEER_PORT}", self.ip)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:{CLIENT_PORT}", self.ip)
+    }
+}
+
+/// Whether `peer_url` is a joiner's (founders have `10.0.0.1`..`10.0.0.5`, joiners
+/// `10.0.0.21` and up).
+pub fn is_joiner_peer(peer_url: &str) -> bool {
+    let host = peer_url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap_or("");
+    host.strip_prefix("10.0.0.")
+        .and_then(|o| o.parse::<u8>().ok())
+        .is_some_and(|o| o >= 20)
+}
+
+/// The peer URL the next joiner will have (what `MemberAdd` is asked to add).
+pub fn joiner_ip(k: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 20 + (k % 200) as u8))
 }
 
 fn member_ip(i: usize) -> IpAddr {
@@ -118,6 +168,7 @@ impl SimCluster {
             let mut opts = node_options(&name, ip, i as u64, &config);
             opts.bootstrap_members = boot.clone();
             let ctx = MemberCtx {
+                join: false,
                 index: i,
                 disk: disk.clone(),
                 flags: member_flags(&name, ip, &config),
@@ -147,6 +198,104 @@ impl SimCluster {
             config,
             samples,
             origin,
+            joiner: Mutex::new(None),
+            joins: Mutex::new(0),
+        }
+    }
+
+    /// The address the next joiner gets.
+    pub fn next_joiner_ip(&self) -> IpAddr {
+        joiner_ip(*self.joins.lock().unwrap_or_else(|p| p.into_inner()) + 1)
+    }
+
+    /// Starts the next joiner (already added to the cluster as member `id`), as `oxetcd`
+    /// started with `--initial-cluster-state existing` and an `--initial-cluster` naming the
+    /// founding members and itself.
+    pub fn start_joiner(&self, id: u64, learner: bool) {
+        let k = {
+            let mut n = self.joins.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        let name = format!("j{k}");
+        let ip = joiner_ip(k);
+        let index = self.members.len() + k as usize - 1;
+        let disk = SimDisk::new(madsim::rand::random::<u64>());
+        let state = Arc::new(Mutex::new(StartState::Starting));
+        let mut flags = member_flags(&name, ip, &self.config);
+        if let Some(at) = flags.iter().position(|f| f == "--initial-cluster") {
+            flags[at + 1] = format!("{},{name}=http://{ip}:{PEER_PORT}", flags[at + 1]);
+        }
+        flags.extend([
+            "--initial-cluster-state".to_string(),
+            "existing".to_string(),
+        ]);
+        let ctx = MemberCtx {
+            join: true,
+            index,
+            disk: disk.clone(),
+            flags,
+            opts: node_options(&name, ip, 0, &self.config),
+            state: state.clone(),
+            incarnation: Arc::new(Mutex::new(0u32)),
+            samples: self.samples.clone(),
+            origin: self.origin,
+        };
+        let node = Handle::current()
+            .create_node()
+            .name(&name)
+            .ip(ip)
+            .init(move || run_member(ctx.clone()))
+            .build();
+        *self.joiner.lock().unwrap_or_else(|p| p.into_inner()) = Some(Joiner {
+            name,
+            ip,
+            index,
+            id,
+            learner,
+            disk,
+            node,
+            state,
+        });
+    }
+
+    /// Stops the joiner's process for good and forgets it (after its removal).
+    pub fn drop_joiner(&self) {
+        if let Some(j) = self.joiner.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Handle::current().kill(j.node.id());
+        }
+    }
+
+    /// The joiner's (ID, learner, endpoint, start state), if one is running.
+    pub fn joiner_info(&self) -> Option<(u64, bool, String, StartState)> {
+        let j = self.joiner.lock().unwrap_or_else(|p| p.into_inner());
+        j.as_ref().map(|j| {
+            let state = j.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            (j.id, j.learner, j.endpoint(), state)
+        })
+    }
+
+    /// Waits until the joiner (if any) serves or failed to start, up to `limit`.
+    pub async fn wait_joiner_started(&self, limit: Duration) {
+        let deadline = madsim::time::Instant::now() + limit;
+        while madsim::time::Instant::now() < deadline {
+            match self.joiner_info() {
+                Some((_, _, _, StartState::Starting)) => {}
+                _ => return,
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Records that the joiner was promoted to voter.
+    pub fn joiner_promoted(&self) {
+        if let Some(j) = self
+            .joiner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            j.learner = false;
         }
     }
 
@@ -222,7 +371,8 @@ impl SimCluster {
     pub fn leader(&self) -> Option<usize> {
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         let mut newest: Vec<Option<&Sample>> = vec![None; self.members.len()];
-        for s in samples.iter().rev() {
+        let founders = newest.len();
+        for s in samples.iter().rev().filter(|s| s.member < founders) {
             if newest[s.member].is_none() {
                 newest[s.member] = Some(s);
             }
@@ -281,7 +431,7 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         snapshot_count: config.snapshot_count,
         max_snapshots: 5,
         max_wals: 5,
-        wal_segment_bytes: 1024 * 1024,
+        wal_segment_bytes: WAL_SEGMENT_BYTES,
         bootstrap_members: Vec::new(),
         peer_dialer: oxetcd::net::Dialer::plaintext(),
         warning_apply_duration: oxetcd::raft::slow_apply::WARNING_APPLY_DURATION_DEFAULT,
@@ -308,6 +458,8 @@ fn bootstrap_members(n: usize) -> Vec<(u64, MemberNode)> {
 /// Everything a member's madsim node needs to (re)start.
 #[derive(Clone)]
 struct MemberCtx {
+    /// Joins a running cluster: IDs learned from the peers (`member::node_options`).
+    join: bool,
     index: usize,
     disk: SimDisk,
     /// etcd's flags of this member: the serving limits come from them, as in production.
@@ -382,18 +534,33 @@ fn member_flags(name: &str, ip: IpAddr, config: &ClusterConfig) -> Vec<String> {
 
 /// The production member spec for these flags, around the simulator's node options (fixed
 /// member IDs, small WAL segments).
+fn member_config(flags: &[String]) -> Result<Config, String> {
+    match Config::parse(flags, &[]) {
+        Ok(Parsed::Run(config)) => Ok(*config),
+        Ok(_) => Err("the member flags asked for help or the version".into()),
+        Err(e) => Err(format!("member flags {flags:?}: {e}")),
+    }
+}
+
 fn member_spec(flags: &[String], opts: NodeOptions) -> Result<MemberSpec, String> {
-    let config = match Config::parse(flags, &[]) {
-        Ok(Parsed::Run(config)) => config,
-        Ok(_) => return Err("the member flags asked for help or the version".into()),
-        Err(e) => return Err(format!("member flags {flags:?}: {e}")),
-    };
+    let config = member_config(flags)?;
     MemberSpec::from_config(&config, opts, StartMode::Bootstrap)
 }
+
+/// A joiner's spec: node options and start mode as `oxetcd` derives them (IDs from the peers
+/// on the first start, from the data dir after), with the simulator's WAL segment size.
+async fn joiner_spec(flags: &[String], disk: &dyn Disk) -> Result<MemberSpec, String> {
+    let config = member_config(flags)?;
+    let (opts, mode) = oxetcd::member::node_options(&config, disk, WAL_SEGMENT_BYTES).await?;
+    MemberSpec::from_config(&config, opts, mode)
+}
+
+const WAL_SEGMENT_BYTES: u64 = 1024 * 1024;
 
 /// The body of a member's madsim node: start from the data dir, then serve forever.
 async fn run_member(m: MemberCtx) {
     let MemberCtx {
+        join,
         index,
         disk,
         flags,
@@ -408,7 +575,12 @@ async fn run_member(m: MemberCtx) {
         *n += 1;
         *n
     };
-    let spec = match member_spec(&flags, opts) {
+    let spec = if join {
+        joiner_spec(&flags, &disk).await
+    } else {
+        member_spec(&flags, opts)
+    };
+    let spec = match spec {
         Ok(spec) => spec,
         Err(e) => {
             set_state(&state, StartState::Failed(e));

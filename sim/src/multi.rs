@@ -28,13 +28,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use madsim::rand::Rng;
+use oxetcd::proto::etcdserverpb::cluster_client::ClusterClient;
 use oxetcd::proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxetcd::proto::etcdserverpb::{
-    CompactionRequest, HashKvRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
+    CompactionRequest, HashKvRequest, MemberAddRequest, MemberListRequest, MemberPromoteRequest,
+    MemberRemoveRequest, MoveLeaderRequest, RangeRequest, StatusRequest,
 };
 use tonic::transport::Endpoint;
 
-use crate::cluster::{ClusterConfig, SimCluster, StartState};
+use crate::cluster::{is_joiner_peer, ClusterConfig, SimCluster, StartState, PEER_PORT};
 use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::{read_all, Report};
@@ -54,6 +56,9 @@ pub const LEASE_TTL_S: i64 = 15;
 /// How long a deposed leader may keep renewing leases in its own memory: the longest network
 /// fault (5 s) plus an election (at most 1 s).
 pub const LEASE_SLACK: Duration = Duration::from_secs(6);
+/// The same under the deeper nemesis, where a second fault may start while the first still
+/// holds (up to half its 5 s later) and last 5 s more: 7.5 s of cuts plus an election.
+pub const DEEP_LEASE_SLACK: Duration = Duration::from_secs(9);
 
 /// Knobs of a multi-member run.
 #[derive(Clone, Debug)]
@@ -63,6 +68,9 @@ pub struct MultiConfig {
     /// Simulated seconds of faults and traffic before healing.
     pub run_secs: u64,
     pub faults: bool,
+    /// The deeper nemesis: packet loss, duplicated raft messages and slow fsyncs join the fault
+    /// mix, and half the steps inject a second fault that overlaps the first.
+    pub deep: bool,
 }
 
 impl MultiConfig {
@@ -78,6 +86,24 @@ impl MultiConfig {
             },
             run_secs: 60,
             faults: true,
+            deep: false,
+        }
+    }
+
+    /// A run under the deeper nemesis (see [`MultiConfig::deep`]).
+    pub fn deep(members: usize) -> Self {
+        MultiConfig {
+            deep: true,
+            ..MultiConfig::new(members)
+        }
+    }
+
+    /// How long a deposed leader may keep renewing leases in its own memory in this run.
+    pub fn lease_slack(&self) -> Duration {
+        if self.deep {
+            DEEP_LEASE_SLACK
+        } else {
+            LEASE_SLACK
         }
     }
 }
@@ -156,7 +182,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let ops_node = node_at("nemesis", [10, 0, 2, 2]);
     while madsim::time::Instant::now() < stop_at {
         if cfg.faults {
-            nemesis_step(&cluster, &ops_node, &mut report, base_latency_ms).await;
+            nemesis_step(&cluster, &ops_node, &mut report, base_latency_ms, cfg.deep).await;
         } else {
             madsim::time::sleep(Duration::from_millis(500)).await;
         }
@@ -171,6 +197,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let _ = leases.await;
     cluster.heal();
     set_latency(base_latency_ms);
+    set_packet_loss(0.0);
+    oxetcd::raft::sim_faults::set_duplicate_pct(0);
+    for m in &cluster.members {
+        m.disk.set_sync_latency(Duration::ZERO);
+    }
     let checker = node_at("checker", [10, 0, 2, 1]);
     let healed = madsim::time::Instant::now();
     let live = checker
@@ -198,15 +229,78 @@ pub async fn run(cfg: MultiConfig) -> Report {
             .violations
             .push("final reads: could not read every key after healing".into());
     }
-    let hashes = checker
-        .spawn(converge(endpoints.clone()))
-        .await
-        .ok()
-        .flatten();
+    // A joiner still in the cluster must converge too (a learner included), and every member
+    // must report the same membership.
+    // A learner refuses HashKV and MemberList (etcd's learner rules): it must instead reach
+    // the converged revision, by its Status.
+    let mut converging = endpoints.clone();
+    let mut learner_ep = None;
+    // A joiner added by the last steps may still be discovering its peers or catching up.
+    cluster.wait_joiner_started(START_WAIT).await;
+    if let Some((id, learner, ep, state)) = cluster.joiner_info() {
+        if state == StartState::Serving {
+            if learner {
+                learner_ep = Some(ep);
+            } else {
+                converging.push(ep);
+            }
+        } else {
+            report.violations.push(format!(
+                "membership: joiner {id:x} (learner {learner}) is not serving: {state:?}"
+            ));
+        }
+    }
+    if cfg.deep {
+        let agreed = checker
+            .spawn(membership_agrees(converging.clone()))
+            .await
+            .ok()
+            .flatten();
+        match (agreed, cluster.joiner_info()) {
+            (None, _) => report.violations.push(format!(
+                "membership: members did not agree on one member list within {CONVERGE_LIMIT:?}"
+            )),
+            (Some(list), joiner) => {
+                let founders = list
+                    .iter()
+                    .filter(|m| !m.2.iter().any(|u| is_joiner_peer(u)))
+                    .count();
+                let expect_joiner = joiner.map(|(id, learner, _, _)| (id, learner));
+                let joined: Vec<(u64, bool)> = list
+                    .iter()
+                    .filter(|m| m.2.iter().any(|u| is_joiner_peer(u)))
+                    .map(|m| (m.0, m.1))
+                    .collect();
+                let stray = joined.iter().filter(|j| Some(**j) != expect_joiner).count();
+                if founders != cfg.members
+                    || expect_joiner.is_some_and(|j| !joined.contains(&j))
+                    || stray > 0
+                {
+                    report.violations.push(format!(
+                        "membership: the agreed list {list:?} is not the {} founders plus the joiner {expect_joiner:?}",
+                        cfg.members
+                    ));
+                }
+            }
+        }
+    }
+    let hashes = checker.spawn(converge(converging)).await.ok().flatten();
     match hashes {
         Some(h) => {
             if let Err(v) = invariants::check_converged(&h) {
                 report.violations.push(format!("convergence: {v}"));
+            }
+            let revision = h.iter().map(|m| m.revision).max().unwrap_or(0);
+            if let Some(ep) = learner_ep {
+                let reached = checker
+                    .spawn(learner_catches_up(ep.clone(), revision))
+                    .await
+                    .unwrap_or(false);
+                if !reached {
+                    report.violations.push(format!(
+                        "convergence: the learner at {ep} did not reach revision {revision} within {CONVERGE_LIMIT:?}"
+                    ));
+                }
             }
         }
         None => report.violations.push(format!(
@@ -223,7 +317,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
     let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.leases = lives.len();
     report.leases_expired = lives.iter().filter(|l| l.gone_ns.is_some()).count();
-    if let Err(v) = leasecheck::check(&lives, LEASE_SLACK.as_nanos() as u64) {
+    if let Err(v) = leasecheck::check(&lives, cfg.lease_slack().as_nanos() as u64) {
         report.violations.push(format!("lease: {v}"));
     }
     finish(&cluster, &rec, last, started, &mut report);
@@ -232,6 +326,10 @@ pub async fn run(cfg: MultiConfig) -> Report {
 
 fn report_ms(cluster: &SimCluster) -> u64 {
     u64::try_from(cluster.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn set_packet_loss(rate: f64) {
+    madsim::net::NetSim::current().update_config(|c| c.packet_loss_rate = rate);
 }
 
 fn set_latency(ms: u64) {
@@ -294,7 +392,80 @@ enum Fault {
     Latency,
     Compact,
     MoveLeader,
+    /// Deep nemesis only: a share of packets lost (TCP retransmits after a backoff; new
+    /// connections are refused).
+    PacketLoss,
+    /// Deep nemesis only: a share of raft requests sent twice, the copy late.
+    Duplicate,
+    /// Deep nemesis only: one member's fsyncs take 20–500 ms longer.
+    SlowDisk,
+    /// Deep nemesis only: the next membership change of the cycle add learner -> promote ->
+    /// remove, while other faults run.
+    Membership,
     Nothing,
+}
+
+/// Draws a fault of the deeper nemesis: the base mix scaled to 62 %, packet loss 12 %,
+/// duplicated raft messages 8 %, slow disk 8 %, a membership change 10 %.
+fn draw_deep_fault(rng: &mut impl Rng) -> Fault {
+    match rng.gen_range(0..100u32) {
+        0..=61 => draw_fault(rng),
+        62..=73 => Fault::PacketLoss,
+        74..=81 => Fault::Duplicate,
+        82..=89 => Fault::SlowDisk,
+        _ => Fault::Membership,
+    }
+}
+
+/// One fault with everything drawn for it.
+#[derive(Clone, Debug)]
+struct Plan {
+    fault: Fault,
+    /// How long after the step starts the fault is injected (the second fault of a step
+    /// starts while the first still holds).
+    delay_ms: u64,
+    hold_ms: u64,
+    pause_ms: u64,
+    victim: usize,
+    other: usize,
+    minority: Vec<usize>,
+    down_ms: u64,
+    /// Packet loss rate, duplicated share (percent) or fsync latency (ms), by fault.
+    amount: u64,
+    /// A crash, kill or pause hits the member leading when it starts (not `victim`).
+    at_leader: bool,
+}
+
+/// What injecting one fault did.
+#[derive(Default)]
+struct Tally {
+    partitions: u32,
+    crashes: u32,
+    kills: u32,
+    pauses: u32,
+    compactions: u32,
+    moves_asked: u32,
+    moves_done: u32,
+    lossy: u32,
+    slow_disks: u32,
+    member_changes: u32,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn add_to(self, report: &mut Report) {
+        report.partitions += self.partitions;
+        report.crashes += self.crashes;
+        report.kills += self.kills;
+        report.pauses += self.pauses;
+        report.compactions += self.compactions;
+        report.moves_asked += self.moves_asked;
+        report.moves_done += self.moves_done;
+        report.lossy += self.lossy;
+        report.slow_disks += self.slow_disks;
+        report.member_changes += self.member_changes;
+        report.violations.extend(self.violations);
+    }
 }
 
 fn draw_fault(rng: &mut impl Rng) -> Fault {
@@ -324,45 +495,146 @@ fn draw_members(rng: &mut impl Rng, n: usize, k: usize) -> Vec<usize> {
     all
 }
 
+fn draw_plan(rng: &mut impl Rng, n: usize, election_ms: u64, deep: bool) -> Plan {
+    let victim = rng.gen_range(0..n);
+    let other = (victim + rng.gen_range(1..n)) % n;
+    let minority_len = rng.gen_range(1..=(n - 1) / 2);
+    let fault = if deep {
+        draw_deep_fault(rng)
+    } else {
+        draw_fault(rng)
+    };
+    let amount = match fault {
+        Fault::PacketLoss => rng.gen_range(5..=30),
+        Fault::Duplicate => rng.gen_range(10..=50),
+        Fault::SlowDisk => rng.gen_range(20..=500),
+        _ => 0,
+    };
+    Plan {
+        fault,
+        delay_ms: 0,
+        hold_ms: rng.gen_range(1000..5000u64),
+        pause_ms: rng.gen_range(election_ms..=3 * election_ms),
+        victim,
+        other,
+        minority: draw_members(rng, n, minority_len),
+        down_ms: rng.gen_range(0..3000u64),
+        amount,
+        at_leader: false,
+    }
+}
+
 async fn nemesis_step(
     cluster: &SimCluster,
     ops_node: &madsim::runtime::NodeHandle,
     report: &mut Report,
     base_latency_ms: u64,
+    deep: bool,
 ) {
     let n = cluster.members.len();
     let election_ms = cluster.config.election_timeout_ms;
-    let (wait_ms, fault, hold_ms, pause_ms, victim, other, minority, down_ms) = {
+    let (wait_ms, first, second) = {
         let mut rng = madsim::rand::thread_rng();
-        let victim = rng.gen_range(0..n);
-        let other = (victim + rng.gen_range(1..n)) % n;
-        let minority_len = rng.gen_range(1..=(n - 1) / 2);
-        (
-            rng.gen_range(500..3000u64),
-            draw_fault(&mut rng),
-            rng.gen_range(1000..5000u64),
-            rng.gen_range(election_ms..=3 * election_ms),
-            victim,
-            other,
-            draw_members(&mut rng, n, minority_len),
-            rng.gen_range(0..3000u64),
-        )
+        let wait_ms = rng.gen_range(500..3000u64);
+        let first = draw_plan(&mut rng, n, election_ms, deep);
+        // Half the deep steps overlap a second fault, on another victim, starting while the
+        // first still holds.
+        let second = if deep && rng.gen_bool(0.5) {
+            let mut p = draw_plan(&mut rng, n, election_ms, deep);
+            let process = |f: Fault| matches!(f, Fault::Crash | Fault::Kill | Fault::Pause);
+            if !process(first.fault) && process(p.fault) {
+                // e.g. a slow disk or lossy network, and then the leader killed.
+                p.at_leader = rng.gen_bool(0.5);
+            }
+            if process(first.fault) && process(p.fault) && p.victim == first.victim {
+                p.victim = (p.victim + rng.gen_range(1..n)) % n;
+                if p.other == p.victim {
+                    p.other = (p.victim + 1) % n;
+                }
+            }
+            p.delay_ms = rng.gen_range(0..=first.hold_ms / 2);
+            if matches!(
+                (first.fault, p.fault),
+                (Fault::Membership, Fault::Membership)
+            ) {
+                p.fault = Fault::Nothing;
+            }
+            Some(p)
+        } else {
+            None
+        };
+        (wait_ms, first, second)
     };
     madsim::time::sleep(Duration::from_millis(wait_ms)).await;
-    tracing::info!(?fault, victim, "nemesis");
     let at_ms = report_ms(cluster);
-    report.fault_log.push(format!(
-        "{at_ms} ms: {fault:?} victim m{} other m{} minority {minority:?} hold {hold_ms} ms pause {pause_ms} ms down {down_ms} ms leader {:?}",
-        victim + 1,
-        other + 1,
-        cluster.leader().map(|l| l + 1)
-    ));
+    let leader = cluster.leader().map(|l| l + 1);
+    for p in std::iter::once(&first).chain(second.as_ref()) {
+        tracing::info!(fault = ?p.fault, victim = p.victim, "nemesis");
+        report.fault_log.push(format!(
+            "{} ms: {:?} victim m{}{} other m{} minority {:?} hold {} ms pause {} ms down {} ms amount {} leader {leader:?}",
+            at_ms + p.delay_ms,
+            p.fault,
+            p.victim + 1,
+            if p.at_leader { " (or the leader)" } else { "" },
+            p.other + 1,
+            p.minority,
+            p.hold_ms,
+            p.pause_ms,
+            p.down_ms,
+            p.amount,
+        ));
+    }
+    match second {
+        None => inject(cluster, ops_node, first, base_latency_ms)
+            .await
+            .add_to(report),
+        Some(second) => {
+            report.overlaps += 1;
+            let (a, b) = tokio::join!(
+                inject(cluster, ops_node, first, base_latency_ms),
+                inject(cluster, ops_node, second, base_latency_ms)
+            );
+            a.add_to(report);
+            b.add_to(report);
+        }
+    }
+}
+
+/// Injects one fault, holds it, and lifts it.
+async fn inject(
+    cluster: &SimCluster,
+    ops_node: &madsim::runtime::NodeHandle,
+    plan: Plan,
+    base_latency_ms: u64,
+) -> Tally {
+    let mut t = Tally::default();
+    if plan.delay_ms > 0 {
+        madsim::time::sleep(Duration::from_millis(plan.delay_ms)).await;
+    }
+    let n = cluster.members.len();
+    let Plan {
+        fault,
+        hold_ms,
+        pause_ms,
+        victim,
+        other,
+        minority,
+        down_ms,
+        amount,
+        at_leader,
+        ..
+    } = plan;
+    let victim = if at_leader {
+        cluster.leader().unwrap_or(victim)
+    } else {
+        victim
+    };
     let hold = Duration::from_millis(hold_ms);
     match fault {
         Fault::IsolateLeader => {
             let leader = cluster.leader().unwrap_or(victim);
             cluster.partition(&[leader]);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
@@ -374,29 +646,29 @@ async fn nemesis_step(
                 _ => minority,
             };
             cluster.partition(&side);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
         Fault::OneWay => {
             cluster.clog_one_way(victim, other);
-            report.partitions += 1;
+            t.partitions += 1;
             madsim::time::sleep(hold).await;
             cluster.heal();
         }
         Fault::Crash | Fault::Kill => {
             if matches!(fault, Fault::Crash) {
                 cluster.crash(victim);
-                report.crashes += 1;
+                t.crashes += 1;
             } else {
                 cluster.kill(victim);
-                report.kills += 1;
+                t.kills += 1;
             }
             madsim::time::sleep(Duration::from_millis(down_ms)).await;
             cluster.restart(victim);
             match cluster.wait_started(victim, START_WAIT).await {
                 StartState::Serving => {}
-                other => report.violations.push(format!(
+                other => t.violations.push(format!(
                     "m{} did not come back after {fault:?}: {other:?}",
                     victim + 1
                 )),
@@ -404,7 +676,7 @@ async fn nemesis_step(
         }
         Fault::Pause => {
             cluster.pause(victim);
-            report.pauses += 1;
+            t.pauses += 1;
             madsim::time::sleep(Duration::from_millis(pause_ms)).await;
             cluster.resume(victim);
         }
@@ -417,7 +689,7 @@ async fn nemesis_step(
             let endpoint = cluster.endpoint(victim);
             let done = ops_node.spawn(compact_behind(endpoint)).await;
             if matches!(done, Ok(true)) {
-                report.compactions += 1;
+                t.compactions += 1;
             }
         }
         Fault::MoveLeader => {
@@ -425,14 +697,176 @@ async fn nemesis_step(
             let from = cluster.leader().unwrap_or(victim);
             let to = if other == from { (from + 1) % n } else { other };
             let (leader_ep, target_ep) = (cluster.endpoint(from), cluster.endpoint(to));
-            report.moves_asked += 1;
+            t.moves_asked += 1;
             let done = ops_node.spawn(move_leader(leader_ep, target_ep)).await;
             if matches!(done, Ok(true)) {
-                report.moves_done += 1;
+                t.moves_done += 1;
+            }
+        }
+        Fault::PacketLoss => {
+            set_packet_loss(amount as f64 / 100.0);
+            t.lossy += 1;
+            madsim::time::sleep(hold).await;
+            set_packet_loss(0.0);
+        }
+        Fault::Duplicate => {
+            oxetcd::raft::sim_faults::set_duplicate_pct(u32::try_from(amount).unwrap_or(100));
+            t.lossy += 1;
+            madsim::time::sleep(hold).await;
+            oxetcd::raft::sim_faults::set_duplicate_pct(0);
+        }
+        Fault::SlowDisk => {
+            let disk = &cluster.members[victim].disk;
+            disk.set_sync_latency(Duration::from_millis(amount));
+            t.slow_disks += 1;
+            madsim::time::sleep(hold).await;
+            disk.set_sync_latency(Duration::ZERO);
+        }
+        Fault::Membership => {
+            let via = cluster.endpoint(victim);
+            match cluster.joiner_info() {
+                None => {
+                    let peer = format!("http://{}:{}", cluster.next_joiner_ip(), PEER_PORT);
+                    let id = ops_node
+                        .spawn(add_learner(via.clone(), peer))
+                        .await
+                        .ok()
+                        .flatten();
+                    if let Some(id) = id {
+                        cluster.start_joiner(id, true);
+                        t.member_changes += 1;
+                    }
+                }
+                Some((id, true, _, _)) => {
+                    if matches!(ops_node.spawn(promote(via, id)).await, Ok(true)) {
+                        cluster.joiner_promoted();
+                        t.member_changes += 1;
+                    }
+                }
+                Some((id, false, _, _)) => {
+                    if matches!(ops_node.spawn(remove(via, id)).await, Ok(true)) {
+                        cluster.drop_joiner();
+                        t.member_changes += 1;
+                    }
+                }
             }
         }
         Fault::Nothing => {}
     }
+    t
+}
+
+fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Channel>> {
+    let channel = Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect_lazy();
+    Some(ClusterClient::new(channel))
+}
+
+/// The member list as `endpoint` answers it (linearizable), within 2 s.
+async fn member_list(endpoint: &str) -> Option<Vec<(u64, bool, Vec<String>)>> {
+    let mut c = cluster_client(endpoint)?;
+    let call = c.member_list(MemberListRequest { linearizable: true });
+    let resp = madsim::time::timeout(Duration::from_secs(2), call)
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    let mut members: Vec<(u64, bool, Vec<String>)> = resp
+        .members
+        .into_iter()
+        .map(|m| (m.id, m.is_learner, m.peer_ur_ls))
+        .collect();
+    members.sort();
+    Some(members)
+}
+
+/// Adds a learner at `peer`; its member ID (from the answer, or, when the answer was lost,
+/// from the member list: the add may have happened), or `None` when it is not a member.
+async fn add_learner(endpoint: String, peer: String) -> Option<u64> {
+    let mut c = cluster_client(&endpoint)?;
+    let call = c.member_add(MemberAddRequest {
+        peer_ur_ls: vec![peer.clone()],
+        is_learner: true,
+    });
+    if let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        if let Some(m) = resp.into_inner().member {
+            return Some(m.id);
+        }
+    }
+    for _ in 0..5 {
+        if let Some(list) = member_list(&endpoint).await {
+            return list.into_iter().find(|m| m.2.contains(&peer)).map(|m| m.0);
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    None
+}
+
+/// Whether member `id` is a voter now (the promote answered OK, or the list says so).
+async fn promote(endpoint: String, id: u64) -> bool {
+    let Some(mut c) = cluster_client(&endpoint) else {
+        return false;
+    };
+    let call = c.member_promote(MemberPromoteRequest { id });
+    if let Ok(Ok(_)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        return true;
+    }
+    member_list(&endpoint)
+        .await
+        .is_some_and(|l| l.iter().any(|m| m.0 == id && !m.1))
+}
+
+/// Whether member `id` is gone now (the remove answered OK, or the list no longer has it).
+async fn remove(endpoint: String, id: u64) -> bool {
+    let Some(mut c) = cluster_client(&endpoint) else {
+        return false;
+    };
+    let call = c.member_remove(MemberRemoveRequest { id });
+    if let Ok(Ok(_)) = madsim::time::timeout(Duration::from_secs(5), call).await {
+        return true;
+    }
+    member_list(&endpoint)
+        .await
+        .is_some_and(|l| l.iter().all(|m| m.0 != id))
+}
+
+/// Polls a learner's `Maintenance.Status` until its revision reaches `revision`.
+async fn learner_catches_up(endpoint: String, revision: i64) -> bool {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < CONVERGE_LIMIT {
+        if let Ok(ep) = Endpoint::from_shared(endpoint.clone()) {
+            let mut m = MaintenanceClient::new(ep.connect_lazy());
+            let call = m.status(StatusRequest {});
+            if let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(1), call).await {
+                let got = resp.into_inner().header.map_or(0, |h| h.revision);
+                if got >= revision {
+                    return true;
+                }
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Polls every endpoint's member list until all answer the same one; `None` after
+/// [`CONVERGE_LIMIT`].
+async fn membership_agrees(endpoints: Vec<String>) -> Option<Vec<(u64, bool, Vec<String>)>> {
+    let start = madsim::time::Instant::now();
+    while start.elapsed() < CONVERGE_LIMIT {
+        let mut lists = Vec::new();
+        for ep in &endpoints {
+            if let Some(l) = member_list(ep).await {
+                lists.push(l);
+            }
+        }
+        if lists.len() == endpoints.len() && lists.windows(2).all(|w| w[0] == w[1]) {
+            return lists.pop();
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
 }
 
 /// Asks the member at `leader` to hand leadership to the member at `target` (its ID read from

@@ -66,6 +66,13 @@ pub struct Report {
     /// Leadership transfers asked for / completed (MoveLeader answered OK).
     pub moves_asked: u32,
     pub moves_done: u32,
+    /// Deep nemesis: packet-loss and raft-duplication windows, slow-disk windows, and steps
+    /// that overlapped two faults.
+    pub lossy: u32,
+    pub slow_disks: u32,
+    pub overlaps: u32,
+    /// Membership changes that took effect (learner added, promoted, removed).
+    pub member_changes: u32,
     pub serial_reads: usize,
     pub liveness_ms: u64,
     pub watch_events: usize,
@@ -127,7 +134,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -143,6 +150,10 @@ impl fmt::Display for Report {
             self.compactions,
             self.moves_done,
             self.moves_asked,
+            self.lossy,
+            self.slow_disks,
+            self.overlaps,
+            self.member_changes,
             self.sync_errors,
             self.rot_detected,
             self.liveness_ms,

@@ -114,3 +114,33 @@ fn catches_lease_expiry_from_follower_clock() {
         report.violations.join("; ")
     );
 }
+
+/// A 3-member run under the deeper nemesis (packet loss, duplicated raft requests, slow
+/// fsyncs, overlapping faults), 20 simulated seconds per seed.
+fn hunt_deep(planted: Canary) -> (u64, Report) {
+    let cfg = MultiConfig {
+        run_secs: 20,
+        ..MultiConfig::deep(3)
+    };
+    hunt_with(planted, move || multi::run(cfg.clone()))
+}
+
+#[test]
+fn catches_watch_resumed_late() {
+    let (seeds, report) = hunt_deep(Canary::WatchResumedLate);
+    println!(
+        "canary WatchResumedLate caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}
+
+#[test]
+fn catches_resent_forwarded_proposal() {
+    let (seeds, report) = hunt_deep(Canary::ResendForwardedProposal);
+    println!(
+        "canary ResendForwardedProposal caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}

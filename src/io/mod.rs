@@ -94,6 +94,12 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Whether a file or directory exists at `path`.
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Extra time an fdatasync takes on this disk right now, for disks that cannot block for
+    /// real (the simulator's, where a writer must wait in virtual time instead). Real disks
+    /// block inside `sync_data` and report zero.
+    fn sync_latency(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// An open file. All offsets are absolute; there is no cursor.

@@ -25,6 +25,9 @@
 //!     caller that retries fsync and then trusts the data is caught by this.
 //!   - `set_enospc(true)`: every write, growing `set_len`/`allocate` and file creation fails with
 //!     `ENOSPC` until cleared.
+//!   - `set_sync_latency(d)`: every fsync takes `d` longer (a slow or overloaded device). The
+//!     disk cannot block in virtual time itself; it reports `d` through `Disk::sync_latency`
+//!     and the WAL writer waits that long (in simulated time) before each batch.
 //!   - `flip_bit_on_read(path, offset, bit)`: reads of that byte return it with one bit flipped
 //!     (the stored data is intact); `corrupt_durable` flips a stored bit (media damage).
 //!
@@ -73,6 +76,7 @@ struct SimState {
     dirs: BTreeSet<PathBuf>,
     fail_syncs: u32,
     enospc: bool,
+    sync_latency: std::time::Duration,
     read_flips: BTreeMap<(u64, u64), u8>,
 }
 
@@ -142,6 +146,7 @@ impl SimDisk {
                 dirs,
                 fail_syncs: 0,
                 enospc: false,
+                sync_latency: std::time::Duration::ZERO,
                 read_flips: BTreeMap::new(),
             })),
         }
@@ -160,6 +165,11 @@ impl SimDisk {
     /// The next `count` fsyncs (file or directory) fail with `EIO`.
     pub fn fail_next_syncs(&self, count: u32) {
         lock(&self.state).fail_syncs = count;
+    }
+
+    /// Every fsync from now on takes `latency` longer (zero: a healthy disk again).
+    pub fn set_sync_latency(&self, latency: std::time::Duration) {
+        lock(&self.state).sync_latency = latency;
     }
 
     /// Turns "disk full" on or off.
@@ -411,6 +421,10 @@ impl Disk for SimDisk {
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let state = lock(&self.state);
         Ok(state.names.contains_key(path) || state.dirs.contains(path))
+    }
+
+    fn sync_latency(&self) -> std::time::Duration {
+        lock(&self.state).sync_latency
     }
 }
 

@@ -234,3 +234,26 @@ fn open_rules_match_the_real_disk() {
     );
     assert!(disk.exists(&dir.join("sub")).unwrap());
 }
+
+#[test]
+fn sync_latency_is_reported_until_cleared_and_changes_nothing_else() {
+    let (disk, dir) = setup(9);
+    let as_disk: &dyn Disk = &disk;
+    assert_eq!(as_disk.sync_latency(), std::time::Duration::ZERO);
+    disk.set_sync_latency(std::time::Duration::from_millis(250));
+    assert_eq!(
+        as_disk.sync_latency(),
+        std::time::Duration::from_millis(250)
+    );
+    // A slow disk still makes synced data durable and drops what was not synced.
+    let path = dir.join("f");
+    let file = disk.open(&path, OpenOptions::create_new()).unwrap();
+    disk.sync_dir(&dir).unwrap();
+    file.write_at(b"kept", 0).unwrap();
+    file.sync_data().unwrap();
+    file.write_at(b"lost", 4).unwrap();
+    disk.crash_drop_unsynced();
+    assert_eq!(read(&disk, &path), b"kept");
+    disk.set_sync_latency(std::time::Duration::ZERO);
+    assert_eq!(as_disk.sync_latency(), std::time::Duration::ZERO);
+}

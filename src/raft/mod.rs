@@ -28,6 +28,8 @@ pub mod node;
 pub mod peer;
 pub mod runtime;
 pub mod seed;
+#[cfg(madsim)]
+pub mod sim_faults;
 pub mod slow_apply;
 pub mod state_machine;
 

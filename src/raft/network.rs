@@ -455,9 +455,15 @@ impl PeerNetwork {
                 }
             }
         };
-        let reply = with_deadline_resending_unsent(timeout, call)
-            .await
-            .map_err(ForwardError::Peer)?;
+        let planted = matches!(rpc, Forward::Propose)
+            && crate::canary::active(crate::canary::Canary::ResendForwardedProposal);
+        let reply = if planted {
+            // Planted bug (test-only `canary` feature): resends what may have been received.
+            with_deadline_resending_any(timeout, call).await
+        } else {
+            with_deadline_resending_unsent(timeout, call).await
+        }
+        .map_err(ForwardError::Peer)?;
         let answer: Answer<T> = decode(&reply.data).map_err(ForwardError::Peer)?;
         answer.map_err(ForwardError::Leader)
     }
@@ -519,6 +525,26 @@ where
                 )))
             }
             Ok(Ok(resp)) => return Ok(resp.into_inner()),
+        }
+    }
+}
+
+/// The planted bug of [`crate::canary::Canary::ResendForwardedProposal`]: a call without an
+/// answer within `RESEND_FORWARD_AFTER` (or that failed) is sent again while the deadline allows.
+async fn with_deadline_resending_any<T, F, Fut>(timeout: Duration, call: F) -> Result<T, PeerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(PeerError::Timeout(timeout));
+        }
+        let attempt = left.min(crate::canary::RESEND_FORWARD_AFTER);
+        if let Ok(Ok(resp)) = tokio::time::timeout(attempt, call()).await {
+            return Ok(resp.into_inner());
         }
     }
 }
@@ -631,6 +657,19 @@ impl PeerClient {
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
         let sent_bytes = data.len() as u64;
+        #[cfg(madsim)]
+        if let Some(delay) = super::sim_faults::draw_duplicate() {
+            let mut copy = client.clone();
+            let blob = stamp(&self.identity, RaftBlob { data: data.clone() });
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = match rpc {
+                    Rpc::Append | Rpc::Heartbeat => copy.append_entries(blob).await,
+                    Rpc::Vote => copy.vote(blob).await,
+                    Rpc::Snapshot => copy.install_snapshot(blob).await,
+                };
+            });
+        }
         let blob = stamp(&self.identity, RaftBlob { data });
         let fut = async {
             match rpc {

@@ -3,7 +3,9 @@
 //! `GroupCommit` owns the `Wal`. In a normal build a dedicated thread takes every queued
 //! operation, writes them all, runs ONE `sync`, and only then calls each operation's callback,
 //! in submission order. Under `cfg(madsim)` there are no threads: `submit` writes, syncs and
-//! calls back inline, which keeps simulation deterministic.
+//! calls back inline, which keeps simulation deterministic; when the simulated disk reports an
+//! fsync latency (`Disk::sync_latency`), `submit` first waits that long in virtual time, in
+//! turn (an async gate keeps submission order), as a writer stuck on a slow fsync would.
 //!
 //! The queue in front of the writer is bounded by a byte budget (`WAL_QUEUE_BYTES_MAX` by
 //! default): `submit` waits for room while queued and unfinished operations hold it all, so a
@@ -267,6 +269,8 @@ fn writer_loop(mut wal: Wal, rx: std::sync::mpsc::Receiver<Job>) -> Wal {
 #[cfg(madsim)]
 struct Inner {
     wal: Mutex<Option<Wal>>,
+    /// Held across the simulated fsync latency so operations still complete in order.
+    turn: tokio::sync::Mutex<()>,
 }
 
 #[cfg(madsim)]
@@ -275,11 +279,22 @@ impl Inner {
     fn start(wal: Wal, _queue_bytes_max: usize) -> Inner {
         Inner {
             wal: Mutex::new(Some(wal)),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
     async fn submit(&self, op: WalOp, done: Done) {
         let job = Job { op, done };
+        let _turn = self.turn.lock().await;
+        let latency = {
+            let guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+            guard
+                .as_ref()
+                .map_or(std::time::Duration::ZERO, Wal::sync_latency)
+        };
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let mut guard = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         let Some(wal) = guard.as_mut() else {
             drop(guard);

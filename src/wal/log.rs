@@ -202,6 +202,12 @@ impl Wal {
         Ok(())
     }
 
+    /// How much longer than usual an fdatasync takes on this log's disk (see
+    /// `Disk::sync_latency`; zero on a real disk).
+    pub fn sync_latency(&self) -> std::time::Duration {
+        self.disk.sync_latency()
+    }
+
     /// fdatasync of the active segment, timed into `etcd_disk_wal_fsync_duration_seconds`.
     fn timed_sync(&self) -> std::io::Result<()> {
         let started = std::time::Instant::now();

@@ -369,6 +369,11 @@ impl Hub {
         };
         let start = if req.start_revision == 0 {
             current + 1
+        } else if crate::canary::active(crate::canary::Canary::WatchResumedLate)
+            && req.start_revision <= current
+        {
+            // Planted bug (test-only `canary` feature): a resume into history skips a revision.
+            req.start_revision + 1
         } else {
             req.start_revision
         };
