@@ -69,7 +69,10 @@ fn events_text(out: &mut String, resp: &WatchResponse) {
     }
 }
 
-fn kv_list(kvs: &[etcd_client::KeyValue]) -> Vec<(Vec<u8>, Vec<u8>, i64, i64, i64)> {
+/// Key, value, create revision, mod revision, version.
+type KvFields = (Vec<u8>, Vec<u8>, i64, i64, i64);
+
+fn kv_list(kvs: &[etcd_client::KeyValue]) -> Vec<KvFields> {
     kvs.iter()
         .map(|kv| {
             (
