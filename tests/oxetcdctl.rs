@@ -520,6 +520,68 @@ fn watch_prints_what_etcdctl_prints() {
     }
 }
 
+/// `watch -i`: watches and progress requests read from stdin on one stream, bad lines, a
+/// command per event, the end of input; etcdctl 3.5 and oxetcdctl on oxetcd and on etcd.
+#[test]
+fn interactive_watch_answers_as_etcdctl_does() {
+    let Some(tools) = require_etcd_tools("interactive_watch_answers_as_etcdctl_does") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let put = |endpoint: &str, k: &str, v: &str| {
+        let args: Vec<OsString> = ["put", k, v].iter().map(OsString::from).collect();
+        assert_eq!(oxetcdctl(endpoint, &args, b"").code, 0);
+    };
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let mut transcripts = Vec::new();
+        for binary in [tools.etcdctl35.as_path(), ours] {
+            let server = Server::start(kind).expect("server starts");
+            put(&server.endpoint, "k1", "v1");
+            let mut w = Background::start_reading(binary, &server.endpoint, &["watch", "-i"]);
+            let mut t = Vec::new();
+            w.say("watch k --prefix --rev 2 --prev-kv");
+            t.extend(w.read(3));
+            w.say("");
+            w.say("bogus");
+            w.say("watch k1 k2 --prefix");
+            w.say(r#"watch k2 -- sh -c "echo hook $ETCD_WATCH_KEY $ETCD_WATCH_REVISION""#);
+            // The second watch is open once a write to its key reaches both.
+            put(&server.endpoint, "k2", "v2");
+            // Two watches answer in either order: compare the lines as a set.
+            let mut both = w.read(7);
+            both.sort();
+            t.extend(both);
+            w.say("progress");
+            t.extend(w.read(2));
+            w.hang_up();
+            let (code, rest, err) = w.finish();
+            t.push(format!("exit {code}, rest {rest:?}\n{err}"));
+            transcripts.push(t.join("\n"));
+        }
+        assert_eq!(
+            transcripts[0],
+            transcripts[1],
+            "etcdctl 3.5 vs oxetcdctl on {}",
+            kind.label()
+        );
+        for expected in [
+            "hook \"k2\" 3",
+            "progress notify: 3\nprogress notify: 3",
+            "Invalid command:  (watch and progress supported)",
+            "Invalid command bogus (only support watch)",
+            "mutually exclusive",
+            "exit 3",
+            "error reading watch request line: EOF",
+        ] {
+            assert!(
+                transcripts[0].contains(expected),
+                "{expected:?} missing in {}",
+                transcripts[0]
+            );
+        }
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create copy dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -722,6 +784,8 @@ struct Background {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     stderr: std::process::ChildStderr,
+    /// The command's stdin, when it reads one (`watch -i`).
+    stdin: Option<std::process::ChildStdin>,
 }
 
 impl Background {
@@ -731,6 +795,15 @@ impl Background {
 
     /// As [`Background::start`], with `ETCDCTL_API` set to `api`.
     fn start_api(binary: &Path, api: &str, endpoint: &str, args: &[&str]) -> Background {
+        Background::spawn(binary, api, endpoint, args, false)
+    }
+
+    /// As [`Background::start`], with a stdin to [`Background::say`] lines on.
+    fn start_reading(binary: &Path, endpoint: &str, args: &[&str]) -> Background {
+        Background::spawn(binary, "3", endpoint, args, true)
+    }
+
+    fn spawn(binary: &Path, api: &str, endpoint: &str, args: &[&str], stdin: bool) -> Background {
         use std::io::{BufRead as _, BufReader};
         let mut child = Command::new(binary)
             .env_clear()
@@ -738,11 +811,12 @@ impl Background {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .arg(format!("--endpoints={endpoint}"))
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the command starts");
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, lines) = std::sync::mpsc::channel();
@@ -758,7 +832,21 @@ impl Background {
             child,
             lines,
             stderr,
+            stdin,
         }
+    }
+
+    /// Writes `line` and a newline on the command's stdin.
+    fn say(&mut self, line: &str) {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().expect("started with a stdin");
+        writeln!(stdin, "{line}").expect("the command reads its stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes the command's stdin (end of input).
+    fn hang_up(&mut self) {
+        self.stdin = None;
     }
 
     /// The next `n` lines of stdout (panics after 30 s without them).
