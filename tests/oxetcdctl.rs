@@ -544,8 +544,8 @@ fn interactive_watch_answers_as_etcdctl_does() {
             w.say("");
             w.say("bogus");
             w.say("watch k1 k2 --prefix");
-            w.say(r#"watch k2 -- sh -c "echo hook $ETCD_WATCH_KEY $ETCD_WATCH_REVISION""#);
-            // The second watch is open once a write to its key reaches both.
+            w.say(r#"watch k2 --rev 3 -- sh -c "echo hook $ETCD_WATCH_KEY $ETCD_WATCH_REVISION""#);
+            // Revision 3: both watches see it, however late the second one was created.
             put(&server.endpoint, "k2", "v2");
             // Two watches answer in either order: compare the lines as a set.
             let mut both = w.read(7);
@@ -1222,14 +1222,17 @@ fn keepalive_pings_detect_a_silent_member() {
             "--keepalive-timeout=1s",
             "watch",
             "k",
+            "--rev",
+            "2",
         ],
     );
     let mut patient = Background::start(
         ours,
         &server.endpoint,
-        &["--keepalive-time=1h", "watch", "k"],
+        &["--keepalive-time=1h", "watch", "k", "--rev", "2"],
     );
-    // Both watches are registered once a put reaches both.
+    // The put below is revision 2: each watch sees it whether it was created before or after
+    // it (a live watch could miss it otherwise); once both printed it, both are streaming.
     let put: Vec<OsString> = ["put", "k", "v1"].iter().map(|a| a.into()).collect();
     assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
     assert_eq!(pinging.read(3), ["PUT", "k", "v1"]);
