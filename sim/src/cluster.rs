@@ -93,6 +93,17 @@ pub struct SimCluster {
     pub joiner: Mutex<Option<Joiner>>,
     /// How many joiners were started (names `j1`, `j2`, ...; addresses `10.0.0.21`, ...).
     pub joins: Mutex<u32>,
+    /// The peer URL of a `MemberAdd` that got no answer and was not found in the member list
+    /// afterwards: it may still commit later (a learner nobody started yet).
+    pub unconfirmed_add: Mutex<Option<String>>,
+}
+
+/// A membership change on the joiner that was asked for and not confirmed either way (its
+/// answer was lost and the member list did not show it done): it may still commit later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unconfirmed {
+    Promote,
+    Remove,
 }
 
 /// A member added to the running cluster.
@@ -104,6 +115,8 @@ pub struct Joiner {
     /// The member ID the cluster gave it (`MemberAdd`'s answer or the member list).
     pub id: u64,
     pub learner: bool,
+    /// The last change asked for on it, when its outcome is unknown.
+    pub unconfirmed: Option<Unconfirmed>,
     pub disk: SimDisk,
     pub node: NodeHandle,
     pub state: Arc<Mutex<StartState>>,
@@ -200,6 +213,7 @@ impl SimCluster {
             origin,
             joiner: Mutex::new(None),
             joins: Mutex::new(0),
+            unconfirmed_add: Mutex::new(None),
         }
     }
 
@@ -253,10 +267,15 @@ impl SimCluster {
             index,
             id,
             learner,
+            unconfirmed: None,
             disk,
             node,
             state,
         });
+        *self
+            .unconfirmed_add
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Stops the joiner's process for good and forgets it (after its removal).
@@ -296,7 +315,37 @@ impl SimCluster {
             .as_mut()
         {
             j.learner = false;
+            j.unconfirmed = None;
         }
+    }
+
+    /// Records that `change` was asked for on the joiner and its outcome is unknown.
+    pub fn joiner_unconfirmed(&self, change: Unconfirmed) {
+        if let Some(j) = self
+            .joiner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            j.unconfirmed = Some(change);
+        }
+    }
+
+    /// The joiner's unconfirmed change, if any.
+    pub fn joiner_unconfirmed_change(&self) -> Option<Unconfirmed> {
+        self.joiner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|j| j.unconfirmed)
+    }
+
+    /// Records a `MemberAdd` of `peer_url` whose outcome is unknown.
+    pub fn add_unconfirmed(&self, peer_url: String) {
+        *self
+            .unconfirmed_add
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(peer_url);
     }
 
     /// The client endpoint of member `i`.

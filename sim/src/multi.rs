@@ -36,7 +36,9 @@ use oxetcd::proto::etcdserverpb::{
 };
 use tonic::transport::Endpoint;
 
-use crate::cluster::{is_joiner_peer, ClusterConfig, SimCluster, StartState, PEER_PORT};
+use crate::cluster::{
+    is_joiner_peer, ClusterConfig, SimCluster, StartState, Unconfirmed, PEER_PORT,
+};
 use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::{read_all, Report};
@@ -235,6 +237,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
     // the converged revision, by its Status.
     let mut converging = endpoints.clone();
     let mut learner_ep = None;
+    // A membership change whose answer was lost may have committed after the nemesis gave up
+    // on it; the liveness write above committed after it, so the member list is final now.
+    if cfg.deep {
+        reconcile_unconfirmed(&cluster, &checker, &endpoints).await;
+    }
     // A joiner added by the last steps may still be discovering its peers or catching up.
     cluster.wait_joiner_started(START_WAIT).await;
     if let Some((id, learner, ep, state)) = cluster.joiner_info() {
@@ -728,25 +735,31 @@ async fn inject(
                 None => {
                     let peer = format!("http://{}:{}", cluster.next_joiner_ip(), PEER_PORT);
                     let id = ops_node
-                        .spawn(add_learner(via.clone(), peer))
+                        .spawn(add_learner(via.clone(), peer.clone()))
                         .await
                         .ok()
                         .flatten();
                     if let Some(id) = id {
                         cluster.start_joiner(id, true);
                         t.member_changes += 1;
+                    } else {
+                        cluster.add_unconfirmed(peer);
                     }
                 }
                 Some((id, true, _, _)) => {
                     if matches!(ops_node.spawn(promote(via, id)).await, Ok(true)) {
                         cluster.joiner_promoted();
                         t.member_changes += 1;
+                    } else {
+                        cluster.joiner_unconfirmed(Unconfirmed::Promote);
                     }
                 }
                 Some((id, false, _, _)) => {
                     if matches!(ops_node.spawn(remove(via, id)).await, Ok(true)) {
                         cluster.drop_joiner();
                         t.member_changes += 1;
+                    } else {
+                        cluster.joiner_unconfirmed(Unconfirmed::Remove);
                     }
                 }
             }
@@ -829,6 +842,54 @@ async fn remove(endpoint: String, id: u64) -> bool {
     member_list(&endpoint)
         .await
         .is_some_and(|l| l.iter().all(|m| m.0 != id))
+}
+
+/// Brings the nemesis's record of the joiner in line with the founders' agreed member list
+/// where a change's outcome was unknown: a promote that did commit, a remove that did, or a
+/// `MemberAdd` that did (its learner is started now, as the nemesis would have). Outcomes the
+/// nemesis knows are left alone, so a list that contradicts them still fails the membership
+/// check that follows. Bug guarded against: a promote answered with a timeout and committed
+/// later was reported as a membership violation.
+async fn reconcile_unconfirmed(
+    cluster: &SimCluster,
+    checker: &madsim::runtime::NodeHandle,
+    founders: &[String],
+) {
+    let Some(list) = checker
+        .spawn(membership_agrees(founders.to_vec()))
+        .await
+        .ok()
+        .flatten()
+    else {
+        // The membership check reports a list the founders do not agree on.
+        return;
+    };
+    let joined: Vec<&(u64, bool, Vec<String>)> = list
+        .iter()
+        .filter(|m| m.2.iter().any(|u| is_joiner_peer(u)))
+        .collect();
+    match cluster.joiner_info() {
+        Some((id, _, _, _)) => {
+            let entry = joined.iter().find(|m| m.0 == id);
+            match (cluster.joiner_unconfirmed_change(), entry) {
+                (Some(Unconfirmed::Promote), Some(m)) if !m.1 => cluster.joiner_promoted(),
+                (Some(Unconfirmed::Remove), None) => cluster.drop_joiner(),
+                _ => {}
+            }
+        }
+        None => {
+            let peer = cluster
+                .unconfirmed_add
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(peer) = peer {
+                if let Some(m) = joined.iter().find(|m| m.2.contains(&peer)) {
+                    cluster.start_joiner(m.0, m.1);
+                }
+            }
+        }
+    }
 }
 
 /// Polls a learner's `Maintenance.Status` until its revision reaches `revision`.
