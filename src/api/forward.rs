@@ -5,7 +5,11 @@
 //!
 //! A follower's proposal is refused by its raft with "forward to leader" before anything is
 //! proposed, so a request is forwarded, never also proposed locally. A leader that no longer
-//! leads refuses before proposing; the follower then asks the new leader once, if it knows one.
+//! leads refuses before proposing, and a call that could not connect sent nothing; in these
+//! cases, and while no leader is known, the write waits for a leader (polling every
+//! `raft::node::LEADER_POLL`) and tries again, as etcd's proposals wait for an election
+//! instead of failing. When the deadline passes with nothing proposed, the answer is etcd's
+//! "request timed out".
 //!
 //! Invariant: a forwarded write's outcome is the leader's applied result or an error with
 //! etcd's text; a write that may have been applied is never answered with a connection-level
@@ -16,11 +20,8 @@
 use super::{Api, ApiError, ReqCtx};
 use crate::apply::{Command, Envelope, Outcome};
 use crate::raft::forward::ForwardError;
-use crate::raft::node::ProposeError;
-
-/// Leaders a follower asks for one write: the one it knows, and once more the new one when
-/// the first answered that it no longer leads.
-const FORWARD_ATTEMPTS_MAX: usize = 2;
+use crate::raft::network::PeerError;
+use crate::raft::node::{pause_for_leader, ProposeError};
 
 /// Proposes `cmd` here (with a fresh request header) when this member leads, or forwards it to
 /// the leader when a follower's proposal was refused because another member leads (nothing was
@@ -41,48 +42,44 @@ pub async fn propose_envelope_or_forward(
     envelope: Envelope,
 ) -> Result<Outcome, ApiError> {
     let deadline = ctx.deadline_within(api.node.request_timeout());
-    match api.node.propose(envelope.clone()).await {
-        Ok(applied) => {
-            return applied
-                .result
-                .clone()
-                .map_err(|e| api.unmapped_if_jwt(e.into()))
+    loop {
+        match api.node.propose(envelope.clone()).await {
+            Ok(applied) => {
+                return applied
+                    .result
+                    .clone()
+                    .map_err(|e| api.unmapped_if_jwt(e.into()))
+            }
+            Err(ProposeError::NoLeader) => {}
+            Err(e) => return Err(e.into()),
         }
-        Err(ProposeError::NoLeader) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let mut refused_by = None;
-    for _ in 0..FORWARD_ATTEMPTS_MAX {
-        let Some((leader, node)) = api.node.remote_leader() else {
-            break;
-        };
-        if refused_by == Some(leader) {
-            break;
-        }
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match api
-            .node
-            .forward_propose(leader, &node, &envelope, left)
-            .await
-        {
-            Ok(result) => return result.map_err(|e| api.unmapped_if_jwt(e.into())),
-            // The member asked no longer leads and proposed nothing: ask the new leader.
-            Err(ForwardError::Leader(ProposeError::NoLeader)) => refused_by = Some(leader),
-            Err(e) => {
-                if let ForwardError::Peer(peer) = &e {
-                    tracing::warn!(
-                        leader = %format!("{leader:x}"),
-                        error = %peer,
-                        "forwarding a request to the leader failed"
-                    );
+        if let Some((leader, node)) = api.node.remote_leader() {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match api
+                .node
+                .forward_propose(leader, &node, &envelope, left)
+                .await
+            {
+                Ok(result) => return result.map_err(|e| api.unmapped_if_jwt(e.into())),
+                // The member asked no longer leads and proposed nothing, or the call never
+                // reached it (it is down): look for the leader again.
+                Err(ForwardError::Leader(ProposeError::NoLeader))
+                | Err(ForwardError::Peer(PeerError::Unsent(_))) => {}
+                Err(e) => {
+                    if let ForwardError::Peer(peer) = &e {
+                        tracing::warn!(
+                            leader = %format!("{leader:x}"),
+                            error = %peer,
+                            "forwarding a request to the leader failed"
+                        );
+                    }
+                    return Err(e.into());
                 }
-                return Err(e.into());
             }
         }
+        // Nothing was proposed: wait for an election to name a leader, within the deadline.
+        if !pause_for_leader(deadline).await {
+            return Err(ProposeError::Timeout.into());
+        }
     }
-    Err(if refused_by.is_some() {
-        ApiError::Forward(ForwardError::Leader(ProposeError::NoLeader))
-    } else {
-        ApiError::NoLeader
-    })
 }

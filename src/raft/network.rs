@@ -142,6 +142,9 @@ pub enum PeerError {
     Timeout(Duration),
     /// The transport failed or the peer answered with an error status.
     Transport(String),
+    /// The call never left this process (the connection was refused or never became ready):
+    /// the peer received nothing, so the caller may send it elsewhere.
+    Unsent(String),
     /// The reply could not be encoded or decoded.
     Codec(String),
 }
@@ -153,6 +156,7 @@ impl std::fmt::Display for PeerError {
             PeerError::BadUrl(u) => write!(f, "bad peer URL {u:?}"),
             PeerError::Timeout(d) => write!(f, "peer call timed out after {d:?}"),
             PeerError::Transport(e) => write!(f, "peer transport: {e}"),
+            PeerError::Unsent(e) => write!(f, "peer unreachable (nothing sent): {e}"),
             PeerError::Codec(e) => write!(f, "peer message codec: {e}"),
         }
     }
@@ -292,7 +296,7 @@ impl PeerNetwork {
             let request = self.request(ReadIndexRequest {});
             async move { client.read_index(request).await }
         };
-        let reply = with_deadline_resending_unsent(timeout, call).await?;
+        let reply = with_deadline_once(timeout, call).await?;
         Ok(reply.ok.then_some(reply.index))
     }
 
@@ -460,6 +464,9 @@ impl PeerNetwork {
         let reply = if planted {
             // Planted bug (test-only `canary` feature): resends what may have been received.
             with_deadline_resending_any(timeout, call).await
+        } else if matches!(rpc, Forward::Propose) {
+            // The caller looks for the leader again (it may have changed) and asks that one.
+            with_deadline_once(timeout, call).await
         } else {
             with_deadline_resending_unsent(timeout, call).await
         }
@@ -526,6 +533,27 @@ where
             }
             Ok(Ok(resp)) => return Ok(resp.into_inner()),
         }
+    }
+}
+
+/// One attempt of `call` within `timeout`; a call that never left the process is reported as
+/// [`PeerError::Unsent`] (the caller may send it elsewhere), any other failure as `Transport`.
+async fn with_deadline_once<T, F, Fut>(timeout: Duration, call: F) -> Result<T, PeerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(timeout, call()).await {
+        Err(_) => Err(PeerError::Timeout(timeout)),
+        Ok(Err(status)) => {
+            let text = format!("{:?}: {}", status.code(), status.message());
+            Err(if never_sent(&status) {
+                PeerError::Unsent(text)
+            } else {
+                PeerError::Transport(text)
+            })
+        }
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
     }
 }
 
@@ -806,6 +834,34 @@ mod tests {
             never,
         ));
         assert!(matches!(got, Err(PeerError::Transport(_))), "{got:?}");
+    }
+
+    /// A single attempt tells a call that never left from one that was sent and failed.
+    #[test]
+    fn a_single_attempt_reports_whether_the_call_left() {
+        let rt = runtime();
+        let attempts = std::cell::Cell::new(0);
+        let refused = || {
+            attempts.set(attempts.get() + 1);
+            async {
+                Err::<tonic::Response<u32>, _>(tonic::Status::unknown(
+                    "Service was not ready: connection refused",
+                ))
+            }
+        };
+        let got = rt.block_on(with_deadline_once(Duration::from_secs(5), refused));
+        assert!(matches!(got, Err(PeerError::Unsent(_))), "{got:?}");
+        assert_eq!(attempts.get(), 1, "one attempt only");
+        let lost = || async {
+            Err::<tonic::Response<u32>, _>(tonic::Status::unavailable("connection reset"))
+        };
+        let got = rt.block_on(with_deadline_once(Duration::from_secs(5), lost));
+        assert!(matches!(got, Err(PeerError::Transport(_))), "{got:?}");
+        let fine = || async { Ok::<_, tonic::Status>(tonic::Response::new(7u32)) };
+        assert_eq!(
+            rt.block_on(with_deadline_once(Duration::from_secs(5), fine)).ok(),
+            Some(7)
+        );
     }
 
     /// A loopback URL on which nothing listens (the port was free a moment ago).

@@ -262,6 +262,23 @@ pub enum StartMode {
 
 const IDENTITY_MAGIC: &[u8; 8] = b"OXETCDID";
 
+/// How often a request that found no leader (an election is running, or the leader it knew is
+/// gone) looks again, within its deadline.
+pub const LEADER_POLL: Duration = Duration::from_millis(50);
+
+/// The longest a follower waits for one answer to a read index request before asking again.
+const READ_INDEX_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Waits [`LEADER_POLL`] before a request looks for a leader again; `false` (at once) when
+/// the next look would come after `deadline`.
+pub async fn pause_for_leader(deadline: tokio::time::Instant) -> bool {
+    if tokio::time::Instant::now() + LEADER_POLL >= deadline {
+        return false;
+    }
+    tokio::time::sleep(LEADER_POLL).await;
+    true
+}
+
 fn encode_identity(member_id: u64, cluster_id: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(28);
     out.extend_from_slice(IDENTITY_MAGIC);
@@ -774,15 +791,36 @@ impl RaftNode {
 
     /// The linearizable-read barrier: returns once this member has applied everything that was
     /// committed when the call started (raft read index confirmed by a quorum).
+    ///
+    /// While no leader is known, or the leader asked cannot confirm (it stepped down, died, or
+    /// lost its quorum), it asks again every [`LEADER_POLL`] until the request timeout, then
+    /// fails with `Timeout` (etcd's "request timed out"), as etcd's read loop does: clients see
+    /// an election as latency, not as errors. Retrying is safe: a read index changes nothing.
     pub async fn read_index(&self) -> Result<(), ProposeError> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_index_once(left).await {
+                Err(ProposeError::NoLeader) => {
+                    if !pause_for_leader(deadline).await {
+                        return Err(ProposeError::Timeout);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One read barrier attempt within `left`: `NoLeader` when no leader could confirm.
+    async fn read_index_once(&self, left: Duration) -> Result<(), ProposeError> {
         let fut = self.raft.ensure_linearizable();
-        match tokio::time::timeout(self.request_timeout, fut).await {
+        match tokio::time::timeout(left, fut).await {
             Err(_) => Err(ProposeError::Timeout),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 match (f.leader_id, f.leader_node) {
                     (Some(id), Some(node)) if id != self.member_id => {
-                        self.read_index_via(id, &node).await
+                        self.read_index_via(id, &node, left).await
                     }
                     _ => Err(ProposeError::NoLeader),
                 }
@@ -794,16 +832,20 @@ impl RaftNode {
 
     /// A follower's read barrier: the leader confirms its leadership and names its commit
     /// index; this member then waits until it has applied that far.
-    async fn read_index_via(&self, leader: NodeId, node: &MemberNode) -> Result<(), ProposeError> {
-        let index = match self
-            .network
-            .read_index(leader, node, self.request_timeout)
-            .await
-        {
+    async fn read_index_via(
+        &self,
+        leader: NodeId,
+        node: &MemberNode,
+        left: Duration,
+    ) -> Result<(), ProposeError> {
+        // A leader cut off from this member does not answer: ask again (perhaps a new leader)
+        // rather than spend the whole deadline on it. Asking again is harmless.
+        let attempt = left.min(READ_INDEX_ATTEMPT);
+        let index = match self.network.read_index(leader, node, attempt).await {
             Ok(Some(index)) => index,
             Ok(None) | Err(_) => return Err(ProposeError::NoLeader),
         };
-        let wait = self.raft.wait(Some(self.request_timeout));
+        let wait = self.raft.wait(Some(left));
         match wait.applied_index_at_least(Some(index), "read index").await {
             Ok(_) => Ok(()),
             Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
