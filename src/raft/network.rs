@@ -859,7 +859,8 @@ mod tests {
         assert!(matches!(got, Err(PeerError::Transport(_))), "{got:?}");
         let fine = || async { Ok::<_, tonic::Status>(tonic::Response::new(7u32)) };
         assert_eq!(
-            rt.block_on(with_deadline_once(Duration::from_secs(5), fine)).ok(),
+            rt.block_on(with_deadline_once(Duration::from_secs(5), fine))
+                .ok(),
             Some(7)
         );
     }
