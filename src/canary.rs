@@ -22,6 +22,9 @@
 //! - [`Canary::ResendForwardedProposal`] in `raft::network::PeerNetwork::forward_call`: a
 //!   follower that forwarded a client's write and heard nothing back within
 //!   [`RESEND_FORWARD_AFTER`] sends it again (the write may apply twice).
+//! - [`Canary::AuthCheckBeforeReadIndex`] in `api::kv::range`: a linearizable range is checked
+//!   against the member's auth store before the read index, so a member behind the leader
+//!   decides with permissions already changed.
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -43,11 +46,13 @@ pub enum Canary {
     WatchResumedLate,
     /// A forwarded proposal without an answer is forwarded again, though it may have applied.
     ResendForwardedProposal,
+    /// A linearizable range's permission check runs before its read index.
+    AuthCheckBeforeReadIndex,
 }
 
 impl Canary {
     /// Every canary, for parsing and listing.
-    pub const ALL: [Canary; 7] = [
+    pub const ALL: [Canary; 8] = [
         Canary::AckBeforeFsync,
         Canary::SkipRecoveryCrc,
         Canary::FollowerReadWithoutReadIndex,
@@ -55,6 +60,7 @@ impl Canary {
         Canary::LeaseExpiryFromFollowerClock,
         Canary::WatchResumedLate,
         Canary::ResendForwardedProposal,
+        Canary::AuthCheckBeforeReadIndex,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -67,6 +73,7 @@ impl Canary {
             Canary::LeaseExpiryFromFollowerClock => "lease-expiry-from-follower-clock",
             Canary::WatchResumedLate => "watch-resumed-late",
             Canary::ResendForwardedProposal => "resend-forwarded-proposal",
+            Canary::AuthCheckBeforeReadIndex => "auth-check-before-read-index",
         }
     }
 

@@ -50,6 +50,8 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub snapshot_count: u64,
+    /// More of etcd's flags for every member (e.g. `--bcrypt-cost 4` for the auth suite).
+    pub extra_flags: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +61,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 50,
             election_timeout_ms: 300,
             snapshot_count: 100_000,
+            extra_flags: Vec::new(),
         }
     }
 }
@@ -578,6 +581,7 @@ fn member_flags(name: &str, ip: IpAddr, config: &ClusterConfig) -> Vec<String> {
     ]
     .iter()
     .map(ToString::to_string)
+    .chain(config.extra_flags.iter().cloned())
     .collect()
 }
 

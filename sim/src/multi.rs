@@ -111,7 +111,7 @@ impl MultiConfig {
 }
 
 /// Draws the timers and snapshot count of this seed.
-fn draw_cluster(members: usize) -> ClusterConfig {
+pub(crate) fn draw_cluster(members: usize) -> ClusterConfig {
     let mut rng = madsim::rand::thread_rng();
     let heartbeat_ms = [50, 100][rng.gen_range(0..2)];
     let election_timeout_ms = heartbeat_ms * [5, 10][rng.gen_range(0..2)];
@@ -121,10 +121,11 @@ fn draw_cluster(members: usize) -> ClusterConfig {
         heartbeat_ms,
         election_timeout_ms,
         snapshot_count,
+        extra_flags: Vec::new(),
     }
 }
 
-fn node_at(name: &str, ip: [u8; 4]) -> madsim::runtime::NodeHandle {
+pub(crate) fn node_at(name: &str, ip: [u8; 4]) -> madsim::runtime::NodeHandle {
     madsim::runtime::Handle::current()
         .create_node()
         .name(name)
@@ -335,11 +336,11 @@ fn report_ms(cluster: &SimCluster) -> u64 {
     u64::try_from(cluster.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-fn set_packet_loss(rate: f64) {
+pub(crate) fn set_packet_loss(rate: f64) {
     madsim::net::NetSim::current().update_config(|c| c.packet_loss_rate = rate);
 }
 
-fn set_latency(ms: u64) {
+pub(crate) fn set_latency(ms: u64) {
     madsim::net::NetSim::current().update_config(|c| {
         c.send_latency = Duration::from_millis(1)..Duration::from_millis(2 + ms);
     });
@@ -531,7 +532,7 @@ fn draw_plan(rng: &mut impl Rng, n: usize, election_ms: u64, deep: bool) -> Plan
     }
 }
 
-async fn nemesis_step(
+pub(crate) async fn nemesis_step(
     cluster: &SimCluster,
     ops_node: &madsim::runtime::NodeHandle,
     report: &mut Report,

@@ -79,6 +79,9 @@ pub struct Report {
     pub watch_segments: usize,
     pub leases: usize,
     pub leases_expired: usize,
+    /// Auth suite: changes made by the administrator, permission verdicts checked.
+    pub auth_changes: usize,
+    pub auth_verdicts: usize,
     /// What the nemesis did and when (printed on failure).
     pub fault_log: Vec<String>,
     pub violations: Vec<String>,
@@ -134,7 +137,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -143,6 +146,8 @@ impl fmt::Display for Report {
             self.watch_segments,
             self.leases,
             self.leases_expired,
+            self.auth_changes,
+            self.auth_verdicts,
             self.crashes,
             self.kills,
             self.pauses,

@@ -144,3 +144,15 @@ fn catches_resent_forwarded_proposal() {
         report.violations.join("; ")
     );
 }
+
+#[test]
+fn catches_auth_check_before_read_index() {
+    let (seeds, report) = hunt_with(Canary::AuthCheckBeforeReadIndex, || {
+        sim::authsim::run(3, 20)
+    });
+    println!(
+        "canary AuthCheckBeforeReadIndex caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}

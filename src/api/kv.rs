@@ -59,6 +59,11 @@ pub async fn range(api: &Api, ctx: &ReqCtx, req: RangeRequest) -> Result<RangeRe
     if req.key.is_empty() {
         return Err(ApiError::Kv(crate::mvcc::KvError::EmptyKey));
     }
+    // Planted bug (canary builds only): the permission check before the read index.
+    let checked_early = canary::active(Canary::AuthCheckBeforeReadIndex);
+    if checked_early {
+        api.check_read(ctx, &req.key, &req.range_end)?;
+    }
     if !req.serializable {
         api.refuse_learner()?;
         // Planted bug (canary builds only): a follower answers without the read index.
@@ -70,7 +75,9 @@ pub async fn range(api: &Api, ctx: &ReqCtx, req: RangeRequest) -> Result<RangeRe
     }
     // After the read index, so a linearizable read is checked against an auth store at least
     // as new as the data it reads (etcd's order).
-    api.check_read(ctx, &req.key, &req.range_end)?;
+    if !checked_early {
+        api.check_read(ctx, &req.key, &req.range_end)?;
+    }
     // One key is a lookup; a span counts every key in it, however small the limit.
     let cost = if req.range_end.is_empty() {
         ReadCost::Lookup
