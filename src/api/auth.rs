@@ -233,7 +233,7 @@ impl Api {
     }
 }
 
-async fn off_worker<T: Send + 'static>(
+pub(crate) async fn off_worker<T: Send + 'static>(
     api: &Api,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -248,7 +248,7 @@ async fn off_worker<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("etcdserver: password hashing failed: {e}")))
 }
 
-async fn hash(api: &Api, password: String) -> Result<String, ApiError> {
+pub(crate) async fn hash(api: &Api, password: String) -> Result<String, ApiError> {
     let cost = api.auth.bcrypt_cost;
     off_worker(api, move || auth::hash_password(&password, cost))
         .await?

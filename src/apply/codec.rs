@@ -8,14 +8,16 @@
 //! auth   := enabled:bool revision:u64 users roles                     ; format 3 on
 //! v2     := nodes:map<path:seq<string>, node> index:u64 ttl_keys:seq<(expire:i64, path)>
 //!           history:seq<event>                                        ; format 4 on
+//! v2auth := enabled:bool ensured:bool map<name, (hash, option<seq<role>>)>
+//!           map<name, (option<seq<pattern>>, option<seq<pattern>>)>  ; format 5 on
 //! node   := value:option<string> created:u64 modified:u64 expire:option<i64>
 //! users  := map<name:string, (password_hash:string no_password:bool roles:seq<string>)>
 //! roles  := map<name:string, perms:seq<(type:u32 key:bytes range_end:bytes)>>
 //! ```
 //! Lease attachments are not written: they are rebuilt from the live keys' lease fields.
-//! Format 1 (no alarms), format 2 (no auth store) and format 3 (no v2 store) are still read, as
-//! a state without alarms, with a fresh auth store, with an empty v2 store; only format 4 is
-//! written. The v2 store is serde's encoding of `v2store::Store` (events: see `v2store`). `type` is `auth::PermType`'s variant
+//! Format 1 (no alarms), format 2 (no auth store), format 3 (no v2 store) and format 4 (no v2
+//! auth) are still read, as a state without alarms, with a fresh auth store, with an empty v2
+//! store, with v2 auth off and empty; only format 5 is written. The v2 store is serde's encoding of `v2store::Store` (events: see `v2store`). `type` is `auth::PermType`'s variant
 //! index (Read 0, Write 1, ReadWrite 2). Password hashes are bcrypt's; no password is written.
 //!
 //! Invariant: a decoded `State` passes `State::check`; an `UncheckedState` is one whose check
@@ -31,10 +33,13 @@ use super::State;
 use crate::auth::AuthStore;
 use crate::lease::LeaseTable;
 use crate::mvcc::{Store, UncheckedStore};
+use crate::v2store::auth::V2Auth;
 use crate::v2store::Store as V2Store;
 
 /// Version of the state layout above (the one written).
-const STATE_FORMAT: u32 = 4;
+const STATE_FORMAT: u32 = 5;
+/// The layout before v2 auth, still read.
+const STATE_FORMAT_NO_V2_AUTH: u32 = 4;
 /// The layout before the v2 store, still read.
 const STATE_FORMAT_NO_V2: u32 = 3;
 /// The layout before the auth store, still read.
@@ -121,6 +126,7 @@ struct StateImageRef<'a> {
     alarms: Vec<(u64, i32)>,
     auth: &'a AuthStore,
     v2: &'a V2Store,
+    v2auth: &'a V2Auth,
 }
 
 /// The decoded image; `K` is [`Store`] (checked) or [`UncheckedStore`].
@@ -133,13 +139,17 @@ struct StateImage<K> {
     v2: V2Store,
 }
 
-/// Elements of the newest layout: format, store, leases, alarms, auth, v2.
-const STATE_ELEMENTS_MAX: usize = 6;
+/// Elements of the newest layout: format, store, leases, alarms, auth, v2, v2auth.
+const STATE_ELEMENTS_MAX: usize = 7;
 
 fn known_format(format: u32) -> bool {
     matches!(
         format,
-        STATE_FORMAT | STATE_FORMAT_NO_V2 | STATE_FORMAT_NO_AUTH | STATE_FORMAT_NO_ALARMS
+        STATE_FORMAT
+            | STATE_FORMAT_NO_V2_AUTH
+            | STATE_FORMAT_NO_V2
+            | STATE_FORMAT_NO_AUTH
+            | STATE_FORMAT_NO_ALARMS
     )
 }
 
@@ -174,11 +184,15 @@ impl<'de, K: Deserialize<'de>> Deserialize<'de> for StateImage<K> {
                 } else {
                     AuthStore::new()
                 };
-                let v2 = if format == STATE_FORMAT {
+                let mut v2: V2Store = if format >= STATE_FORMAT_NO_V2_AUTH {
                     seq.next_element()?.ok_or_else(ends)?
                 } else {
                     V2Store::new()
                 };
+                if format == STATE_FORMAT {
+                    let v2auth: V2Auth = seq.next_element()?.ok_or_else(ends)?;
+                    v2.set_auth(v2auth);
+                }
                 Ok(StateImage {
                     format,
                     kv,
@@ -254,6 +268,7 @@ impl Serialize for State {
             alarms: self.alarms.iter().copied().collect(),
             auth: &self.auth,
             v2: &self.v2,
+            v2auth: self.v2.auth(),
         };
         image.serialize(serializer)
     }

@@ -1,6 +1,6 @@
 //! http/v2 — etcd 3.4's v2 HTTP API on the client port, served only with `--enable-v2`:
 //! `/v2/keys` (this file), `/v2/members`, `/v2/machines` and `/v2/stats/*` (`members.rs`),
-//! `/v2/auth/*` as etcd answers it with v2 auth disabled (`auth.rs`),
+//! `/v2/auth/*` and the v2 access checks of etcd 3.4's v2 auth (`auth.rs`),
 //! parameters parsed as Go's `net/http` does (`form.rs`).
 //!
 //! Life of a request: the path is cleaned as Go's mux does (301 otherwise), the form parsed,
@@ -62,11 +62,7 @@ pub async fn serve(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Re
         return keys(api, parts, body).await;
     }
     if auth::claims(&raw_path) {
-        let mut r = auth::serve(&parts.method, &raw_path);
-        if r.status() != StatusCode::METHOD_NOT_ALLOWED {
-            cluster_id_header(&api, &mut r);
-        }
-        return r;
+        return auth::serve(&api, parts, body).await;
     }
     members::serve(&api, parts, body).await
 }
@@ -311,10 +307,16 @@ async fn keys(api: Arc<Api>, parts: http::request::Parts, body: Body) -> Respons
         Ok(k) => k,
         Err(e) => return error_response(&api, &request_error(code::INVALID_FORM, &e)),
     };
-    let req = match parse_key_request(&method, key, &form) {
+    let req = match parse_key_request(&method, key.clone(), &form) {
         Ok(r) => r,
         Err(e) => return error_response(&api, &e),
     };
+    if !auth::has_key_prefix_access(&api, &parts, &key, req.recursive).await {
+        return error_response(
+            &api,
+            &request_error(code::UNAUTHORIZED, "Insufficient credentials"),
+        );
+    }
     let mut response = match method {
         // etcd turns a quorum GET into a read through raft before it looks at `wait`.
         Method::GET if req.wait && !req.quorum => return watch(api, req).await,
@@ -408,9 +410,9 @@ async fn write(api: &Api, method: &Method, req: KeyRequest) -> Response<Body> {
     match crate::api::v2::write(api, &ReqCtx::internal(), v2req).await {
         Err(e) => raft_error(api, &e),
         Ok(V2Outcome::Error(e)) => error_response(api, &e),
-        Ok(V2Outcome::Expired { .. }) => raft_error(
+        Ok(V2Outcome::Expired { .. } | V2Outcome::Auth { .. }) => raft_error(
             api,
-            &crate::api::ApiError::Internal("unexpected expiry outcome".into()),
+            &crate::api::ApiError::Internal("unexpected outcome for a keys request".into()),
         ),
         Ok(V2Outcome::Event { event, etcd_index }) => {
             let created = event.action == crate::v2store::Action::Create

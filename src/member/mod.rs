@@ -360,7 +360,19 @@ struct MemberObserver {
 
 impl ApplyObserver for MemberObserver {
     fn applied(&self, _index: u64, cmd: &Command, applied: &Applied) {
-        if let (Command::V2(req), Ok(Outcome::V2(outcome))) = (cmd, &applied.result) {
+        if let (
+            Command::V2(_),
+            Ok(Outcome::V2(crate::v2store::V2Outcome::Auth {
+                writes, etcd_index, ..
+            })),
+        ) = (cmd, &applied.result)
+        {
+            // Counted as etcd counts them: each write of its internal auth nodes.
+            for (action, ok) in writes {
+                self.v2.count_write(*action, *ok, 0);
+            }
+            self.v2.applied(*etcd_index);
+        } else if let (Command::V2(req), Ok(Outcome::V2(outcome))) = (cmd, &applied.result) {
             let expired = match outcome {
                 crate::v2store::V2Outcome::Expired { count } => *count,
                 _ => 0,

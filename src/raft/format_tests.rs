@@ -233,8 +233,108 @@ fn log_entry_bytes_are_fixed() {
 }
 
 /// A tiny snapshot image: one member, one put, one alarm, an auth store with one user and one
-/// role, a v2 store with one file.
+/// role, a v2 store with one file, v2 auth with one user and one role.
 const IMAGE: &str = "
+    4f 58 53 01                 # image tag: \"OXS\" version 1
+    01                          # meta.last_log_id: Some
+    02 00 00 00 00 00 00 00     #   term 2
+    01 00 00 00 00 00 00 00     #   node 1
+    07 00 00 00 00 00 00 00     #   index 7
+    01                          # meta.last_membership.log_id: Some
+    01 00 00 00 00 00 00 00     #   term 1
+    01 00 00 00 00 00 00 00     #   node 1
+    01 00 00 00 00 00 00 00     #   index 1
+    01 00 00 00 00 00 00 00     # configs: 1 joint config
+    01 00 00 00 00 00 00 00     #   of 1 voter
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00 00 00 00 00     # nodes: 1
+    01 00 00 00 00 00 00 00     #   id 1
+    01 00 00 00 00 00 00 00 61  #   name \"a\"
+    01 00 00 00 00 00 00 00     #   peer_urls: 1
+    0d 00 00 00 00 00 00 00     #   \"http://a:2380\"
+    68 74 74 70 3a 2f 2f 61 3a 32 33 38 30
+    00 00 00 00 00 00 00 00     #   client_urls: 0
+    05 00 00 00 00 00 00 00     # meta.snapshot_id = \"2-7-0\"
+    32 2d 37 2d 30
+    05 00 00 00                 # state format 5
+    01 00 00 00                 # store format 1
+    02 00 00 00 00 00 00 00     #   current_revision 2
+    ff ff ff ff ff ff ff ff     #   compact_revision: never
+    01 00 00 00 00 00 00 00     #   1 record
+    02 00 00 00 00 00 00 00     #     main 2
+    00 00 00 00 00 00 00 00     #     sub 0
+    01 00 00 00 00 00 00 00 6b  #     key \"k\"
+    01                          #     put: Some
+    01 00 00 00 00 00 00 00 76  #       value \"v\"
+    02 00 00 00 00 00 00 00     #       create_revision 2
+    01 00 00 00 00 00 00 00     #       version 1
+    00 00 00 00 00 00 00 00     #       lease 0
+    00 00 00 00 00 00 00 00     # leases: 0
+    01 00 00 00 00 00 00 00     # alarms: 1
+    01 00 00 00 00 00 00 00     #   member 1
+    01 00 00 00                 #   NOSPACE
+    01                          # auth.enabled
+    05 00 00 00 00 00 00 00     # auth.revision 5
+    01 00 00 00 00 00 00 00     # users: 1
+    04 00 00 00 00 00 00 00     #   \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00 68  #     password_hash \"h\" (a bcrypt hash in real life)
+    00                          #     no_password false
+    01 00 00 00 00 00 00 00     #     roles: 1
+    04 00 00 00 00 00 00 00     #       \"root\"
+    72 6f 6f 74
+    01 00 00 00 00 00 00 00     # roles: 1
+    01 00 00 00 00 00 00 00 72  #   \"r\"
+    01 00 00 00 00 00 00 00     #   perms: 1
+    02 00 00 00                 #     READWRITE
+    01 00 00 00 00 00 00 00 61  #     key \"a\"
+    00 00 00 00 00 00 00 00     #     range_end \"\"
+    01 00 00 00 00 00 00 00     # v2.nodes: 1
+    01 00 00 00 00 00 00 00     #   path: 1 component
+    01 00 00 00 00 00 00 00 66  #     \"f\"
+    01                          #   value: Some
+    01 00 00 00 00 00 00 00 78  #     \"x\"
+    01 00 00 00 00 00 00 00     #   created_index 1
+    01 00 00 00 00 00 00 00     #   modified_index 1
+    01 00 5e d0 b2 00 00 00 00  #   expire_ns: Some(3 s)
+    01 00 00 00 00 00 00 00     # v2.current_index 1
+    01 00 00 00 00 00 00 00     # v2.ttl_keys: 1
+    00 5e d0 b2 00 00 00 00     #   expire_ns 3 s
+    01 00 00 00 00 00 00 00     #   path: 1 component
+    01 00 00 00 00 00 00 00 66  #     \"f\"
+    01 00 00 00 00 00 00 00     # v2.history: 1 event
+    01 00 00 00                 #   action Set
+    02 00 00 00 00 00 00 00     #   node.key \"/f\"
+    2f 66
+    01                          #   node.value: Some
+    01 00 00 00 00 00 00 00 78  #     \"x\"
+    00                          #   node.dir false
+    01 00 5e d0 b2 00 00 00 00  #   node.expire_ns: Some(3 s)
+    02 00 00 00 00 00 00 00     #   node.ttl 2
+    01 00 00 00 00 00 00 00     #   node.modified_index 1
+    01 00 00 00 00 00 00 00     #   node.created_index 1
+    00                          #   prev_node: None
+    00                          #   refresh false
+    00                          # v2auth.enabled false
+    01                          # v2auth.ensured true
+    01 00 00 00 00 00 00 00     # v2auth.users: 1
+    01 00 00 00 00 00 00 00 75  #   \"u\"
+    01 00 00 00 00 00 00 00 68  #   password_hash \"h\"
+    01                          #   roles: Some
+    01 00 00 00 00 00 00 00     #     1 name
+    01 00 00 00 00 00 00 00 72  #     \"r\"
+    01 00 00 00 00 00 00 00     # v2auth.roles: 1
+    01 00 00 00 00 00 00 00 72  #   \"r\"
+    01                          #   read: Some
+    01 00 00 00 00 00 00 00     #     1 pattern
+    03 00 00 00 00 00 00 00     #     \"/a*\"
+    2f 61 2a
+    00                          #   write: None
+";
+
+/// The image of [`tiny_state_with_alarm_auth_and_v2`] with state format 4 (before v2 auth), as
+/// written until then.
+const IMAGE_STATE_FORMAT_4: &str = "
     4f 58 53 01                 # image tag: \"OXS\" version 1
     01                          # meta.last_log_id: Some
     02 00 00 00 00 00 00 00     #   term 2
@@ -502,14 +602,59 @@ fn tiny_state_with_alarm_and_auth() -> State {
 fn snapshot_image_bytes_are_fixed() {
     let image = SnapshotImage {
         meta: meta(),
-        state: tiny_state_with_alarm_auth_and_v2(),
+        state: tiny_state_with_alarm_auth_and_v2_auth(),
     };
     let bytes = bincode::serialize(&image).unwrap();
     assert_golden("snapshot image", &bytes, IMAGE);
     let back: SnapshotImage<State> = decode_bounded(&bytes).unwrap();
     assert_eq!(back.meta, meta());
-    assert_eq!(back.state, tiny_state_with_alarm_auth_and_v2());
+    assert_eq!(back.state, tiny_state_with_alarm_auth_and_v2_auth());
     assert_eq!(decode_meta(&bytes).unwrap(), meta());
+}
+
+/// Images written before v2 auth existed (state format 4) still load, with v2 auth off and
+/// empty.
+#[test]
+fn a_state_format_4_image_still_loads() {
+    let back: SnapshotImage<State> = decode_bounded(&hex(IMAGE_STATE_FORMAT_4)).unwrap();
+    assert_eq!(back.meta, meta());
+    assert_eq!(back.state, tiny_state_with_alarm_auth_and_v2());
+    assert_eq!(
+        *back.state.v2.auth(),
+        crate::v2store::auth::V2Auth::default()
+    );
+}
+
+/// A v2 auth state with a user and a role, set without the store's index (the image test pins
+/// the encoding of v2 auth, not the history of its writes).
+fn tiny_state_with_alarm_auth_and_v2_auth() -> State {
+    use crate::v2store::auth::{AuthChange, NodeWriter, Perms, Resource};
+    struct NoNodes;
+    impl NodeWriter for NoNodes {
+        fn make_directory(&mut self) {}
+        fn write(&mut self, _: crate::v2store::Action, _: Resource) {}
+    }
+    let mut state = tiny_state_with_alarm_auth_and_v2();
+    let mut auth = state.v2.auth().clone();
+    let changes = [
+        AuthChange::CreateUser {
+            name: "u".into(),
+            password_hash: Some("h".into()),
+            roles: Some(vec!["r".into()]),
+        },
+        AuthChange::CreateRole {
+            name: "r".into(),
+            perms: Perms {
+                read: Some(vec!["/a*".into()]),
+                write: None,
+            },
+        },
+    ];
+    for change in changes {
+        assert!(auth.apply(&change, &mut NoNodes).0.is_ok());
+    }
+    std::sync::Arc::make_mut(&mut state.v2).set_auth(auth);
+    state
 }
 
 /// Images written before the v2 store existed (state format 3) still load, with an empty v2

@@ -101,9 +101,18 @@ impl Event {
             && self.prev_node.as_ref().is_some_and(|p| p.dir)
     }
 
+    /// An event of etcd's internal auth nodes (`auth`): it takes an index and a place in the
+    /// history, and concerns no watch.
+    pub fn is_internal(&self) -> bool {
+        !self.node.key.starts_with('/')
+    }
+
     /// etcd's history scan rule: the key itself, its subtree when `recursive`, or a deleted
     /// (or expired) directory whose path is a string prefix of the key.
     pub fn concerns_from_history(&self, key: &str, recursive: bool) -> bool {
+        if self.is_internal() {
+            return false;
+        }
         let k = &self.node.key;
         if k == key {
             return true;
@@ -130,7 +139,7 @@ impl Event {
     /// subtree when `recursive`, unless the path below the watch passes a hidden name; any
     /// node removed by a delete or expiry of an ancestor.
     pub fn concerns_live(&self, key: &str, recursive: bool) -> bool {
-        if self.refresh {
+        if self.refresh || self.is_internal() {
             return false;
         }
         let k = &self.node.key;

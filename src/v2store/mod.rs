@@ -19,6 +19,7 @@
 //!            history holds at most `HISTORY_EVENTS_MAX` events.
 //! Invariant: a request that fails changes nothing.
 
+pub mod auth;
 pub mod error;
 mod event;
 #[cfg(test)]
@@ -92,6 +93,8 @@ pub enum V2Request {
     },
     /// The leader's expiry: removes every node whose expiration is at or before `now_ns`.
     Expire { now_ns: i64 },
+    /// A v2 auth change (`/v2/auth/*`), see `auth`.
+    Auth(auth::AuthChange),
 }
 
 impl V2Request {
@@ -120,6 +123,9 @@ impl V2Request {
             } if *prev_index > 0 || !prev_value.is_empty() => Action::CompareAndDelete,
             V2Request::Delete { .. } => Action::Delete,
             V2Request::Expire { .. } => Action::Expire,
+            // Not one action: the store statistics count the node writes it made
+            // (`V2Outcome::Auth`), so this is never counted.
+            V2Request::Auth(_) => Action::Update,
         }
     }
 
@@ -130,6 +136,7 @@ impl V2Request {
                 (path.len() + value.len()) as u64 + 64
             }
             V2Request::Delete { .. } | V2Request::Expire { .. } => 0,
+            V2Request::Auth(change) => change.cost_bytes(),
         }
     }
 }
@@ -138,9 +145,21 @@ impl V2Request {
 /// error. An expiry answers with the number of nodes it removed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum V2Outcome {
-    Event { event: Event, etcd_index: u64 },
+    Event {
+        event: Event,
+        etcd_index: u64,
+    },
     Error(V2Error),
-    Expired { count: u64 },
+    Expired {
+        count: u64,
+    },
+    /// An auth change: its reply or refusal, the node writes it made (for the store
+    /// statistics) and the store index after it.
+    Auth {
+        result: Result<auth::AuthReply, auth::AuthError>,
+        writes: auth::StoreWrites,
+        etcd_index: u64,
+    },
 }
 
 /// The v2 tree. See the module header for its invariants.
@@ -150,6 +169,10 @@ pub struct Store {
     current_index: u64,
     ttl_keys: BTreeSet<(i64, Path)>,
     history: VecDeque<Event>,
+    /// v2 auth. Not in this type's encoding: the state codec writes it as an element of its
+    /// own (`apply::codec`), so images from before it still decode.
+    #[serde(skip)]
+    auth: auth::V2Auth,
 }
 
 /// Cleans a path as Go's `path.Clean(path.Join("/", p))` does, into components.
@@ -212,6 +235,16 @@ impl Store {
     /// The earliest expiration of any node (Unix nanoseconds).
     pub fn next_expiration_ns(&self) -> Option<i64> {
         self.ttl_keys.iter().next().map(|(t, _)| *t)
+    }
+
+    /// The v2 auth state.
+    pub fn auth(&self) -> &auth::V2Auth {
+        &self.auth
+    }
+
+    /// Puts back the v2 auth state decoded beside the store (`apply::codec`).
+    pub fn set_auth(&mut self, auth: auth::V2Auth) {
+        self.auth = auth;
     }
 
     /// Number of nodes (the root not counted).
@@ -283,6 +316,17 @@ impl Store {
                 let count = self.expire(*now_ns);
                 self.debug_check();
                 return V2Outcome::Expired { count };
+            }
+            V2Request::Auth(change) => {
+                let mut auth = std::mem::take(&mut self.auth);
+                let (result, writes) = auth.apply(change, &mut InternalNodes(self));
+                self.auth = auth;
+                self.debug_check();
+                return V2Outcome::Auth {
+                    result,
+                    writes,
+                    etcd_index: self.current_index,
+                };
             }
         };
         self.debug_check();
@@ -832,6 +876,48 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// The v2 store as the auth store's node writer: each write of etcd's internal auth nodes
+/// takes the next index and leaves an internal event in the history.
+struct InternalNodes<'a>(&'a mut Store);
+
+impl InternalNodes<'_> {
+    fn record(&mut self, action: Action, key: String, dir: bool) {
+        let index = self.0.current_index + 1;
+        let node = NodeView {
+            key,
+            value: None,
+            dir,
+            expire_ns: None,
+            ttl: 0,
+            modified_index: index,
+            created_index: index,
+        };
+        debug_assert!(
+            !node.key.starts_with('/'),
+            "internal keys have no leading slash"
+        );
+        self.0.record(Event {
+            action,
+            node,
+            prev_node: None,
+            refresh: false,
+        });
+    }
+}
+
+impl auth::NodeWriter for InternalNodes<'_> {
+    fn make_directory(&mut self) {
+        for (i, key) in auth::DIRECTORY_NODES.iter().enumerate() {
+            // `2`, `2/users` and `2/roles` are directories, `2/enabled` a file.
+            self.record(Action::Create, key.to_string(), i < 3);
+        }
+    }
+
+    fn write(&mut self, action: Action, resource: auth::Resource) {
+        self.record(action, resource.internal_key(), false);
     }
 }
 

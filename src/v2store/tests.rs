@@ -335,6 +335,63 @@ fn rfc3339(ns: i64) -> String {
     event::rfc3339_nano(ns)
 }
 
+fn arb_auth_change() -> impl Strategy<Value = auth::AuthChange> {
+    use auth::{AuthChange, Perms};
+    let name = prop::sample::select(vec!["root", "guest", "u", "r"]).prop_map(String::from);
+    let names = prop::collection::vec(name.clone(), 0..3);
+    let hash = prop::option::of(prop::sample::select(vec!["h1", "h2"]).prop_map(String::from));
+    let perms = prop::option::of(
+        (
+            prop::option::of(prop::collection::vec(
+                prop::sample::select(vec!["/a", "/b*"]).prop_map(String::from),
+                0..3,
+            )),
+            prop::option::of(Just(vec!["/*".to_string()])),
+        )
+            .prop_map(|(read, write)| Perms { read, write }),
+    );
+    prop_oneof![
+        (name.clone(), hash.clone(), prop::option::of(names.clone())).prop_map(
+            |(name, password_hash, roles)| AuthChange::CreateUser {
+                name,
+                password_hash,
+                roles
+            }
+        ),
+        (name.clone(), hash.clone()).prop_map(|(name, password_hash)| {
+            AuthChange::CreateOrUpdateUser {
+                name,
+                password_hash,
+                roles: None,
+            }
+        }),
+        (name.clone(), hash, names.clone(), names).prop_map(
+            |(name, password_hash, grant, revoke)| AuthChange::UpdateUser {
+                name,
+                password_hash,
+                grant,
+                revoke
+            }
+        ),
+        name.clone()
+            .prop_map(|name| AuthChange::DeleteUser { name }),
+        (name.clone(), perms.clone()).prop_map(|(name, perms)| AuthChange::CreateRole {
+            name,
+            perms: perms.unwrap_or_default()
+        }),
+        (name.clone(), perms.clone(), perms).prop_map(|(name, grant, revoke)| {
+            AuthChange::UpdateRole {
+                name,
+                grant,
+                revoke,
+            }
+        }),
+        name.prop_map(|name| AuthChange::DeleteRole { name }),
+        Just(AuthChange::Enable),
+        Just(AuthChange::Disable),
+    ]
+}
+
 fn arb_request() -> impl Strategy<Value = V2Request> {
     let path = prop::collection::vec(prop::sample::select(vec!["a", "b", "_c"]), 0..4)
         .prop_map(|v| format!("/{}", v.join("/")));
@@ -381,6 +438,7 @@ fn arb_request() -> impl Strategy<Value = V2Request> {
         (0i64..6).prop_map(|t| V2Request::Expire {
             now_ns: NOW + t * NANOS_PER_SECOND
         }),
+        arb_auth_change().prop_map(V2Request::Auth),
     ]
 }
 
@@ -396,11 +454,23 @@ proptest! {
                 V2Outcome::Error(_) => prop_assert_eq!(&s, &before),
                 V2Outcome::Event { etcd_index, .. } => prop_assert_eq!(etcd_index, before.current_index() + 1),
                 V2Outcome::Expired { count } => prop_assert_eq!(s.current_index(), before.current_index() + count),
+                // An auth change takes one index per node write that succeeded; one that
+                // wrote nothing changes nothing.
+                V2Outcome::Auth { writes, etcd_index, .. } => {
+                    let stored = writes.iter().filter(|(_, ok)| *ok).count() as u64;
+                    prop_assert_eq!(etcd_index, before.current_index() + stored);
+                    prop_assert_eq!(s.current_index(), etcd_index);
+                    if writes.is_empty() {
+                        prop_assert_eq!(&s, &before);
+                    }
+                }
             }
             prop_assert_eq!(s.check(), Ok(()));
         }
+        // v2 auth is written beside the store by the state codec, not in its encoding.
         let bytes = bincode::serialize(&s).unwrap();
-        let back: Store = bincode::deserialize(&bytes).unwrap();
+        let mut back: Store = bincode::deserialize(&bytes).unwrap();
+        back.set_auth(s.auth().clone());
         prop_assert_eq!(back, s);
     }
 }

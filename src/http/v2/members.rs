@@ -34,7 +34,11 @@ pub async fn serve(api: &Arc<Api>, parts: http::request::Parts, body: Body) -> R
     if r.status() == StatusCode::OK && path.starts_with("/v2/stats/") {
         return r;
     }
-    if path.starts_with(MEMBERS_PREFIX) && r.status() != StatusCode::METHOD_NOT_ALLOWED {
+    // etcd refuses before it sets the cluster ID header.
+    if path.starts_with(MEMBERS_PREFIX)
+        && r.status() != StatusCode::METHOD_NOT_ALLOWED
+        && r.status() != StatusCode::UNAUTHORIZED
+    {
         cluster_id_header(api, &mut r);
     }
     r
@@ -155,6 +159,11 @@ fn membership_error(e: &crate::api::ApiError, id: u64) -> Response<Body> {
 
 async fn members(api: &Api, parts: http::request::Parts, body: Body) -> Response<Body> {
     let path = parts.uri.path();
+    if matches!(parts.method, Method::POST | Method::DELETE | Method::PUT)
+        && !super::auth::has_write_root_access(api, &parts).await
+    {
+        return super::auth::no_auth();
+    }
     match parts.method {
         Method::GET => {
             let rest = path[MEMBERS_PREFIX.len()..].trim_start_matches('/');
