@@ -983,7 +983,7 @@ fn v2_auth_call(
     if !credentials.is_empty() {
         extra.push(("Authorization", auth.as_str()));
     }
-    let body = (!body.is_empty()).then(|| ("application/json", body.as_bytes()));
+    let body = (!body.is_empty()).then_some(("application/json", body.as_bytes()));
     http_headers(endpoint, method, target, body, &extra, || {})
 }
 
