@@ -582,6 +582,413 @@ fn interactive_watch_answers_as_etcdctl_does() {
     }
 }
 
+/// Variables for one run, in the child's environment besides `PATH`.
+type Vars<'a> = Vec<(&'a str, &'a str)>;
+/// One run: its variables and its arguments.
+type EnvCase<'a> = (Vars<'a>, Vec<&'a str>);
+
+/// Runs one command to its end (bounded by [`Background::finish`]) with exactly these
+/// arguments and variables; returns `$ <vars> <args>`, stdout, stderr as `clean` leaves it, and
+/// the exit code, as one transcript block.
+fn env_run(
+    binary: &Path,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    clean: fn(&str) -> String,
+) -> String {
+    let command = Background::start_env(binary, vars, args, false);
+    let (code, out, err) = command.finish_raw();
+    let vars: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let out = if out.is_empty() { out } else { out + "\n" };
+    format!(
+        "$ {} {}\n{out}{}exit {code}\n",
+        vars.join(" "),
+        args.join(" "),
+        clean(&err)
+    )
+}
+
+/// etcdctl's stderr without the client's own log lines: zap's JSON lines and, with `--debug`,
+/// the lines of Go gRPC's logger (`INFO: 2026/01/02 03:04:05 [core] ...`), which oxetcdctl has
+/// no counterpart for.
+fn without_client_and_grpc_logs(stderr: &str) -> String {
+    let grpc = |l: &str| {
+        ["INFO: ", "WARNING: ", "ERROR: "].iter().any(|level| {
+            l.strip_prefix(level)
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+    };
+    without_client_logs(stderr)
+        .lines()
+        .filter(|l| !grpc(l))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// `--debug` (and `ETCDCTL_DEBUG`): every global flag printed on stderr as
+/// `ETCDCTL_<FLAG>=<value>` in flag-name order, values as Go prints them (`[a,b]` endpoints,
+/// `1m30s` durations), after the command's own argument checks and before its first request;
+/// `watch` adds its two variables to the list. etcdctl 3.5 and oxetcdctl on one oxetcd server.
+#[test]
+fn debug_prints_the_global_flags_as_etcdctl_does() {
+    let Some(tools) = require_etcd_tools("debug_prints_the_global_flags_as_etcdctl_does") else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let server = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let put: Vec<OsString> = ["put", "foo", "bar"].iter().map(OsString::from).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    let endpoints = format!("--endpoints={}", server.endpoint);
+    let ep = endpoints.as_str();
+    let env_ep = server.endpoint.as_str();
+    let cases: [EnvCase; 8] = [
+        (vec![], vec![ep, "--debug", "get", "foo"]),
+        (
+            vec![("ETCDCTL_DEBUG", "1")],
+            vec![ep, "get", "foo", "-w", "json"],
+        ),
+        (
+            vec![("ETCDCTL_ENDPOINTS", env_ep), ("ETCDCTL_HEX", "true")],
+            vec![
+                "get",
+                "foo",
+                "--debug",
+                "--dial-timeout=1500ms",
+                "--command-timeout=90s",
+                "--keepalive-time=250ms",
+                "--insecure-skip-tls-verify",
+                "--user=u:p",
+            ],
+        ),
+        (vec![], vec![ep, "--debug=false", "get", "foo"]),
+        // An argument error comes first: no listing.
+        (vec![], vec![ep, "--debug", "get"]),
+        // watch lists ETCDCTL_WATCH_KEY and ETCDCTL_WATCH_RANGE_END (always empty).
+        (vec![], vec![ep, "--debug", "watch", "a", "b", "--prefix"]),
+        (
+            vec![("ETCDCTL_WATCH_KEY", "a")],
+            vec![ep, "--debug", "watch", "b"],
+        ),
+        (vec![], vec![ep, "--debug", "member", "list"]),
+    ];
+    let mut transcripts = Vec::new();
+    for binary in [tools.etcdctl35.as_path(), ours] {
+        let mut t = String::new();
+        for (vars, args) in &cases {
+            let vars: Vars = [("ETCDCTL_API", "3")]
+                .into_iter()
+                .chain(vars.iter().copied())
+                .collect();
+            t.push_str(&env_run(binary, &vars, args, without_client_and_grpc_logs));
+        }
+        transcripts.push(neutral(&t, &server, Path::new("/nonexistent")));
+    }
+    assert_eq!(transcripts[0], transcripts[1], "etcdctl 3.5 vs oxetcdctl");
+    let t = &transcripts[0];
+    for expected in [
+        "ETCDCTL_CACERT=\nETCDCTL_CERT=\nETCDCTL_COMMAND_TIMEOUT=5s\nETCDCTL_DEBUG=true\n",
+        "ETCDCTL_ENDPOINTS=[<endpoint>]\n",
+        "ETCDCTL_COMMAND_TIMEOUT=1m30s\n",
+        "ETCDCTL_DIAL_TIMEOUT=1.5s\n",
+        "ETCDCTL_KEEPALIVE_TIME=250ms\n",
+        "ETCDCTL_HEX=true\n",
+        "ETCDCTL_INSECURE_SKIP_TLS_VERIFY=true\n",
+        "ETCDCTL_USER=u:p\nETCDCTL_WRITE_OUT=simple\n",
+        "ETCDCTL_USER=\nETCDCTL_WATCH_KEY=\nETCDCTL_WATCH_RANGE_END=\nETCDCTL_WRITE_OUT=simple\n\
+         Error: `range_end` and `--prefix` are mutually exclusive\n",
+        "--debug=false get foo\nfoo\nbar\nexit 0\n",
+        "--debug get\nError: get command needs one argument",
+        "found conflicting environment key)\nexit 128\n",
+    ] {
+        assert!(t.contains(expected), "{expected:?} missing in {t}");
+    }
+    // Offline commands build no client: no listing, in either tool.
+    for binary in [tools.etcdctl35.as_path(), ours] {
+        let block = env_run(
+            binary,
+            &[("ETCDCTL_API", "3")],
+            &["--debug", "version"],
+            without_client_and_grpc_logs,
+        );
+        assert!(
+            !block.contains("ETCDCTL_DEBUG="),
+            "{}: {block}",
+            binary.display()
+        );
+    }
+}
+
+/// Reduces etcdctl's fatal log line (zap JSON) to what oxetcdctl must match: the level, the
+/// message and the variable; the time, the Go caller and the Go stack trace are left out.
+fn fatal_essentials(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(v) if v["level"] == "fatal" => {
+                    assert!(v["ts"].is_f64(), "no numeric ts in {line}");
+                    format!(
+                        "fatal: {} [{}]\n",
+                        v["msg"].as_str().unwrap_or("(no msg)"),
+                        v["environment-variable"].as_str().unwrap_or("(none)")
+                    )
+                }
+                Ok(v) if v["level"].is_string() => String::new(),
+                _ => format!("{line}\n"),
+            },
+        )
+        .collect()
+}
+
+/// A global flag given on the command line while its `ETCDCTL_*` variable is set (even set
+/// to nothing) is etcdctl 3.5's fatal "conflicting environment variable is shadowed..." (exit
+/// 1), for every global flag that has a variable; only after the command's argument checks,
+/// and never for offline commands.
+#[test]
+fn a_flag_shadowing_its_variable_is_fatal_as_in_etcdctl() {
+    let Some(tools) = require_etcd_tools("a_flag_shadowing_its_variable_is_fatal_as_in_etcdctl")
+    else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let server = Server::start(ServerKind::Oxetcd).expect("oxetcd starts");
+    let endpoints = format!("--endpoints={}", server.endpoint);
+    let ep = endpoints.as_str();
+    // (variable, value, the flag as given): one per global flag with a variable.
+    let shadowed: [(&str, &str, &str); 15] = [
+        ("ETCDCTL_ENDPOINTS", &server.endpoint, ep),
+        ("ETCDCTL_DIAL_TIMEOUT", "3s", "--dial-timeout=3s"),
+        ("ETCDCTL_COMMAND_TIMEOUT", "3s", "--command-timeout=3s"),
+        (
+            "ETCDCTL_CACERT",
+            "/nonexistent/ca.pem",
+            "--cacert=/nonexistent/ca.pem",
+        ),
+        (
+            "ETCDCTL_CERT",
+            "/nonexistent/c.pem",
+            "--cert=/nonexistent/c.pem",
+        ),
+        (
+            "ETCDCTL_KEY",
+            "/nonexistent/k.pem",
+            "--key=/nonexistent/k.pem",
+        ),
+        ("ETCDCTL_INSECURE_TRANSPORT", "true", "--insecure-transport"),
+        (
+            "ETCDCTL_INSECURE_SKIP_TLS_VERIFY",
+            "false",
+            "--insecure-skip-tls-verify=false",
+        ),
+        ("ETCDCTL_KEEPALIVE_TIME", "3s", "--keepalive-time=3s"),
+        ("ETCDCTL_KEEPALIVE_TIMEOUT", "3s", "--keepalive-timeout=3s"),
+        ("ETCDCTL_USER", "root:x", "--user=root:x"),
+        ("ETCDCTL_PASSWORD", "x", "--password=x"),
+        ("ETCDCTL_WRITE_OUT", "json", "-w=json"),
+        ("ETCDCTL_HEX", "true", "--hex"),
+        ("ETCDCTL_DEBUG", "false", "--debug=false"),
+    ];
+    // Every variable oxetcdctl's help names is covered above.
+    let help = Command::new(ours)
+        .arg("--help")
+        .output()
+        .expect("help runs");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let named: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(!named.is_empty(), "no variables in the help: {help}");
+    for var in &named {
+        assert!(
+            shadowed.iter().any(|(v, _, _)| v == var),
+            "{var} is not covered"
+        );
+    }
+    let mut cases: Vec<EnvCase> = Vec::new();
+    for (var, value, flag) in shadowed {
+        let mut args = vec![flag, "get", "foo"];
+        if var != "ETCDCTL_ENDPOINTS" {
+            args.insert(0, ep);
+        }
+        cases.push((vec![(var, value)], args));
+    }
+    // Set to nothing still counts; a flag after the command too; the first variable of the
+    // environment (ordered by name here) is the one named.
+    cases.push((vec![("ETCDCTL_HEX", "")], vec![ep, "get", "foo", "--hex"]));
+    cases.push((
+        vec![
+            ("ETCDCTL_WRITE_OUT", "json"),
+            ("ETCDCTL_DIAL_TIMEOUT", "3s"),
+        ],
+        vec![ep, "member", "list", "--dial-timeout=3s", "-w", "json"],
+    ));
+    cases.push((
+        vec![("ETCDCTL_DIAL_TIMEOUT", "3s")],
+        vec![ep, "endpoint", "health", "--dial-timeout=3s"],
+    ));
+    // The argument check comes first.
+    cases.push((vec![("ETCDCTL_HEX", "true")], vec![ep, "--hex", "get"]));
+    // A variable alone, or set to nothing without its flag: no conflict.
+    cases.push((
+        vec![("ETCDCTL_ENDPOINTS", &server.endpoint)],
+        vec!["get", "foo"],
+    ));
+    cases.push((vec![("ETCDCTL_HEX", "")], vec![ep, "get", "foo"]));
+    let put: Vec<OsString> = ["put", "foo", "bar"].iter().map(OsString::from).collect();
+    assert_eq!(oxetcdctl(&server.endpoint, &put, b"").code, 0);
+    let mut transcripts = Vec::new();
+    for binary in [tools.etcdctl35.as_path(), ours] {
+        let mut t = String::new();
+        for (vars, args) in &cases {
+            let vars: Vec<(&str, &str)> = [("ETCDCTL_API", "3")]
+                .into_iter()
+                .chain(vars.iter().copied())
+                .collect();
+            t.push_str(&env_run(binary, &vars, args, fatal_essentials));
+        }
+        // An offline command never looks: compared without its stdout (the version differs).
+        let vars = [("ETCDCTL_API", "3"), ("ETCDCTL_WRITE_OUT", "json")];
+        let (code, _, err) =
+            Background::start_env(binary, &vars, &["-w=json", "version"], false).finish_raw();
+        t.push_str(&format!("$ version\n{err}exit {code}\n"));
+        transcripts.push(neutral(&t, &server, Path::new("/nonexistent")));
+    }
+    assert_eq!(transcripts[0], transcripts[1], "etcdctl 3.5 vs oxetcdctl");
+    let t = &transcripts[0];
+    let fatal = "fatal: conflicting environment variable is shadowed by corresponding \
+                 command-line flag (either unset environment variable or disable flag)) ";
+    for expected in [
+        format!("{fatal}[ETCDCTL_ENDPOINTS]\nexit 1\n"),
+        format!("{fatal}[ETCDCTL_PASSWORD]\nexit 1\n"),
+        format!("--hex\n{fatal}[ETCDCTL_HEX]\nexit 1\n"),
+        format!("{fatal}[ETCDCTL_DIAL_TIMEOUT]\nexit 1\n"),
+        "--hex get\nError: get command needs one argument".to_string(),
+        " get foo\nfoo\nbar\nexit 0\n".to_string(),
+        "$ version\nexit 0\n".to_string(),
+    ] {
+        assert!(t.contains(&expected), "{expected:?} missing in {t}");
+    }
+    assert_eq!(t.matches(fatal).count(), 18, "{t}");
+}
+
+/// `ETCDCTL_WATCH_KEY` and `ETCDCTL_WATCH_RANGE_END` for `watch` and `watch -i`: the key
+/// (and range end) from the environment, a key given twice (exit 128), a range end without a
+/// key (exit 128, even with `-i`), a range end with `--prefix`; etcdctl 3.5 and oxetcdctl on
+/// oxetcd and on etcd.
+#[test]
+fn watch_takes_its_key_from_the_environment_as_etcdctl_does() {
+    let Some(tools) =
+        require_etcd_tools("watch_takes_its_key_from_the_environment_as_etcdctl_does")
+    else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    let key = |k: &'static str| ("ETCDCTL_WATCH_KEY", k);
+    let end = |e: &'static str| ("ETCDCTL_WATCH_RANGE_END", e);
+    let hook = "echo hook $ETCD_WATCH_KEY";
+    // Streams, read until their lines arrived.
+    let streams: [(Vars, Vec<&str>, usize); 4] = [
+        (vec![key("k1")], vec!["watch", "--rev", "1"], 3),
+        (vec![key("k1"), end("k3")], vec!["watch", "--rev", "1"], 6),
+        (vec![key("k")], vec!["watch", "--rev", "1", "--prefix"], 9),
+        (
+            vec![key("k2")],
+            vec!["watch", "--rev", "1", "--", "sh", "-c", hook],
+            4,
+        ),
+    ];
+    // Commands that end on their own.
+    let ending: [EnvCase; 7] = [
+        (vec![key("k1")], vec!["watch", "k1", "--rev", "1"]),
+        (vec![key("k1")], vec!["watch", "k1", "--", "echo", "hi"]),
+        (vec![end("k3")], vec!["watch", "k1"]),
+        (vec![end("k3")], vec!["watch", "-i"]),
+        (vec![key(""), end("k3")], vec!["watch", "k1"]),
+        (vec![key("k1"), end("k3")], vec!["watch", "--prefix"]),
+        (vec![], vec!["watch", "k1", "k3", "--prefix"]),
+    ];
+    for kind in [ServerKind::Oxetcd, ServerKind::Etcd35] {
+        let server = Server::start(kind).expect("server starts");
+        for (k, v) in [("k1", "v1"), ("k2", "v2"), ("k3", "v3")] {
+            let args: Vec<OsString> = ["put", k, v].iter().map(OsString::from).collect();
+            assert_eq!(oxetcdctl(&server.endpoint, &args, b"").code, 0);
+        }
+        let endpoints = format!("--endpoints={}", server.endpoint);
+        let mut transcripts = Vec::new();
+        for binary in [tools.etcdctl35.as_path(), ours] {
+            let mut t = String::new();
+            let with =
+                |vars: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static str)> {
+                    [("ETCDCTL_API", "3")]
+                        .into_iter()
+                        .chain(vars.iter().copied())
+                        .collect()
+                };
+            for (vars, args, lines) in &streams {
+                let args: Vec<&str> = std::iter::once(endpoints.as_str())
+                    .chain(args.iter().copied())
+                    .collect();
+                let mut w = Background::start_env(binary, &with(vars), &args, false);
+                let got = w.read_up_to(*lines);
+                let _ = w.child.kill();
+                let (_, _, err) = w.finish();
+                t.push_str(&format!(
+                    "$ {vars:?} {}\n{}\n{err}",
+                    args[1..].join(" "),
+                    got.join("\n")
+                ));
+            }
+            for (vars, args) in &ending {
+                let args: Vec<&str> = std::iter::once(endpoints.as_str())
+                    .chain(args.iter().copied())
+                    .collect();
+                t.push_str(&env_run(binary, &with(vars), &args, without_client_logs));
+            }
+            // watch -i: a line without a key takes the variable's; with a command, the line's
+            // key becomes the range end; a range end with --prefix is a bad line; a key
+            // without a command ends the command.
+            let args = [endpoints.as_str(), "watch", "-i"];
+            let mut w = Background::start_env(binary, &with(&[key("k1")]), &args, true);
+            w.say("watch --rev 1");
+            t.push_str(&format!("{}\n", w.read(3).join("\n")));
+            w.say(&format!(r#"watch k3 --rev 1 -- sh -c "{hook}""#));
+            t.push_str(&format!("{}\n", w.read(8).join("\n")));
+            w.hang_up();
+            let (code, rest, err) = w.finish();
+            t.push_str(&format!("exit {code}, rest {rest:?}\n{err}"));
+            let vars = with(&[key("k1"), end("k3")]);
+            let mut w = Background::start_env(binary, &vars, &args, true);
+            w.say("watch --prefix");
+            w.say("watch k2");
+            let (code, rest, err) = w.finish();
+            t.push_str(&format!("exit {code}, rest {rest:?}\n{err}"));
+            transcripts.push(neutral(&t, &server, Path::new("/nonexistent")));
+        }
+        assert_eq!(
+            transcripts[0],
+            transcripts[1],
+            "etcdctl 3.5 vs oxetcdctl on {}",
+            kind.label()
+        );
+        let t = &transcripts[0];
+        for expected in [
+            "PUT\nk1\nv1\nPUT\nk2\nv2\n$",
+            "PUT\nk2\nv2\nhook \"k2\"\n",
+            // One response with both past events, then the command once per event.
+            "PUT\nk1\nv1\nPUT\nk2\nv2\nhook \"k1\"\nhook \"k2\"\nexit 3",
+            "Error: bad number of arguments (found conflicting environment key)\nexit 128\n",
+            "Error: ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END=\"k3\"\nexit 128\n",
+            "Error: `range_end` and `--prefix` are mutually exclusive\nexit 128\n",
+            "Invalid command watch --prefix (`range_end` and `--prefix` are mutually exclusive)\n\
+             Error: bad number of arguments (found conflicting environment key)\n",
+        ] {
+            assert!(t.contains(expected), "{expected:?} missing in {t}");
+        }
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create copy dir");
     for entry in std::fs::read_dir(from).expect("read dir") {
@@ -804,12 +1211,21 @@ impl Background {
     }
 
     fn spawn(binary: &Path, api: &str, endpoint: &str, args: &[&str], stdin: bool) -> Background {
+        let endpoints = format!("--endpoints={endpoint}");
+        let args: Vec<&str> = std::iter::once(endpoints.as_str())
+            .chain(args.iter().copied())
+            .collect();
+        Background::start_env(binary, &[("ETCDCTL_API", api)], &args, stdin)
+    }
+
+    /// The command with exactly these arguments (no `--endpoints` added) and these variables
+    /// besides `PATH` (the child's environment is ordered by name).
+    fn start_env(binary: &Path, vars: &[(&str, &str)], args: &[&str], stdin: bool) -> Background {
         use std::io::{BufRead as _, BufReader};
         let mut child = Command::new(binary)
             .env_clear()
-            .env("ETCDCTL_API", api)
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .arg(format!("--endpoints={endpoint}"))
+            .envs(vars.iter().copied())
             .args(args)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
@@ -886,7 +1302,13 @@ impl Background {
     }
 
     /// Waits (at most 30 s, then kills it) for the command to end.
-    fn finish(mut self) -> (i32, String, String) {
+    fn finish(self) -> (i32, String, String) {
+        let (code, rest, err) = self.finish_raw();
+        (code, rest, without_client_logs(&err))
+    }
+
+    /// As [`Background::finish`], with stderr as it was printed.
+    fn finish_raw(mut self) -> (i32, String, String) {
         use std::io::Read as _;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let status = loop {
@@ -903,11 +1325,7 @@ impl Background {
         let rest: Vec<String> = self.lines.iter().collect();
         let mut err = String::new();
         let _ = self.stderr.read_to_string(&mut err);
-        (
-            status.code().unwrap_or(-1),
-            rest.join("\n"),
-            without_client_logs(&err),
-        )
+        (status.code().unwrap_or(-1), rest.join("\n"), err)
     }
 }
 

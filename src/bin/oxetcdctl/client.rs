@@ -1,6 +1,7 @@
 //! The connection side of the online commands: etcdctl 3.5's global flags and `ETCDCTL_*`
 //! environment variables, the channel to the first reachable endpoint (plaintext or TLS), the
-//! auth token, and the per-command timeout.
+//! auth token, and the per-command timeout. Before its first connection a command takes
+//! etcdctl's client-configuration step (`environment`: shadowed variables, `--debug`).
 //!
 //! Invariant: every RPC made through [`Client::call`] ends within `--command-timeout`, and
 //! every connect within `--dial-timeout`; an `https://` endpoint is never dialed in plaintext.
@@ -97,6 +98,15 @@ pub struct Global {
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = go_bool)]
     pub hex: bool,
+    /// enable client-side debug logging (prints every global flag on stderr, as
+    /// `ETCDCTL_<FLAG>=<value>`, before the command's first connection)
+    #[arg(long, global = true, env = "ETCDCTL_DEBUG", default_value = "false",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = go_bool)]
+    pub debug: bool,
+    /// The `ETCDCTL_*` variables of the flags given on the command line (see `environment`).
+    #[arg(skip)]
+    pub flags_given: Vec<std::ffi::OsString>,
 }
 
 pub fn go_duration(s: &str) -> Result<Duration, String> {
@@ -217,6 +227,7 @@ impl Client {
 
     /// A client to exactly this endpoint.
     pub async fn connect_to(global: &Global, endpoint: &str) -> Result<Client, CtlError> {
+        super::environment::settle(global, false);
         let url = global.url(endpoint);
         let address = url
             .split_once("://")

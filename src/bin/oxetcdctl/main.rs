@@ -1,7 +1,8 @@
 //! `oxetcdctl`: oxetcd's command line, with etcdctl 3.5's commands, flags, environment
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
-//! Modules: `client` (global flags, connecting, auth, timeouts), `print` (etcdctl's output
+//! Modules: `client` (global flags, connecting, auth, timeouts), `environment` (the step
+//! before the first connection: flags shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output
 //! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
 //! endpoint, alarm, defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror),
 //! `elect` (lock and elect, on the client-side recipes of `concurrency`), `snapshot` (save
@@ -25,6 +26,8 @@ mod cluster;
 mod concurrency;
 #[cfg(not(madsim))]
 mod elect;
+#[cfg(not(madsim))]
+mod environment;
 #[cfg(not(madsim))]
 mod inspect;
 #[cfg(not(madsim))]
@@ -140,8 +143,8 @@ mod cli {
     use clap::{Parser, Subcommand};
 
     use super::{
-        auth, check, client, cluster, elect, inspect, kv, lease, mirror, snapshot, txn, watch,
-        CtlError,
+        auth, check, client, cluster, elect, environment, inspect, kv, lease, mirror, snapshot,
+        txn, watch, CtlError,
     };
 
     const EXAMPLES: &str = "\
@@ -227,6 +230,16 @@ Examples:
         },
     }
 
+    /// The command line, noting which global flags came from it (for `environment`).
+    pub fn parse() -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let command = Cli::command();
+        let matches = environment::without_empty_variables(command.clone()).try_get_matches()?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.global.flags_given = environment::variables_given_as_flags(&command, &matches);
+        Ok(cli)
+    }
+
     pub async fn run(cli: Cli) -> Result<(), CtlError> {
         let g = &cli.global;
         match cli.command {
@@ -271,8 +284,6 @@ Examples:
 
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
-    use clap::Parser;
-
     // Like any Unix filter (and etcdctl): a closed pipe on stdout ends the process quietly
     // instead of failing every later print.
     // SAFETY: restoring the default disposition of a signal, before any thread starts.
@@ -288,7 +299,7 @@ fn main() -> ExitCode {
         }
         return run_v2(args);
     }
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };

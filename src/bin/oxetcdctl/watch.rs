@@ -12,6 +12,13 @@
 //! and skipped, a flag it cannot parse ends the command (exit 128), and the end of the input
 //! ends it with etcdctl's "error reading watch request line: EOF" (exit 3).
 //!
+//! `ETCDCTL_WATCH_KEY` (and `ETCDCTL_WATCH_RANGE_END`) name the key (and range end) in place
+//! of the command line, in both forms: a key given as well is etcdctl's "bad number of
+//! arguments (found conflicting environment key)" (exit 128; on a `watch -i` line only when
+//! the line has no command, since etcdctl then appends the line's words after the variable's),
+//! a range end without a key is refused before anything else (exit 128). As in etcdctl, a
+//! watch takes a range end only from exactly two words; from three or more, the first key alone.
+//!
 //! Invariant: a canceled watch ends the (non-interactive) command with an error naming the
 //! server's reason; it never hangs on a stream that will carry nothing more.
 //! Invariant: `watch -i` holds one stdin line at a time in flight (a bounded channel), and one
@@ -26,6 +33,7 @@ use oxetcd::proto::mvccpb::event::EventType;
 use oxetcd::proto::mvccpb::Event;
 
 use super::client::{Client, Global};
+use super::environment;
 use super::kv::{prefix_end, unsupported};
 use super::print::{self, Format, Obj};
 use super::CtlError;
@@ -55,28 +63,104 @@ pub struct WatchArgs {
     command: Vec<String>,
 }
 
-pub async fn watch(g: &Global, a: WatchArgs) -> Result<(), CtlError> {
-    if a.interactive {
-        return interactive(g).await;
-    }
-    let command = a.command.clone();
-    let (key, range_end) = match a.args.as_slice() {
-        [] => return Err(CtlError::bad_args("bad number of arguments")),
-        [key] if a.prefix => (key.clone(), prefix_or_all(key)),
-        [key] => (key.clone(), Vec::new()),
-        [_, _] if a.prefix => {
-            return Err(CtlError::bad_args(
-                "unexpected range_end with --prefix: too many arguments",
-            ))
+/// `ETCDCTL_WATCH_KEY` and `ETCDCTL_WATCH_RANGE_END`, as etcdctl 3.5 reads them for `watch`
+/// and for every line of `watch -i`: the key (and range end) stand before the command line's
+/// own words, which then must not name a key (see the module header). An empty variable counts
+/// as unset, as Go's `os.Getenv` has it.
+#[derive(Debug, Default)]
+struct EnvTarget {
+    /// Nothing, the key, or the key and the range end.
+    words: Vec<Vec<u8>>,
+}
+
+const WATCH_KEY: &str = "ETCDCTL_WATCH_KEY";
+const WATCH_RANGE_END: &str = "ETCDCTL_WATCH_RANGE_END";
+
+impl EnvTarget {
+    /// The two variables; a range end without a key is etcdctl's bad-arguments error.
+    fn read() -> Result<EnvTarget, CtlError> {
+        use std::os::unix::ffi::OsStringExt;
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(OsStringExt::into_vec)
+        };
+        match (var(WATCH_KEY), var(WATCH_RANGE_END)) {
+            (None, None) => Ok(EnvTarget::default()),
+            (None, Some(end)) => Err(CtlError::bad_args(format!(
+                "{WATCH_KEY} is empty but got {WATCH_RANGE_END}={}",
+                print::go_quote(&String::from_utf8_lossy(&end))
+            ))),
+            (Some(key), end) => Ok(EnvTarget {
+                words: std::iter::once(key).chain(end).collect(),
+            }),
         }
-        [key, end] => (key.clone(), end.as_bytes().to_vec()),
-        _ => return Err(CtlError::bad_args("bad number of arguments")),
-    };
+    }
+
+    fn is_set(&self) -> bool {
+        !self.words.is_empty()
+    }
+
+    /// The variables' words, then the command line's.
+    fn words_with(&self, args: &[String]) -> Vec<Vec<u8>> {
+        let args = args.iter().map(|a| a.as_bytes().to_vec());
+        self.words.iter().cloned().chain(args).collect()
+    }
+}
+
+fn conflicting_env_key() -> CtlError {
+    CtlError::bad_args("bad number of arguments (found conflicting environment key)")
+}
+
+/// The process's arguments after the first `watch` (etcdctl checks these, flags included,
+/// before it builds a client).
+fn words_after_watch() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .skip(1)
+        .skip_while(|w| w != "watch")
+        .skip(1)
+        .collect()
+}
+
+/// The key and range end a watch asks for, from its words as etcdctl's `getWatchChan` reads
+/// them: a range end only when there are exactly two words (a third and later are ignored).
+fn target(words: &[Vec<u8>], prefix: bool) -> Result<(Vec<u8>, Vec<u8>), String> {
+    match words {
+        [] => Err("bad number of arguments".to_string()),
+        [_, _] if prefix => Err("`range_end` and `--prefix` are mutually exclusive".to_string()),
+        [key, end] => Ok((key.clone(), end.clone())),
+        [key, ..] if prefix => Ok((key.clone(), prefix_or_all(key))),
+        [key, ..] => Ok((key.clone(), Vec::new())),
+    }
+}
+
+pub async fn watch(g: &Global, a: WatchArgs) -> Result<(), CtlError> {
+    let env = EnvTarget::read()?;
+    if a.interactive {
+        return interactive(g, &env).await;
+    }
+    // etcdctl's checks before it builds a client, on the words after `watch`.
+    let raw = words_after_watch();
+    if raw.last().is_some_and(|w| w == "--") {
+        return Err(CtlError::bad_args(
+            "bad number of arguments (found separator --, but no commands)",
+        ));
+    }
+    if raw.is_empty() && !env.is_set() {
+        return Err(CtlError::bad_args("bad number of arguments"));
+    }
+    if env.is_set() && !a.args.is_empty() {
+        return Err(conflicting_env_key());
+    }
+    environment::settle(g, true);
+    let command = a.command.clone();
+    let words = env.words_with(&a.args);
+    let (key, range_end) = target(&words, a.prefix).map_err(CtlError::bad_args)?;
     if !matches!(g.write_out, Format::Simple | Format::Json | Format::Fields) {
         return Err(unsupported(g.write_out));
     }
     let create = WatchCreateRequest {
-        key: key.into_bytes(),
+        key,
         range_end,
         start_revision: a.rev,
         progress_notify: a.progress_notify,
@@ -152,7 +236,7 @@ struct LineArgs {
     watch: WatchArgs,
 }
 
-fn parse_line(line: &str) -> Line {
+fn parse_line(line: &str, env: &EnvTarget) -> Line {
     let words = match super::txn::argify(line) {
         Ok(words) => words,
         Err(e) => return Line::Fatal(e),
@@ -162,7 +246,7 @@ fn parse_line(line: &str) -> Line {
             "Invalid command: {line} (watch and progress supported)"
         )),
         Some("progress") => Line::Progress,
-        Some("watch") if words.len() < 2 => Line::Invalid(format!(
+        Some("watch") if words.len() < 2 && !env.is_set() => Line::Invalid(format!(
             "Invalid command {line} (command type or key is not provided)"
         )),
         Some("watch") => {
@@ -175,28 +259,23 @@ fn parse_line(line: &str) -> Line {
                 Ok(parsed) => parsed.watch,
                 Err(e) => return Line::Fatal(CtlError::bad_args(flag_error(&e))),
             };
-            let (key, range_end) = match a.args.as_slice() {
-                [] if a.command.is_empty() => {
-                    return Line::Fatal(CtlError::bad_args("bad number of arguments"))
+            if a.command.is_empty() {
+                if a.args.is_empty() && !env.is_set() {
+                    return Line::Fatal(CtlError::bad_args("bad number of arguments"));
                 }
-                [] => {
-                    return Line::Invalid(format!(
-                        "Invalid command {line} (bad number of arguments)"
-                    ))
+                if !a.args.is_empty() && env.is_set() {
+                    return Line::Fatal(conflicting_env_key());
                 }
-                [_, _] if a.prefix => {
-                    return Line::Invalid(format!(
-                        "Invalid command {line} (`range_end` and `--prefix` are mutually exclusive)"
-                    ))
-                }
-                [key, end] => (key.clone(), end.as_bytes().to_vec()),
-                // etcdctl watches the first key alone when given more than two.
-                [key, ..] if a.prefix => (key.clone(), prefix_or_all(key)),
-                [key, ..] => (key.clone(), Vec::new()),
+            }
+            // With a command, etcdctl takes the line's words after the variables' (so
+            // `watch k2 -- cmd` under ETCDCTL_WATCH_KEY=k1 watches [k1, k2)).
+            let (key, range_end) = match target(&env.words_with(&a.args), a.prefix) {
+                Ok(target) => target,
+                Err(e) => return Line::Invalid(format!("Invalid command {line} ({e})")),
             };
             Line::Watch {
                 create: WatchCreateRequest {
-                    key: key.into_bytes(),
+                    key,
                     range_end,
                     start_revision: a.rev,
                     progress_notify: a.progress_notify,
@@ -246,7 +325,8 @@ async fn next_response(
 }
 
 /// `watch -i`: see the module header.
-async fn interactive(g: &Global) -> Result<(), CtlError> {
+async fn interactive(g: &Global, env: &EnvTarget) -> Result<(), CtlError> {
+    environment::settle(g, true);
     if !matches!(g.write_out, Format::Simple | Format::Json | Format::Fields) {
         return Err(unsupported(g.write_out));
     }
@@ -291,7 +371,7 @@ async fn interactive(g: &Global) -> Result<(), CtlError> {
                     }
                 };
                 let line = line.strip_suffix('\n').unwrap_or(&line);
-                let request = match parse_line(line) {
+                let request = match parse_line(line, env) {
                     Line::Invalid(message) => {
                         eprintln!("{message}");
                         continue;
@@ -363,11 +443,11 @@ async fn interactive(g: &Global) -> Result<(), CtlError> {
 }
 
 /// The range end of `--prefix` (an empty key watches every key, as etcdctl's `WithPrefix`).
-fn prefix_or_all(key: &str) -> Vec<u8> {
+fn prefix_or_all(key: &[u8]) -> Vec<u8> {
     if key.is_empty() {
         vec![0]
     } else {
-        prefix_end(key.as_bytes())
+        prefix_end(key)
     }
 }
 
