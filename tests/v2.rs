@@ -1515,7 +1515,8 @@ fn start_tls_member(kind: ServerKind, certs: &common::certs::Certs) -> TlsMember
 }
 
 /// The operator's check of a flannel network on a TLS cluster: `ETCDCTL_API=2 etcdctl ls
-/// /coreos.com/network -r` with `--ca-file/--cert-file/--key-file`, the same on both servers.
+/// /coreos.com/network -r` with `--ca-file/--cert-file/--key-file`, the same on both servers;
+/// then v2 auth where the client certificate names the user.
 #[test]
 fn etcdctl_v2_over_tls_lists_flannel_config_and_subnets() {
     let test = "etcdctl_v2_over_tls_lists_flannel_config_and_subnets";
@@ -1567,6 +1568,26 @@ fn etcdctl_v2_over_tls_lists_flannel_config_and_subnets() {
             ctl(&["ls", "/coreos.com/network", "-r", "--sort"]),
         ];
         log.push(ctl(&["get", "/coreos.com/network/subnets/10.5.2.0-24"]));
+        // v2 auth with --client-cert-auth: without credentials, the certificate's common name
+        // ("root") is the user. With the guest role gone, only that identity can list; a
+        // wrong basic-auth password is refused although the certificate names root.
+        log.push(ctl(&["user", "add", "root:rootpw"]));
+        log.push(ctl(&["auth", "enable"]));
+        log.push(ctl(&["role", "remove", "guest"]));
+        let listed = ctl(&["ls", "/coreos.com/network", "-r", "--sort"]);
+        assert!(
+            listed.contains("/coreos.com/network/subnets/10.5.2.0-24"),
+            "{} lists as the certificate's user: {listed}",
+            kind.label()
+        );
+        log.push(listed);
+        log.push(ctl(&[
+            "--username",
+            "root:wrong",
+            "ls",
+            "/coreos.com/network",
+        ]));
+        log.push(ctl(&["auth", "disable"]));
         outputs.push(log.join("\n"));
     }
     assert!(
