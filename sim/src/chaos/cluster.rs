@@ -1,13 +1,15 @@
 //! A cluster of real member processes (`oxetcd`, or real etcd for calibration) on loopback,
-//! each behind its own peer proxy ([`super::proxy`]), with the process faults of the nemesis:
-//! SIGKILL and restart on the same data dir, SIGSTOP and SIGCONT.
+//! each behind its own peer proxy ([`super::proxy`]), with the process and disk faults of the
+//! nemesis: SIGKILL and restart on the same data dir, SIGSTOP and SIGCONT, and (when each
+//! member's data dir is a small tmpfs of its own, [`ClusterSpec::disk_mb`]) a disk filled to
+//! the last byte and freed again.
 //!
 //! Every member is started with exactly the flags one gives etcd; only its peer URL differs
 //! from its peer listener (the advertised URL is the proxy's).
 //!
 //! Invariants: every process is owned by the [`Cluster`], whose `Drop` SIGKILLs and reaps it
-//! (a stopped one too) and prints each member's log tail when dropped during a panic; the peer
-//! proxies always know the pid of every running member.
+//! (a stopped one too), unmounts the members' tmpfs disks and prints each member's log tail
+//! when dropped during a panic; the peer proxies always know the pid of every running member.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -35,6 +37,44 @@ pub struct ClusterSpec {
     pub members: usize,
     /// Extra environment of every member (the environment is otherwise empty).
     pub env: Vec<(String, String)>,
+    /// Flags given to every member after the cluster's own.
+    pub args: Vec<String>,
+    /// Each member's data dir on a tmpfs of this many MiB (mounting needs the privilege to;
+    /// see [`small_disks_available`]): the disk-full fault fills it.
+    pub disk_mb: Option<u64>,
+}
+
+/// Mounts a tmpfs of `mb` MiB at `at`.
+fn mount_tmpfs(at: &std::path::Path, mb: u64) -> Result<(), String> {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+        .arg(at)
+        .output()
+        .map_err(|e| format!("mount: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount -t tmpfs at {}: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn unmount(at: &std::path::Path) {
+    let _ = Command::new("umount").arg(at).output();
+}
+
+/// Whether this process may mount a tmpfs (the disk-full fault needs it): `Err` says why not.
+pub fn small_disks_available() -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("oxetcd-chaos-mount-probe-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    mount_tmpfs(dir.path(), 1)?;
+    unmount(dir.path());
+    Ok(())
 }
 
 struct Member {
@@ -46,6 +86,8 @@ struct Member {
     proxy_port: u16,
     child: Option<Child>,
     stopped: bool,
+    /// The tmpfs mount point holding the data dir, with [`ClusterSpec::disk_mb`].
+    disk: Option<PathBuf>,
 }
 
 /// A running cluster. See the module invariants.
@@ -86,6 +128,7 @@ impl Cluster {
                 proxy_port,
                 child: None,
                 stopped: false,
+                disk: None,
             });
         }
         let net = PeerNet::start(proxies, targets).map_err(io)?;
@@ -95,6 +138,17 @@ impl Cluster {
             members,
             net,
         };
+        if let Some(mb) = cluster.spec.disk_mb {
+            for i in 0..cluster.members.len() {
+                let at = cluster
+                    .dir
+                    .path()
+                    .join(format!("{}.disk", cluster.members[i].name));
+                std::fs::create_dir(&at).map_err(io)?;
+                mount_tmpfs(&at, mb)?;
+                cluster.members[i].disk = Some(at);
+            }
+        }
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
         }
@@ -136,6 +190,44 @@ impl Cluster {
             .join(format!("{}.log", self.members[i].name))
     }
 
+    fn data_dir(&self, i: usize) -> PathBuf {
+        match &self.members[i].disk {
+            Some(disk) => disk.join("data"),
+            None => self
+                .dir
+                .path()
+                .join(format!("{}.etcd", self.members[i].name)),
+        }
+    }
+
+    /// Fills member `i`'s disk to the last byte with a filler file; answers the bytes written.
+    pub fn fill_disk(&self, i: usize) -> Result<u64, String> {
+        use std::io::Write;
+        let Some(disk) = &self.members[i].disk else {
+            return Err(format!("member {i} has no disk of its own to fill"));
+        };
+        let mut file = File::create(disk.join("filler")).map_err(|e| format!("filler: {e}"))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(n) => written += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(e) => return Err(format!("filler: {e}")),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Removes member `i`'s filler file.
+    pub fn free_disk(&self, i: usize) -> Result<(), String> {
+        if let Some(disk) = &self.members[i].disk {
+            std::fs::remove_file(disk.join("filler")).map_err(|e| format!("filler: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn initial_cluster(&self) -> String {
         let items: Vec<String> = self
             .members
@@ -159,7 +251,7 @@ impl Cluster {
             "--name".into(),
             m.name.clone().into(),
             "--data-dir".into(),
-            self.dir.path().join(format!("{}.etcd", m.name)).into(),
+            self.data_dir(i).into(),
             "--listen-client-urls".into(),
             client_url.clone().into(),
             "--advertise-client-urls".into(),
@@ -175,6 +267,10 @@ impl Cluster {
             "--initial-cluster-state".into(),
             "new".into(),
         ];
+        let args: Vec<OsString> = args
+            .into_iter()
+            .chain(self.spec.args.iter().map(OsString::from))
+            .collect();
         let child = Command::new(&self.spec.binary)
             .env_clear()
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -294,6 +390,11 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails());
+        }
+        for m in &self.members {
+            if let Some(disk) = &m.disk {
+                unmount(disk);
+            }
         }
     }
 }

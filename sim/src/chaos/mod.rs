@@ -5,7 +5,7 @@
 //!
 //! - [`proxy`]: a TCP proxy per member's peer port, with a state per ordered pair of members
 //!   (partition, one-way blackhole, delay).
-//! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT.
+//! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT, a member's disk filled.
 //! - [`client`]: KV clients, a watcher and a lease client recording histories.
 //! - [`run`] (this module): one run: start, workload + nemesis for a duration, heal, check,
 //!   [`Report`].
@@ -48,15 +48,20 @@ pub enum Fault {
     OneWayCut,
     /// Latency on every link of one member (or, half the time, of the whole cluster).
     Delay,
+    /// The member's disk (a small tmpfs of its own) filled to the last byte, then freed; a
+    /// member that stopped on the full disk (etcd and oxetcd both stop when they cannot write
+    /// their WAL or a snapshot) is started again once there is room.
+    DiskFull,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
         Fault::OneWayCut,
         Fault::Delay,
+        Fault::DiskFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +71,7 @@ impl Fault {
             Fault::Partition => "partition (isolate one member)",
             Fault::OneWayCut => "one-way cut (a member's outbound or inbound)",
             Fault::Delay => "link delay (a member's links or all)",
+            Fault::DiskFull => "disk full (ENOSPC), then freed",
         }
     }
 }
@@ -98,15 +104,20 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The default mix for `spec`: every fault type, 4 clients, 5 keys.
+    /// The default mix for `spec`: every fault type (the disk-full fault only when the members
+    /// have disks of their own), 4 clients, 5 keys.
     pub fn new(cluster: ClusterSpec, duration: Duration, seed: u64) -> Self {
+        let faults = Fault::ALL
+            .into_iter()
+            .filter(|f| *f != Fault::DiskFull || cluster.disk_mb.is_some())
+            .collect();
         RunConfig {
             cluster,
             duration,
             kv_clients: 4,
             keys: 5,
             op_timeout: Duration::from_secs(2),
-            faults: Fault::ALL.to_vec(),
+            faults,
             fault_ms: (1_500, 3_500),
             quiet_ms: (500, 1_500),
             leader_target_pct: 50,
@@ -127,6 +138,9 @@ pub struct FaultRecord {
     pub was_leader: bool,
     pub held: Duration,
     pub recovery: Option<Duration>,
+    /// The member's process ended during the fault and was started again at the heal (a
+    /// disk-full fault: the member stopped on ENOSPC).
+    pub restarted: bool,
 }
 
 /// How long a recovery probe keeps trying.
@@ -236,12 +250,22 @@ impl fmt::Display for Report {
                 (Some(min), Some(max)) => (*min, known[known.len() / 2], *max),
                 _ => (0, 0, 0),
             };
+            let restarts = self
+                .faults
+                .iter()
+                .filter(|r| r.fault == fault && r.restarted)
+                .count();
             writeln!(
                 f,
-                "    {:<44} {count:>3}  recovery ms min/median/max {min}/{med}/{max}{}",
+                "    {:<44} {count:>3}  recovery ms min/median/max {min}/{med}/{max}{}{}",
                 fault.name(),
                 if unrecovered > 0 {
                     format!(", {unrecovered} not within {RECOVERY_DEADLINE:?}")
+                } else {
+                    String::new()
+                },
+                if restarts > 0 {
+                    format!(", the member stopped itself {restarts} times")
                 } else {
                     String::new()
                 }
@@ -398,12 +422,23 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
                     cluster.net.delay_all(delay);
                 }
             }
+            Fault::DiskFull => {
+                cluster.fill_disk(target)?;
+            }
         }
         tokio::time::sleep(hold).await;
+        let mut restarted = false;
         match fault {
             Fault::Kill => cluster.spawn(target)?,
             Fault::Pause => cluster.pause(target, false),
             Fault::Partition | Fault::OneWayCut | Fault::Delay => cluster.net.heal(),
+            Fault::DiskFull => {
+                cluster.free_disk(target)?;
+                if cluster.exited(target).is_some() {
+                    cluster.spawn(target)?;
+                    restarted = true;
+                }
+            }
         }
         let recovery = probe_write(&connect, target, &rec, &mut probes, RECOVERY_DEADLINE).await;
         report.faults.push(FaultRecord {
@@ -412,6 +447,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             was_leader: leader == Some(target),
             held: hold,
             recovery,
+            restarted,
         });
         for i in 0..members {
             if let Some(status) = cluster.exited(i) {
