@@ -247,7 +247,7 @@ impl AuthApi {
     }
 
     /// A request the client takes as done on one of `ok` statuses, else as the server's error.
-    async fn expect(
+    async fn call_ok(
         &self,
         method: &str,
         kind: &str,
@@ -352,7 +352,7 @@ pub(super) async fn user(g: &V2Global, command: UserCommand) -> Result<String, F
         UserCommand::List { args } => {
             no_args(&args)?;
             let api = AuthApi::new(g).await?;
-            let reply = api.expect("GET", "users", "", None, &[200]).await?;
+            let reply = api.call_ok("GET", "users", "", None, &[200]).await?;
             let json = parse(&reply)?;
             let mut out = String::new();
             for u in json
@@ -381,14 +381,14 @@ pub(super) async fn user(g: &V2Global, command: UserCommand) -> Result<String, F
                 ),
             };
             let body = user_body(name, &password, &[], &[]);
-            api.expect("PUT", "users", name, Some(body), &[200, 201])
+            api.call_ok("PUT", "users", name, Some(body), &[200, 201])
                 .await?;
             Ok(format!("User {name} created\n"))
         }
         UserCommand::Remove { args } => {
             let name = one_name(&args, USER_COMPLAINT)?;
             let api = AuthApi::new(g).await?;
-            api.expect("DELETE", "users", name, None, &[200, 201])
+            api.call_ok("DELETE", "users", name, None, &[200, 201])
                 .await?;
             Ok(format!("User {name} removed\n"))
         }
@@ -398,7 +398,9 @@ pub(super) async fn user(g: &V2Global, command: UserCommand) -> Result<String, F
             let password = ask_password("New password: ")
                 .map_err(|e| fail(format!("Error reading password: {e}")))?;
             let body = user_body(name, &password, &[], &[]);
-            let reply = api.expect("PUT", "users", name, Some(body), &[200]).await?;
+            let reply = api
+                .call_ok("PUT", "users", name, Some(body), &[200])
+                .await?;
             user_of(&reply)?;
             Ok("Password updated\n".to_string())
         }
@@ -407,7 +409,7 @@ pub(super) async fn user(g: &V2Global, command: UserCommand) -> Result<String, F
         UserCommand::Get { args } => {
             let name = one_name(&args, USER_COMPLAINT)?;
             let api = AuthApi::new(g).await?;
-            let reply = api.expect("GET", "users", name, None, &[200]).await?;
+            let reply = api.call_ok("GET", "users", name, None, &[200]).await?;
             let (user, roles) = user_of(&reply)?;
             Ok(format!("User: {user}\nRoles: {}\n", roles.join(" ")))
         }
@@ -430,7 +432,9 @@ async fn grant_revoke_user(
     } else {
         user_body(name, "", &[], roles)
     };
-    let reply = api.expect("PUT", "users", name, Some(body), &[200]).await?;
+    let reply = api
+        .call_ok("PUT", "users", name, Some(body), &[200])
+        .await?;
     user_of(&reply)?;
     Ok(format!("User {name} updated\n"))
 }
@@ -505,21 +509,21 @@ pub(super) async fn role(g: &V2Global, command: RoleCommand) -> Result<String, F
                 string(name),
                 permissions_body(&[], &[])
             );
-            api.expect("PUT", "roles", name, Some(body), &[200, 201])
+            api.call_ok("PUT", "roles", name, Some(body), &[200, 201])
                 .await?;
             Ok(format!("Role {name} created\n"))
         }
         RoleCommand::Remove { args } => {
             let name = one_name(&args, ROLE_COMPLAINT)?;
             let api = AuthApi::new(g).await?;
-            api.expect("DELETE", "roles", name, None, &[200, 201])
+            api.call_ok("DELETE", "roles", name, None, &[200, 201])
                 .await?;
             Ok(format!("Role {name} removed\n"))
         }
         RoleCommand::Get { args } => {
             let name = one_name(&args, ROLE_COMPLAINT)?;
             let api = AuthApi::new(g).await?;
-            let reply = api.expect("GET", "roles", name, None, &[200]).await?;
+            let reply = api.call_ok("GET", "roles", name, None, &[200]).await?;
             let role = Role::of(&parse(&reply)?);
             let mut out = format!("Role: {}\nKV Read:\n", role.name);
             for p in role.permissions.read.iter().flatten() {
@@ -629,7 +633,7 @@ async fn grant_revoke_role(
     };
     let name = one_name(&p.args, ROLE_COMPLAINT)?;
     let api = AuthApi::new(g).await?;
-    let current = api.expect("GET", "roles", name, None, &[200]).await?;
+    let current = api.call_ok("GET", "roles", name, None, &[200]).await?;
     let current = Role::of(&parse(&current)?);
     let body = format!(
         "{{\"role\":{},\"permissions\":{},\"{}\":{}}}",
@@ -638,7 +642,9 @@ async fn grant_revoke_role(
         if grant { "grant" } else { "revoke" },
         permissions_body(read, write)
     );
-    let updated = api.expect("PUT", "roles", name, Some(body), &[200]).await?;
+    let updated = api
+        .call_ok("PUT", "roles", name, Some(body), &[200])
+        .await?;
     let updated = Role::of(&parse(&updated)?);
     let mut out = String::new();
     if updated == current {
@@ -688,7 +694,7 @@ pub(super) async fn enable_disable(g: &V2Global, command: AuthCommand) -> Result
     };
     no_args(&args)?;
     let api = AuthApi::new(g).await?;
-    api.expect(method, "enable", "", None, &[200, 201]).await?;
+    api.call_ok(method, "enable", "", None, &[200, 201]).await?;
     Ok(done.to_string())
 }
 
