@@ -4,7 +4,9 @@
 //! lines and exit codes (1 bad arguments, 2 no reachable endpoint, 4 a server error).
 //!
 //! As etcdctl, every command but `cluster-health` first asks `/v2/members` for the cluster's
-//! client URLs and talks to those (`--no-sync` talks to `--endpoints` as given).
+//! client URLs and talks to those (`--no-sync` talks to `--endpoints` as given). With
+//! `--username` (or `ETCDCTL_USERNAME`) every request carries HTTP basic auth; the `user`,
+//! `role` and `auth` commands (the `/v2/auth` API) are in `v2/auth.rs`.
 //!
 //! Invariant: a response body is read up to [`BODY_BYTES_MAX`]; a larger one is an error, never
 //! an unbounded allocation.
@@ -15,6 +17,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::print::{string, Obj};
+
+mod auth;
 
 /// etcdctl v2's exit codes.
 mod exit {
@@ -73,6 +77,13 @@ struct V2Global {
     /// timeout for the command execution (except watch)
     #[arg(long = "total-timeout", global = true, default_value = "5s", value_parser = duration)]
     total_timeout: Duration,
+    /// provide username[:password] and prompt if password is not supplied.
+    #[arg(short = 'u', long, global = true)]
+    username: Option<String>,
+    /// The `Authorization` header `--username` makes, asked for (and its password prompted)
+    /// once, when the first client is made, as etcdctl does.
+    #[arg(skip)]
+    authorization: std::sync::OnceLock<Result<Option<String>, String>>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -222,6 +233,15 @@ enum V2Command {
     /// member add, remove and list subcommands
     #[command(subcommand)]
     Member(MemberCommand),
+    /// user add, grant and revoke subcommands
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// role add, grant and revoke subcommands
+    #[command(subcommand)]
+    Role(auth::RoleCommand),
+    /// overall auth controls
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +312,8 @@ struct Http {
     endpoints: Vec<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
+    /// `Basic ...` for `--username`, sent with every request.
+    authorization: Option<String>,
 }
 
 impl Http {
@@ -375,6 +397,9 @@ impl Http {
             .header(http::header::HOST, authority);
         if form.is_some() {
             request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, authorization);
         }
         let request = request.body(body).map_err(|e| e.to_string())?;
         // `--timeout` bounds the wait for an answer's headers, except for a watch (`wait=true`),
@@ -469,6 +494,12 @@ fn keys_path(key: &str) -> String {
     } else {
         format!("/v2/keys/{key}")
     };
+    clean_path(&raw, raw.ends_with('/'))
+}
+
+/// `raw` cleaned as Go's `path.Clean` cleans it, each segment escaped as Go's URL path is,
+/// with a trailing slash when `trailing_slash`.
+fn clean_path(raw: &str, trailing_slash: bool) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for part in raw.split('/') {
         match part {
@@ -508,7 +539,7 @@ fn keys_path(key: &str) -> String {
             }
         }
     }
-    if raw.ends_with('/') && !path.is_empty() {
+    if trailing_slash && !path.is_empty() {
         path.push('/');
     }
     if path.is_empty() {
@@ -725,10 +756,19 @@ fn http_for(g: &V2Global, endpoints: Vec<String>) -> Result<Http, Failure> {
     } else {
         None
     };
+    let authorization = g
+        .authorization
+        .get_or_init(|| auth::authorization(g))
+        .clone()
+        .map_err(|e| Failure {
+            code: 1,
+            stderr: format!("{e}\n"),
+        })?;
     Ok(Http {
         endpoints,
         tls,
         timeout: g.timeout,
+        authorization,
     })
 }
 
@@ -771,6 +811,11 @@ async fn keys_client(g: &V2Global) -> Result<Http, Failure> {
                 })
             }
         };
+    // etcdctl goes on with the endpoints it was given when the member list is refused (its
+    // sync error is neither "no endpoints" nor a connection error).
+    if reply.status != 200 {
+        return Ok(http);
+    }
     let members = members_of(&reply).map_err(|e| Failure {
         code: exit::SERVER_ERROR,
         stderr: format!("Error:  {e}\n"),
@@ -886,6 +931,9 @@ pub async fn run(cli: V2Cli) -> Result<String, Failure> {
         V2Command::ClusterHealth => cluster_health(g).await,
         V2Command::Member(MemberCommand::List) => member_list(g).await,
         V2Command::Member(command) => member_change(g, command).await,
+        V2Command::User(command) => auth::user(g, command).await,
+        V2Command::Role(command) => auth::role(g, command).await,
+        V2Command::Auth(command) => auth::enable_disable(g, command).await,
         V2Command::ExecWatch {
             after_index,
             recursive,
@@ -1453,10 +1501,12 @@ async fn cluster_health(g: &V2Global) -> Result<String, Failure> {
         }
         let mut checked = false;
         for url in &urls {
+            // etcdctl asks `/health` without credentials.
             let one = Http {
                 endpoints: vec![url.clone()],
                 tls: http.tls.clone(),
                 timeout: g.timeout,
+                authorization: None,
             };
             let answer = match one.call_one(url, "GET", "/health", None).await {
                 Ok(a) => a,
