@@ -74,7 +74,26 @@ fn execute(cfg: RunConfig) -> Report {
 /// next one), the database and snapshots.
 const DISK_MB: u64 = 200;
 
+/// libfaketime for the clock-jump fault, when Debian's package is installed. Only oxetcd's
+/// members get it: Go programs (etcd) read the clock without libc, so it cannot move theirs.
+fn faketime_for(binary_is_oxetcd: bool) -> Option<PathBuf> {
+    let library = PathBuf::from(sim::chaos::cluster::FAKETIME_LIBRARY);
+    if !binary_is_oxetcd {
+        return None;
+    }
+    if library.exists() {
+        Some(library)
+    } else {
+        eprintln!(
+            "the clock-jump fault is left out: {} is missing (Debian's libfaketime)",
+            library.display()
+        );
+        None
+    }
+}
+
 fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec {
+    let faketime = faketime_for(label.starts_with("oxetcd"));
     let disk_mb = match sim::chaos::cluster::small_disks_available() {
         Ok(()) => Some(DISK_MB),
         Err(e) => {
@@ -93,6 +112,7 @@ fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec
         // WAL segment's end (64 MiB, more than a run writes).
         args: vec!["--snapshot-count=200".into()],
         disk_mb,
+        faketime,
     }
 }
 
@@ -121,6 +141,17 @@ fn assert_clean(report: &Report, plan: &[Fault]) {
         report.watch_events > 0,
         "the watcher saw nothing:\n{report}"
     );
+    // A clock jump must have happened: the member's HTTP `Date` showed the offset asked for.
+    for record in &report.faults {
+        if let Some((asked, seen)) = record.clock {
+            assert!(
+                seen.is_some_and(|s| (s - asked).abs() <= 5),
+                "{}: a clock jump of {asked:+}s on member {} was not seen ({seen:?}):\n{report}",
+                report.label,
+                record.member
+            );
+        }
+    }
 }
 
 #[cfg(not(feature = "canary"))]

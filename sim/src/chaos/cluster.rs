@@ -42,7 +42,15 @@ pub struct ClusterSpec {
     /// Each member's data dir on a tmpfs of this many MiB (mounting needs the privilege to;
     /// see [`small_disks_available`]): the disk-full fault fills it.
     pub disk_mb: Option<u64>,
+    /// libfaketime (`libfaketimeMT.so.1`), preloaded into every member with its wall clock
+    /// read from a file of the member's own (the monotonic clock is left alone): the
+    /// clock-jump fault moves one member's wall clock. Only for programs that read the clock
+    /// through libc (not Go's).
+    pub faketime: Option<PathBuf>,
 }
+
+/// Where Debian's libfaketime puts its multi-threaded library.
+pub const FAKETIME_LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// Mounts a tmpfs of `mb` MiB at `at`.
 fn mount_tmpfs(at: &std::path::Path, mb: u64) -> Result<(), String> {
@@ -190,6 +198,50 @@ impl Cluster {
             .join(format!("{}.log", self.members[i].name))
     }
 
+    fn clock_file(&self, i: usize) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("{}.faketime", self.members[i].name))
+    }
+
+    /// Sets member `i`'s wall clock offset (libfaketime's syntax: `+10m`, `-10m`, `+0`); the
+    /// member reads it within a second.
+    pub fn set_clock_offset(&self, i: usize, offset: &str) -> Result<(), String> {
+        if self.spec.faketime.is_none() {
+            return Err(format!(
+                "member {i}'s clock cannot be moved (no libfaketime)"
+            ));
+        }
+        // Written aside and renamed: the member never reads a half-written offset.
+        let file = self.clock_file(i);
+        let tmp = file.with_extension("tmp");
+        std::fs::write(&tmp, offset).map_err(|e| format!("clock file: {e}"))?;
+        std::fs::rename(&tmp, &file).map_err(|e| format!("clock file: {e}"))
+    }
+
+    /// The offset of member `i`'s wall clock from this process's, in whole seconds, as the
+    /// member's log shows it: a Defragment call (an operator action the member logs, with its
+    /// own timestamp, as etcd does) and the `ts` of its "starting defragment" line. `None`: no
+    /// answer or no such line.
+    pub async fn observed_clock_offset(&self, i: usize) -> Option<i64> {
+        let path = self.log_path(i);
+        let before = std::fs::metadata(&path).map_or(0, |m| m.len() as usize);
+        let ours = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs() as i64;
+        let mut client = self.client(i, Duration::from_secs(3)).await?;
+        tokio::time::timeout(Duration::from_secs(3), client.defragment())
+            .await
+            .ok()?
+            .ok()?;
+        let log = std::fs::read(&path).ok()?;
+        let text = String::from_utf8_lossy(log.get(before..)?);
+        let line = text.lines().find(|l| l.contains("starting defragment"))?;
+        let ts = line.split("\"ts\":\"").nth(1)?.split('"').next()?;
+        Some(rfc3339_unix(ts)? - ours)
+    }
+
     fn data_dir(&self, i: usize) -> PathBuf {
         match &self.members[i].disk {
             Some(disk) => disk.join("data"),
@@ -271,9 +323,23 @@ impl Cluster {
             .into_iter()
             .chain(self.spec.args.iter().map(OsString::from))
             .collect();
+        let mut clock_env: Vec<(String, String)> = Vec::new();
+        if let Some(library) = &self.spec.faketime {
+            let file = self.clock_file(i);
+            if !file.exists() {
+                std::fs::write(&file, "+0").map_err(|e| format!("clock file: {e}"))?;
+            }
+            clock_env = vec![
+                ("LD_PRELOAD".into(), library.display().to_string()),
+                ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+                ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+                ("DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ];
+        }
         let child = Command::new(&self.spec.binary)
             .env_clear()
             .envs(self.spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(clock_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -380,6 +446,52 @@ impl Cluster {
             ));
         }
         out
+    }
+}
+
+/// The whole seconds of an RFC 3339 UTC time (`2026-12-06T03:39:57.661Z`) as Unix seconds.
+fn rfc3339_unix(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let ymd: Vec<i64> = date.split('-').filter_map(|p| p.parse().ok()).collect();
+    let [year, month, day] = ymd.as_slice() else {
+        return None;
+    };
+    let hms: Vec<i64> = time
+        .trim_end_matches('Z')
+        .split(':')
+        .filter_map(|p| p.split('.').next()?.parse().ok())
+        .collect();
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    // Days from the civil date (proleptic Gregorian), then seconds.
+    let (y, mo) = if *month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (*year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_times_read_as_unix_seconds() {
+        assert_eq!(super::rfc3339_unix("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            super::rfc3339_unix("2026-12-06T03:34:05.661Z"),
+            Some(1_796_528_045)
+        );
+        assert_eq!(
+            super::rfc3339_unix("2000-02-29T12:00:01Z"),
+            Some(951_825_601)
+        );
+        assert_eq!(super::rfc3339_unix("garbage"), None);
     }
 }
 

@@ -52,16 +52,20 @@ pub enum Fault {
     /// member that stopped on the full disk (etcd and oxetcd both stop when they cannot write
     /// their WAL or a snapshot) is started again once there is room.
     DiskFull,
+    /// The member's wall clock jumps ten minutes ahead or back (libfaketime; its monotonic
+    /// clock is untouched), then back to true time.
+    ClockJump,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
         Fault::OneWayCut,
         Fault::Delay,
         Fault::DiskFull,
+        Fault::ClockJump,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Fault {
             Fault::OneWayCut => "one-way cut (a member's outbound or inbound)",
             Fault::Delay => "link delay (a member's links or all)",
             Fault::DiskFull => "disk full (ENOSPC), then freed",
+            Fault::ClockJump => "wall clock jump (+/-10 min), then back",
         }
     }
 }
@@ -105,11 +110,12 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// The default mix for `spec`: every fault type (the disk-full fault only when the members
-    /// have disks of their own), 4 clients, 5 keys.
+    /// have disks of their own, the clock jump only with libfaketime), 4 clients, 5 keys.
     pub fn new(cluster: ClusterSpec, duration: Duration, seed: u64) -> Self {
         let faults = Fault::ALL
             .into_iter()
             .filter(|f| *f != Fault::DiskFull || cluster.disk_mb.is_some())
+            .filter(|f| *f != Fault::ClockJump || cluster.faketime.is_some())
             .collect();
         RunConfig {
             cluster,
@@ -141,7 +147,13 @@ pub struct FaultRecord {
     /// The member's process ended during the fault and was started again at the heal (a
     /// disk-full fault: the member stopped on ENOSPC).
     pub restarted: bool,
+    /// A clock jump: the offset asked for and the one the member's log showed before the
+    /// heal (seconds; `None`: no answer).
+    pub clock: Option<(i64, Option<i64>)>,
 }
+
+/// How far a clock jump moves a member's wall clock.
+pub const CLOCK_JUMP_S: i64 = 600;
 
 /// How long a recovery probe keeps trying.
 pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
@@ -270,6 +282,19 @@ impl fmt::Display for Report {
                     String::new()
                 }
             )?;
+            let clocks: Vec<String> = self
+                .faults
+                .iter()
+                .filter(|r| r.fault == fault)
+                .filter_map(|r| r.clock)
+                .map(|(asked, seen)| match seen {
+                    Some(seen) => format!("{asked:+}s seen as {seen:+}s"),
+                    None => format!("{asked:+}s not seen"),
+                })
+                .collect();
+            if !clocks.is_empty() {
+                writeln!(f, "      clock offsets: {}", clocks.join(", "))?;
+            }
         }
         writeln!(f, "  anomalies: {}", self.anomalies.len())?;
         for a in &self.anomalies {
@@ -406,6 +431,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             _ => rng.between(0, members as u64 - 1) as usize,
         };
         let hold = Duration::from_millis(rng.between(cfg.fault_ms.0, cfg.fault_ms.1));
+        let mut clock = None;
         match fault {
             Fault::Kill => cluster.kill(target),
             Fault::Pause => cluster.pause(target, true),
@@ -425,8 +451,20 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             Fault::DiskFull => {
                 cluster.fill_disk(target)?;
             }
+            Fault::ClockJump => {
+                let jump = if rng.between(0, 1) == 0 {
+                    CLOCK_JUMP_S
+                } else {
+                    -CLOCK_JUMP_S
+                };
+                cluster.set_clock_offset(target, &format!("{jump:+}"))?;
+                clock = Some((jump, None));
+            }
         }
         tokio::time::sleep(hold).await;
+        if let Some((jump, _)) = clock {
+            clock = Some((jump, cluster.observed_clock_offset(target).await));
+        }
         let mut restarted = false;
         match fault {
             Fault::Kill => cluster.spawn(target)?,
@@ -439,6 +477,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
                     restarted = true;
                 }
             }
+            Fault::ClockJump => cluster.set_clock_offset(target, "+0")?,
         }
         let recovery = probe_write(&connect, target, &rec, &mut probes, RECOVERY_DEADLINE).await;
         report.faults.push(FaultRecord {
@@ -448,6 +487,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             held: hold,
             recovery,
             restarted,
+            clock,
         });
         for i in 0..members {
             if let Some(status) = cluster.exited(i) {
