@@ -478,6 +478,22 @@ fn rfc3339_unix(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails());
+        }
+        for m in &self.members {
+            if let Some(disk) = &m.disk {
+                unmount(disk);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -492,21 +508,5 @@ mod tests {
             Some(951_825_601)
         );
         assert_eq!(super::rfc3339_unix("garbage"), None);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            self.kill(i);
-        }
-        if std::thread::panicking() {
-            eprintln!("{}", self.log_tails());
-        }
-        for m in &self.members {
-            if let Some(disk) = &m.disk {
-                unmount(disk);
-            }
-        }
     }
 }
