@@ -174,7 +174,8 @@ fn etcd_3_5_under_the_same_nemesis_stays_linearizable() {
     let Some(tools) = common::require_etcd_tools("etcd_3_5_under_the_same_nemesis") else {
         return;
     };
-    let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS) / 2;
+    // Two thirds of the oxetcd run: long enough for every fault type of the rotation.
+    let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS) * 2 / 3;
     let cfg = RunConfig::new(
         spec("etcd 3.5.1", tools.etcd35.clone(), Vec::new()),
         Duration::from_secs(secs.max(30)),

@@ -96,6 +96,8 @@ struct Member {
     stopped: bool,
     /// The tmpfs mount point holding the data dir, with [`ClusterSpec::disk_mb`].
     disk: Option<PathBuf>,
+    /// Joins an existing cluster (`--initial-cluster-state existing`): a member added back.
+    joins: bool,
 }
 
 /// A running cluster. See the module invariants.
@@ -137,6 +139,7 @@ impl Cluster {
                 child: None,
                 stopped: false,
                 disk: None,
+                joins: false,
             });
         }
         let net = PeerNet::start(proxies, targets).map_err(io)?;
@@ -242,6 +245,130 @@ impl Cluster {
         Some(rfc3339_unix(ts)? - ours)
     }
 
+    /// The peer URL everyone knows member `i` by (its proxy's).
+    fn peer_url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].proxy_port)
+    }
+
+    /// A client of some live member other than `not`.
+    async fn client_of_another(&self, not: usize) -> Option<(usize, Client)> {
+        for j in (0..self.members.len()).filter(|j| *j != not) {
+            if self.members[j].child.is_none() || self.members[j].stopped {
+                continue;
+            }
+            if let Some(c) = self.client(j, Duration::from_secs(3)).await {
+                return Some((j, c));
+            }
+        }
+        None
+    }
+
+    /// The cluster's member ID of member `i` (by its peer URL), asked through another member.
+    async fn member_id(&self, i: usize) -> Result<Option<u64>, String> {
+        let (_, mut client) = self
+            .client_of_another(i)
+            .await
+            .ok_or("no member to ask for the member list")?;
+        let list = tokio::time::timeout(Duration::from_secs(3), client.member_list())
+            .await
+            .map_err(|_| "member list: timed out".to_string())?
+            .map_err(|e| format!("member list: {e}"))?;
+        let url = self.peer_url(i);
+        Ok(list
+            .members()
+            .iter()
+            .find(|m| m.peer_urls().contains(&url))
+            .map(|m| m.id()))
+    }
+
+    /// Asks the current leader to hand leadership to member `to`; `Ok(false)` when there was no
+    /// leader to ask, `to` leads already, or the leader refused (a refusal is an answer, not a
+    /// failure of the run).
+    pub async fn move_leader(&self, to: usize) -> Result<bool, String> {
+        let Some(leader) = self.leader().await else {
+            return Ok(false);
+        };
+        if leader == to {
+            return Ok(false);
+        }
+        let Some(target) = self.member_id(to).await? else {
+            return Ok(false);
+        };
+        let Some(mut client) = self.client(leader, Duration::from_secs(5)).await else {
+            return Ok(false);
+        };
+        let moved = tokio::time::timeout(Duration::from_secs(5), client.move_leader(target)).await;
+        Ok(matches!(moved, Ok(Ok(_))))
+    }
+
+    /// Replaces member `i` by a fresh one with the same name and URLs, as an operator
+    /// replaces a member: MemberRemove through another member, SIGKILL, the data dir removed,
+    /// MemberAdd, and a start that joins the existing cluster. Each call is retried until
+    /// `deadline` (a leader change refuses it for a moment).
+    pub async fn replace(&mut self, i: usize, deadline: Duration) -> Result<(), String> {
+        let started = Instant::now();
+        let retry = |what: &str, e: String| -> Result<(), String> {
+            if started.elapsed() > deadline {
+                Err(format!("replacing member {i}: {what}: {e}"))
+            } else {
+                Ok(())
+            }
+        };
+        loop {
+            let Some(id) = self
+                .member_id(i)
+                .await
+                .or_else(|e| retry("member list", e).map(|_| None))?
+            else {
+                break;
+            };
+            let removed = match self.client_of_another(i).await {
+                Some((_, mut c)) => {
+                    tokio::time::timeout(Duration::from_secs(5), c.member_remove(id))
+                        .await
+                        .map_err(|_| "timed out".to_string())
+                        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+                }
+                None => Err("no member to ask".to_string()),
+            };
+            match removed {
+                Ok(()) => break,
+                Err(e) => retry("member remove", e)?,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.kill(i);
+        let data = self.data_dir(i);
+        if data.exists() {
+            std::fs::remove_dir_all(&data)
+                .map_err(|e| format!("removing {}: {e}", data.display()))?;
+        }
+        let url = self.peer_url(i);
+        loop {
+            let added = match self.client_of_another(i).await {
+                Some((_, mut c)) => {
+                    tokio::time::timeout(Duration::from_secs(5), c.member_add([url.as_str()], None))
+                        .await
+                        .map_err(|_| "timed out".to_string())
+                        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+                }
+                None => Err("no member to ask".to_string()),
+            };
+            match added {
+                Ok(()) => break,
+                // A MemberAdd whose answer was lost may have been applied.
+                Err(e) if self.member_id(i).await.ok().flatten().is_some() => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => retry("member add", e)?,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.members[i].joins = true;
+        self.spawn(i)
+    }
+
     fn data_dir(&self, i: usize) -> PathBuf {
         match &self.members[i].disk {
             Some(disk) => disk.join("data"),
@@ -317,7 +444,7 @@ impl Cluster {
             "--initial-cluster-token".into(),
             "chaos-cluster".into(),
             "--initial-cluster-state".into(),
-            "new".into(),
+            if m.joins { "existing" } else { "new" }.into(),
         ];
         let args: Vec<OsString> = args
             .into_iter()

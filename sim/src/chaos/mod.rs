@@ -55,10 +55,16 @@ pub enum Fault {
     /// The member's wall clock jumps ten minutes ahead or back (libfaketime; its monotonic
     /// clock is untouched), then back to true time.
     ClockJump,
+    /// While every link is slowed (`RECONFIG_DELAY_MS`), the leader is asked to hand
+    /// leadership to the member (MoveLeader).
+    MoveLeader,
+    /// While every link is slowed (`RECONFIG_DELAY_MS`), the member is removed from the
+    /// cluster (MemberRemove), wiped, added back (MemberAdd) and started to join again.
+    Replace,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
@@ -66,6 +72,8 @@ impl Fault {
         Fault::Delay,
         Fault::DiskFull,
         Fault::ClockJump,
+        Fault::MoveLeader,
+        Fault::Replace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +85,8 @@ impl Fault {
             Fault::Delay => "link delay (a member's links or all)",
             Fault::DiskFull => "disk full (ENOSPC), then freed",
             Fault::ClockJump => "wall clock jump (+/-10 min), then back",
+            Fault::MoveLeader => "move-leader to the member, links slowed",
+            Fault::Replace => "member replaced (remove, wipe, add), links slow",
         }
     }
 }
@@ -150,7 +160,14 @@ pub struct FaultRecord {
     /// A clock jump: the offset asked for and the one the member's log showed before the
     /// heal (seconds; `None`: no answer).
     pub clock: Option<(i64, Option<i64>)>,
+    /// A move-leader: whether the leader handed over.
+    pub moved: Option<bool>,
 }
+
+/// The link delay (each direction, ms) while leadership moves or a member is replaced: a
+/// round trip stays under the default 100 ms heartbeat interval, which bounds each of
+/// oxetcd's append-entries calls (see docs/reliability.md, "Findings").
+pub const RECONFIG_DELAY_MS: (u64, u64) = (10, 40);
 
 /// How far a clock jump moves a member's wall clock.
 pub const CLOCK_JUMP_S: i64 = 600;
@@ -295,6 +312,20 @@ impl fmt::Display for Report {
             if !clocks.is_empty() {
                 writeln!(f, "      clock offsets: {}", clocks.join(", "))?;
             }
+            let moves: Vec<bool> = self
+                .faults
+                .iter()
+                .filter(|r| r.fault == fault)
+                .filter_map(|r| r.moved)
+                .collect();
+            if !moves.is_empty() {
+                writeln!(
+                    f,
+                    "      leadership handed over {} of {} times",
+                    moves.iter().filter(|m| **m).count(),
+                    moves.len()
+                )?;
+            }
         }
         writeln!(f, "  anomalies: {}", self.anomalies.len())?;
         for a in &self.anomalies {
@@ -430,8 +461,15 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             Some(l) if rng.between(0, 99) < cfg.leader_target_pct => l,
             _ => rng.between(0, members as u64 - 1) as usize,
         };
+        // Leadership is moved to another member than the leader.
+        let target = if fault == Fault::MoveLeader && leader == Some(target) && members > 1 {
+            (target + 1 + rng.between(0, members as u64 - 2) as usize) % members
+        } else {
+            target
+        };
         let hold = Duration::from_millis(rng.between(cfg.fault_ms.0, cfg.fault_ms.1));
         let mut clock = None;
+        let mut moved = None;
         match fault {
             Fault::Kill => cluster.kill(target),
             Fault::Pause => cluster.pause(target, true),
@@ -451,6 +489,20 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             Fault::DiskFull => {
                 cluster.fill_disk(target)?;
             }
+            Fault::MoveLeader => {
+                cluster.net.delay_all(Duration::from_millis(
+                    rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
+                ));
+                moved = Some(cluster.move_leader(target).await?);
+            }
+            Fault::Replace => {
+                cluster.net.delay_all(Duration::from_millis(
+                    rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
+                ));
+                if let Err(e) = cluster.replace(target, RECOVERY_DEADLINE).await {
+                    return Err(format!("{e}\n{}", cluster.log_tails()));
+                }
+            }
             Fault::ClockJump => {
                 let jump = if rng.between(0, 1) == 0 {
                     CLOCK_JUMP_S
@@ -469,7 +521,11 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         match fault {
             Fault::Kill => cluster.spawn(target)?,
             Fault::Pause => cluster.pause(target, false),
-            Fault::Partition | Fault::OneWayCut | Fault::Delay => cluster.net.heal(),
+            Fault::Partition
+            | Fault::OneWayCut
+            | Fault::Delay
+            | Fault::MoveLeader
+            | Fault::Replace => cluster.net.heal(),
             Fault::DiskFull => {
                 cluster.free_disk(target)?;
                 if cluster.exited(target).is_some() {
@@ -488,6 +544,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             recovery,
             restarted,
             clock,
+            moved,
         });
         for i in 0..members {
             if let Some(status) = cluster.exited(i) {
