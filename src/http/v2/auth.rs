@@ -55,6 +55,11 @@ fn auth_state(api: &Api) -> V2Auth {
     api.node.state().view().state.v2.auth().clone()
 }
 
+/// Whether v2 auth is on (read without copying the users and roles).
+fn auth_enabled(api: &Api) -> bool {
+    api.node.state().view().state.v2.auth().enabled()
+}
+
 /// Go's `Request.BasicAuth`: `None` without the header or when it is not valid basic auth.
 fn basic_auth(parts: &http::request::Parts) -> Option<(String, String)> {
     let value = parts.headers.get(header::AUTHORIZATION)?.as_bytes();
@@ -112,10 +117,10 @@ fn user_from_certificate(
 
 /// etcd's `hasRootAccess`: auth off, or a user with the `root` role.
 pub async fn has_root_access(api: &Api, parts: &http::request::Parts) -> bool {
-    let auth = auth_state(api);
-    if !auth.enabled() {
+    if !auth_enabled(api) {
         return true;
     }
+    let auth = auth_state(api);
     let user = if !has_authorization(parts) && api.auth.client_cert_auth {
         user_from_certificate(&auth, parts)
     } else {
@@ -139,10 +144,10 @@ pub async fn has_key_prefix_access(
     key: &str,
     recursive: bool,
 ) -> bool {
-    let auth = auth_state(api);
-    if !auth.enabled() {
+    if !auth_enabled(api) {
         return true;
     }
+    let auth = auth_state(api);
     let write = parts.method != Method::GET && parts.method != Method::HEAD;
     let user = if has_authorization(parts) {
         match user_from_basic_auth(api, &auth, parts).await {
