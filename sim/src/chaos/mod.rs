@@ -5,13 +5,15 @@
 //!
 //! - [`proxy`]: a TCP proxy per member's peer port, with a state per ordered pair of members
 //!   (partition, one-way blackhole, delay).
-//! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT, a member's disk filled.
+//! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT, a member's disk filled,
+//!   its wall clock moved, MoveLeader, a member replaced.
 //! - [`client`]: KV clients, a watcher and a lease client recording histories.
 //! - [`run`] (this module): one run: start, workload + nemesis for a duration, heal, check,
 //!   [`Report`].
 //!
-//! Invariants: at most one fault is active at a time and every fault is healed before the next
-//! one starts and before the run is checked; each fault is followed by a recovery probe (a put
+//! Invariants: at most one fault is active at a time (move-leader and member replacement run
+//! with every link slowed, as one fault) and every fault is healed before the next one starts
+//! and before the run is checked; each fault is followed by a recovery probe (a put
 //! through the faulted member, recorded in the history like every other write) whose latency
 //! from the heal is the fault's recovery time. A run's anomalies are exactly what the checkers
 //! and the liveness check at the end report.
