@@ -232,25 +232,37 @@ async fn enable(api: &Api, parts: &http::request::Parts) -> Response<Body> {
     granted(api, r)
 }
 
-async fn list_users(api: &Api, parts: &http::request::Parts) -> Response<Body> {
+/// etcd's checks before a list: GET only, then root access; the state to list from.
+async fn list_guard(api: &Api, parts: &http::request::Parts) -> Result<V2Auth, Response<Body>> {
     if parts.method != Method::GET {
-        return method_not_allowed("GET");
+        return Err(method_not_allowed("GET"));
     }
     if !has_root_access(api, parts).await {
-        return no_auth();
+        return Err(no_auth());
     }
-    let auth = auth_state(api);
+    Ok(auth_state(api))
+}
+
+/// The roles of `names` that exist, as JSON.
+fn roles_json(auth: &V2Auth, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .filter_map(|r| auth.role(r).map(|p| role_json(r, &p)))
+        .collect()
+}
+
+async fn list_users(api: &Api, parts: &http::request::Parts) -> Response<Body> {
+    let auth = match list_guard(api, parts).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let mut items = Vec::new();
     for name in auth.user_names() {
         let Some(user) = auth.user(name) else {
             continue;
         };
         // Roles that no longer exist are left out of the list (one user's GET refuses them).
-        let roles: Vec<String> = user
-            .role_names()
-            .iter()
-            .filter_map(|r| auth.role(r).map(|p| role_json(r, &p)))
-            .collect();
+        let roles = roles_json(&auth, user.role_names());
         items.push(user_with_roles(name, &roles));
     }
     let body = if items.is_empty() {
@@ -275,18 +287,11 @@ fn user_with_roles(name: &str, roles: &[String]) -> String {
 }
 
 async fn list_roles(api: &Api, parts: &http::request::Parts) -> Response<Body> {
-    if parts.method != Method::GET {
-        return method_not_allowed("GET");
-    }
-    if !has_root_access(api, parts).await {
-        return no_auth();
-    }
-    let auth = auth_state(api);
-    let items: Vec<String> = auth
-        .role_names()
-        .iter()
-        .filter_map(|r| auth.role(r).map(|p| role_json(r, &p)))
-        .collect();
+    let auth = match list_guard(api, parts).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let items = roles_json(&auth, &auth.role_names());
     granted(
         api,
         json(
