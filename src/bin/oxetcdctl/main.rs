@@ -5,7 +5,8 @@
 //! before the first connection: flags shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output
 //! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
 //! endpoint, alarm, defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror),
-//! `elect` (lock and elect, on the client-side recipes of `concurrency`), `snapshot` (save
+//! `elect` (lock and elect, on the client-side recipes of `concurrency`), `examples` (the
+//! Examples block of every command's `--help`), `snapshot` (save
 //! online; status and restore offline), `inspect` (an offline look at a data dir's WAL and
 //! snapshot files).
 //!
@@ -28,6 +29,8 @@ mod concurrency;
 mod elect;
 #[cfg(not(madsim))]
 mod environment;
+#[cfg(not(madsim))]
+mod examples;
 #[cfg(not(madsim))]
 mod inspect;
 #[cfg(not(madsim))]
@@ -143,8 +146,8 @@ mod cli {
     use clap::{Parser, Subcommand};
 
     use super::{
-        auth, check, client, cluster, elect, environment, inspect, kv, lease, mirror, snapshot,
-        txn, watch, CtlError,
+        auth, check, client, cluster, elect, environment, examples, inspect, kv, lease, mirror,
+        snapshot, txn, watch, CtlError,
     };
 
     const EXAMPLES: &str = "\
@@ -233,7 +236,7 @@ Examples:
     /// The command line, noting which global flags came from it (for `environment`).
     pub fn parse() -> Result<Cli, clap::Error> {
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let command = Cli::command();
+        let command = examples::attach(Cli::command(), examples::V3);
         let matches = environment::without_empty_variables(command.clone()).try_get_matches()?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         cli.global.flags_given = environment::variables_given_as_flags(&command, &matches);
@@ -328,9 +331,13 @@ fn main() -> ExitCode {
 /// Runs one v2 command (see `v2`), printing its output and etcdctl 3.4's error lines.
 #[cfg(not(madsim))]
 fn run_v2(args: Vec<std::ffi::OsString>) -> ExitCode {
-    use clap::Parser;
+    use clap::{CommandFactory as _, FromArgMatches as _};
     use std::io::Write as _;
-    let cli = match v2::V2Cli::try_parse_from(args) {
+    let command = examples::attach(v2::V2Cli::command(), examples::V2);
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|matches| v2::V2Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };
