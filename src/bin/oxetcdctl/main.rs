@@ -288,10 +288,15 @@ Examples:
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
     // Like any Unix filter (and etcdctl): a closed pipe on stdout ends the process quietly
-    // instead of failing every later print.
-    // SAFETY: restoring the default disposition of a signal, before any thread starts.
+    // instead of failing every later print; a socket the server closed does not (see
+    // `on_sigpipe`).
+    // SAFETY: installing a handler that only calls async-signal-safe functions, before any
+    // thread starts.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(
+            libc::SIGPIPE,
+            on_sigpipe as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     // etcdctl 3.4's v2 commands: with ETCDCTL_API=2, or after a leading `v2`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -324,6 +329,28 @@ fn main() -> ExitCode {
                 eprintln!("Error: {}", e.message);
             }
             ExitCode::from(e.code)
+        }
+    }
+}
+
+/// SIGPIPE: when stdout is a pipe nobody reads any more, the signal's default action (the
+/// process ends, as `head` expects of a filter); otherwise nothing, so a write to a socket the
+/// server closed (a plaintext HTTP/2 preface sent to a TLS port) fails with EPIPE and is
+/// reported like any other connection failure instead of killing the process.
+#[cfg(not(madsim))]
+extern "C" fn on_sigpipe(_signal: libc::c_int) {
+    let mut stdout = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll, signal and raise are async-signal-safe; `stdout` outlives the call. The
+    // raised signal stays pending until this handler returns, then takes its default action.
+    unsafe {
+        let broken = libc::poll(&mut stdout, 1, 0) == 1 && stdout.revents & libc::POLLERR != 0;
+        if broken {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
         }
     }
 }
