@@ -26,6 +26,8 @@ mod cluster;
 #[cfg(not(madsim))]
 mod concurrency;
 #[cfg(not(madsim))]
+mod diagnose;
+#[cfg(not(madsim))]
 mod elect;
 #[cfg(not(madsim))]
 mod environment;
@@ -245,6 +247,7 @@ Examples:
 
     pub async fn run(cli: Cli) -> Result<(), CtlError> {
         let g = &cli.global;
+        g.refuse_discovery()?;
         match cli.command {
             Command::Get(args) => kv::get(g, args).await,
             Command::Put(args) => kv::put(g, args).await,
