@@ -324,6 +324,7 @@ pub const V2: &[Row] = &[
         &[
             "ETCDCTL_API=2 oxetcdctl get /config/name",
             "ETCDCTL_API=2 oxetcdctl -o extended get /config/name --quorum",
+            "ETCDCTL_API=2 oxetcdctl --debug get /config/name",
         ],
     ),
     (
