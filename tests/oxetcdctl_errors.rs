@@ -278,6 +278,19 @@ fn unreachable_endpoints_fail_as_etcdctl_does_and_say_why() {
             "is the server running? check --endpoints",
         );
     }
+    // A snapshot that cannot start is "interrupted" (exit 5) for etcdctl.
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => panic!("cannot create a temp dir: {e}"),
+    };
+    let db = dir.path().join("backup.db").display().to_string();
+    check_case(
+        "connection refused, snapshot save",
+        &closed,
+        &[],
+        &["snapshot", "save", &db],
+        "is the server running? check --endpoints",
+    );
     check_case(
         "unresolved host",
         "no-such-host.invalid:2379",
@@ -315,6 +328,14 @@ fn tls_failures_fail_as_etcdctl_does_and_name_the_fix() {
                 "server certificate not signed by --cacert {}",
                 certs.other_ca.display()
             ),
+        );
+        let db = certs.dir.path().join("backup.db").display().to_string();
+        check_case(
+            &format!("{label}: unknown CA, snapshot save"),
+            &https,
+            &flags,
+            &["snapshot", "save", &db],
+            "server certificate not signed by --cacert",
         );
         check_case(
             &format!("{label}: no client certificate"),

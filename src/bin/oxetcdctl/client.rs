@@ -387,6 +387,15 @@ impl Client {
         }
     }
 
+    /// A stream's failed opening or message as etcdctl reports it: a connection failure
+    /// as [`Client::explain`] does, anything else by its status.
+    pub async fn status_error(&self, status: &tonic::Status) -> CtlError {
+        if connection_failed(status) {
+            return self.explain().await;
+        }
+        CtlError::from_status(status)
+    }
+
     /// etcdctl's error for a call that could not reach its endpoint, after the diagnostic
     /// line saying why (when a fresh look at the endpoint finds a reason).
     pub async fn explain(&self) -> CtlError {

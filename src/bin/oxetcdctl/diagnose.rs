@@ -51,6 +51,8 @@ pub enum Failure {
     PlaintextToTls { address: String },
     /// An `https://` endpoint whose server does not speak TLS.
     TlsToPlaintext { address: String },
+    /// The server took the TCP connection but did not answer the handshake in time.
+    NoAnswer,
     /// A TLS handshake failure of another kind (rustls's text).
     Handshake { reason: String },
 }
@@ -111,6 +113,9 @@ impl Failure {
                 "TLS handshake failed: the server does not speak TLS: use http://{address} \
                  in --endpoints and drop --cacert, --cert and --key"
             ),
+            Failure::NoAnswer => "the server took the connection but did not answer within \
+                --dial-timeout: is it overloaded or stopped? check its log"
+                .to_string(),
             Failure::Handshake { reason } => {
                 format!("TLS handshake failed: {reason}: check --cacert, --cert and --key")
             }
@@ -234,9 +239,7 @@ async fn tls_failure(
             },
         }),
         Ok(Err(e)) => Some(classify(target, &e)),
-        Err(_) => Some(Failure::Handshake {
-            reason: "no answer within --dial-timeout".to_string(),
-        }),
+        Err(_) => Some(Failure::NoAnswer),
     }
 }
 
@@ -405,6 +408,81 @@ mod tests {
         assert_eq!(plain_name("DnsName(\"elsewhere.test\")"), "elsewhere.test");
         assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
         assert_eq!(plain_name("plain.example"), "plain.example");
+    }
+
+    fn any_server() -> Arc<rustls::ClientConfig> {
+        let files = oxetcd::config::TlsFiles::default();
+        match oxetcd::net::tls::ClientTls::load_unverified(&files) {
+            Ok(tls) => tls.current(),
+            Err(e) => panic!("a TLS client config: {e}"),
+        }
+    }
+
+    fn target_at(address: String, https: bool) -> Target {
+        Target {
+            address,
+            https,
+            tls: https.then(any_server),
+            any_server: (!https).then(any_server),
+            cacert: None,
+            cert: None,
+            dial_timeout: Duration::from_millis(300),
+        }
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(future),
+            Err(e) => panic!("a runtime: {e}"),
+        }
+    }
+
+    /// A listener that never calls accept: the kernel completes the TCP handshake, nobody
+    /// answers (a stopped or overloaded server).
+    fn silent_listener() -> std::net::TcpListener {
+        match std::net::TcpListener::bind("127.0.0.1:0") {
+            Ok(listener) => listener,
+            Err(e) => panic!("a loopback listener: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_port_is_refused() {
+        let address = match silent_listener().local_addr() {
+            Ok(address) => address.to_string(),
+            Err(e) => panic!("{e}"),
+        };
+        // The listener is gone: nothing listens on the port any more.
+        assert_eq!(
+            run(diagnose(&target_at(address, false))),
+            Some(Failure::Refused)
+        );
+    }
+
+    #[test]
+    fn a_silent_tls_server_is_named_as_not_answering() {
+        let listener = silent_listener();
+        let address = match listener.local_addr() {
+            Ok(address) => address.to_string(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            run(diagnose(&target_at(address, true))),
+            Some(Failure::NoAnswer)
+        );
+    }
+
+    #[test]
+    fn a_silent_plaintext_server_is_not_taken_for_tls() {
+        let listener = silent_listener();
+        let address = match listener.local_addr() {
+            Ok(address) => address.to_string(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(run(diagnose(&target_at(address, false))), None);
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub mod exit {
     pub const BAD_CONNECTION: u8 = 2;
     pub const INVALID_INPUT: u8 = 3;
     pub const BAD_FEATURE: u8 = 4;
+    pub const INTERRUPTED: u8 = 5;
     pub const IO: u8 = 6;
     pub const BAD_ARGS: u8 = 128;
 }
