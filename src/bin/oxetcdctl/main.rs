@@ -1,14 +1,14 @@
 //! `oxetcdctl`: oxetcd's command line, with etcdctl 3.5's commands, flags, environment
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
-//! Modules: `client` (global flags, connecting, auth, timeouts), `environment` (the step
-//! before the first connection: flags shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output
-//! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
-//! endpoint, alarm, defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror),
-//! `elect` (lock and elect, on the client-side recipes of `concurrency`), `examples` (the
-//! Examples block of every command's `--help`), `snapshot` (save
-//! online; status and restore offline), `inspect` (an offline look at a data dir's WAL and
-//! snapshot files).
+//! Modules: `client` (global flags, connecting, auth, timeouts), `diagnose` (why an endpoint
+//! cannot be reached, and the fix), `environment` (the step before the first connection: flags
+//! shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output formats), `kv`
+//! (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member, endpoint, alarm,
+//! defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror), `elect` (lock and
+//! elect, on the client-side recipes of `concurrency`), `examples` (the Examples block of
+//! every command's `--help`), `snapshot` (save online; status and restore offline), `inspect`
+//! (an offline look at a data dir's WAL and snapshot files).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
 //! `Error: <text>` with etcdctl's exit codes ([`CtlError`]).
