@@ -2020,6 +2020,81 @@ fn v2_auth_commands_print_what_etcdctl_34_prints() {
     }
 }
 
+/// The v2 script of `--debug` steps: each request's cURL line (method, URL with the Go
+/// client's query, Go-quoted form or JSON body) and the sync lines around it, for every kind
+/// of request the v2 commands make (keys get/set/create/update/delete/watch, members, auth,
+/// cluster-health, `--no-sync`).
+const V2_DEBUG_SCRIPT: &[&str] = &[
+    "--debug set /a b",
+    "--debug set /a c --swap-with-value b --ttl 100",
+    "--debug set /q \"x&y=z\"",
+    "--debug mk /m v",
+    "--debug mk /queue job --in-order",
+    "--debug mkdir /d",
+    "--debug setdir /d --ttl 100",
+    "--debug update /m w",
+    "--debug updatedir /d --ttl 50",
+    "--debug get /a",
+    "--debug get /a --quorum",
+    "--debug ls / --sort -r -p",
+    "--debug --no-sync get /m",
+    "--debug get /nope",
+    "--debug watch /a --after-index 1",
+    "--debug watch -r --after-index 1 /queue",
+    "--debug rm /m --with-value w",
+    "--debug rm /d --dir",
+    "--debug rmdir /queue",
+    "--debug rm /queue -r",
+    "--debug member list",
+    "--debug member remove ffff",
+    "--debug cluster-health",
+    "--debug user list",
+    "--debug role list",
+    "--debug auth disable",
+];
+
+/// `ETCDCTL_API=2 --debug`: the same stderr lines as etcdctl 3.4 (`start to sync cluster
+/// using endpoints(...)`, `cURL Command: curl -X ...`, `got endpoints(...) after sync`,
+/// `Cluster-Endpoints: ...`), on etcd 3.4 and on oxetcd.
+#[test]
+fn v2_debug_prints_the_curl_commands_etcdctl_34_prints() {
+    let Some(tools) = require_etcd_tools("v2_debug_prints_the_curl_commands_etcdctl_34_prints")
+    else {
+        return;
+    };
+    let ours = Path::new(env!("CARGO_BIN_EXE_oxetcdctl"));
+    for kind in [ServerKind::Etcd34, ServerKind::Oxetcd] {
+        let theirs = v2_script_transcript(&tools.etcdctl34, kind, V2_DEBUG_SCRIPT, &[]);
+        let mine = v2_script_transcript(ours, kind, V2_DEBUG_SCRIPT, &[]);
+        if theirs != mine {
+            let mut report = String::new();
+            for (t, o) in theirs.split("\n$ ").zip(mine.split("\n$ ")) {
+                if t != o {
+                    report.push_str(&format!("--- etcdctl 3.4\n$ {t}\n+++ oxetcdctl\n$ {o}\n"));
+                }
+            }
+            panic!(
+                "on {}, the v2 --debug transcripts differ:\n{report}",
+                kind.label()
+            );
+        }
+        for expected in [
+            "start to sync cluster using endpoints(",
+            "?prevExist=false -d \"value=v\"",
+            "-d \"ttl=100&value=c\"",
+            "?recursive=false&wait=true&waitIndex=2",
+            "?recursive=true&wait=true&waitIndex=2",
+            "/v2/members/leader\n",
+            "Cluster-Endpoints: ",
+        ] {
+            assert!(
+                theirs.contains(expected),
+                "{expected:?} missing in {theirs}"
+            );
+        }
+    }
+}
+
 /// `ETCDCTL_API=2 exec-watch KEY -- COMMAND`: the command runs for a change with etcdctl 3.4's
 /// `ETCD_WATCH_*` variables, on etcd 3.4 and on oxetcd, as with etcdctl 3.4.
 #[test]

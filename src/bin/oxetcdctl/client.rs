@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -20,6 +21,7 @@ use oxetcd::net::Dialer;
 use oxetcd::proto::etcdserverpb::auth_client::AuthClient;
 use oxetcd::proto::etcdserverpb::AuthenticateRequest;
 
+use super::diagnose::{self, Failure, Target};
 use super::print::Format;
 use super::CtlError;
 
@@ -104,6 +106,13 @@ pub struct Global {
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = go_bool)]
     pub debug: bool,
+    /// etcdctl's DNS SRV discovery, which oxetcdctl does not do: refused (see
+    /// [`Global::refuse_discovery`]) rather than unknown or ignored.
+    #[arg(short = 'd', long = "discovery-srv", global = true, hide = true)]
+    pub discovery_srv: Option<String>,
+    /// The service name of DNS SRV discovery (refused with `--discovery-srv`).
+    #[arg(long = "discovery-srv-name", global = true, hide = true)]
+    pub discovery_srv_name: Option<String>,
     /// The `ETCDCTL_*` variables of the flags given on the command line (see `environment`).
     #[arg(skip)]
     pub flags_given: Vec<std::ffi::OsString>,
@@ -120,7 +129,21 @@ fn go_bool(s: &str) -> Result<bool, String> {
     oxetcd::config::goparse::parse_bool(s).ok_or_else(|| format!("invalid boolean {s:?}"))
 }
 
+/// The refusal of DNS SRV discovery.
+pub const NO_DISCOVERY: &str =
+    "oxetcdctl does not do DNS SRV discovery; list the members with --endpoints";
+
 impl Global {
+    /// `--discovery-srv`, `--discovery-srv-name` (or `ETCDCTL_DISCOVERY_SRV`) refused with
+    /// etcdctl's exit code for a bad flag (1): the members must be listed with `--endpoints`.
+    pub fn refuse_discovery(&self) -> Result<(), CtlError> {
+        let variable = std::env::var_os("ETCDCTL_DISCOVERY_SRV").is_some_and(|v| !v.is_empty());
+        if self.discovery_srv.is_some() || self.discovery_srv_name.is_some() || variable {
+            return Err(CtlError::general(NO_DISCOVERY));
+        }
+        Ok(())
+    }
+
     fn tls_requested(&self) -> bool {
         self.cacert.is_some() || self.cert.is_some() || self.key.is_some()
     }
@@ -142,9 +165,9 @@ impl Global {
         }
     }
 
-    /// The dialer: TLS when a TLS flag is given (or an `https://` endpoint with
-    /// `--insecure-skip-tls-verify`), with the keep-alive pings of `--keepalive-time/-timeout`.
-    fn dialer(&self) -> Result<Dialer, CtlError> {
+    /// The TLS settings: when a TLS flag is given, or any server certificate with
+    /// `--insecure-skip-tls-verify`; `None` for plaintext.
+    fn client_tls(&self) -> Result<Option<ClientTls>, CtlError> {
         let files = TlsFiles {
             cert_file: self.cert.clone(),
             key_file: self.key.clone(),
@@ -158,13 +181,42 @@ impl Global {
         } else {
             None
         };
-        let dialer = match tls {
+        tls.transpose()
+            .map_err(|e| CtlError::bad_connection(format!("TLS settings: {e}")))
+    }
+
+    /// The dialer: TLS when a TLS flag is given (or an `https://` endpoint with
+    /// `--insecure-skip-tls-verify`), with the keep-alive pings of `--keepalive-time/-timeout`.
+    fn dialer(&self) -> Result<Dialer, CtlError> {
+        let dialer = match self.client_tls()? {
             None => Dialer::plaintext(),
-            Some(tls) => tls
-                .map(Dialer::with_tls)
-                .map_err(|e| CtlError::bad_connection(format!("TLS settings: {e}")))?,
+            Some(tls) => Dialer::with_tls(tls),
         };
         Ok(dialer.with_keepalive(self.keepalive_time, self.keepalive_timeout))
+    }
+
+    /// What a diagnosis of `endpoint` needs (see `diagnose`); without the TLS settings
+    /// unless `with_tls` (then TLS files that fail to load leave the TLS checks out).
+    fn target(&self, endpoint: &str, with_tls: bool) -> Target {
+        let url = self.url(endpoint);
+        let https = url.starts_with("https://");
+        let tls = match self.client_tls() {
+            Ok(Some(tls)) if https && with_tls => Some(tls.current()),
+            _ => None,
+        };
+        let any_server = match ClientTls::load_unverified(&TlsFiles::default()) {
+            Ok(tls) if !https && with_tls => Some(tls.current()),
+            _ => None,
+        };
+        Target {
+            address: address(&url),
+            https,
+            tls,
+            any_server,
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            dial_timeout: self.dial_timeout,
+        }
     }
 
     /// The user and password from `--user name[:password]` and `--password`.
@@ -209,73 +261,111 @@ pub struct Client {
     pub channel: Channel,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     pub command_timeout: Duration,
+    /// What a failed call needs to explain itself: the settings and the endpoint.
+    origin: Arc<(Global, String)>,
+}
+
+/// Why a client could not be made.
+enum DialFailure {
+    /// The endpoint did not take a TCP connection.
+    Unreachable(Failure),
+    /// Anything after that (bad TLS files, authentication).
+    Failed(CtlError),
 }
 
 impl Client {
     /// A client to the first endpoint that accepts a TCP connection within `--dial-timeout`,
-    /// authenticated when `--user` is given.
+    /// authenticated when `--user` is given. When none does, each endpoint's diagnostic line
+    /// comes before etcdctl's `context deadline exceeded`.
     pub async fn connect(global: &Global) -> Result<Client, CtlError> {
-        let mut last_error = String::from("no endpoints");
+        let mut unreachable = Vec::new();
+        let mut failed = None;
         for endpoint in &global.endpoints {
-            match Client::connect_to(global, endpoint).await {
+            match Client::dial(global, endpoint).await {
                 Ok(client) => return Ok(client),
-                Err(e) => last_error = e.message,
+                Err(DialFailure::Unreachable(why)) => unreachable.push((endpoint, why)),
+                Err(DialFailure::Failed(e)) => failed = Some(e),
             }
         }
-        Err(CtlError::bad_connection(last_error))
+        if let Some(e) = failed {
+            return Err(CtlError::bad_connection(e.message));
+        }
+        for (endpoint, why) in &unreachable {
+            diagnose::warn(endpoint, &why.message());
+        }
+        Err(CtlError::general(DEADLINE_EXCEEDED))
     }
 
-    /// A client to exactly this endpoint.
+    /// A client to exactly this endpoint; when it cannot be reached, its diagnostic line
+    /// and etcdctl's `context deadline exceeded` (which `endpoint health`, `status` and
+    /// `defrag` print in their per-endpoint reports, as etcdctl does).
     pub async fn connect_to(global: &Global, endpoint: &str) -> Result<Client, CtlError> {
+        match Client::dial(global, endpoint).await {
+            Ok(client) => Ok(client),
+            Err(DialFailure::Failed(e)) => Err(e),
+            Err(DialFailure::Unreachable(why)) => {
+                diagnose::warn(endpoint, &why.message());
+                Err(CtlError::general(DEADLINE_EXCEEDED))
+            }
+        }
+    }
+
+    async fn dial(global: &Global, endpoint: &str) -> Result<Client, DialFailure> {
         super::environment::settle(global, false);
         let url = global.url(endpoint);
-        let address = url
-            .split_once("://")
-            .map_or(url.as_str(), |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_string();
-        let probe = tokio::time::timeout(
-            global.dial_timeout,
-            tokio::net::TcpStream::connect(address.as_str()),
-        )
-        .await;
-        match probe {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(CtlError::bad_connection(format!(
-                    "dial tcp {address}: connect: {}",
-                    go_io(&e)
-                )))
-            }
-            Err(_) => return Err(CtlError::bad_connection("context deadline exceeded")),
-        }
+        let target = global.target(endpoint, false);
+        diagnose::connect(&target)
+            .await
+            .map_err(DialFailure::Unreachable)?;
         let channel = global
-            .dialer()?
+            .dialer()
+            .map_err(DialFailure::Failed)?
             .lazy_channel(&url, global.dial_timeout)
-            .map_err(|e| CtlError::bad_connection(e.to_string()))?;
+            .map_err(|e| DialFailure::Failed(CtlError::bad_connection(e.to_string())))?;
         let mut client = Client {
             channel,
             token: None,
             command_timeout: global.command_timeout,
+            origin: Arc::new((global.clone(), endpoint.to_string())),
         };
-        if let Some((name, password)) = global.credentials()? {
+        let credentials = global.credentials().map_err(DialFailure::Failed)?;
+        if let Some((name, password)) = credentials {
             let authenticated = client
                 .call(
                     |channel, request| async move {
                         AuthClient::new(channel).authenticate(request).await
                     },
-                    AuthenticateRequest { name, password },
+                    AuthenticateRequest {
+                        name: name.clone(),
+                        password,
+                    },
                 )
                 .await;
             let response = match authenticated {
+                Ok(response) => response,
                 // As clientv3: credentials for a cluster without auth are not an error.
                 Err(e) if e.message == "etcdserver: authentication is not enabled" => {
                     return Ok(client)
                 }
-                other => other?,
+                Err(e) => {
+                    if e.message == AUTH_FAILED {
+                        diagnose::warn(
+                            endpoint,
+                            &format!(
+                                "authentication failed for user {name:?}: check the name and \
+                                 password given with --user NAME:PASSWORD (or --user NAME \
+                                 --password PASSWORD)"
+                            ),
+                        );
+                    }
+                    return Err(DialFailure::Failed(e));
+                }
             };
-            let token = MetadataValue::try_from(response.token.as_str())
-                .map_err(|_| CtlError::general("the server sent a token that is not ASCII"))?;
+            let token = MetadataValue::try_from(response.token.as_str()).map_err(|_| {
+                DialFailure::Failed(CtlError::general(
+                    "the server sent a token that is not ASCII",
+                ))
+            })?;
             client.token = Some(token);
         }
         Ok(client)
@@ -291,9 +381,29 @@ impl Client {
         let request = self.request(message);
         match tokio::time::timeout(self.command_timeout, rpc(self.channel.clone(), request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) if connection_failed(&status) => Err(self.explain().await),
             Ok(Err(status)) => Err(CtlError::from_status(&status)),
-            Err(_) => Err(CtlError::general("context deadline exceeded")),
+            Err(_) => Err(self.explain().await),
         }
+    }
+
+    /// A stream's failed opening or message as etcdctl reports it: a connection failure
+    /// as [`Client::explain`] does, anything else by its status.
+    pub async fn status_error(&self, status: &tonic::Status) -> CtlError {
+        if connection_failed(status) {
+            return self.explain().await;
+        }
+        CtlError::from_status(status)
+    }
+
+    /// etcdctl's error for a call that could not reach its endpoint, after the diagnostic
+    /// line saying why (when a fresh look at the endpoint finds a reason).
+    pub async fn explain(&self) -> CtlError {
+        let (global, endpoint) = self.origin.as_ref();
+        if let Some(why) = diagnose::diagnose(&global.target(endpoint, true)).await {
+            diagnose::warn(endpoint, &why.message());
+        }
+        CtlError::general(DEADLINE_EXCEEDED)
     }
 
     /// A request carrying the token (for streaming calls that manage their own time).
@@ -306,8 +416,30 @@ impl Client {
     }
 }
 
+/// etcdctl's error when its endpoints cannot be reached (its gRPC calls retry until the
+/// command timeout; oxetcdctl reports at once, with the same words).
+const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
+/// etcd's error for a wrong user name or password.
+const AUTH_FAILED: &str = "etcdserver: authentication failed, invalid user ID or password";
+
+/// Whether a call failed for want of a connection (tonic's transport error), rather than by
+/// the server's answer.
+fn connection_failed(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    status.source().is_some()
+}
+
+/// `host:port` of a URL.
+fn address(url: &str) -> String {
+    url.split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/')
+        .to_string()
+}
+
 /// An I/O error in Go's words ("connection refused").
-fn go_io(e: &std::io::Error) -> String {
+pub fn go_io(e: &std::io::Error) -> String {
     let text = e.to_string();
     let text = text.split(" (os error").next().unwrap_or(&text);
     text.to_lowercase()

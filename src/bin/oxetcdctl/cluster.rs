@@ -615,7 +615,8 @@ async fn status(g: &Global, endpoints: &[String]) -> Result<(), CtlError> {
         other => return Err(unsupported(other)),
     }
     if failed {
-        return Err(CtlError::general("status failed on some endpoints"));
+        // As etcdctl: the failed endpoints are named above; exit 1 without an `Error:` line.
+        return Err(CtlError::general(""));
     }
     Ok(())
 }
@@ -623,13 +624,24 @@ async fn status(g: &Global, endpoints: &[String]) -> Result<(), CtlError> {
 async fn hashkv(g: &Global, endpoints: &[String], revision: i64) -> Result<(), CtlError> {
     let mut hashes = Vec::new();
     for endpoint in endpoints {
-        let client = Client::connect_to(g, endpoint).await?;
-        let r = client
-            .call(
-                |c, r| async move { MaintenanceClient::new(c).hash_kv(r).await },
-                HashKvRequest { revision },
-            )
-            .await?;
+        let got = match Client::connect_to(g, endpoint).await {
+            Ok(client) => {
+                client
+                    .call(
+                        |c, r| async move { MaintenanceClient::new(c).hash_kv(r).await },
+                        HashKvRequest { revision },
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        // As etcdctl: the endpoint's failure on its own line, then the command fails with it.
+        let r = got.inspect_err(|e| {
+            eprintln!(
+                "Failed to get the hash of endpoint {endpoint} ({})",
+                e.message
+            );
+        })?;
         hashes.push((endpoint.clone(), r));
     }
     match g.write_out {
@@ -760,7 +772,8 @@ pub async fn defrag(g: &Global, a: DefragArgs) -> Result<(), CtlError> {
         }
     }
     if failed {
-        return Err(CtlError::general("defrag failed on some endpoints"));
+        // As etcdctl: the failed endpoints are named above; exit 1 without an `Error:` line.
+        return Err(CtlError::general(""));
     }
     Ok(())
 }
@@ -772,18 +785,14 @@ pub async fn move_leader(g: &Global, a: MoveLeaderArgs) -> Result<(), CtlError> 
     // The request must reach the current leader: find it among --endpoints.
     let mut leader: Option<(Client, u64)> = None;
     for endpoint in &g.endpoints {
-        let Ok(client) = Client::connect_to(g, endpoint).await else {
-            continue;
-        };
-        let Ok(s) = client
+        // As etcdctl: an endpoint that does not answer its status ends the command.
+        let client = Client::connect_to(g, endpoint).await?;
+        let s = client
             .call(
                 |c, r| async move { MaintenanceClient::new(c).status(r).await },
                 StatusRequest::default(),
             )
-            .await
-        else {
-            continue;
-        };
+            .await?;
         let id = s.header.unwrap_or_default().member_id;
         if s.leader == id {
             leader = Some((client, id));

@@ -227,11 +227,13 @@ async fn keep_alive(g: &Global, client: &Client, id: i64, once: bool) -> Result<
     let outbound = oxetcd::grpc::stream::ChannelStream::new(rx);
     let mut lease_client = LeaseClient::new(client.channel.clone());
     let call = lease_client.lease_keep_alive(client.request(outbound));
-    let mut responses = tokio::time::timeout(g.command_timeout, call)
+    let opened = tokio::time::timeout(g.command_timeout, call)
         .await
-        .map_err(|_| CtlError::general("context deadline exceeded"))?
-        .map_err(|s| CtlError::from_status(&s))?
-        .into_inner();
+        .map_err(|_| CtlError::general("context deadline exceeded"))?;
+    let mut responses = match opened {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return Err(client.status_error(&status).await),
+    };
     let mut first = true;
     loop {
         if !first && tx.send(LeaseKeepAliveRequest { id }).await.is_err() {

@@ -1,13 +1,14 @@
 //! `oxetcdctl`: oxetcd's command line, with etcdctl 3.5's commands, flags, environment
 //! variables, output formats and exit codes, plus etcdutl's offline snapshot commands.
 //!
-//! Modules: `client` (global flags, connecting, auth, timeouts), `environment` (the step
-//! before the first connection: flags shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output
-//! formats), `kv` (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member,
-//! endpoint, alarm, defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror),
-//! `elect` (lock and elect, on the client-side recipes of `concurrency`), `snapshot` (save
-//! online; status and restore offline), `inspect` (an offline look at a data dir's WAL and
-//! snapshot files).
+//! Modules: `client` (global flags, connecting, auth, timeouts), `diagnose` (why an endpoint
+//! cannot be reached, and the fix), `environment` (the step before the first connection: flags
+//! shadowing `ETCDCTL_*` variables, `--debug`), `print` (etcdctl's output formats), `kv`
+//! (get/put/del/compaction), `txn`, `watch`, `lease`, `cluster` (member, endpoint, alarm,
+//! defrag, move-leader), `auth` (auth, user, role), `mirror` (make-mirror), `elect` (lock and
+//! elect, on the client-side recipes of `concurrency`), `examples` (the Examples block of
+//! every command's `--help`), `snapshot` (save online; status and restore offline), `inspect`
+//! (an offline look at a data dir's WAL and snapshot files).
 //!
 //! Invariant: nothing is printed on stdout but the command's result; errors go to stderr as
 //! `Error: <text>` with etcdctl's exit codes ([`CtlError`]).
@@ -25,9 +26,13 @@ mod cluster;
 #[cfg(not(madsim))]
 mod concurrency;
 #[cfg(not(madsim))]
+mod diagnose;
+#[cfg(not(madsim))]
 mod elect;
 #[cfg(not(madsim))]
 mod environment;
+#[cfg(not(madsim))]
+mod examples;
 #[cfg(not(madsim))]
 mod inspect;
 #[cfg(not(madsim))]
@@ -55,6 +60,7 @@ pub mod exit {
     pub const BAD_CONNECTION: u8 = 2;
     pub const INVALID_INPUT: u8 = 3;
     pub const BAD_FEATURE: u8 = 4;
+    pub const INTERRUPTED: u8 = 5;
     pub const IO: u8 = 6;
     pub const BAD_ARGS: u8 = 128;
 }
@@ -143,8 +149,8 @@ mod cli {
     use clap::{Parser, Subcommand};
 
     use super::{
-        auth, check, client, cluster, elect, environment, inspect, kv, lease, mirror, snapshot,
-        txn, watch, CtlError,
+        auth, check, client, cluster, elect, environment, examples, inspect, kv, lease, mirror,
+        snapshot, txn, watch, CtlError,
     };
 
     const EXAMPLES: &str = "\
@@ -233,7 +239,7 @@ Examples:
     /// The command line, noting which global flags came from it (for `environment`).
     pub fn parse() -> Result<Cli, clap::Error> {
         use clap::{CommandFactory as _, FromArgMatches as _};
-        let command = Cli::command();
+        let command = examples::attach(Cli::command(), examples::V3);
         let matches = environment::without_empty_variables(command.clone()).try_get_matches()?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         cli.global.flags_given = environment::variables_given_as_flags(&command, &matches);
@@ -242,6 +248,7 @@ Examples:
 
     pub async fn run(cli: Cli) -> Result<(), CtlError> {
         let g = &cli.global;
+        g.refuse_discovery()?;
         match cli.command {
             Command::Get(args) => kv::get(g, args).await,
             Command::Put(args) => kv::put(g, args).await,
@@ -285,10 +292,15 @@ Examples:
 #[cfg(not(madsim))]
 fn main() -> ExitCode {
     // Like any Unix filter (and etcdctl): a closed pipe on stdout ends the process quietly
-    // instead of failing every later print.
-    // SAFETY: restoring the default disposition of a signal, before any thread starts.
+    // instead of failing every later print; a socket the server closed does not (see
+    // `on_sigpipe`).
+    // SAFETY: installing a handler that only calls async-signal-safe functions, before any
+    // thread starts.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(
+            libc::SIGPIPE,
+            on_sigpipe as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     // etcdctl 3.4's v2 commands: with ETCDCTL_API=2, or after a leading `v2`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -325,12 +337,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// SIGPIPE: when stdout is a pipe nobody reads any more, the signal's default action (the
+/// process ends, as `head` expects of a filter); otherwise nothing, so a write to a socket the
+/// server closed (a plaintext HTTP/2 preface sent to a TLS port) fails with EPIPE and is
+/// reported like any other connection failure instead of killing the process.
+#[cfg(not(madsim))]
+extern "C" fn on_sigpipe(_signal: libc::c_int) {
+    let mut stdout = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: poll, signal and raise are async-signal-safe; `stdout` outlives the call. The
+    // raised signal stays pending until this handler returns, then takes its default action.
+    unsafe {
+        let broken = libc::poll(&mut stdout, 1, 0) == 1 && stdout.revents & libc::POLLERR != 0;
+        if broken {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::raise(libc::SIGPIPE);
+        }
+    }
+}
+
 /// Runs one v2 command (see `v2`), printing its output and etcdctl 3.4's error lines.
 #[cfg(not(madsim))]
 fn run_v2(args: Vec<std::ffi::OsString>) -> ExitCode {
-    use clap::Parser;
+    use clap::{CommandFactory as _, FromArgMatches as _};
     use std::io::Write as _;
-    let cli = match v2::V2Cli::try_parse_from(args) {
+    let command = examples::attach(v2::V2Cli::command(), examples::V2);
+    let cli = match command
+        .try_get_matches_from(args)
+        .and_then(|matches| v2::V2Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => return clap_failure(&e),
     };

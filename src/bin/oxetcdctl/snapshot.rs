@@ -139,7 +139,12 @@ async fn save(g: &Global, path: &Path) -> Result<(), CtlError> {
             g.endpoints.join(" ")
         )));
     }
-    let client = Client::connect(g).await?;
+    // As etcdctl: a save that cannot reach its member or breaks off is "interrupted" (exit 5).
+    let interrupted = |e: CtlError| CtlError {
+        code: crate::exit::INTERRUPTED,
+        ..e
+    };
+    let client = Client::connect(g).await.map_err(interrupted)?;
     let part = PathBuf::from(format!("{}.part", path.display()));
     let mut file = std::fs::File::create(&part)
         .map_err(|e| CtlError::io(format!("could not open {} ({e})", part.display())))?;
@@ -148,7 +153,7 @@ async fn save(g: &Global, path: &Path) -> Result<(), CtlError> {
         Ok(n) => n,
         Err(e) => {
             let _ = std::fs::remove_file(&part);
-            return Err(e);
+            return Err(interrupted(e));
         }
     };
     if written % 512 != HASH_BYTES as u64 {
@@ -177,11 +182,13 @@ async fn fetch_into(
     client: &Client,
     file: &mut std::fs::File,
 ) -> Result<u64, CtlError> {
-    let mut stream = MaintenanceClient::new(client.channel.clone())
+    let opened = MaintenanceClient::new(client.channel.clone())
         .snapshot(client.request(SnapshotRequest {}))
-        .await
-        .map_err(|s| CtlError::from_status(&s))?
-        .into_inner();
+        .await;
+    let mut stream = match opened {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return Err(client.status_error(&status).await),
+    };
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut written = 0u64;
     loop {

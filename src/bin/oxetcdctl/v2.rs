@@ -6,7 +6,9 @@
 //! As etcdctl, every command but `cluster-health` first asks `/v2/members` for the cluster's
 //! client URLs and talks to those (`--no-sync` talks to `--endpoints` as given). With
 //! `--username` (or `ETCDCTL_USERNAME`) every request carries HTTP basic auth; the `user`,
-//! `role` and `auth` commands (the `/v2/auth` API) are in `v2/auth.rs`.
+//! `role` and `auth` commands (the `/v2/auth` API) are in `v2/auth.rs`. With `--debug` each
+//! request is printed on stderr first as the cURL command that repeats it, with etcdctl's
+//! lines about the endpoint sync around them.
 //!
 //! Invariant: a response body is read up to [`BODY_BYTES_MAX`]; a larger one is an error, never
 //! an unbounded allocation.
@@ -80,6 +82,9 @@ struct V2Global {
     /// provide username[:password] and prompt if password is not supplied.
     #[arg(short = 'u', long, global = true)]
     username: Option<String>,
+    /// output cURL commands which can be used to reproduce the request
+    #[arg(long, global = true)]
+    debug: bool,
     /// The `Authorization` header `--username` makes, asked for (and its password prompted)
     /// once, when the first client is made, as etcdctl does.
     #[arg(skip)]
@@ -314,6 +319,8 @@ struct Http {
     timeout: Duration,
     /// `Basic ...` for `--username`, sent with every request.
     authorization: Option<String>,
+    /// `--debug`: each request printed on stderr as a cURL command first.
+    debug: bool,
 }
 
 impl Http {
@@ -381,6 +388,9 @@ impl Http {
         content_type: &str,
     ) -> Result<Reply, String> {
         use http_body_util::BodyExt as _;
+        if self.debug {
+            eprintln!("{}", curl_command(endpoint, method, path, form.as_deref()));
+        }
         let (https, authority) = match endpoint.split_once("://") {
             Some(("https", rest)) => (true, rest.trim_end_matches('/')),
             Some((_, rest)) => (false, rest.trim_end_matches('/')),
@@ -437,6 +447,27 @@ impl Http {
             etcd_index,
             body,
         })
+    }
+}
+
+/// `--debug`'s line for one request, as the Go client prints it: `cURL Command: curl -X
+/// METHOD URL`, then ` -d "BODY"` (Go-quoted) when the request has a body, even an empty one.
+fn curl_command(endpoint: &str, method: &str, path: &str, body: Option<&str>) -> String {
+    let mut line = format!(
+        "cURL Command: curl -X {method} {}{path}",
+        endpoint.trim_end_matches('/')
+    );
+    if let Some(body) = body {
+        line.push_str(" -d ");
+        line.push_str(&super::print::go_quote(body));
+    }
+    line
+}
+
+/// `--debug`'s line naming the endpoints a client talks to.
+fn debug_cluster_endpoints(g: &V2Global, http: &Http) {
+    if g.debug {
+        eprintln!("Cluster-Endpoints: {}", http.endpoints.join(", "));
     }
 }
 
@@ -548,16 +579,42 @@ fn clean_path(raw: &str, trailing_slash: bool) -> String {
     path
 }
 
-fn query(pairs: &[(&str, String)]) -> String {
+/// `name=value` pairs escaped and joined as Go's `url.Values.Encode` does (sorted by name),
+/// so the requests (and `--debug`'s cURL lines) are the Go client's byte for byte.
+fn encode(pairs: &[(&str, String)]) -> String {
+    let mut pairs: Vec<&(&str, String)> = pairs.iter().collect();
+    pairs.sort_by_key(|(name, _)| *name);
     let items: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{k}={}", escape(v)))
         .collect();
-    if items.is_empty() {
+    items.join("&")
+}
+
+fn query(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
         String::new()
     } else {
-        format!("?{}", items.join("&"))
+        format!("?{}", encode(pairs))
     }
+}
+
+/// The Go client's query of a get: all three options, always.
+fn get_query(recursive: bool, sorted: bool, quorum: bool) -> String {
+    query(&[
+        ("recursive", recursive.to_string()),
+        ("sorted", sorted.to_string()),
+        ("quorum", quorum.to_string()),
+    ])
+}
+
+/// The Go client's query of a watch: the index (0 for "from now") and `recursive`, always.
+fn watch_query(wait_index: Option<u64>, recursive: bool) -> String {
+    query(&[
+        ("wait", "true".to_string()),
+        ("waitIndex", wait_index.unwrap_or(0).to_string()),
+        ("recursive", recursive.to_string()),
+    ])
 }
 
 /// A v2 store answer in the Go client's `Response` JSON (`action`, `node`, `prevNode`, with
@@ -769,6 +826,7 @@ fn http_for(g: &V2Global, endpoints: Vec<String>) -> Result<Http, Failure> {
         tls,
         timeout: g.timeout,
         authorization,
+        debug: g.debug,
     })
 }
 
@@ -798,7 +856,14 @@ fn strings(v: &serde_json::Value, field: &str) -> Vec<String> {
 async fn keys_client(g: &V2Global) -> Result<Http, Failure> {
     let http = http_for(g, endpoints(g))?;
     if g.no_sync {
+        debug_cluster_endpoints(g, &http);
         return Ok(http);
+    }
+    if g.debug {
+        eprintln!(
+            "start to sync cluster using endpoints({})",
+            http.endpoints.join(",")
+        );
     }
     let reply =
         match tokio::time::timeout(g.total_timeout, http.call("GET", "/v2/members", None)).await {
@@ -814,6 +879,10 @@ async fn keys_client(g: &V2Global) -> Result<Http, Failure> {
     // etcdctl goes on with the endpoints it was given when the member list is refused (its
     // sync error is neither "no endpoints" nor a connection error).
     if reply.status != 200 {
+        if g.debug {
+            eprintln!("got endpoints({}) after sync", http.endpoints.join(","));
+        }
+        debug_cluster_endpoints(g, &http);
         return Ok(http);
     }
     let members = members_of(&reply).map_err(|e| Failure {
@@ -835,7 +904,12 @@ async fn keys_client(g: &V2Global) -> Result<Http, Failure> {
             ),
         });
     }
-    http_for(g, urls)
+    if g.debug {
+        eprintln!("got endpoints({}) after sync", urls.join(","));
+    }
+    let http = http_for(g, urls)?;
+    debug_cluster_endpoints(g, &http);
+    Ok(http)
 }
 
 async fn keys_call(
@@ -916,12 +990,12 @@ fn set_request(key: &str, value: &str, o: &SetOptions) -> (String, String) {
     }
     let mut form = Vec::new();
     if !o.dir {
-        form.push(format!("value={}", escape(value)));
+        form.push(("value", value.to_string()));
     }
     if o.ttl > 0 {
-        form.push(format!("ttl={}", o.ttl));
+        form.push(("ttl", o.ttl.to_string()));
     }
-    (format!("{}{}", keys_path(key), query(&q)), form.join("&"))
+    (format!("{}{}", keys_path(key), query(&q)), encode(&form))
 }
 
 pub async fn run(cli: V2Cli) -> Result<String, Failure> {
@@ -942,14 +1016,7 @@ pub async fn run(cli: V2Cli) -> Result<String, Failure> {
         V2Command::Get { sort, quorum, args } => {
             let key = key_arg(&args)?;
             let http = keys_client(g).await?;
-            let mut q = Vec::new();
-            if sort {
-                q.push(("sorted", "true".to_string()));
-            }
-            if quorum {
-                q.push(("quorum", "true".to_string()));
-            }
-            let path = format!("{}{}", keys_path(key), query(&q));
+            let path = format!("{}{}", keys_path(key), get_query(false, sort, quorum));
             let r = keys_call(&http, "GET", path, None, total).await?;
             if r.is_dir() {
                 return Err(Failure {
@@ -968,17 +1035,7 @@ pub async fn run(cli: V2Cli) -> Result<String, Failure> {
         } => {
             let key = args.first().map_or("/", String::as_str);
             let http = keys_client(g).await?;
-            let mut q = Vec::new();
-            if recursive {
-                q.push(("recursive", "true".to_string()));
-            }
-            if sort {
-                q.push(("sorted", "true".to_string()));
-            }
-            if quorum {
-                q.push(("quorum", "true".to_string()));
-            }
-            let path = format!("{}{}", keys_path(key), query(&q));
+            let path = format!("{}{}", keys_path(key), get_query(recursive, sort, quorum));
             let r = keys_call(&http, "GET", path, None, total).await?;
             if g.output != "simple" {
                 return Ok(print_response(&r, &g.output));
@@ -1039,12 +1096,12 @@ pub async fn run(cli: V2Cli) -> Result<String, Failure> {
             let value = value_arg(&args)?;
             if in_order {
                 let http = keys_client(g).await?;
-                let mut form = vec![format!("value={}", escape(&value))];
+                let mut form = vec![("value", value.clone())];
                 if ttl > 0 {
-                    form.push(format!("ttl={ttl}"));
+                    form.push(("ttl", ttl.to_string()));
                 }
                 let r =
-                    keys_call(&http, "POST", keys_path(key), Some(form.join("&")), total).await?;
+                    keys_call(&http, "POST", keys_path(key), Some(encode(&form)), total).await?;
                 return Ok(print_response(&r, &g.output));
             }
             let options = SetOptions {
@@ -1175,14 +1232,7 @@ async fn watch(
     let http = keys_client(g).await?;
     let mut wait_index = (after_index > 0).then_some(after_index + 1);
     loop {
-        let mut q = vec![("wait", "true".to_string())];
-        if let Some(index) = wait_index {
-            q.push(("waitIndex", index.to_string()));
-        }
-        if recursive {
-            q.push(("recursive", "true".to_string()));
-        }
-        let path = format!("{}{}", keys_path(key), query(&q));
+        let path = format!("{}{}", keys_path(key), watch_query(wait_index, recursive));
         let r = keys_call(&http, "GET", path, None, None).await?;
         let modified: u64 = r.node_field("modifiedIndex").parse().unwrap_or(0);
         wait_index = Some(modified + 1);
@@ -1228,14 +1278,7 @@ async fn exec_watch(
     let http = keys_client(g).await?;
     let mut wait_index = (after_index > 0).then_some(after_index + 1);
     loop {
-        let mut q = vec![("wait", "true".to_string())];
-        if let Some(index) = wait_index {
-            q.push(("waitIndex", index.to_string()));
-        }
-        if recursive {
-            q.push(("recursive", "true".to_string()));
-        }
-        let path = format!("{}{}", keys_path(&key), query(&q));
+        let path = format!("{}{}", keys_path(&key), watch_query(wait_index, recursive));
         let r = keys_call(&http, "GET", path, None, None).await?;
         let modified = r.node_field("modifiedIndex");
         wait_index = Some(modified.parse::<u64>().unwrap_or(0) + 1);
@@ -1477,6 +1520,7 @@ async fn member_list(g: &V2Global) -> Result<String, Failure> {
 
 async fn cluster_health(g: &V2Global) -> Result<String, Failure> {
     let http = http_for(g, endpoints(g))?;
+    debug_cluster_endpoints(g, &http);
     let reply = match http.call("GET", "/v2/members", None).await {
         Ok(reply) => reply,
         Err(e) => {
@@ -1507,6 +1551,8 @@ async fn cluster_health(g: &V2Global) -> Result<String, Failure> {
                 tls: http.tls.clone(),
                 timeout: g.timeout,
                 authorization: None,
+                // etcdctl's health probe is a plain HTTP client, not printed by --debug.
+                debug: false,
             };
             let answer = match one.call_one(url, "GET", "/health", None).await {
                 Ok(a) => a,

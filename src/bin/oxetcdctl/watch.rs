@@ -177,11 +177,13 @@ pub async fn watch(g: &Global, a: WatchArgs) -> Result<(), CtlError> {
     let outbound = oxetcd::grpc::stream::ChannelStream::new(rx);
     let mut watch_client = WatchClient::new(client.channel.clone());
     let call = watch_client.watch(client.request(outbound));
-    let mut responses = tokio::time::timeout(g.command_timeout, call)
+    let opened = tokio::time::timeout(g.command_timeout, call)
         .await
-        .map_err(|_| CtlError::general("context deadline exceeded"))?
-        .map_err(|s| CtlError::from_status(&s))?
-        .into_inner();
+        .map_err(|_| CtlError::general("context deadline exceeded"))?;
+    let mut responses = match opened {
+        Ok(stream) => stream.into_inner(),
+        Err(status) => return Err(client.status_error(&status).await),
+    };
     loop {
         let response = responses
             .message()

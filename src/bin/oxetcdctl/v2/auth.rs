@@ -225,10 +225,10 @@ struct AuthApi {
 impl AuthApi {
     async fn new(g: &V2Global) -> Result<AuthApi, Failure> {
         let deadline = tokio::time::Instant::now() + g.total_timeout;
-        Ok(AuthApi {
-            http: keys_client(g).await?,
-            deadline,
-        })
+        let http = keys_client(g).await?;
+        // etcdctl's auth commands name the endpoints once more with --debug.
+        super::debug_cluster_endpoints(g, &http);
+        Ok(AuthApi { http, deadline })
     }
 
     /// One request to `/v2/auth/KIND[/NAME]`, the body as JSON.
