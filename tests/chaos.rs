@@ -70,12 +70,26 @@ fn execute(cfg: RunConfig) -> Report {
     report
 }
 
+fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec {
+    ClusterSpec {
+        label: label.into(),
+        binary,
+        members: env_u64("OXETCD_CHAOS_MEMBERS").unwrap_or(3) as usize,
+        env,
+        args: Vec::new(),
+        disk_mb: None,
+        faketime: None,
+    }
+}
+
 /// Size of each member's tmpfs disk: room for two 64 MiB WAL segments (etcd preallocates the
 /// next one), the database and snapshots.
+#[cfg(not(feature = "canary"))]
 const DISK_MB: u64 = 200;
 
 /// libfaketime for the clock-jump fault, when Debian's package is installed. Only oxetcd's
 /// members get it: Go programs (etcd) read the clock without libc, so it cannot move theirs.
+#[cfg(not(feature = "canary"))]
 fn faketime_for(binary_is_oxetcd: bool) -> Option<PathBuf> {
     let library = PathBuf::from(sim::chaos::cluster::FAKETIME_LIBRARY);
     if !binary_is_oxetcd {
@@ -92,8 +106,12 @@ fn faketime_for(binary_is_oxetcd: bool) -> Option<PathBuf> {
     }
 }
 
-fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec {
-    let faketime = faketime_for(label.starts_with("oxetcd"));
+/// The full nemesis's cluster: `spec` with disks of their own (the disk-full fault), the
+/// clock-jump library for oxetcd, and frequent snapshots. The canary runs keep the plain
+/// `spec`: their planted bugs show on members that replay the log from its start, which
+/// frequent snapshots would prevent.
+#[cfg(not(feature = "canary"))]
+fn nemesis_spec(label: &str, binary: PathBuf) -> ClusterSpec {
     let disk_mb = match sim::chaos::cluster::small_disks_available() {
         Ok(()) => Some(DISK_MB),
         Err(e) => {
@@ -104,15 +122,12 @@ fn spec(label: &str, binary: PathBuf, env: Vec<(String, String)>) -> ClusterSpec
         }
     };
     ClusterSpec {
-        label: label.into(),
-        binary,
-        members: env_u64("OXETCD_CHAOS_MEMBERS").unwrap_or(3) as usize,
-        env,
+        faketime: faketime_for(label.starts_with("oxetcd")),
+        disk_mb,
         // Snapshots every 200 entries: a full disk is met when one is written, not only at a
         // WAL segment's end (64 MiB, more than a run writes).
         args: vec!["--snapshot-count=200".into()],
-        disk_mb,
-        faketime,
+        ..spec(label, binary, Vec::new())
     }
 }
 
@@ -160,7 +175,7 @@ fn oxetcd_members_under_the_nemesis_stay_linearizable() {
     let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS);
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_oxetcd"));
     let cfg = RunConfig::new(
-        spec("oxetcd", binary, Vec::new()),
+        nemesis_spec("oxetcd", binary),
         Duration::from_secs(secs),
         seed(),
     );
@@ -177,7 +192,7 @@ fn etcd_3_5_under_the_same_nemesis_stays_linearizable() {
     // Two thirds of the oxetcd run: long enough for every fault type of the rotation.
     let secs = env_u64("OXETCD_CHAOS_SECS").unwrap_or(DEFAULT_SECS) * 2 / 3;
     let cfg = RunConfig::new(
-        spec("etcd 3.5.1", tools.etcd35.clone(), Vec::new()),
+        nemesis_spec("etcd 3.5.1", tools.etcd35.clone()),
         Duration::from_secs(secs.max(30)),
         seed(),
     );
