@@ -4,7 +4,7 @@
 //! members; the history goes through the simulation's linearizability, watch and lease checkers.
 //! The same run against real etcd 3.5.1 is the calibration: it must pass there too.
 //!
-//! Knobs: `OXETCD_CHAOS_SECS` (run length of the oxetcd run; etcd runs half as long),
+//! Knobs: `OXETCD_CHAOS_SECS` (run length of the oxetcd run; etcd runs two thirds as long),
 //! `OXETCD_CHAOS_MEMBERS`, `OXETCD_CHAOS_SEED`, `OXETCD_CHAOS_REPORT` (a file each run's report
 //! is appended to). In `--features canary` builds only the canary tests are compiled: they plant
 //! `follower-read-without-read-index`, `drop-watch-event` or `lease-expiry-from-follower-clock`
