@@ -25,6 +25,8 @@ use super::proxy::PeerNet;
 
 /// How long a fresh cluster may take to answer on every member.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// A directory each member's whole log is copied to when the cluster is dropped.
+pub const KEEP_LOGS_ENV: &str = "OXETCD_CHAOS_LOGS";
 /// Lines of each member's log printed when a run fails.
 const LOG_TAIL_LINES: usize = 30;
 
@@ -560,6 +562,13 @@ impl Cluster {
         None
     }
 
+    /// The last `lines` lines of member `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     /// The last lines of every member's log.
     pub fn log_tails(&self) -> String {
         let mut out = String::new();
@@ -612,6 +621,21 @@ impl Drop for Cluster {
         }
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails());
+        }
+        // Whole logs kept for a look after the run (the run's directory goes with it).
+        if let Ok(keep) = std::env::var(KEEP_LOGS_ENV) {
+            for i in 0..self.members.len() {
+                let to = PathBuf::from(&keep).join(format!(
+                    "{}-{}.log",
+                    self.spec
+                        .label
+                        .replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+                    self.members[i].name
+                ));
+                if let Err(e) = std::fs::copy(self.log_path(i), &to) {
+                    eprintln!("{KEEP_LOGS_ENV}: cannot copy to {}: {e}", to.display());
+                }
+            }
         }
         for m in &self.members {
             if let Some(disk) = &m.disk {

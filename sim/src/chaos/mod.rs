@@ -78,6 +78,21 @@ impl Fault {
         Fault::Replace,
     ];
 
+    /// A short name for knobs (`OXETCD_CHAOS_FAULTS`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::OneWayCut => "one-way-cut",
+            Fault::Delay => "delay",
+            Fault::DiskFull => "disk-full",
+            Fault::ClockJump => "clock-jump",
+            Fault::MoveLeader => "move-leader",
+            Fault::Replace => "replace",
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill -9 + restart",
@@ -170,6 +185,27 @@ pub struct FaultRecord {
 /// round trip stays under the default 100 ms heartbeat interval, which bounds each of
 /// oxetcd's append-entries calls (see docs/reliability.md, "Findings").
 pub const RECONFIG_DELAY_MS: (u64, u64) = (10, 40);
+
+/// How long after the hold a clock jump may still be on its way: libfaketime re-reads its
+/// offset file only once the whole seconds since its last read exceed the cache duration (1 s),
+/// so a member can keep its old offset for up to about two seconds, more on a loaded machine.
+const CLOCK_PICKUP: Duration = Duration::from_secs(5);
+
+/// The offset member `target` shows once it has taken `jump` (looked at every half second for
+/// up to [`CLOCK_PICKUP`]); the last answer when it never shows it.
+async fn observe_clock_jump(cluster: &Cluster, target: usize, jump: i64) -> Option<i64> {
+    let deadline = Instant::now() + CLOCK_PICKUP;
+    loop {
+        let seen = cluster.observed_clock_offset(target).await;
+        if seen.is_some_and(|s| (s - jump).abs() <= 5) || Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Lines of a member's log quoted in the report when the member exited on its own.
+const EXIT_LOG_LINES: usize = 8;
 
 /// How far a clock jump moves a member's wall clock.
 pub const CLOCK_JUMP_S: i64 = 600;
@@ -517,7 +553,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         }
         tokio::time::sleep(hold).await;
         if let Some((jump, _)) = clock {
-            clock = Some((jump, cluster.observed_clock_offset(target).await));
+            clock = Some((jump, observe_clock_jump(&cluster, target, jump).await));
         }
         let mut restarted = false;
         match fault {
@@ -550,9 +586,11 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         });
         for i in 0..members {
             if let Some(status) = cluster.exited(i) {
-                report
-                    .anomalies
-                    .push(format!("member {i} exited on its own ({status})"));
+                // Its last words go into the report, which outlives the run's directory.
+                report.anomalies.push(format!(
+                    "member {i} exited on its own ({status}); its log ends:\n{}",
+                    cluster.log_tail(i, EXIT_LOG_LINES)
+                ));
                 anomaly_seen = true;
             }
         }
