@@ -122,6 +122,9 @@ pub struct RunConfig {
     pub faults: Vec<Fault>,
     /// How long a fault stays (uniform in the range).
     pub fault_ms: (u64, u64),
+    /// Quiet time before the first fault, on top of `quiet_ms` (a canary that needs the
+    /// followers' noted lease deadlines to have passed before leadership first moves).
+    pub first_fault_after: Duration,
     /// Quiet time after each recovery.
     pub quiet_ms: (u64, u64),
     /// The chance (percent) that a fault targets the current leader.
@@ -152,6 +155,7 @@ impl RunConfig {
             op_timeout: Duration::from_secs(2),
             faults,
             fault_ms: (1_500, 3_500),
+            first_fault_after: Duration::ZERO,
             quiet_ms: (500, 1_500),
             leader_target_pct: 50,
             watch: true,
@@ -489,6 +493,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     let mut probes = 0u64;
     let mut turn = 0usize;
     let mut anomaly_seen = false;
+    tokio::time::sleep(cfg.first_fault_after.min(cfg.duration)).await;
     while started.elapsed() < cfg.duration && !cfg.faults.is_empty() && !anomaly_seen {
         let quiet = rng.between(cfg.quiet_ms.0, cfg.quiet_ms.1);
         tokio::time::sleep(Duration::from_millis(quiet)).await;
