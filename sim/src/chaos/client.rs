@@ -435,6 +435,11 @@ pub const LEASE_KEEP_ALIVE_EVERY: Duration = Duration::from_secs(2);
 /// Keeps one lease alive at a time until `stop`, on one member, moving to the next member when
 /// a call gets no answer; records every answered keep-alive into `log` for
 /// [`crate::leasecheck`]. A lease reported gone is replaced by a fresh grant.
+///
+/// `lease_keep_alive` of the client library sends a first keep-alive and waits for its answer
+/// before it hands over the stream: a positive answer there is a renewal like any other, and
+/// its "lease not found" error is the server saying the lease is gone (TTL 0), not a failed
+/// connection.
 pub async fn run_lease_client(
     members: usize,
     connect: Connector,
@@ -445,10 +450,22 @@ pub async fn run_lease_client(
     let mut member = 0usize;
     let mut lease: Option<usize> = None;
     let call = Duration::from_secs(1);
+    // After a failed call the next member is tried after this pause: a member that answers at
+    // once with an error must not be asked in a tight loop.
+    let retry = Duration::from_millis(100);
+    let renewed = |index: usize, invoke_ns: u64, complete_ns: u64| {
+        log.lock().unwrap_or_else(|p| p.into_inner())[index]
+            .renewed
+            .push((invoke_ns, complete_ns));
+    };
+    let gone = |index: usize, complete_ns: u64| {
+        let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+        l[index].gone_ns.get_or_insert(complete_ns);
+    };
     while !stop.load(Ordering::Relaxed) {
         let Some(mut client) = connect(member).await else {
             member = (member + 1) % members;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(retry).await;
             continue;
         };
         let index = match lease {
@@ -457,6 +474,7 @@ pub async fn run_lease_client(
                 let grant = tokio::time::timeout(call, client.lease_grant(LEASE_TTL_S, None));
                 let Ok(Ok(resp)) = grant.await else {
                     member = (member + 1) % members;
+                    tokio::time::sleep(retry).await;
                     continue;
                 };
                 let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -470,12 +488,26 @@ pub async fn run_lease_client(
             }
         };
         let id = log.lock().unwrap_or_else(|p| p.into_inner())[index].id;
+        let invoke_ns = rec.now_ns();
         let open = tokio::time::timeout(call, client.lease_keep_alive(id)).await;
-        let Ok(Ok((mut keeper, mut stream))) = open else {
-            member = (member + 1) % members;
-            continue;
+        let (mut keeper, mut stream) = match open_outcome(open) {
+            Opened::Renewed(opened) => {
+                renewed(index, invoke_ns, rec.now_ns());
+                opened
+            }
+            Opened::Gone => {
+                gone(index, rec.now_ns());
+                lease = None;
+                continue;
+            }
+            Opened::Failed => {
+                member = (member + 1) % members;
+                tokio::time::sleep(retry).await;
+                continue;
+            }
         };
         while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(LEASE_KEEP_ALIVE_EVERY).await;
             let invoke_ns = rec.now_ns();
             if !matches!(
                 tokio::time::timeout(call, keeper.keep_alive()).await,
@@ -487,21 +519,69 @@ pub async fn run_lease_client(
                 break;
             };
             let complete_ns = rec.now_ns();
-            let alive = answer.ttl() > 0;
-            {
-                let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
-                if alive {
-                    l[index].renewed.push((invoke_ns, complete_ns));
-                } else {
-                    l[index].gone_ns = Some(complete_ns);
-                }
-            }
-            if !alive {
+            if answer.ttl() > 0 {
+                renewed(index, invoke_ns, complete_ns);
+            } else {
+                gone(index, complete_ns);
                 lease = None;
                 break;
             }
-            tokio::time::sleep(LEASE_KEEP_ALIVE_EVERY).await;
         }
-        member = (member + 1) % members;
+        if lease.is_some() {
+            // The stream broke: the next member is asked.
+            member = (member + 1) % members;
+            tokio::time::sleep(retry).await;
+        }
+    }
+}
+
+/// The client library's error text when a keep-alive stream opens on a lease that is gone.
+const LEASE_NOT_FOUND: &str = "lease not found";
+
+/// What opening a keep-alive stream told the lease client.
+enum Opened<T> {
+    /// The first keep-alive was answered with a positive TTL: a renewal.
+    Renewed(T),
+    /// The server answered that the lease is gone (TTL 0).
+    Gone,
+    /// No answer (error, timeout, lost connection): nothing is known.
+    Failed,
+}
+
+fn open_outcome<T>(
+    open: Result<Result<T, etcd_client::Error>, tokio::time::error::Elapsed>,
+) -> Opened<T> {
+    match open {
+        Ok(Ok(opened)) => Opened::Renewed(opened),
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(e))) if e == LEASE_NOT_FOUND => Opened::Gone,
+        _ => Opened::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn elapsed() -> tokio::time::error::Elapsed {
+        tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .expect_err("a pending future cannot finish")
+    }
+
+    /// A keep-alive stream that opens on a revoked lease is the lease reported gone; it was once
+    /// taken for a failed connection, so a lease revoked between two streams was never seen gone.
+    #[tokio::test]
+    async fn opening_on_a_gone_lease_is_a_report_not_a_failure() {
+        let gone: Result<Result<(), _>, _> = Ok(Err(etcd_client::Error::LeaseKeepAliveError(
+            LEASE_NOT_FOUND.to_string(),
+        )));
+        assert!(matches!(open_outcome(gone), Opened::Gone));
+        assert!(matches!(open_outcome(Ok(Ok(7))), Opened::Renewed(7)));
+        let other: Result<Result<(), _>, _> = Ok(Err(etcd_client::Error::LeaseKeepAliveError(
+            "channel closed".to_string(),
+        )));
+        assert!(matches!(open_outcome(other), Opened::Failed));
+        let timed_out: Result<Result<(), etcd_client::Error>, _> = Err(elapsed().await);
+        assert!(matches!(open_outcome(timed_out), Opened::Failed));
     }
 }
