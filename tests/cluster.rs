@@ -640,6 +640,49 @@ fn joining_fails_clearly_when_no_peer_answers() {
         .exists());
 }
 
+/// A member started just before its `member add` went through keeps asking its peers (for up
+/// to 10 s) and joins once the add is applied, instead of exiting at the first answer that it
+/// is not a member.
+#[test]
+fn a_joiner_started_before_its_member_add_joins_once_added() {
+    if require_etcd_tools("a_joiner_started_before_its_member_add_joins_once_added").is_none() {
+        return;
+    }
+    let mut c = Cluster::start_with(Kind::Oxetcd, &Cluster::ports(), &[]);
+    let (client_port, peer_port) = (free_port(), free_port());
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let joined = format!("{},infra3={peer}", c.initial_cluster());
+    c.members.push(Member {
+        name: "infra3".to_string(),
+        client_port,
+        peer_port,
+        child: None,
+        join: Some(joined),
+        env: Vec::new(),
+    });
+    let new = c.members.len() - 1;
+    c.spawn(new);
+    // Refused at least once before the add (the peers answer only members they list).
+    let asked = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(c.log_path(new)).unwrap_or_default();
+        if log.contains("asking the peers again") {
+            assert!(log.contains("is not in the cluster's member list"), "{log}");
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(8),
+            "the joiner never asked again:\n{log}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    c.ctl_ok(0, &["member", "add", "infra3", "--peer-urls", &peer]);
+    c.wait_healthy(new);
+    let list = c.ctl_ok(new, &["member", "list"]);
+    assert_eq!(list.matches(", started, ").count(), 4, "{list}");
+    assert_eq!(c.ctl_ok(new, &["put", "from-new", "1"]).trim(), "OK");
+}
+
 /// The flow etcd documents: `member add`, then start the new member with the flags etcdctl
 /// prints. The leader purged the log the newcomer needs, so it must install a snapshot; then
 /// `member remove` takes it out again and the removed process stops by itself.

@@ -58,7 +58,7 @@ impl LeaseLeader for LeaderLeases {
     fn keep_alive(&self, id: i64) -> LeaseAnswer<'_, i64> {
         Box::pin(async move {
             let node = self.leading()?;
-            Ok(keep_alive_here(&node, &self.lessor, id))
+            keep_alive_here(&node, &self.lessor, id).await
         })
     }
 
@@ -74,11 +74,20 @@ impl LeaseLeader for LeaderLeases {
 }
 
 /// A keep-alive on the leader: the TTL to report (0: unknown or expired lease).
-fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> i64 {
+///
+/// A lease the deadlines do not know may be one whose grant was committed before this member
+/// took office and is not applied here yet: as etcd waits for its applied index before a
+/// renewal, the leader then waits until it has applied everything committed and looks again,
+/// so a live lease is never reported gone (only unknown leases pay for the wait).
+async fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> Result<i64, ProposeError> {
     promote_if_new_term(node, lessor);
-    lessor
+    if let Some(ttl) = lessor.keep_alive(id, tokio::time::Instant::now()) {
+        return Ok(ttl);
+    }
+    node.wait_applied_committed().await?;
+    Ok(lessor
         .keep_alive(id, tokio::time::Instant::now())
-        .unwrap_or(0)
+        .unwrap_or(0))
 }
 
 /// Time-to-live on the leader (it owns the deadlines), after a read barrier; the header carries
@@ -201,7 +210,7 @@ pub async fn keep_alive(api: &Api, id: i64) -> Result<LeaseKeepAliveResponse, Ap
         None if api.node.current_leader() != Some(api.node.member_id()) => {
             return Err(ApiError::Propose(ProposeError::NoLeader));
         }
-        None => keep_alive_here(&api.node, &api.lessor, id),
+        None => keep_alive_here(&api.node, &api.lessor, id).await?,
     };
     Ok(LeaseKeepAliveResponse {
         header: Some(api.current_header()),

@@ -15,11 +15,12 @@ use crate::raft::membership;
 use crate::raft::node::{NodeOptions, StartMode};
 use crate::raft::MemberNode;
 
-/// How long a joining member waits for each existing peer to describe the cluster. etcd waits
-/// 10 s per peer (`GetClusterFromRemotePeers`); 10 s here made the simulation's deep_faults
-/// seed 118 fail (a joiner that asked each peer once, under faults, and gave up), so this
-/// stays at 2 s until discovery asks again within a deadline instead of once per peer.
-const JOIN_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a joining member waits for each existing peer to describe the cluster, per ask.
+const JOIN_DISCOVERY_ATTEMPT: Duration = Duration::from_secs(2);
+/// How long a joining member keeps asking before it gives up: etcd's 10 s (it waits that long
+/// for each peer, once); asked again every round, a peer that was cut off or had not applied
+/// the `member add` yet still answers in time.
+const JOIN_DISCOVERY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A joining member's IDs, learned from the members listed in `--initial-cluster`.
 async fn discover_existing(
@@ -39,7 +40,8 @@ async fn discover_existing(
         dialer.clone(),
         &peers,
         own_peer_urls,
-        JOIN_DISCOVERY_TIMEOUT,
+        JOIN_DISCOVERY_ATTEMPT,
+        JOIN_DISCOVERY_DEADLINE,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -739,24 +739,56 @@ pub struct JoinInfo {
 
 /// Asks the members at `peer_urls` (from `--initial-cluster`, without this member's own URLs)
 /// which member has `my_peer_urls`, preferring the answer of a member that knows a leader.
+///
+/// Each peer gets `attempt` to answer; when no round finds this member, the peers are asked
+/// again until `deadline` has passed: a peer may be briefly unreachable, or may not have
+/// applied the `member add` yet when the new member is started right after it (etcd asks each
+/// peer once and exits; a retry within the deadline spares the operator the restart). The
+/// last round's error is returned.
 pub async fn discover(
     dialer: crate::net::Dialer,
     peer_urls: &[String],
     my_peer_urls: &[String],
-    timeout: Duration,
+    attempt: Duration,
+    deadline: Duration,
 ) -> Result<JoinInfo, JoinError> {
+    let until = tokio::time::Instant::now() + deadline;
     // Not a member yet: IDs 0 ("not known yet") and the peer URLs it was added with.
     let identity = super::network::PeerIdentity {
         member_id: 0,
         cluster_id: 0,
         peer_urls: my_peer_urls.to_vec(),
     };
-    let network = PeerNetwork::new(dialer, timeout, identity);
+    let network = PeerNetwork::new(dialer, attempt, identity);
+    loop {
+        let err = match discover_once(&network, peer_urls, my_peer_urls, attempt).await {
+            Ok(info) => return Ok(info),
+            Err(e) => e,
+        };
+        let next = tokio::time::Instant::now() + DISCOVERY_PAUSE;
+        if peer_urls.is_empty() || next >= until {
+            return Err(err);
+        }
+        tracing::info!(error = %err, "could not join yet; asking the peers again");
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// The pause between two rounds of [`discover`].
+const DISCOVERY_PAUSE: Duration = Duration::from_millis(250);
+
+/// One round of [`discover`]: every peer asked once.
+async fn discover_once(
+    network: &PeerNetwork,
+    peer_urls: &[String],
+    my_peer_urls: &[String],
+    attempt: Duration,
+) -> Result<JoinInfo, JoinError> {
     let mut last_error = String::from("no peer URLs besides this member's own");
     let mut best: Option<MembershipResponse> = None;
     let mut refused_as_unknown = false;
     for url in peer_urls {
-        match network.membership_at(url, timeout).await {
+        match network.membership_at(url, attempt).await {
             // The member answers only peers it lists (see `peer::admit`).
             Err(e) if e.to_string().contains(super::peer::NOT_A_MEMBER) => {
                 refused_as_unknown = true;
@@ -1065,6 +1097,7 @@ mod tests {
                 &["http://127.0.0.1:1".to_string()],
                 &mine,
                 Duration::from_millis(300),
+                Duration::from_millis(800),
             ))
             .unwrap_err();
         assert!(matches!(err, JoinError::Unreachable { .. }), "{err}");
@@ -1077,6 +1110,7 @@ mod tests {
                 &[],
                 &mine,
                 Duration::from_millis(300),
+                Duration::from_secs(60),
             ))
             .unwrap_err();
         assert!(matches!(none, JoinError::Unreachable { .. }));

@@ -853,6 +853,24 @@ impl RaftNode {
         }
     }
 
+    /// Returns once this member has applied everything it knows to be committed (etcd's
+    /// `waitAppliedIndex`), within the request timeout.
+    pub async fn wait_applied_committed(&self) -> Result<(), ProposeError> {
+        let committed = self.committed_index().await.ok_or(ProposeError::Stopped)?;
+        if committed == 0 {
+            return Ok(());
+        }
+        let wait = self.raft.wait(Some(self.request_timeout));
+        match wait
+            .applied_index_at_least(Some(committed), "applied covers committed")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
+            Err(openraft::metrics::WaitError::ShuttingDown) => Err(ProposeError::Stopped),
+        }
+    }
+
     /// Whether this member can serve: raft runs and no shutdown has begun. `false` once the
     /// raft core stopped on a fatal error (a failed WAL fsync, a storage error) or the member
     /// is shutting down; the gRPC health service reports NOT_SERVING then.
