@@ -52,6 +52,9 @@ pub struct ClusterConfig {
     pub snapshot_count: u64,
     /// More of etcd's flags for every member (e.g. `--bcrypt-cost 4` for the auth suite).
     pub extra_flags: Vec<String>,
+    /// How fast each member's clock runs against simulated time, in ppm, by member index
+    /// (`NodeOptions::clock_rate_ppm`); a member beyond the list keeps the true rate.
+    pub clock_rate_ppm: Vec<i64>,
 }
 
 impl Default for ClusterConfig {
@@ -62,6 +65,7 @@ impl Default for ClusterConfig {
             election_timeout_ms: 300,
             snapshot_count: 100_000,
             extra_flags: Vec::new(),
+            clock_rate_ppm: Vec::new(),
         }
     }
 }
@@ -252,7 +256,8 @@ impl SimCluster {
             index,
             disk: disk.clone(),
             flags,
-            opts: node_options(&name, ip, 0, &self.config),
+            // Only the clock rate is used: a joiner's other options come from its peers.
+            opts: node_options(&name, ip, index as u64, &self.config),
             state: state.clone(),
             incarnation: Arc::new(Mutex::new(0u32)),
             samples: self.samples.clone(),
@@ -487,6 +492,11 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
         bootstrap_members: Vec::new(),
         peer_dialer: oxetcd::net::Dialer::plaintext(),
         warning_apply_duration: oxetcd::raft::slow_apply::WARNING_APPLY_DURATION_DEFAULT,
+        clock_rate_ppm: usize::try_from(index)
+            .ok()
+            .and_then(|i| config.clock_rate_ppm.get(i))
+            .copied()
+            .unwrap_or(0),
     }
 }
 
@@ -628,13 +638,18 @@ async fn run_member(m: MemberCtx) {
         *n += 1;
         *n
     };
+    let clock_rate_ppm = opts.clock_rate_ppm;
     let spec = if join {
         joiner_spec(&flags, &disk).await
     } else {
         member_spec(&flags, opts)
     };
     let spec = match spec {
-        Ok(spec) => spec,
+        Ok(mut spec) => {
+            // A joiner's options come from `oxetcd`'s own derivation; its clock from the sim.
+            spec.node.clock_rate_ppm = clock_rate_ppm;
+            spec
+        }
         Err(e) => {
             set_state(&state, StartState::Failed(e));
             return;

@@ -19,7 +19,8 @@
 //! watcher (prefix `k`, `prev_kv`, from revision 1 or from "now", drawn) follows the whole run,
 //! resuming on another member whenever its stream breaks or is compacted away. One lease client
 //! keeps a 15 s lease alive every 5 s (`leasecheck`: never revoked more than [`LEASE_SLACK`]
-//! before its TTL ran out after the last successful keep-alive).
+//! before its TTL ran out after the last successful keep-alive). Every member's clock drifts
+//! (up to [`CLOCK_DRIFT_PPM_MAX`] either way, drawn per member), which the slack allows for.
 //!
 //! Invariant: every random choice comes from madsim's seeded RNG (one seed replays the run).
 
@@ -61,6 +62,15 @@ pub const LEASE_SLACK: Duration = Duration::from_secs(6);
 /// The same under the deeper nemesis, where a second fault may start while the first still
 /// holds (up to half its 5 s later) and last 5 s more: 7.5 s of cuts plus an election.
 pub const DEEP_LEASE_SLACK: Duration = Duration::from_secs(9);
+/// Each member's clock runs up to this much (ppm) faster or slower than simulated time, drawn
+/// per member and seed: raft's timers and the lease deadlines count on it.
+pub const CLOCK_DRIFT_PPM_MAX: i64 = 100_000;
+/// What a leader whose clock runs [`CLOCK_DRIFT_PPM_MAX`] fast takes off a lease's TTL in real
+/// time: TTL * drift / (1 + drift), rounded up to whole seconds (15 s at 10%: 1.36 s).
+pub const DRIFT_LEASE_SLACK: Duration = Duration::from_secs(
+    (LEASE_TTL_S as u64 * CLOCK_DRIFT_PPM_MAX as u64)
+        .div_ceil(1_000_000 + CLOCK_DRIFT_PPM_MAX as u64),
+);
 
 /// Knobs of a multi-member run.
 #[derive(Clone, Debug)]
@@ -102,11 +112,12 @@ impl MultiConfig {
 
     /// How long a deposed leader may keep renewing leases in its own memory in this run.
     pub fn lease_slack(&self) -> Duration {
-        if self.deep {
+        let faults = if self.deep {
             DEEP_LEASE_SLACK
         } else {
             LEASE_SLACK
-        }
+        };
+        faults + DRIFT_LEASE_SLACK
     }
 }
 
@@ -116,12 +127,17 @@ pub(crate) fn draw_cluster(members: usize) -> ClusterConfig {
     let heartbeat_ms = [50, 100][rng.gen_range(0..2)];
     let election_timeout_ms = heartbeat_ms * [5, 10][rng.gen_range(0..2)];
     let snapshot_count = [50, 100, 1000][rng.gen_range(0..3)];
+    // Joiners (member indexes past the founders) drift too.
+    let clock_rate_ppm = (0..members + 2)
+        .map(|_| rng.gen_range(-CLOCK_DRIFT_PPM_MAX..=CLOCK_DRIFT_PPM_MAX))
+        .collect();
     ClusterConfig {
         members,
         heartbeat_ms,
         election_timeout_ms,
         snapshot_count,
         extra_flags: Vec::new(),
+        clock_rate_ppm,
     }
 }
 

@@ -81,13 +81,11 @@ impl LeaseLeader for LeaderLeases {
 /// so a live lease is never reported gone (only unknown leases pay for the wait).
 async fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> Result<i64, ProposeError> {
     promote_if_new_term(node, lessor);
-    if let Some(ttl) = lessor.keep_alive(id, tokio::time::Instant::now()) {
+    if let Some(ttl) = lessor.keep_alive(id, lessor.now()) {
         return Ok(ttl);
     }
     node.wait_applied_committed().await?;
-    Ok(lessor
-        .keep_alive(id, tokio::time::Instant::now())
-        .unwrap_or(0))
+    Ok(lessor.keep_alive(id, lessor.now()).unwrap_or(0))
 }
 
 /// Time-to-live on the leader (it owns the deadlines), after a read barrier; the header carries
@@ -120,7 +118,7 @@ async fn time_to_live_here(
         });
     };
     let ttl = lessor
-        .remaining_s(req.id, tokio::time::Instant::now())
+        .remaining_s(req.id, lessor.now())
         .unwrap_or(granted_ttl);
     let keys = if req.keys {
         keys.unwrap_or_default()
@@ -266,7 +264,7 @@ fn promote_if_new_term(node: &RaftNode, lessor: &Lessor) {
         return;
     }
     let leases: Vec<(i64, i64)> = node.state().view().state.leases.leases().collect();
-    lessor.promote(leases.into_iter(), tokio::time::Instant::now());
+    lessor.promote(leases.into_iter(), lessor.now());
     lessor.mark_promoted(term);
 }
 
@@ -280,7 +278,7 @@ pub async fn run_expiry(api: Arc<Api>, mut stop: tokio::sync::watch::Receiver<bo
             promote_if_new_term(&api.node, &lessor);
         }
         let expired = if leader {
-            lessor.take_expired(tokio::time::Instant::now())
+            lessor.take_expired(lessor.now())
         } else {
             Vec::new()
         };

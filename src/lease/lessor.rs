@@ -6,6 +6,10 @@
 //! applied locally: an expired lease is revoked by proposing `LeaseRevoke` through raft, so every
 //! member deletes the keys at the same revision.
 //!
+//! The deadlines are kept on this member's own clock ([`Lessor::now`]): the machine's monotonic
+//! clock, or in the simulation one that runs faster or slower than real time by a set rate, as
+//! a drifting quartz would.
+//!
 //! Invariant: a lease is proposed for revocation at most once at a time (`revoking`).
 //! Invariant: keys are deleted only by applying a committed revoke, never from a clock here.
 
@@ -26,16 +30,54 @@ struct Deadline {
 #[derive(Debug, Default)]
 pub struct Lessor {
     deadlines: Mutex<HashMap<i64, Deadline>>,
+    /// A drifting clock: `(origin, rate_ppm)`, where local time runs `1 + rate_ppm / 10^6` as
+    /// fast as real time from `origin` on; `None`: real time.
+    drift: Option<(Instant, i64)>,
     /// The raft term of the last [`Lessor::promote`]: until it matches the member's term as
     /// leader, the deadlines are a follower's (never renewed) and must not answer keep-alives.
     promoted_term: std::sync::atomic::AtomicU64,
+}
+
+/// `real` read on a clock that agreed with real time at `origin` and runs `rate_ppm` fast since.
+fn drifted(origin: Instant, real: Instant, rate_ppm: i64) -> Instant {
+    let elapsed = real.saturating_duration_since(origin).as_nanos();
+    // rate_ppm is bounded by CLOCK_RATE_PPM_MAX, so the factor is positive.
+    let factor = u128::try_from(1_000_000 + rate_ppm).unwrap_or(1_000_000);
+    let local = elapsed * factor / 1_000_000;
+    origin + Duration::from_nanos(u64::try_from(local).unwrap_or(u64::MAX))
 }
 
 fn ttl_duration(ttl_s: i64) -> Duration {
     Duration::from_secs(u64::try_from(ttl_s).unwrap_or(0))
 }
 
+/// The largest drift rate a clock may be given (50%): beyond that timers and deadlines would
+/// mean little, and the arithmetic below stays far from overflow.
+pub const CLOCK_RATE_PPM_MAX: i64 = 500_000;
+
 impl Lessor {
+    /// A lessor whose clock runs `rate_ppm` parts per million faster (negative: slower) than
+    /// real time; 0 is the machine's own clock.
+    pub fn with_clock_rate(rate_ppm: i64) -> Self {
+        assert!(
+            rate_ppm.abs() <= CLOCK_RATE_PPM_MAX,
+            "clock rate {rate_ppm} ppm out of range"
+        );
+        Lessor {
+            drift: (rate_ppm != 0).then(|| (Instant::now(), rate_ppm)),
+            ..Lessor::default()
+        }
+    }
+
+    /// Now on this member's clock: the instant every deadline is measured against.
+    pub fn now(&self) -> Instant {
+        let real = Instant::now();
+        match self.drift {
+            None => real,
+            Some((origin, rate_ppm)) => drifted(origin, real, rate_ppm),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<i64, Deadline>> {
         self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -134,6 +176,32 @@ impl Lessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drifting_clock_runs_at_its_rate() {
+        let origin = Instant::now();
+        let later = origin + Duration::from_secs(10);
+        assert_eq!(
+            drifted(origin, later, 100_000) - origin,
+            Duration::from_secs(11)
+        );
+        assert_eq!(
+            drifted(origin, later, -100_000) - origin,
+            Duration::from_secs(9)
+        );
+        assert_eq!(drifted(origin, later, 0), later);
+        assert_eq!(
+            drifted(later, origin, 100_000),
+            later,
+            "never before its origin"
+        );
+        // A lease granted at the origin on a clock 10% fast is over after 9.1 s of real time.
+        let fast = Lessor::with_clock_rate(100_000);
+        fast.granted(1, 10, origin);
+        let real = origin + Duration::from_millis(9_100);
+        assert_eq!(fast.take_expired(drifted(origin, real, 100_000)), vec![1]);
+        assert!(Lessor::with_clock_rate(0).drift.is_none());
+    }
 
     #[test]
     fn expiry_keepalive_and_promotion() {

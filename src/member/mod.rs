@@ -393,7 +393,7 @@ impl ApplyObserver for MemberObserver {
         }
         match cmd {
             Command::LeaseGrant { id, ttl } if applied.result.is_ok() => {
-                self.lessor.granted(*id, *ttl, tokio::time::Instant::now());
+                self.lessor.granted(*id, *ttl, self.lessor.now());
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
             Command::Auth(change) if applied.result.is_ok() => self.auth_applied(change, applied),
@@ -466,7 +466,7 @@ impl Member {
     /// Starts the member from its data dir and serves it.
     pub async fn start(disk: Arc<dyn Disk>, spec: MemberSpec) -> Result<Member, String> {
         let hub = Arc::new(Hub::new(spec.hub));
-        let lessor = Arc::new(Lessor::default());
+        let lessor = Arc::new(Lessor::with_clock_rate(spec.node.clock_rate_ppm));
         #[cfg_attr(madsim, allow(unused_mut))]
         let mut auth_context = crate::api::auth::AuthContext::new(
             spec.auth_token_ttl,

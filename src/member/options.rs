@@ -113,6 +113,7 @@ pub async fn node_options(
         bootstrap_members: members,
         peer_dialer: dialer,
         warning_apply_duration: config.experimental_warning_apply_duration,
+        clock_rate_ppm: 0,
     };
     Ok((opts, mode))
 }

@@ -62,6 +62,11 @@ pub struct NodeOptions {
     pub peer_dialer: crate::net::Dialer,
     /// `--experimental-warning-apply-duration`.
     pub warning_apply_duration: std::time::Duration,
+    /// How much faster (negative: slower) this member's monotonic clock runs than real time,
+    /// in parts per million, at most `lease::lessor::CLOCK_RATE_PPM_MAX` either way: raft's
+    /// timers and the lease deadlines count on it. 0 in production (the machine's clock is the
+    /// reference); the simulation drifts each member's clock.
+    pub clock_rate_ppm: i64,
 }
 
 /// Why a member could not start.
@@ -390,12 +395,25 @@ pub(crate) fn election_bounds_ms(election_timeout_ms: u64) -> (u64, u64) {
     (min, max)
 }
 
+/// `local_ms` on a clock running `rate_ppm` fast, in real milliseconds (at least 1).
+fn on_real_clock_ms(local_ms: u64, rate_ppm: i64) -> u64 {
+    let factor = u128::try_from(1_000_000 + rate_ppm)
+        .unwrap_or(1_000_000)
+        .max(1);
+    let real = u128::from(local_ms) * 1_000_000 / factor;
+    u64::try_from(real).unwrap_or(u64::MAX).max(1)
+}
+
 fn raft_config(opts: &NodeOptions) -> RaftConfig {
+    // Raft's timers run on tokio's clock; a member whose own clock is fast fires them sooner.
+    let (min, max) = election_bounds_ms(opts.election_timeout_ms);
+    let real = |ms| on_real_clock_ms(ms, opts.clock_rate_ppm);
+    let (election_min, election_max) = (real(min), real(max).max(real(min) + 1));
     RaftConfig {
         cluster_name: "oxetcd".into(),
-        heartbeat_interval: opts.heartbeat_ms,
-        election_timeout_min: election_bounds_ms(opts.election_timeout_ms).0,
-        election_timeout_max: election_bounds_ms(opts.election_timeout_ms).1,
+        heartbeat_interval: real(opts.heartbeat_ms),
+        election_timeout_min: election_min,
+        election_timeout_max: election_max,
         snapshot_policy: snapshot_policy(opts.snapshot_count),
         // etcd keeps 5000 entries after a snapshot for slow followers.
         max_in_snapshot_log_to_keep: 5000,
@@ -1156,6 +1174,27 @@ mod fault_tests {
         fn applied(&self, _index: u64, _cmd: &Command, _applied: &Applied) {}
     }
 
+    /// A member whose clock runs fast fires raft's timers sooner in real time, and keeps them
+    /// in order (election bounds apart, heartbeat well inside them).
+    #[test]
+    fn a_drifting_clock_scales_the_raft_timers() {
+        assert_eq!(on_real_clock_ms(1000, 0), 1000);
+        assert_eq!(on_real_clock_ms(1000, 100_000), 909);
+        assert_eq!(on_real_clock_ms(1000, -100_000), 1111);
+        assert_eq!(on_real_clock_ms(0, 100_000), 1);
+        let mut opts = NodeOptions {
+            heartbeat_ms: 100,
+            election_timeout_ms: 1000,
+            ..options()
+        };
+        for rate in [-500_000, -100_000, 0, 100_000, 500_000] {
+            opts.clock_rate_ppm = rate;
+            let c = raft_config(&opts);
+            assert!(c.election_timeout_min < c.election_timeout_max, "{rate}");
+            assert!(c.heartbeat_interval * 3 <= c.election_timeout_max, "{rate}");
+        }
+    }
+
     fn options() -> NodeOptions {
         NodeOptions {
             data_dir: PathBuf::from("/data"),
@@ -1167,6 +1206,7 @@ mod fault_tests {
             client_urls: vec!["http://127.0.0.1:2".into()],
             heartbeat_ms: 20,
             election_timeout_ms: 100,
+            clock_rate_ppm: 0,
             snapshot_count: 0,
             max_snapshots: 5,
             max_wals: 5,
