@@ -863,8 +863,18 @@ impl RaftNode {
             Ok(Some(index)) => index,
             Ok(None) | Err(_) => return Err(ProposeError::NoLeader),
         };
-        let wait = self.raft.wait(Some(left));
-        match wait.applied_index_at_least(Some(index), "read index").await {
+        self.wait_applied(index, left, "read index").await
+    }
+
+    /// Returns once this member has applied `index`; `Timeout` after `within`.
+    async fn wait_applied(
+        &self,
+        index: u64,
+        within: Duration,
+        what: &str,
+    ) -> Result<(), ProposeError> {
+        let wait = self.raft.wait(Some(within));
+        match wait.applied_index_at_least(Some(index), what).await {
             Ok(_) => Ok(()),
             Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
             Err(openraft::metrics::WaitError::ShuttingDown) => Err(ProposeError::Stopped),
@@ -878,15 +888,8 @@ impl RaftNode {
         if committed == 0 {
             return Ok(());
         }
-        let wait = self.raft.wait(Some(self.request_timeout));
-        match wait
-            .applied_index_at_least(Some(committed), "applied covers committed")
+        self.wait_applied(committed, self.request_timeout, "applied covers committed")
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(openraft::metrics::WaitError::Timeout(..)) => Err(ProposeError::Timeout),
-            Err(openraft::metrics::WaitError::ShuttingDown) => Err(ProposeError::Stopped),
-        }
     }
 
     /// Whether this member can serve: raft runs and no shutdown has begun. `false` once the
