@@ -8,7 +8,8 @@
 //! `OXETCD_CHAOS_MEMBERS`, `OXETCD_CHAOS_SEED`, `OXETCD_CHAOS_REPORT` (a file each run's report
 //! is appended to), `OXETCD_CHAOS_FAULTS` (a comma-separated subset of the fault plan, by the
 //! names of [`Fault::key`], to replay one kind of fault), `OXETCD_CHAOS_LEADER_PCT` (the chance
-//! that a fault targets the leader, 50 by default), `OXETCD_CHAOS_LOGS` (a directory the
+//! that a fault targets the leader, 50 by default), `OXETCD_CHAOS_OVERLAP_PCT` (the chance that
+//! a step holds a second fault on another member, 30 by default), `OXETCD_CHAOS_LOGS` (a directory the
 //! members' whole logs are copied to). In `--features canary` builds only the canary tests are compiled: they plant
 //! `follower-read-without-read-index`, `drop-watch-event` or `lease-expiry-from-follower-clock`
 //! in every member and require the linearizability, watch or lease checker to catch it.
@@ -56,6 +57,9 @@ fn seed() -> u64 {
 fn narrowed(mut cfg: RunConfig) -> RunConfig {
     if let Some(pct) = env_u64("OXETCD_CHAOS_LEADER_PCT") {
         cfg.leader_target_pct = pct.min(100);
+    }
+    if let Some(pct) = env_u64("OXETCD_CHAOS_OVERLAP_PCT") {
+        cfg.overlap_pct = pct.min(100);
     }
     let Ok(raw) = std::env::var("OXETCD_CHAOS_FAULTS") else {
         return cfg;
@@ -255,6 +259,8 @@ fn planted_follower_reads_are_caught_by_the_checker() {
     );
     cfg.faults = vec![Fault::Partition, Fault::OneWayCut];
     cfg.leader_target_pct = 0;
+    // A canary measures its checker: one fault at a time, as its catch rate was measured.
+    cfg.overlap_pct = 0;
     cfg.stop_at_first_anomaly = true;
     let report = execute(cfg);
     assert!(
@@ -282,6 +288,7 @@ fn planted_dropped_watch_events_are_caught_by_the_checker() {
         seed(),
     );
     cfg.faults = vec![Fault::Delay];
+    cfg.overlap_pct = 0;
     let report = execute(cfg);
     assert!(
         report.anomalies.iter().any(|a| a.starts_with("watch")),
@@ -323,6 +330,7 @@ fn planted_lease_expiry_from_follower_clock_is_caught_by_the_checker() {
         );
         cfg.faults = vec![Fault::Partition];
         cfg.leader_target_pct = 100;
+        cfg.overlap_pct = 0;
         // The TTL, plus room for a grant that came a few seconds into the run.
         cfg.first_fault_after = Duration::from_secs(sim::chaos::client::LEASE_TTL_S as u64 + 8);
         let report = execute(cfg);

@@ -11,12 +11,15 @@
 //! - [`run`] (this module): one run: start, workload + nemesis for a duration, heal, check,
 //!   [`Report`].
 //!
-//! Invariants: at most one fault is active at a time (move-leader and member replacement run
-//! with every link slowed, as one fault) and every fault is healed before the next one starts
-//! and before the run is checked; each fault is followed by a recovery probe (a put
-//! through the faulted member, recorded in the history like every other write) whose latency
-//! from the heal is the fault's recovery time. A run's anomalies are exactly what the checkers
-//! and the liveness check at the end report.
+//! Invariants: at most two faults are active at a time: a step's fault and, with
+//! [`RunConfig::overlap_pct`] chance, a second one on another member that was not leading when
+//! it was injected, injected first and healed with it (so a membership change or a move-leader
+//! runs while a member is down, paused or cut off); move-leader and member replacement run
+//! with every link slowed, as part of the step's fault. Every fault is healed before the next
+//! step starts and before the run is checked; each faulted member then gets a recovery probe
+//! (a put through it, recorded in the history like every other write) whose latency from the
+//! heal is the fault's recovery time. A run's anomalies are exactly what the checkers and the
+//! liveness check at the end report.
 #![cfg(not(madsim))]
 
 pub mod client;
@@ -36,7 +39,8 @@ use client::{Connector, KvConfig, Recorder, Rng, WatchLog, PROBE_KEY};
 use cluster::{Cluster, ClusterSpec};
 use proxy::Cut;
 
-/// The faults the nemesis injects, one at a time.
+/// The faults the nemesis injects (one per step, sometimes with a second one, see the module
+/// invariants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fault {
     /// SIGKILL, then a restart on the same data dir.
@@ -93,6 +97,25 @@ impl Fault {
         }
     }
 
+    /// Whether this fault may be held on a second member while `step` is held on another:
+    /// never a second link delay under a step that slows every link (it would be overwritten),
+    /// and while a member is replaced or leadership moves, only faults that keep the second
+    /// member from leading (so no leader is hidden for longer than a step's hold, the lease
+    /// checker's slack) and, on three members, only the clock jump (a member removed from three
+    /// with a second one down leaves no quorum to add it back).
+    pub fn may_overlap(self, step: Fault, members: usize) -> bool {
+        match step {
+            Fault::MoveLeader | Fault::Replace => match self {
+                Fault::ClockJump => true,
+                Fault::Kill | Fault::Pause | Fault::Partition => {
+                    step == Fault::MoveLeader || members >= 5
+                }
+                _ => false,
+            },
+            _ => !matches!(self, Fault::MoveLeader | Fault::Replace),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill -9 + restart",
@@ -129,6 +152,9 @@ pub struct RunConfig {
     pub quiet_ms: (u64, u64),
     /// The chance (percent) that a fault targets the current leader.
     pub leader_target_pct: u64,
+    /// The chance (percent) that a step holds a second fault, on a member other than the
+    /// step's target and the leader, for the step's whole hold ([`Fault::may_overlap`]).
+    pub overlap_pct: u64,
     pub watch: bool,
     /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]).
     pub leases: bool,
@@ -158,6 +184,7 @@ impl RunConfig {
             first_fault_after: Duration::ZERO,
             quiet_ms: (500, 1_500),
             leader_target_pct: 50,
+            overlap_pct: 30,
             watch: true,
             leases: true,
             seed,
@@ -183,6 +210,8 @@ pub struct FaultRecord {
     pub clock: Option<(i64, Option<i64>)>,
     /// A move-leader: whether the leader handed over.
     pub moved: Option<bool>,
+    /// The other fault held at the same time, on the other member.
+    pub alongside: Option<(Fault, usize)>,
 }
 
 /// The link delay (each direction, ms) while leadership moves or a member is replaced: a
@@ -312,7 +341,12 @@ impl fmt::Display for Report {
         for (text, count) in self.client_errors.iter().take(CLIENT_ERRORS_SHOWN) {
             writeln!(f, "    {count:>6}  {text}")?;
         }
-        writeln!(f, "  faults injected: {}", self.faults.len())?;
+        writeln!(
+            f,
+            "  faults injected: {} ({} of them in overlapping pairs)",
+            self.faults.len(),
+            self.faults.iter().filter(|r| r.alongside.is_some()).count()
+        )?;
         for (fault, count) in self.faults_by_type() {
             let times = self.recoveries(fault);
             let known: Vec<u128> = times.iter().flatten().copied().collect();
@@ -397,15 +431,17 @@ fn connector(cluster: &Cluster, timeout: Duration) -> Connector {
     })
 }
 
-/// Puts through member `member` until one is acknowledged; every attempt is recorded.
+/// Puts through member `member` until one is acknowledged or `deadline` has passed since
+/// `since`; every attempt is recorded. Answers the time from `since` to the acknowledgement.
 async fn probe_write(
     connect: &Connector,
     member: usize,
     rec: &Recorder,
     counter: &mut u64,
+    since: Instant,
     deadline: Duration,
 ) -> Option<Duration> {
-    let started = Instant::now();
+    let started = since;
     while started.elapsed() < deadline {
         // A fresh connection for every attempt, as a client library redials after a failure.
         let Some(mut client) = connect(member).await else {
@@ -434,6 +470,88 @@ async fn probe_write(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// What injecting a fault left to report: the clock offset asked for, whether leadership moved.
+struct Injected {
+    clock: Option<i64>,
+    moved: Option<bool>,
+}
+
+/// Injects `fault` on member `target`.
+async fn inject(
+    cluster: &mut Cluster,
+    fault: Fault,
+    target: usize,
+    rng: &mut Rng,
+) -> Result<Injected, String> {
+    let mut injected = Injected {
+        clock: None,
+        moved: None,
+    };
+    match fault {
+        Fault::Kill => cluster.kill(target),
+        Fault::Pause => cluster.pause(target, true),
+        Fault::Partition => cluster.net.isolate(target, Cut::Drop),
+        Fault::OneWayCut if rng.between(0, 1) == 0 => cluster.net.cut_outbound(target, Cut::Stall),
+        Fault::OneWayCut => cluster.net.cut_inbound(target, Cut::Stall),
+        Fault::Delay => {
+            let delay = Duration::from_millis(rng.between(50, 250));
+            if rng.between(0, 1) == 0 {
+                cluster.net.delay_member(target, delay);
+            } else {
+                cluster.net.delay_all(delay);
+            }
+        }
+        Fault::DiskFull => {
+            cluster.fill_disk(target)?;
+        }
+        Fault::MoveLeader => {
+            cluster.net.delay_all(Duration::from_millis(
+                rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
+            ));
+            injected.moved = Some(cluster.move_leader(target).await?);
+        }
+        Fault::Replace => {
+            cluster.net.delay_all(Duration::from_millis(
+                rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
+            ));
+            if let Err(e) = cluster.replace(target, RECOVERY_DEADLINE).await {
+                return Err(format!("{e}\n{}", cluster.log_tails()));
+            }
+        }
+        Fault::ClockJump => {
+            let jump = if rng.between(0, 1) == 0 {
+                CLOCK_JUMP_S
+            } else {
+                -CLOCK_JUMP_S
+            };
+            cluster.set_clock_offset(target, &format!("{jump:+}"))?;
+            injected.clock = Some(jump);
+        }
+    }
+    Ok(injected)
+}
+
+/// Heals `fault` on member `target` (a link fault heals every link); answers whether the
+/// member had stopped itself and was started again (a full disk).
+async fn heal(cluster: &mut Cluster, fault: Fault, target: usize) -> Result<bool, String> {
+    match fault {
+        Fault::Kill => cluster.spawn(target)?,
+        Fault::Pause => cluster.pause(target, false),
+        Fault::Partition | Fault::OneWayCut | Fault::Delay | Fault::MoveLeader | Fault::Replace => {
+            cluster.net.heal()
+        }
+        Fault::DiskFull => {
+            cluster.free_disk(target)?;
+            if cluster.exited(target).is_some() {
+                cluster.spawn(target)?;
+                return Ok(true);
+            }
+        }
+        Fault::ClockJump => cluster.set_clock_offset(target, "+0")?,
+    }
+    Ok(false)
 }
 
 /// Runs one nemesis run. Must be called inside a multi-threaded Tokio runtime.
@@ -511,74 +629,55 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             target
         };
         let hold = Duration::from_millis(rng.between(cfg.fault_ms.0, cfg.fault_ms.1));
-        let mut clock = None;
-        let mut moved = None;
-        match fault {
-            Fault::Kill => cluster.kill(target),
-            Fault::Pause => cluster.pause(target, true),
-            Fault::Partition => cluster.net.isolate(target, Cut::Drop),
-            Fault::OneWayCut if rng.between(0, 1) == 0 => {
-                cluster.net.cut_outbound(target, Cut::Stall)
-            }
-            Fault::OneWayCut => cluster.net.cut_inbound(target, Cut::Stall),
-            Fault::Delay => {
-                let delay = Duration::from_millis(rng.between(50, 250));
-                if rng.between(0, 1) == 0 {
-                    cluster.net.delay_member(target, delay);
-                } else {
-                    cluster.net.delay_all(delay);
-                }
-            }
-            Fault::DiskFull => {
-                cluster.fill_disk(target)?;
-            }
-            Fault::MoveLeader => {
-                cluster.net.delay_all(Duration::from_millis(
-                    rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
-                ));
-                moved = Some(cluster.move_leader(target).await?);
-            }
-            Fault::Replace => {
-                cluster.net.delay_all(Duration::from_millis(
-                    rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
-                ));
-                if let Err(e) = cluster.replace(target, RECOVERY_DEADLINE).await {
-                    return Err(format!("{e}\n{}", cluster.log_tails()));
-                }
-            }
-            Fault::ClockJump => {
-                let jump = if rng.between(0, 1) == 0 {
-                    CLOCK_JUMP_S
-                } else {
-                    -CLOCK_JUMP_S
-                };
-                cluster.set_clock_offset(target, &format!("{jump:+}"))?;
-                clock = Some((jump, None));
-            }
-        }
+        let second = if cfg.overlap_pct > 0 && rng.between(0, 99) < cfg.overlap_pct {
+            let kinds: Vec<Fault> = cfg
+                .faults
+                .iter()
+                .copied()
+                .filter(|f| f.may_overlap(fault, members))
+                .collect();
+            let others: Vec<usize> = (0..members)
+                .filter(|m| *m != target && Some(*m) != leader)
+                .collect();
+            (!kinds.is_empty() && !others.is_empty()).then(|| {
+                let kind = kinds[rng.between(0, kinds.len() as u64 - 1) as usize];
+                let member = others[rng.between(0, others.len() as u64 - 1) as usize];
+                (kind, member)
+            })
+        } else {
+            None
+        };
+        let second_injected = match second {
+            Some((kind, member)) => Some(inject(&mut cluster, kind, member, &mut rng).await?),
+            None => None,
+        };
+        let injected = inject(&mut cluster, fault, target, &mut rng).await?;
         tokio::time::sleep(hold).await;
-        if let Some((jump, _)) = clock {
-            clock = Some((jump, observe_clock_jump(&cluster, target, jump).await));
-        }
-        let mut restarted = false;
-        match fault {
-            Fault::Kill => cluster.spawn(target)?,
-            Fault::Pause => cluster.pause(target, false),
-            Fault::Partition
-            | Fault::OneWayCut
-            | Fault::Delay
-            | Fault::MoveLeader
-            | Fault::Replace => cluster.net.heal(),
-            Fault::DiskFull => {
-                cluster.free_disk(target)?;
-                if cluster.exited(target).is_some() {
-                    cluster.spawn(target)?;
-                    restarted = true;
-                }
+        let clock = match injected.clock {
+            Some(jump) => Some((jump, observe_clock_jump(&cluster, target, jump).await)),
+            None => None,
+        };
+        let second_clock = match (second, second_injected.as_ref().and_then(|i| i.clock)) {
+            (Some((_, member)), Some(jump)) => {
+                Some((jump, observe_clock_jump(&cluster, member, jump).await))
             }
-            Fault::ClockJump => cluster.set_clock_offset(target, "+0")?,
-        }
-        let recovery = probe_write(&connect, target, &rec, &mut probes, RECOVERY_DEADLINE).await;
+            _ => None,
+        };
+        let restarted = heal(&mut cluster, fault, target).await?;
+        let second_restarted = match second {
+            Some((kind, member)) => heal(&mut cluster, kind, member).await?,
+            None => false,
+        };
+        let healed = Instant::now();
+        let recovery = probe_write(
+            &connect,
+            target,
+            &rec,
+            &mut probes,
+            healed,
+            RECOVERY_DEADLINE,
+        )
+        .await;
         report.faults.push(FaultRecord {
             fault,
             member: target,
@@ -587,8 +686,31 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             recovery,
             restarted,
             clock,
-            moved,
+            moved: injected.moved,
+            alongside: second,
         });
+        if let Some((kind, member)) = second {
+            let recovery = probe_write(
+                &connect,
+                member,
+                &rec,
+                &mut probes,
+                healed,
+                RECOVERY_DEADLINE,
+            )
+            .await;
+            report.faults.push(FaultRecord {
+                fault: kind,
+                member,
+                was_leader: false,
+                held: hold,
+                recovery,
+                restarted: second_restarted,
+                clock: second_clock,
+                moved: second_injected.and_then(|i| i.moved),
+                alongside: Some((fault, target)),
+            });
+        }
         for i in 0..members {
             if let Some(status) = cluster.exited(i) {
                 // Its last words go into the report, which outlives the run's directory.
@@ -617,9 +739,16 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     }
     // Liveness: every member takes a write once the faults are over.
     for i in 0..members {
-        if probe_write(&connect, i, &rec, &mut probes, FINAL_DEADLINE)
-            .await
-            .is_none()
+        if probe_write(
+            &connect,
+            i,
+            &rec,
+            &mut probes,
+            Instant::now(),
+            FINAL_DEADLINE,
+        )
+        .await
+        .is_none()
         {
             report.anomalies.push(format!(
                 "member {i} took no write within {FINAL_DEADLINE:?} after every fault healed"
@@ -698,4 +827,38 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     }
     drop(cluster);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fault;
+
+    #[test]
+    fn a_second_fault_never_leaves_a_replacement_without_quorum() {
+        let with = |step: Fault, members: usize| -> Vec<Fault> {
+            Fault::ALL
+                .into_iter()
+                .filter(|f| f.may_overlap(step, members))
+                .collect()
+        };
+        // Three members: removing one while a second is down leaves no quorum to add it back.
+        assert_eq!(with(Fault::Replace, 3), vec![Fault::ClockJump]);
+        assert_eq!(
+            with(Fault::Replace, 5),
+            vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::ClockJump]
+        );
+        assert_eq!(
+            with(Fault::MoveLeader, 3),
+            vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::ClockJump]
+        );
+        // Membership changes and move-leader are a step's own fault, never the second one.
+        for step in Fault::ALL {
+            for members in [3, 5] {
+                let second = with(step, members);
+                assert!(!second.contains(&Fault::Replace), "{step:?}");
+                assert!(!second.contains(&Fault::MoveLeader), "{step:?}");
+            }
+        }
+        assert_eq!(with(Fault::Kill, 3).len(), Fault::ALL.len() - 2);
+    }
 }
