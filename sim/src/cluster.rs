@@ -497,6 +497,7 @@ fn node_options(name: &str, ip: IpAddr, index: u64, config: &ClusterConfig) -> N
             .and_then(|i| config.clock_rate_ppm.get(i))
             .copied()
             .unwrap_or(0),
+        join_view: None,
     }
 }
 

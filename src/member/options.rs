@@ -27,7 +27,7 @@ async fn discover_existing(
     config: &Config,
     dialer: &Dialer,
     own_peer_urls: &[String],
-) -> Result<(u64, u64), String> {
+) -> Result<membership::JoinInfo, String> {
     let members = config
         .initial_cluster_members()
         .map_err(|e| e.to_string())?;
@@ -50,7 +50,7 @@ async fn discover_existing(
         cluster_id = %format!("{:x}", info.cluster_id),
         "joining an existing cluster"
     );
-    Ok((info.member_id, info.cluster_id))
+    Ok(info)
 }
 
 /// Node options and start mode from the configuration; bootstrap IDs are derived (or, for
@@ -78,11 +78,13 @@ pub async fn node_options(
     } else {
         StartMode::Bootstrap
     };
+    let mut join_view = None;
     let (member_id, cluster_id, members) = if has_data {
         (0, 0, Vec::new())
     } else if joining {
-        let (member_id, cluster_id) = discover_existing(config, &dialer, &peer_urls).await?;
-        (member_id, cluster_id, Vec::new())
+        let info = discover_existing(config, &dialer, &peer_urls).await?;
+        join_view = Some(info.view);
+        (info.member_id, info.cluster_id, Vec::new())
     } else {
         let boot = config.bootstrap_cluster().map_err(|e| e.to_string())?;
         (
@@ -114,6 +116,7 @@ pub async fn node_options(
         peer_dialer: dialer,
         warning_apply_duration: config.experimental_warning_apply_duration,
         clock_rate_ppm: 0,
+        join_view,
     };
     Ok((opts, mode))
 }

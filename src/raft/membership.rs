@@ -613,7 +613,10 @@ impl RaftNode {
 
     /// Resolves once this member learns that it was removed from the cluster: its membership
     /// no longer lists it after having listed it, or (when it has no leader) a peer with a newer
-    /// membership does not list it.
+    /// membership does not list it. A joiner that has no membership yet asks the peers of its
+    /// [`JoinView`] and compares with the index of the answer that listed it: etcd's joiner
+    /// given the ID of a member removed meanwhile is told so by its peers and exits; so does
+    /// this one instead of waiting for a leader forever.
     pub async fn wait_removed(&self) {
         let poll = Duration::from_millis(500);
         let leaderless_max = Duration::from_millis(3 * self.raft.config().election_timeout_max);
@@ -637,37 +640,42 @@ impl RaftNode {
             if since.elapsed() < leaderless_max {
                 continue;
             }
-            let mine = m.membership_config.log_id().map_or(0, |l| l.index);
-            if self.peers_dropped_me(membership, mine).await {
+            let (urls, mine) = if membership.nodes().count() == 0 {
+                match &self.join_view {
+                    Some(join) => (join.peer_urls.clone(), join.membership_index),
+                    None => (Vec::new(), 0),
+                }
+            } else {
+                let urls = membership
+                    .nodes()
+                    .filter(|(id, _)| **id != self.member_id)
+                    .flat_map(|(_, node)| node.peer_urls.iter().cloned())
+                    .collect();
+                (urls, m.membership_config.log_id().map_or(0, |l| l.index))
+            };
+            if self.peers_dropped_me(&urls, mine).await {
                 return;
             }
             leaderless_since = Some(tokio::time::Instant::now());
         }
     }
 
-    async fn peers_dropped_me(
-        &self,
-        membership: &openraft::Membership<NodeId, MemberNode>,
-        my_index: u64,
-    ) -> bool {
-        for (id, node) in membership.nodes() {
-            if *id == self.member_id {
+    /// Whether a member at one of `urls` has a membership newer than `my_index` that does not
+    /// list this member.
+    async fn peers_dropped_me(&self, urls: &[String], my_index: u64) -> bool {
+        for url in urls {
+            let Ok(view) = self
+                .network
+                .membership_at(url, Duration::from_secs(1))
+                .await
+            else {
                 continue;
-            }
-            for url in &node.peer_urls {
-                let Ok(view) = self
-                    .network
-                    .membership_at(url, Duration::from_secs(1))
-                    .await
-                else {
-                    continue;
-                };
-                if view.cluster_id == self.cluster_id
-                    && view.membership_index > my_index
-                    && !view.members.iter().any(|m| m.id == self.member_id)
-                {
-                    return true;
-                }
+            };
+            if view.cluster_id == self.cluster_id
+                && view.membership_index > my_index
+                && !view.members.iter().any(|m| m.id == self.member_id)
+            {
+                return true;
             }
         }
         false
@@ -735,6 +743,18 @@ impl std::error::Error for JoinError {}
 pub struct JoinInfo {
     pub member_id: NodeId,
     pub cluster_id: u64,
+    /// What the answer that listed this member said about the cluster.
+    pub view: JoinView,
+}
+
+/// A joining member's first view of its cluster: the membership index of the peer's answer
+/// that listed it and the other members' peer URLs in that answer. Until raft replicates a
+/// membership to it, this is how it learns that it was removed in the meantime (its ID can
+/// come from a peer that had not applied the removal yet): see `RaftNode::wait_removed`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinView {
+    pub membership_index: u64,
+    pub peer_urls: Vec<String>,
 }
 
 /// Asks the members at `peer_urls` (from `--initial-cluster`, without this member's own URLs)
@@ -828,6 +848,15 @@ async fn discover_once(
         Some(m) => Ok(JoinInfo {
             member_id: m.id,
             cluster_id: view.cluster_id,
+            view: JoinView {
+                membership_index: view.membership_index,
+                peer_urls: view
+                    .members
+                    .iter()
+                    .filter(|other| other.id != m.id)
+                    .flat_map(|other| other.peer_urls.iter().cloned())
+                    .collect(),
+            },
         }),
         None => Err(JoinError::NotAMember {
             peer_urls: my_peer_urls.to_vec(),

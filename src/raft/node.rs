@@ -67,6 +67,9 @@ pub struct NodeOptions {
     /// timers and the lease deadlines count on it. 0 in production (the machine's clock is the
     /// reference); the simulation drifts each member's clock.
     pub clock_rate_ppm: i64,
+    /// A member joining with an empty data dir: its peers' view when it was found in it
+    /// (`None` on every other start).
+    pub join_view: Option<super::membership::JoinView>,
 }
 
 /// Why a member could not start.
@@ -211,6 +214,8 @@ pub struct RaftNode {
     request_ids: RequestIds,
     /// True once `milestones` printed this member's publication (see `wait_announced`).
     announced: watch::Receiver<bool>,
+    /// `NodeOptions::join_view`.
+    pub(super) join_view: Option<super::membership::JoinView>,
 }
 
 /// Request IDs unique across the cluster and across restarts, laid out as etcd's are:
@@ -587,6 +592,7 @@ impl RaftNode {
             strict_reconfig_check: AtomicBool::new(true),
             request_ids: RequestIds::starting_now(member_id),
             announced,
+            join_view: opts.join_view.clone(),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -1210,6 +1216,7 @@ mod fault_tests {
             heartbeat_ms: 20,
             election_timeout_ms: 100,
             clock_rate_ppm: 0,
+            join_view: None,
             snapshot_count: 0,
             max_snapshots: 5,
             max_wals: 5,

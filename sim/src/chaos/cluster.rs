@@ -265,12 +265,18 @@ impl Cluster {
         None
     }
 
-    /// The cluster's member ID of member `i` (by its peer URL), asked through another member.
+    /// The cluster's member ID of member `i` (by its peer URL), asked of the leader: a
+    /// follower's list can lag a removal or an add (it would name a removed member's ID, or
+    /// none for one just added).
     async fn member_id(&self, i: usize) -> Result<Option<u64>, String> {
-        let (_, mut client) = self
-            .client_of_another(i)
+        let leader = self
+            .leader()
             .await
-            .ok_or("no member to ask for the member list")?;
+            .ok_or("no leader to ask for the member list")?;
+        let mut client = self
+            .client(leader, Duration::from_secs(3))
+            .await
+            .ok_or("the leader does not answer")?;
         let list = tokio::time::timeout(Duration::from_secs(3), client.member_list())
             .await
             .map_err(|_| "member list: timed out".to_string())?
@@ -293,7 +299,7 @@ impl Cluster {
         if leader == to {
             return Ok(false);
         }
-        let Some(target) = self.member_id(to).await? else {
+        let Ok(Some(target)) = self.member_id(to).await else {
             return Ok(false);
         };
         let Some(mut client) = self.client(leader, Duration::from_secs(5)).await else {
@@ -304,11 +310,23 @@ impl Cluster {
     }
 
     /// Replaces member `i` by a fresh one with the same name and URLs, as an operator
-    /// replaces a member: MemberRemove through another member, SIGKILL, the data dir removed,
-    /// MemberAdd, and a start that joins the existing cluster. Each call is retried until
-    /// `deadline` (a leader change refuses it for a moment).
+    /// replaces a member: [`Cluster::remove_member`], then [`Cluster::add_back`]. Each call is
+    /// retried until `deadline` (a leader change refuses it for a moment).
     pub async fn replace(&mut self, i: usize, deadline: Duration) -> Result<(), String> {
         let started = Instant::now();
+        let removed = self.remove_member(i, started, deadline).await?;
+        self.add_back(i, removed, started, deadline).await
+    }
+
+    /// The first half of a replacement: MemberRemove through another member (retried until
+    /// `deadline` has passed since `started`, until the leader no longer lists the member),
+    /// SIGKILL, the data dir removed. Answers the removed member's ID.
+    pub async fn remove_member(
+        &mut self,
+        i: usize,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<Option<u64>, String> {
         let retry = |what: &str, e: String| -> Result<(), String> {
             if started.elapsed() > deadline {
                 Err(format!("replacing member {i}: {what}: {e}"))
@@ -316,15 +334,19 @@ impl Cluster {
                 Ok(())
             }
         };
+        let mut removed = None;
         loop {
-            let Some(id) = self
-                .member_id(i)
-                .await
-                .or_else(|e| retry("member list", e).map(|_| None))?
-            else {
-                break;
+            let id = match self.member_id(i).await {
+                Ok(Some(id)) => id,
+                Ok(None) => break,
+                Err(e) => {
+                    retry("member list", e)?;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
             };
-            let removed = match self.client_of_another(i).await {
+            removed = Some(id);
+            let outcome = match self.client_of_another(i).await {
                 Some((_, mut c)) => {
                     tokio::time::timeout(Duration::from_secs(5), c.member_remove(id))
                         .await
@@ -333,7 +355,7 @@ impl Cluster {
                 }
                 None => Err("no member to ask".to_string()),
             };
-            match removed {
+            match outcome {
                 Ok(()) => break,
                 Err(e) => retry("member remove", e)?,
             }
@@ -345,6 +367,27 @@ impl Cluster {
             std::fs::remove_dir_all(&data)
                 .map_err(|e| format!("removing {}: {e}", data.display()))?;
         }
+        Ok(removed)
+    }
+
+    /// The second half of a replacement: MemberAdd through another member (retried until
+    /// `deadline` has passed since `started`; etcd and oxetcd refuse it until the member asked
+    /// has been connected to every voting peer for a while), and a start that joins. `removed`
+    /// is the ID the member had: the leader listing it means the removal is not through yet.
+    pub async fn add_back(
+        &mut self,
+        i: usize,
+        removed: Option<u64>,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let retry = |what: &str, e: String| -> Result<(), String> {
+            if started.elapsed() > deadline {
+                Err(format!("replacing member {i}: {what}: {e}"))
+            } else {
+                Ok(())
+            }
+        };
         let url = self.peer_url(i);
         loop {
             let added = match self.client_of_another(i).await {
@@ -358,8 +401,16 @@ impl Cluster {
             };
             match added {
                 Ok(()) => break,
-                // A MemberAdd whose answer was lost may have been applied.
-                Err(e) if self.member_id(i).await.ok().flatten().is_some() => {
+                // A MemberAdd whose answer was lost may have been applied: the leader lists
+                // the URL under a new ID.
+                Err(e)
+                    if self
+                        .member_id(i)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|id| Some(id) != removed) =>
+                {
                     let _ = e;
                     break;
                 }

@@ -472,22 +472,30 @@ async fn probe_write(
     None
 }
 
-/// What injecting a fault left to report: the clock offset asked for, whether leadership moved.
+/// What injecting a fault left to report: the clock offset asked for, whether leadership
+/// moved, and whether a fault healed halfway (see [`inject`]) had left its member stopped.
 struct Injected {
     clock: Option<i64>,
     moved: Option<bool>,
+    /// Whether that member had stopped and was started again, and when it was healed.
+    healed_between: Option<(bool, Instant)>,
 }
 
-/// Injects `fault` on member `target`.
+/// Injects `fault` on member `target`. A replacement heals `heal_between` (the step's second
+/// fault) between its MemberRemove and its MemberAdd: both etcd and oxetcd refuse a MemberAdd
+/// while a voter is unreachable (strict reconfiguration check), so the removal is what runs
+/// under the second fault.
 async fn inject(
     cluster: &mut Cluster,
     fault: Fault,
     target: usize,
     rng: &mut Rng,
+    heal_between: Option<(Fault, usize)>,
 ) -> Result<Injected, String> {
     let mut injected = Injected {
         clock: None,
         moved: None,
+        healed_between: None,
     };
     match fault {
         Fault::Kill => cluster.kill(target),
@@ -513,10 +521,30 @@ async fn inject(
             injected.moved = Some(cluster.move_leader(target).await?);
         }
         Fault::Replace => {
-            cluster.net.delay_all(Duration::from_millis(
-                rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1),
-            ));
-            if let Err(e) = cluster.replace(target, RECOVERY_DEADLINE).await {
+            let delay =
+                Duration::from_millis(rng.between(RECONFIG_DELAY_MS.0, RECONFIG_DELAY_MS.1));
+            cluster.net.delay_all(delay);
+            let started = Instant::now();
+            let removal = cluster
+                .remove_member(target, started, RECOVERY_DEADLINE)
+                .await;
+            // MemberAdd is refused until the member asked is connected to every voter; a clock
+            // jump does not stand in its way and stays for the whole step.
+            let heal_between = heal_between.filter(|(kind, _)| *kind != Fault::ClockJump);
+            if let (Ok(_), Some((kind, member))) = (&removal, heal_between) {
+                let restarted = heal(cluster, kind, member).await?;
+                injected.healed_between = Some((restarted, Instant::now()));
+                cluster.net.delay_all(delay);
+            }
+            let replaced = match removal {
+                Ok(removed) => {
+                    cluster
+                        .add_back(target, removed, started, RECOVERY_DEADLINE)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = replaced {
                 return Err(format!("{e}\n{}", cluster.log_tails()));
             }
         }
@@ -647,11 +675,12 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         } else {
             None
         };
+        let second_since = Instant::now();
         let second_injected = match second {
-            Some((kind, member)) => Some(inject(&mut cluster, kind, member, &mut rng).await?),
+            Some((kind, member)) => Some(inject(&mut cluster, kind, member, &mut rng, None).await?),
             None => None,
         };
-        let injected = inject(&mut cluster, fault, target, &mut rng).await?;
+        let injected = inject(&mut cluster, fault, target, &mut rng, second).await?;
         tokio::time::sleep(hold).await;
         let clock = match injected.clock {
             Some(jump) => Some((jump, observe_clock_jump(&cluster, target, jump).await)),
@@ -664,9 +693,13 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             _ => None,
         };
         let restarted = heal(&mut cluster, fault, target).await?;
-        let second_restarted = match second {
-            Some((kind, member)) => heal(&mut cluster, kind, member).await?,
-            None => false,
+        let (second_restarted, second_held) = match (second, injected.healed_between) {
+            (_, Some((restarted, at))) => (restarted, at - second_since),
+            (Some((kind, member)), None) => {
+                let held = second_since.elapsed();
+                (heal(&mut cluster, kind, member).await?, held)
+            }
+            (None, None) => (false, Duration::ZERO),
         };
         let healed = Instant::now();
         let recovery = probe_write(
@@ -703,7 +736,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
                 fault: kind,
                 member,
                 was_leader: false,
-                held: hold,
+                held: second_held,
                 recovery,
                 restarted: second_restarted,
                 clock: second_clock,
@@ -845,11 +878,21 @@ mod tests {
         assert_eq!(with(Fault::Replace, 3), vec![Fault::ClockJump]);
         assert_eq!(
             with(Fault::Replace, 5),
-            vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::ClockJump]
+            vec![
+                Fault::Kill,
+                Fault::Pause,
+                Fault::Partition,
+                Fault::ClockJump
+            ]
         );
         assert_eq!(
             with(Fault::MoveLeader, 3),
-            vec![Fault::Kill, Fault::Pause, Fault::Partition, Fault::ClockJump]
+            vec![
+                Fault::Kill,
+                Fault::Pause,
+                Fault::Partition,
+                Fault::ClockJump
+            ]
         );
         // Membership changes and move-leader are a step's own fault, never the second one.
         for step in Fault::ALL {
