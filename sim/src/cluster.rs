@@ -77,6 +77,8 @@ pub enum StartState {
     Serving,
     /// The member refused to start (e.g. the WAL failed its checks).
     Failed(String),
+    /// The member learnt that it was removed from the cluster and stopped.
+    Removed,
 }
 
 /// One member: its madsim node, disk and start state.
@@ -676,6 +678,7 @@ async fn run_member(m: MemberCtx) {
     match member.serve_until(std::future::pending::<()>()).await {
         Stopped::ListenerFailed(e) => set_state(&state, StartState::Failed(format!("serve: {e}"))),
         Stopped::Fatal(e) => set_state(&state, StartState::Failed(format!("raft stopped: {e}"))),
-        Stopped::Requested | Stopped::Removed => {}
+        Stopped::Removed => set_state(&state, StartState::Removed),
+        Stopped::Requested => {}
     }
 }

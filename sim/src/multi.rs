@@ -141,7 +141,7 @@ pub(crate) fn draw_cluster(members: usize) -> ClusterConfig {
     }
 }
 
-pub(crate) fn node_at(name: &str, ip: [u8; 4]) -> madsim::runtime::NodeHandle {
+pub fn node_at(name: &str, ip: [u8; 4]) -> madsim::runtime::NodeHandle {
     madsim::runtime::Handle::current()
         .create_node()
         .name(name)
@@ -794,7 +794,7 @@ fn cluster_client(endpoint: &str) -> Option<ClusterClient<tonic::transport::Chan
 }
 
 /// The member list as `endpoint` answers it (linearizable), within 2 s.
-async fn member_list(endpoint: &str) -> Option<Vec<(u64, bool, Vec<String>)>> {
+pub async fn member_list(endpoint: &str) -> Option<Vec<(u64, bool, Vec<String>)>> {
     let mut c = cluster_client(endpoint)?;
     let call = c.member_list(MemberListRequest { linearizable: true });
     let resp = madsim::time::timeout(Duration::from_secs(2), call)
@@ -813,7 +813,7 @@ async fn member_list(endpoint: &str) -> Option<Vec<(u64, bool, Vec<String>)>> {
 
 /// Adds a learner at `peer`; its member ID (from the answer, or, when the answer was lost,
 /// from the member list: the add may have happened), or `None` when it is not a member.
-async fn add_learner(endpoint: String, peer: String) -> Option<u64> {
+pub async fn add_learner(endpoint: String, peer: String) -> Option<u64> {
     let mut c = cluster_client(&endpoint)?;
     let call = c.member_add(MemberAddRequest {
         peer_ur_ls: vec![peer.clone()],
@@ -848,7 +848,7 @@ async fn promote(endpoint: String, id: u64) -> bool {
 }
 
 /// Whether member `id` is gone now (the remove answered OK, or the list no longer has it).
-async fn remove(endpoint: String, id: u64) -> bool {
+pub async fn remove(endpoint: String, id: u64) -> bool {
     let Some(mut c) = cluster_client(&endpoint) else {
         return false;
     };

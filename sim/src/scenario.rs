@@ -305,6 +305,9 @@ async fn restart_checked(cluster: &SimCluster, report: &mut Report, after: &str)
         StartState::Starting => report.violations.push(format!(
             "member still starting {START_WAIT:?} after {after}"
         )),
+        StartState::Removed => report.violations.push(format!(
+            "member says it was removed from its cluster after {after}"
+        )),
     }
 }
 
