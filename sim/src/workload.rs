@@ -600,3 +600,48 @@ pub async fn run_lease_client(
         }
     }
 }
+
+/// Grants a `ttl_s` lease with a client-chosen ID through `endpoint`; the ID, or `None`
+/// when no answer came within two seconds.
+pub async fn grant_lease(endpoint: String, ttl_s: i64) -> Option<i64> {
+    use oxetcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxetcd::proto::etcdserverpb::LeaseGrantRequest;
+    let mut client = LeaseClient::new(Endpoint::from_shared(endpoint).ok()?.connect_lazy());
+    let id = madsim::rand::thread_rng().gen_range(1..i64::MAX);
+    let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id });
+    let resp = madsim::time::timeout(Duration::from_secs(2), grant)
+        .await
+        .ok()?
+        .ok()?;
+    Some(resp.into_inner().id)
+}
+
+/// One keep-alive of lease `id` through `endpoint` on a fresh stream: the TTL answered, or
+/// why there was none within `limit`.
+pub async fn keep_alive_once(endpoint: String, id: i64, limit: Duration) -> Result<i64, String> {
+    use oxetcd::proto::etcdserverpb::lease_client::LeaseClient;
+    use oxetcd::proto::etcdserverpb::LeaseKeepAliveRequest;
+    let ep = Endpoint::from_shared(endpoint).map_err(|e| e.to_string())?;
+    let mut client = LeaseClient::new(ep.connect_lazy());
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(LeaseKeepAliveRequest { id })
+        .await
+        .map_err(|e| e.to_string())?;
+    let call = async move {
+        let mut stream = client
+            .lease_keep_alive(ChanStream(rx))
+            .await
+            .map_err(|e| e.message().to_string())?
+            .into_inner();
+        match stream.message().await {
+            Ok(Some(msg)) => Ok(msg.ttl),
+            Ok(None) => Err("the stream ended".to_string()),
+            Err(e) => Err(e.message().to_string()),
+        }
+    };
+    let answer = madsim::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {limit:?}")));
+    drop(tx);
+    answer
+}

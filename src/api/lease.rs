@@ -75,11 +75,17 @@ impl LeaseLeader for LeaderLeases {
 
 /// A keep-alive on the leader: the TTL to report (0: unknown or expired lease).
 ///
+/// The leader first confirms with a quorum that it still leads ([`RaftNode::confirm_leadership`]):
+/// a leader cut off from the others keeps its deadlines and would renew leases that the new
+/// leader on the other side expires; a renewal confirmed this way comes before any successor
+/// took office, and a successor restarts every deadline with a full TTL, so the renewal holds.
+///
 /// A lease the deadlines do not know may be one whose grant was committed before this member
 /// took office and is not applied here yet: as etcd waits for its applied index before a
 /// renewal, the leader then waits until it has applied everything committed and looks again,
 /// so a live lease is never reported gone (only unknown leases pay for the wait).
 async fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> Result<i64, ProposeError> {
+    node.confirm_leadership().await?;
     promote_if_new_term(node, lessor);
     if let Some(ttl) = lessor.keep_alive(id, lessor.now()) {
         return Ok(ttl);

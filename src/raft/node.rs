@@ -887,6 +887,23 @@ impl RaftNode {
         }
     }
 
+    /// Confirms that this member still leads: a quorum answers a heartbeat sent after the
+    /// call (raft's read-index round), within the request timeout; then this member has
+    /// applied everything committed before the call. `NoLeader` when another member leads or
+    /// none could be confirmed. Unlike [`RaftNode::read_index`], never asks another leader.
+    ///
+    /// A lease renewal needs it: a leader cut off from its quorum is deposed on the other side
+    /// without knowing it (etcd's leader steps down within an election timeout, CheckQuorum),
+    /// and a renewal it granted from its own deadlines would outlive the lease.
+    pub async fn confirm_leadership(&self) -> Result<(), ProposeError> {
+        match tokio::time::timeout(self.request_timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(ProposeError::Timeout),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(_))) => Err(ProposeError::NoLeader),
+            Ok(Err(RaftError::Fatal(_))) => Err(ProposeError::Stopped),
+        }
+    }
+
     /// Returns once this member has applied everything it knows to be committed (etcd's
     /// `waitAppliedIndex`), within the request timeout.
     pub async fn wait_applied_committed(&self) -> Result<(), ProposeError> {

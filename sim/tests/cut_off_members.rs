@@ -1,16 +1,20 @@
-//! Membership views that lag: a member that has not applied a removal still lists the removed
-//! member, and a joiner that asks it first gets the removed member's ID. The joiner must learn
-//! from its other peers that the ID is gone and stop, as etcd's joiner does (its peers answer
-//! a removed member "410 Gone"), instead of waiting for a leader forever.
+//! Members cut off from their quorum, and what they must not do meanwhile:
+//! - a member that has not applied a removal still lists the removed member, and a joiner that
+//!   asks it first gets the removed member's ID: the joiner must learn from its other peers
+//!   that the ID is gone and stop, as etcd's joiner does (its peers answer a removed member
+//!   "410 Gone"), instead of waiting for a leader forever;
+//! - a leader cut off from the others is deposed on their side without knowing it: it must
+//!   not renew leases from its own deadlines meanwhile (the new leader expires them).
 //!
-//! CI budget: one seed in sixteen of MADSIM_TEST_NUM (about 8 runs of under a minute of
-//! simulated time each).
+//! CI budget: each test runs one seed in sixteen of MADSIM_TEST_NUM (about 8 runs of under a
+//! minute of simulated time each).
 #![cfg(madsim)]
 
 use std::time::Duration;
 
 use sim::cluster::{ClusterConfig, SimCluster, StartState};
 use sim::multi;
+use sim::workload;
 
 fn seed() -> u64 {
     madsim::runtime::Handle::current().seed()
@@ -60,7 +64,7 @@ async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
     .await;
     // A follower has applied the add; then it is cut off from the others and misses the
     // removal. (A cut-off leader would keep replicating to the joiner: see
-    // `an_isolated_leader_keeps_no_lease_alive` for what it must not do meanwhile.)
+    // `a_cut_off_leader_renews_no_lease` for what it must not do meanwhile.)
     let leader = eventually(Duration::from_secs(30), "a leader", || {
         let leader = cluster.leader();
         async move { leader }
@@ -109,4 +113,74 @@ async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
         "seed {}: the joiner with a removed ID ended otherwise",
         seed()
     );
+}
+
+#[madsim::test]
+async fn a_cut_off_leader_renews_no_lease() {
+    if seed() % 16 != 9 {
+        return;
+    }
+    let cluster = SimCluster::start(ClusterConfig {
+        members: 3,
+        ..ClusterConfig::default()
+    });
+    for i in 0..3 {
+        let state = cluster.wait_started(i, Duration::from_secs(30)).await;
+        assert_eq!(state, StartState::Serving, "seed {}: m{}", seed(), i + 1);
+    }
+    let ops = multi::node_at("ops", [10, 0, 2, 9]);
+    let leader = eventually(Duration::from_secs(30), "a leader", || {
+        let leader = cluster.leader();
+        async move { leader }
+    })
+    .await;
+    let on_leader = cluster.endpoint(leader);
+    let id = eventually(Duration::from_secs(30), "a lease grant", || {
+        let task = ops.spawn(workload::grant_lease(on_leader.clone(), 10));
+        async move { task.await.ok().flatten() }
+    })
+    .await;
+    let renew = |limit: Duration| {
+        let task = ops.spawn(workload::keep_alive_once(on_leader.clone(), id, limit));
+        async move { task.await.unwrap_or_else(|e| Err(e.to_string())) }
+    };
+    let before = renew(Duration::from_secs(5)).await;
+    assert!(
+        before.as_ref().is_ok_and(|ttl| *ttl > 0),
+        "seed {}: the leader did not renew before the cut: {before:?}",
+        seed()
+    );
+    cluster.partition(&[leader]);
+    // For longer than the lease's TTL, the old leader is asked to renew it every second.
+    let cut_at = madsim::time::Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(15) {
+        let answer = renew(Duration::from_secs(3)).await;
+        assert!(
+            !answer.as_ref().is_ok_and(|ttl| *ttl > 0),
+            "seed {}: the cut-off leader renewed lease {id:x} {:?} after the cut: {answer:?}",
+            seed(),
+            cut_at.elapsed()
+        );
+        madsim::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The other side elected a leader that let the lease expire: the renewals refused above
+    // were not refused for want of a cluster.
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.endpoint(i))
+        .collect();
+    let gone = eventually(
+        Duration::from_secs(30),
+        "an answer from the other side",
+        || {
+            let task = ops.spawn(workload::keep_alive_once(
+                others[0].clone(),
+                id,
+                Duration::from_secs(3),
+            ));
+            async move { task.await.ok().and_then(Result::ok) }
+        },
+    )
+    .await;
+    assert_eq!(gone, 0, "seed {}: the lease outlived its TTL", seed());
 }
