@@ -447,6 +447,16 @@ impl SimCluster {
             .map(|s| s.member)
     }
 
+    /// Whether member `i`'s newest metrics sample has it leading (`None`: no sample yet).
+    pub fn leads_in_own_eyes(&self, i: usize) -> Option<bool> {
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        samples
+            .iter()
+            .rev()
+            .find(|s| s.member == i)
+            .map(|s| s.leader)
+    }
+
     /// Waits until member `i` serves or failed to start, up to `limit` of simulated time.
     pub async fn wait_started(&self, i: usize, limit: Duration) -> StartState {
         let deadline = madsim::time::Instant::now() + limit;

@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod batch;
+pub mod check_quorum;
 pub mod compaction;
 pub mod corrupt;
 #[cfg(all(test, not(madsim)))]

@@ -606,6 +606,14 @@ impl RaftNode {
             node.sm.clone(),
             node.stopped.clone(),
         ));
+        tokio::spawn(super::check_quorum::run(
+            node.raft.clone(),
+            member_id,
+            Duration::from_millis(node.raft.config().election_timeout_max),
+            Duration::from_millis(node.raft.config().heartbeat_interval),
+            node.transferring.subscribe(),
+            node.stopped.clone(),
+        ));
         tokio::spawn(super::milestones::run(
             node.raft.metrics(),
             member_id,
