@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod check_quorum;
+pub mod confirm;
 pub mod compaction;
 pub mod corrupt;
 #[cfg(all(test, not(madsim)))]

@@ -216,6 +216,8 @@ pub struct RaftNode {
     announced: watch::Receiver<bool>,
     /// `NodeOptions::join_view`.
     pub(super) join_view: Option<super::membership::JoinView>,
+    /// Leadership confirmations shared by concurrent lease renewals.
+    confirmations: Arc<super::confirm::Confirmations>,
 }
 
 /// Request IDs unique across the cluster and across restarts, laid out as etcd's are:
@@ -593,6 +595,7 @@ impl RaftNode {
             request_ids: RequestIds::starting_now(member_id),
             announced,
             join_view: opts.join_view.clone(),
+            confirmations: super::confirm::Confirmations::new(raft.clone(), request_timeout),
         };
         node.sm.set_snapshot_commands(
             crate::snap::SnapshotPolicy::from_flag(opts.snapshot_count).snapshot_count,
@@ -903,13 +906,9 @@ impl RaftNode {
     /// A lease renewal needs it: a leader cut off from its quorum is deposed on the other side
     /// without knowing it (etcd's leader steps down within an election timeout, CheckQuorum),
     /// and a renewal it granted from its own deadlines would outlive the lease.
+    /// Concurrent callers share rounds (`raft::confirm`).
     pub async fn confirm_leadership(&self) -> Result<(), ProposeError> {
-        match tokio::time::timeout(self.request_timeout, self.raft.ensure_linearizable()).await {
-            Err(_) => Err(ProposeError::Timeout),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(_))) => Err(ProposeError::NoLeader),
-            Ok(Err(RaftError::Fatal(_))) => Err(ProposeError::Stopped),
-        }
+        self.confirmations.confirm().await
     }
 
     /// Returns once this member has applied everything it knows to be committed (etcd's
