@@ -16,8 +16,8 @@
 
 pub mod batch;
 pub mod check_quorum;
-pub mod confirm;
 pub mod compaction;
+pub mod confirm;
 pub mod corrupt;
 #[cfg(all(test, not(madsim)))]
 mod format_tests;
