@@ -100,8 +100,9 @@ pub async fn run(
 /// Grants the step-down vote (see the module header). The request claims a log that ends at
 /// the last possible index of the leader's own term: every entry a leader holds beyond what it
 /// inherited is of its term, so the claim covers its log however many entries were appended
-/// since (the local vote rules refuse a candidate whose log is behind). A refusal (the leader's
-/// lease on its own vote has not run out yet) is tried again on the next turn.
+/// since (the local vote rules refuse a candidate whose log is behind). After a refusal (the
+/// leader's lease on its own vote had not run out yet) the watch starts over, so the next try
+/// comes an election timeout later.
 async fn step_down(raft: &Raft, member_id: NodeId, term: u64, silent: Duration) {
     let covers_my_log =
         openraft::LogId::new(openraft::CommittedLeaderId::new(term, member_id), u64::MAX);
