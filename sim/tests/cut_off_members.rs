@@ -40,11 +40,8 @@ where
     }
 }
 
-#[madsim::test]
-async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
-    if seed() % 16 != 5 {
-        return;
-    }
+/// A started 3-member cluster.
+async fn start_three() -> SimCluster {
     let cluster = SimCluster::start(ClusterConfig {
         members: 3,
         ..ClusterConfig::default()
@@ -53,6 +50,24 @@ async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
         let state = cluster.wait_started(i, Duration::from_secs(30)).await;
         assert_eq!(state, StartState::Serving, "seed {}: m{}", seed(), i + 1);
     }
+    cluster
+}
+
+/// The member the metrics samples name leader, waited for up to 30 s.
+async fn leader_of(cluster: &SimCluster) -> usize {
+    eventually(Duration::from_secs(30), "a leader", || {
+        let leader = cluster.leader();
+        async move { leader }
+    })
+    .await
+}
+
+#[madsim::test]
+async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
+    if seed() % 16 != 5 {
+        return;
+    }
+    let cluster = start_three().await;
     // The operator's calls come from a machine of their own.
     let ops = multi::node_at("ops", [10, 0, 2, 9]);
     let peer = format!("http://{}:2380", cluster.next_joiner_ip());
@@ -64,11 +79,7 @@ async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
     .await;
     // A member has applied the add; then it is cut off from the others and misses the
     // removal.
-    let leader = eventually(Duration::from_secs(30), "a leader", || {
-        let leader = cluster.leader();
-        async move { leader }
-    })
-    .await;
+    let leader = leader_of(&cluster).await;
     // Every other seed, the lagging member is the leader itself: cut off, it steps down
     // (CheckQuorum) and stops replicating to the joiner.
     let lagging = if (seed() / 16) % 2 == 0 {
@@ -125,20 +136,9 @@ async fn a_cut_off_leader_renews_no_lease() {
     if seed() % 16 != 9 {
         return;
     }
-    let cluster = SimCluster::start(ClusterConfig {
-        members: 3,
-        ..ClusterConfig::default()
-    });
-    for i in 0..3 {
-        let state = cluster.wait_started(i, Duration::from_secs(30)).await;
-        assert_eq!(state, StartState::Serving, "seed {}: m{}", seed(), i + 1);
-    }
+    let cluster = start_three().await;
     let ops = multi::node_at("ops", [10, 0, 2, 9]);
-    let leader = eventually(Duration::from_secs(30), "a leader", || {
-        let leader = cluster.leader();
-        async move { leader }
-    })
-    .await;
+    let leader = leader_of(&cluster).await;
     let on_leader = cluster.endpoint(leader);
     let id = eventually(Duration::from_secs(30), "a lease grant", || {
         let task = ops.spawn(workload::grant_lease(on_leader.clone(), 10));

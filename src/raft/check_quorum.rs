@@ -91,31 +91,35 @@ pub async fn run(
             continue;
         }
         let silent = now.saturating_duration_since(acked.unwrap_or(took_office));
-        step_down(&raft, member_id, term, silent).await;
-        since = None;
-        acked = None;
+        if step_down(&raft, member_id, term, silent).await {
+            since = None;
+            acked = None;
+        }
     }
 }
 
 /// Grants the step-down vote (see the module header). The request claims a log that ends at
 /// the last possible index of the leader's own term: every entry a leader holds beyond what it
 /// inherited is of its term, so the claim covers its log however many entries were appended
-/// since (the local vote rules refuse a candidate whose log is behind). After a refusal (the
-/// leader's lease on its own vote had not run out yet) the watch starts over, so the next try
-/// comes an election timeout later.
-async fn step_down(raft: &Raft, member_id: NodeId, term: u64, silent: Duration) {
+/// since (the local vote rules refuse a candidate whose log is behind). Answers whether the
+/// vote was granted; a refusal (the leader's lease on its own vote had not run out yet) is
+/// tried again on the next turn.
+async fn step_down(raft: &Raft, member_id: NodeId, term: u64, silent: Duration) -> bool {
     let covers_my_log =
         openraft::LogId::new(openraft::CommittedLeaderId::new(term, member_id), u64::MAX);
     let vote = Vote::new(term + 1, NOBODY);
     let request = openraft::raft::VoteRequest::new(vote, Some(covers_my_log));
     match raft.vote(request).await {
-        Ok(resp) if resp.vote_granted => tracing::warn!(
-            local_member_id = %format!("{member_id:x}"),
-            term,
-            silent_ms = silent.as_millis() as u64,
-            "stepped down: no quorum answered within an election timeout (check quorum)"
-        ),
-        Ok(_) | Err(_) => {}
+        Ok(resp) if resp.vote_granted => {
+            tracing::warn!(
+                local_member_id = %format!("{member_id:x}"),
+                term,
+                silent_ms = silent.as_millis() as u64,
+                "stepped down: no quorum answered within an election timeout (check quorum)"
+            );
+            true
+        }
+        Ok(_) | Err(_) => false,
     }
 }
 
