@@ -35,6 +35,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthCommand, AuthStore};
+use crate::canary::{self, Canary};
 use crate::lease::{LeaseError, LeaseTable, LEASE_TTL_SECONDS_MAX};
 use crate::mvcc::{self, validate, KvError, Written};
 use crate::proto::etcdserverpb::alarm_request::AlarmAction;
@@ -266,9 +267,8 @@ impl State {
     fn revoke(&mut self, id: i64) -> Result<(Outcome, Vec<Event>), KvError> {
         let keys = self.leases.keys(id).ok_or(KvError::LeaseNotFound { id })?;
         let written = self.kv.delete_keys(&keys);
-        debug_assert_eq!(
-            written.response,
-            keys.len() as i64,
+        debug_assert!(
+            written.response == keys.len() as i64 || canary::active(Canary::PlainPutKeepsLease),
             "lease {id} had keys that are not live"
         );
         let (_, events) = self.attach_leases(written, |deleted| deleted);
@@ -301,7 +301,10 @@ impl State {
                 .or_insert((before, after));
         }
         for (key, (before, after)) in moves.into_iter().filter(|(_, (b, a))| b != a) {
-            if before != 0 {
+            let planted = after == 0
+                && self.kv.get(key).is_some()
+                && canary::active(Canary::PlainPutKeepsLease);
+            if before != 0 && !planted {
                 let detached = self.leases.detach(before, key);
                 debug_assert!(detached, "key {key:?} was not attached to lease {before}");
             }

@@ -26,6 +26,10 @@
 //!   against the member's auth store before the read index, so a member behind the leader
 //!   decides with permissions already changed.
 //!
+//! - [`Canary::PlainPutKeepsLease`] in `apply::State::attach_leases`: a put without a lease
+//!   leaves the key attached to the lease it had, so the lease's expiry deletes a key that no
+//!   longer belongs to it.
+//!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
 /// A planted bug.
@@ -48,11 +52,13 @@ pub enum Canary {
     ResendForwardedProposal,
     /// A linearizable range's permission check runs before its read index.
     AuthCheckBeforeReadIndex,
+    /// A put without a lease does not detach the key from its previous lease.
+    PlainPutKeepsLease,
 }
 
 impl Canary {
     /// Every canary, for parsing and listing.
-    pub const ALL: [Canary; 8] = [
+    pub const ALL: [Canary; 9] = [
         Canary::AckBeforeFsync,
         Canary::SkipRecoveryCrc,
         Canary::FollowerReadWithoutReadIndex,
@@ -61,6 +67,7 @@ impl Canary {
         Canary::WatchResumedLate,
         Canary::ResendForwardedProposal,
         Canary::AuthCheckBeforeReadIndex,
+        Canary::PlainPutKeepsLease,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -74,6 +81,7 @@ impl Canary {
             Canary::WatchResumedLate => "watch-resumed-late",
             Canary::ResendForwardedProposal => "resend-forwarded-proposal",
             Canary::AuthCheckBeforeReadIndex => "auth-check-before-read-index",
+            Canary::PlainPutKeepsLease => "plain-put-keeps-lease",
         }
     }
 

@@ -7,7 +7,7 @@
 //! - if the key is present, its `mod_revision` is at least that write's revision, and equal
 //!   only when it holds exactly that write's value;
 //! - if the key is absent, the last acknowledged write was a delete, or some delete of the key
-//!   (acknowledged later, or of unknown outcome) can explain it.
+//!   (acknowledged later, or of unknown outcome, as every lease expiry is) can explain it.
 //!
 //! Invariant: unknown outcomes only ever excuse a difference, never cause one.
 
@@ -70,7 +70,7 @@ pub fn check(
             None if matches!(op, Op::Delete { .. }) => {}
             None => {
                 let explained = recs.iter().any(|o| {
-                    matches!(o.op, Op::Delete { .. })
+                    matches!(o.op, Op::Delete { .. } | Op::Expire { .. })
                         && o.op.key() == *key
                         && (o.unknown_write() || o.effect().is_some_and(|(r2, w)| w && r2 > rev))
                 });

@@ -22,21 +22,39 @@ pub enum Op {
         expected: String,
         value: String,
     },
+    /// Put with `prev_kv = true` that attaches the key to `lease` (the other writes detach it).
+    LeasePut {
+        key: String,
+        value: String,
+        lease: i64,
+    },
+    /// Not a client call: the server deleting `key` when `lease` expired (recorded once per
+    /// lease that had the key attached, always with an unknown outcome). Invoked at the
+    /// earliest moment the lease may have expired, so the checkers place the deletion no
+    /// earlier; it may also have had no effect (the key was detached or deleted first).
+    Expire { key: String, lease: i64 },
 }
 
 impl Op {
     /// The key the operation touches.
     pub fn key(&self) -> &str {
         match self {
-            Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } | Op::Cas { key, .. } => key,
+            Op::Get { key }
+            | Op::Put { key, .. }
+            | Op::Delete { key }
+            | Op::Cas { key, .. }
+            | Op::LeasePut { key, .. }
+            | Op::Expire { key, .. } => key,
         }
     }
 
     /// The value the operation may write, if it writes one.
     pub fn written_value(&self) -> Option<&str> {
         match self {
-            Op::Put { value, .. } | Op::Cas { value, .. } => Some(value),
-            Op::Get { .. } | Op::Delete { .. } => None,
+            Op::Put { value, .. } | Op::Cas { value, .. } | Op::LeasePut { value, .. } => {
+                Some(value)
+            }
+            Op::Get { .. } | Op::Delete { .. } | Op::Expire { .. } => None,
         }
     }
 

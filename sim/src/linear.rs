@@ -21,7 +21,7 @@
 //!
 //! Invariant: the checker never trusts server-side state; it sees only the client history.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -113,10 +113,32 @@ pub struct Summary {
     pub unknown_writes: usize,
     /// Unknown writes that the replay placed in the history.
     pub unknown_applied: usize,
+    /// Of those, lease expiries ([`Op::Expire`]) that deleted their key.
+    pub expiries_applied: usize,
     pub search_steps: u64,
 }
 
-type State = BTreeMap<String, Seen>;
+/// The model store at one revision: every live key with the lease it is attached to (0 for
+/// none), and the leases whose expiry the replay has placed (no put can attach to them after).
+#[derive(Clone, Debug, Default, Hash)]
+struct State {
+    keys: BTreeMap<String, (Seen, i64)>,
+    expired: BTreeSet<i64>,
+}
+
+impl State {
+    fn get(&self, key: &str) -> Option<&Seen> {
+        self.keys.get(key).map(|(seen, _)| seen)
+    }
+
+    fn put(&mut self, key: &str, value: &str, rev: i64, lease: i64) {
+        let seen = Seen {
+            value: value.to_string(),
+            mod_revision: rev,
+        };
+        self.keys.insert(key.to_string(), (seen, lease));
+    }
+}
 
 /// Checks `history` against a store that started empty at `initial_revision` (1 for etcd).
 pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violation> {
@@ -152,7 +174,7 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
             used[pos] = true;
         }
     }
-    let state = State::new();
+    let state = State::default();
     if let Err(detail) = search.check_reads(initial_revision, &state) {
         return Err(Violation::NoLinearization {
             revision: initial_revision,
@@ -160,11 +182,12 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
         });
     }
     match search.walk(initial_revision + 1, state, &mut used) {
-        Walk::Found(applied) => Ok(Summary {
+        Walk::Found(applied, expiries_applied) => Ok(Summary {
             max_revision,
             acked_writes: writes_at.len(),
             unknown_writes: unknown.len(),
             unknown_applied: applied,
+            expiries_applied,
             search_steps: search.steps,
         }),
         Walk::Dead => Err(Violation::NoLinearization {
@@ -341,7 +364,8 @@ fn max_revision(recs: &[Record], initial: i64) -> i64 {
 }
 
 enum Walk {
-    Found(usize),
+    /// Unknown writes placed, and how many of them are lease expiries.
+    Found(usize, usize),
     Dead,
     Budget,
 }
@@ -391,7 +415,11 @@ impl Search<'_> {
             }
             return self.fill_hole(rev, state, used);
         }
-        Walk::Found(used.iter().filter(|&&u| u).count())
+        let placed = || (0..used.len()).filter(|&pos| used[pos]);
+        let expiries = placed()
+            .filter(|&pos| matches!(self.recs[self.unknown[pos]].op, Op::Expire { .. }))
+            .count();
+        Walk::Found(placed().count(), expiries)
     }
 
     fn fill_hole(&mut self, rev: i64, state: State, used: &mut [bool]) -> Walk {
@@ -438,53 +466,61 @@ impl Search<'_> {
     fn apply(&self, i: usize, rev: i64, state: &mut State) -> Result<(), String> {
         let r = &self.recs[i];
         let before = state.get(r.op.key()).cloned();
-        match (&r.op, &r.outcome) {
-            (Op::Put { key, value }, outcome) => {
-                if let Outcome::Put { prev, .. } = outcome {
-                    if *prev != before {
-                        return Err(format!(
-                            "#{i} put reported prev {prev:?}, store had {before:?}"
-                        ));
-                    }
-                }
-                state.insert(
-                    key.clone(),
-                    Seen {
-                        value: value.clone(),
-                        mod_revision: rev,
-                    },
-                );
+        let check_prev = |outcome: &Outcome| match outcome {
+            Outcome::Put { prev, .. } if *prev != before => Err(format!(
+                "#{i} put reported prev {prev:?}, store had {before:?}"
+            )),
+            _ => Ok(()),
+        };
+        match &r.op {
+            Op::Put { key, value } => {
+                check_prev(&r.outcome)?;
+                state.put(key, value, rev, 0);
             }
-            (Op::Delete { key }, _) => {
+            Op::LeasePut { key, value, lease } => {
+                if state.expired.contains(lease) {
+                    return Err(format!(
+                        "#{i} attached {key:?} to lease {lease:x} at {rev}, after the lease expired"
+                    ));
+                }
+                check_prev(&r.outcome)?;
+                state.put(key, value, rev, *lease);
+            }
+            Op::Delete { key } => {
                 if before.is_none() {
                     return Err(format!(
                         "#{i} deleted {key:?} at {rev}, but it did not exist"
                     ));
                 }
-                state.remove(key);
+                state.keys.remove(key);
             }
-            (
-                Op::Cas {
-                    key,
-                    expected,
-                    value,
-                },
-                _,
-            ) => {
+            Op::Expire { key, lease } => {
+                // An expiry deletes exactly the keys attached at that moment; one that finds
+                // the key detached (or gone) deletes nothing and takes no revision.
+                match state.keys.get(key) {
+                    Some((_, attached)) if attached == lease => {}
+                    other => {
+                        return Err(format!(
+                            "lease {lease:x} expiring at {rev} cannot delete {key:?}: the store had {other:?}"
+                        ))
+                    }
+                }
+                state.keys.remove(key);
+                state.expired.insert(*lease);
+            }
+            Op::Cas {
+                key,
+                expected,
+                value,
+            } => {
                 if before.as_ref().map(|s| &s.value) != Some(expected) {
                     return Err(format!(
                         "#{i} cas succeeded at {rev}, but {key:?} was {before:?}, not {expected:?}"
                     ));
                 }
-                state.insert(
-                    key.clone(),
-                    Seen {
-                        value: value.clone(),
-                        mod_revision: rev,
-                    },
-                );
+                state.put(key, value, rev, 0);
             }
-            (Op::Get { .. }, _) => return Err(format!("#{i} is a read but owns revision {rev}")),
+            Op::Get { .. } => return Err(format!("#{i} is a read but owns revision {rev}")),
         }
         Ok(())
     }

@@ -282,3 +282,90 @@ fn wrong_prev_kv_is_flagged() {
     ]);
     assert!(check(&hist, 1).is_err());
 }
+
+fn lease_put(key: &str, value: &str, lease: i64) -> Op {
+    Op::LeasePut {
+        key: key.into(),
+        value: value.into(),
+        lease,
+    }
+}
+
+/// The server's expiry of `lease` (holding `key`), possible from `invoke_ns` on.
+fn expire(key: &str, lease: i64, invoke_ns: u64) -> Record {
+    rec(
+        9,
+        Op::Expire {
+            key: key.into(),
+            lease,
+        },
+        invoke_ns,
+        1_000,
+        Outcome::Unknown,
+    )
+}
+
+#[test]
+fn a_lease_expiry_deletes_its_key_in_a_revision_of_its_own() {
+    let hist = h(vec![
+        rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+        rec(1, get("a"), 20, 30, got(2, seen("1", 2))),
+        rec(1, get("a"), 60, 70, got(3, None)),
+        rec(0, put("a", "2"), 80, 90, put_ok(4, None)),
+        expire("a", 7, 40),
+    ]);
+    let summary = check(&hist, 1).expect("the expiry explains revision 3");
+    assert_eq!((summary.unknown_applied, summary.expiries_applied), (1, 1));
+}
+
+#[test]
+fn an_expiry_cannot_delete_a_key_a_plain_put_detached() {
+    // The plain put at 3 detached "a" from lease 7; its expiry cannot delete "a" at 4.
+    let hist = h(vec![
+        rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
+        rec(1, get("a"), 60, 70, got(4, None)),
+        expire("a", 7, 40),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 4, .. })
+    ));
+    // Re-attached by a later lease put, the key goes with the lease again.
+    let hist = h(vec![
+        rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+        rec(0, put("a", "2"), 20, 30, put_ok(3, seen("1", 2))),
+        rec(0, lease_put("a", "3", 7), 32, 35, put_ok(4, seen("2", 3))),
+        rec(1, get("a"), 60, 70, got(5, None)),
+        expire("a", 7, 40),
+    ]);
+    assert_eq!(check(&hist, 1).map(|s| s.expiries_applied), Ok(1));
+}
+
+#[test]
+fn a_key_gone_before_its_lease_could_expire_is_flagged() {
+    // The lease lives until 100 at least; a read finished at 70 already missed the key.
+    let hist = h(vec![
+        rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+        rec(1, get("a"), 60, 70, got(3, None)),
+        expire("a", 7, 100),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { revision: 3, .. })
+    ));
+}
+
+#[test]
+fn no_put_attaches_a_key_to_an_expired_lease() {
+    let hist = h(vec![
+        rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+        rec(1, get("a"), 60, 70, got(3, None)),
+        rec(0, lease_put("b", "2", 7), 80, 90, put_ok(4, None)),
+        expire("a", 7, 40),
+    ]);
+    assert!(matches!(
+        check(&hist, 1),
+        Err(Violation::NoLinearization { .. })
+    ));
+}

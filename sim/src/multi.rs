@@ -44,8 +44,8 @@ use crate::history::{Op, Outcome, Record, Seen};
 use crate::invariants::{self, MemberHash};
 use crate::scenario::{read_all, Report};
 use crate::workload::{
-    execute, kv_client, run_cluster_client, run_lease_client, run_watcher, LeaseLog, Recorder,
-    WatchLog, WorkloadConfig,
+    execute, kv_client, run_cluster_client, run_lease_client, run_lease_holder, run_watcher,
+    LeaseLog, Recorder, WatchLog, WorkloadConfig, HOLDER_KEYS,
 };
 use crate::{durability, leasecheck, serial, watchcheck};
 
@@ -56,6 +56,16 @@ pub const CONVERGE_LIMIT: Duration = Duration::from_secs(30);
 const START_WAIT: Duration = Duration::from_secs(20);
 /// The TTL of the lease client's leases (kept alive every third of it).
 pub const LEASE_TTL_S: i64 = 15;
+/// The TTL of the lease holder's leases ([`run_lease_holder`]): short, so that most of them
+/// expire, key attached, while the nemesis holds a fault.
+pub const HOLDER_TTL_S: i64 = 4;
+/// How much earlier than its TTL after the last renewal the lease holder's key may go. A
+/// keep-alive is answered only after the leader confirmed its leadership with a quorum, and a
+/// new leader gives every lease its whole TTL again, so no deposed leader renews: what is left
+/// is clock drift, 4 s × 10 % / 1.1 = 0.37 s, rounded up to a second.
+pub const HOLDER_LEASE_SLACK: Duration = Duration::from_secs(1);
+/// The lease holder's client number in the history (the KV clients count from 0).
+pub const HOLDER_CLIENT: u32 = 100;
 /// How long a deposed leader may keep renewing leases in its own memory: the longest network
 /// fault (5 s) plus an election (at most 1 s).
 pub const LEASE_SLACK: Duration = Duration::from_secs(6);
@@ -198,6 +208,16 @@ pub async fn run(cfg: MultiConfig) -> Report {
         lease_log.clone(),
         stop_at,
     ));
+    let holder_log = LeaseLog::default();
+    let holder = node_at("holder", [10, 0, 2, 5]).spawn(run_lease_holder(
+        HOLDER_CLIENT,
+        endpoints.clone(),
+        cfg.workload.keys,
+        HOLDER_TTL_S,
+        rec.clone(),
+        holder_log.clone(),
+        stop_at,
+    ));
     let ops_node = node_at("nemesis", [10, 0, 2, 2]);
     while madsim::time::Instant::now() < stop_at {
         if cfg.faults {
@@ -214,6 +234,14 @@ pub async fn run(cfg: MultiConfig) -> Report {
     }
     let _ = watcher.await;
     let _ = leases.await;
+    let _ = holder.await;
+    // The holder's leases expire on the servers' clocks: each expiry enters the history as a
+    // delete of unknown outcome, no earlier than its TTL after the last renewal.
+    let held = holder_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let holder_slack = HOLDER_LEASE_SLACK.as_nanos() as u64;
+    for r in leasecheck::expiry_records(&held, holder_slack, HOLDER_CLIENT, rec.now_ns()) {
+        rec.record(r);
+    }
     cluster.heal();
     set_latency(base_latency_ms);
     set_packet_loss(0.0);
@@ -238,7 +266,7 @@ pub async fn run(cfg: MultiConfig) -> Report {
         .spawn(read_all(
             endpoints[0].clone(),
             rec.clone(),
-            cfg.workload.keys,
+            cfg.workload.keys + HOLDER_KEYS,
         ))
         .await
         .ok()
@@ -343,6 +371,10 @@ pub async fn run(cfg: MultiConfig) -> Report {
     report.leases_expired = lives.iter().filter(|l| l.gone_ns.is_some()).count();
     if let Err(v) = leasecheck::check(&lives, cfg.lease_slack().as_nanos() as u64) {
         report.violations.push(format!("lease: {v}"));
+    }
+    report.held_leases = held.len();
+    if let Err(v) = leasecheck::check(&held, holder_slack) {
+        report.violations.push(format!("lease holder: {v}"));
     }
     finish(&cluster, &rec, last, started, &mut report);
     report

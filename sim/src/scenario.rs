@@ -79,6 +79,10 @@ pub struct Report {
     pub watch_segments: usize,
     pub leases: usize,
     pub leases_expired: usize,
+    /// Leases the lease holder took (each with a key attached), and the expiries of them
+    /// that deleted the key, as the linearizability check placed them.
+    pub held_leases: usize,
+    pub key_expiries: usize,
     /// Auth suite: changes made by the administrator, permission verdicts checked.
     pub auth_changes: usize,
     pub auth_verdicts: usize,
@@ -100,8 +104,9 @@ impl Report {
             .filter(|r| r.outcome == Outcome::Unknown)
             .count();
         self.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if let Err(v) = linear::check(&history, 1) {
-            self.violations.push(format!("linearizability: {v}"));
+        match linear::check(&history, 1) {
+            Ok(summary) => self.key_expiries = summary.expiries_applied,
+            Err(v) => self.violations.push(format!("linearizability: {v}")),
         }
         history
     }
@@ -137,7 +142,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -146,6 +151,8 @@ impl fmt::Display for Report {
             self.watch_segments,
             self.leases,
             self.leases_expired,
+            self.held_leases,
+            self.key_expiries,
             self.auth_changes,
             self.auth_verdicts,
             self.crashes,

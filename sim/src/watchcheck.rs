@@ -3,11 +3,12 @@
 //!
 //! - **Ordered and unique**: revisions strictly increase over the whole log (a resumed watch
 //!   starts after the last revision delivered, so a repeat is a duplicate).
-//! - **Atomic per revision**: every write of this workload is single-key, so a revision is
-//!   exactly one event and a revision split over responses shows as a duplicate. (Catch-up
-//!   responses may carry many revisions.)
+//! - **Atomic per revision**: every write of this workload is single-key (a lease holds at
+//!   most one key, so its expiry is too), so a revision is exactly one event and a revision
+//!   split over responses shows as a duplicate. (Catch-up responses may carry many revisions.)
 //! - **Real**: an event at a revision an acknowledged write owns is that write (key, put value
-//!   or delete); other events are writes of unknown outcome on the same key.
+//!   or delete); other events are writes of unknown outcome on the same key (a lease expiry
+//!   is one: a delete).
 //! - **No gaps**: every acknowledged write whose revision lies between a segment's start and
 //!   its last delivered revision was delivered in that segment.
 //! - **prev_kv**: while the log is contiguous from revision 1 (no compaction skipped over), an
@@ -110,8 +111,11 @@ fn check_real(history: &History, owners: &HashMap<i64, &Op>, e: &WatchEvent) -> 
     let matches = |op: &Op| {
         op.key() == e.key
             && match (&e.value, op) {
-                (Some(v), Op::Put { value, .. } | Op::Cas { value, .. }) => v == value,
-                (None, Op::Delete { .. }) => true,
+                (
+                    Some(v),
+                    Op::Put { value, .. } | Op::Cas { value, .. } | Op::LeasePut { value, .. },
+                ) => v == value,
+                (None, Op::Delete { .. } | Op::Expire { .. }) => true,
                 _ => false,
             }
     };

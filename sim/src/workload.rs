@@ -149,11 +149,16 @@ async fn run(kv: &mut KvClient<Channel>, op: &Op) -> Option<Outcome> {
                 kv: seen(resp.kvs.first()),
             })
         }
-        Op::Put { key, value } => {
+        Op::Put { key, value } | Op::LeasePut { key, value, .. } => {
+            let lease = match op {
+                Op::LeasePut { lease, .. } => *lease,
+                _ => 0,
+            };
             let req = PutRequest {
                 key: key.clone().into_bytes(),
                 value: value.clone().into_bytes(),
                 prev_kv: true,
+                lease,
                 ..Default::default()
             };
             let resp = kv.put(req).await.ok()?.into_inner();
@@ -193,6 +198,8 @@ async fn run(kv: &mut KvClient<Channel>, op: &Op) -> Option<Outcome> {
                 current,
             })
         }
+        // The server's own write: never sent (an unknown outcome, as recorded).
+        Op::Expire { .. } => None,
     }
 }
 
@@ -548,6 +555,7 @@ pub async fn run_lease_client(
                 // The client picks the ID: the server would draw it from the OS RNG, outside
                 // the seed (the run would not replay).
                 let id = madsim::rand::thread_rng().gen_range(1..i64::MAX);
+                let granted_ns = rec.now_ns();
                 let grant = client.lease_grant(LeaseGrantRequest { ttl: ttl_s, id });
                 let Ok(Ok(resp)) = madsim::time::timeout(Duration::from_secs(2), grant).await
                 else {
@@ -559,6 +567,7 @@ pub async fn run_lease_client(
                     l.push(crate::leasecheck::LeaseLife {
                         id: resp.into_inner().id,
                         ttl_s,
+                        granted_ns,
                         ..Default::default()
                     });
                     l.len() - 1
@@ -599,6 +608,106 @@ pub async fn run_lease_client(
             madsim::time::sleep(every).await;
         }
     }
+}
+
+/// Keys only the lease holder writes, after the workload's `keys` (`k<keys>`...), so most of
+/// its leases still hold their key when they expire.
+pub const HOLDER_KEYS: usize = 3;
+
+/// A lease holder, the way a lock or an election candidate uses leases: grants a `ttl_s` lease
+/// on a member drawn from the seed, attaches a key to it with a put recorded in the history
+/// ([`Op::LeasePut`], value `val-l<client>-<n>`), keeps it alive for 0–3 rounds of `ttl_s / 3`
+/// (reading its key before each, as a lock holder checks it still holds the lock), then
+/// abandons it so that it expires with its key attached, under whatever fault the nemesis
+/// holds then; and starts over with a new lease until `stop_at`. The key is one of its own
+/// [`HOLDER_KEYS`] in turn (reused after three leases), and one time in four one of the
+/// workload's `keys`, which the KV clients may overwrite (detaching it) or delete first.
+/// Every granted lease goes to `log` with its key, for [`crate::leasecheck::expiry_records`].
+pub async fn run_lease_holder(
+    client: u32,
+    endpoints: Vec<String>,
+    keys: usize,
+    ttl_s: i64,
+    rec: Recorder,
+    log: LeaseLog,
+    stop_at: madsim::time::Instant,
+) {
+    let every = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(3) * 1000 / 3);
+    let mut n = 0usize;
+    while madsim::time::Instant::now() < stop_at {
+        let (member, key, rounds, pause_ms) = {
+            let mut rng = madsim::rand::thread_rng();
+            let key = if rng.gen_range(0..4) == 0 {
+                rng.gen_range(0..keys.max(1))
+            } else {
+                keys + n % HOLDER_KEYS
+            };
+            (
+                rng.gen_range(0..endpoints.len()),
+                format!("k{key}"),
+                rng.gen_range(0..=3),
+                rng.gen_range(0..=1000),
+            )
+        };
+        let endpoint = endpoints[member].clone();
+        let granted_ns = rec.now_ns();
+        let Some(id) = grant_lease(endpoint.clone(), ttl_s).await else {
+            madsim::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let index = {
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            l.push(crate::leasecheck::LeaseLife {
+                id,
+                ttl_s,
+                granted_ns,
+                key: Some(key.clone()),
+                ..Default::default()
+            });
+            l.len() - 1
+        };
+        let mut kv = kv_client(&endpoint);
+        let put = Op::LeasePut {
+            key: key.clone(),
+            value: format!("val-l{client}-{n}"),
+            lease: id,
+        };
+        execute_recorded(&mut kv, client, put, &rec).await;
+        n += 1;
+        for _ in 0..rounds {
+            madsim::time::sleep(every).await;
+            execute_recorded(&mut kv, client, Op::Get { key: key.clone() }, &rec).await;
+            let invoke_ns = rec.now_ns();
+            // No answer in time: the holder gives up on the lease (as a lock holder would).
+            let Ok(ttl) = keep_alive_once(endpoint.clone(), id, Duration::from_secs(1)).await
+            else {
+                break;
+            };
+            let complete_ns = rec.now_ns();
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            if ttl > 0 {
+                l[index].renewed.push((invoke_ns, complete_ns));
+            } else {
+                l[index].gone_ns.get_or_insert(complete_ns);
+                break;
+            }
+        }
+        madsim::time::sleep(Duration::from_millis(pause_ms)).await;
+    }
+}
+
+/// Runs `op` as `client` with a two-second deadline and records it.
+async fn execute_recorded(kv: &mut KvClient<Channel>, client: u32, op: Op, rec: &Recorder) {
+    let invoke_ns = rec.now_ns();
+    let outcome = execute(kv, &op, Duration::from_secs(2)).await;
+    let complete_ns = rec.now_ns();
+    rec.record(Record {
+        client,
+        op,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    });
 }
 
 /// Grants a `ttl_s` lease with a client-chosen ID through `endpoint`; the ID, or `None`

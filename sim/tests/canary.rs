@@ -156,3 +156,13 @@ fn catches_auth_check_before_read_index() {
         report.violations.join("; ")
     );
 }
+
+#[test]
+fn catches_plain_put_keeping_lease() {
+    let (seeds, report) = hunt_cluster(Canary::PlainPutKeepsLease);
+    println!(
+        "canary PlainPutKeepsLease caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+}

@@ -166,8 +166,11 @@ async fn run(client: &mut Client, op: &Op) -> Result<Outcome, String> {
                 kv: seen(resp.kvs().first()),
             })
         }
-        Op::Put { key, value } => {
-            let options = PutOptions::new().with_prev_key();
+        Op::Put { key, value } | Op::LeasePut { key, value, .. } => {
+            let mut options = PutOptions::new().with_prev_key();
+            if let Op::LeasePut { lease, .. } = op {
+                options = options.with_lease(*lease);
+            }
             let resp = client
                 .put(key.as_str(), value.as_str(), Some(options))
                 .await
@@ -211,6 +214,7 @@ async fn run(client: &mut Client, op: &Op) -> Result<Outcome, String> {
                 current,
             })
         }
+        Op::Expire { .. } => Err(format!("{op:?} is the server's, not a client call")),
     }
 }
 
