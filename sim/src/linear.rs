@@ -16,6 +16,12 @@
 //!    contradiction, memoise failed (revision, used set, state) points). Unknown writes are
 //!    never assumed failed: they may fill a hole or have had no effect.
 //!
+//! A watcher's events, when given ([`check_with_changes`]), narrow the search: a hole at a
+//! revision the watcher saw change can only be filled by a write of the key it saw, of the
+//! kind it saw (the put of that very value, or a deletion). Without them a hole may be filled
+//! by any unknown write that contradicts no answer, so a deletion no client read (a lease
+//! expiring early, or deleting a key it no longer held) could pass for some other write.
+//!
 //! A search that runs out of budget is reported as a violation (an unproven history is not a
 //! passing one).
 //!
@@ -140,8 +146,36 @@ impl State {
     }
 }
 
+/// What a watcher saw change at one revision: the key, and the value put (`None`: deleted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl Change {
+    /// Whether `op`, applied, makes this change.
+    fn made_by(&self, op: &Op) -> bool {
+        op.key() == self.key
+            && match &self.value {
+                Some(v) => op.written_value() == Some(v.as_str()),
+                None => matches!(op, Op::Delete { .. } | Op::Expire { .. }),
+            }
+    }
+}
+
 /// Checks `history` against a store that started empty at `initial_revision` (1 for etcd).
 pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violation> {
+    check_with_changes(history, initial_revision, &BTreeMap::new())
+}
+
+/// [`check`], with what a watcher saw change at each revision it delivered (see the module
+/// header; [`crate::watchcheck::changes`] collects them).
+pub fn check_with_changes(
+    history: &History,
+    initial_revision: i64,
+    changes: &BTreeMap<i64, Change>,
+) -> Result<Summary, Violation> {
     let recs = &history.records;
     let writes_at = acked_write_revisions(recs)?;
     check_real_time(recs)?;
@@ -163,6 +197,7 @@ pub fn check(history: &History, initial_revision: i64) -> Result<Summary, Violat
         reads_at: &reads_at,
         unknown: &unknown,
         lower_bounds: unknown.iter().map(|&i| lower_bound(recs, i)).collect(),
+        changes,
         max_revision,
         steps: 0,
         failed: HashSet::new(),
@@ -377,6 +412,7 @@ struct Search<'a> {
     reads_at: &'a BTreeMap<i64, Vec<usize>>,
     unknown: &'a [usize],
     lower_bounds: Vec<i64>,
+    changes: &'a BTreeMap<i64, Change>,
     max_revision: i64,
     steps: u64,
     failed: HashSet<(i64, u64)>,
@@ -428,8 +464,12 @@ impl Search<'_> {
             return Walk::Dead;
         }
         let mut any = false;
+        let seen = self.changes.get(&rev);
         for pos in 0..self.unknown.len() {
             if used[pos] || self.lower_bounds[pos] >= rev {
+                continue;
+            }
+            if seen.is_some_and(|c| !c.made_by(&self.recs[self.unknown[pos]].op)) {
                 continue;
             }
             let mut next = state.clone();
@@ -447,9 +487,10 @@ impl Search<'_> {
         }
         self.failed.insert(key);
         if !any {
+            let watched = seen.map_or(String::new(), |c| format!(" (a watcher saw {c:?})"));
             return self.dead(
                 rev,
-                format!("revision {rev} was produced, but no unknown write can have produced it"),
+                format!("revision {rev} was produced{watched}, but no unknown write can have produced it"),
             );
         }
         Walk::Dead

@@ -369,3 +369,46 @@ fn no_put_attaches_a_key_to_an_expired_lease() {
         Err(Violation::NoLinearization { .. })
     ));
 }
+
+#[test]
+fn a_watched_change_decides_which_unknown_write_fills_a_hole() {
+    let history = |expire_from: u64| {
+        h(vec![
+            rec(0, lease_put("a", "1", 7), 0, 10, put_ok(2, None)),
+            rec(1, put("b", "x"), 20, 30, Outcome::Unknown),
+            rec(2, get("c"), 60, 70, got(3, None)),
+            expire("a", 7, expire_from),
+        ])
+    };
+    let deleted_a: BTreeMap<i64, Change> = [(
+        3,
+        Change {
+            key: "a".into(),
+            value: None,
+        },
+    )]
+    .into();
+    // Unwatched, the unknown put of "b" explains revision 3 and the early expiry passes.
+    assert!(check(&history(100), 1).is_ok());
+    // Watched, revision 3 deleted "a": only the expiry can have, and not before 100.
+    let early = check_with_changes(&history(100), 1, &deleted_a);
+    assert!(
+        matches!(&early, Err(Violation::NoLinearization { revision: 3, detail }) if detail.contains("a watcher saw")),
+        "{early:?}"
+    );
+    let on_time = check_with_changes(&history(40), 1, &deleted_a);
+    assert_eq!(on_time.map(|s| s.expiries_applied), Ok(1));
+    // A watched put pins its writer just the same.
+    let put_b: BTreeMap<i64, Change> = [(
+        3,
+        Change {
+            key: "b".into(),
+            value: Some("x".into()),
+        },
+    )]
+    .into();
+    assert_eq!(
+        check_with_changes(&history(40), 1, &put_b).map(|s| s.expiries_applied),
+        Ok(0)
+    );
+}

@@ -376,7 +376,8 @@ pub async fn run(cfg: MultiConfig) -> Report {
     if let Err(v) = leasecheck::check(&held, holder_slack) {
         report.violations.push(format!("lease holder: {v}"));
     }
-    finish(&cluster, &rec, last, started, &mut report);
+    let changes = watchcheck::changes(&segments);
+    finish(&cluster, &rec, last, started, &changes, &mut report);
     report
 }
 
@@ -399,9 +400,10 @@ fn finish(
     rec: &Recorder,
     last: Option<(BTreeMap<String, Seen>, i64)>,
     started: madsim::time::Instant,
+    changes: &BTreeMap<i64, crate::linear::Change>,
     report: &mut Report,
 ) {
-    let history = report.record_history(rec, started);
+    let history = report.record_history(rec, started, changes);
     let committed_max = history
         .records
         .iter()

@@ -94,8 +94,14 @@ pub struct Report {
 
 impl Report {
     /// Takes the recorded history, counts it into the report and checks it for
-    /// linearizability; returns it for the run's further checks.
-    pub fn record_history(&mut self, rec: &Recorder, started: madsim::time::Instant) -> History {
+    /// linearizability, with what a watcher saw change (`changes`, may be empty); returns it
+    /// for the run's further checks.
+    pub fn record_history(
+        &mut self,
+        rec: &Recorder,
+        started: madsim::time::Instant,
+        changes: &BTreeMap<i64, linear::Change>,
+    ) -> History {
         let history = rec.snapshot();
         self.ops = history.len();
         self.unknown_ops = history
@@ -104,7 +110,7 @@ impl Report {
             .filter(|r| r.outcome == Outcome::Unknown)
             .count();
         self.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match linear::check(&history, 1) {
+        match linear::check_with_changes(&history, 1, changes) {
             Ok(summary) => self.key_expiries = summary.expiries_applied,
             Err(v) => self.violations.push(format!("linearizability: {v}")),
         }
@@ -248,7 +254,7 @@ fn finish(
     last: Option<(BTreeMap<String, Seen>, i64)>,
     started: madsim::time::Instant,
 ) {
-    let history = report.record_history(rec, started);
+    let history = report.record_history(rec, started, &BTreeMap::new());
     if let Some((kvs, revision)) = last {
         if let Err(v) = durability::check(&history, &kvs, revision) {
             report.violations.push(format!("durability: {v}"));

@@ -16,9 +16,10 @@
 //!
 //! Invariant: only what clients were told is trusted; unknown writes never convict.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::history::{History, Op, Seen};
+use crate::linear::Change;
 
 /// One event as a watcher received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +39,19 @@ pub struct Segment {
     pub responses: Vec<Vec<WatchEvent>>,
     /// Set when the segment started after a compaction skipped revisions.
     pub after_compaction: bool,
+}
+
+/// What the segments saw change, per revision, for [`crate::linear::check_with_changes`]: the
+/// first event delivered at each revision (this checker reports any other disagreement).
+pub fn changes(segments: &[Segment]) -> BTreeMap<i64, Change> {
+    let mut out = BTreeMap::new();
+    for e in segments.iter().flat_map(|s| s.responses.iter().flatten()) {
+        out.entry(e.revision).or_insert_with(|| Change {
+            key: e.key.clone(),
+            value: e.value.clone(),
+        });
+    }
+    out
 }
 
 /// Checks a watcher's segments against `history`.
@@ -264,5 +278,19 @@ mod tests {
         let mut late = seg(4, &e[2..]);
         late.after_compaction = true;
         assert_eq!(check(&history(), &[late]), Ok(()));
+    }
+
+    #[test]
+    fn changes_are_the_first_event_seen_at_each_revision() {
+        let events = good_events();
+        let resumed = [seg(1, &events[..3]), seg(4, &events[2..])];
+        let changes = changes(&resumed);
+        assert_eq!(changes.len(), 4);
+        let change = |key: &str, value: Option<&str>| Change {
+            key: key.into(),
+            value: value.map(Into::into),
+        };
+        assert_eq!(changes[&3], change("b", Some("w1")));
+        assert_eq!(changes[&5], change("a", None));
     }
 }

@@ -475,6 +475,7 @@ pub async fn run_lease_client(
         let index = match lease {
             Some(i) => i,
             None => {
+                let granted_ns = rec.now_ns();
                 let grant = tokio::time::timeout(call, client.lease_grant(LEASE_TTL_S, None));
                 let Ok(Ok(resp)) = grant.await else {
                     member = (member + 1) % members;
@@ -485,6 +486,7 @@ pub async fn run_lease_client(
                 l.push(LeaseLife {
                     id: resp.id(),
                     ttl_s: LEASE_TTL_S,
+                    granted_ns,
                     ..LeaseLife::default()
                 });
                 lease = Some(l.len() - 1);
@@ -537,6 +539,120 @@ pub async fn run_lease_client(
             tokio::time::sleep(retry).await;
         }
     }
+}
+
+/// The TTL of the lease holder's leases: short enough that most expire during the run, long
+/// enough for etcd's minimum TTL (1.5 election timeouts) on the clusters of this suite.
+pub const HOLDER_TTL_S: i64 = 5;
+/// Keys only the lease holder writes (`k<keys>`...), so most of its leases still hold their
+/// key when they expire.
+pub const HOLDER_KEYS: u64 = 6;
+/// The lease holder's client number in the history.
+pub const HOLDER_CLIENT: u32 = 2_000;
+
+/// A lease holder, the way a lock or an election candidate uses leases (the real-process
+/// twin of `workload::run_lease_holder`): grants a [`HOLDER_TTL_S`] lease, attaches a key
+/// with a put recorded in the history ([`Op::LeasePut`]), reads its key and keeps the lease
+/// alive 0–3 times a third of the TTL apart, then abandons it so that it expires with its key
+/// attached, under whatever fault holds then; until `stop`. The key is one of its own
+/// [`HOLDER_KEYS`] in turn (reused after six leases), and one time in four one of the KV clients' `keys`. Every granted
+/// lease goes to `log` with its key, for [`crate::leasecheck::expiry_records`].
+pub async fn run_lease_holder(
+    members: usize,
+    connect: Connector,
+    keys: u64,
+    rec: Recorder,
+    log: Arc<Mutex<Vec<LeaseLife>>>,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = Rng::new(seed ^ 0x5EED_1EA5_E0F0_1DE5);
+    let call = Duration::from_secs(1);
+    let every = Duration::from_millis(HOLDER_TTL_S as u64 * 1000 / 3);
+    let mut member = 0usize;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(mut client) = connect(member).await else {
+            member = (member + 1) % members;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let key = if rng.between(0, 3) == 0 {
+            rng.between(0, keys.saturating_sub(1))
+        } else {
+            keys + n % HOLDER_KEYS
+        };
+        let key = format!("{KEY_PREFIX}{key}");
+        let granted_ns = rec.now_ns();
+        let grant = tokio::time::timeout(call, client.lease_grant(HOLDER_TTL_S, None)).await;
+        let Ok(Ok(granted)) = grant else {
+            member = (member + 1) % members;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let id = granted.id();
+        let index = {
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            l.push(LeaseLife {
+                id,
+                ttl_s: HOLDER_TTL_S,
+                granted_ns,
+                key: Some(key.clone()),
+                ..LeaseLife::default()
+            });
+            l.len() - 1
+        };
+        let put = Op::LeasePut {
+            key: key.clone(),
+            value: format!("l{HOLDER_CLIENT}-{n}"),
+            lease: id,
+        };
+        n += 1;
+        execute_recorded(&mut client, HOLDER_CLIENT, put, call, &rec).await;
+        for _ in 0..rng.between(0, 3) {
+            tokio::time::sleep(every).await;
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let get = Op::Get { key: key.clone() };
+            execute_recorded(&mut client, HOLDER_CLIENT, get, call, &rec).await;
+            let invoke_ns = rec.now_ns();
+            let open = tokio::time::timeout(call, client.lease_keep_alive(id)).await;
+            let complete_ns = rec.now_ns();
+            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            match open_outcome(open) {
+                Opened::Renewed(_) => l[index].renewed.push((invoke_ns, complete_ns)),
+                Opened::Gone => {
+                    l[index].gone_ns.get_or_insert(complete_ns);
+                    break;
+                }
+                // No answer in time: the holder gives up on the lease (as a lock holder would).
+                Opened::Failed => break,
+            }
+        }
+        member = (member + 1) % members;
+        tokio::time::sleep(Duration::from_millis(rng.between(0, 1000))).await;
+    }
+}
+
+/// Runs `op` as `client` within `timeout` and records it.
+async fn execute_recorded(
+    client: &mut Client,
+    client_id: u32,
+    op: Op,
+    timeout: Duration,
+    rec: &Recorder,
+) {
+    let invoke_ns = rec.now_ns();
+    let outcome = execute(client, &op, timeout, rec).await;
+    let complete_ns = rec.now_ns();
+    rec.record(Record {
+        client: client_id,
+        op,
+        invoke_ns,
+        complete_ns,
+        outcome,
+    });
 }
 
 /// The client library's error text when a keep-alive stream opens on a lease that is gone.

@@ -156,7 +156,9 @@ pub struct RunConfig {
     /// step's target and the leader, for the step's whole hold ([`Fault::may_overlap`]).
     pub overlap_pct: u64,
     pub watch: bool,
-    /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]).
+    /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]) and the
+    /// lease holder (short leases with a key attached, left to expire:
+    /// [`client::run_lease_holder`]).
     pub leases: bool,
     /// The lease checker's slack ([`LEASE_SLACK`] or [`CONFIRMED_LEASE_SLACK`]).
     pub lease_slack: Duration,
@@ -284,6 +286,10 @@ pub struct Report {
     pub leases: usize,
     pub leases_gone: usize,
     pub keep_alives: usize,
+    /// Leases the lease holder took (each with a key attached), and the expiries of them
+    /// that deleted the key, as the linearizability check placed them.
+    pub held_leases: usize,
+    pub key_expiries: usize,
     pub peer_connections: proxy::NetStats,
     /// The errors clients were given (text, count), most frequent first.
     pub client_errors: Vec<(String, usize)>,
@@ -337,8 +343,8 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  leases: {} granted, {} answered keep-alives, {} reported gone",
-            self.leases, self.keep_alives, self.leases_gone
+            "  leases: {} granted, {} answered keep-alives, {} reported gone; {} held with a key, {} expiries deleted it",
+            self.leases, self.keep_alives, self.leases_gone, self.held_leases, self.key_expiries
         )?;
         let net = &self.peer_connections;
         writeln!(
@@ -627,6 +633,18 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             stop.clone(),
         ))
     });
+    let holder_log = Arc::new(Mutex::new(Vec::new()));
+    let holder = cfg.leases.then(|| {
+        tokio::spawn(client::run_lease_holder(
+            members,
+            connect.clone(),
+            cfg.keys,
+            rec.clone(),
+            holder_log.clone(),
+            cfg.seed,
+            stop.clone(),
+        ))
+    });
     let watch_log = Arc::new(Mutex::new(WatchLog::default()));
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watcher = cfg.watch.then(|| {
@@ -779,6 +797,16 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
     if let Some(leases) = leases {
         let _ = leases.await;
     }
+    if let Some(holder) = holder {
+        let _ = holder.await;
+    }
+    // The holder's leases expire on the servers' clocks: each expiry enters the history as a
+    // delete of unknown outcome, no earlier than its TTL after the last renewal.
+    let held = holder_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let slack = u64::try_from(cfg.lease_slack.as_nanos()).unwrap_or(u64::MAX);
+    for r in crate::leasecheck::expiry_records(&held, slack, client::HOLDER_CLIENT, rec.now_ns()) {
+        rec.record(r);
+    }
     // Liveness: every member takes a write once the faults are over.
     for i in 0..members {
         if probe_write(
@@ -828,8 +856,19 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
         .filter(|r| r.outcome == Outcome::Failed)
         .count();
     report.ok = report.ops - report.unknown - report.failed;
-    if let Err(v) = crate::linear::check(&history, 1) {
-        report.anomalies.push(format!("linearizability: {v}"));
+    let changes = if cfg.watch {
+        let log = watch_log.lock().unwrap_or_else(|p| p.into_inner());
+        crate::watchcheck::changes(&log.segments)
+    } else {
+        BTreeMap::new()
+    };
+    match crate::linear::check_with_changes(&history, 1, &changes) {
+        Ok(summary) => report.key_expiries = summary.expiries_applied,
+        Err(v) => report.anomalies.push(format!("linearizability: {v}")),
+    }
+    report.held_leases = held.len();
+    if let Err(v) = crate::leasecheck::check(&held, slack) {
+        report.anomalies.push(format!("lease holder: {v}"));
     }
     if cfg.leases {
         let lives = lease_log.lock().unwrap_or_else(|p| p.into_inner()).clone();
