@@ -555,12 +555,14 @@ pub const HOLDER_CLIENT: u32 = 2_000;
 /// with a put recorded in the history ([`Op::LeasePut`]), reads its key and keeps the lease
 /// alive 0–3 times a third of the TTL apart, then abandons it so that it expires with its key
 /// attached, under whatever fault holds then; until `stop`. The key is one of its own
-/// [`HOLDER_KEYS`] in turn (reused after six leases), and one time in four one of the KV clients' `keys`. Every granted
-/// lease goes to `log` with its key, for [`crate::leasecheck::expiry_records`].
+/// [`HOLDER_KEYS`] in turn (reused after six leases), or, `shared_pct` percent of the time, one
+/// of the KV clients' `keys`. Every granted lease goes to `log` with its key, for
+/// [`crate::leasecheck::expiry_records`].
 pub async fn run_lease_holder(
     members: usize,
     connect: Connector,
     keys: u64,
+    shared_pct: u64,
     rec: Recorder,
     log: Arc<Mutex<Vec<LeaseLife>>>,
     seed: u64,
@@ -577,7 +579,7 @@ pub async fn run_lease_holder(
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let key = if rng.between(0, 3) == 0 {
+        let key = if rng.between(1, 100) <= shared_pct {
             rng.between(0, keys.saturating_sub(1))
         } else {
             keys + n % HOLDER_KEYS

@@ -155,6 +155,9 @@ pub struct RunConfig {
     /// The chance (percent) that a step holds a second fault, on a member other than the
     /// step's target and the leader, for the step's whole hold ([`Fault::may_overlap`]).
     pub overlap_pct: u64,
+    /// The chance (percent) that a lease of the lease holder takes one of the KV clients' keys
+    /// instead of one of its own ([`client::run_lease_holder`]).
+    pub holder_shared_pct: u64,
     pub watch: bool,
     /// Run the lease client (one lease kept alive at a time, [`crate::leasecheck`]) and the
     /// lease holder (short leases with a key attached, left to expire:
@@ -189,6 +192,7 @@ impl RunConfig {
             quiet_ms: (500, 1_500),
             leader_target_pct: 50,
             overlap_pct: 30,
+            holder_shared_pct: 25,
             watch: true,
             leases: true,
             lease_slack: LEASE_SLACK,
@@ -639,6 +643,7 @@ pub async fn run(cfg: RunConfig) -> Result<Report, String> {
             members,
             connect.clone(),
             cfg.keys,
+            cfg.holder_shared_pct,
             rec.clone(),
             holder_log.clone(),
             cfg.seed,
