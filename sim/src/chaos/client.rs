@@ -558,6 +558,7 @@ pub const HOLDER_CLIENT: u32 = 2_000;
 /// [`HOLDER_KEYS`] in turn (reused after six leases), or, `shared_pct` percent of the time, one
 /// of the KV clients' `keys`. Every granted lease goes to `log` with its key, for
 /// [`crate::leasecheck::expiry_records`].
+#[allow(clippy::too_many_arguments)]
 pub async fn run_lease_holder(
     members: usize,
     connect: Connector,
