@@ -612,8 +612,8 @@ impl RaftNode {
     }
 
     /// Resolves once this member learns that it was removed from the cluster: its membership
-    /// no longer lists it after having listed it, or (when it has no leader) a peer with a newer
-    /// membership does not list it. A joiner that has no membership yet asks the peers of its
+    /// no longer lists it after having listed it, or (when it has no leader, or its leader has
+    /// not reached it for a while) a peer with a newer membership does not list it. A joiner that has no membership yet asks the peers of its
     /// [`JoinView`] and compares with the index of the answer that listed it: etcd's joiner
     /// given the ID of a member removed meanwhile is told so by its peers and exits; so does
     /// this one instead of waiting for a leader forever.
@@ -632,7 +632,14 @@ impl RaftNode {
             } else if seen_self && membership.nodes().count() > 0 {
                 return;
             }
-            if m.current_leader.is_some() {
+            // A leader counts while it still reaches this member: a joiner can hold one late
+            // append from a deposed leader and show that leader forever.
+            let heard = self
+                .leader_contact
+                .since()
+                .is_some_and(|ago| ago < leaderless_max);
+            let leading = m.current_leader == Some(self.member_id);
+            if leading || (m.current_leader.is_some() && heard) {
                 leaderless_since = None;
                 continue;
             }

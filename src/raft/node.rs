@@ -196,6 +196,8 @@ pub struct RaftNode {
     pub(super) network: PeerNetwork,
     me: MemberNode,
     stopped: Arc<AtomicBool>,
+    /// When a leader last reached this member (noted by the peer service).
+    pub(super) leader_contact: super::peer::LeaderContact,
     /// The overload check and the batcher that packs concurrent proposals (see `batch`).
     proposer: Proposer,
     /// The server's side of forwarded lease calls, once installed.
@@ -411,6 +413,27 @@ fn on_real_clock_ms(local_ms: u64, rate_ppm: i64) -> u64 {
     u64::try_from(real).unwrap_or(u64::MAX).max(1)
 }
 
+/// The deadline of one append-entries (heartbeats included) or read-index call, which openraft
+/// takes from its `heartbeat_interval`, for etcd's `--heartbeat-interval` and openraft's
+/// minimum election timeout.
+///
+/// openraft's `heartbeat_interval` is both the heartbeat period and that deadline. Set to etcd's
+/// heartbeat, a round trip longer than the heartbeat (etcd advises a heartbeat near the round
+/// trip, so any spike) failed every call: nothing committed, CheckQuorum deposed the leader,
+/// elections followed one another, where etcd, whose raft messages are one-way, keeps working.
+/// So the deadline is three heartbeats (under the minimum election timeout, which openraft
+/// requires), and the node sends heartbeats itself at etcd's period ([`send_heartbeats`]).
+/// openraft's tick (1.5 deadlines, at most half the election timeout) paces its election
+/// timer: a follower campaigns within [timeout, 4/3 timeout + one tick), inside etcd's
+/// [timeout, 2 * timeout) (the tick was 1.5 heartbeats before; at etcd's defaults the window
+/// grows from [1000, 1483) to [1000, 1783) ms).
+pub(crate) fn rpc_deadline_ms(heartbeat_ms: u64, election_min_ms: u64) -> u64 {
+    heartbeat_ms
+        .saturating_mul(3)
+        .min(election_min_ms.saturating_sub(1))
+        .max(1)
+}
+
 fn raft_config(opts: &NodeOptions) -> RaftConfig {
     // Raft's timers run on tokio's clock; a member whose own clock is fast fires them sooner.
     let (min, max) = election_bounds_ms(opts.election_timeout_ms);
@@ -418,7 +441,9 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
     let (election_min, election_max) = (real(min), real(max).max(real(min) + 1));
     RaftConfig {
         cluster_name: "oxetcd".into(),
-        heartbeat_interval: real(opts.heartbeat_ms),
+        heartbeat_interval: rpc_deadline_ms(real(opts.heartbeat_ms), election_min),
+        // Heartbeats go out at etcd's period from `send_heartbeats`.
+        enable_heartbeat: false,
         election_timeout_min: election_min,
         election_timeout_max: election_max,
         snapshot_policy: snapshot_policy(opts.snapshot_count),
@@ -427,6 +452,21 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
         install_snapshot_timeout: 10_000,
         snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES as u64,
         ..Default::default()
+    }
+}
+
+/// Asks raft to send a heartbeat to every follower once per `period` (etcd's
+/// `--heartbeat-interval` on this member's clock) while this member leads; a no-op otherwise.
+/// A follower whose previous call is still out gets the heartbeat when it returns (openraft
+/// keeps one call in flight per follower), so a slow link is never flooded.
+async fn send_heartbeats(raft: Raft, period: Duration, stopped: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if stopped.load(Ordering::Relaxed) || raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -570,6 +610,7 @@ impl RaftNode {
             network,
             me,
             stopped: Arc::new(AtomicBool::new(false)),
+            leader_contact: super::peer::LeaderContact::default(),
             proposer: Proposer {
                 raft: raft.clone(),
                 batcher: Batcher::start(
@@ -609,11 +650,18 @@ impl RaftNode {
             node.sm.clone(),
             node.stopped.clone(),
         ));
+        let heartbeat =
+            Duration::from_millis(on_real_clock_ms(opts.heartbeat_ms, opts.clock_rate_ppm));
+        tokio::spawn(send_heartbeats(
+            node.raft.clone(),
+            heartbeat,
+            node.stopped.clone(),
+        ));
         tokio::spawn(super::check_quorum::run(
             node.raft.clone(),
             member_id,
             Duration::from_millis(node.raft.config().election_timeout_max),
-            Duration::from_millis(node.raft.config().heartbeat_interval),
+            heartbeat,
             node.transferring.subscribe(),
             node.stopped.clone(),
         ));
@@ -643,6 +691,7 @@ impl RaftNode {
             .with_state(self.sm.clone())
             .with_forwarding(self.proposer.clone(), self.lease_leader.clone())
             .with_membership(Arc::downgrade(self))
+            .with_leader_contact(self.leader_contact.clone())
     }
 
     /// Installs the leader's side of forwarded lease calls (the server owns the lease clock).
@@ -1123,6 +1172,9 @@ mod tests {
                 max >= 3 * heartbeat,
                 "{timeout}: lease {max} vs heartbeat {heartbeat}"
             );
+            // openraft checks its election timer once per tick, 1.5 call deadlines.
+            let tick = rpc_deadline_ms(heartbeat, min) * 3 / 2;
+            assert!(latest + tick < 2 * timeout, "{timeout}: {latest} + {tick}");
         }
     }
 
@@ -1224,7 +1276,24 @@ mod fault_tests {
             opts.clock_rate_ppm = rate;
             let c = raft_config(&opts);
             assert!(c.election_timeout_min < c.election_timeout_max, "{rate}");
-            assert!(c.heartbeat_interval * 3 <= c.election_timeout_max, "{rate}");
+            assert!(c.heartbeat_interval < c.election_timeout_min, "{rate}");
+            assert!(!c.enable_heartbeat, "{rate}");
+            c.validate().expect("openraft accepts the timers");
+        }
+    }
+
+    /// The call deadline is three heartbeats, kept under openraft's minimum election timeout,
+    /// for every heartbeat/election pair etcd accepts (election >= 5 heartbeats).
+    #[test]
+    fn the_call_deadline_outlasts_the_heartbeat_within_the_election_timeout() {
+        assert_eq!(rpc_deadline_ms(100, election_bounds_ms(1000).0), 300);
+        assert_eq!(rpc_deadline_ms(100, election_bounds_ms(500).0), 165);
+        for hb in [10, 50, 100, 1000] {
+            for ticks in [5, 6, 10, 50] {
+                let (min, _) = election_bounds_ms(hb * ticks);
+                let d = rpc_deadline_ms(hb, min);
+                assert!(d >= hb && d < min, "{hb} {ticks}: {d}");
+            }
         }
     }
 

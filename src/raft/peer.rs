@@ -38,7 +38,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
@@ -81,8 +83,30 @@ pub struct PeerService {
     cluster_id: u64,
     /// How long this member keeps campaigning after a leader asked it to take over.
     campaign_window: std::time::Duration,
+    leader_contact: LeaderContact,
     /// The applied state, for HashKv; `None` answers HashKv with Unavailable.
     state: Option<std::sync::Arc<SmShared>>,
+}
+
+/// When this member last took an append-entries call that its raft did not refuse for an old
+/// vote: the sign that a leader still reaches it. openraft's metrics do not give a follower
+/// this (its `current_leader` stays set after that leader went silent or was deposed, and a
+/// joiner that took one late append from a deposed leader would show that leader forever).
+#[derive(Clone, Default)]
+pub struct LeaderContact(std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaderContact {
+    fn note(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+    }
+
+    /// How long ago the last such call came; `None` if none came since this process started.
+    pub fn since(&self) -> Option<std::time::Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|at| at.elapsed())
+    }
 }
 
 impl PeerService {
@@ -97,7 +121,14 @@ impl PeerService {
             cluster_id: 0,
             campaign_window: std::time::Duration::from_secs(5),
             state: None,
+            leader_contact: LeaderContact::default(),
         }
+    }
+
+    /// Notes every append-entries call from a current leader in `contact`.
+    pub(super) fn with_leader_contact(mut self, contact: LeaderContact) -> Self {
+        self.leader_contact = contact;
+        self
     }
 
     /// Serves HashKv from this applied state.
@@ -303,7 +334,11 @@ impl RaftPeer for PeerService {
             parse(&request.get_ref().data, APPEND_ENTRIES_BYTES_MAX)?;
         let leader = rpc.vote.leader_id().voted_for();
         let from = self.admit(&request, PeerRpc::FromLeader { leader })?;
-        counted(&from, &request, blob(&self.raft.append_entries(rpc).await))
+        let answer = self.raft.append_entries(rpc).await;
+        if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.leader_contact.note();
+        }
+        counted(&from, &request, blob(&answer))
     }
 
     async fn vote(&self, request: Request<RaftBlob>) -> Result<Response<RaftBlob>, Status> {
