@@ -21,7 +21,8 @@
 //!   and an ID already in the membership is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
@@ -524,6 +525,7 @@ impl RaftNode {
             network: self.network.clone(),
             member_id: self.member_id,
             transferring: self.transferring.clone(),
+            heartbeats_paused: self.heartbeats_paused.clone(),
             request_timeout: self.request_timeout,
             handover_max: Duration::from_millis(handover_ms_max(
                 self.raft.config().election_timeout_max,
@@ -613,8 +615,8 @@ impl RaftNode {
 
     /// Resolves once this member learns that it was removed from the cluster: its membership
     /// no longer lists it after having listed it, or (when it has no leader, or its leader has
-    /// not reached it for a while) a peer with a newer membership does not list it. A joiner that has no membership yet asks the peers of its
-    /// [`JoinView`] and compares with the index of the answer that listed it: etcd's joiner
+    /// not reached it for a while) a peer with a newer membership does not list it. A joiner
+    /// that has no membership yet asks the peers of its [`JoinView`] and compares with the index of the answer that listed it: etcd's joiner
     /// given the ID of a member removed meanwhile is told so by its peers and exits; so does
     /// this one instead of waiting for a leader forever.
     pub async fn wait_removed(&self) {
@@ -885,6 +887,7 @@ struct Transfer {
     network: PeerNetwork,
     member_id: NodeId,
     transferring: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    heartbeats_paused: Arc<AtomicBool>,
     request_timeout: Duration,
     handover_max: Duration,
 }
@@ -910,7 +913,7 @@ impl Transfer {
         };
         let steps = async {
             let last_log_index = self.settled_last_log_index(target).await?;
-            let _timers = PausedTimers::begin(&self.raft);
+            let _timers = PausedTimers::begin(&self.raft, &self.heartbeats_paused);
             let handover = self.hand_over(target, &node, last_log_index);
             match tokio::time::timeout(self.handover_max, handover).await {
                 Ok(outcome) => outcome,
@@ -1023,24 +1026,29 @@ impl Drop for TransferPause<'_> {
     }
 }
 
-/// Pauses the leader's heartbeats and elections while the transferee campaigns; dropping it
-/// resumes both on every path (return, timeout, unwinding).
-struct PausedTimers<'a>(&'a super::Raft);
+/// Pauses the leader's heartbeats (`heartbeats_paused`, which `node::send_heartbeats` obeys:
+/// openraft's own heartbeats stay off) and elections while the transferee campaigns; dropping
+/// it resumes both on every path (return, timeout, unwinding).
+struct PausedTimers<'a> {
+    raft: &'a super::Raft,
+    heartbeats_paused: &'a AtomicBool,
+}
 
 impl<'a> PausedTimers<'a> {
-    fn begin(raft: &'a super::Raft) -> Self {
-        let runtime = raft.runtime_config();
-        runtime.heartbeat(false);
-        runtime.elect(false);
-        PausedTimers(raft)
+    fn begin(raft: &'a super::Raft, heartbeats_paused: &'a AtomicBool) -> Self {
+        heartbeats_paused.store(true, Ordering::Relaxed);
+        raft.runtime_config().elect(false);
+        PausedTimers {
+            raft,
+            heartbeats_paused,
+        }
     }
 }
 
 impl Drop for PausedTimers<'_> {
     fn drop(&mut self) {
-        let runtime = self.0.runtime_config();
-        runtime.heartbeat(true);
-        runtime.elect(true);
+        self.heartbeats_paused.store(false, Ordering::Relaxed);
+        self.raft.runtime_config().elect(true);
     }
 }
 

@@ -198,6 +198,8 @@ pub struct RaftNode {
     stopped: Arc<AtomicBool>,
     /// When a leader last reached this member (noted by the peer service).
     pub(super) leader_contact: super::peer::LeaderContact,
+    /// Set while a leadership transfer holds this leader's heartbeats ([`send_heartbeats`]).
+    pub(super) heartbeats_paused: Arc<AtomicBool>,
     /// The overload check and the batcher that packs concurrent proposals (see `batch`).
     proposer: Proposer,
     /// The server's side of forwarded lease calls, once installed.
@@ -456,15 +458,24 @@ fn raft_config(opts: &NodeOptions) -> RaftConfig {
 }
 
 /// Asks raft to send a heartbeat to every follower once per `period` (etcd's
-/// `--heartbeat-interval` on this member's clock) while this member leads; a no-op otherwise.
-/// A follower whose previous call is still out gets the heartbeat when it returns (openraft
-/// keeps one call in flight per follower), so a slow link is never flooded.
-async fn send_heartbeats(raft: Raft, period: Duration, stopped: Arc<AtomicBool>) {
+/// `--heartbeat-interval` on this member's clock) while this member leads (a no-op otherwise)
+/// and no leadership transfer has `paused` them. A follower whose previous call is still out
+/// gets the heartbeat when it returns (openraft keeps one call in flight per follower), so a
+/// slow link is never flooded.
+async fn send_heartbeats(
+    raft: Raft,
+    period: Duration,
+    paused: Arc<AtomicBool>,
+    stopped: Arc<AtomicBool>,
+) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if stopped.load(Ordering::Relaxed) || raft.trigger().heartbeat().await.is_err() {
+        if stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if !paused.load(Ordering::Relaxed) && raft.trigger().heartbeat().await.is_err() {
             return;
         }
     }
@@ -611,6 +622,7 @@ impl RaftNode {
             me,
             stopped: Arc::new(AtomicBool::new(false)),
             leader_contact: super::peer::LeaderContact::default(),
+            heartbeats_paused: Arc::new(AtomicBool::new(false)),
             proposer: Proposer {
                 raft: raft.clone(),
                 batcher: Batcher::start(
@@ -655,6 +667,7 @@ impl RaftNode {
         tokio::spawn(send_heartbeats(
             node.raft.clone(),
             heartbeat,
+            node.heartbeats_paused.clone(),
             node.stopped.clone(),
         ));
         tokio::spawn(super::check_quorum::run(
