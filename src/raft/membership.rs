@@ -615,10 +615,11 @@ impl RaftNode {
 
     /// Resolves once this member learns that it was removed from the cluster: its membership
     /// no longer lists it after having listed it, or (when it has no leader, or its leader has
-    /// not reached it for a while) a peer with a newer membership does not list it. A joiner
-    /// that has no membership yet asks the peers of its [`JoinView`] and compares with the index of the answer that listed it: etcd's joiner
-    /// given the ID of a member removed meanwhile is told so by its peers and exits; so does
-    /// this one instead of waiting for a leader forever.
+    /// not reached it for three election timeouts: [`super::peer::LeaderContact`]) a peer with
+    /// a newer membership does not list it. A joiner that has no membership yet asks the peers
+    /// of its [`JoinView`] and compares with the index of the answer that listed it: etcd's
+    /// joiner given the ID of a member removed meanwhile is told so by its peers and exits; so
+    /// does this one instead of waiting for a leader forever.
     pub async fn wait_removed(&self) {
         let poll = Duration::from_millis(500);
         let leaderless_max = Duration::from_millis(3 * self.raft.config().election_timeout_max);
