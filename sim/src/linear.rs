@@ -22,6 +22,19 @@
 //! by any unknown write that contradicts no answer, so a deletion no client read (a lease
 //! expiring early, or deleting a key it no longer held) could pass for some other write.
 //!
+//! Two reductions keep the search small where many unknown writes could fill a run of unwatched
+//! holes (the tail after a watch ended, with the final reads as the only constraint):
+//! - **Lookahead** ([`Search::feasible`]): before descending, each key's next observation is
+//!   checked against the model. An observation at revision `r` of a value last modified at
+//!   `m` freezes the key over `m..=r`, so the model must already hold it; an observation of
+//!   the key absent at `r` while the model holds it needs a deleting unknown write in a hole
+//!   before `r` (unless an acknowledged delete lies between), and those needs must fit the
+//!   holes left, earliest deadline first. Both are necessary conditions, so no linearization
+//!   is cut off.
+//! - **Interchangeable writes** ([`Search::class_of`]): two unknown writes of the same kind
+//!   and key whose values nothing can tell apart (no read, watcher or compare saw them) lead
+//!   to the same futures once both may take place, so a hole tries one of them only.
+//!
 //! A search that runs out of budget is reported as a violation (an unproven history is not a
 //! passing one).
 //!
@@ -190,6 +203,9 @@ pub fn check_with_changes(
     let unknown: Vec<usize> = (0..recs.len())
         .filter(|&i| recs[i].unknown_write())
         .collect();
+    let holes: Vec<i64> = (initial_revision + 1..=max_revision)
+        .filter(|rev| !writes_at.contains_key(rev) && !pinned.contains_key(rev))
+        .collect();
     let mut search = Search {
         recs,
         writes_at: &writes_at,
@@ -197,6 +213,10 @@ pub fn check_with_changes(
         reads_at: &reads_at,
         unknown: &unknown,
         lower_bounds: unknown.iter().map(|&i| lower_bound(recs, i)).collect(),
+        classes: write_classes(recs, &unknown, changes),
+        seen_at: key_observations(recs),
+        acked_deletes: acked_deletes(recs),
+        holes,
         changes,
         max_revision,
         steps: 0,
@@ -298,6 +318,94 @@ fn lower_bound(recs: &[Record], i: usize) -> i64 {
         .filter_map(|r| r.effect().map(|(rev, _)| rev))
         .max()
         .unwrap_or(i64::MIN)
+}
+
+/// What a key was at a revision, per key and in revision order: the store after revision `.0`
+/// held `.1` (`None`: absent). Collected from every acknowledged answer that reports the key.
+type KeyObservations = HashMap<String, Vec<(i64, Option<Seen>)>>;
+
+fn key_observations(recs: &[Record]) -> KeyObservations {
+    let mut out: KeyObservations = HashMap::new();
+    for r in recs {
+        let seen = match &r.outcome {
+            Outcome::Got { revision, kv } => Some((*revision, kv.clone())),
+            Outcome::Put { revision, prev } => Some((revision - 1, prev.clone())),
+            Outcome::Deleted {
+                revision,
+                deleted: 0,
+            } => Some((*revision, None)),
+            Outcome::Cas {
+                revision,
+                succeeded: false,
+                current,
+            } => Some((*revision, current.clone())),
+            _ => None,
+        };
+        if let Some(obs) = seen {
+            out.entry(r.op.key().to_string()).or_default().push(obs);
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|(rev, _)| *rev);
+    }
+    out
+}
+
+/// The revisions of acknowledged deletions, per key, in order.
+fn acked_deletes(recs: &[Record]) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    for r in recs {
+        if let (Op::Delete { key }, Some((rev, true))) = (&r.op, r.effect()) {
+            out.entry(key.clone()).or_default().push(rev);
+        }
+    }
+    for list in out.values_mut() {
+        list.sort_unstable();
+    }
+    out
+}
+
+/// For each unknown write (by position in `unknown`), the position of the first unknown write
+/// it is interchangeable with (itself if none): same kind, same key, same compared value, and
+/// a written value nothing can observe apart from the other's (not read, which would have
+/// pinned it; not watched; not expected by any compare). Lease puts and expiries carry their
+/// lease and are never interchangeable.
+fn write_classes(
+    recs: &[Record],
+    unknown: &[usize],
+    changes: &BTreeMap<i64, Change>,
+) -> Vec<usize> {
+    let mut telling: HashSet<&str> = changes
+        .values()
+        .filter_map(|c| c.value.as_deref())
+        .collect();
+    for r in recs {
+        if let Op::Cas { expected, .. } = &r.op {
+            telling.insert(expected);
+        }
+    }
+    let mut first_of: HashMap<(u8, &str, &str), usize> = HashMap::new();
+    unknown
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| {
+            let class = match &recs[i].op {
+                Op::Put { key, value } if !telling.contains(value.as_str()) => {
+                    Some((0, key.as_str(), ""))
+                }
+                Op::Delete { key } => Some((1, key.as_str(), "")),
+                Op::Cas {
+                    key,
+                    expected,
+                    value,
+                } if !telling.contains(value.as_str()) => {
+                    Some((2, key.as_str(), expected.as_str()))
+                }
+                _ => None,
+            };
+            class.map_or(pos, |c| *first_of.entry(c).or_insert(pos))
+        })
+        .collect()
 }
 
 fn observations(r: &Record) -> Vec<&Seen> {
@@ -412,6 +520,12 @@ struct Search<'a> {
     reads_at: &'a BTreeMap<i64, Vec<usize>>,
     unknown: &'a [usize],
     lower_bounds: Vec<i64>,
+    /// Per unknown write, the first write it is interchangeable with ([`write_classes`]).
+    classes: Vec<usize>,
+    seen_at: KeyObservations,
+    acked_deletes: HashMap<String, Vec<i64>>,
+    /// Revisions no acknowledged or observed write owns, in order.
+    holes: Vec<i64>,
     changes: &'a BTreeMap<i64, Change>,
     max_revision: i64,
     steps: u64,
@@ -465,6 +579,7 @@ impl Search<'_> {
         }
         let mut any = false;
         let seen = self.changes.get(&rev);
+        let mut tried: HashSet<usize> = HashSet::new();
         for pos in 0..self.unknown.len() {
             if used[pos] || self.lower_bounds[pos] >= rev {
                 continue;
@@ -472,10 +587,18 @@ impl Search<'_> {
             if seen.is_some_and(|c| !c.made_by(&self.recs[self.unknown[pos]].op)) {
                 continue;
             }
+            if !tried.insert(self.classes[pos]) {
+                continue;
+            }
             let mut next = state.clone();
             if self.apply(self.unknown[pos], rev, &mut next).is_err()
                 || self.check_reads(rev, &next).is_err()
             {
+                continue;
+            }
+            if let Err(detail) = self.feasible(rev + 1, &next) {
+                any = true;
+                self.dead(rev, detail);
                 continue;
             }
             any = true;
@@ -494,6 +617,59 @@ impl Search<'_> {
             );
         }
         Walk::Dead
+    }
+
+    /// Whether the store `state` after revision `from - 1` can still meet every later
+    /// observation (the lookahead of the module header). An error only when no placement of
+    /// the remaining unknown writes can.
+    fn feasible(&self, from: i64, state: &State) -> Result<(), String> {
+        let now = from - 1;
+        let mut deadlines: Vec<i64> = Vec::new();
+        for (key, list) in &self.seen_at {
+            let next = list.partition_point(|(rev, _)| *rev < now);
+            let Some((at, seen)) = list.get(next) else {
+                continue;
+            };
+            let held = state.get(key);
+            match seen {
+                Some(s) if s.mod_revision <= now => {
+                    if held != Some(s) {
+                        return Err(format!(
+                            "{key:?} was {s:?} from {} to {at}, but the store held {held:?} at {now}",
+                            s.mod_revision
+                        ));
+                    }
+                }
+                Some(_) => {}
+                None if held.is_none() => {}
+                None => {
+                    if *at == now {
+                        return Err(format!(
+                            "{key:?} was absent at {now}, but the store held {held:?}"
+                        ));
+                    }
+                    let acked = self.acked_deletes.get(key).is_some_and(|revs| {
+                        let i = revs.partition_point(|r| *r < from);
+                        revs.get(i).is_some_and(|r| r <= at)
+                    });
+                    if !acked {
+                        deadlines.push(*at);
+                    }
+                }
+            }
+        }
+        deadlines.sort_unstable();
+        let first = self.holes.partition_point(|h| *h < from);
+        for (need, at) in deadlines.iter().enumerate() {
+            let holes = self.holes.partition_point(|h| h <= at) - first;
+            if holes <= need {
+                return Err(format!(
+                    "after revision {now}, {} keys must be deleted by unknown writes by revision {at}, but only {holes} revisions are left for them",
+                    need + 1
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn dead(&mut self, rev: i64, detail: String) -> Walk {

@@ -412,3 +412,97 @@ fn a_watched_change_decides_which_unknown_write_fills_a_hole() {
         Ok(0)
     );
 }
+
+fn delete(key: &str) -> Op {
+    Op::Delete { key: key.into() }
+}
+
+fn unknown(client: u32, op: Op) -> Record {
+    rec(client, op, 50, 1_000, Outcome::Unknown)
+}
+
+/// Three acknowledged puts, then `holes` revisions only unknown writes can fill: 30 unknown
+/// puts of six other keys, one unknown deletion of each of the nine keys, and final reads at
+/// the last revision that find all nine gone. The shape of a run whose watcher stopped before
+/// its last writes: a search taking the candidates in order fills the early holes with puts
+/// that no deletion is left to undo, and learns it only at the last revision.
+fn unwatched_tail(holes: i64) -> History {
+    let mut records = vec![
+        rec(0, put("a", "a0"), 0, 10, put_ok(2, None)),
+        rec(0, put("b", "b0"), 11, 20, put_ok(3, None)),
+        rec(0, put("c", "c0"), 21, 30, put_ok(4, None)),
+    ];
+    let keys = ["a", "b", "c", "p0", "p1", "p2", "p3", "p4", "p5"];
+    for n in 0..30 {
+        records.push(unknown(1, put(keys[3 + n % 6], &format!("u{n}"))));
+    }
+    for key in keys {
+        records.push(unknown(2, delete(key)));
+    }
+    for key in keys {
+        records.push(rec(3, get(key), 2_000, 2_010, got(4 + holes, None)));
+    }
+    h(records)
+}
+
+#[test]
+fn a_tail_of_unwatched_holes_is_searched_in_few_steps() {
+    // Nine holes: three puts of distinct keys and the six deletions that leave every key
+    // gone. Without the lookahead and the merging of interchangeable puts this exhausted the
+    // search budget.
+    let summary = check(&unwatched_tail(9), 1).expect("three puts and six deletions fit");
+    assert_eq!(summary.unknown_applied, 9);
+    assert!(summary.search_steps < 1_000, "{summary:?}");
+}
+
+#[test]
+fn deletions_the_holes_left_cannot_hold_are_flagged() {
+    // Two holes for three deletions the final reads need.
+    let got = check(&unwatched_tail(2), 1);
+    assert!(
+        matches!(&got, Err(Violation::NoLinearization { detail, .. }) if detail.contains("must be deleted")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_value_something_tells_apart_is_not_merged_with_its_twins() {
+    // Two unknown puts of "k" fill revisions 3 and 4; "B" (recorded first) must take 4.
+    let history = |then: Record| {
+        h(vec![
+            rec(0, put("x", "x0"), 0, 10, put_ok(2, None)),
+            unknown(1, put("k", "B")),
+            unknown(2, put("k", "A")),
+            then,
+        ])
+    };
+    // A watcher saw "B" put at 4.
+    let watched: BTreeMap<i64, Change> = [(
+        4,
+        Change {
+            key: "k".into(),
+            value: Some("B".into()),
+        },
+    )]
+    .into();
+    let tail = rec(0, put("y", "y0"), 2_000, 2_010, put_ok(5, None));
+    let got = check_with_changes(&history(tail), 1, &watched);
+    assert_eq!(got.map(|s| s.unknown_applied), Ok(2));
+    // A compare at 5 succeeded on "B".
+    let cas = rec(
+        3,
+        Op::Cas {
+            key: "k".into(),
+            expected: "B".into(),
+            value: "C".into(),
+        },
+        2_000,
+        2_010,
+        Outcome::Cas {
+            revision: 5,
+            succeeded: true,
+            current: None,
+        },
+    );
+    assert_eq!(check(&history(cas), 1).map(|s| s.unknown_applied), Ok(2));
+}

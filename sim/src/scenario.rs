@@ -83,6 +83,8 @@ pub struct Report {
     /// that deleted the key, as the linearizability check placed them.
     pub held_leases: usize,
     pub key_expiries: usize,
+    /// Steps the linearizability search took (its budget is `linear::SEARCH_STEPS_MAX`).
+    pub search_steps: u64,
     /// Auth suite: changes made by the administrator, permission verdicts checked.
     pub auth_changes: usize,
     pub auth_verdicts: usize,
@@ -111,7 +113,10 @@ impl Report {
             .count();
         self.simulated_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match linear::check_with_changes(&history, 1, changes) {
-            Ok(summary) => self.key_expiries = summary.expiries_applied,
+            Ok(summary) => {
+                self.key_expiries = summary.expiries_applied;
+                self.search_steps = summary.search_steps;
+            }
             Err(v) => self.violations.push(format!("linearizability: {v}")),
         }
         history
@@ -148,7 +153,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} search steps {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -159,6 +164,7 @@ impl fmt::Display for Report {
             self.leases_expired,
             self.held_leases,
             self.key_expiries,
+            self.search_steps,
             self.auth_changes,
             self.auth_verdicts,
             self.crashes,
