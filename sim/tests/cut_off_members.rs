@@ -82,7 +82,7 @@ async fn a_joiner_given_a_removed_members_id_by_a_lagging_peer_stops() {
     let leader = leader_of(&cluster).await;
     // Every other seed, the lagging member is the leader itself: cut off, it steps down
     // (CheckQuorum) and stops replicating to the joiner.
-    let lagging = if (seed() / 16) % 2 == 0 {
+    let lagging = if (seed() / 16).is_multiple_of(2) {
         leader
     } else {
         (leader + 1) % 3

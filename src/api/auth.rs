@@ -243,7 +243,7 @@ pub(crate) async fn off_worker<T: Send + 'static>(
         .acquire()
         .await
         .map_err(|_| ApiError::Internal("etcdserver: server stopped".into()))?;
-    tokio::task::spawn_blocking(work)
+    crate::raft::runtime::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(format!("etcdserver: password hashing failed: {e}")))
 }

@@ -165,7 +165,7 @@ where
     let view = api.node.state().view();
     match cost {
         ReadCost::Lookup => Ok(read(&view)),
-        ReadCost::Scan => tokio::task::spawn_blocking(move || read(&view))
+        ReadCost::Scan => crate::raft::runtime::spawn_blocking(move || read(&view))
             .await
             .map_err(|e| ApiError::Internal(format!("etcdserver: read failed: {e}"))),
     }

@@ -185,7 +185,7 @@ pub async fn leader_check(node: &RaftNode, timeout: Duration) -> Vec<u64> {
         return Vec::new();
     }
     let view = node.state().view();
-    let hashed = tokio::task::spawn_blocking(move || {
+    let hashed = crate::raft::runtime::spawn_blocking(move || {
         let kv = &view.state.kv;
         let revision = kv.current_revision();
         kv.hash_kv(revision)

@@ -461,7 +461,7 @@ impl RaftPeer for PeerService {
         // Hashing walks the whole history: on a view, off the async workers, never under the
         // state machine's lock.
         let view = state.view();
-        let computed = tokio::task::spawn_blocking(move || {
+        let computed = crate::raft::runtime::spawn_blocking(move || {
             let kv = &view.state.kv;
             (
                 kv.compact_revision(),

@@ -14,6 +14,19 @@ use std::time::Duration;
 
 use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
 
+/// Runs `work` off the async workers (tokio's blocking pool). Under `--cfg madsim` the
+/// simulator runs it as one more simulated task, deterministically; madsim marks its
+/// `spawn_blocking` deprecated to flag real blocking calls, and every closure given here is
+/// CPU work on in-memory state (hashing, scans, encoding), never a wait on the outside world.
+pub fn spawn_blocking<F, R>(work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    #[allow(deprecated)]
+    tokio::task::spawn_blocking(work)
+}
+
 /// Runtime marker type handed to openraft through the type config.
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
 pub struct OxRuntime;

@@ -499,7 +499,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StorageError<NodeId>> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
+    crate::raft::runtime::spawn_blocking(work)
         .await
         .map_err(|e| StorageIOError::write_state_machine(&e).into())
         .and_then(|done| done)

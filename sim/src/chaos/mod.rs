@@ -4,7 +4,7 @@
 //! simulation ([`crate::linear`], [`crate::watchcheck`], [`crate::leasecheck`]). Not built under madsim.
 //!
 //! - [`proxy`]: a TCP proxy per member's peer port, with a state per ordered pair of members
-//!   (partition, one-way blackhole, delay).
+//!   (partition, one-way blackhole, delay, segment loss).
 //! - [`cluster`]: member processes, SIGKILL/restart, SIGSTOP/SIGCONT, a member's disk filled,
 //!   its wall clock moved, MoveLeader, a member replaced.
 //! - [`client`]: KV clients, a watcher and a lease client recording histories.
@@ -54,6 +54,9 @@ pub enum Fault {
     OneWayCut,
     /// Latency on every link of one member (or, half the time, of the whole cluster).
     Delay,
+    /// Segment loss on every link of one member (or, half the time, of the whole cluster):
+    /// 5-30 % of what is sent waits for a TCP retransmission timeout (see [`proxy`]).
+    Loss,
     /// The member's disk (a small tmpfs of its own) filled to the last byte, then freed; a
     /// member that stopped on the full disk (etcd and oxetcd both stop when they cannot write
     /// their WAL or a snapshot) is started again once there is room.
@@ -70,12 +73,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Kill,
         Fault::Pause,
         Fault::Partition,
         Fault::OneWayCut,
         Fault::Delay,
+        Fault::Loss,
         Fault::DiskFull,
         Fault::ClockJump,
         Fault::MoveLeader,
@@ -90,6 +94,7 @@ impl Fault {
             Fault::Partition => "partition",
             Fault::OneWayCut => "one-way-cut",
             Fault::Delay => "delay",
+            Fault::Loss => "loss",
             Fault::DiskFull => "disk-full",
             Fault::ClockJump => "clock-jump",
             Fault::MoveLeader => "move-leader",
@@ -123,6 +128,7 @@ impl Fault {
             Fault::Partition => "partition (isolate one member)",
             Fault::OneWayCut => "one-way cut (a member's outbound or inbound)",
             Fault::Delay => "link delay (a member's links or all)",
+            Fault::Loss => "segment loss (a member's links or all)",
             Fault::DiskFull => "disk full (ENOSPC), then freed",
             Fault::ClockJump => "wall clock jump (+/-10 min), then back",
             Fault::MoveLeader => "move-leader to the member, links slowed",
@@ -530,6 +536,14 @@ async fn inject(
                 cluster.net.delay_all(delay);
             }
         }
+        Fault::Loss => {
+            let pct = rng.between(5, 30);
+            if rng.between(0, 1) == 0 {
+                cluster.net.lose_member(target, pct);
+            } else {
+                cluster.net.lose_all(pct);
+            }
+        }
         Fault::DiskFull => {
             cluster.fill_disk(target)?;
         }
@@ -586,9 +600,12 @@ async fn heal(cluster: &mut Cluster, fault: Fault, target: usize) -> Result<bool
     match fault {
         Fault::Kill => cluster.spawn(target)?,
         Fault::Pause => cluster.pause(target, false),
-        Fault::Partition | Fault::OneWayCut | Fault::Delay | Fault::MoveLeader | Fault::Replace => {
-            cluster.net.heal()
-        }
+        Fault::Partition
+        | Fault::OneWayCut
+        | Fault::Delay
+        | Fault::Loss
+        | Fault::MoveLeader
+        | Fault::Replace => cluster.net.heal(),
         Fault::DiskFull => {
             cluster.free_disk(target)?;
             if cluster.exited(target).is_some() {

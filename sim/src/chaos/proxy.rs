@@ -12,6 +12,11 @@
 //! - [`Cut::Stall`]: bytes in that direction are held, unread, until the cut heals (a one-way
 //!   blackhole; TCP backpressure does the rest, nothing is reordered or lost).
 //! - a delay: every chunk is forwarded no earlier than `delay` after it was read, in order.
+//! - a loss rate: each chunk is lost with that chance and "resent" after TCP's retransmission
+//!   timeout ([`RTO_MIN`], doubled while the resend is lost too, up to [`RESENDS_MAX`] times),
+//!   and everything behind it waits, as in a TCP stream over a lossy link (head-of-line
+//!   blocking). Nothing is actually dropped: the stream stays whole, only its timing shows the
+//!   loss. A chunk is whatever one read returned (a segment or several).
 //!
 //! Invariants: bytes are never dropped from or reordered within a connection that stays open
 //! (a stream protocol cannot survive that); a connection whose source is not a known member
@@ -34,6 +39,10 @@ use tokio::time::Instant;
 const CHUNK_BYTES: usize = 16 * 1024;
 /// Chunks in flight per direction of a delayed connection (bounds the proxy's memory).
 const CHUNKS_IN_FLIGHT: usize = 64;
+/// Linux's minimum TCP retransmission timeout: what a lost segment costs at least.
+pub const RTO_MIN: Duration = Duration::from_millis(200);
+/// How many times in a row a chunk's resend may be lost again (each doubling the wait).
+pub const RESENDS_MAX: u32 = 4;
 /// Attempts at finding the process behind an accepted connection.
 const IDENTIFY_ATTEMPTS: usize = 5;
 
@@ -51,6 +60,25 @@ pub enum Cut {
 pub struct Link {
     pub cut: Cut,
     pub delay: Duration,
+    /// Chance (percent) that a chunk is lost and waits for its resend.
+    pub loss_pct: u64,
+}
+
+impl Link {
+    /// When a chunk read at `now` may be written on: after the delay, and after a
+    /// retransmission timeout per loss drawn from `rng`.
+    fn due(&self, now: Instant, rng: &mut super::client::Rng) -> Instant {
+        let mut due = now + self.delay;
+        let mut rto = RTO_MIN;
+        for _ in 0..RESENDS_MAX {
+            if self.loss_pct == 0 || rng.between(1, 100) > self.loss_pct {
+                break;
+            }
+            due += rto;
+            rto *= 2;
+        }
+        due
+    }
 }
 
 struct Shared {
@@ -64,6 +92,8 @@ struct Shared {
     /// The private peer listener of each member.
     targets: Vec<SocketAddr>,
     stats: Stats,
+    /// Seeds the loss draws of each connection direction.
+    pumps: AtomicU64,
 }
 
 /// Connection counts of all proxies of a cluster.
@@ -117,6 +147,7 @@ impl PeerNet {
             changed,
             targets,
             stats: Stats::default(),
+            pumps: AtomicU64::new(0),
         });
         let mut tasks = Vec::new();
         for (to, listener) in listeners.into_iter().enumerate() {
@@ -143,92 +174,66 @@ impl PeerNet {
         self.shared.changed.send_modify(|v| *v += 1);
     }
 
+    /// Changes every link from and to `member` with `f`.
+    fn update_member(&self, member: usize, f: impl Fn(&mut Link)) {
+        for other in (0..self.shared.members).filter(|o| *o != member) {
+            self.update(member, other, &f);
+            self.update(other, member, &f);
+        }
+    }
+
+    /// Changes every link of the cluster with `f`.
+    fn update_all(&self, f: impl Fn(&mut Link)) {
+        for from in 0..self.shared.members {
+            for to in (0..self.shared.members).filter(|t| *t != from) {
+                self.update(from, to, &f);
+            }
+        }
+    }
+
+    fn update(&self, from: usize, to: usize, f: impl Fn(&mut Link)) {
+        let mut link = self.link(from, to);
+        f(&mut link);
+        self.set_link(from, to, link);
+    }
+
     /// Cuts every link between `member` and the others in both directions.
     pub fn isolate(&self, member: usize, cut: Cut) {
-        for other in (0..self.shared.members).filter(|o| *o != member) {
-            self.set_link(
-                member,
-                other,
-                Link {
-                    cut,
-                    ..self.link(member, other)
-                },
-            );
-            self.set_link(
-                other,
-                member,
-                Link {
-                    cut,
-                    ..self.link(other, member)
-                },
-            );
-        }
+        self.update_member(member, |l| l.cut = cut);
     }
 
     /// Cuts only what `member` sends to the others.
     pub fn cut_outbound(&self, member: usize, cut: Cut) {
         for other in (0..self.shared.members).filter(|o| *o != member) {
-            self.set_link(
-                member,
-                other,
-                Link {
-                    cut,
-                    ..self.link(member, other)
-                },
-            );
+            self.update(member, other, |l| l.cut = cut);
         }
     }
 
     /// Cuts only what the others send to `member`.
     pub fn cut_inbound(&self, member: usize, cut: Cut) {
         for other in (0..self.shared.members).filter(|o| *o != member) {
-            self.set_link(
-                other,
-                member,
-                Link {
-                    cut,
-                    ..self.link(other, member)
-                },
-            );
+            self.update(other, member, |l| l.cut = cut);
         }
     }
 
     /// Delays every link of the cluster.
     pub fn delay_all(&self, delay: Duration) {
-        for from in 0..self.shared.members {
-            for to in (0..self.shared.members).filter(|t| *t != from) {
-                self.set_link(
-                    from,
-                    to,
-                    Link {
-                        delay,
-                        ..self.link(from, to)
-                    },
-                );
-            }
-        }
+        self.update_all(|l| l.delay = delay);
     }
 
     /// Delays every link from and to `member`.
     pub fn delay_member(&self, member: usize, delay: Duration) {
-        for other in (0..self.shared.members).filter(|o| *o != member) {
-            self.set_link(
-                member,
-                other,
-                Link {
-                    delay,
-                    ..self.link(member, other)
-                },
-            );
-            self.set_link(
-                other,
-                member,
-                Link {
-                    delay,
-                    ..self.link(other, member)
-                },
-            );
-        }
+        self.update_member(member, |l| l.delay = delay);
+    }
+
+    /// Loses `pct` percent of the chunks on every link of the cluster.
+    pub fn lose_all(&self, pct: u64) {
+        self.update_all(|l| l.loss_pct = pct);
+    }
+
+    /// Loses `pct` percent of the chunks on every link from and to `member`.
+    pub fn lose_member(&self, member: usize, pct: u64) {
+        self.update_member(member, |l| l.loss_pct = pct);
     }
 
     /// Restores every link.
@@ -329,6 +334,8 @@ async fn pump(
     mut writer: OwnedWriteHalf,
 ) {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(CHUNKS_IN_FLIGHT);
+    let pump_no = shared.pumps.fetch_add(1, Ordering::Relaxed);
+    let mut rng = super::client::Rng::new(pump_no.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let read_side = async move {
         let mut changed = shared.changed.subscribe();
         let mut buf = vec![0u8; CHUNK_BYTES];
@@ -356,7 +363,7 @@ async fn pump(
                     }
                 }
             }
-            let due = Instant::now() + shared.link(from, to).delay;
+            let due = shared.link(from, to).due(Instant::now(), &mut rng);
             if tx.send((due, buf[..n].to_vec())).await.is_err() {
                 return true;
             }
@@ -436,6 +443,42 @@ mod tests {
         let me = std::process::id();
         assert_eq!(identify(peer, &[None, Some(me)]), Some(1));
         assert_eq!(identify(peer, &[None]), None);
+    }
+
+    #[test]
+    fn a_lost_chunk_waits_for_its_resends() {
+        let mut rng = super::super::client::Rng::new(7);
+        let now = Instant::now();
+        let delay = Duration::from_millis(30);
+        let clean = Link {
+            delay,
+            ..Link::default()
+        };
+        assert_eq!(clean.due(now, &mut rng), now + delay);
+        // Every resend lost too: the doublings stop after RESENDS_MAX (200+400+800+1600 ms).
+        let lossy = Link {
+            loss_pct: 100,
+            ..clean
+        };
+        assert_eq!(lossy.due(now, &mut rng), now + delay + RTO_MIN * 15);
+        // At 30 %, most chunks pass at once and some wait one or more timeouts.
+        let waits: Vec<Duration> = (0..1_000)
+            .map(|_| {
+                Link {
+                    loss_pct: 30,
+                    ..clean
+                }
+                .due(now, &mut rng)
+                    - now
+                    - delay
+            })
+            .collect();
+        let lost = waits.iter().filter(|w| !w.is_zero()).count();
+        assert!((200..400).contains(&lost), "{lost} of 1000 lost at 30 %");
+        assert!(waits
+            .iter()
+            .all(|w| [0, 1, 3, 7, 15].map(|n| RTO_MIN * n).contains(w)));
+        assert!(waits.contains(&(RTO_MIN * 3)));
     }
 
     async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
