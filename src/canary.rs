@@ -30,6 +30,9 @@
 //!   leaves the key attached to the lease it had, so the lease's expiry deletes a key that no
 //!   longer belongs to it.
 //!
+//! - [`Canary::V2QuorumGetWithoutReadIndex`] in `api::v2::get`: a member that is not the
+//!   leader answers a v2 `quorum=true` GET from its own applied store.
+//!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
 /// A planted bug.
@@ -54,11 +57,13 @@ pub enum Canary {
     AuthCheckBeforeReadIndex,
     /// A put without a lease does not detach the key from its previous lease.
     PlainPutKeepsLease,
+    /// A follower serves v2 quorum GETs without the read index.
+    V2QuorumGetWithoutReadIndex,
 }
 
 impl Canary {
     /// Every canary, for parsing and listing.
-    pub const ALL: [Canary; 9] = [
+    pub const ALL: [Canary; 10] = [
         Canary::AckBeforeFsync,
         Canary::SkipRecoveryCrc,
         Canary::FollowerReadWithoutReadIndex,
@@ -68,6 +73,7 @@ impl Canary {
         Canary::ResendForwardedProposal,
         Canary::AuthCheckBeforeReadIndex,
         Canary::PlainPutKeepsLease,
+        Canary::V2QuorumGetWithoutReadIndex,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -82,6 +88,7 @@ impl Canary {
             Canary::ResendForwardedProposal => "resend-forwarded-proposal",
             Canary::AuthCheckBeforeReadIndex => "auth-check-before-read-index",
             Canary::PlainPutKeepsLease => "plain-put-keeps-lease",
+            Canary::V2QuorumGetWithoutReadIndex => "v2-quorum-get-without-read-index",
         }
     }
 

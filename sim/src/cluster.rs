@@ -31,6 +31,8 @@ use oxetcd::member::{Member as ProdMember, MemberSpec, Stopped};
 use oxetcd::raft::node::{NodeOptions, RaftNode, StartMode};
 use oxetcd::raft::MemberNode;
 
+use crate::v2load::V2Load;
+
 pub use crate::invariants::Sample;
 
 /// The client port every member listens on.
@@ -55,6 +57,8 @@ pub struct ClusterConfig {
     /// How fast each member's clock runs against simulated time, in ppm, by member index
     /// (`NodeOptions::clock_rate_ppm`); a member beyond the list keeps the true rate.
     pub clock_rate_ppm: Vec<i64>,
+    /// Run a v2 client beside every member ([`crate::v2load`]).
+    pub v2_clients: bool,
 }
 
 impl Default for ClusterConfig {
@@ -66,6 +70,7 @@ impl Default for ClusterConfig {
             snapshot_count: 100_000,
             extra_flags: Vec::new(),
             clock_rate_ppm: Vec::new(),
+            v2_clients: false,
         }
     }
 }
@@ -105,6 +110,8 @@ pub struct SimCluster {
     /// The peer URL of a `MemberAdd` that got no answer and was not found in the member list
     /// afterwards: it may still commit later (a learner nobody started yet).
     pub unconfirmed_add: Mutex<Option<String>>,
+    /// The v2 clients' log, when [`ClusterConfig::v2_clients`] is set.
+    pub v2: Option<Arc<V2Load>>,
 }
 
 /// A membership change on the joiner that was asked for and not confirmed either way (its
@@ -180,6 +187,7 @@ impl SimCluster {
         let samples: Samples = Arc::new(Mutex::new(Vec::new()));
         let boot = bootstrap_members(config.members);
         let origin = madsim::time::Instant::now();
+        let v2 = config.v2_clients.then(V2Load::new);
         let mut members = Vec::new();
         for i in 0..config.members {
             let name = format!("m{}", i + 1);
@@ -199,6 +207,7 @@ impl SimCluster {
                 incarnation: incarnation.clone(),
                 samples: samples.clone(),
                 origin,
+                v2: v2.clone(),
             };
             let node = handle
                 .create_node()
@@ -223,6 +232,7 @@ impl SimCluster {
             joiner: Mutex::new(None),
             joins: Mutex::new(0),
             unconfirmed_add: Mutex::new(None),
+            v2,
         }
     }
 
@@ -264,6 +274,7 @@ impl SimCluster {
             incarnation: Arc::new(Mutex::new(0u32)),
             samples: self.samples.clone(),
             origin: self.origin,
+            v2: self.v2.clone(),
         };
         let node = Handle::current()
             .create_node()
@@ -544,6 +555,8 @@ struct MemberCtx {
     incarnation: Arc<Mutex<u32>>,
     samples: Samples,
     origin: madsim::time::Instant,
+    /// Where this member's v2 client (if any) records.
+    v2: Option<Arc<V2Load>>,
 }
 
 /// Samples the member's raft metrics until its node dies.
@@ -645,6 +658,7 @@ async fn run_member(m: MemberCtx) {
         incarnation,
         samples,
         origin,
+        v2,
     } = m;
     let incarnation = {
         let mut n = incarnation.lock().unwrap_or_else(|p| p.into_inner());
@@ -684,6 +698,9 @@ async fn run_member(m: MemberCtx) {
         origin,
         samples,
     ));
+    if let Some(v2) = v2 {
+        tokio::spawn(crate::v2load::run_client(member.api().clone(), v2));
+    }
     set_state(&state, StartState::Serving);
     match member.serve_until(std::future::pending::<()>()).await {
         Stopped::ListenerFailed(e) => set_state(&state, StartState::Failed(format!("serve: {e}"))),

@@ -4,7 +4,7 @@
 //! [`leasecheck`], [`invariants`]) are plain code, unit-tested in every build. The harness that
 //! runs production members inside madsim (`cluster`, `workload`, `scenario` for one member with
 //! disk faults, `multi` for 3 and 5 members with network faults, `authsim` for auth changes
-//! under the same nemesis) exists only under
+//! under the same nemesis, `v2load` for v2 clients beside the members) exists only under
 //! `--cfg madsim`; the suites live in `tests/` and are `#![cfg(madsim)]`.
 //! See docs/simulation.md for the fault model and how to replay a seed.
 //!
@@ -30,5 +30,7 @@ pub mod cluster;
 pub mod multi;
 #[cfg(madsim)]
 pub mod scenario;
+#[cfg(madsim)]
+pub mod v2load;
 #[cfg(madsim)]
 pub mod workload;

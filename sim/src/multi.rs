@@ -148,6 +148,7 @@ pub(crate) fn draw_cluster(members: usize) -> ClusterConfig {
         snapshot_count,
         extra_flags: Vec::new(),
         clock_rate_ppm,
+        v2_clients: false,
     }
 }
 
@@ -166,7 +167,11 @@ pub async fn run(cfg: MultiConfig) -> Report {
         seed: madsim::runtime::Handle::current().seed(),
         ..Report::default()
     };
-    let cluster = SimCluster::start(draw_cluster(cfg.members));
+    let cluster = SimCluster::start(ClusterConfig {
+        // The deeper nemesis runs v2 clients beside the members too.
+        v2_clients: cfg.deep,
+        ..draw_cluster(cfg.members)
+    });
     report.setup = format!("{:?}", cluster.config);
     let base_latency_ms = madsim::rand::thread_rng().gen_range(0..=cluster.config.heartbeat_ms / 2);
     set_latency(base_latency_ms);
@@ -231,6 +236,10 @@ pub async fn run(cfg: MultiConfig) -> Report {
     }
     for c in clients {
         let _ = c.await;
+    }
+    if let Some(v2) = &cluster.v2 {
+        v2.stop();
+        check_v2(&v2.history(), &mut report);
     }
     let _ = watcher.await;
     let _ = leases.await;
@@ -387,6 +396,23 @@ fn report_ms(cluster: &SimCluster) -> u64 {
 
 pub(crate) fn set_packet_loss(rate: f64) {
     madsim::net::NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+}
+
+/// Checks the v2 clients' history (v2 store indexes in place of revisions, from an empty
+/// store at index 0) and counts it into the report.
+fn check_v2(history: &crate::history::History, report: &mut Report) {
+    report.v2_ops = history.len();
+    report.v2_unknown = history
+        .records
+        .iter()
+        .filter(|r| r.outcome == crate::history::Outcome::Unknown)
+        .count();
+    if let Err(v) = crate::linear::check(history, 0) {
+        report.violations.push(format!("v2 linearizability: {v}"));
+        report
+            .fault_log
+            .push(format!("v2 history:\n{}", history.dump()));
+    }
 }
 
 pub(crate) fn set_latency(ms: u64) {

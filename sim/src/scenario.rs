@@ -83,6 +83,10 @@ pub struct Report {
     /// that deleted the key, as the linearizability check placed them.
     pub held_leases: usize,
     pub key_expiries: usize,
+    /// Calls of the v2 clients beside the members (deeper nemesis), and how many of them got
+    /// no answer.
+    pub v2_ops: usize,
+    pub v2_unknown: usize,
     /// Steps the linearizability search took (its budget is `linear::SEARCH_STEPS_MAX`).
     pub search_steps: u64,
     /// Auth suite: changes made by the administrator, permission verdicts checked.
@@ -153,7 +157,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} search steps {} auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} search steps {} v2 ops {} (unknown {}) auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -165,6 +169,8 @@ impl fmt::Display for Report {
             self.held_leases,
             self.key_expiries,
             self.search_steps,
+            self.v2_ops,
+            self.v2_unknown,
             self.auth_changes,
             self.auth_verdicts,
             self.crashes,

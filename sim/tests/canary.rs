@@ -166,3 +166,18 @@ fn catches_plain_put_keeping_lease() {
         report.violations.join("; ")
     );
 }
+
+#[test]
+fn catches_v2_quorum_get_without_read_index() {
+    let (seeds, report) = hunt_deep(Canary::V2QuorumGetWithoutReadIndex);
+    println!(
+        "canary V2QuorumGetWithoutReadIndex caught after {seeds} seed(s) at seed {}: {}",
+        report.seed,
+        report.violations.join("; ")
+    );
+    assert!(
+        report.violations.iter().any(|v| v.starts_with("v2 ")),
+        "caught, but not by the v2 check: {:?}",
+        report.violations
+    );
+}

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::forward::propose_envelope_or_forward;
 use super::{Api, ApiError, ReqCtx};
 use crate::apply::{Command, Envelope, Outcome};
-use crate::v2store::{Action, V2Outcome, V2Request};
+use crate::v2store::{Action, Listing, V2Error, V2Outcome, V2Request};
 
 /// How often the leader looks for expired v2 nodes (etcd's v2 sync ticker: 500 ms).
 pub const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
@@ -166,6 +166,30 @@ pub async fn write(api: &Api, ctx: &ReqCtx, req: V2Request) -> Result<V2Outcome,
             "etcdserver: unexpected apply outcome for a v2 request".into(),
         )),
     }
+}
+
+/// A v2 GET of `path`: with `quorum`, after the read index (etcd's quorum read), else from
+/// this member's applied store. The outer error is a read index that failed; the inner one
+/// etcd's v2 error (key not found, ...), both with the store index they were answered at.
+pub async fn get(
+    api: &Api,
+    path: &str,
+    recursive: bool,
+    quorum: bool,
+) -> Result<Result<Listing, V2Error>, ApiError> {
+    if quorum {
+        // Planted bug (canary builds only): a follower answers without the read index.
+        let planted = crate::canary::active(crate::canary::Canary::V2QuorumGetWithoutReadIndex)
+            && api.node.current_leader() != Some(api.node.member_id());
+        if !planted {
+            api.node.read_index().await?;
+        }
+    }
+    let view = api.node.state().view();
+    let listing = view.state.v2.get(path, recursive, now_unix_ns());
+    drop(view);
+    api.v2.count_get(listing.is_ok());
+    Ok(listing)
 }
 
 /// The leader's v2 expiry loop; see the module header. Ends when `stop` turns true.

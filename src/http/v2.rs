@@ -352,19 +352,10 @@ async fn raft_headers(api: &Api, r: &mut Response<Body>) {
 }
 
 async fn get(api: &Api, req: &KeyRequest) -> Response<Body> {
-    if req.quorum {
-        if let Err(e) = api.node.read_index().await {
-            return raft_error(api, &crate::api::ApiError::from(e));
-        }
-    }
-    let view = api.node.state().view();
-    let now = now_unix_ns();
-    let listing = view.state.v2.get(&req.path, req.recursive, now);
-    drop(view);
-    api.v2.count_get(listing.is_ok());
-    match listing {
-        Err(e) => error_response(api, &e),
-        Ok(listing) => {
+    match crate::api::v2::get(api, &req.path, req.recursive, req.quorum).await {
+        Err(e) => raft_error(api, &e),
+        Ok(Err(e)) => error_response(api, &e),
+        Ok(Ok(listing)) => {
             let mut r = json(StatusCode::OK, listing.to_json());
             index_header(&mut r, "x-etcd-index", listing.etcd_index);
             raft_headers(api, &mut r).await;

@@ -440,6 +440,7 @@ pub struct Member {
     name: String,
     data_dir: std::path::PathBuf,
     node: Arc<RaftNode>,
+    api: Arc<Api>,
     client_addrs: Vec<SocketAddr>,
     peer_addrs: Vec<SocketAddr>,
     metrics_addrs: Vec<SocketAddr>,
@@ -636,6 +637,7 @@ impl Member {
             name,
             data_dir,
             node,
+            api,
             client_addrs,
             peer_addrs,
             metrics_addrs,
@@ -651,6 +653,11 @@ impl Member {
 
     pub fn node(&self) -> &Arc<RaftNode> {
         &self.node
+    }
+
+    /// The member's API, for in-process callers (the simulation's v2 clients).
+    pub fn api(&self) -> &Arc<Api> {
+        &self.api
     }
 
     /// The bound client addresses (the real ports when a listen URL asked for port 0).
