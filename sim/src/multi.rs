@@ -407,11 +407,14 @@ fn check_v2(history: &crate::history::History, report: &mut Report) {
         .iter()
         .filter(|r| r.outcome == crate::history::Outcome::Unknown)
         .count();
-    if let Err(v) = crate::linear::check(history, 0) {
-        report.violations.push(format!("v2 linearizability: {v}"));
-        report
-            .fault_log
-            .push(format!("v2 history:\n{}", history.dump()));
+    match crate::linear::check(history, 0) {
+        Ok(summary) => report.v2_search_steps = summary.search_steps,
+        Err(v) => {
+            report.violations.push(format!("v2 linearizability: {v}"));
+            report
+                .fault_log
+                .push(format!("v2 history:\n{}", history.dump()));
+        }
     }
 }
 

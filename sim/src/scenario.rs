@@ -87,6 +87,7 @@ pub struct Report {
     /// no answer.
     pub v2_ops: usize,
     pub v2_unknown: usize,
+    pub v2_search_steps: u64,
     /// Steps the linearizability search took (its budget is `linear::SEARCH_STEPS_MAX`).
     pub search_steps: u64,
     /// Auth suite: changes made by the administrator, permission verdicts checked.
@@ -157,7 +158,7 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} search steps {} v2 ops {} (unknown {}) auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
+            "seed {} ops {} unknown {} serial {} watch events {} in {} segments leases {} expired {} held {} key expiries {} search steps {} v2 ops {} (unknown {}, search steps {}) auth changes {} verdicts {} crashes {} kills {} pauses {} partitions {} compactions {} moves {}/{} lossy {} slow_disks {} overlaps {} member_changes {} sync_errors {} rot_detected {} liveness {} ms simulated {} ms violations {}",
             self.seed,
             self.ops,
             self.unknown_ops,
@@ -171,6 +172,7 @@ impl fmt::Display for Report {
             self.search_steps,
             self.v2_ops,
             self.v2_unknown,
+            self.v2_search_steps,
             self.auth_changes,
             self.auth_verdicts,
             self.crashes,
