@@ -19,7 +19,9 @@
 # SIM_SOAK_LOG (default docs/sim-soak.log; empty: no record), SIM_SOAK_FEATURES (default
 # `canary`: the build CI tests, so the two share target/madsim; no suite here plants a
 # canary, and an unplanted canary hook is a no-op). Run it at low priority on a
-# shared machine: `nice -n 19 scripts/sim-soak.sh ...`.
+# shared machine: `nice -n 19 scripts/sim-soak.sh ...`. To end a soak early and keep its
+# record, send the script SIGTERM or SIGINT (`kill <pid>`): it finishes the chunk that is
+# running, then writes the record as at a deadline. A line per chunk reports the progress.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -85,6 +87,11 @@ for t in "${tests[@]}"; do
     cp "$exe" "$bins/$t"
 done
 
+# SIGTERM/SIGINT: stop after the running chunk (bash runs the trap once its child returns)
+# and write the record as at the deadline.
+stop=0
+trap 'stop=1' TERM INT
+
 failures=()
 declare -A ran_of bad_of next_of
 for t in "${tests[@]}"; do
@@ -96,6 +103,7 @@ done
 while :; do
     progressed=0
     for t in "${tests[@]}"; do
+        [ "$stop" -eq 1 ] && break
         done_yet "${ran_of[$t]}" && continue
         progressed=1
         seed=${next_of[$t]}
@@ -106,8 +114,11 @@ while :; do
         if MADSIM_TEST_SEED=$seed MADSIM_TEST_NUM=$n "$bins/$t" -q >"$log" 2>&1; then
             ran_of[$t]=$(( ${ran_of[$t]} + n ))
             next_of[$t]=$(( seed + n ))
+            echo "$(date -u +%H:%M:%S) $t: seeds $seed..$(( seed + n - 1 )) passed (${ran_of[$t]} run, ${bad_of[$t]} violation(s))"
             continue
         fi
+        # A chunk killed with the script (SIGINT to the whole process group) is not counted.
+        [ "$stop" -eq 1 ] && break
         bad=$(sed -n 's/^simulation failed at seed \([0-9]*\).*/\1/p' "$log" | sort -n | head -1)
         names=$(sed -n 's/^test \([a-z0-9_]*\) \.\.\. FAILED$/\1/p' "$log" | tr '\n' ' ')
         if [ -z "$bad" ]; then
@@ -131,6 +142,7 @@ while :; do
         next_of[$t]=$(( bad + 1 ))
     done
     [ "$progressed" -eq 1 ] || break
+    [ "$stop" -eq 0 ] || { echo "soak: stopped by a signal"; break; }
     if [ -z "$seeds_max" ] && [ "$(date +%s)" -ge "$deadline" ]; then
         break
     fi
