@@ -894,7 +894,8 @@ fn a_format_0_wal_recovers_and_an_unknown_version_is_refused() {
 
     let (wal, recovered) = open_wal(&disk);
     let mut store =
-        super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered).unwrap();
+        super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered, 1)
+            .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -920,7 +921,7 @@ fn a_format_0_wal_recovers_and_an_unknown_version_is_refused() {
     wal.sync().unwrap();
     drop(wal);
     let (wal, recovered) = open_wal(&disk);
-    let err = super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered)
+    let err = super::log_store::LogStore::recover(crate::wal::GroupCommit::new(wal), recovered, 1)
         .err()
         .map(|e| e.to_string());
     assert!(

@@ -551,8 +551,8 @@ impl RaftNode {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, "repaired a torn WAL tail");
         }
         let log_first_index = recovered.entries.first().map(|r| r.index);
-        let log_store =
-            LogStore::recover(GroupCommit::new(wal), recovered).map_err(StartError::LogRecovery)?;
+        let log_store = LogStore::recover(GroupCommit::new(wal), recovered, member_id)
+            .map_err(StartError::LogRecovery)?;
         let committed_index = log_store.committed_index();
         if mode == StartMode::ForceNewCluster {
             let me = MemberNode {
@@ -572,6 +572,13 @@ impl RaftNode {
             .with_durable_commit(log_store.durable_commit())
             .with_warning_apply_duration(opts.warning_apply_duration);
         let shared = sm.shared();
+        {
+            let inner = shared.read();
+            log_store.note_snapshot_membership(
+                inner.membership.log_id().map(|l| l.index),
+                inner.membership.membership(),
+            );
+        }
 
         let config = Arc::new(
             raft_config(&opts)

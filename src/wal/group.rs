@@ -29,6 +29,14 @@ use super::LogRecord;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WalOp {
     Append(Vec<LogRecord>),
+    /// Entries, then the committed marker right behind them in the same write: for a member
+    /// whose entries are committed as soon as they are durable (the sole voter), so that one
+    /// fdatasync makes both durable. A torn tail can only drop a suffix, so a durable marker
+    /// implies durable entries.
+    AppendCommitted {
+        entries: Vec<LogRecord>,
+        committed: Vec<u8>,
+    },
     SaveVote(Vec<u8>),
     SaveCommitted(Vec<u8>),
     TruncateFrom(u64),
@@ -48,6 +56,10 @@ impl Wal {
     pub fn execute(&mut self, op: &WalOp) -> Result<(), WalError> {
         match op {
             WalOp::Append(entries) => self.append(entries),
+            WalOp::AppendCommitted { entries, committed } => {
+                self.append(entries)?;
+                self.save_committed(committed)
+            }
             WalOp::SaveVote(vote) => self.save_vote(vote),
             WalOp::SaveCommitted(committed) => self.save_committed(committed),
             WalOp::TruncateFrom(index) => self.truncate_from(*index),
@@ -131,6 +143,13 @@ fn op_bytes(op: &WalOp) -> usize {
                 .iter()
                 .map(|r| r.payload.len() + RECORD_HEADER_BYTES)
                 .sum(),
+            WalOp::AppendCommitted { entries, committed } => {
+                entries
+                    .iter()
+                    .map(|r| r.payload.len() + RECORD_HEADER_BYTES)
+                    .sum::<usize>()
+                    + committed.len()
+            }
             WalOp::SaveVote(bytes) | WalOp::SaveCommitted(bytes) => bytes.len(),
             WalOp::PurgeUpto { marker, .. } => marker.len(),
             WalOp::TruncateFrom(_) | WalOp::Sync => 0,

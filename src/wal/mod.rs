@@ -35,7 +35,7 @@ mod tests_recovery;
 use std::path::PathBuf;
 
 pub use error::{CorruptReason, WalError};
-pub use group::{GroupCommit, WalOp};
+pub use group::{Done, GroupCommit, WalOp};
 pub use log::Wal;
 pub use scan::{scan_segment, ScanEnd, SegmentScan};
 pub use segment::{parse_segment_name, segment_name};
