@@ -405,12 +405,11 @@ impl LogStore {
     }
 }
 
-fn read_range<RB: RangeBounds<u64>>(cache: &Mutex<LogCache>, range: RB) -> Vec<Entry<TypeConfig>> {
-    lock(cache)
-        .entries
-        .range(range)
-        .map(|(_, e)| e.clone())
-        .collect()
+impl LogCache {
+    /// Copies of the entries in `range`.
+    fn entries_in<RB: RangeBounds<u64>>(&self, range: RB) -> Vec<Entry<TypeConfig>> {
+        self.entries.range(range).map(|(_, e)| e.clone()).collect()
+    }
 }
 
 impl RaftLogReader<TypeConfig> for LogReader {
@@ -428,7 +427,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
             );
             return Ok(Vec::new());
         }
-        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+        Ok(cache.entries_in(range))
     }
 }
 
@@ -437,7 +436,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        Ok(read_range(&self.cache, range))
+        Ok(lock(&self.cache).entries_in(range))
     }
 }
 
