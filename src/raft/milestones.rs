@@ -4,7 +4,7 @@
 //! Operators and tools that watch an etcd member wait for raft's own lines ("became leader at
 //! term 2", "raft.node: … elected leader … at term 2") and for the cluster-version lines that
 //! follow the first election. openraft logs its internals instead (as debug, see `logging`), so
-//! this module watches openraft's metrics and prints etcd's texts, with `"logger":"raft"` for
+//! this module watches openraft's server metrics and prints etcd's texts, with `"logger":"raft"` for
 //! the raft lines as etcd does. [`transitions`] is a pure function of two observations, so the
 //! texts and their order are unit-tested without a running raft.
 //!
@@ -120,16 +120,19 @@ fn log(me: NodeId, cluster_id: u64, m: &Milestone) {
     }
 }
 
-fn observe(m: &openraft::RaftMetrics<NodeId, MemberNode>) -> Observed {
+fn observe(m: &openraft::metrics::RaftServerMetrics<NodeId, MemberNode>) -> Observed {
     Observed {
-        term: m.current_term,
+        term: m.vote.leader_id().get_term(),
         state: m.state,
         leader: m.current_leader,
     }
 }
 
 /// This member's published attributes, once the applied membership carries its client URLs.
-fn published(m: &openraft::RaftMetrics<NodeId, MemberNode>, me: NodeId) -> Option<MemberNode> {
+fn published(
+    m: &openraft::metrics::RaftServerMetrics<NodeId, MemberNode>,
+    me: NodeId,
+) -> Option<MemberNode> {
     m.membership_config
         .membership()
         .get_node(&me)
@@ -137,12 +140,15 @@ fn published(m: &openraft::RaftMetrics<NodeId, MemberNode>, me: NodeId) -> Optio
         .cloned()
 }
 
-/// Follows openraft's metrics until raft stops, printing each milestone once.
+/// Follows openraft's server metrics (vote, role, leader, membership: they change with those
+/// only, not with every append and apply) until raft stops, printing each milestone once.
 /// `announced` turns true once this member's publication line and the first leader's lines are
 /// printed: the member logs "ready to serve client requests" after them, as etcd does (see
 /// `RaftNode::wait_announced`).
 pub async fn run(
-    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, MemberNode>>,
+    mut metrics: tokio::sync::watch::Receiver<
+        openraft::metrics::RaftServerMetrics<NodeId, MemberNode>,
+    >,
     me: NodeId,
     cluster_id: u64,
     announced: tokio::sync::watch::Sender<bool>,

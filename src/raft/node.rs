@@ -686,7 +686,7 @@ impl RaftNode {
             node.stopped.clone(),
         ));
         tokio::spawn(super::milestones::run(
-            node.raft.metrics(),
+            node.raft.server_metrics(),
             member_id,
             cluster_id,
             announced_tx,
@@ -1006,21 +1006,45 @@ impl RaftNode {
     /// Resolves with the reason once the raft core stops on its own (a fatal storage error,
     /// such as a failed WAL fdatasync, which is never retried); never resolves while raft runs
     /// or after a shutdown this member asked for. The binary exits on it, as etcd does.
+    ///
+    /// It waits on openraft's server metrics, which change only with the vote, the role, the
+    /// leader or the membership, and close when the core ends (the core owns their sender): the
+    /// full metrics change on every append and apply, and waking for each write cost the thread
+    /// that awaits this (the binary's main thread) a context switch per write.
     pub async fn fatal_stop(&self) -> String {
-        let mut metrics = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
         loop {
-            let stopped_by = metrics.borrow().running_state.as_ref().err().cloned();
+            // The core records its fatal error in the full metrics before it ends.
+            let stopped_by = self
+                .raft
+                .metrics()
+                .borrow()
+                .running_state
+                .as_ref()
+                .err()
+                .cloned();
             if self.stopped.load(Ordering::Relaxed) {
                 return std::future::pending().await;
             }
             if let Some(fatal) = stopped_by {
                 return fatal.to_string();
             }
-            if metrics.changed().await.is_err() {
+            if server.changed().await.is_err() {
                 if self.stopped.load(Ordering::Relaxed) {
                     return std::future::pending().await;
                 }
-                return "the raft core stopped".to_string();
+                let stopped_by = self
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .running_state
+                    .as_ref()
+                    .err()
+                    .cloned();
+                return stopped_by.map_or_else(
+                    || "the raft core stopped".to_string(),
+                    |fatal| fatal.to_string(),
+                );
             }
         }
     }
@@ -1272,6 +1296,7 @@ mod fault_tests {
     use super::*;
     use crate::apply::Command;
     use crate::io::sim::SimDisk;
+    use std::future::Future;
 
     struct Quiet;
 
@@ -1379,6 +1404,62 @@ mod fault_tests {
                 .expect("raft did not stop after a failed fsync");
             assert!(fatal.contains("fdatasync"), "{fatal}");
             assert!(!node.is_serving());
+        });
+    }
+
+    /// Counts the wakes of the future it is the waker of.
+    struct WakeCount(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `fatal_stop` is awaited for the whole life of the member (by the binary's main thread):
+    /// it must sleep through writes and still name a failure that happens while it waits. Bug
+    /// guarded against: it followed openraft's full metrics, which change on every append and
+    /// apply, so every write woke the main thread (a context switch per put on a busy core).
+    #[test]
+    fn fatal_stop_sleeps_through_writes_and_wakes_for_a_failure() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let disk = SimDisk::new(7);
+            let node = RaftNode::start(Arc::new(disk.clone()), options(), Arc::new(Quiet))
+                .await
+                .unwrap();
+            assert!(node.wait_for_leader(Duration::from_secs(10)).await);
+            // Settle the first entries (leader's blank entry, membership) before counting.
+            node.propose(crate::apply::Envelope::new(Default::default(), put("a")))
+                .await
+                .unwrap();
+            let wakes = Arc::new(WakeCount(std::sync::atomic::AtomicUsize::new(0)));
+            let waker = std::task::Waker::from(wakes.clone());
+            let mut cx = std::task::Context::from_waker(&waker);
+            let mut fatal = Box::pin(node.fatal_stop());
+            assert!(fatal.as_mut().poll(&mut cx).is_pending());
+            for i in 0..50 {
+                node.propose(crate::apply::Envelope::new(
+                    Default::default(),
+                    put(&format!("k{i}")),
+                ))
+                .await
+                .unwrap();
+            }
+            assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "woken by writes");
+            disk.fail_next_syncs(u32::MAX);
+            assert!(node
+                .propose(crate::apply::Envelope::new(Default::default(), put("b")))
+                .await
+                .is_err());
+            let fatal = tokio::time::timeout(Duration::from_secs(10), fatal)
+                .await
+                .expect("fatal_stop did not wake when raft stopped");
+            assert!(fatal.contains("fdatasync"), "{fatal}");
         });
     }
 }
