@@ -1,7 +1,7 @@
 //! Re-encoding of HTTP/2 header blocks sent by a client, with `:authority` made acceptable.
 //!
-//! The client's blocks are decoded with a decoder that mirrors the client's encoder (its own
-//! dynamic table, size updates included); each field is written back as a literal WITHOUT
+//! The client's blocks are decoded (`net::hpack_decoder`) with a decoder that mirrors the
+//! client's encoder (its own dynamic table, size updates included); each field is written back as a literal WITHOUT
 //! indexing (RFC 7541 §6.2.2), with a static-table name index where the name has one and no
 //! Huffman coding. The server's decoder therefore never inserts into its dynamic table, so the
 //! two tables (the client's, mirrored here, and the server's, always empty) cannot diverge.
@@ -18,8 +18,7 @@
 //! Invariant: a decoded header list larger than `HEADER_LIST_BYTES_MAX` is refused, so a small
 //! block of references to a large table entry cannot grow without bound.
 
-use loona_hpack::decoder::DecoderError;
-use loona_hpack::Decoder;
+use super::hpack_decoder::{DecodeError, HeaderDecoder};
 
 /// Dynamic table size the client's encoder may use: our HTTP/2 server never advertises
 /// SETTINGS_HEADER_TABLE_SIZE, so the protocol default (4,096 bytes) is in force.
@@ -52,22 +51,22 @@ impl std::fmt::Display for HpackError {
 
 impl std::error::Error for HpackError {}
 
-impl From<DecoderError> for HpackError {
-    fn from(e: DecoderError) -> Self {
+impl From<DecodeError> for HpackError {
+    fn from(e: DecodeError) -> Self {
         HpackError::Decode(e.to_string())
     }
 }
 
 /// Re-encodes the header blocks of one connection's client-to-server direction.
 pub struct BlockRewriter {
-    decoder: Decoder<'static>,
+    decoder: HeaderDecoder,
 }
 
 impl Default for BlockRewriter {
     fn default() -> Self {
-        let mut decoder = Decoder::new();
-        decoder.set_max_allowed_table_size(HPACK_TABLE_BYTES_MAX);
-        BlockRewriter { decoder }
+        BlockRewriter {
+            decoder: HeaderDecoder::new(HPACK_TABLE_BYTES_MAX),
+        }
     }
 }
 
@@ -78,7 +77,7 @@ impl BlockRewriter {
         let start = out.len();
         let mut list_bytes: usize = 0;
         let mut too_large = false;
-        self.decoder.decode_with_cb(block, |name, value| {
+        self.decoder.decode(block, |name, value| {
             list_bytes = list_bytes.saturating_add(name.len() + value.len() + 32);
             if list_bytes > HEADER_LIST_BYTES_MAX {
                 too_large = true;
@@ -86,12 +85,12 @@ impl BlockRewriter {
             if too_large {
                 return;
             }
-            if &*name == b":authority" {
-                if let Some(fixed) = fix_authority(&value) {
-                    encode_field(out, &name, fixed);
+            if name == b":authority" {
+                if let Some(fixed) = fix_authority(value) {
+                    encode_field(out, name, fixed);
                 }
             } else {
-                encode_field(out, &name, &value);
+                encode_field(out, name, value);
             }
         })?;
         if too_large {
@@ -228,6 +227,7 @@ const STATIC_NAMES: [&str; 61] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loona_hpack::Decoder;
 
     fn decode_all(d: &mut Decoder<'static>, block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         match d.decode(block) {

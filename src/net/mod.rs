@@ -7,7 +7,8 @@
 //!   clients send acceptable to the h2 crate, which resets streams whose `:authority` is not a
 //!   plain `host:port` (etcdctl 3.4 sends `http://host:port`, etcd 3.5's balancer
 //!   `#initially=[...]`). Header blocks are re-encoded without dynamic-table insertions; all
-//!   other frames pass through.
+//!   other frames pass through. `hpack_decoder` decodes the client's blocks (its Huffman
+//!   tables are built once per process).
 //!
 //! - `dialer`: lazily connected channels to peer URLs, plaintext or TLS by the URL's scheme.
 //! - `tls` + `transport`: certificates and keys loaded from etcd's flags into rustls settings
@@ -23,6 +24,7 @@
 pub mod conn;
 pub mod dialer;
 pub mod hpack;
+pub mod hpack_decoder;
 pub mod inbound;
 pub mod listener;
 #[cfg(not(madsim))]
