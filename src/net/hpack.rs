@@ -135,7 +135,7 @@ fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// An integer with an `prefix_bits`-bit prefix, OR-ed into `first` (RFC 7541 §5.1).
-fn encode_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u32, value: usize) {
+pub(crate) fn encode_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u32, value: usize) {
     debug_assert!((1..=8).contains(&prefix_bits));
     let limit = (1usize << prefix_bits) - 1;
     if value < limit {

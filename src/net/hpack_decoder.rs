@@ -376,6 +376,7 @@ pub const STATIC_TABLE: [(&str, &str); 61] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::hpack::encode_integer;
     use loona_hpack::Decoder;
 
     /// Huffman-encodes `input` with the canonical codes (tests only: the rewriter never emits
@@ -400,28 +401,13 @@ mod tests {
         out
     }
 
-    fn push_integer(out: &mut Vec<u8>, first: u8, prefix_bits: u32, value: usize) {
-        let limit = (1usize << prefix_bits) - 1;
-        if value < limit {
-            out.push(first | value as u8);
-            return;
-        }
-        out.push(first | limit as u8);
-        let mut rest = value - limit;
-        while rest >= 128 {
-            out.push((rest % 128) as u8 | 0x80);
-            rest /= 128;
-        }
-        out.push(rest as u8);
-    }
-
     fn push_string(out: &mut Vec<u8>, s: &[u8], huffman: bool) {
         if huffman {
             let coded = huffman_encode(s);
-            push_integer(out, 0x80, 7, coded.len());
+            encode_integer(out, 0x80, 7, coded.len());
             out.extend_from_slice(&coded);
         } else {
-            push_integer(out, 0x00, 7, s.len());
+            encode_integer(out, 0x00, 7, s.len());
             out.extend_from_slice(s);
         }
     }
@@ -581,8 +567,8 @@ mod tests {
                 let mut block = Vec::new();
                 for (kind, name, value, huffman, pick) in fields {
                     match kind {
-                        0 => push_integer(&mut block, 0x80, 7, 1 + pick % 61),
-                        1 if inserted > 0 => push_integer(&mut block, 0x80, 7, 62 + pick % inserted.min(4)),
+                        0 => encode_integer(&mut block, 0x80, 7, 1 + pick % 61),
+                        1 if inserted > 0 => encode_integer(&mut block, 0x80, 7, 62 + pick % inserted.min(4)),
                         2 => {
                             block.push(0x40);
                             push_string(&mut block, name, *huffman);
@@ -590,16 +576,16 @@ mod tests {
                             inserted += 1;
                         }
                         3 => {
-                            push_integer(&mut block, 0x40, 6, 1 + pick % 61);
+                            encode_integer(&mut block, 0x40, 6, 1 + pick % 61);
                             push_string(&mut block, value, *huffman);
                             inserted += 1;
                         }
                         4 => {
-                            push_integer(&mut block, if *huffman { 0x10 } else { 0x00 }, 4, 1 + pick % 61);
+                            encode_integer(&mut block, if *huffman { 0x10 } else { 0x00 }, 4, 1 + pick % 61);
                             push_string(&mut block, value, !*huffman);
                         }
                         _ => {
-                            push_integer(&mut block, 0x20, 5, 2048 + pick * 20);
+                            encode_integer(&mut block, 0x20, 5, 2048 + pick * 20);
                         }
                     }
                 }

@@ -1014,39 +1014,29 @@ impl RaftNode {
     pub async fn fatal_stop(&self) -> String {
         let mut server = self.raft.server_metrics();
         loop {
-            // The core records its fatal error in the full metrics before it ends.
-            let stopped_by = self
-                .raft
-                .metrics()
-                .borrow()
-                .running_state
-                .as_ref()
-                .err()
-                .cloned();
+            let stopped_by = self.fatal_error();
             if self.stopped.load(Ordering::Relaxed) {
                 return std::future::pending().await;
             }
             if let Some(fatal) = stopped_by {
-                return fatal.to_string();
+                return fatal;
             }
             if server.changed().await.is_err() {
                 if self.stopped.load(Ordering::Relaxed) {
                     return std::future::pending().await;
                 }
-                let stopped_by = self
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .running_state
-                    .as_ref()
-                    .err()
-                    .cloned();
-                return stopped_by.map_or_else(
-                    || "the raft core stopped".to_string(),
-                    |fatal| fatal.to_string(),
-                );
+                return self
+                    .fatal_error()
+                    .unwrap_or_else(|| "the raft core stopped".to_string());
             }
         }
+    }
+
+    /// The fatal error the raft core recorded in its full metrics before it ended, if any.
+    fn fatal_error(&self) -> Option<String> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.running_state.as_ref().err().map(ToString::to_string)
     }
 
     /// Stops raft (flushes nothing extra: every acknowledged write is already durable).
@@ -1373,23 +1363,33 @@ mod fault_tests {
         })
     }
 
+    /// A runtime with two workers, as a member has at least.
+    fn two_worker_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A single member on a simulated disk (kept to inject faults), once it leads.
+    async fn leading_node() -> (SimDisk, RaftNode) {
+        let disk = SimDisk::new(7);
+        let node = RaftNode::start(Arc::new(disk.clone()), options(), Arc::new(Quiet))
+            .await
+            .unwrap();
+        assert!(node.wait_for_leader(Duration::from_secs(10)).await);
+        (disk, node)
+    }
+
     /// A failed WAL fdatasync stops the member for good: `fatal_stop` names the failure (the
     /// binary logs it and exits) and the member no longer reports itself serving. Bug guarded
     /// against: the raft core stopped but the process kept answering reads and health checks
     /// as if it were alive.
     #[test]
     fn a_failed_fsync_stops_the_member() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let disk = SimDisk::new(7);
-            let node = RaftNode::start(Arc::new(disk.clone()), options(), Arc::new(Quiet))
-                .await
-                .unwrap();
-            assert!(node.wait_for_leader(Duration::from_secs(10)).await);
+        two_worker_runtime().block_on(async {
+            let (disk, node) = leading_node().await;
             node.propose(crate::apply::Envelope::new(Default::default(), put("a")))
                 .await
                 .unwrap();
@@ -1422,17 +1422,8 @@ mod fault_tests {
     /// apply, so every write woke the main thread (a context switch per put on a busy core).
     #[test]
     fn fatal_stop_sleeps_through_writes_and_wakes_for_a_failure() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let disk = SimDisk::new(7);
-            let node = RaftNode::start(Arc::new(disk.clone()), options(), Arc::new(Quiet))
-                .await
-                .unwrap();
-            assert!(node.wait_for_leader(Duration::from_secs(10)).await);
+        two_worker_runtime().block_on(async {
+            let (disk, node) = leading_node().await;
             // Settle the first entries (leader's blank entry, membership) before counting.
             node.propose(crate::apply::Envelope::new(Default::default(), put("a")))
                 .await
