@@ -33,6 +33,10 @@
 //! - [`Canary::V2QuorumGetWithoutReadIndex`] in `api::v2::get`: a member that is not the
 //!   leader answers a v2 `quorum=true` GET from its own applied store.
 //!
+//! - [`Canary::LeaseRenewedWhileRevoking`] in `lease::lessor::Lessor::promote`: a member
+//!   taking office again clears the revocations under way, so a keep-alive renews a lease the
+//!   expiry loop still holds in its list of expired leases and revokes right after.
+//!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
 /// A planted bug.
@@ -59,11 +63,13 @@ pub enum Canary {
     PlainPutKeepsLease,
     /// A follower serves v2 quorum GETs without the read index.
     V2QuorumGetWithoutReadIndex,
+    /// A promotion forgets which leases are being revoked.
+    LeaseRenewedWhileRevoking,
 }
 
 impl Canary {
     /// Every canary, for parsing and listing.
-    pub const ALL: [Canary; 10] = [
+    pub const ALL: [Canary; 11] = [
         Canary::AckBeforeFsync,
         Canary::SkipRecoveryCrc,
         Canary::FollowerReadWithoutReadIndex,
@@ -74,6 +80,7 @@ impl Canary {
         Canary::AuthCheckBeforeReadIndex,
         Canary::PlainPutKeepsLease,
         Canary::V2QuorumGetWithoutReadIndex,
+        Canary::LeaseRenewedWhileRevoking,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -89,6 +96,7 @@ impl Canary {
             Canary::AuthCheckBeforeReadIndex => "auth-check-before-read-index",
             Canary::PlainPutKeepsLease => "plain-put-keeps-lease",
             Canary::V2QuorumGetWithoutReadIndex => "v2-quorum-get-without-read-index",
+            Canary::LeaseRenewedWhileRevoking => "lease-renewed-while-revoking",
         }
     }
 

@@ -86,7 +86,9 @@ impl LeaseLeader for LeaderLeases {
 /// so a live lease is never reported gone (only unknown leases pay for the wait).
 async fn keep_alive_here(node: &RaftNode, lessor: &Lessor, id: i64) -> Result<i64, ProposeError> {
     node.confirm_leadership().await?;
-    promote_if_new_term(node, lessor);
+    if !promote_if_new_term(node, lessor) {
+        return Err(ProposeError::Timeout);
+    }
     if let Some(ttl) = lessor.keep_alive(id, lessor.now()) {
         return Ok(ttl);
     }
@@ -264,14 +266,23 @@ pub async fn leases(api: &Api, ctx: &ReqCtx) -> Result<LeaseLeasesResponse, ApiE
 }
 
 /// Restarts every lease's deadline when this leader has not done so for its current term.
-fn promote_if_new_term(node: &RaftNode, lessor: &Lessor) {
+/// `false` when grants and revokes kept coming while the lease table was read (the caller
+/// tries again later: keep-alives are refused meanwhile, nothing expires).
+fn promote_if_new_term(node: &RaftNode, lessor: &Lessor) -> bool {
+    /// Reads of the lease table per promotion before giving up for now.
+    const ATTEMPTS: usize = 8;
     let term = node.term();
     if lessor.promoted_for(term) {
-        return;
+        return true;
     }
-    let leases: Vec<(i64, i64)> = node.state().view().state.leases.leases().collect();
-    lessor.promote(leases.into_iter(), lessor.now());
-    lessor.mark_promoted(term);
+    for _ in 0..ATTEMPTS {
+        let seen = lessor.changes();
+        let leases: Vec<(i64, i64)> = node.state().view().state.leases.leases().collect();
+        if lessor.promote(term, seen, leases.into_iter(), lessor.now()) {
+            return true;
+        }
+    }
+    false
 }
 
 /// The leader's expiry loop: revokes expired leases through raft. Runs until `stop` fires.
@@ -279,11 +290,8 @@ pub async fn run_expiry(api: Arc<Api>, mut stop: tokio::sync::watch::Receiver<bo
     let lessor = api.lessor.clone();
     loop {
         let leader = api.node.current_leader() == Some(api.node.member_id());
-        if leader {
-            // Once per term, also when leadership was lost and regained between two ticks.
-            promote_if_new_term(&api.node, &lessor);
-        }
-        let expired = if leader {
+        // Once per term, also when leadership was lost and regained between two ticks.
+        let expired = if leader && promote_if_new_term(&api.node, &lessor) {
             lessor.take_expired(lessor.now())
         } else {
             Vec::new()

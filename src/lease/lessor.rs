@@ -10,8 +10,14 @@
 //! clock, or in the simulation one that runs faster or slower than real time by a set rate, as
 //! a drifting quartz would.
 //!
-//! Invariant: a lease is proposed for revocation at most once at a time (`revoking`).
+//! Invariant: a lease is proposed for revocation at most once at a time (`revoking`), and a
+//! lease this member is revoking is not renewed until the proposal failed: not even when the
+//! member takes office again in a new term, since the expiry loop may still hold it in a list
+//! of expired leases it is proposing one by one.
 //! Invariant: keys are deleted only by applying a committed revoke, never from a clock here.
+//! Invariant: every grant and revoke applied here bumps `changes`, so a promotion built from a
+//! state view taken before one of them is refused (it would resurrect a revoked lease or drop
+//! a new one).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -26,10 +32,17 @@ struct Deadline {
     revoking: bool,
 }
 
+/// The deadlines, and how many grants and revokes were applied to them.
+#[derive(Debug, Default)]
+struct Table {
+    deadlines: HashMap<i64, Deadline>,
+    changes: u64,
+}
+
 /// The leader's lease clock.
 #[derive(Debug, Default)]
 pub struct Lessor {
-    deadlines: Mutex<HashMap<i64, Deadline>>,
+    table: Mutex<Table>,
     /// A drifting clock: `(origin, rate_ppm)`, where local time runs `1 + rate_ppm / 10^6` as
     /// fast as real time from `origin` on; `None`: real time.
     drift: Option<(Instant, i64)>,
@@ -78,14 +91,16 @@ impl Lessor {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Deadline>> {
-        self.deadlines.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A grant was applied: the lease runs for its full TTL from now.
     pub fn granted(&self, id: i64, ttl_s: i64, now: Instant) {
         let expires_at = now + ttl_duration(ttl_s);
-        self.lock().insert(
+        let mut table = self.lock();
+        table.changes += 1;
+        table.deadlines.insert(
             id,
             Deadline {
                 ttl_s,
@@ -97,31 +112,57 @@ impl Lessor {
 
     /// A revoke was applied (by a client or by expiry).
     pub fn revoked(&self, id: i64) {
-        self.lock().remove(&id);
+        let mut table = self.lock();
+        table.changes += 1;
+        table.deadlines.remove(&id);
     }
 
-    /// This member became leader (or started): every lease restarts from its granted TTL.
-    pub fn promote(&self, leases: impl Iterator<Item = (i64, i64)>, now: Instant) {
-        let mut map = self.lock();
-        let old = std::mem::take(&mut *map);
-        let planted = crate::canary::active(crate::canary::Canary::LeaseExpiryFromFollowerClock);
+    /// How many grants and revokes were applied so far: read it before taking the state view
+    /// a [`Lessor::promote`] is built from.
+    pub fn changes(&self) -> u64 {
+        self.lock().changes
+    }
+
+    /// This member leads in `term`: every lease of `leases` (the replicated lease table, read
+    /// after [`Lessor::changes`] returned `changes_seen`) restarts from its granted TTL, once
+    /// per term. A lease whose revoke is under way stays under way.
+    ///
+    /// `false` when a grant or revoke was applied since `changes_seen` (the table read may
+    /// miss it): nothing changed then, and the caller reads again.
+    pub fn promote(
+        &self,
+        term: u64,
+        changes_seen: u64,
+        leases: impl Iterator<Item = (i64, i64)>,
+        now: Instant,
+    ) -> bool {
+        let mut table = self.lock();
+        if self.promoted_for(term) {
+            return true;
+        }
+        if table.changes != changes_seen {
+            return false;
+        }
+        let old = std::mem::take(&mut table.deadlines);
+        let from_follower_clock =
+            crate::canary::active(crate::canary::Canary::LeaseExpiryFromFollowerClock);
+        let forget_revoking =
+            crate::canary::active(crate::canary::Canary::LeaseRenewedWhileRevoking);
         for (id, ttl_s) in leases {
-            let kept = old.get(&id).filter(|_| planted).map(|d| d.expires_at);
-            map.insert(
+            let before = old.get(&id);
+            let kept = before.filter(|_| from_follower_clock).map(|d| d.expires_at);
+            table.deadlines.insert(
                 id,
                 Deadline {
                     ttl_s,
                     expires_at: kept.unwrap_or(now + ttl_duration(ttl_s)),
-                    revoking: false,
+                    revoking: before.is_some_and(|d| d.revoking) && !forget_revoking,
                 },
             );
         }
-    }
-
-    /// Records that the deadlines were restarted for leadership in `term`.
-    pub fn mark_promoted(&self, term: u64) {
         self.promoted_term
             .store(term, std::sync::atomic::Ordering::Release);
+        true
     }
 
     /// Whether the deadlines belong to leadership in `term` (see `promoted_term`).
@@ -133,8 +174,8 @@ impl Lessor {
 
     /// Renews a lease; `None` when it is unknown or already being revoked.
     pub fn keep_alive(&self, id: i64, now: Instant) -> Option<i64> {
-        let mut map = self.lock();
-        let d = map.get_mut(&id)?;
+        let mut table = self.lock();
+        let d = table.deadlines.get_mut(&id)?;
         if d.revoking || d.expires_at <= now {
             return None;
         }
@@ -144,16 +185,17 @@ impl Lessor {
 
     /// Whole seconds left (etcd truncates), `None` when unknown.
     pub fn remaining_s(&self, id: i64, now: Instant) -> Option<i64> {
-        let map = self.lock();
-        let d = map.get(&id)?;
+        let table = self.lock();
+        let d = table.deadlines.get(&id)?;
         let left = d.expires_at.saturating_duration_since(now);
         Some(i64::try_from(left.as_secs()).unwrap_or(i64::MAX))
     }
 
     /// Leases whose deadline passed and that are not being revoked yet; marks them revoking.
     pub fn take_expired(&self, now: Instant) -> Vec<i64> {
-        let mut map = self.lock();
-        let mut out: Vec<i64> = map
+        let mut table = self.lock();
+        let mut out: Vec<i64> = table
+            .deadlines
             .iter_mut()
             .filter(|(_, d)| !d.revoking && d.expires_at <= now)
             .map(|(id, d)| {
@@ -167,7 +209,7 @@ impl Lessor {
 
     /// The revoke proposal for `id` failed; try again on the next pass.
     pub fn revoke_failed(&self, id: i64) {
-        if let Some(d) = self.lock().get_mut(&id) {
+        if let Some(d) = self.lock().deadlines.get_mut(&id) {
             d.revoking = false;
         }
     }
@@ -223,8 +265,10 @@ mod tests {
         assert_eq!(l.keep_alive(1, t0 + Duration::from_secs(11)), None);
         l.revoke_failed(2);
         assert_eq!(l.take_expired(t0 + Duration::from_secs(12)), vec![2]);
+        l.revoke_failed(2);
         // A new leader restarts every lease from its full TTL.
-        l.promote([(2, 10)].into_iter(), t0 + Duration::from_secs(20));
+        let seen = l.changes();
+        assert!(l.promote(5, seen, [(2, 10)].into_iter(), t0 + Duration::from_secs(20)));
         assert_eq!(l.remaining_s(2, t0 + Duration::from_secs(20)), Some(10));
         assert_eq!(l.remaining_s(1, t0 + Duration::from_secs(20)), None);
     }
@@ -233,8 +277,69 @@ mod tests {
     fn deadlines_answer_only_for_the_promoted_term() {
         let l = Lessor::default();
         assert!(!l.promoted_for(3));
-        l.mark_promoted(3);
+        assert!(l.promote(3, 0, std::iter::empty(), Instant::now()));
         assert!(l.promoted_for(3));
         assert!(!l.promoted_for(4), "a new term needs a new promotion");
+    }
+
+    /// The expiry loop takes a list of expired leases and proposes their revokes one by one;
+    /// when the member loses office and takes it again meanwhile (a slow disk holds up the
+    /// first proposal), the promotion must not make the rest of the list renewable: the loop
+    /// revokes them right after, and a client told its lease holds for a whole TTL would lose
+    /// its keys at once.
+    #[test]
+    fn a_promotion_keeps_the_revocations_under_way() {
+        let l = Lessor::default();
+        let t0 = Instant::now();
+        l.granted(1, 4, t0);
+        l.granted(2, 4, t0);
+        assert!(l.promote(7, l.changes(), [(1, 4), (2, 4)].into_iter(), t0));
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(l.take_expired(later), vec![1, 2]);
+        // Leadership lost and regained in term 9 while the revoke of lease 1 is proposed.
+        assert!(l.promote(9, l.changes(), [(1, 4), (2, 4)].into_iter(), later));
+        assert_eq!(l.keep_alive(2, later), None, "renewed while being revoked");
+        assert_eq!(
+            l.remaining_s(2, later),
+            Some(4),
+            "the deadline restarts all the same"
+        );
+        // Lease 1's revoke applies; lease 2's proposal fails: lease 2 is a lease again, with the
+        // deadline of the new term, and nothing proposes it twice meanwhile.
+        l.revoked(1);
+        assert!(l.take_expired(later).is_empty());
+        l.revoke_failed(2);
+        assert_eq!(l.keep_alive(2, later), Some(4));
+    }
+
+    /// A promotion built from a lease table read before a grant or revoke applied would
+    /// resurrect the revoked lease (a keep-alive would then renew a lease whose keys are gone)
+    /// or drop the granted one (it would never expire): it is refused.
+    #[test]
+    fn a_promotion_from_a_stale_table_is_refused() {
+        let l = Lessor::default();
+        let t0 = Instant::now();
+        l.granted(1, 4, t0);
+        let seen = l.changes();
+        l.revoked(1);
+        assert!(!l.promote(2, seen, [(1, 4)].into_iter(), t0));
+        assert!(!l.promoted_for(2));
+        assert_eq!(l.remaining_s(1, t0), None);
+        let seen = l.changes();
+        l.granted(3, 4, t0);
+        assert!(!l.promote(2, seen, std::iter::empty(), t0));
+        assert_eq!(l.remaining_s(3, t0), Some(4));
+        assert!(l.promote(2, l.changes(), [(3, 4)].into_iter(), t0));
+        assert!(l.promoted_for(2));
+    }
+
+    /// The planted bug the first test above catches: the promotion clears `revoking`.
+    #[cfg(feature = "canary")]
+    #[test]
+    fn the_planted_promotion_renews_a_lease_under_revocation() {
+        crate::canary::set(Some(crate::canary::Canary::LeaseRenewedWhileRevoking));
+        let caught = std::panic::catch_unwind(a_promotion_keeps_the_revocations_under_way);
+        crate::canary::set(None);
+        assert!(caught.is_err(), "the planted bug went unnoticed");
     }
 }
