@@ -11,7 +11,7 @@
 //! drop lease), the auth checks of writes (`authorize.rs`), the snapshot image of the whole
 //! state. Knows nothing of raft, time or I/O.
 //!
-//! Invariant: `apply_entry` is a function of (state, log index, header, command): the same
+//! Invariant: `apply_entry` is a function of (state, log entry ID, header, command): the same
 //!            sequence from the same state gives byte-identical `encode()` output on every
 //!            member. The header's `user`/`auth_revision` decide, while auth is enabled, whether
 //!            a write is allowed, exactly as etcd's auth applier does.
@@ -20,6 +20,8 @@
 //! Invariant: a command that fails changes nothing and produces no events.
 //! Invariant: a key is attached to lease L in the table exactly when it is live with lease L in
 //!            the KV store (`State::check`).
+//! Invariant: a leader's lease expiry (`Command::LeaseExpire`) applies only from an entry of
+//!            the term it was decided in; otherwise it changes nothing.
 
 mod authorize;
 mod codec;
@@ -83,6 +85,14 @@ pub enum Command {
     /// A write of the v2 store (`/v2/keys`), or the leader's expiry of its TTL nodes. Never
     /// touches the KV store or its revision.
     V2(V2Request),
+    /// The leader's expiry of a lease, decided from its deadlines as leader in `term`: revokes
+    /// the lease only when the entry carrying it is of that same term. In a later term the
+    /// deadlines were restarted and a keep-alive may have renewed the lease since, so the
+    /// expiry is stale and changes nothing ([`KvError::StaleLeaseExpiry`]).
+    LeaseExpire {
+        id: i64,
+        term: u64,
+    },
 }
 
 /// The successful result of a command. Headers carry only `revision`. Serde (protobuf bytes
@@ -105,6 +115,14 @@ pub enum Outcome {
     /// A v2 store write: its event or etcd's v2 error (a v2 error is an answer, not a failed
     /// command: it changes nothing).
     V2(V2Outcome),
+}
+
+/// Where a command sits in the raft log: its entry's index and term (the term of the leader
+/// that appended it), the same on every member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryId {
+    pub index: u64,
+    pub term: u64,
 }
 
 /// What applying one command did.
@@ -137,19 +155,28 @@ impl State {
         Self::default()
     }
 
-    /// Applies one command with an empty header at log index 0 (tests, tools).
+    /// Applies one command with an empty header at log index 0, term 0 (tests, tools).
     pub fn apply(&mut self, cmd: &Command) -> Applied {
-        self.apply_entry(0, &RequestHeader::default(), cmd)
+        self.apply_entry(
+            EntryId { index: 0, term: 0 },
+            &RequestHeader::default(),
+            cmd,
+        )
     }
 
-    /// Applies one committed command of the entry at log `index`, proposed with `header`. A
-    /// batched entry applies each of its commands with this, in order, as if each had its own
-    /// entry: its own revision, its own result.
-    pub fn apply_entry(&mut self, index: u64, header: &RequestHeader, cmd: &Command) -> Applied {
+    /// Applies one committed command of the entry `entry`, proposed with `header`. A batched
+    /// entry applies each of its commands with this, in order, as if each had its own entry:
+    /// its own revision, its own result.
+    pub fn apply_entry(
+        &mut self,
+        entry: EntryId,
+        header: &RequestHeader,
+        cmd: &Command,
+    ) -> Applied {
         let result = self
             .refuse_by_alarm(cmd)
             .and_then(|()| self.authorize(header, cmd))
-            .and_then(|()| self.apply_command(index, cmd));
+            .and_then(|()| self.apply_command(entry, cmd));
         let revision = self.kv.current_revision();
         match result {
             Ok((outcome, events)) => Applied {
@@ -181,9 +208,10 @@ impl State {
 
     fn apply_command(
         &mut self,
-        index: u64,
+        entry: EntryId,
         cmd: &Command,
     ) -> Result<(Outcome, Vec<Event>), KvError> {
+        let index = entry.index;
         let leases = &self.leases;
         let lease_exists = |id: i64| leases.contains(id);
         match cmd {
@@ -214,6 +242,16 @@ impl State {
                 Ok((Outcome::LeaseGrant(response), Vec::new()))
             }
             Command::LeaseRevoke { id } => self.revoke(*id),
+            Command::LeaseExpire { id, term }
+                if *term != entry.term && !canary::active(Canary::StaleLeaseExpiryApplied) =>
+            {
+                Err(KvError::StaleLeaseExpiry {
+                    id: *id,
+                    decided: *term,
+                    entry: entry.term,
+                })
+            }
+            Command::LeaseExpire { id, .. } => self.revoke(*id),
             Command::Alarm {
                 action,
                 member_id,
@@ -393,6 +431,7 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<(), KvError> {
         Command::Txn(req) => validate::check_txn(req, max_txn_ops),
         Command::Compact(_)
         | Command::LeaseRevoke { .. }
+        | Command::LeaseExpire { .. }
         | Command::Alarm { .. }
         | Command::Auth(_)
         | Command::V2(_) => Ok(()),
@@ -418,6 +457,7 @@ fn adds_data(cmd: &Command) -> bool {
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }
+        | Command::LeaseExpire { .. }
         | Command::Alarm { .. }
         | Command::Auth(_) => false,
     }

@@ -33,9 +33,10 @@
 //! - [`Canary::V2QuorumGetWithoutReadIndex`] in `api::v2::get`: a member that is not the
 //!   leader answers a v2 `quorum=true` GET from its own applied store.
 //!
-//! - [`Canary::LeaseRenewedWhileRevoking`] in `lease::lessor::Lessor::promote`: a member
-//!   taking office again clears the revocations under way, so a keep-alive renews a lease the
-//!   expiry loop still holds in its list of expired leases and revokes right after.
+//! - [`Canary::StaleLeaseExpiryApplied`] in `apply::State::apply_command`: a leader's lease
+//!   expiry applies although its entry reached the log in a later term than the one the
+//!   expiry was decided in, when the deadlines had been restarted and a keep-alive may have
+//!   renewed the lease.
 //!
 //! Invariant: with the feature off, no behaviour of the server depends on this module.
 
@@ -63,8 +64,8 @@ pub enum Canary {
     PlainPutKeepsLease,
     /// A follower serves v2 quorum GETs without the read index.
     V2QuorumGetWithoutReadIndex,
-    /// A promotion forgets which leases are being revoked.
-    LeaseRenewedWhileRevoking,
+    /// A lease expiry decided in one term applies from an entry of a later term.
+    StaleLeaseExpiryApplied,
 }
 
 impl Canary {
@@ -80,7 +81,7 @@ impl Canary {
         Canary::AuthCheckBeforeReadIndex,
         Canary::PlainPutKeepsLease,
         Canary::V2QuorumGetWithoutReadIndex,
-        Canary::LeaseRenewedWhileRevoking,
+        Canary::StaleLeaseExpiryApplied,
     ];
 
     /// The name [`PROCESS_ENV`] takes.
@@ -96,7 +97,7 @@ impl Canary {
             Canary::AuthCheckBeforeReadIndex => "auth-check-before-read-index",
             Canary::PlainPutKeepsLease => "plain-put-keeps-lease",
             Canary::V2QuorumGetWithoutReadIndex => "v2-quorum-get-without-read-index",
-            Canary::LeaseRenewedWhileRevoking => "lease-renewed-while-revoking",
+            Canary::StaleLeaseExpiryApplied => "stale-lease-expiry-applied",
         }
     }
 

@@ -229,7 +229,7 @@ fn kv_code(e: &KvError) -> Code {
         KvError::Compacted { .. }
         | KvError::FutureRev { .. }
         | KvError::LeaseTtlTooLarge { .. } => Code::OutOfRange,
-        KvError::LeaseNotFound { .. } => Code::NotFound,
+        KvError::LeaseNotFound { .. } | KvError::StaleLeaseExpiry { .. } => Code::NotFound,
         KvError::LeaseExists { .. } => Code::FailedPrecondition,
         KvError::NoSpace => Code::ResourceExhausted,
         KvError::Corrupt => Code::DataLoss,

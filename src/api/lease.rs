@@ -291,17 +291,26 @@ pub async fn run_expiry(api: Arc<Api>, mut stop: tokio::sync::watch::Receiver<bo
     loop {
         let leader = api.node.current_leader() == Some(api.node.member_id());
         // Once per term, also when leadership was lost and regained between two ticks.
-        let expired = if leader && promote_if_new_term(&api.node, &lessor) {
+        let (term, expired) = if leader && promote_if_new_term(&api.node, &lessor) {
             lessor.take_expired(lessor.now())
         } else {
-            Vec::new()
+            (0, Vec::new())
         };
+        // The list may outlive this term (a proposal held up by a slow disk): each expiry
+        // carries the term it was decided in and applies only from an entry of that term.
         for id in expired {
-            let revoke = Envelope::new(api.internal_header(), Command::LeaseRevoke { id });
-            match api.node.propose(revoke).await {
-                Ok(_) => tracing::debug!(lease = %format!("{id:016x}"), "revoked expired lease"),
+            let expire = Envelope::new(api.internal_header(), Command::LeaseExpire { id, term });
+            let lease = format!("{id:016x}");
+            match api.node.propose(expire).await {
+                Ok(applied) => match &applied.result {
+                    Ok(_) => tracing::debug!(%lease, "revoked expired lease"),
+                    Err(e) => {
+                        tracing::info!(%lease, error = %e, "expired lease not revoked");
+                        lessor.revoke_failed(id);
+                    }
+                },
                 Err(e) => {
-                    tracing::warn!(lease = %format!("{id:016x}"), error = ?e, "could not revoke expired lease");
+                    tracing::warn!(%lease, error = ?e, "could not revoke expired lease");
                     lessor.revoke_failed(id);
                 }
             }

@@ -35,6 +35,7 @@ pub fn cost(cmd: &Command) -> u64 {
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke { .. }
+        | Command::LeaseExpire { .. }
         | Command::Alarm { .. }
         | Command::Auth(_) => 0,
     }

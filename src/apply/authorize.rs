@@ -47,7 +47,9 @@ impl State {
             Command::Put(req) => checker.put(req),
             Command::DeleteRange(req) => checker.delete(req),
             Command::Txn(req) => checker.txn(req),
-            Command::LeaseRevoke { id } => checker.lease_puts(*id),
+            Command::LeaseRevoke { id } | Command::LeaseExpire { id, .. } => {
+                checker.lease_puts(*id)
+            }
             Command::Auth(change) if change.needs_admin() => self.auth.check_admin(&header.user),
             Command::Auth(_)
             | Command::Compact(_)
@@ -195,7 +197,10 @@ mod tests {
 
     fn refusal(state: &mut State, header: &RequestHeader, cmd: &Command) -> Option<AuthError> {
         let before = state.clone();
-        match state.apply_entry(9, header, cmd).result {
+        match state
+            .apply_entry(crate::apply::EntryId { index: 9, term: 1 }, header, cmd)
+            .result
+        {
             Err(KvError::Auth(e)) => {
                 assert_eq!(*state, before, "a refused command changed the state");
                 Some(e)
@@ -288,7 +293,11 @@ mod tests {
         let root = header(&s, "root");
         let u = header(&s, "u");
         assert!(s
-            .apply_entry(1, &root, &Command::LeaseGrant { id: 5, ttl: 60 })
+            .apply_entry(
+                crate::apply::EntryId { index: 1, term: 1 },
+                &root,
+                &Command::LeaseGrant { id: 5, ttl: 60 }
+            )
             .result
             .is_ok());
         let leased = |key: &str| {
@@ -325,7 +334,11 @@ mod tests {
             name: "u".into(),
             token_prefix: "abc".into(),
         });
-        let applied = s.apply_entry(42, &header(&s, ""), &login);
+        let applied = s.apply_entry(
+            crate::apply::EntryId { index: 42, term: 1 },
+            &header(&s, ""),
+            &login,
+        );
         assert!(matches!(
             applied.result,
             Ok(Outcome::Auth { ref token, .. }) if token == "abc.42"

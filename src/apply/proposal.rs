@@ -13,6 +13,8 @@
 //!              4 LeaseGrant id:i64 ttl:i64, 5 LeaseRevoke id:i64,
 //!              6 Alarm action:i32 member:u64 alarm:i32,
 //!              7 Auth change                             ; `auth::AuthCommand`'s derived layout
+//!              8 V2 request                              ; `v2store::V2Request`'s derived layout
+//!              9 LeaseExpire id:i64 term:u64
 //! ```
 //! Integers are little-endian (bincode's fixed-width default). A batch holds envelopes and an
 //! envelope holds a plain command, so nothing nests and decoding never recurses.

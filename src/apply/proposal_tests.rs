@@ -77,6 +77,28 @@ fn version_1_bytes_are_fixed() {
     assert_eq!(Proposal::decode(&hex(BATCH_V1)).unwrap(), batch);
 }
 
+// A leader's lease expiry (variant 9), as it reaches the log.
+const LEASE_EXPIRE_V1: &str = "
+    4f 58 50 01                 # tag: \"OXP\" version 1
+    00 00 00 00                 # kind 0: one command
+    00 00 00 00 00 00 00 00     # header.id = 0
+    00 00 00 00 00 00 00 00     # header.user = \"\"
+    00 00 00 00 00 00 00 00     # header.auth_revision = 0
+    09 00 00 00                 # LeaseExpire
+    fc ff ff ff ff ff ff ff     # id = -4
+    22 00 00 00 00 00 00 00     # term = 34
+";
+
+#[test]
+fn a_lease_expiry_has_fixed_bytes() {
+    let one = Proposal::One(Envelope::new(
+        header(0, "", 0),
+        Command::LeaseExpire { id: -4, term: 34 },
+    ));
+    assert_golden("lease expire", &one.encode().unwrap(), LEASE_EXPIRE_V1);
+    assert_eq!(Proposal::decode(&hex(LEASE_EXPIRE_V1)).unwrap(), one);
+}
+
 /// Entries written before envelopes (format 0: a bare command, or a batch of bare commands)
 /// still decode, as envelopes with an empty header.
 #[test]

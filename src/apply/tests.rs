@@ -180,6 +180,62 @@ fn lease_lifecycle() {
     state.check().unwrap();
 }
 
+/// A leader's expiry applies only from an entry of the term it was decided in: an entry of a
+/// later term (the expiry loop's list outlived the term; the new term restarted the deadlines
+/// and may have renewed the lease) changes nothing, on every member alike.
+#[test]
+fn a_lease_expiry_applies_only_in_the_term_that_decided_it() {
+    let mut state = State::new();
+    let root = RequestHeader::default();
+    state
+        .apply(&Command::LeaseGrant { id: 8, ttl: 4 })
+        .result
+        .unwrap();
+    state.apply(&put("held", "1", 8)).result.unwrap();
+    let before = state.kv.current_revision();
+    let stale = state.apply_entry(
+        EntryId { index: 9, term: 44 },
+        &root,
+        &Command::LeaseExpire { id: 8, term: 34 },
+    );
+    assert_eq!(
+        stale.result,
+        Err(KvError::StaleLeaseExpiry {
+            id: 8,
+            decided: 34,
+            entry: 44
+        })
+    );
+    assert!(stale.events.is_empty());
+    assert_eq!(state.kv.current_revision(), before);
+    assert!(state.leases.contains(8) && state.kv.get(b"held").is_some());
+    let expired = state.apply_entry(
+        EntryId {
+            index: 10,
+            term: 44,
+        },
+        &root,
+        &Command::LeaseExpire { id: 8, term: 44 },
+    );
+    assert!(
+        matches!(expired.result, Ok(Outcome::LeaseRevoke(_))),
+        "{expired:?}"
+    );
+    assert_eq!(expired.events.len(), 1);
+    assert!(!state.leases.contains(8) && state.kv.get(b"held").is_none());
+    state.check().unwrap();
+}
+
+/// The planted bug the test above catches: the stale expiry applies.
+#[cfg(feature = "canary")]
+#[test]
+fn the_planted_stale_lease_expiry_is_caught() {
+    crate::canary::set(Some(crate::canary::Canary::StaleLeaseExpiryApplied));
+    let caught = std::panic::catch_unwind(a_lease_expiry_applies_only_in_the_term_that_decided_it);
+    crate::canary::set(None);
+    assert!(caught.is_err(), "the planted bug went unnoticed");
+}
+
 #[test]
 fn lease_errors() {
     let mut state = State::new();
@@ -384,6 +440,8 @@ pub(super) fn command_strategy() -> impl Strategy<Value = Command> {
         }),
         1 => (1i64..4, 1i64..100).prop_map(|(id, ttl)| Command::LeaseGrant { id, ttl }),
         1 => (1i64..4).prop_map(|id| Command::LeaseRevoke { id }),
+        // `State::apply` is term 0: term 1 is a stale expiry.
+        1 => (1i64..4, 0u64..2).prop_map(|(id, term)| Command::LeaseExpire { id, term }),
         1 => (0i64..30).prop_map(compact),
     ]
 }

@@ -396,6 +396,7 @@ impl ApplyObserver for MemberObserver {
                 self.lessor.granted(*id, *ttl, self.lessor.now());
             }
             Command::LeaseRevoke { id } => self.lessor.revoked(*id),
+            Command::LeaseExpire { id, .. } if applied.result.is_ok() => self.lessor.revoked(*id),
             Command::Auth(change) if applied.result.is_ok() => self.auth_applied(change, applied),
             // In force for reads now; `raft::compaction` drops what it frees and logs
             // "finished scheduled compaction" when done, as etcd's mvcc does.

@@ -48,6 +48,9 @@ pub enum KvError {
     Corrupt,
     /// The auth store refused the request (permissions, stale auth revision, auth management).
     Auth(crate::auth::AuthError),
+    /// A leader's expiry of lease `id`, decided in term `decided`, reached the log in term
+    /// `entry`: it changes nothing (internal; never a client's request).
+    StaleLeaseExpiry { id: i64, decided: u64, entry: u64 },
 }
 
 impl KvError {
@@ -69,6 +72,9 @@ impl KvError {
             KvError::NoSpace => "etcdserver: mvcc: database space exceeded",
             KvError::Corrupt => "etcdserver: corrupt cluster",
             KvError::Auth(e) => e.etcd_message(),
+            KvError::StaleLeaseExpiry { .. } => {
+                "etcdserver: lease expiry decided in an earlier leader term, not applied"
+            }
         }
     }
 }
@@ -95,6 +101,12 @@ impl fmt::Display for KvError {
             KvError::TooManyOps { ops, ops_max } => write!(f, " ({ops} > {ops_max})"),
             KvError::LeaseNotFound { id } | KvError::LeaseExists { id } => write!(f, " (id {id})"),
             KvError::LeaseTtlTooLarge { ttl_seconds } => write!(f, " (ttl {ttl_seconds}s)"),
+            KvError::StaleLeaseExpiry { id, decided, entry } => {
+                write!(
+                    f,
+                    " (id {id}, decided in term {decided}, logged in term {entry})"
+                )
+            }
             _ => Ok(()),
         }
     }

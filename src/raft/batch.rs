@@ -137,7 +137,9 @@ pub fn command_bytes(cmd: &Command) -> usize {
             Command::DeleteRange(r) => r.encoded_len(),
             Command::Txn(r) => r.encoded_len(),
             Command::Compact(r) => r.encoded_len(),
-            Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } => 16,
+            Command::LeaseGrant { .. }
+            | Command::LeaseRevoke { .. }
+            | Command::LeaseExpire { .. } => 16,
             Command::Alarm { .. } => 24,
             // Names, a bcrypt hash, a permission's keys: small, bounded by the request size.
             Command::Auth(change) => bincode::serialized_size(change).map_or(256, |n| n as usize),

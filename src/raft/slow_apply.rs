@@ -131,7 +131,9 @@ pub fn describe(cmd: &Command) -> String {
         ),
         Command::Compact(c) => format!("compaction:<revision:{} >", c.revision),
         Command::LeaseGrant { id, ttl } => format!("lease_grant:<TTL:{ttl} ID:{id} >"),
-        Command::LeaseRevoke { id } => format!("lease_revoke:<ID:{id} >"),
+        Command::LeaseRevoke { id } | Command::LeaseExpire { id, .. } => {
+            format!("lease_revoke:<ID:{id} >")
+        }
         Command::Alarm {
             action,
             member_id,

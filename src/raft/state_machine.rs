@@ -543,6 +543,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .is_none_or(|l| l.index < entry.log_id.index));
             inner.last_applied = Some(entry.log_id);
             let entry_index = entry.log_id.index;
+            let entry_id = crate::apply::EntryId {
+                index: entry_index,
+                term: entry.log_id.leader_id.term,
+            };
             let reply = match entry.payload {
                 EntryPayload::Blank => Reply::None,
                 EntryPayload::Membership(m) => {
@@ -554,11 +558,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let mut results = Vec::with_capacity(envelopes.len());
                     for envelope in &envelopes {
                         let started = Instant::now();
-                        let applied = inner.state.apply_entry(
-                            entry_index,
-                            &envelope.header,
-                            &envelope.command,
-                        );
+                        let applied =
+                            inner
+                                .state
+                                .apply_entry(entry_id, &envelope.header, &envelope.command);
                         slow.extend(SlowApply::check(
                             started.elapsed(),
                             threshold,
@@ -584,7 +587,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     let applied =
                         inner
                             .state
-                            .apply_entry(entry_index, &envelope.header, &envelope.command);
+                            .apply_entry(entry_id, &envelope.header, &envelope.command);
                     slow.extend(SlowApply::check(
                         started.elapsed(),
                         threshold,
