@@ -33,11 +33,15 @@ struct Deadline {
     revoking: bool,
 }
 
-/// The deadlines, and how many grants and revokes were applied to them.
+/// The deadlines, how many grants and revokes were applied to them, and the term they belong
+/// to: kept under one lock, so an expiry's term always matches the deadlines that decided it.
 #[derive(Debug, Default)]
 struct Table {
     deadlines: HashMap<i64, Deadline>,
     changes: u64,
+    /// The raft term of the last [`Lessor::promote`]: until it matches the member's term as
+    /// leader, the deadlines are a follower's (never renewed) and must not answer keep-alives.
+    promoted_term: u64,
 }
 
 /// The leader's lease clock.
@@ -47,9 +51,6 @@ pub struct Lessor {
     /// A drifting clock: `(origin, rate_ppm)`, where local time runs `1 + rate_ppm / 10^6` as
     /// fast as real time from `origin` on; `None`: real time.
     drift: Option<(Instant, i64)>,
-    /// The raft term of the last [`Lessor::promote`]: until it matches the member's term as
-    /// leader, the deadlines are a follower's (never renewed) and must not answer keep-alives.
-    promoted_term: std::sync::atomic::AtomicU64,
 }
 
 /// `real` read on a clock that agreed with real time at `origin` and runs `rate_ppm` fast since.
@@ -139,7 +140,7 @@ impl Lessor {
         now: Instant,
     ) -> bool {
         let mut table = self.lock();
-        if self.promoted_for(term) {
+        if table.promoted_term == term {
             return true;
         }
         if table.changes != changes_seen {
@@ -160,16 +161,13 @@ impl Lessor {
                 },
             );
         }
-        self.promoted_term
-            .store(term, std::sync::atomic::Ordering::Release);
+        table.promoted_term = term;
         true
     }
 
     /// Whether the deadlines belong to leadership in `term` (see `promoted_term`).
     pub fn promoted_for(&self, term: u64) -> bool {
-        self.promoted_term
-            .load(std::sync::atomic::Ordering::Acquire)
-            == term
+        self.lock().promoted_term == term
     }
 
     /// Renews a lease; `None` when it is unknown or already being revoked.
@@ -205,10 +203,7 @@ impl Lessor {
             })
             .collect();
         out.sort_unstable();
-        let term = self
-            .promoted_term
-            .load(std::sync::atomic::Ordering::Acquire);
-        (term, out)
+        (table.promoted_term, out)
     }
 
     /// The revoke proposal for `id` failed; try again on the next pass.
