@@ -6,12 +6,17 @@
 //! Invariant: every generation has at least one put; its puts are strictly ascending.
 //! Invariant: a tombstone is later than every put of its generation; every generation but the
 //!            last has a tombstone; generations are in time order and do not overlap.
+//! Invariant: `newest` is the last revision of the last generation (its tombstone, else its last
+//!            put) and `live` says whether that is a put; both zero/false when there is no
+//!            generation. They are kept beside the generations so that a read at or after the
+//!            key's last change (most reads: they read at the current revision) answers from the
+//!            history itself, without following the generations' two heap pointers.
 
 use std::fmt;
 
 /// A point in the store's history: `main` is the revision of the write request (what clients
 /// see), `sub` orders the changes inside that request (0, 1, 2, ... within one txn).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Revision {
     pub main: i64,
     pub sub: i64,
@@ -51,6 +56,10 @@ pub(crate) struct Generation {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct KeyHistory {
     generations: Vec<Generation>,
+    /// The last revision recorded (see the module header's invariants).
+    newest: Revision,
+    /// Whether `newest` is a put, i.e. the key exists now.
+    live: bool,
 }
 
 /// What compaction did to one key.
@@ -65,10 +74,16 @@ pub(crate) struct Compacted {
 impl KeyHistory {
     /// The revision of the live put, if the key exists now.
     pub fn live(&self) -> Option<Revision> {
-        let last = self.generations.last()?;
-        match last.tombstone {
-            Some(_) => None,
-            None => last.puts.last().copied(),
+        self.live.then_some(self.newest)
+    }
+
+    /// A history of these generations (already in the invariants' shape), with its cached tip.
+    fn from_generations(generations: Vec<Generation>) -> Self {
+        let (newest, live) = tip_of(&generations);
+        KeyHistory {
+            generations,
+            newest,
+            live,
         }
     }
 
@@ -76,6 +91,9 @@ impl KeyHistory {
     /// then. Reads below the compaction point are the caller's to refuse.
     pub fn visible_at(&self, main: i64) -> Option<Revision> {
         let bound = Revision::end_of(main);
+        if self.newest <= bound {
+            return self.live();
+        }
         let started = self.generations.partition_point(|g| g.puts[0] <= bound);
         let generation = self.generations.get(started.checked_sub(1)?)?;
         if generation.tombstone.is_some_and(|t| t <= bound) {
@@ -102,6 +120,8 @@ impl KeyHistory {
                 tombstone: None,
             }),
         }
+        self.newest = rev;
+        self.live = true;
     }
 
     /// Records a delete at `rev`. Precondition: the key is live.
@@ -117,6 +137,8 @@ impl KeyHistory {
         debug_assert!(open.is_some(), "delete {rev} of a key that is not live");
         if let Some(open) = open {
             open.tombstone = Some(rev);
+            self.newest = rev;
+            self.live = false;
         }
     }
 
@@ -144,7 +166,7 @@ impl KeyHistory {
         if removed.is_empty() {
             return None;
         }
-        let remaining = (!kept.is_empty()).then_some(KeyHistory { generations: kept });
+        let remaining = (!kept.is_empty()).then(|| KeyHistory::from_generations(kept));
         Some(Compacted { remaining, removed })
     }
 
@@ -177,8 +199,7 @@ impl KeyHistory {
     }
 
     pub fn last_revision(&self) -> Option<Revision> {
-        let last = self.generations.last()?;
-        last.tombstone.or_else(|| last.puts.last().copied())
+        (!self.generations.is_empty()).then_some(self.newest)
     }
 
     /// Checks the invariants in the module header.
@@ -201,13 +222,32 @@ impl KeyHistory {
                 previous = Some(rev);
             }
         }
+        let (newest, live) = tip_of(&self.generations);
+        if (newest, live) != (self.newest, self.live) {
+            return Err(format!(
+                "cached tip {} (live {}) is not the last revision {newest} (live {live})",
+                self.newest, self.live
+            ));
+        }
         Ok(())
+    }
+}
+
+/// The last revision of the last generation and whether it is a put; zero and false for none.
+fn tip_of(generations: &[Generation]) -> (Revision, bool) {
+    match generations.last() {
+        None => (Revision::default(), false),
+        Some(last) => match last.tombstone {
+            Some(tombstone) => (tombstone, false),
+            None => (last.puts.last().copied().unwrap_or_default(), true),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn rev(main: i64) -> Revision {
         Revision::new(main, 0)
@@ -377,26 +417,93 @@ mod tests {
 
     #[test]
     fn check_rejects_broken_histories() {
-        let open_not_last = KeyHistory {
-            generations: vec![
-                Generation {
-                    puts: vec![rev(2)],
-                    tombstone: None,
-                },
-                Generation {
-                    puts: vec![rev(3)],
-                    tombstone: None,
-                },
-            ],
-        };
-        assert!(open_not_last.check().is_err());
-        let unordered = KeyHistory {
-            generations: vec![Generation {
-                puts: vec![rev(4), rev(3)],
+        let open_not_last = KeyHistory::from_generations(vec![
+            Generation {
+                puts: vec![rev(2)],
                 tombstone: None,
-            }],
-        };
+            },
+            Generation {
+                puts: vec![rev(3)],
+                tombstone: None,
+            },
+        ]);
+        assert!(open_not_last.check().is_err());
+        let unordered = KeyHistory::from_generations(vec![Generation {
+            puts: vec![rev(4), rev(3)],
+            tombstone: None,
+        }]);
         assert!(unordered.check().is_err());
         assert!(KeyHistory::default().check().is_err());
+        let mut stale_tip = example();
+        stale_tip.newest = rev(8);
+        let err = stale_tip.check().unwrap_err();
+        assert!(err.contains("cached tip 8.0"), "{err}");
+        let mut dead_tip = example();
+        dead_tip.live = false;
+        assert!(dead_tip.check().is_err());
+    }
+
+    /// One step of a key's life in the property test below.
+    #[derive(Clone, Debug)]
+    enum Step {
+        Put,
+        Delete,
+        /// Compact at this many revisions below the newest.
+        Compact(i64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => Just(Step::Put),
+            1 => Just(Step::Delete),
+            1 => (0i64..6).prop_map(Step::Compact),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the writes and compactions, every read at or above the compaction point
+        /// sees what a plain replay of the writes says, through both the cached tip (reads at
+        /// or after the last change) and the generations (reads before it).
+        #[test]
+        fn reads_match_a_replay_of_the_writes(steps in proptest::collection::vec(step(), 1..40)) {
+            let mut history = KeyHistory::default();
+            // Every write so far: (revision, put?), oldest first.
+            let mut writes: Vec<(Revision, bool)> = Vec::new();
+            let mut compacted_at = 0i64;
+            let mut main = 1i64;
+            for step in steps {
+                match step {
+                    Step::Put => {
+                        main += 1;
+                        history.record_put(rev(main));
+                        writes.push((rev(main), true));
+                    }
+                    Step::Delete if history.live().is_some() => {
+                        main += 1;
+                        history.record_delete(rev(main));
+                        writes.push((rev(main), false));
+                    }
+                    Step::Delete => {}
+                    Step::Compact(back) => {
+                        let at = (main - back).max(compacted_at);
+                        if let Some(done) = history.compact(at) {
+                            history = done.remaining.unwrap_or_default();
+                        }
+                        compacted_at = at;
+                    }
+                }
+                if !history.generations.is_empty() {
+                    prop_assert_eq!(history.check(), Ok(()));
+                }
+                for read in compacted_at..=main + 1 {
+                    let want = writes
+                        .iter()
+                        .take_while(|(r, _)| r.main <= read)
+                        .last()
+                        .and_then(|(r, put)| put.then_some(*r));
+                    prop_assert_eq!(history.visible_at(read), want, "read at {}", read);
+                }
+            }
+        }
     }
 }
