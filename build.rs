@@ -26,7 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_build::configure().compile_protos(&protos, &["proto"])?;
+    tonic_build::configure()
+        .bytes([".mvccpb.KeyValue.value"])
+        .compile_protos(&protos, &["proto"])?;
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = out_dir.join("gateway_descriptors.bin");

@@ -18,7 +18,7 @@ fn event(revision: i64) -> Event {
         r#type: EventType::Put as i32,
         kv: Some(KeyValue {
             key: b"bench/key".to_vec(),
-            value: vec![b'v'; 256],
+            value: vec![b'v'; 256].into(),
             mod_revision: revision,
             create_revision: 2,
             version: 1,

@@ -132,7 +132,7 @@ fn replay_backend(path: &Path) -> (BTreeMap<Vec<u8>, Live>, i64, Vec<i64>) {
             live.remove(&kv.key);
         } else {
             let state = Live {
-                value: kv.value,
+                value: kv.value.to_vec(),
                 create_revision: kv.create_revision,
                 mod_revision: kv.mod_revision,
                 version: kv.version,

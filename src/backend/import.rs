@@ -163,7 +163,7 @@ pub fn import(db: &Db<'_>) -> Result<Imported, ImportError> {
                 builder.push(rev, &kv.key, None).map_err(bad)?;
             } else {
                 let put = PutFields {
-                    value: kv.value,
+                    value: Vec::from(kv.value),
                     create_revision: kv.create_revision,
                     version: kv.version,
                     lease: kv.lease,

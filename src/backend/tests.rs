@@ -210,7 +210,7 @@ fn import_refuses_malformed_entries() {
             create_revision: create,
             mod_revision: modr,
             version,
-            value: b"v".to_vec(),
+            value: b"v".to_vec().into(),
             lease: 0,
         }
         .encode_to_vec()
@@ -235,7 +235,7 @@ fn import_refuses_malformed_entries() {
                     create_revision: 2,
                     mod_revision: 2,
                     version: 1,
-                    value: Vec::new(),
+                    value: Default::default(),
                     lease: 5,
                 }
                 .encode_to_vec(),

@@ -27,7 +27,7 @@ fn responses_are_written_as_etcds_gateway_writes_them() {
             create_revision: 2,
             mod_revision: 2,
             version: 1,
-            value: b"bar".to_vec(),
+            value: b"bar".to_vec().into(),
             lease: 0,
         }],
         more: false,

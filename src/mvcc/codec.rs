@@ -21,6 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use imbl::OrdMap;
+use prost::bytes::Bytes;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -431,7 +432,7 @@ impl PutImage<'static> {
     fn into_record(self, key: Arc<[u8]>) -> Record {
         Record::Put {
             key,
-            value: self.value.into_owned(),
+            value: Bytes::from(self.value.into_owned()),
             create_revision: self.create_revision,
             version: self.version,
             lease: self.lease,

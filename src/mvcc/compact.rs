@@ -267,7 +267,7 @@ mod tests {
         Ok(response
             .kvs
             .first()
-            .map(|kv| String::from_utf8(kv.value.clone()).unwrap()))
+            .map(|kv| String::from_utf8(kv.value.to_vec()).unwrap()))
     }
 
     /// A replay from the compaction point must not show the tombstone at the point, whether or
@@ -450,7 +450,7 @@ mod tests {
                 (
                     e.r#type,
                     e.kv.as_ref().unwrap().mod_revision,
-                    e.prev_kv.as_ref().map(|p| p.value.clone()),
+                    e.prev_kv.as_ref().map(|p| p.value.to_vec()),
                 )
             })
             .collect();

@@ -91,6 +91,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use imbl::OrdMap;
+use prost::bytes::Bytes;
 
 use crate::proto::etcdserverpb::ResponseHeader;
 use crate::proto::mvccpb::{event::EventType, Event, KeyValue};
@@ -124,7 +125,8 @@ pub struct Written<T> {
 pub(crate) enum Record {
     Put {
         key: Arc<[u8]>,
-        value: Vec<u8>,
+        /// Shared with every response and event that carries it (cloning is a count).
+        value: Bytes,
         create_revision: i64,
         version: i64,
         lease: i64,

@@ -106,7 +106,7 @@ impl Model {
                         create_revision,
                         mod_revision: rev,
                         version,
-                        value: value.clone(),
+                        value: value.clone().into(),
                         lease: 0,
                     };
                     next.insert(k.clone(), kv);

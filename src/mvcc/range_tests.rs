@@ -360,7 +360,7 @@ fn pairs_carry_every_field() {
         create_revision: 2,
         mod_revision: 2,
         version: 1,
-        value: b"1".to_vec(),
+        value: b"1".to_vec().into(),
         lease: 0,
     };
     assert_eq!(at_4.kvs, vec![a]);
@@ -373,7 +373,7 @@ fn pairs_carry_every_field() {
         ),
         (2, 5, 2)
     );
-    assert_eq!(now.kvs[0].value, b"4444");
+    assert_eq!(now.kvs[0].value, &b"4444"[..]);
     let recreated = store.get(b"b").unwrap();
     assert_eq!(
         (recreated.create_revision, recreated.version),

@@ -337,7 +337,7 @@ fn branch_runs_in_order_under_one_revision() {
         .all(|e| e.kv.as_ref().unwrap().mod_revision == 6));
     assert_eq!(
         done.events[1].prev_kv.as_ref().unwrap().value,
-        b"2",
+        &b"2"[..],
         "delete event carries prev_kv"
     );
     store.check().unwrap();
@@ -364,7 +364,7 @@ fn failed_branch_without_writes_keeps_the_revision() {
     let Some(Response::ResponseRange(read)) = &done.response.responses[0].response else {
         panic!()
     };
-    assert_eq!(read.kvs[0].value, b"11");
+    assert_eq!(read.kvs[0].value, &b"11"[..]);
 }
 
 #[test]
@@ -533,7 +533,7 @@ fn put_then_delete_in_one_revision() {
     assert_eq!(done.events.len(), 2);
     // Both events report the key as it was before the txn.
     for event in &done.events {
-        assert_eq!(event.prev_kv.as_ref().unwrap().value, b"11");
+        assert_eq!(event.prev_kv.as_ref().unwrap().value, &b"11"[..]);
     }
     store.check().unwrap();
     let at_5 = store
@@ -543,7 +543,7 @@ fn put_then_delete_in_one_revision() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(at_5.kvs[0].value, b"11");
+    assert_eq!(at_5.kvs[0].value, &b"11"[..]);
     // And the reverse through a from-key delete: delete then re-create in one revision.
     let done = run(
         &mut store,
@@ -620,7 +620,7 @@ fn ranges_inside_a_txn_check_revisions_first() {
         panic!()
     };
     assert_eq!(
-        (old.kvs[0].value.as_slice(), old.header.unwrap().revision),
+        (&old.kvs[0].value[..], old.header.unwrap().revision),
         (&b"1"[..], 5)
     );
 }

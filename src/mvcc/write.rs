@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use prost::bytes::Bytes;
+
 use super::{header, KeySpan, KvError, Record, Revision, Store, Written};
 use crate::mvcc::validate;
 use crate::proto::etcdserverpb::{
@@ -53,7 +55,7 @@ impl<'s> Writer<'s> {
     }
 
     /// Writes `key = value` with `lease` (0 = none) as the next change.
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) {
+    pub fn put(&mut self, key: &[u8], value: Bytes, lease: i64) {
         let rev = self.next_revision();
         let key: Arc<[u8]> = match self.store.index.get_key_value(key) {
             Some((shared, _)) => Arc::clone(shared),
@@ -152,7 +154,7 @@ impl<'s> Writer<'s> {
         }
         let value = match (&live, req.ignore_value) {
             (Some(kv), true) => kv.value.clone(),
-            _ => req.value.clone(),
+            _ => Bytes::copy_from_slice(&req.value),
         };
         let lease = match (&live, req.ignore_lease) {
             (Some(kv), true) => kv.lease,
@@ -336,12 +338,9 @@ mod tests {
             ..put_req("k", "")
         };
         let done = store.put(&keep_value, &|id| id == 5).unwrap();
-        assert_eq!(done.response.prev_kv.unwrap().value, b"v1");
+        assert_eq!(done.response.prev_kv.unwrap().value, &b"v1"[..]);
         let now = store.get(b"k").unwrap();
-        assert_eq!(
-            (now.value.as_slice(), now.lease, now.version),
-            (&b"v1"[..], 5, 2)
-        );
+        assert_eq!((&now.value[..], now.lease, now.version), (&b"v1"[..], 5, 2));
         let keep_lease = PutRequest {
             ignore_lease: true,
             ..put_req("k", "v2")
@@ -414,7 +413,7 @@ mod tests {
         let empty_value = store.put(&put_req("e", ""), &|_| true).unwrap();
         assert_eq!(
             empty_value.events[0].kv.as_ref().unwrap().value,
-            b"",
+            &b""[..],
             "empty values are allowed"
         );
     }
@@ -434,7 +433,7 @@ mod tests {
             .response
             .prev_kvs
             .iter()
-            .map(|kv| kv.value.as_slice())
+            .map(|kv| &kv.value[..])
             .collect();
         assert_eq!(prev, vec![&b"4444"[..], &b"66"[..]]);
         // DELETE events carry only key and mod_revision, plus prev_kv for the watcher to strip.
@@ -475,7 +474,7 @@ mod tests {
         let kv = event.kv.as_ref().unwrap();
         assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 2, 1));
         let updated = store.put(&put_req("k", "2"), &|_| true).unwrap();
-        assert_eq!(updated.events[0].prev_kv.as_ref().unwrap().value, b"1");
+        assert_eq!(updated.events[0].prev_kv.as_ref().unwrap().value, &b"1"[..]);
         assert_eq!(updated.events[0].kv.as_ref().unwrap().version, 2);
     }
 

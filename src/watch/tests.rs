@@ -406,7 +406,7 @@ fn oversized_responses_are_fragmented_only_when_asked() {
         r#type: EventType::Put as i32,
         kv: Some(KeyValue {
             key: k.as_bytes().to_vec(),
-            value: vec![b'x'; 300],
+            value: vec![b'x'; 300].into(),
             mod_revision: 2,
             ..KeyValue::default()
         }),

@@ -200,7 +200,7 @@ async fn mirror(
         }
         let mut ops = Vec::new();
         for kv in &r.kvs {
-            ops.push(put_op(rename.apply(&kv.key), kv.value.clone()));
+            ops.push(put_op(rename.apply(&kv.key), kv.value.to_vec()));
             if ops.len() == a.max_txn_ops {
                 apply(dest, std::mem::take(&mut ops)).await?;
             }
@@ -270,7 +270,7 @@ async fn mirror(
                     })),
                 }
             } else {
-                put_op(key, kv.value.clone())
+                put_op(key, kv.value.to_vec())
             });
             total.fetch_add(1, Ordering::Relaxed);
         }

@@ -389,7 +389,7 @@ mod tests {
             create_revision: 2,
             mod_revision: 2,
             version: 1,
-            value: b"bar".to_vec(),
+            value: b"bar".to_vec().into(),
             lease: 0,
         };
         assert_eq!(
