@@ -6,6 +6,9 @@
 //! output (`create_revision`, as etcd's gateway writes them), both original and lowerCamel
 //! names accepted on input, unknown fields ignored, defaults left out, 64-bit integers as
 //! strings, enums as names.
+//!
+//! `mvccpb.KeyValue.value` is generated as `bytes::Bytes`: the store keeps each value once and
+//! every read, event and watch response that carries it shares those bytes.
 
 use std::path::PathBuf;
 use std::process::Command;

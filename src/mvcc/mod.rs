@@ -35,7 +35,13 @@
 //! A read at revision R finds the last generation that started at or before R. If that
 //! generation's tombstone is at or before R the key is absent at R; otherwise the visible value
 //! is its last put at or before R. So a read at 5 sees `b` (generation 1, put 4), at 7 sees
-//! nothing (tombstone 6), at 9 sees `c`.
+//! nothing (tombstone 6), at 9 sees `c`. Each history also keeps its newest revision (10 here)
+//! and whether that is a put, so a read at or after it (at 10 or later: most reads are at the
+//! current revision) answers without looking into the generations.
+//!
+//! A put record's value is a shared `Bytes`: the `KeyValue` of a read, an event or a watch
+//! response refers to the stored bytes instead of copying them (`mvccpb.KeyValue.value` is
+//! generated as `bytes::Bytes`, see build.rs).
 //!
 //! Compaction at C promises that reads at C or later still work and gives up everything else.
 //! For each key it keeps, per generation, the put visible at C and all that came after, and it
